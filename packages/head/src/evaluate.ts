@@ -1,0 +1,53 @@
+/** Test-set quality of a head: what report.json holds. */
+export interface EvaluationReport {
+  top1: number;
+  top5: number;
+  /** k used for "top5" (min(5, classes)). */
+  topK: number;
+  images: number;
+  classes: string[];
+  perClass: { label: string; images: number; accuracy: number }[];
+  /** confusion[actual][predicted] counts. */
+  confusion: number[][];
+}
+
+/**
+ * Scores predictions: probabilities[i] for image i with true class labels[i].
+ * With no images every figure is 0 (and `images` says so).
+ */
+export function evaluatePredictions(probabilities: Float32Array[], labels: number[], classes: string[]): EvaluationReport {
+  const C = classes.length;
+  const k = Math.min(5, C);
+  const confusion = classes.map(() => new Array<number>(C).fill(0));
+  let top1 = 0;
+  let topk = 0;
+  for (let i = 0; i < labels.length; i++) {
+    const p = probabilities[i];
+    const order = Array.from(p.keys()).sort((a, b) => p[b] - p[a]);
+    confusion[labels[i]][order[0]]++;
+    if (order[0] === labels[i]) top1++;
+    if (order.slice(0, k).includes(labels[i])) topk++;
+  }
+  const n = labels.length;
+  return {
+    top1: n ? top1 / n : 0,
+    top5: n ? topk / n : 0,
+    topK: k,
+    images: n,
+    classes,
+    perClass: classes.map((label, c) => {
+      const row = confusion[c].reduce((a, b) => a + b, 0);
+      return { label, images: row, accuracy: row ? confusion[c][c] / row : 0 };
+    }),
+    confusion,
+  };
+}
+
+/** A few lines a person reads at the end of a run. */
+export function formatReport(r: EvaluationReport): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lines = [`test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images`];
+  const width = Math.max(...r.classes.map((c) => c.length));
+  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${pct(c.accuracy).padStart(6)}  (${c.images} images)`);
+  return lines.join('\n');
+}

@@ -1,0 +1,21 @@
+export { resolveTrainOptions } from './options.js';
+export type { TrainOptions, ResolvedTrainOptions } from './options.js';
+export { trainHead, moments, TrainingAborted } from './train.js';
+export type { HeadDataset, LabelledVectors, EpochResult, SavedTensor, TrainingCheckpoint, TrainedHead, TrainHooks } from './train.js';
+export { evaluatePredictions, formatReport } from './evaluate.js';
+export type { EvaluationReport } from './evaluate.js';
+export {
+  MODEL_FORMAT_VERSION,
+  MODEL_FILES,
+  foldedWeights,
+  headModel,
+  packageModel,
+  modelFiles,
+  writeModelFolder,
+  readModelFolder,
+  loadHeadModel,
+  predict,
+} from './model.js';
+export type { ModelManifest, ModelFolder } from './model.js';
+export { loadClassifier, classifyFile } from './classifier.js';
+export type { Classifier, Prediction } from './classifier.js';

@@ -1,0 +1,158 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import type { ResolvedBackbone } from '@graft/vision';
+import type { EvaluationReport } from './evaluate.js';
+import type { TrainedHead } from './train.js';
+
+/** Version of the exported folder layout. */
+export const MODEL_FORMAT_VERSION = 1;
+
+/** graft.json: what a model folder is, beside the TF.js files. */
+export interface ModelManifest {
+  formatVersion: number;
+  classes: string[];
+  /** The backbone the head was trained on: classify loads exactly this (fingerprint checked). */
+  backbone: ResolvedBackbone;
+  /** The head takes raw bottleneck vectors: standardisation is folded into its weights. */
+  input: { dim: number; standardizationFolded: boolean };
+  training: { optimizer: string; learningRate: number; batchSize: number; epochs: number; bestEpoch: number; stoppedEarly: boolean };
+  jobId?: string;
+  createdAt: string;
+}
+
+/** The files of a model folder, in memory: model.json, weights.bin, graft.json, report.json. */
+export interface ModelFolder {
+  modelJson: Record<string, unknown>;
+  weights: Uint8Array;
+  manifest: ModelManifest;
+  report: EvaluationReport;
+}
+
+export const MODEL_FILES = ['model.json', 'weights.bin', 'graft.json', 'report.json'] as const;
+
+/**
+ * Folds standardisation into the dense layer, so the exported model takes raw vectors:
+ *   softmax(((x - mean) / std) W + b) = softmax(x (W / std) + (b - (mean / std) W))
+ */
+export function foldedWeights(head: TrainedHead): { kernel: Float32Array; bias: Float32Array } {
+  const C = head.classes.length;
+  const kernel = new Float32Array(head.kernel.length);
+  const bias = Float32Array.from(head.bias);
+  for (let j = 0; j < head.dim; j++) {
+    const s = head.std[j];
+    const m = head.mean[j] / s;
+    for (let c = 0; c < C; c++) {
+      const w = head.kernel[j * C + c];
+      kernel[j * C + c] = w / s;
+      bias[c] -= m * w;
+    }
+  }
+  return { kernel, bias };
+}
+
+/** Builds the TF.js layers model of a head: Dense(classes, softmax) on [dim]. */
+export function headModel(dim: number, kernel: Float32Array, bias: Float32Array): tf.Sequential {
+  const C = bias.length;
+  const model = tf.sequential({ name: 'graft_head' });
+  model.add(tf.layers.dense({ units: C, activation: 'softmax', inputShape: [dim], name: 'graft_softmax' }));
+  model.layers[0].setWeights([tf.tensor2d(kernel, [dim, C]), tf.tensor1d(bias)]);
+  return model;
+}
+
+/** Serialises a trained head with its backbone reference and test report. */
+export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone, report: EvaluationReport, jobId?: string): Promise<ModelFolder> {
+  const { kernel, bias } = foldedWeights(head);
+  const model = headModel(head.dim, kernel, bias);
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    artifacts = a;
+    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+  }));
+  model.dispose();
+  const a = artifacts!;
+  const weights = new Uint8Array(a.weightData as ArrayBuffer);
+  return {
+    modelJson: {
+      format: 'layers-model',
+      generatedBy: a.generatedBy,
+      convertedBy: null,
+      modelTopology: a.modelTopology,
+      weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
+    },
+    weights,
+    manifest: {
+      formatVersion: MODEL_FORMAT_VERSION,
+      classes: head.classes,
+      backbone,
+      input: { dim: head.dim, standardizationFolded: true },
+      training: {
+        optimizer: head.options.optimizer,
+        learningRate: head.options.learningRate,
+        batchSize: head.options.batchSize,
+        epochs: head.history.length,
+        bestEpoch: head.bestEpoch,
+        stoppedEarly: head.stoppedEarly,
+      },
+      jobId,
+      createdAt: new Date().toISOString(),
+    },
+    report,
+  };
+}
+
+/** Bytes of each file of a model folder, by file name. */
+export function modelFiles(m: ModelFolder): Record<(typeof MODEL_FILES)[number], Uint8Array> {
+  const json = (v: unknown) => new TextEncoder().encode(`${JSON.stringify(v, null, 2)}\n`);
+  return { 'model.json': json(m.modelJson), 'weights.bin': m.weights, 'graft.json': json(m.manifest), 'report.json': json(m.report) };
+}
+
+export async function writeModelFolder(dir: string, files: Record<string, Uint8Array>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [name, bytes] of Object.entries(files)) await writeFile(join(dir, name), bytes);
+}
+
+/** @throws Error naming the folder and the missing or bad file. */
+export async function readModelFolder(dir: string): Promise<ModelFolder> {
+  const read = async (name: string) => {
+    try {
+      return await readFile(join(dir, name));
+    } catch (err) {
+      throw new Error(`${dir} is not a graft model folder: cannot read ${name} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    }
+  };
+  const manifest = JSON.parse((await read('graft.json')).toString('utf8')) as ModelManifest;
+  if (manifest.formatVersion !== MODEL_FORMAT_VERSION) throw new Error(`${dir}/graft.json has format version ${manifest.formatVersion}; this graft reads ${MODEL_FORMAT_VERSION}`);
+  return {
+    manifest,
+    modelJson: JSON.parse((await read('model.json')).toString('utf8')) as Record<string, unknown>,
+    weights: new Uint8Array(await read('weights.bin')),
+    report: JSON.parse((await read('report.json')).toString('utf8')) as EvaluationReport,
+  };
+}
+
+/** Loads the head of a model folder as a TF.js model. */
+export async function loadHeadModel(m: ModelFolder): Promise<tf.LayersModel> {
+  const mj = m.modelJson as { modelTopology: tf.io.ModelArtifacts['modelTopology']; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+  const w = m.weights;
+  return tf.loadLayersModel(
+    tf.io.fromMemory({
+      modelTopology: mj.modelTopology,
+      weightSpecs: mj.weightsManifest.flatMap((g) => g.weights),
+      weightData: w.buffer.slice(w.byteOffset, w.byteOffset + w.byteLength) as ArrayBuffer,
+    }),
+  );
+}
+
+/** Class probabilities for raw bottleneck vectors. */
+export async function predict(model: tf.LayersModel, vectors: Float32Array[], dim: number): Promise<Float32Array[]> {
+  if (vectors.length === 0) return [];
+  const flat = new Float32Array(vectors.length * dim);
+  vectors.forEach((v, i) => flat.set(v, i * dim));
+  const x = tf.tensor2d(flat, [vectors.length, dim]);
+  const y = model.predict(x) as tf.Tensor2D;
+  const data = (await y.data()) as Float32Array;
+  tf.dispose([x, y]);
+  const C = y.shape[1];
+  return vectors.map((_, i) => data.slice(i * C, (i + 1) * C));
+}

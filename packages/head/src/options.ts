@@ -1,0 +1,41 @@
+/** Head training options as users give them: everything optional. */
+export interface TrainOptions {
+  /** rmsprop (default, as retrain.py's successors use), adam or sgd. */
+  optimizer?: 'rmsprop' | 'adam' | 'sgd';
+  /** Default 0.001 for rmsprop/adam, 0.01 for sgd. */
+  learningRate?: number;
+  /** Examples per step. Default: the number of classes, at least 32 and at most 256. */
+  batchSize?: number;
+  /** Maximum epochs. Default 100. */
+  epochs?: number;
+  /** Stop after this many epochs without a better validation accuracy. Default 10; 0 = never. */
+  patience?: number;
+  /** Shuffling and initialisation seed. Default 1. */
+  seed?: number;
+  /** Standardise vectors with the training set's per-dimension mean and deviation. Default true. */
+  standardize?: boolean;
+}
+
+export type ResolvedTrainOptions = Required<TrainOptions>;
+
+const OPTIMIZERS = ['rmsprop', 'adam', 'sgd'] as const;
+
+/** Fills defaults. @throws RangeError naming the bad field. */
+export function resolveTrainOptions(o: TrainOptions, numClasses: number): ResolvedTrainOptions {
+  const optimizer = o.optimizer || 'rmsprop';
+  if (!OPTIMIZERS.includes(optimizer)) throw new RangeError(`optimizer must be one of ${OPTIMIZERS.join(', ')}, got ${JSON.stringify(optimizer)}`);
+  const r: ResolvedTrainOptions = {
+    optimizer,
+    learningRate: o.learningRate || (optimizer === 'sgd' ? 0.01 : 0.001),
+    batchSize: o.batchSize || Math.min(256, Math.max(32, numClasses)),
+    epochs: o.epochs || 100,
+    patience: o.patience ?? 10,
+    seed: o.seed ?? 1,
+    standardize: o.standardize ?? true,
+  };
+  if (!(r.learningRate > 0 && r.learningRate < 10)) throw new RangeError(`learningRate must be in (0, 10), got ${r.learningRate}`);
+  if (!Number.isInteger(r.batchSize) || r.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${r.batchSize}`);
+  if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > 100_000) throw new RangeError(`epochs must be an integer from 1 to 100000, got ${r.epochs}`);
+  if (!Number.isInteger(r.patience) || r.patience < 0) throw new RangeError(`patience must be a non-negative integer, got ${r.patience}`);
+  return r;
+}

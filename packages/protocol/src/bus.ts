@@ -1,0 +1,193 @@
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
+import { BusError } from './errors.js';
+
+/** How to reach NATS. Secrets here are never logged: use {@link describeBus} for logs. */
+export interface BusOptions {
+  /** Server URL(s), comma separated. Default `nats://127.0.0.1:4222`. */
+  servers?: string | string[];
+  /** Connection name shown in the server's monitoring. */
+  name?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** Wait between reconnect attempts, ms. Default 1000. */
+  reconnectWaitMs?: number;
+  /** TLS: CA file and optional client certificate/key files. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
+/** Options of the JetStream topology graft creates. */
+export interface TopologyOptions {
+  /** Max queued extraction tasks; publishing past it fails (discard new), never evicts. Default 100000. */
+  maxQueuedTasks?: number;
+  /** Storage for streams and buckets. Default file. */
+  memory?: boolean;
+  /** Stream/bucket replicas (cluster only). Default 1. */
+  replicas?: number;
+}
+
+/** A connected bus with every stream and bucket opened. */
+export interface Bus {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  images: ObjectStore;
+  artifacts: ObjectStore;
+  vectors: KV;
+  jobs: KV;
+  close(): Promise<void>;
+}
+
+/** Redacts credentials: what a log line may say about a bus config. */
+export function describeBus(opts: BusOptions): Record<string, unknown> {
+  return {
+    servers: opts.servers ?? 'nats://127.0.0.1:4222',
+    name: opts.name,
+    auth: opts.token ? 'token' : opts.user ? `user ${opts.user}` : 'none',
+    tls: opts.tls ? true : false,
+  };
+}
+
+/** Connects and keeps reconnecting forever: a broker restart must not end a worker. */
+export async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
+  const servers = typeof opts.servers === 'string' ? opts.servers.split(',').map((s) => s.trim()) : opts.servers;
+  try {
+    return await connect({
+      servers: servers ?? ['nats://127.0.0.1:4222'],
+      name: opts.name,
+      user: opts.user,
+      pass: opts.pass,
+      token: opts.token,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: opts.reconnectWaitMs ?? 1000,
+      waitOnFirstConnect: false,
+      tls: opts.tls ? { caFile: opts.tls.caFile, certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : undefined,
+    });
+  } catch (err) {
+    throw new BusError(`cannot connect to NATS at ${String(servers ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & { name: string })[] {
+  const storage = o.memory ? StorageType.Memory : StorageType.File;
+  const base = { storage, num_replicas: o.replicas };
+  return [
+    { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1 },
+    {
+      ...base,
+      name: STREAMS.tasks,
+      subjects: [SUBJECTS.tasks],
+      retention: RetentionPolicy.Workqueue,
+      // Back-pressure, not eviction: a full queue refuses new tasks.
+      discard: DiscardPolicy.New,
+      max_msgs: o.maxQueuedTasks,
+      duplicate_window: nanos(10 * 60_000),
+    },
+    { ...base, name: STREAMS.results, subjects: [SUBJECTS.results], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, duplicate_window: nanos(10 * 60_000) },
+    { ...base, name: STREAMS.events, subjects: [SUBJECTS.events], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs_per_subject: 10_000 },
+  ];
+}
+
+/** Creates a stream, or leaves an existing one as it is (idempotent, safe from many processes). */
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+    return;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== 404) throw err;
+  }
+  try {
+    await jsm.streams.add(cfg);
+  } catch (err) {
+    // Another process created it between our info and add.
+    if (err instanceof JetStreamApiError && /already in use|already exists/i.test(err.message)) return;
+    throw err;
+  }
+}
+
+/**
+ * Connects (see {@link connectNats}) and creates, idempotently, every stream, consumer and
+ * bucket graft uses, then opens them.
+ * @throws BusError when NATS cannot be reached or JetStream is not enabled.
+ */
+export async function openBus(opts: BusOptions = {}, topology: TopologyOptions = {}): Promise<Bus> {
+  const nc = await connectNats(opts);
+  try {
+    return await openBusOn(nc, topology);
+  } catch (err) {
+    await nc.close().catch(() => undefined);
+    throw err instanceof BusError ? err : new BusError(`cannot set up JetStream: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** {@link openBus} on a connection the caller owns (closing the Bus closes it). */
+export async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
+  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, ...topology };
+  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const js = jetstream(nc, { timeout: 10_000 });
+  for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
+  await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(120_000), max_deliver: 5 });
+  await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(60_000), max_deliver: -1, max_ack_pending: 1000 });
+  const storage = o.memory ? StorageType.Memory : StorageType.File;
+  const kvm = new Kvm(js);
+  const objm = new Objm(js);
+  const [images, artifacts, vectors, jobs] = await Promise.all([
+    objm.create(BUCKETS.images, { storage, replicas: o.replicas, description: 'graft image bytes by SHA-256' }),
+    objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, description: 'graft heads, reports and checkpoints' }),
+    kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, description: 'graft bottleneck cache' }),
+    kvm.create(BUCKETS.jobs, { storage, replicas: o.replicas, history: 1, description: 'graft job records' }),
+  ]);
+  return {
+    nc, js, jsm, images, artifacts, vectors, jobs,
+    async close() {
+      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+/** Extraction consumer settings, shared by the coordinator (which creates it) and tests. */
+export interface ExtractorConsumerOptions {
+  /** How long a worker holds a task before it is redelivered, ms; workers extend it while busy. Default 30000. */
+  ackWaitMs?: number;
+  /** Deliveries of a task before it is given up on. Default 5. */
+  maxDeliver?: number;
+}
+
+/** Creates the durable pull consumer of one backbone's tasks, shared by all extractors. */
+export async function ensureExtractorConsumer(jsm: JetStreamManager, fingerprint: string, opts: ExtractorConsumerOptions = {}): Promise<string> {
+  const name = extractorConsumer(fingerprint);
+  await ensureConsumer(jsm, STREAMS.tasks, {
+    durable_name: name,
+    filter_subject: taskSubject(fingerprint),
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(opts.ackWaitMs ?? 30_000),
+    max_deliver: opts.maxDeliver ?? 5,
+    max_ack_pending: 1000,
+  });
+  return name;
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Parameters<JetStreamManager['consumers']['add']>[1]): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name!);
+    return;
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== 404) throw err;
+  }
+  await jsm.consumers.add(stream, cfg);
+}

@@ -1,0 +1,53 @@
+export {
+  SUBJECT_ROOT,
+  STREAMS,
+  SUBJECTS,
+  BUCKETS,
+  CONSUMERS,
+  manifestSubject,
+  taskSubject,
+  resultSubject,
+  eventSubject,
+  extractorConsumer,
+  fingerprintOfConsumer,
+  vectorKey,
+  artifactNames,
+  isValidJobId,
+} from './names.js';
+export { ProtocolError, BusError } from './errors.js';
+export {
+  pb,
+  codecs,
+  MessageCodec,
+  Split,
+  VectorDType,
+  ErrorCode,
+  JobState,
+  jobStateName,
+  errorCodeName,
+  splitName,
+  isTerminal,
+} from './messages.js';
+export type {
+  BackboneRef,
+  TrainingOptions,
+  ImageEntry,
+  SkippedFile,
+  DatasetManifest,
+  ExtractionTask,
+  ImageVector,
+  VectorBatch,
+  StageTimings,
+  JobCounts,
+  EpochMetrics,
+  ImageFailure,
+  EvaluationSummary,
+  JobStatus,
+  JobEvent,
+  CachedVector,
+  Checkpoint,
+  NamedTensor,
+} from './messages.js';
+export { openBus, openBusOn, connectNats, describeBus, ensureExtractorConsumer } from './bus.js';
+export type { Bus, BusOptions, TopologyOptions, ExtractorConsumerOptions } from './bus.js';
+export { encodeVector, decodeVector } from './vectors.js';

@@ -1,0 +1,96 @@
+/**
+ * Every NATS name graft uses: subjects, streams, consumers and buckets.
+ * Nothing else in graft spells one out; change a name here and only here.
+ */
+
+/** Subject prefix shared by all graft traffic (permissions are written against `graft.>`). */
+export const SUBJECT_ROOT = 'graft';
+
+export const STREAMS = {
+  /** One message per job: the dataset manifest (`graft.manifests.<job>`). */
+  manifests: 'GRAFT_MANIFESTS',
+  /** Extraction tasks, work-queue retention (`graft.tasks.<fingerprint>`). */
+  tasks: 'GRAFT_TASKS',
+  /** Vector batches from workers to the coordinator (`graft.results.<job>`). */
+  results: 'GRAFT_RESULTS',
+  /** Job history for watchers (`graft.events.<job>`). */
+  events: 'GRAFT_EVENTS',
+} as const;
+
+export const SUBJECTS = {
+  manifests: `${SUBJECT_ROOT}.manifests.*`,
+  tasks: `${SUBJECT_ROOT}.tasks.*`,
+  results: `${SUBJECT_ROOT}.results.*`,
+  events: `${SUBJECT_ROOT}.events.*`,
+} as const;
+
+export const BUCKETS = {
+  /** Object store of image bytes; object name = hex SHA-256 of the bytes. */
+  images: 'graft-images',
+  /** Object store of trained heads, reports and checkpoints, under `<job>/...`. */
+  artifacts: 'graft-artifacts',
+  /** KV of bottleneck vectors (and per-image errors) under `<fingerprint>.<sha256>`. */
+  vectors: 'graft-vectors',
+  /** KV of job records (JobStatus) under the job id. */
+  jobs: 'graft-jobs',
+} as const;
+
+export const CONSUMERS = {
+  manifests: 'coordinator-manifests',
+  results: 'coordinator-results',
+} as const;
+
+/** Subject a job's manifest is published on. */
+export function manifestSubject(jobId: string): string {
+  return `${SUBJECT_ROOT}.manifests.${token(jobId, 'job id')}`;
+}
+
+/** Subject of extraction tasks for one backbone. */
+export function taskSubject(fingerprint: string): string {
+  return `${SUBJECT_ROOT}.tasks.${token(fingerprint, 'fingerprint')}`;
+}
+
+/** Subject a job's vector batches are published on. */
+export function resultSubject(jobId: string): string {
+  return `${SUBJECT_ROOT}.results.${token(jobId, 'job id')}`;
+}
+
+/** Subject of a job's events. */
+export function eventSubject(jobId: string): string {
+  return `${SUBJECT_ROOT}.events.${token(jobId, 'job id')}`;
+}
+
+/** Durable pull consumer shared by every extractor serving one backbone. */
+export function extractorConsumer(fingerprint: string): string {
+  return `extract-${token(fingerprint, 'fingerprint')}`;
+}
+
+/** The fingerprint an extractor consumer serves, or undefined for other consumers. */
+export function fingerprintOfConsumer(name: string): string | undefined {
+  return name.startsWith('extract-') ? name.slice('extract-'.length) : undefined;
+}
+
+/** Vector cache key: the backbone and the image content, nothing else. */
+export function vectorKey(fingerprint: string, sha256: string): string {
+  return `${token(fingerprint, 'fingerprint')}.${token(sha256, 'sha256')}`;
+}
+
+/** Artifact object names for one job. */
+export const artifactNames = {
+  head: (jobId: string) => `${jobId}/head.json`,
+  report: (jobId: string) => `${jobId}/report.json`,
+  checkpoint: (jobId: string) => `${jobId}/checkpoint.pb`,
+} as const;
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+/** A subject token or key part must not contain dots, wildcards or spaces. */
+function token(value: string, what: string): string {
+  if (!TOKEN.test(value)) throw new TypeError(`invalid ${what} ${JSON.stringify(value)}: use letters, digits, '-' and '_'`);
+  return value;
+}
+
+/** Whether a string can be used as a job id (and so as a subject token). */
+export function isValidJobId(value: string): boolean {
+  return TOKEN.test(value) && value.length <= 64;
+}

@@ -1,0 +1,125 @@
+import { BackboneError } from './errors.js';
+
+/**
+ * How pixels (0..255) become model input, written once for every backbone:
+ * - unit:      x / 255           -> [0, 1]  (TF Hub image models, Darknet, nsfwjs)
+ * - symmetric: x / 127.5 - 1     -> [-1, 1] (Keras MobileNet/Inception "tf" mode)
+ * - none:      x                 -> [0, 255]
+ */
+export type Preprocess = 'unit' | 'symmetric' | 'none';
+export const PREPROCESS: Readonly<Record<Preprocess, { scale: number; offset: number }>> = {
+  unit: { scale: 1 / 255, offset: 0 },
+  symmetric: { scale: 1 / 127.5, offset: -1 },
+  none: { scale: 1, offset: 0 },
+};
+
+/** Resize used for every backbone (sharp's linear kernel, aspect not kept); part of the fingerprint. */
+export const RESIZE_METHOD = 'bilinear-fill';
+
+/** A backbone as configured: where the model is and how to feed and cut it. */
+export interface BackboneSpec {
+  /** Catalogue id, or "custom". */
+  id: string;
+  /** embedded:..., file://... or http(s)://... of a TF.js model.json (or TF Hub model handle). */
+  url: string;
+  /** Layer (layers model) or node (graph model) whose output, global-average-pooled if spatial, is the bottleneck; "" = the model's output. */
+  bottleneck: string;
+  /** Square input edge, pixels. */
+  inputSize: number;
+  preprocess: Preprocess;
+  /** Expected bottleneck dimension, when known in advance. */
+  dim?: number;
+  /** Shown to users: what it is and how good it is. */
+  description?: string;
+}
+
+/** The embedded default: always present, no network. */
+export const EMBEDDED_ID = 'inception_v3_mixed5';
+
+/**
+ * Named backbones. URLs are the models' published TF.js locations (TF Hub handles take
+ * [0, 1] input); the embedded one ships in the nsfwjs npm package (MIT).
+ */
+export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
+  [EMBEDDED_ID]: {
+    id: EMBEDDED_ID,
+    url: 'embedded:nsfwjs/inception_v3',
+    bottleneck: 'mixed5',
+    inputSize: 299,
+    preprocess: 'unit',
+    dim: 768,
+    description: 'InceptionV3 (ImageNet-trained up to mixed5, shipped in nsfwjs@4.4.0), mixed5 pooled, 768-d. Works offline; weaker than a full ImageNet model.',
+  },
+  mobilenet_v2: {
+    id: 'mobilenet_v2',
+    url: 'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1',
+    bottleneck: '',
+    inputSize: 224,
+    preprocess: 'unit',
+    dim: 1280,
+    description: 'MobileNetV2 1.0 224, ImageNet, 1280-d feature vector (TF Hub).',
+  },
+  mobilenet_v3_large: {
+    id: 'mobilenet_v3_large',
+    url: 'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v3_large_100_224/feature_vector/5/default/1',
+    bottleneck: '',
+    inputSize: 224,
+    preprocess: 'unit',
+    dim: 1280,
+    description: 'MobileNetV3 Large 1.0 224, ImageNet, 1280-d feature vector (TF Hub).',
+  },
+  inception_v3: {
+    id: 'inception_v3',
+    url: 'https://tfhub.dev/google/tfjs-model/imagenet/inception_v3/feature_vector/3/default/1',
+    bottleneck: '',
+    inputSize: 299,
+    preprocess: 'unit',
+    dim: 2048,
+    description: "InceptionV3, ImageNet, 2048-d pool_3 feature vector (TF Hub): retrain.py's backbone.",
+  },
+};
+
+/** What `--backbone auto` tries first, and what it falls back to when that cannot be loaded. */
+export const AUTO_PREFERRED = 'mobilenet_v2';
+export const AUTO_FALLBACK = EMBEDDED_ID;
+
+/** Overrides for a user model (or a catalogue entry). */
+export interface BackboneOverrides {
+  bottleneck?: string;
+  inputSize?: number;
+  preprocess?: string;
+}
+
+/**
+ * Turns what the user typed (`auto`, a catalogue id, a path, `file://` or `http(s)://` URL)
+ * into a spec. `auto` resolves to {@link AUTO_PREFERRED}; loading falls back (see loadBackbone).
+ * @throws BackboneError for an unknown name or a bad override.
+ */
+export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = {}): BackboneSpec {
+  const name = nameOrUrl.trim() || 'auto';
+  let spec: BackboneSpec;
+  if (name === 'auto') spec = { ...CATALOGUE[AUTO_PREFERRED], id: 'auto' };
+  else if (CATALOGUE[name]) spec = { ...CATALOGUE[name] };
+  else if (/^(file|https?|embedded):/.test(name) || name.includes('/') || name.endsWith('.json')) {
+    spec = { id: 'custom', url: toUrl(name), bottleneck: '', inputSize: 0, preprocess: 'unit' };
+  } else {
+    throw new BackboneError(`unknown backbone ${JSON.stringify(name)}: use auto, ${Object.keys(CATALOGUE).join(', ')}, or a model path/URL`);
+  }
+  if (overrides.bottleneck !== undefined) spec.bottleneck = overrides.bottleneck;
+  if (overrides.inputSize !== undefined) {
+    if (!Number.isInteger(overrides.inputSize) || overrides.inputSize < 16 || overrides.inputSize > 2048) {
+      throw new BackboneError(`input size must be an integer from 16 to 2048, got ${overrides.inputSize}`);
+    }
+    spec.inputSize = overrides.inputSize;
+  }
+  if (overrides.preprocess !== undefined) {
+    if (!(overrides.preprocess in PREPROCESS)) throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(overrides.preprocess)}`);
+    spec.preprocess = overrides.preprocess as Preprocess;
+  }
+  return spec;
+}
+
+function toUrl(name: string): string {
+  if (/^(file|https?|embedded):/.test(name)) return name;
+  return `file://${name.startsWith('/') ? '' : `${process.cwd()}/`}${name}`;
+}

@@ -1,0 +1,58 @@
+import sharp from 'sharp';
+import { ImageError } from './errors.js';
+
+/** Limits that protect a worker from hostile images. */
+export interface DecodeLimits {
+  /** Largest accepted file, bytes. Default 50 MiB. */
+  maxBytes?: number;
+  /** Largest accepted width x height, pixels. Default 100 megapixels (a 10,000 x 10,000 image). */
+  maxPixels?: number;
+}
+
+export const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = { maxBytes: 50 * 1024 * 1024, maxPixels: 100_000_000 };
+
+// libvips keeps its own caches and threads; a worker decodes each image once.
+sharp.cache(false);
+
+/**
+ * Decodes any image sharp reads (JPEG, PNG, WebP, GIF, TIFF, AVIF...), applies EXIF
+ * orientation, converts grayscale/CMYK/alpha to sRGB, and resizes to size x size
+ * (bilinear, aspect ratio not kept, as retrain.py did).
+ * @returns size*size*3 RGB bytes, row-major (HWC).
+ * @throws ImageError (EMPTY, TOO_LARGE, DECODE_FAILED) naming the problem.
+ */
+export async function decodeImage(bytes: Uint8Array, size: number, limits: DecodeLimits = {}): Promise<Uint8Array> {
+  const { maxBytes, maxPixels } = { ...DEFAULT_DECODE_LIMITS, ...limits };
+  if (bytes.byteLength === 0) throw new ImageError('EMPTY', 'file is empty (0 bytes)');
+  if (bytes.byteLength > maxBytes) throw new ImageError('TOO_LARGE', `file is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
+  try {
+    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+      .rotate()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .resize(size, size, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels === 3) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return toRgb(data, info.channels);
+  } catch (err) {
+    const msg = (err as Error).message ?? String(err);
+    if (/pixel limit/i.test(msg)) throw new ImageError('TOO_LARGE', `image is over the ${maxPixels}-pixel limit`, { cause: err });
+    throw new ImageError('DECODE_FAILED', `not a readable image: ${msg.split('\n')[0]}`, { cause: err });
+  }
+}
+
+function toRgb(data: Uint8Array, channels: number): Uint8Array {
+  const n = data.length / channels;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const g = data[i * channels];
+    out[i * 3] = g;
+    out[i * 3 + 1] = channels >= 3 ? data[i * channels + 1] : g;
+    out[i * 3 + 2] = channels >= 3 ? data[i * channels + 2] : g;
+  }
+  return out;
+}
+
+/** File extensions graft treats as images when scanning a folder. */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
