@@ -40,9 +40,7 @@ const commented = join(tmp, 'graft.js');
 writeFileSync(commented, pbjs([]));
 const dts = execFileSync(bin('pbts'), ['--no-comments', commented], { encoding: 'utf8' });
 rmSync(tmp, { recursive: true, force: true });
-// The ESM wrapper exports the root as default while pbts declares a named
-// namespace; export the namespace by name so both agree. --force-number leaves
-// no Long in the types, and its CommonJS-style import breaks ESM declarations.
-writeFileSync(outJs, header + pbjs(['--no-comments']) + 'export const graft = $root.graft;\n');
+// --force-number leaves no Long in the types, and its CommonJS-style import breaks ESM declarations.
+writeFileSync(outJs, header + pbjs(['--no-comments']));
 writeFileSync(outDts, header + dts.replace(/^import Long = require\("long"\);\n/m, ''));
 console.log(`gen-proto: wrote ${outJs} and ${outDts}`);

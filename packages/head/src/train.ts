@@ -36,6 +36,7 @@ export interface TrainingCheckpoint {
   weights: SavedTensor[];
   optimizer: SavedTensor[];
   bestValAccuracy: number;
+  bestValLoss: number;
   bestEpoch: number;
   bestWeights: SavedTensor[];
   epochsWithoutImprovement: number;
@@ -96,14 +97,16 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
   const yVal = hasVal ? tf.tensor1d(data.validation.y, 'int32') : undefined;
 
   const rng = mulberry32(opts.seed);
-  // Glorot-uniform initialisation, seeded.
-  const init = tf.tidy(() => tf.randomUniform([data.dim, C], -1, 1, 'float32', opts.seed).mul(Math.sqrt(6 / (data.dim + C))));
+  // Near-zero start, as retrain.py (truncated normal, stddev 0.001): the first loss is ln(classes)
+  // rather than whatever a random projection of standardised vectors happens to give.
+  const init = tf.truncatedNormal([data.dim, C], 0, 0.001, 'float32', opts.seed);
+  const zeros = tf.zeros([C]);
   const kernel = tf.variable(init, true);
-  init.dispose();
-  const bias = tf.variable(tf.zeros([C]), true);
+  const bias = tf.variable(zeros, true);
+  tf.dispose([init, zeros]);
   const optimizer = makeOptimizer(opts);
   const history: EpochResult[] = [];
-  let best = { acc: -1, epoch: 0, kernel: undefined as Float32Array | undefined, bias: undefined as Float32Array | undefined };
+  let best = { acc: -1, loss: Infinity, epoch: 0, kernel: undefined as Float32Array | undefined, bias: undefined as Float32Array | undefined };
   let since = 0;
   let start = 0;
   let stoppedEarly = false;
@@ -117,7 +120,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
       start = c.epoch;
       since = c.epochsWithoutImprovement;
       history.push(...c.history);
-      best = { acc: c.bestValAccuracy, epoch: c.bestEpoch, kernel: c.bestWeights[0]?.values, bias: c.bestWeights[1]?.values };
+      best = { acc: c.bestValAccuracy, loss: c.bestValLoss, epoch: c.bestEpoch, kernel: c.bestWeights[0]?.values, bias: c.bestWeights[1]?.values };
       // Replay the shuffles of finished epochs so the generator is where it was.
       for (let e = 0; e < start; e++) permutation(n, rng);
     }
@@ -137,8 +140,10 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
       const va = xVal && yVal ? await score(xVal, yVal, kernel, bias, C) : tr;
       const result: EpochResult = { epoch, epochs: opts.epochs, loss: tr.loss, accuracy: tr.acc, valLoss: va.loss, valAccuracy: va.acc };
       history.push(result);
-      if (va.acc > best.acc) {
-        best = { acc: va.acc, epoch, kernel: (await kernel.data()) as Float32Array, bias: (await bias.data()) as Float32Array };
+      // Better = higher validation accuracy, or equal accuracy at lower loss: small validation
+      // sets tie often, and stopping on the first tie ends training far too early.
+      if (va.acc > best.acc || (va.acc === best.acc && va.loss < best.loss)) {
+        best = { acc: va.acc, loss: va.loss, epoch, kernel: (await kernel.data()) as Float32Array, bias: (await bias.data()) as Float32Array };
         since = 0;
       } else since++;
       await hooks.onEpoch?.(result);
@@ -148,6 +153,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
           weights: [await save('kernel', kernel), await save('bias', bias)],
           optimizer: await Promise.all((await optimizer.getWeights()).map((w) => save(w.name, w.tensor))),
           bestValAccuracy: best.acc,
+          bestValLoss: best.loss,
           bestEpoch: best.epoch,
           bestWeights: [
             { name: 'kernel', shape: [data.dim, C], values: best.kernel! },

@@ -109,7 +109,7 @@ async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & 
     await jsm.streams.info(cfg.name);
     return;
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== 404) throw err;
+    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
   }
   try {
     await jsm.streams.add(cfg);
@@ -187,7 +187,7 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Parame
     await jsm.consumers.info(stream, cfg.durable_name!);
     return;
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== 404) throw err;
+    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
   }
   await jsm.consumers.add(stream, cfg);
 }

@@ -30,6 +30,7 @@ export {
 } from './messages.js';
 export type {
   BackboneRef,
+  BackboneRefMessage,
   TrainingOptions,
   ImageEntry,
   SkippedFile,
@@ -47,6 +48,7 @@ export type {
   CachedVector,
   Checkpoint,
   NamedTensor,
+  Full,
 } from './messages.js';
 export { openBus, openBusOn, connectNats, describeBus, ensureExtractorConsumer } from './bus.js';
 export type { Bus, BusOptions, TopologyOptions, ExtractorConsumerOptions } from './bus.js';

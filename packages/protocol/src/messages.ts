@@ -1,3 +1,4 @@
+import './long-off.js';
 import { graft } from '../gen/graft.js';
 import { ProtocolError } from './errors.js';
 
@@ -14,22 +15,27 @@ export const JobState = pb.JobState;
 export type JobState = graft.v1.JobState;
 
 export type BackboneRef = graft.v1.BackboneRef.$Properties;
+/** A decoded BackboneRef: every field present (proto3 defaults). */
+export type BackboneRefMessage = graft.v1.BackboneRef;
 export type TrainingOptions = graft.v1.TrainingOptions.$Properties;
 export type ImageEntry = graft.v1.ImageEntry.$Properties;
 export type SkippedFile = graft.v1.SkippedFile.$Properties;
-export type DatasetManifest = graft.v1.DatasetManifest;
+/** A decoded manifest: repeated messages come back as full messages (every field present). */
+export type DatasetManifest = Omit<graft.v1.DatasetManifest, 'images' | 'skipped'> & { images: Full<graft.v1.ImageEntry.$Properties>[]; skipped: Full<graft.v1.SkippedFile.$Properties>[] };
 export type ExtractionTask = graft.v1.ExtractionTask;
 export type ImageVector = graft.v1.ImageVector.$Properties;
-export type VectorBatch = graft.v1.VectorBatch;
+export type VectorBatch = Omit<graft.v1.VectorBatch, "vectors"> & { vectors: Full<graft.v1.ImageVector.$Properties>[] };
 export type StageTimings = graft.v1.StageTimings.$Properties;
 export type JobCounts = graft.v1.JobCounts.$Properties;
 export type EpochMetrics = graft.v1.EpochMetrics.$Properties;
 export type ImageFailure = graft.v1.ImageFailure.$Properties;
 export type EvaluationSummary = graft.v1.EvaluationSummary.$Properties;
-export type JobStatus = graft.v1.JobStatus;
+/** A message's plain fields, all present: what decoding yields for nested messages. */
+export type Full<T> = { [K in Exclude<keyof T, "$unknowns">]-?: NonNullable<T[K]> };
+export type JobStatus = Omit<graft.v1.JobStatus, 'failures'> & { failures: Full<graft.v1.ImageFailure.$Properties>[] };
 export type JobEvent = graft.v1.JobEvent;
 export type CachedVector = graft.v1.CachedVector;
-export type Checkpoint = graft.v1.Checkpoint;
+export type Checkpoint = Omit<graft.v1.Checkpoint, 'history'> & { history: Full<graft.v1.EpochMetrics.$Properties>[] };
 export type NamedTensor = graft.v1.NamedTensor.$Properties;
 
 
@@ -37,11 +43,11 @@ export type NamedTensor = graft.v1.NamedTensor.$Properties;
 export class MessageCodec<P, T extends P> {
   constructor(
     readonly typeName: string,
-    private readonly type: { create(p?: P): T; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): T },
+    private readonly type: { create(p?: P): unknown; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): unknown },
   ) {}
 
   create(p: P): T {
-    return this.type.create(p);
+    return this.type.create(p) as T;
   }
 
   encode(m: P): Uint8Array {
@@ -51,14 +57,14 @@ export class MessageCodec<P, T extends P> {
   /** @throws ProtocolError when the bytes are not a valid message of this type. */
   decode(bytes: Uint8Array, where = 'message'): T {
     try {
-      return this.type.decode(bytes);
+      return this.type.decode(bytes) as T;
     } catch (err) {
       throw new ProtocolError(`${where} is not a valid ${this.typeName}: ${(err as Error).message}`, { cause: err });
     }
   }
 }
 
-function codec<P, T extends P>(name: string, type: { create(p?: P): T; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): T }): MessageCodec<P, T> {
+function codec<P, T extends P>(name: string, type: { create(p?: P): unknown; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): unknown }): MessageCodec<P, T> {
   return new MessageCodec<P, T>(name, type);
 }
 

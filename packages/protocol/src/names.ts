@@ -77,9 +77,9 @@ export function vectorKey(fingerprint: string, sha256: string): string {
 
 /** Artifact object names for one job. */
 export const artifactNames = {
-  head: (jobId: string) => `${jobId}/head.json`,
-  report: (jobId: string) => `${jobId}/report.json`,
   checkpoint: (jobId: string) => `${jobId}/checkpoint.pb`,
+  /** A file of the exported model folder (model.json, weights.bin, graft.json, report.json). */
+  modelFile: (jobId: string, file: string) => `${jobId}/${file}`,
 } as const;
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;

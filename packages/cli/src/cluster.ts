@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLocalNats, type LocalNats } from './nats-server.js';
+
+/** A whole graft cluster on this machine: nats-server, one coordinator, N workers. */
+export interface LocalCluster {
+  url: string;
+  nats?: LocalNats;
+  children: ChildProcess[];
+  /** SIGTERM to every process (workers drain), then the broker. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface LocalClusterOptions {
+  /** Data folder: JetStream store, logs. */
+  dataDir: string;
+  /** Use this server instead of starting one. */
+  natsUrl?: string;
+  /** Client port of a started server; default a free port. */
+  port?: number;
+  /** Extractor processes; default one per core (the wasm backend is single-threaded). */
+  workers?: number;
+  /** Children's output: 'inherit' (graft up) or 'files' under dataDir/logs (graft train). */
+  output?: 'inherit' | 'files';
+  /** Extra arguments for every worker (e.g. --backend). */
+  workerArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
+const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
+
+export function defaultWorkers(): number {
+  return Math.max(1, availableParallelism());
+}
+
+export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
+  await mkdir(join(o.dataDir, 'logs'), { recursive: true });
+  const nats = o.natsUrl ? undefined : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log') });
+  const url = o.natsUrl ?? nats!.url;
+  const children: ChildProcess[] = [];
+  const launch = (name: string, args: string[]) => {
+    const files = o.output === 'files';
+    const child = spawn(process.execPath, [MAIN, ...args, '--nats', url], {
+      stdio: files ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, ...o.env },
+    });
+    if (files) {
+      const log = createWriteStream(join(o.dataDir, 'logs', `${name}.log`), { flags: 'a' });
+      child.stdout!.pipe(log);
+      child.stderr!.pipe(log);
+    }
+    children.push(child);
+  };
+  launch('coordinator', ['coordinator']);
+  const n = o.workers ?? defaultWorkers();
+  for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...(o.workerArgs ?? [])]);
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    nats,
+    children,
+    stop() {
+      stopping ??= (async () => {
+        await Promise.all(children.map((c) => stopChild(c, 30_000)));
+        await nats?.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function stopChild(c: ChildProcess, graceMs: number): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+  c.kill('SIGTERM');
+  const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}

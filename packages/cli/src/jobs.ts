@@ -1,0 +1,106 @@
+import { codecs, errorCodeName, isTerminal, jobStateName, type Bus, type JobStatus } from '@graft/protocol';
+import { createProgress, type Progress } from './progress.js';
+
+export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | undefined> {
+  const e = await bus.jobs.get(jobId);
+  if (!e || e.length === 0) return undefined;
+  return codecs.jobStatus.decode(e.value, `job record ${jobId}`);
+}
+
+export async function listJobs(bus: Bus): Promise<JobStatus[]> {
+  const out: JobStatus[] = [];
+  for await (const k of await bus.jobs.keys()) {
+    const s = await readJob(bus, k).catch(() => undefined);
+    if (s) out.push(s);
+  }
+  return out.sort((a, b) => Number(a.createdAtMs) - Number(b.createdAtMs));
+}
+
+/** A plain-object view of a job record, for --json. */
+export function jobJson(s: JobStatus): Record<string, unknown> {
+  return { ...(codecs.jobStatus.create(s) as unknown as { toJSON(): Record<string, unknown> }).toJSON(), state: jobStateName(s.state) };
+}
+
+const pct = (x: number | null | undefined) => `${(100 * (x ?? 0)).toFixed(1)}%`;
+
+/** One line per job: id, state, counts, accuracy. */
+export function jobLine(s: JobStatus): string {
+  const c = s.counts ?? {};
+  const parts = [s.jobId, jobStateName(s.state).padEnd(10), `${s.name}`, `images ${c.total ?? 0} (cached ${c.cached ?? 0}, extracted ${c.extracted ?? 0}, failed ${c.failed ?? 0})`];
+  if (s.training?.epoch) parts.push(`epoch ${s.training.epoch} loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
+  if (s.evaluation?.testImages) parts.push(`test top-1 ${pct(s.evaluation.top1)}`);
+  if (s.error) parts.push(`error: ${s.error}`);
+  return parts.join('  ');
+}
+
+/** A readable block about one job. */
+export function jobDetails(s: JobStatus, withFailures = false): string {
+  const c = s.counts ?? {};
+  const lines = [
+    `job       ${s.jobId} (${s.name})`,
+    `state     ${jobStateName(s.state)}`,
+    `backbone  ${s.backbone?.id ? `${s.backbone.id} (${s.backbone.dim}-d, fingerprint ${s.backbone.fingerprint})` : '(not resolved yet)'}`,
+    `classes   ${s.classes.join(', ')}`,
+    `images    ${c.total ?? 0}: ${c.cached ?? 0} cached, ${c.extracted ?? 0} extracted, ${c.failed ?? 0} failed${s.skipped ? `; ${s.skipped} files skipped at publish` : ''}`,
+  ];
+  if (s.training?.epoch) lines.push(`training  epoch ${s.training.epoch}/${s.training.epochs}: loss ${(s.training.loss ?? 0).toFixed(4)}, train ${pct(s.training.accuracy)}, validation ${pct(s.training.valAccuracy)}`);
+  if (s.evaluation?.testImages) lines.push(`test      top-1 ${pct(s.evaluation.top1)}, top-5 ${pct(s.evaluation.top5)} on ${s.evaluation.testImages} images (${s.evaluation.trainImages} train, ${s.evaluation.validationImages} validation)`);
+  if (s.warning) lines.push(`warning   ${s.warning}`);
+  if (s.error) lines.push(`error     ${s.error}`);
+  if (s.failures.length) {
+    if (withFailures) {
+      lines.push(`failed images (${s.failures.length}):`);
+      for (const f of s.failures) lines.push(`  ${f.path}: ${errorCodeName(f.code)}: ${f.message}`);
+    } else lines.push(`failed    ${s.failures.length} images (graft status ${s.jobId} --failed lists them)`);
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Watches a job's record until it ends, showing extraction and training progress.
+ * @returns the final record.
+ */
+export async function followJob(bus: Bus, jobId: string, opts: { progress?: boolean; onUpdate?: (s: JobStatus) => void } = {}): Promise<JobStatus> {
+  const show = opts.progress ?? true;
+  let extraction: Progress | undefined;
+  let training: Progress | undefined;
+  let lastState = -1;
+  let extractionShown = false;
+  const watch = await bus.jobs.watch({ key: jobId });
+  try {
+    for await (const e of watch) {
+      if (e.operation !== 'PUT') continue;
+      const s = codecs.jobStatus.decode(e.value, `job record ${jobId}`);
+      opts.onUpdate?.(s);
+      if (show) {
+        if (s.state !== lastState) {
+          if (lastState !== -1 || s.state) process.stderr.write(`job ${jobId}: ${jobStateName(s.state)}\n`);
+          if (s.warning && lastState < 2) process.stderr.write(`warning: ${s.warning}\n`);
+          lastState = s.state;
+        }
+        const c = s.counts ?? {};
+        const done = (c.cached ?? 0) + (c.extracted ?? 0) + (c.failed ?? 0);
+        if (!extractionShown && c.total && (s.state === 2 || s.state > 2)) {
+          extraction ??= createProgress('extracting');
+          extraction.update(done, c.total ?? 0, `(${c.cached ?? 0} cached, ${c.failed ?? 0} failed)`);
+          if (s.state > 2) {
+            extraction.done();
+            extractionShown = true;
+          }
+        }
+        if (s.training?.epoch) {
+          training ??= createProgress('training');
+          training.update(s.training.epoch, s.training.epochs ?? 0, `loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
+        }
+      }
+      if (isTerminal(s.state)) {
+        if (!extractionShown) extraction?.done();
+        training?.done();
+        return s;
+      }
+    }
+  } finally {
+    watch.stop();
+  }
+  throw new Error(`lost the watch on job ${jobId}`);
+}

@@ -1,0 +1,37 @@
+import pino, { type Logger } from 'pino';
+
+/** Keys pino replaces with [Redacted]: credentials must never reach a log. */
+export const REDACT_PATHS = [
+  'pass',
+  'password',
+  'token',
+  'seed',
+  'nkey',
+  'creds',
+  '*.pass',
+  '*.password',
+  '*.token',
+  '*.seed',
+  '*.nkey',
+  '*.creds',
+  '*.*.pass',
+  '*.*.password',
+  '*.*.token',
+  '*.*.seed',
+];
+
+/**
+ * The root logger of a graft process: JSON lines (pino), credentials redacted.
+ * Services log to stdout; interactive commands log warnings and errors to stderr.
+ */
+export function createLogger(opts: { level?: string; toStderr?: boolean; name?: string } = {}): Logger {
+  return pino(
+    {
+      name: opts.name ?? 'graft',
+      level: opts.level ?? process.env.GRAFT_LOG_LEVEL ?? 'info',
+      redact: { paths: REDACT_PATHS, censor: '[Redacted]' },
+      base: { pid: process.pid },
+    },
+    pino.destination({ fd: opts.toStderr ? 2 : 1, sync: true }),
+  );
+}

@@ -1,0 +1,32 @@
+import { createServer, type Server } from 'node:http';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
+
+/** /metrics (Prometheus text), /healthz (alive) and /readyz (ready to work) on one port. */
+export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '0.0.0.0'): Promise<Server> {
+  collectDefaultMetrics({ register: registry });
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => {
+          res.writeHead(500);
+          res.end(err.message);
+        },
+      );
+    } else if (path === '/healthz') {
+      res.writeHead(200).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n');
+    } else res.writeHead(404).end('not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}

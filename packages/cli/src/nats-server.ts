@@ -1,0 +1,117 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from '@nats-io/transport-node';
+
+/** A nats-server process graft started (for `graft up`, `graft train` and tests). */
+export interface LocalNats {
+  url: string;
+  port: number;
+  monitorPort: number;
+  storeDir: string;
+  process: ChildProcess;
+  /** Stops the server (SIGTERM, then SIGKILL after 5 s). */
+  stop(): Promise<void>;
+}
+
+export interface LocalNatsOptions {
+  /** Folder for the config and the JetStream store. */
+  dataDir: string;
+  /** Client port; default a free one. */
+  port?: number;
+  /** Monitoring port; default a free one. */
+  monitorPort?: number;
+  /** Extra config text appended to the generated config (auth, limits). */
+  extraConfig?: string;
+  /** Where the server's own log goes; default ignored. */
+  logFile?: string;
+}
+
+/** nats-server on PATH, or $GRAFT_NATS_SERVER. @throws Error saying how to install it. */
+export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string {
+  const candidate = env.GRAFT_NATS_SERVER || 'nats-server';
+  const r = spawnSync(candidate, ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    throw new Error(
+      `nats-server not found (tried ${JSON.stringify(candidate)}). Install it (Debian/Ubuntu: apt-get install nats-server; ` +
+        'macOS: brew install nats-server; or a release from github.com/nats-io/nats-server) and put it on PATH, ' +
+        'set GRAFT_NATS_SERVER to its path, or pass --nats URL to use a running server.',
+    );
+  }
+  return candidate;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts nats-server with JetStream on loopback, storing in dataDir, and waits until a
+ * client can connect. Restarting on the same dataDir keeps every stream and bucket.
+ */
+export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
+  const bin = findNatsServer();
+  const port = opts.port ?? (await freePort());
+  const monitorPort = opts.monitorPort ?? (await freePort());
+  const storeDir = join(opts.dataDir, 'jetstream');
+  await mkdir(storeDir, { recursive: true });
+  const conf = join(opts.dataDir, 'nats-server.conf');
+  await writeFile(
+    conf,
+    [
+      `listen: 127.0.0.1:${port}`,
+      `http: 127.0.0.1:${monitorPort}`,
+      // Manifests of large datasets exceed the 1 MB default.
+      'max_payload: 8MB',
+      `jetstream { store_dir: ${JSON.stringify(storeDir)} }`,
+      opts.extraConfig ?? '',
+    ].join('\n'),
+  );
+  const args = ['-c', conf];
+  if (opts.logFile) args.push('-l', opts.logFile);
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const url = `nats://127.0.0.1:${port}`;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}: ${stderr.trim()}`);
+    try {
+      const nc = await connect({ servers: url, timeout: 1000, reconnect: false, ...(opts.extraConfig?.includes('authorization') ? { user: '_probe', pass: '_probe' } : {}) });
+      await nc.close();
+      break;
+    } catch (err) {
+      // An authorization error still proves the server is up.
+      if (/authorization/i.test((err as Error).message)) break;
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`nats-server did not start on ${url} within 15 s: ${stderr.trim()}`);
+      }
+      await sleep(100);
+    }
+  }
+  return {
+    url,
+    port,
+    monitorPort,
+    storeDir,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,129 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import {
+  JobState,
+  Split,
+  VectorDType,
+  codecs,
+  manifestSubject,
+  type BackboneRef,
+  type Bus,
+  type DatasetManifest,
+  type TrainingOptions,
+} from '@graft/protocol';
+import { CATALOGUE, parseBackbone, type BackboneOverrides } from '@graft/vision';
+import { createProgress } from './progress.js';
+import { scanDataset, type ScanResult } from './scan.js';
+
+export interface PublishOptions {
+  name?: string;
+  /** auto (default), a catalogue id, or a model path/URL. */
+  backbone?: string;
+  overrides?: BackboneOverrides;
+  training?: TrainingOptions;
+  vectorDType?: 'float32' | 'float16';
+  /** TSV of `path<TAB>train|validation|test` (paths relative to the folder) fixing splits. */
+  splitsFile?: string;
+  /** Print progress (default true). */
+  progress?: boolean;
+}
+
+export interface Published {
+  jobId: string;
+  scan: ScanResult;
+  uploaded: number;
+  alreadyStored: number;
+}
+
+/** A job id: time-ordered, unique, and a valid subject token. */
+export function newJobId(): string {
+  return `j${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+}
+
+function backboneRef(spec: string, o: BackboneOverrides = {}): BackboneRef {
+  const parsed = parseBackbone(spec, o); // validates early, before any upload
+  const isNamed = spec === 'auto' || spec in CATALOGUE;
+  return {
+    id: isNamed ? spec : 'custom',
+    url: isNamed ? '' : parsed.url,
+    bottleneck: o.bottleneck ?? '',
+    inputSize: o.inputSize ?? 0,
+    preprocess: o.preprocess ?? (isNamed ? '' : parsed.preprocess),
+  };
+}
+
+async function readSplits(file: string): Promise<Map<string, Split>> {
+  const map = new Map<string, Split>();
+  const names: Record<string, Split> = { train: Split.SPLIT_TRAIN, training: Split.SPLIT_TRAIN, validation: Split.SPLIT_VALIDATION, val: Split.SPLIT_VALIDATION, test: Split.SPLIT_TEST, testing: Split.SPLIT_TEST };
+  for (const [i, line] of (await readFile(file, 'utf8')).split('\n').entries()) {
+    if (!line.trim()) continue;
+    const [path, split] = line.split('\t');
+    const s = names[split?.trim().toLowerCase() ?? ''];
+    if (s === undefined) throw new Error(`${file}:${i + 1}: split must be train, validation or test, got ${JSON.stringify(split)}`);
+    map.set(path.trim(), s);
+  }
+  return map;
+}
+
+/**
+ * Scans DIR, uploads new images to the image store (content-addressed: a photo already
+ * there is not sent again), and publishes the manifest. Nothing is published if the
+ * folder or options are bad.
+ * @throws Error naming the folder, file or option at fault.
+ */
+export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = {}): Promise<Published> {
+  const show = o.progress ?? true;
+  const ref = backboneRef(o.backbone ?? 'auto', o.overrides);
+  const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
+  const scanBar = show ? createProgress('scanning') : undefined;
+  const scan = await scanDataset(dir, { onFile: (d, t) => scanBar?.update(d, t) });
+  scanBar?.done();
+  if (scan.images.length === 0) throw new Error(`${dir} has no images`);
+  for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+
+  const jobId = newJobId();
+  const manifest: DatasetManifest = codecs.manifest.create({
+    jobId,
+    datasetId: createHash('sha256').update(scan.images.map((i) => `${i.path}\t${i.sha256}`).sort().join('\n')).digest('hex').slice(0, 16),
+    name: o.name ?? dir.split('/').filter(Boolean).pop() ?? 'dataset',
+    classes: scan.classes,
+    images: scan.images.map((i) => ({ sha256: i.sha256, label: i.label, path: i.path, sizeBytes: i.sizeBytes, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED })),
+    backbone: ref,
+    training: o.training ?? {},
+    skipped: scan.skipped,
+    createdAtMs: Date.now(),
+    vectorDtype: o.vectorDType === 'float16' ? VectorDType.VECTOR_DTYPE_FLOAT16 : VectorDType.VECTOR_DTYPE_FLOAT32,
+  });
+  const bytes = codecs.manifest.encode(manifest);
+  const maxPayload = bus.nc.info?.max_payload ?? 1024 * 1024;
+  if (bytes.byteLength > maxPayload) {
+    throw new Error(`the manifest of ${dir} is ${bytes.byteLength} bytes, over the server's ${maxPayload}-byte max_payload: raise max_payload in nats-server's config or split the dataset`);
+  }
+
+  // Upload: unique contents only, a few at a time.
+  const unique = [...new Map(scan.images.map((i) => [i.sha256, i])).values()];
+  const bar = show ? createProgress('uploading') : undefined;
+  let uploaded = 0;
+  let stored = 0;
+  let done = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < unique.length) {
+      const img = unique[next++];
+      const info = await bus.images.info(img.sha256);
+      if (info && !info.deleted && info.size === img.sizeBytes) stored++;
+      else {
+        await bus.images.putBlob({ name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file)));
+        uploaded++;
+      }
+      bar?.update(++done, unique.length);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
+
+  // A queued record first, so `graft status` sees the job at once; the coordinator takes over.
+  await bus.jobs.put(jobId, codecs.jobStatus.encode({ jobId, name: manifest.name, state: JobState.JOB_STATE_QUEUED, counts: { total: manifest.images.length }, classes: manifest.classes, createdAtMs: Date.now(), updatedAtMs: Date.now(), skipped: scan.skipped.length }));
+  await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
+  return { jobId, scan, uploaded, alreadyStored: stored };
+}

@@ -1,0 +1,30 @@
+/** Coordinator settings as users give them; all optional. */
+export interface CoordinatorOptions {
+  /** Images per extraction task. Default 16. */
+  taskSize?: number;
+  /** AckWait of the extractor consumers it creates, ms. Default 30000. */
+  taskAckWaitMs?: number;
+  /** MaxDeliver of the extractor consumers it creates. Default 5. */
+  taskMaxDeliver?: number;
+  /** How often job records are written while results stream in, ms. Default 250. */
+  statusIntervalMs?: number;
+  /** Folder for downloaded backbones. */
+  cacheDir?: string;
+}
+
+export type ResolvedCoordinatorOptions = Required<Omit<CoordinatorOptions, 'cacheDir'>> & { cacheDir?: string };
+
+/** Fills defaults. @throws RangeError naming the bad field. */
+export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedCoordinatorOptions {
+  const r = {
+    taskSize: o.taskSize ?? 16,
+    taskAckWaitMs: o.taskAckWaitMs ?? 30_000,
+    taskMaxDeliver: o.taskMaxDeliver ?? 5,
+    statusIntervalMs: o.statusIntervalMs ?? 250,
+    cacheDir: o.cacheDir,
+  };
+  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
+  }
+  return r;
+}

@@ -1,0 +1,159 @@
+import type { Logger } from 'pino';
+import {
+  Split,
+  artifactNames,
+  codecs,
+  decodeVector,
+  vectorKey,
+  type Bus,
+  type DatasetManifest,
+  type NamedTensor,
+} from '@graft/protocol';
+import {
+  evaluatePredictions,
+  loadHeadModel,
+  modelFiles,
+  packageModel,
+  predict,
+  trainHead,
+  type EpochResult,
+  type EvaluationReport,
+  type LabelledVectors,
+  type SavedTensor,
+  type TrainingCheckpoint,
+  type TrainOptions,
+} from '@graft/head';
+import type { ResolvedBackbone } from '@graft/vision';
+
+export interface TrainJobInput {
+  bus: Bus;
+  manifest: DatasetManifest;
+  backbone: ResolvedBackbone;
+  log: Logger;
+  onEpoch: (r: EpochResult) => void | Promise<void>;
+  shouldStop: () => boolean;
+}
+
+export interface TrainJobResult {
+  report: EvaluationReport;
+  trainImages: number;
+  validationImages: number;
+  resumedFromEpoch: number;
+}
+
+/** The vectors of a job's images, by split (images that failed are left out). */
+async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: string) {
+  const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
+  const sets: Record<'train' | 'validation' | 'test', LabelledVectors> = {
+    train: { x: [], y: [] },
+    validation: { x: [], y: [] },
+    test: { x: [], y: [] },
+  };
+  const cache = new Map<string, Float32Array | null>();
+  const shas = [...new Set(manifest.images.map((i) => i.sha256))];
+  for (let i = 0; i < shas.length; i += 64) {
+    await Promise.all(
+      shas.slice(i, i + 64).map(async (sha) => {
+        const e = await bus.vectors.get(vectorKey(fingerprint, sha));
+        if (!e || e.length === 0) return cache.set(sha, null);
+        const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
+        cache.set(sha, v.errorCode ? null : decodeVector(v.vector, v.dim, v.dtype));
+      }),
+    );
+  }
+  for (const img of manifest.images) {
+    const v = cache.get(img.sha256);
+    if (!v) continue;
+    const set = img.split === Split.SPLIT_TEST ? sets.test : img.split === Split.SPLIT_VALIDATION ? sets.validation : sets.train;
+    set.x.push(v);
+    set.y.push(classIndex.get(img.label)!);
+  }
+  return sets;
+}
+
+function toProto(t: SavedTensor): NamedTensor {
+  return { name: t.name, shape: t.shape, values: Array.from(t.values) };
+}
+
+function fromProto(t: NamedTensor): SavedTensor {
+  return { name: t.name ?? '', shape: t.shape ?? [], values: Float32Array.from(t.values ?? []) };
+}
+
+async function readCheckpoint(bus: Bus, jobId: string, log: Logger): Promise<TrainingCheckpoint | undefined> {
+  const bytes = await bus.artifacts.getBlob(artifactNames.checkpoint(jobId));
+  if (!bytes) return undefined;
+  try {
+    const c = codecs.checkpoint.decode(bytes, `checkpoint of ${jobId}`);
+    return {
+      epoch: c.epoch,
+      weights: c.weights.map(fromProto),
+      optimizer: c.optimizer.map(fromProto),
+      bestValAccuracy: c.bestValAccuracy,
+      bestValLoss: c.bestValLoss,
+      bestEpoch: c.bestEpoch,
+      bestWeights: c.bestWeights.map(fromProto),
+      epochsWithoutImprovement: c.epochsWithoutImprovement,
+      history: c.history.map((h) => ({ epoch: h.epoch, epochs: h.epochs, loss: h.loss, accuracy: h.accuracy, valLoss: h.valLoss, valAccuracy: h.valAccuracy })),
+    };
+  } catch (err) {
+    log.warn({ err }, 'checkpoint unreadable: training starts afresh');
+    return undefined;
+  }
+}
+
+/**
+ * Trains, evaluates and stores a job's head: resumes from the job's checkpoint when
+ * there is one, checkpoints every epoch, and writes the model folder's files to the
+ * artifacts bucket under `<job>/`.
+ */
+export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
+  const { bus, manifest, backbone, log } = input;
+  const jobId = manifest.jobId;
+  const sets = await loadSplits(bus, manifest, backbone.fingerprint);
+  const resumeFrom = await readCheckpoint(bus, jobId, log);
+  log.info({ train: sets.train.x.length, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
+  const t = manifest.training;
+  const options: TrainOptions = {
+    optimizer: (t?.optimizer || undefined) as TrainOptions['optimizer'],
+    learningRate: t?.learningRate || undefined,
+    batchSize: t?.batchSize || undefined,
+    epochs: t?.epochs || undefined,
+    patience: t?.patience || undefined,
+    seed: t?.seed || undefined,
+    standardize: !t?.noStandardize,
+  };
+  const head = await trainHead(
+    { dim: backbone.dim, classes: manifest.classes, train: sets.train, validation: sets.validation },
+    options,
+    {
+      resumeFrom,
+      shouldStop: input.shouldStop,
+      onEpoch: input.onEpoch,
+      checkpoint: async (c) => {
+        const bytes = codecs.checkpoint.encode({
+          jobId,
+          epoch: c.epoch,
+          weights: c.weights.map(toProto),
+          optimizer: c.optimizer.map(toProto),
+          bestValAccuracy: c.bestValAccuracy,
+          bestValLoss: c.bestValLoss,
+          bestEpoch: c.bestEpoch,
+          bestWeights: c.bestWeights.map(toProto),
+          epochsWithoutImprovement: c.epochsWithoutImprovement,
+          history: c.history,
+        });
+        await bus.artifacts.putBlob({ name: artifactNames.checkpoint(jobId) }, bytes);
+      },
+    },
+  );
+  // Evaluate the exported (folded) model itself: the figures describe exactly what users get.
+  const provisional = await packageModel(head, backbone, evaluatePredictions([], [], manifest.classes), jobId);
+  const model = await loadHeadModel(provisional);
+  const probs = await predict(model, sets.test.x, backbone.dim);
+  model.dispose();
+  const report = evaluatePredictions(probs, sets.test.y, manifest.classes);
+  const files = modelFiles({ ...provisional, report });
+  for (const [name, bytes] of Object.entries(files)) await bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes);
+  await bus.artifacts.delete(artifactNames.checkpoint(jobId)).catch(() => undefined);
+  return { report, trainImages: sets.train.x.length, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
+}

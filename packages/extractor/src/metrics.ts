@@ -1,0 +1,25 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Every metric an extractor records, registered once on the given registry. */
+export function extractorMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    images: new Counter({ name: 'graft_images_extracted_total', help: 'Images turned into bottleneck vectors by this worker', registers }),
+    failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
+    tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
+    backboneCalls: new Counter({ name: 'graft_backbone_calls_total', help: 'Backbone forward passes run by this worker', registers }),
+    stage: new Histogram({
+      name: 'graft_batch_stage_seconds',
+      help: 'Time a worker spends on one task, by stage (fetch, decode, infer, publish)',
+      labelNames: ['stage'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    batchSize: new Histogram({ name: 'graft_batch_size', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
+    inFlight: new Gauge({ name: 'graft_worker_tasks_in_flight', help: 'Tasks this worker holds (processing or prefetched)', registers }),
+    info: new Gauge({ name: 'graft_worker_info', help: 'Backend and backbone of this worker (value 1)', labelNames: ['backend', 'backbone'] as const, registers }),
+    lastProgress: new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task', registers }),
+  };
+}
+
+export type ExtractorMetrics = ReturnType<typeof extractorMetrics>;

@@ -1,0 +1,45 @@
+import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from '@graft/vision';
+
+/** Extractor settings as users give them; all optional. */
+export interface WorkerOptions {
+  /** Shown in logs and results. Default `<hostname>-<pid>`. */
+  workerId?: string;
+  /** Images per backbone call within a task. Default 8. */
+  inferBatchSize?: number;
+  /** A task still running after this long fails its images with TIMEOUT, ms. Default 300000. */
+  taskTimeoutMs?: number;
+  /** How long one pull waits for a task, ms. Default 2000. */
+  pullExpiresMs?: number;
+  /** Wait between looks for work when every queue is empty, ms. Default 1000. */
+  idleWaitMs?: number;
+  /** On close, how long to let the task in hand finish before it is handed back, ms. Default 20000. */
+  graceMs?: number;
+  /** Deliveries after which a task is answered with errors instead of retried (the consumer's MaxDeliver). Default 5. */
+  maxDeliver?: number;
+  /** Decoding limits that protect the worker from hostile images. */
+  limits?: DecodeLimits;
+  /** Folder for downloaded backbones. */
+  cacheDir?: string;
+}
+
+export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'cacheDir'>> & { cacheDir?: string; limits: Required<DecodeLimits> };
+
+/** Fills defaults. @throws RangeError naming the bad field. */
+export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string): ResolvedWorkerOptions {
+  const r = {
+    workerId: o.workerId ?? defaultId,
+    inferBatchSize: o.inferBatchSize ?? 8,
+    taskTimeoutMs: o.taskTimeoutMs ?? 300_000,
+    pullExpiresMs: o.pullExpiresMs ?? 2000,
+    idleWaitMs: o.idleWaitMs ?? 1000,
+    graceMs: o.graceMs ?? 20_000,
+    maxDeliver: o.maxDeliver ?? 5,
+    limits: { ...DEFAULT_DECODE_LIMITS, ...o.limits },
+    cacheDir: o.cacheDir,
+  };
+  for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver'] as const) {
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
+  }
+  if (!Number.isInteger(r.graceMs) || r.graceMs < 0) throw new RangeError(`graceMs must be a non-negative integer, got ${r.graceMs}`);
+  return r;
+}

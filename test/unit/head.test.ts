@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { evaluatePredictions, loadHeadModel, packageModel, predict, trainHead, type HeadDataset, type TrainingCheckpoint } from '@graft/head';
+import { initBackend, type ResolvedBackbone } from '@graft/vision';
+
+/** Gaussian blobs around class centres: linearly separable, with an offset and scale standardisation must handle. */
+function blobs(perClass: number, classes: number, dim: number, seed: number) {
+  let s = seed;
+  const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+  const x: Float32Array[] = [];
+  const y: number[] = [];
+  for (let c = 0; c < classes; c++) {
+    for (let i = 0; i < perClass; i++) {
+      const v = new Float32Array(dim);
+      for (let j = 0; j < dim; j++) v[j] = 50 + 10 * (j % classes === c ? 1.5 : 0) + 3 * gauss();
+      x.push(v);
+      y.push(c);
+    }
+  }
+  return { x, y };
+}
+
+const backbone: ResolvedBackbone = { id: 'test', url: 'file:///x', bottleneck: '', inputSize: 8, preprocess: 'unit', fingerprint: '0123456789abcdef', dim: 12, format: 'layers' };
+
+describe('head - training', () => {
+  const data: HeadDataset = { dim: 12, classes: ['a', 'b', 'c'], train: blobs(40, 3, 12, 1), validation: blobs(10, 3, 12, 2) };
+  before(() => initBackend());
+
+  it('learns separable classes and leaks no tensors', async () => {
+    const start = tf.memory().numTensors;
+    const head = await trainHead(data, { epochs: 30, patience: 0 });
+    assert.equal(tf.memory().numTensors, start);
+    const last = head.history.at(-1)!;
+    assert.ok(last.valAccuracy > 0.9, `validation accuracy ${last.valAccuracy}`);
+    assert.ok(head.history[0].loss > last.loss, 'loss goes down');
+  });
+
+  it('resumes from a checkpoint onto the same path as an uninterrupted run', async () => {
+    const full = await trainHead(data, { epochs: 12, patience: 0, seed: 7 });
+    const saved: TrainingCheckpoint[] = [];
+    await trainHead(data, { epochs: 5, patience: 0, seed: 7 }, { checkpoint: async (c) => void saved.push(c) });
+    const resumed = await trainHead(data, { epochs: 12, patience: 0, seed: 7 }, { resumeFrom: { ...saved.at(-1)!, history: saved.at(-1)!.history.map((h) => ({ ...h, epochs: 12 })) } });
+    assert.equal(resumed.history.length, 12);
+    for (let i = 0; i < full.kernel.length; i++) assert.ok(Math.abs(full.kernel[i] - resumed.kernel[i]) < 1e-4, `kernel[${i}] ${full.kernel[i]} vs ${resumed.kernel[i]}`);
+    assert.ok(Math.abs(full.history[11].loss - resumed.history[11].loss) < 1e-4);
+  });
+
+  it('exports a model with standardisation folded in that predicts like the trained head', async () => {
+    const head = await trainHead(data, { epochs: 15, patience: 0 });
+    const folder = await packageModel(head, backbone, evaluatePredictions([], [], data.classes));
+    const model = await loadHeadModel(folder);
+    const probs = await predict(model, data.validation.x, 12);
+    const report = evaluatePredictions(probs, data.validation.y, data.classes);
+    assert.ok(report.top1 > 0.9, `top-1 ${report.top1}`);
+    assert.equal(folder.manifest.backbone.fingerprint, backbone.fingerprint);
+    model.dispose();
+  });
+});
+
+describe('head - evaluation', () => {
+  it('computes top-1, top-k, per-class accuracy and the confusion matrix', () => {
+    const p = (a: number[]) => Float32Array.from(a);
+    const r = evaluatePredictions([p([0.7, 0.2, 0.1]), p([0.5, 0.4, 0.1]), p([0.1, 0.3, 0.6]), p([0.2, 0.5, 0.3])], [0, 1, 2, 2], ['x', 'y', 'z']);
+    assert.equal(r.top1, 0.5);
+    assert.equal(r.topK, 3);
+    assert.equal(r.top5, 1);
+    assert.deepEqual(r.confusion, [[1, 0, 0], [1, 0, 0], [0, 1, 1]]);
+    assert.deepEqual(r.perClass.map((c) => c.accuracy), [1, 0, 0.5]);
+  });
+});

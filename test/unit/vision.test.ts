@@ -1,0 +1,178 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
+import { BackboneError, ImageError, backendPlan, decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
+
+describe('vision - backend choice', () => {
+  it('plans tfjs-node-gpu, tfjs-node, wasm, cpu for auto', () => {
+    assert.deepEqual(backendPlan('auto'), ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']);
+    assert.deepEqual(backendPlan('cpu'), ['cpu']);
+    assert.throws(() => backendPlan('gpu' as never), /unknown backend "gpu"/);
+  });
+
+  it('falls back past missing native packages and says why', async () => {
+    const tried: string[] = [];
+    const choice = await initBackend({
+      importModule: async (m) => {
+        tried.push(m);
+        if (m.includes('tfjs-node')) throw new Error(`Cannot find package '${m}'`);
+        return import(m);
+      },
+    });
+    assert.equal(choice.name, 'wasm');
+    assert.deepEqual(tried.slice(0, 2), ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
+    assert.deepEqual(choice.skipped.map((s) => s.name), ['tfjs-node-gpu', 'tfjs-node']);
+    assert.match(choice.skipped[0].reason, /Cannot find package/);
+    assert.equal(tf.getBackend(), 'wasm');
+  });
+});
+
+describe('vision - decoding', () => {
+  it('turns grayscale into three equal channels', async () => {
+    const png = await sharp({ create: { width: 30, height: 20, channels: 3, background: { r: 90, g: 90, b: 90 } } }).toColourspace('b-w').png().toBuffer();
+    assert.equal((await sharp(png).metadata()).channels, 1);
+    const px = await decodeImage(png, 8);
+    assert.equal(px.length, 8 * 8 * 3);
+    assert.ok(px[0] === px[1] && px[1] === px[2] && Math.abs(px[0] - 90) < 3);
+  });
+
+  it('converts CMYK to RGB', async () => {
+    const jpg = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 220, g: 20, b: 20 } } }).toColourspace('cmyk').jpeg().toBuffer();
+    assert.equal((await sharp(jpg).metadata()).space, 'cmyk');
+    const px = await decodeImage(jpg, 4);
+    assert.ok(px[0] > 150 && px[1] < 90 && px[2] < 90, `got ${px[0]},${px[1]},${px[2]}`);
+  });
+
+  it('applies EXIF orientation', async () => {
+    // Left half red, right half blue, stored with orientation 6 (display rotated 90 degrees clockwise).
+    const raw = Buffer.alloc(40 * 20 * 3);
+    for (let y = 0; y < 20; y++) for (let x = 0; x < 40; x++) raw.set(x < 20 ? [255, 0, 0] : [0, 0, 255], (y * 40 + x) * 3);
+    const jpg = await sharp(raw, { raw: { width: 40, height: 20, channels: 3 } }).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const px = await decodeImage(jpg, 10);
+    const at = (x: number, y: number) => Array.from(px.subarray((y * 10 + x) * 3, (y * 10 + x) * 3 + 3));
+    assert.ok(at(5, 1)[0] > 200 && at(5, 1)[2] < 60, `top should be red, got ${at(5, 1)}`);
+    assert.ok(at(5, 8)[2] > 200 && at(5, 8)[0] < 60, `bottom should be blue, got ${at(5, 8)}`);
+  });
+
+  it('names what is wrong with empty, non-image, truncated and oversized input', async () => {
+    const jpg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#3a6' } }).jpeg().toBuffer();
+    const cases: [Uint8Array, string, RegExp, object?][] = [
+      [new Uint8Array(0), 'EMPTY', /empty/],
+      [Buffer.from('this is a text file'), 'DECODE_FAILED', /not a readable image/],
+      [jpg.subarray(0, jpg.length / 2), 'DECODE_FAILED', /not a readable image/],
+      [jpg, 'TOO_LARGE', /pixel limit/, { maxPixels: 1000 }],
+      [jpg, 'TOO_LARGE', /byte limit/, { maxBytes: 100 }],
+    ];
+    for (const [bytes, code, msg, limits] of cases) {
+      await assert.rejects(decodeImage(bytes, 8, limits), (e: Error) => e instanceof ImageError && e.code === code && msg.test(e.message), code);
+    }
+  });
+});
+
+/** A tiny layers model: 4x4x3 input, an identity-ish conv named "feat". */
+async function writeTinyModel(dir: string): Promise<void> {
+  const input = tf.input({ shape: [4, 4, 3] });
+  const feat = tf.layers.conv2d({ filters: 3, kernelSize: 1, useBias: false, name: 'feat' }).apply(input) as tf.SymbolicTensor;
+  const out = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(feat) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: out });
+  model.getLayer('feat').setWeights([tf.eye(3).reshape([1, 1, 3, 3])]);
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
+      await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData as ArrayBuffer));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+}
+
+describe('vision - backbones', () => {
+  let dir: string;
+  let server: Server;
+  let base: string;
+  let requests = 0;
+  before(async () => {
+    await initBackend();
+    dir = await mkdtemp(join(tmpdir(), 'graft-model-'));
+    await writeTinyModel(dir);
+    server = createServer(async (req, res) => {
+      requests++;
+      try {
+        res.end(await readFile(join(dir, (req.url ?? '/').slice(1))));
+      } catch {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  after(async () => {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('preprocesses exactly as configured (checked by hand)', async () => {
+    // Pixel values 0, 127.5-ish and 255 per channel; symmetric maps x to x/127.5 - 1.
+    const b = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'symmetric' }));
+    assert.equal(b.info.dim, 3);
+    assert.equal(b.info.inputSize, 4);
+    const px = new Uint8Array(4 * 4 * 3);
+    for (let i = 0; i < 16; i++) px.set([0, i < 8 ? 255 : 0, 51], i * 3);
+    const [v] = await b.embed([px]);
+    // channel 0: all -1; channel 1: half 1, half -1 -> 0; channel 2: 51/127.5 - 1 = -0.6
+    assert.ok(Math.abs(v[0] + 1) < 1e-5 && Math.abs(v[1]) < 1e-5 && Math.abs(v[2] + 0.6) < 1e-5, `got ${Array.from(v)}`);
+    const unit = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'unit' }));
+    const [u] = await unit.embed([px]);
+    assert.ok(Math.abs(u[1] - 0.5) < 1e-5 && Math.abs(u[2] - 0.2) < 1e-5, `got ${Array.from(u)}`);
+    assert.notEqual(unit.info.fingerprint, b.info.fingerprint, 'preprocessing is part of the fingerprint');
+    b.dispose();
+    unit.dispose();
+  });
+
+  it('cuts at a named layer and refuses an unknown one', async () => {
+    const b = await loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'feat' }));
+    assert.equal(b.info.dim, 3);
+    b.dispose();
+    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'nope' })), (e: Error) => e instanceof BackboneError && /no layer "nope"/.test(e.message));
+  });
+
+  it('downloads over HTTP once, then loads from the verified cache', async () => {
+    const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
+    try {
+      const spec = parseBackbone(`${base}/model.json`);
+      const first = await loadBackbone(spec, { cacheDir });
+      const n = requests;
+      assert.equal(n, 2, 'model.json and one shard');
+      const second = await loadBackbone(spec, { cacheDir });
+      assert.equal(requests, n, 'no request for a cached model');
+      assert.equal(second.info.fingerprint, first.info.fingerprint);
+      // Corrupt the cached shard: the next load notices, discards it and downloads again.
+      const [entry] = await readdir(cacheDir);
+      await writeFile(join(cacheDir, entry, 'w.bin'), Buffer.from('garbage'));
+      const third = await loadBackbone(spec, { cacheDir });
+      assert.equal(requests, n + 2);
+      assert.equal(third.info.fingerprint, first.info.fingerprint);
+      for (const b of [first, second, third]) b.dispose();
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports an unreachable model URL by name', async () => {
+    await assert.rejects(loadBackbone(parseBackbone(`${base}/missing/model.json`), { cacheDir: dir }), (e: Error) => e instanceof BackboneError && /missing\/model.json: HTTP 404/.test(e.message));
+  });
+
+  it('keeps tensor count flat across many embeds', async () => {
+    const b = await loadBackbone(parseBackbone(`file://${dir}`));
+    const px = new Uint8Array(4 * 4 * 3).fill(7);
+    await b.embed([px]);
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 200; i++) await b.embed([px, px, px]);
+    assert.equal(tf.memory().numTensors, start);
+    b.dispose();
+  });
+});
