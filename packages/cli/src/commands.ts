@@ -129,6 +129,34 @@ function publishOptions(v: Values): PublishOptions {
   };
 }
 
+/** What a long-running process exposes to the CLI: its lifecycle. */
+interface Service {
+  readonly state: string;
+  readonly closed: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a worker or coordinator until SIGINT/SIGTERM (or until it stops by itself): picks the
+ * backend, connects, serves /metrics when asked, then closes in order: service, metrics, bus.
+ */
+async function runService(v: Values, role: string, start: (bus: Bus, log: ReturnType<typeof createLogger>, registry: Registry, backend: string) => Promise<Service>): Promise<number> {
+  const log = createLogger();
+  const backend = await backendFor(v, log);
+  const opts = busOptions(v, `graft-${role}-${process.pid}`);
+  log.info({ bus: describeBus(opts) }, 'connecting');
+  const bus = await openBus(opts);
+  const registry = new Registry();
+  const service = await start(bus, log, registry, backend.name);
+  const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
+  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;
+  await Promise.race([untilSignal(), service.closed]);
+  await service.close();
+  server?.close();
+  await bus.close();
+  return 0;
+}
+
 // ---- commands ---------------------------------------------------------------------------
 
 const up: Command = {
@@ -180,20 +208,9 @@ ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, backend: { type: 'string' }, 'batch-size': { type: 'string' }, 'metrics-port': { type: 'string' }, 'worker-id': { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    const log = createLogger();
-    const backend = await backendFor(v, log);
-    const opts = busOptions(v, `graft-worker-${process.pid}`);
-    log.info({ bus: describeBus(opts) }, 'connecting');
-    const bus = await openBus(opts);
-    const registry = new Registry();
-    const w = await startWorker(bus, { workerId: str(v, 'worker-id'), inferBatchSize: int(v, 'batch-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log.child({ backend: backend.name }), registry });
-    const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
-    const server = port !== undefined ? await serveMetrics(registry, port, () => w.state === 'running' && !bus.nc.isClosed()) : undefined;
-    await Promise.race([untilSignal(), w.closed]);
-    await w.close();
-    server?.close();
-    await bus.close();
-    return 0;
+    return runService(v, 'worker', (bus, log, registry, backend) =>
+      startWorker(bus, { workerId: str(v, 'worker-id'), inferBatchSize: int(v, 'batch-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log.child({ backend }), registry }),
+    );
   },
 };
 
@@ -211,20 +228,7 @@ ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, backend: { type: 'string' }, 'task-size': { type: 'string' }, 'metrics-port': { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    const log = createLogger();
-    await backendFor(v, log);
-    const opts = busOptions(v, `graft-coordinator-${process.pid}`);
-    log.info({ bus: describeBus(opts) }, 'connecting');
-    const bus = await openBus(opts);
-    const registry = new Registry();
-    const c = await startCoordinator(bus, { taskSize: int(v, 'task-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log, registry });
-    const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
-    const server = port !== undefined ? await serveMetrics(registry, port, () => c.state === 'running' && !bus.nc.isClosed()) : undefined;
-    await Promise.race([untilSignal(), c.closed]);
-    await c.close();
-    server?.close();
-    await bus.close();
-    return 0;
+    return runService(v, 'coordinator', (bus, log, registry) => startCoordinator(bus, { taskSize: int(v, 'task-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log, registry }));
   },
 };
 
