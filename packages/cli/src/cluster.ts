@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   output?: 'inherit' | 'files';
   /** Extra arguments for every worker (e.g. --backend). */
   workerArgs?: string[];
+  /** When set, the coordinator serves /metrics on this port and worker i on port + i. */
+  metricsBasePort?: number;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -55,9 +57,10 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     }
     children.push(child);
   };
-  launch('coordinator', ['coordinator']);
+  const metrics = (i: number) => (o.metricsBasePort ? ['--metrics-port', String(o.metricsBasePort + i)] : []);
+  launch('coordinator', ['coordinator', ...metrics(0)]);
   const n = o.workers ?? defaultWorkers();
-  for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...(o.workerArgs ?? [])]);
+  for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...metrics(i), ...(o.workerArgs ?? [])]);
   let stopping: Promise<void> | undefined;
   return {
     url,

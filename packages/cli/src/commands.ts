@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
 import { startWorker } from '@graft/extractor';
 import { classifyFile, formatReport, loadClassifier, readModelFolder } from '@graft/head';
@@ -169,13 +169,15 @@ everything cleanly.
 
   --workers N         extractor processes (default: one per core = ${defaultWorkers()})
   --port P            client port of the started nats-server (default 4222)
+  --metrics-port P    serve this process's /metrics on P, the coordinator's on P+1, worker i's on P+1+i
   --data DIR          data folder
 ${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' } },
+  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'metrics-port': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
+    const metricsPort = int(v, 'metrics-port', 1);
     const cluster = await startLocalCluster({
       dataDir,
       natsUrl: str(v, 'nats'),
@@ -183,11 +185,29 @@ ${NATS_HELP}`,
       workers: int(v, 'workers', 1),
       output: 'inherit',
       workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [],
+      metricsBasePort: metricsPort !== undefined ? metricsPort + 1 : undefined,
     });
+    let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+    if (metricsPort !== undefined) {
+      const registry = new Registry();
+      new Gauge({
+        name: 'graft_cluster_processes',
+        help: 'Processes graft up is running, by role',
+        labelNames: ['role'] as const,
+        registers: [registry],
+        collect() {
+          const alive = cluster.children.filter((c) => c.exitCode === null && c.signalCode === null).length;
+          this.set({ role: 'coordinator' }, cluster.children[0].exitCode === null ? 1 : 0);
+          this.set({ role: 'worker' }, Math.max(0, alive - (cluster.children[0].exitCode === null ? 1 : 0)));
+        },
+      });
+      server = await serveMetrics(registry, metricsPort, () => true);
+    }
     process.stderr.write(`graft cluster up: NATS at ${cluster.url}, data in ${dataDir}. Publish with: graft publish DIR --nats ${cluster.url}\n`);
     await untilSignal();
     process.stderr.write('stopping the cluster...\n');
     await cluster.stop();
+    server?.close();
     return 0;
   },
 };
@@ -209,7 +229,7 @@ ${NATS_HELP}`,
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     return runService(v, 'worker', (bus, log, registry, backend) =>
-      startWorker(bus, { workerId: str(v, 'worker-id'), inferBatchSize: int(v, 'batch-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log.child({ backend }), registry }),
+      startWorker(bus, { workerId: str(v, 'worker-id'), inferBatchSize: int(v, 'batch-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log.child({ backend }), registry, backend }),
     );
   },
 };
@@ -228,7 +248,7 @@ ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, backend: { type: 'string' }, 'task-size': { type: 'string' }, 'metrics-port': { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    return runService(v, 'coordinator', (bus, log, registry) => startCoordinator(bus, { taskSize: int(v, 'task-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log, registry }));
+    return runService(v, 'coordinator', (bus, log, registry, backend) => startCoordinator(bus, { taskSize: int(v, 'task-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log, registry, backend }));
   },
 };
 
@@ -447,6 +467,22 @@ ${BACKEND_HELP}`,
   },
 };
 
-export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, classify, up, worker, coordinator, demo };
+const init: Command = {
+  summary: 'create every stream, consumer and bucket graft uses, then exit',
+  usage: `graft init [--nats URL]
+
+Creates graft's JetStream topology idempotently (the compose init service runs it once);
+every other process also creates what is missing when it starts.
+${NATS_HELP}`,
+  options: { ...NATS_OPTIONS },
+  async run(argv) {
+    const { values: v } = parse(argv, this.options, false);
+    await withBus(busOptions(v, 'graft-init'), async () => undefined);
+    process.stderr.write('graft topology ready\n');
+    return 0;
+  },
+};
+
+export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, classify, up, worker, coordinator, init, demo };
 
 export { errorCodeName };

@@ -5,7 +5,7 @@ export interface Progress {
 }
 
 export function createProgress(label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
-  const tty = Boolean(stream.isTTY) && process.env.CI !== 'true';
+  const tty = Boolean(stream.isTTY);
   let lastLine = 0;
   let lastPct = -1;
   return {

