@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
 import { BackboneError, ImageError, backendPlan, decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
+import { writeTinyModel } from '../helpers/models.js';
 
 describe('vision - backend choice', () => {
   it('plans tfjs-node-gpu, tfjs-node, wasm, cpu for auto', () => {
@@ -73,22 +74,6 @@ describe('vision - decoding', () => {
     }
   });
 });
-
-/** A tiny layers model: 4x4x3 input, an identity-ish conv named "feat". */
-async function writeTinyModel(dir: string): Promise<void> {
-  const input = tf.input({ shape: [4, 4, 3] });
-  const feat = tf.layers.conv2d({ filters: 3, kernelSize: 1, useBias: false, name: 'feat' }).apply(input) as tf.SymbolicTensor;
-  const out = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(feat) as tf.SymbolicTensor;
-  const model = tf.model({ inputs: input, outputs: out });
-  model.getLayer('feat').setWeights([tf.eye(3).reshape([1, 1, 3, 3])]);
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
-      await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData as ArrayBuffer));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-}
 
 describe('vision - backbones', () => {
   let dir: string;

@@ -6,7 +6,7 @@ import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
 import { startWorker } from '@graft/extractor';
 import { classifyFile, formatReport, loadClassifier, readModelFolder } from '@graft/head';
-import { JobState, describeBus, errorCodeName, openBus, type Bus, type BusOptions } from '@graft/protocol';
+import { JobState, describeBus, errorCodeName, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { BACKEND_NAMES, initBackend, type BackendName } from '@graft/vision';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, num, parse, str, type Options, type Values } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
@@ -26,6 +26,22 @@ export interface Command {
 }
 
 const BACKEND_HELP = `  --backend NAME      auto (default, or $GRAFT_BACKEND), ${BACKEND_NAMES.join(', ')}`;
+
+/**
+ * A worker only opens the topology (least privilege); until graft init or the coordinator
+ * has created it, wait and retry rather than exit.
+ */
+async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: ReturnType<typeof createLogger>): Promise<Bus> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openBus(opts, topology);
+    } catch (err) {
+      if (topology.create !== false || !/does not exist/.test((err as Error).message)) throw err;
+      if (attempt === 1 || attempt % 10 === 0) log.warn((err as Error).message);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
 
 /** Waits for SIGINT/SIGTERM; the one place graft installs signal handlers. */
 function untilSignal(): Promise<NodeJS.Signals> {
@@ -121,6 +137,7 @@ function publishOptions(v: Values): PublishOptions {
       batchSize: int(v, 'batch-size', 1) ?? 0,
       epochs: int(v, 'epochs', 1) ?? 0,
       patience: int(v, 'patience') ?? 0,
+      noEarlyStopping: int(v, 'patience') === 0,
       validationPercent: val ?? 0,
       testPercent: test ?? 0,
       seed: int(v, 'seed') ?? 0,
@@ -140,12 +157,12 @@ interface Service {
  * Runs a worker or coordinator until SIGINT/SIGTERM (or until it stops by itself): picks the
  * backend, connects, serves /metrics when asked, then closes in order: service, metrics, bus.
  */
-async function runService(v: Values, role: string, start: (bus: Bus, log: ReturnType<typeof createLogger>, registry: Registry, backend: string) => Promise<Service>): Promise<number> {
+async function runService(v: Values, role: string, start: (bus: Bus, log: ReturnType<typeof createLogger>, registry: Registry, backend: string) => Promise<Service>, topology: TopologyOptions = {}): Promise<number> {
   const log = createLogger();
   const backend = await backendFor(v, log);
   const opts = busOptions(v, `graft-${role}-${process.pid}`);
   log.info({ bus: describeBus(opts) }, 'connecting');
-  const bus = await openBus(opts);
+  const bus = await openWithRetry(opts, topology, log);
   const registry = new Registry();
   const service = await start(bus, log, registry, backend.name);
   const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
@@ -220,16 +237,40 @@ Pulls extraction tasks for every backbone with queued work, runs the backbone an
 vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exit 0.
 
   --worker-id ID      name in logs and results (default host-pid)
-  --batch-size N      images per backbone call (default 8)
+  --batch-size N      images per backbone call (default 8; fewer when a call would outlast the task lease)
+  --max-image-bytes N   larger images fail with TOO_LARGE (default 52428800)
+  --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
+  --task-timeout MS   an image still decoding after this fails with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
   --cache-dir DIR     downloaded backbones (default ~/.cache/graft/models)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, backend: { type: 'string' }, 'batch-size': { type: 'string' }, 'metrics-port': { type: 'string' }, 'worker-id': { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    ...NATS_OPTIONS,
+    backend: { type: 'string' },
+    'batch-size': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'worker-id': { type: 'string' },
+    'cache-dir': { type: 'string' },
+    'max-image-bytes': { type: 'string' },
+    'max-image-pixels': { type: 'string' },
+    'task-timeout': { type: 'string' },
+  },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     return runService(v, 'worker', (bus, log, registry, backend) =>
-      startWorker(bus, { workerId: str(v, 'worker-id'), inferBatchSize: int(v, 'batch-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log.child({ backend }), registry, backend }),
+      startWorker(
+        bus,
+        {
+          workerId: str(v, 'worker-id'),
+          inferBatchSize: int(v, 'batch-size', 1),
+          cacheDir: str(v, 'cache-dir'),
+          limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
+          taskTimeoutMs: int(v, 'task-timeout', 1),
+        },
+        { logger: log.child({ backend }), registry, backend },
+      ),
+      { create: false },
     );
   },
 };
@@ -241,14 +282,36 @@ const coordinator: Command = {
 Consumes manifests, enqueues cache misses, collects vectors into the cache, trains and
 evaluates heads, and stores models. Unfinished jobs resume on start.
 
-  --task-size N       images per extraction task (default 16)
-  --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
+  --task-size N         images per extraction task (default 16)
+  --ack-wait MS         how long a worker holds a task without renewing its lease (default 30000)
+  --max-deliver N       deliveries of a task before its images are reported failed (default 5)
+  --max-queued-tasks N  task queue bound when creating it; publishing waits when full (default 100000)
+  --metrics-port P      serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, backend: { type: 'string' }, 'task-size': { type: 'string' }, 'metrics-port': { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    ...NATS_OPTIONS,
+    backend: { type: 'string' },
+    'task-size': { type: 'string' },
+    'ack-wait': { type: 'string' },
+    'max-deliver': { type: 'string' },
+    'max-queued-tasks': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'cache-dir': { type: 'string' },
+  },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    return runService(v, 'coordinator', (bus, log, registry, backend) => startCoordinator(bus, { taskSize: int(v, 'task-size', 1), cacheDir: str(v, 'cache-dir') }, { logger: log, registry, backend }));
+    return runService(
+      v,
+      'coordinator',
+      (bus, log, registry, backend) =>
+        startCoordinator(
+          bus,
+          { taskSize: int(v, 'task-size', 1), taskAckWaitMs: int(v, 'ack-wait', 100), taskMaxDeliver: int(v, 'max-deliver', 1), cacheDir: str(v, 'cache-dir') },
+          { logger: log, registry, backend },
+        ),
+      { maxQueuedTasks: int(v, 'max-queued-tasks', 1) },
+    );
   },
 };
 

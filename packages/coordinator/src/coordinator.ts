@@ -1,11 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   CONSUMERS,
   ErrorCode,
   JobState,
+  MAX_DELIVERIES_ADVISORY,
   STREAMS,
   Split,
   codecs,
@@ -70,6 +72,8 @@ class CoordinatorImpl implements Coordinator {
   private readonly log: Logger;
   private readonly metrics: CoordinatorMetrics;
   private readonly jobs = new Map<string, ActiveJob>();
+  /** Jobs whose manifest is being handled right now. */
+  private readonly starting = new Set<string>();
   /** `<fingerprint>.<sha256>` -> jobs waiting for that vector. */
   private readonly waiting = new Map<string, Set<string>>();
   private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
@@ -97,8 +101,11 @@ class CoordinatorImpl implements Coordinator {
     const m = await manifests.consume({ max_messages: 4 });
     const r = await results.consume({ max_messages: 64 });
     this.consumers.push(m, r);
+    const advisories = this.bus.nc.subscribe(MAX_DELIVERIES_ADVISORY);
+    void this.deadLetters(advisories);
     this.log.info('coordinator started');
     await Promise.all([this.drain(m, (x) => this.onManifest(x)), this.drain(r, (x) => this.onResults(x))]);
+    advisories.unsubscribe();
     await this.trainingQueue;
     clearInterval(this.flushTimer);
     await this.flush();
@@ -150,6 +157,10 @@ class CoordinatorImpl implements Coordinator {
       msg.term();
       return;
     }
+    if (this.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
+      msg.ack(); // our own re-publication of a job in hand (it now carries the splits)
+      return;
+    }
     const log = this.log.child({ job: manifest.jobId });
     const existing = await this.readStatus(manifest.jobId).catch(() => undefined);
     if (existing && existing.state !== JobState.JOB_STATE_QUEUED) {
@@ -161,10 +172,12 @@ class CoordinatorImpl implements Coordinator {
     try {
       validateManifest(manifest);
       const keepAlive = setInterval(() => msg.working(), 10_000);
+      this.starting.add(manifest.jobId);
       try {
         await this.startJob(manifest, log);
       } finally {
         clearInterval(keepAlive);
+        this.starting.delete(manifest.jobId);
       }
       this.metrics.manifests.inc({ outcome: 'accepted' });
     } catch (err) {
@@ -230,14 +243,39 @@ class CoordinatorImpl implements Coordinator {
     status.warning = backbone.warning ?? '';
     const job = this.track(manifest, status, backbone, log);
     await this.scan(job, true);
+    const misses = [...job.pending.keys()].sort();
+    await this.checkImagesStored(job, misses);
     await this.writeStatus(status);
     await this.event(status.jobId, { state: status.state });
-    const misses = [...job.pending.keys()].sort();
     this.metrics.cacheHits.inc(status.counts!.cached!);
     this.metrics.cacheMisses.inc(misses.length);
     log.info({ images: manifest.images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
     if (misses.length) await this.enqueue(job, misses);
     this.checkExtractionDone(job);
+  }
+
+  /** Refuses a manifest naming images that were never uploaded: nothing is enqueued for it. */
+  private async checkImagesStored(job: ActiveJob, shas: string[]): Promise<void> {
+    const missing: string[] = [];
+    for (let i = 0; i < shas.length; i += 64) {
+      await Promise.all(
+        shas.slice(i, i + 64).map(async (sha) => {
+          const info = await this.bus.images.info(sha);
+          if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
+        }),
+      );
+    }
+    if (missing.length) {
+      this.forget(job);
+      throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+    }
+  }
+
+  /** Drops a job from memory (and from the vectors it waits for). */
+  private forget(job: ActiveJob): void {
+    this.jobs.delete(job.manifest.jobId);
+    for (const sha of job.pending.keys()) this.waiting.get(vectorKey(job.backbone.fingerprint, sha))?.delete(job.manifest.jobId);
+    this.updateJobGauge();
   }
 
   private track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, log: Logger): ActiveJob {
@@ -386,6 +424,28 @@ class CoordinatorImpl implements Coordinator {
     this.scheduleTraining(job);
   }
 
+  /**
+   * A task delivered MaxDeliver times without an ack (its workers kept dying on it) will not
+   * come back: answer its images as failed, so the job ends, and take it off the queue.
+   */
+  private async deadLetters(sub: Subscription): Promise<void> {
+    for await (const m of sub) {
+      try {
+        const a = JSON.parse(new TextDecoder().decode(m.data)) as { stream_seq: number; deliveries: number; consumer: string };
+        const stored = await this.bus.jsm.streams.getMessage(STREAMS.tasks, { seq: a.stream_seq }).catch(() => null);
+        if (!stored) continue;
+        const task = codecs.task.decode(stored.data, `dead-lettered task ${a.stream_seq}`);
+        const reason = `extraction gave up after ${a.deliveries} deliveries without an answer (a worker died on it each time: a poison image?)`;
+        this.log.error({ job: task.jobId, task: task.taskId, images: task.imageSha256.length, deliveries: a.deliveries }, 'task dead-lettered');
+        this.metrics.vectors.inc({ kind: 'dead_letter' }, task.imageSha256.length);
+        for (const sha of task.imageSha256) this.resolve(task.backbone!.fingerprint!, sha, ErrorCode.ERROR_CODE_INTERNAL, reason);
+        await this.bus.jsm.streams.deleteMessage(STREAMS.tasks, a.stream_seq, false).catch(() => undefined);
+      } catch (err) {
+        this.log.error({ err }, 'cannot handle a max-deliveries advisory');
+      }
+    }
+  }
+
   // ---- training --------------------------------------------------------------------------
 
   private scheduleTraining(job: ActiveJob): void {
@@ -439,8 +499,7 @@ class CoordinatorImpl implements Coordinator {
     }
     await this.writeStatus(s);
     await this.event(s.jobId, { state: s.state });
-    this.jobs.delete(s.jobId);
-    this.updateJobGauge();
+    this.forget(job);
   }
 
   // ---- recovery and records --------------------------------------------------------------

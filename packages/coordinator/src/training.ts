@@ -118,7 +118,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
     learningRate: t?.learningRate || undefined,
     batchSize: t?.batchSize || undefined,
     epochs: t?.epochs || undefined,
-    patience: t?.patience || undefined,
+    patience: t?.noEarlyStopping ? 0 : t?.patience || undefined,
     seed: t?.seed || undefined,
     standardize: !t?.noStandardize,
   };

@@ -34,7 +34,7 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string): 
     idleWaitMs: o.idleWaitMs ?? 1000,
     graceMs: o.graceMs ?? 20_000,
     maxDeliver: o.maxDeliver ?? 5,
-    limits: { ...DEFAULT_DECODE_LIMITS, ...o.limits },
+    limits: { maxBytes: o.limits?.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes, maxPixels: o.limits?.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels },
     cacheDir: o.cacheDir,
   };
   for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver'] as const) {

@@ -74,6 +74,12 @@ class ExtractorWorker implements Worker {
   private readonly metrics: ExtractorMetrics;
   private readonly log: Logger;
   private readonly backbones = new Map<string, Promise<Backbone>>();
+  /** AckWait of each extractor consumer, ms: leases are renewed well inside it. */
+  private readonly ackWaits = new Map<string, number>();
+  /** MaxDeliver of each extractor consumer: the last delivery answers with errors. */
+  private readonly maxDelivers = new Map<string, number>();
+  /** Measured backbone seconds per image, per fingerprint: sizes chunks to fit the lease. */
+  private readonly secondsPerImage = new Map<string, number>();
   private readonly jobLogs = new Map<string, Logger>();
   private wake: () => void = () => undefined;
   private inHand?: Prepared;
@@ -135,6 +141,7 @@ class ExtractorWorker implements Worker {
   private handBack(p: Prepared): void {
     clearInterval(p.keepAlive);
     p.msg.nak();
+    this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
     this.metrics.inFlight.dec();
     if (this.inHand === p) this.inHand = undefined;
   }
@@ -164,7 +171,12 @@ class ExtractorWorker implements Worker {
     let pick: string | undefined;
     for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
       const fp = fingerprintOfConsumer(ci.name);
-      if (!fp || ci.num_pending === 0) continue;
+      if (!fp) continue;
+      this.ackWaits.set(ci.name, Math.max(100, Math.floor((ci.config.ack_wait ?? 30e9) / 1e6)));
+      if ((ci.config.max_deliver ?? 0) > 0) this.maxDelivers.set(ci.name, ci.config.max_deliver!);
+      // Unacknowledged tasks count too: a task whose worker died is redelivered only to a
+      // pull that is waiting, so someone must keep pulling until they are acked.
+      if (ci.num_pending === 0 && ci.num_ack_pending === 0) continue;
       if (loaded.has(fp)) return ci.name;
       pick ??= ci.name;
     }
@@ -195,7 +207,7 @@ class ExtractorWorker implements Worker {
       return null;
     }
     this.metrics.inFlight.inc();
-    const keepAlive = setInterval(() => msg.working(), 5000);
+    const keepAlive = setInterval(() => msg.working(), this.leaseRenewMs(msg));
     const size = task.backbone.inputSize;
     const timing = { fetchSeconds: 0, decodeSeconds: 0 };
     // Fetch every image, then decode them all on sharp's thread pool; both overlap the
@@ -231,6 +243,25 @@ class ExtractorWorker implements Worker {
     })();
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
     return { msg, task, pixels, timing, keepAlive };
+  }
+
+  private ackWaitMs(msg: JsMsg): number {
+    return this.ackWaits.get(msg.info.consumer) ?? 30_000;
+  }
+
+  /** Renew a lease three times per AckWait, so one late timer never loses it. */
+  private leaseRenewMs(msg: JsMsg): number {
+    return Math.max(50, Math.floor(this.ackWaitMs(msg) / 3));
+  }
+
+  /**
+   * Images per backbone call: inference holds the event loop, so the lease can only be
+   * renewed between calls; each call must take well under AckWait.
+   */
+  private chunkSize(msg: JsMsg, fingerprint: string): number {
+    const spi = this.secondsPerImage.get(fingerprint);
+    if (!spi) return 1; // first call: measure
+    return Math.max(1, Math.min(this.o.inferBatchSize, Math.floor((this.ackWaitMs(msg) / 1000) * 0.4 / spi)));
   }
 
   private jobLog(jobId: string): Logger {
@@ -275,9 +306,14 @@ class ExtractorWorker implements Worker {
       const tInfer = performance.now();
       const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
       const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
-      for (let i = 0; i < ok.length; i += this.o.inferBatchSize) {
-        const chunk = ok.slice(i, i + this.o.inferBatchSize);
+      const fp = backbone.info.fingerprint;
+      for (let i = 0; i < ok.length; ) {
+        const chunk = ok.slice(i, i + this.chunkSize(msg, fp));
+        i += chunk.length;
+        const tc = performance.now();
         const vectors = await backbone.embed(chunk.map((c) => c[0]));
+        const spi = (performance.now() - tc) / 1000 / chunk.length;
+        this.secondsPerImage.set(fp, 0.7 * (this.secondsPerImage.get(fp) ?? spi) + 0.3 * spi);
         this.metrics.backboneCalls.inc();
         this.stats.backboneCalls++;
         msg.working(); // inference blocks the event loop; renew the lease between chunks
@@ -334,7 +370,7 @@ class ExtractorWorker implements Worker {
   private async fail(p: Prepared, err: unknown, log: Logger): Promise<void> {
     const { msg, task } = p;
     const message = (err as Error).message ?? String(err);
-    if (!isFinal(msg, this.o.maxDeliver)) {
+    if (!isFinal(msg, this.maxDelivers.get(msg.info.consumer) ?? this.o.maxDeliver)) {
       const delayMs = Math.min(30_000, 1000 * 2 ** (msg.info.deliveryCount - 1));
       log.warn({ err, task: task.taskId, delivery: msg.info.deliveryCount, retryInMs: delayMs }, 'task failed: will be retried');
       this.metrics.tasks.inc({ outcome: 'retried' });

@@ -39,6 +39,11 @@ export interface TopologyOptions {
   memory?: boolean;
   /** Stream/bucket replicas (cluster only). Default 1. */
   replicas?: number;
+  /**
+   * Create what is missing (default true). False only opens: what a least-privilege
+   * worker does, which may not create or change streams.
+   */
+  create?: boolean;
 }
 
 /** A connected bus with every stream and bucket opened. */
@@ -137,21 +142,38 @@ export async function openBus(opts: BusOptions = {}, topology: TopologyOptions =
 
 /** {@link openBus} on a connection the caller owns (closing the Bus closes it). */
 export async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
-  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, ...topology };
-  const jsm = await jetstreamManager(nc, { timeout: 10_000 });
+  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, ...topology };
+  const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: o.create });
   const js = jetstream(nc, { timeout: 10_000 });
+  const kvm = new Kvm(js);
+  const objm = new Objm(js);
+  if (!o.create) {
+    // Open only: every stream must exist already (graft init or the coordinator made it).
+    for (const cfg of streamConfigs(o)) await jsm.streams.info(cfg.name).catch((err: Error) => {
+      throw new BusError(`stream ${cfg.name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
+    });
+    const [images, artifacts, vectors, jobs] = await Promise.all([
+      objm.open(BUCKETS.images, false),
+      objm.open(BUCKETS.artifacts, false),
+      kvm.open(BUCKETS.vectors),
+      kvm.open(BUCKETS.jobs),
+    ]);
+    return makeBus(nc, js, jsm, images, artifacts, vectors, jobs);
+  }
   for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
   await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(120_000), max_deliver: 5 });
   await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(60_000), max_deliver: -1, max_ack_pending: 1000 });
   const storage = o.memory ? StorageType.Memory : StorageType.File;
-  const kvm = new Kvm(js);
-  const objm = new Objm(js);
   const [images, artifacts, vectors, jobs] = await Promise.all([
     objm.create(BUCKETS.images, { storage, replicas: o.replicas, description: 'graft image bytes by SHA-256' }),
     objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, description: 'graft heads, reports and checkpoints' }),
     kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, description: 'graft bottleneck cache' }),
     kvm.create(BUCKETS.jobs, { storage, replicas: o.replicas, history: 1, description: 'graft job records' }),
   ]);
+  return makeBus(nc, js, jsm, images, artifacts, vectors, jobs);
+}
+
+function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, images: ObjectStore, artifacts: ObjectStore, vectors: KV, jobs: KV): Bus {
   return {
     nc, js, jsm, images, artifacts, vectors, jobs,
     async close() {

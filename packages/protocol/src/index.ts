@@ -4,6 +4,7 @@ export {
   SUBJECTS,
   BUCKETS,
   CONSUMERS,
+  MAX_DELIVERIES_ADVISORY,
   manifestSubject,
   taskSubject,
   resultSubject,

@@ -40,6 +40,9 @@ export const CONSUMERS = {
   results: 'coordinator-results',
 } as const;
 
+/** Advisories JetStream sends when a task reached its consumer's MaxDeliver (core NATS, not stored). */
+export const MAX_DELIVERIES_ADVISORY = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${STREAMS.tasks}.*`;
+
 /** Subject a job's manifest is published on. */
 export function manifestSubject(jobId: string): string {
   return `${SUBJECT_ROOT}.manifests.${token(jobId, 'job id')}`;

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { connect } from '@nats-io/transport-node';
+import { generateSampleSet, publishDataset } from '@graft/cli';
+import { JobState, STREAMS, codecs, manifestSubject, openBus } from '@graft/protocol';
+import { initBackend } from '@graft/vision';
+import { TestCluster, countsOf } from '../helpers/cluster.js';
+import { ROOT } from '../helpers/fixtures.js';
+import { writeConvModel } from '../helpers/models.js';
+
+const PASSWORDS = {
+  GRAFT_COORDINATOR_PASSWORD: 'coord-s3cret-Xq1',
+  GRAFT_WORKER_PASSWORD: 'worker-s3cret-Zp9',
+  GRAFT_CLI_PASSWORD: 'cli-s3cret-Wm4',
+  GRAFT_MONITOR_PASSWORD: 'mon-s3cret-Kd7',
+};
+
+/** The authorization block of deploy/nats/nats-server.conf, exactly as deployed. */
+async function deployedAuthorization(): Promise<string> {
+  const conf = await readFile(join(ROOT, 'deploy/nats/nats-server.conf'), 'utf8');
+  const start = conf.indexOf('authorization {');
+  let depth = 0;
+  for (let i = start; i < conf.length; i++) {
+    if (conf[i] === '{') depth++;
+    if (conf[i] === '}' && --depth === 0) return conf.slice(start, i + 1);
+  }
+  throw new Error('no authorization block in deploy/nats/nats-server.conf');
+}
+
+describe('security - the deployed NATS permissions', () => {
+  it('refuse anonymous clients, confine workers, and still run a job; secrets stay out of logs', { timeout: 180_000 }, async () => {
+    Object.assign(process.env, PASSWORDS); // nats-server reads the passwords from its environment
+    const auth = await deployedAuthorization();
+    const c = new TestCluster([], { GRAFT_NATS_USER: 'coordinator', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_COORDINATOR_PASSWORD, GRAFT_LOG_LEVEL: 'debug' });
+    await c.start({ workers: 0, natsConfig: auth, busUser: { user: 'cli', pass: PASSWORDS.GRAFT_CLI_PASSWORD } });
+    try {
+      await assert.rejects(connect({ servers: c.url, reconnect: false }), /authorization/i, 'anonymous clients are refused');
+      await assert.rejects(connect({ servers: c.url, reconnect: false, user: 'worker', pass: 'wrong' }), /authorization/i);
+
+      // A worker's credentials open the topology, but cannot change or read beyond their job.
+      const w = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false });
+      try {
+        await assert.rejects(w.jsm.streams.delete(STREAMS.tasks), 'workers cannot delete streams');
+        await assert.rejects(w.jsm.streams.purge(STREAMS.results), 'workers cannot purge streams');
+        await assert.rejects(w.js.publish(manifestSubject('evil'), codecs.manifest.encode({ jobId: 'evil' }), { timeout: 2000 }), 'workers cannot publish manifests');
+        await assert.rejects(w.vectors.get('a.b'), 'workers cannot read the vector cache');
+        await assert.rejects(w.images.putBlob({ name: 'x' }, new Uint8Array(4)), 'workers cannot write images');
+      } finally {
+        await w.close();
+      }
+      assert.ok(await c.bus.jsm.streams.info(STREAMS.tasks), 'the stream is still there');
+
+      // The least privilege is enough to do the work.
+      await initBackend();
+      await mkdir(join(c.work, 'm'), { recursive: true });
+      const model = await writeConvModel(join(c.work, 'm'));
+      c.startWorker([], { GRAFT_NATS_USER: 'worker', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_WORKER_PASSWORD, GRAFT_LOG_LEVEL: 'trace' });
+      const data = await generateSampleSet(join(c.work, 'shapes'), 4, 21, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const s = await c.waitForJob(p.jobId, 90_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 8, failed: 0 });
+
+      const logs = c.logs();
+      assert.match(logs, /"auth":"user worker"/, 'the logs say who connected');
+      for (const secret of Object.values(PASSWORDS)) assert.ok(!logs.includes(secret), 'no password in any log');
+    } finally {
+      await c.stop();
+    }
+  });
+});
