@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { generateSampleSet, publishDataset, readJob, sampleImage, startLocalNats } from '@graft/cli';
+import { generateSampleSet, publishDataset, readJob, sampleImage } from '@graft/cli';
 import {
   JobState,
   STREAMS,
@@ -130,11 +130,7 @@ describe('reliability - nothing lost', () => {
       const data = await generateSampleSet(join(c.work, 'shapes'), 50, 13);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 20, 120_000, 'some progress');
-      c.nats.process.kill('SIGKILL');
-      await new Promise((r) => c.nats.process.once('exit', r));
-      await sleep(1000);
-      const restarted = await startLocalNats({ dataDir: c.nats.dataDir, port: c.nats.port });
-      c.nats.process = restarted.process;
+      await c.nats.crashAndRestart(1000);
       const s = await c.waitForJob(p.jobId, 180_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 200, cached: 0, extracted: 200, failed: 0 });

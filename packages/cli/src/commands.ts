@@ -237,7 +237,7 @@ Pulls extraction tasks for every backbone with queued work, runs the backbone an
 vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exit 0.
 
   --worker-id ID      name in logs and results (default host-pid)
-  --batch-size N      images per backbone call (default 8; fewer when a call would outlast the task lease)
+  --batch-size N      most images per backbone call (default 32 on GPU, 16 tfjs-node, 8 wasm; fewer when a call would outlast the task lease)
   --max-image-bytes N   larger images fail with TOO_LARGE (default 52428800)
   --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
   --task-timeout MS   an image still decoding after this fails with TIMEOUT (default 300000)

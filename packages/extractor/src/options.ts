@@ -4,7 +4,7 @@ import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from '@graft/vision';
 export interface WorkerOptions {
   /** Shown in logs and results. Default `<hostname>-<pid>`. */
   workerId?: string;
-  /** Images per backbone call within a task. Default 8. */
+  /** Most images per backbone call within a task. Default by backend: 32 on tfjs-node-gpu, 16 on tfjs-node, 8 otherwise. */
   inferBatchSize?: number;
   /** A task still running after this long fails its images with TIMEOUT, ms. Default 300000. */
   taskTimeoutMs?: number;
@@ -25,10 +25,11 @@ export interface WorkerOptions {
 export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'cacheDir'>> & { cacheDir?: string; limits: Required<DecodeLimits> };
 
 /** Fills defaults. @throws RangeError naming the bad field. */
-export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string): ResolvedWorkerOptions {
+export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, backend = 'wasm'): ResolvedWorkerOptions {
   const r = {
     workerId: o.workerId ?? defaultId,
-    inferBatchSize: o.inferBatchSize ?? 8,
+    // A GPU wants big batches; a single-threaded CPU backend gains little past a few images.
+    inferBatchSize: o.inferBatchSize ?? (backend === 'tfjs-node-gpu' ? 32 : backend === 'tfjs-node' ? 16 : 8),
     taskTimeoutMs: o.taskTimeoutMs ?? 300_000,
     pullExpiresMs: o.pullExpiresMs ?? 2000,
     idleWaitMs: o.idleWaitMs ?? 1000,

@@ -414,6 +414,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
  * @throws RangeError for bad options.
  */
 export async function startWorker(bus: Bus, options: WorkerOptions, deps: WorkerDeps): Promise<Worker> {
-  const o = resolveWorkerOptions(options, `${hostname()}-${process.pid}`);
+  const o = resolveWorkerOptions(options, `${hostname()}-${process.pid}`, deps.backend);
   return new ExtractorWorker(bus, o, deps);
 }
