@@ -311,6 +311,20 @@ describe('reliability - nothing lost', () => {
     }
   });
 
+  it('a manifest over the server\'s size limit is refused before anything is uploaded', { timeout: 60_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0, coordinator: false, natsConfig: 'max_payload: 2KB' });
+    try {
+      const data = await generateSampleSet(join(c.work, 'shapes'), 15, 22, ['circle', 'square']);
+      await assert.rejects(publishDataset(c.bus, data, { progress: false }), /manifest of .* is \d+ bytes, over the server's 2048-byte max_payload/);
+      assert.equal((await c.bus.images.status()).size, 0, 'no image uploaded');
+      let jobs = 0;
+      for await (const _ of await c.bus.jobs.keys()) jobs++;
+      assert.equal(jobs, 0, 'no job recorded');
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('SIGTERM: a worker finishes or hands back its tasks and exits 0 at once', { timeout: 180_000 }, async () => {
     const c = await new TestCluster(['--task-size', '6']).start({ workers: 1 });
     try {
