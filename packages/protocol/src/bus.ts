@@ -12,7 +12,11 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { Objm, type ObjectStore } from '@nats-io/obj';
+import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
+
+// Object store digests: Node's native SHA-256, not the pure-JS default (it ran on every
+// image fetch, on the thread the backbone needs).
+setSha256Backend('native');
 import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
 import { BusError } from './errors.js';
 
