@@ -13,15 +13,7 @@ export async function writeTinyModel(dir: string, size = 4): Promise<string> {
   const out = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(feat) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: out });
   model.getLayer('feat').setWeights([tf.eye(3).reshape([1, 1, 3, 3])]);
-  await model.save(
-    tf.io.withSaveHandler(async (a) => {
-      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
-      await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData as ArrayBuffer));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  model.dispose();
-  return `file://${join(dir, 'model.json')}`;
+  return saveModel(model, dir);
 }
 
 /**
@@ -38,6 +30,11 @@ export async function writeConvModel(dir: string, opts: { size?: number; filters
   }
   const out = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(x) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: out });
+  return saveModel(model, dir);
+}
+
+/** Writes a layers model as model.json + w.bin in dir and disposes it; returns its file:// URL. */
+async function saveModel(model: tf.LayersModel, dir: string): Promise<string> {
   await model.save(
     tf.io.withSaveHandler(async (a) => {
       await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
