@@ -10,6 +10,8 @@ import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { runGraft, spawnGraft, type Spawned } from '../helpers/process.js';
+import { CLI } from '../helpers/fixtures.js';
+import { spawnSync } from 'node:child_process';
 
 const CLASSES = ['circle', 'square', 'triangle'] as const;
 const PER_CLASS = 14;
@@ -125,6 +127,24 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     assert.deepEqual(counts(s), { total: first.counts!.total, cached: first.counts!.total! - 3, extracted: 0, failed: 3 });
     assert.equal(await backboneCalls(metricsPorts), before);
     assert.equal(p.uploaded, 0, 'no image uploaded twice');
+  });
+
+  it('the CLI draws progress bars on a terminal and plain lines otherwise', async (t) => {
+    const args = ['publish', dataset, '--nats', nats.url, '--backbone', 'inception_v3_mixed5', '--follow'];
+    const plain = await runGraft(args, { GRAFT_HOME: work });
+    assert.equal(plain.code, 0, plain.output);
+    assert.ok(!plain.output.includes('\r'), 'no carriage returns when not a terminal');
+    assert.match(plain.output, /^uploading: \d+\/\d+$/m);
+    assert.match(plain.output, /^extracting: \d+\/\d+/m);
+    assert.match(plain.output, /^training: \d+\/\d+/m);
+    // A real pseudo-terminal: util-linux's script(1) runs the command on one.
+    const script = spawnSync('script', ['--version']);
+    if (script.error) return t.skip('script(1) not installed');
+    const cmd = ['node', CLI, ...args].map((a) => `'${a}'`).join(' ');
+    const tty = spawnSync('script', ['-qfec', cmd, '/dev/null'], { encoding: 'utf8', env: { ...process.env, GRAFT_HOME: work }, timeout: 120_000 });
+    assert.equal(tty.status, 0, tty.stdout + tty.stderr);
+    assert.match(tty.stdout, /\ruploading \[#+-*\] \d+\/\d+/);
+    assert.match(tty.stdout, /\rtraining \[#*-*\] \d+\/\d+/);
   });
 
   it('graft status lists failed images by name with a reason', async () => {

@@ -22,9 +22,16 @@ describe('cli - progress', () => {
     const f = fakeStream(false);
     const p = createProgress('extracting', f.stream);
     for (let i = 1; i <= 200; i++) p.update(i, 200);
+    p.done();
     const lines = f.text().trim().split('\n');
     assert.ok(!f.text().includes('\r'));
+    assert.equal(lines[0], 'extracting: 1/200');
     assert.equal(lines.at(-1), 'extracting: 200/200');
     assert.ok(lines.length >= 10 && lines.length <= 12, lines.join('|'));
+    const g = fakeStream(false);
+    const q = createProgress('training', g.stream);
+    for (let i = 1; i <= 7; i++) q.update(i, 100);
+    q.done();
+    assert.deepEqual(g.text().trim().split('\n'), ['training: 1/100', 'training: 7/100'], 'a run that stops early still ends on its last line');
   });
 });

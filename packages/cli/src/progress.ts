@@ -8,6 +8,7 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
   const tty = Boolean(stream.isTTY);
   let lastLine = 0;
   let lastPct = -1;
+  let pending: string | undefined; // plain mode: the latest line not yet written
   return {
     update(done, total, detail = '') {
       const frac = total > 0 ? Math.min(1, done / total) : 0;
@@ -19,14 +20,18 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
         lastLine = label.length + width + 20 + detail.length;
         return;
       }
-      // Plain mode: a line per 10%, and always the last one.
-      if (pct >= lastPct + 10 || (done >= total && pct !== lastPct)) {
+      // Plain mode: the first line, then one per 10%, and the last one (at done()).
+      const line = `${label}: ${done}/${total}${detail ? ` ${detail}` : ''}\n`;
+      if (lastPct < 0 || pct >= lastPct + 10) {
         lastPct = pct - (pct % 10);
-        stream.write(`${label}: ${done}/${total}${detail ? ` ${detail}` : ''}\n`);
-      }
+        stream.write(line);
+        pending = undefined;
+      } else pending = line;
     },
     done(message) {
       if (tty) stream.write('\n');
+      else if (pending) stream.write(pending);
+      pending = undefined;
       if (message) stream.write(`${message}\n`);
     },
   };
