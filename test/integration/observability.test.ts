@@ -90,6 +90,24 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
     }
   });
 
+  it('graft up serves metrics for itself, its coordinator and its workers', { timeout: 120_000 }, async () => {
+    const [port, metrics] = [await freePort(), await freePort()];
+    // graft up gives the coordinator metrics+1 and worker i metrics+1+i: keep that range free.
+    const up = spawnGraft(['up', '--workers', '1', '--port', String(port), '--metrics-port', String(metrics), '--data', join(work, 'up')], { GRAFT_HOME: work });
+    try {
+      for (const p of [metrics, metrics + 1, metrics + 2]) {
+        await waitFor(async () => (await fetch(`http://127.0.0.1:${p}/readyz`).catch(() => undefined))?.ok, 60_000, `/readyz on ${p}`);
+        const r = spawnSync('promtool', ['check', 'metrics'], { input: await metricsText(p), encoding: 'utf8' });
+        const problems = (r.stdout + r.stderr).split('\n').filter((l) => l.trim() && !PROM_CLIENT_ALLOWED.some((m) => l.startsWith(m)));
+        assert.deepEqual(problems, [], `port ${p}`);
+      }
+      assert.match(await metricsText(metrics), /^graft_cluster_processes\{role="worker"\} 1$/m);
+    } finally {
+      up.child.kill('SIGINT');
+      assert.equal(await up.exited, 0, up.output().slice(-2000));
+    }
+  });
+
   it('every dashboard query parses and returns data, and the totals add up', async () => {
     const extracted = job.counts!.extracted!;
     // Let Prometheus take a few scrapes after the job.

@@ -9,6 +9,7 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
   let lastLine = 0;
   let lastPct = -1;
   let pending: string | undefined; // plain mode: the latest line not yet written
+  let written = '';
   return {
     update(done, total, detail = '') {
       const frac = total > 0 ? Math.min(1, done / total) : 0;
@@ -22,15 +23,16 @@ export function createProgress(label: string, stream: NodeJS.WriteStream = proce
       }
       // Plain mode: the first line, then one per 10%, and the last one (at done()).
       const line = `${label}: ${done}/${total}${detail ? ` ${detail}` : ''}\n`;
+      if (line === written) return;
       if (lastPct < 0 || pct >= lastPct + 10) {
         lastPct = pct - (pct % 10);
-        stream.write(line);
+        stream.write((written = line));
         pending = undefined;
       } else pending = line;
     },
     done(message) {
       if (tty) stream.write('\n');
-      else if (pending) stream.write(pending);
+      else if (pending && pending !== written) stream.write(pending);
       pending = undefined;
       if (message) stream.write(`${message}\n`);
     },

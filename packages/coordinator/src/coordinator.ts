@@ -12,7 +12,6 @@ import {
   Split,
   codecs,
   ensureExtractorConsumer,
-  errorCodeName,
   eventSubject,
   isTerminal,
   jobStateName,
@@ -33,6 +32,7 @@ import { ManifestError, validateManifest } from './manifest.js';
 import { coordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
 import { assignSplit } from './splits.js';
+import { JobTracker, type ActiveJob } from './tracker.js';
 import { trainJob } from './training.js';
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
@@ -55,27 +55,14 @@ export interface CoordinatorDeps {
 /** Errors that depend only on an image's bytes: cached like vectors, never retried. */
 const CONTENT_ERRORS = new Set<ErrorCode>([ErrorCode.ERROR_CODE_EMPTY, ErrorCode.ERROR_CODE_DECODE_FAILED, ErrorCode.ERROR_CODE_TOO_LARGE]);
 
-interface ActiveJob {
-  manifest: DatasetManifest;
-  status: JobStatus;
-  backbone: ResolvedBackbone;
-  /** sha256 -> number of manifest entries still waiting for it. */
-  pending: Map<string, number>;
-  pathsBySha: Map<string, string[]>;
-  log: Logger;
-  dirty: boolean;
-}
-
 class CoordinatorImpl implements Coordinator {
   state: CoordinatorState = 'running';
   readonly closed: Promise<void>;
   private readonly log: Logger;
   private readonly metrics: CoordinatorMetrics;
-  private readonly jobs = new Map<string, ActiveJob>();
+  private readonly jobs: JobTracker;
   /** Jobs whose manifest is being handled right now. */
   private readonly starting = new Set<string>();
-  /** `<fingerprint>.<sha256>` -> jobs waiting for that vector. */
-  private readonly waiting = new Map<string, Set<string>>();
   private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
   private readonly consumers: ConsumerMessages[] = [];
   private trainingQueue: Promise<void> = Promise.resolve();
@@ -87,6 +74,7 @@ class CoordinatorImpl implements Coordinator {
     deps: CoordinatorDeps,
   ) {
     this.log = deps.logger.child({ component: 'coordinator' });
+    this.jobs = new JobTracker(bus.vectors);
     this.metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => this.queueDepth());
     this.metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
     this.updateJobGauge();
@@ -241,8 +229,9 @@ class CoordinatorImpl implements Coordinator {
     status.state = JobState.JOB_STATE_EXTRACTING;
     status.backbone = { ...backbone };
     status.warning = backbone.warning ?? '';
-    const job = this.track(manifest, status, backbone, log);
-    await this.scan(job, true);
+    const job = this.jobs.track(manifest, status, backbone, log);
+    this.updateJobGauge();
+    await this.jobs.scan(job, true);
     const misses = [...job.pending.keys()].sort();
     await this.checkImagesStored(job, misses);
     await this.writeStatus(status);
@@ -273,69 +262,13 @@ class CoordinatorImpl implements Coordinator {
 
   /** Drops a job from memory (and from the vectors it waits for). */
   private forget(job: ActiveJob): void {
-    this.jobs.delete(job.manifest.jobId);
-    for (const sha of job.pending.keys()) this.waiting.get(vectorKey(job.backbone.fingerprint, sha))?.delete(job.manifest.jobId);
+    this.jobs.forget(job);
     this.updateJobGauge();
   }
 
-  private track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, log: Logger): ActiveJob {
-    const pathsBySha = new Map<string, string[]>();
-    for (const img of manifest.images) {
-      const l = pathsBySha.get(img.sha256);
-      if (l) l.push(img.path);
-      else pathsBySha.set(img.sha256, [img.path]);
-    }
-    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false };
-    this.jobs.set(manifest.jobId, job);
-    this.updateJobGauge();
-    return job;
-  }
-
-  /**
-   * Derives a job's progress from the vector cache: everything not cached (and not
-   * already failed) is pending. On a fresh job, hits count as cached; on a resumed one,
-   * vectors beyond the recorded cached count were extracted for it.
-   */
-  private async scan(job: ActiveJob, fresh: boolean): Promise<void> {
-    const counts = job.status.counts!;
-    const failedShas = new Set(job.status.failures.map((f) => f.sha256));
-    let vectors = 0;
-    let errors = 0;
-    const shas = [...job.pathsBySha.keys()];
-    for (let i = 0; i < shas.length; i += 64) {
-      await Promise.all(
-        shas.slice(i, i + 64).map(async (sha) => {
-          const n = job.pathsBySha.get(sha)!.length;
-          if (failedShas.has(sha)) return void (errors += n);
-          const e = await this.bus.vectors.get(vectorKey(job.backbone.fingerprint, sha));
-          if (!e || e.length === 0) {
-            job.pending.set(sha, n);
-            this.wait(job, sha);
-            return;
-          }
-          const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
-          if (v.errorCode) {
-            errors += n;
-            this.recordFailure(job, sha, v.errorCode, v.errorMessage);
-          } else vectors += n;
-        }),
-      );
-    }
-    if (fresh) counts.cached = vectors;
-    counts.extracted = Math.max(0, vectors - (counts.cached ?? 0));
-    counts.failed = errors;
-  }
-
-  private wait(job: ActiveJob, sha: string): void {
-    const key = vectorKey(job.backbone.fingerprint, sha);
-    let s = this.waiting.get(key);
-    if (!s) this.waiting.set(key, (s = new Set()));
-    s.add(job.manifest.jobId);
-  }
-
-  private recordFailure(job: ActiveJob, sha: string, code: ErrorCode, message: string): void {
-    if (job.status.failures.some((f) => f.sha256 === sha)) return;
-    for (const path of job.pathsBySha.get(sha) ?? []) job.status.failures.push({ path, sha256: sha, code, message });
+  /** Counts a result for every job waiting on it; jobs with nothing left move on to training. */
+  private resolve(fp: string, sha: string, code: ErrorCode, message: string): void {
+    for (const job of this.jobs.resolve(fp, sha, code, message)) this.checkExtractionDone(job);
   }
 
   private async enqueue(job: ActiveJob, shas: string[]): Promise<void> {
@@ -392,27 +325,6 @@ class CoordinatorImpl implements Coordinator {
     for (const v of batch.vectors) this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '');
     msg.ack();
     this.metrics.lastProgress.setToCurrentTime();
-  }
-
-  private resolve(fp: string, sha: string, code: ErrorCode, message: string): void {
-    const key = vectorKey(fp, sha);
-    const ids = this.waiting.get(key);
-    if (!ids) return;
-    this.waiting.delete(key);
-    for (const id of ids) {
-      const job = this.jobs.get(id);
-      const n = job?.pending.get(sha);
-      if (!job || !n) continue;
-      job.pending.delete(sha);
-      const counts = job.status.counts!;
-      if (code) {
-        counts.failed = (counts.failed ?? 0) + n;
-        this.recordFailure(job, sha, code, message);
-        job.log.warn({ paths: job.pathsBySha.get(sha), reason: errorCodeName(code), message }, 'image failed');
-      } else counts.extracted = (counts.extracted ?? 0) + n;
-      job.dirty = true;
-      this.checkExtractionDone(job);
-    }
   }
 
   private checkExtractionDone(job: ActiveJob): void {
@@ -530,8 +442,9 @@ class CoordinatorImpl implements Coordinator {
       return;
     }
     const backbone: ResolvedBackbone = { id: b.id!, url: b.url!, bottleneck: b.bottleneck!, inputSize: b.inputSize!, preprocess: b.preprocess as ResolvedBackbone['preprocess'], fingerprint: b.fingerprint, dim: b.dim!, format: b.format as 'layers' | 'graph' };
-    const job = this.track(manifest, status, backbone, log);
-    await this.scan(job, false);
+    const job = this.jobs.track(manifest, status, backbone, log);
+    this.updateJobGauge();
+    await this.jobs.scan(job, false);
     log.info({ state: jobStateName(status.state), pending: job.pending.size, counts: status.counts }, 'job resumed');
     if (status.state === JobState.JOB_STATE_EXTRACTING) {
       // Tasks may have been lost only if the manifest was never acknowledged; republishing is deduplicated.

@@ -1,0 +1,131 @@
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import { codecs, errorCodeName, vectorKey, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
+import type { ResolvedBackbone } from '@graft/vision';
+
+/** A job the coordinator is extracting or training, with what it still waits for. */
+export interface ActiveJob {
+  manifest: DatasetManifest;
+  status: JobStatus;
+  backbone: ResolvedBackbone;
+  /** sha256 -> number of manifest entries still waiting for it. */
+  pending: Map<string, number>;
+  pathsBySha: Map<string, string[]>;
+  log: Logger;
+  /** Counts moved since the record was last written. */
+  dirty: boolean;
+}
+
+/**
+ * The coordinator's books: active jobs, and which vectors each still waits for. Counts are
+ * derived from the vector cache and moved only when a pending image resolves, so a result
+ * that arrives twice is counted once.
+ */
+export class JobTracker {
+  private readonly jobs = new Map<string, ActiveJob>();
+  /** `<fingerprint>.<sha256>` -> jobs waiting for that vector. */
+  private readonly waiting = new Map<string, Set<string>>();
+
+  constructor(private readonly vectors: KV) {}
+
+  get(jobId: string): ActiveJob | undefined {
+    return this.jobs.get(jobId);
+  }
+
+  has(jobId: string): boolean {
+    return this.jobs.has(jobId);
+  }
+
+  values(): IterableIterator<ActiveJob> {
+    return this.jobs.values();
+  }
+
+  track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, log: Logger): ActiveJob {
+    const pathsBySha = new Map<string, string[]>();
+    for (const img of manifest.images) {
+      const l = pathsBySha.get(img.sha256);
+      if (l) l.push(img.path);
+      else pathsBySha.set(img.sha256, [img.path]);
+    }
+    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false };
+    this.jobs.set(manifest.jobId, job);
+    return job;
+  }
+
+  forget(job: ActiveJob): void {
+    this.jobs.delete(job.manifest.jobId);
+    for (const sha of job.pending.keys()) this.waiting.get(vectorKey(job.backbone.fingerprint, sha))?.delete(job.manifest.jobId);
+  }
+
+  /**
+   * Derives a job's progress from the vector cache: everything not cached (and not
+   * already failed) is pending. On a fresh job, hits count as cached; on a resumed one,
+   * vectors beyond the recorded cached count were extracted for it.
+   */
+  async scan(job: ActiveJob, fresh: boolean): Promise<void> {
+    const counts = job.status.counts!;
+    const failedShas = new Set(job.status.failures.map((f) => f.sha256));
+    let vectors = 0;
+    let errors = 0;
+    const shas = [...job.pathsBySha.keys()];
+    for (let i = 0; i < shas.length; i += 64) {
+      await Promise.all(
+        shas.slice(i, i + 64).map(async (sha) => {
+          const n = job.pathsBySha.get(sha)!.length;
+          if (failedShas.has(sha)) return void (errors += n);
+          const e = await this.vectors.get(vectorKey(job.backbone.fingerprint, sha));
+          if (!e || e.length === 0) {
+            job.pending.set(sha, n);
+            this.wait(job, sha);
+            return;
+          }
+          const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
+          if (v.errorCode) {
+            errors += n;
+            this.recordFailure(job, sha, v.errorCode, v.errorMessage);
+          } else vectors += n;
+        }),
+      );
+    }
+    if (fresh) counts.cached = vectors;
+    counts.extracted = Math.max(0, vectors - (counts.cached ?? 0));
+    counts.failed = errors;
+  }
+
+  private wait(job: ActiveJob, sha: string): void {
+    const key = vectorKey(job.backbone.fingerprint, sha);
+    let s = this.waiting.get(key);
+    if (!s) this.waiting.set(key, (s = new Set()));
+    s.add(job.manifest.jobId);
+  }
+
+  recordFailure(job: ActiveJob, sha: string, code: ErrorCode, message: string): void {
+    if (job.status.failures.some((f) => f.sha256 === sha)) return;
+    for (const path of job.pathsBySha.get(sha) ?? []) job.status.failures.push({ path, sha256: sha, code, message });
+  }
+
+  /** Counts a result for every job waiting on it; returns those jobs. */
+  resolve(fp: string, sha: string, code: ErrorCode, message: string): ActiveJob[] {
+    const key = vectorKey(fp, sha);
+    const ids = this.waiting.get(key);
+    if (!ids) return [];
+    this.waiting.delete(key);
+    const touched: ActiveJob[] = [];
+    for (const id of ids) {
+      const job = this.jobs.get(id);
+      const n = job?.pending.get(sha);
+      if (!job || !n) continue;
+      job.pending.delete(sha);
+      const counts = job.status.counts!;
+      if (code) {
+        counts.failed = (counts.failed ?? 0) + n;
+        this.recordFailure(job, sha, code, message);
+        job.log.warn({ paths: job.pathsBySha.get(sha), reason: errorCodeName(code), message }, 'image failed');
+      } else counts.extracted = (counts.extracted ?? 0) + n;
+      job.dirty = true;
+      touched.push(job);
+    }
+    return touched;
+  }
+
+}
