@@ -61,8 +61,12 @@ describe('reliability - nothing lost', () => {
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       let kills = 0;
       let lastKill = Date.now();
-      const s = await c.waitForJob(p.jobId, 240_000, async () => {
-        if (Date.now() - lastKill < 1500) return;
+      let milestone = 32;
+      const s = await c.waitForJob(p.jobId, 240_000, async (now) => {
+        // Kill every 1.5 s, and at every 32 images extracted, whichever comes first.
+        const done = now.counts?.extracted ?? 0;
+        if (Date.now() - lastKill < 1500 && done < milestone) return;
+        if (done >= milestone) milestone = done + 32;
         lastKill = Date.now();
         const alive = c.workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
         const victim = alive[Math.floor(Math.random() * alive.length)];

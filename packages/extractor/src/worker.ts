@@ -9,6 +9,7 @@ import {
   STREAMS,
   codecs,
   encodeVector,
+  readImage,
   fingerprintOfConsumer,
   resultSubject,
   type BackboneRefMessage,
@@ -217,7 +218,7 @@ class ExtractorWorker implements Worker {
       const blobs = await Promise.all(
         task.imageSha256.map(async (sha) => {
           try {
-            return await this.bus.images.getBlob(sha);
+            return await readImage(this.bus, sha);
           } catch (err) {
             throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
           }

@@ -54,3 +54,4 @@ export type {
 export { openBus, openBusOn, connectNats, describeBus, ensureExtractorConsumer } from './bus.js';
 export type { Bus, BusOptions, TopologyOptions, ExtractorConsumerOptions } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
+export { readImage } from './images.js';
