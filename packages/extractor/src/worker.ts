@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { JsMsg } from '@nats-io/jetstream';
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
@@ -62,6 +62,9 @@ function isFinal(msg: JsMsg, maxDeliver: number): boolean {
   return msg.info.deliveryCount >= maxDeliver;
 }
 
+/** Tasks being pulled, fetched and decoded while one is in the backbone. */
+const PREFETCH_TASKS = 2;
+
 const IMAGE_ERROR_CODES: Record<ImageError['code'], ErrorCode> = {
   EMPTY: ErrorCode.ERROR_CODE_EMPTY,
   DECODE_FAILED: ErrorCode.ERROR_CODE_DECODE_FAILED,
@@ -82,7 +85,10 @@ class ExtractorWorker implements Worker {
   /** Measured backbone seconds per image, per fingerprint: sizes chunks to fit the lease. */
   private readonly secondsPerImage = new Map<string, number>();
   private readonly jobLogs = new Map<string, Logger>();
-  private wake: () => void = () => undefined;
+  /** Ends every idle wait at once (on close). */
+  private readonly wakers = new Set<() => void>();
+  /** The queue the last pull got a task from. */
+  private lastConsumer?: Consumer;
   private inHand?: Prepared;
   private readonly backendName: string;
 
@@ -109,7 +115,7 @@ class ExtractorWorker implements Worker {
     if (this.state === 'running') {
       this.state = 'closing';
       this.log.info({ graceMs: this.o.graceMs }, 'closing: no new tasks; finishing the one in hand');
-      this.wake();
+      for (const w of [...this.wakers]) w();
       const grace = setTimeout(() => {
         if (this.inHand) {
           this.log.warn({ task: this.inHand.task.taskId }, 'grace period over: handing the task back');
@@ -124,19 +130,20 @@ class ExtractorWorker implements Worker {
 
   private async loop(): Promise<void> {
     this.log.info({ options: { ...this.o, workerId: undefined } }, 'worker started');
-    // Pipeline: the next task's fetch and decode (sharp's thread pool) overlap this task's inference.
-    let next = this.pull();
+    // Pipeline: the next tasks' pulls, fetches and decodes (sharp's thread pool) overlap this
+    // task's inference. Inference holds the event loop, so each of their round trips waits for
+    // a gap between backbone calls: keeping two tasks in preparation hides those waits.
+    const ahead: Promise<Prepared | null>[] = [this.pull()];
     while (this.state === 'running') {
-      const cur = await next;
+      const cur = await ahead.shift()!;
       if (this.state !== 'running') {
         if (cur) this.handBack(cur);
-        return;
+        break;
       }
-      next = this.pull();
+      while (ahead.length < PREFETCH_TASKS) ahead.push(this.pull());
       if (cur) await this.process(cur);
     }
-    const left = await next;
-    if (left) this.handBack(left);
+    for (const left of await Promise.all(ahead)) if (left) this.handBack(left);
   }
 
   private handBack(p: Prepared): void {
@@ -152,12 +159,16 @@ class ExtractorWorker implements Worker {
     if (this.state !== 'running') return null;
     let msg: JsMsg | null = null;
     try {
-      const name = await this.pickConsumer();
-      if (name) {
-        const consumer = await this.bus.js.consumers.get(STREAMS.tasks, name);
-        msg = await consumer.next({ expires: this.o.pullExpiresMs });
+      // While a queue keeps giving tasks, pull from it again without listing consumers.
+      let consumer = this.lastConsumer;
+      if (!consumer) {
+        const name = await this.pickConsumer();
+        if (name) consumer = await this.bus.js.consumers.get(STREAMS.tasks, name);
       }
+      if (consumer) msg = await consumer.next({ expires: this.o.pullExpiresMs });
+      this.lastConsumer = msg ? consumer : undefined;
     } catch (err) {
+      this.lastConsumer = undefined;
       this.log.debug({ err }, 'pull failed (broker unavailable?)');
     }
     if (!msg) {
@@ -187,11 +198,13 @@ class ExtractorWorker implements Worker {
   private idle(): Promise<void> {
     if (this.state !== 'running') return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, this.o.idleWaitMs);
-      this.wake = () => {
+      const done = () => {
         clearTimeout(t);
+        this.wakers.delete(done);
         resolve();
       };
+      const t = setTimeout(done, this.o.idleWaitMs);
+      this.wakers.add(done);
     });
   }
 
