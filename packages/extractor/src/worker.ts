@@ -62,8 +62,10 @@ function isFinal(msg: JsMsg, maxDeliver: number): boolean {
   return msg.info.deliveryCount >= maxDeliver;
 }
 
-/** Tasks being pulled, fetched and decoded while one is in the backbone. */
+/** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
+/** Tasks longer than this (seconds of inference) are prefetched one at a time. */
+const LONG_TASK_SECONDS = 2;
 
 const IMAGE_ERROR_CODES: Record<ImageError['code'], ErrorCode> = {
   EMPTY: ErrorCode.ERROR_CODE_EMPTY,
@@ -87,6 +89,8 @@ class ExtractorWorker implements Worker {
   private readonly jobLogs = new Map<string, Logger>();
   /** Ends every idle wait at once (on close). */
   private readonly wakers = new Set<() => void>();
+  /** Inference seconds of the last task: decides how far ahead to prefetch. */
+  private lastTaskSeconds = 0;
   /** The queue the last pull got a task from. */
   private lastConsumer?: Consumer;
   private inHand?: Prepared;
@@ -140,7 +144,10 @@ class ExtractorWorker implements Worker {
         if (cur) this.handBack(cur);
         break;
       }
-      while (ahead.length < PREFETCH_TASKS) ahead.push(this.pull());
+      // Short tasks: keep two in preparation. Long ones: one is enough, and holding more would
+      // leave other workers idle at the end of a job while this one works through its hoard.
+      const depth = this.lastTaskSeconds > LONG_TASK_SECONDS ? 1 : PREFETCH_TASKS;
+      while (ahead.length < depth) ahead.push(this.pull());
       if (cur) await this.process(cur);
     }
     for (const left of await Promise.all(ahead)) if (left) this.handBack(left);
@@ -336,6 +343,7 @@ class ExtractorWorker implements Worker {
         });
       }
       const inferSeconds = (performance.now() - tInfer) / 1000;
+      this.lastTaskSeconds = inferSeconds;
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       const tPub = performance.now();
       await this.publish(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
