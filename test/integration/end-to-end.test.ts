@@ -9,18 +9,13 @@ import { JobState, codecs, openBus, vectorKey, type Bus, type JobStatus } from '
 import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
+import { countsOf } from '../helpers/cluster.js';
 import { runGraft, spawnGraft, type Spawned } from '../helpers/process.js';
 import { CLI } from '../helpers/fixtures.js';
 import { spawnSync } from 'node:child_process';
 
 const CLASSES = ['circle', 'square', 'triangle'] as const;
 const PER_CLASS = 14;
-
-/** A job's counts as a plain object (protobuf leaves zero fields on the prototype). */
-function counts(s: JobStatus) {
-  const c = s.counts!;
-  return { total: c.total, cached: c.cached, extracted: c.extracted, failed: c.failed };
-}
 
 /** Sum of graft_backbone_calls_total over the workers' /metrics. */
 async function backboneCalls(ports: number[]): Promise<number> {
@@ -83,7 +78,7 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     first = await followJob(bus, p.jobId, { progress: false });
     assert.equal(first.state, JobState.JOB_STATE_DONE, first.error);
     const total = CLASSES.length * PER_CLASS + 4;
-    assert.deepEqual(counts(first), { total, cached: 0, extracted: total - 3, failed: 3 });
+    assert.deepEqual(countsOf(first), { total, cached: 0, extracted: total - 3, failed: 3 });
     const failures = new Map(first.failures.map((f) => [f.path, f.message]));
     assert.deepEqual([...failures.keys()].sort(), ['circle/corrupt.jpg', 'circle/empty.jpg', 'square/notes.jpg']);
     assert.match(failures.get('circle/empty.jpg')!, /empty/);
@@ -124,7 +119,7 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     const p = await publishDataset(bus, dataset, { progress: false, backbone: 'inception_v3_mixed5', training: { validationPercent: 20, testPercent: 25 } });
     const s = await followJob(bus, p.jobId, { progress: false });
     assert.equal(s.state, JobState.JOB_STATE_DONE, s.error);
-    assert.deepEqual(counts(s), { total: first.counts!.total, cached: first.counts!.total! - 3, extracted: 0, failed: 3 });
+    assert.deepEqual(countsOf(s), { total: first.counts!.total, cached: first.counts!.total! - 3, extracted: 0, failed: 3 });
     assert.equal(await backboneCalls(metricsPorts), before);
     assert.equal(p.uploaded, 0, 'no image uploaded twice');
   });

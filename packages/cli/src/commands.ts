@@ -6,7 +6,7 @@ import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
 import { startWorker } from '@graft/extractor';
 import { classifyFile, formatReport, loadClassifier, readModelFolder } from '@graft/head';
-import { JobState, describeBus, errorCodeName, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
+import { JobState, describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { BACKEND_NAMES, initBackend, type BackendName } from '@graft/vision';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, num, parse, str, type Options, type Values } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
@@ -548,4 +548,3 @@ ${NATS_HELP}`,
 
 export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, classify, up, worker, coordinator, init, demo };
 
-export { errorCodeName };

@@ -34,6 +34,7 @@ import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordi
 import { assignSplit } from './splits.js';
 import { JobTracker, type ActiveJob } from './tracker.js';
 import { trainJob } from './training.js';
+import { inBatches } from './batches.js';
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
 
@@ -246,14 +247,10 @@ class CoordinatorImpl implements Coordinator {
   /** Refuses a manifest naming images that were never uploaded: nothing is enqueued for it. */
   private async checkImagesStored(job: ActiveJob, shas: string[]): Promise<void> {
     const missing: string[] = [];
-    for (let i = 0; i < shas.length; i += 64) {
-      await Promise.all(
-        shas.slice(i, i + 64).map(async (sha) => {
-          const info = await this.bus.images.info(sha);
-          if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
-        }),
-      );
-    }
+    await inBatches(shas, 64, async (sha) => {
+      const info = await this.bus.images.info(sha);
+      if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
+    });
     if (missing.length) {
       this.forget(job);
       throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));

@@ -2,6 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { codecs, errorCodeName, vectorKey, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
 import type { ResolvedBackbone } from '@graft/vision';
+import { inBatches } from './batches.js';
 
 /** A job the coordinator is extracting or training, with what it still waits for. */
 export interface ActiveJob {
@@ -68,25 +69,21 @@ export class JobTracker {
     let vectors = 0;
     let errors = 0;
     const shas = [...job.pathsBySha.keys()];
-    for (let i = 0; i < shas.length; i += 64) {
-      await Promise.all(
-        shas.slice(i, i + 64).map(async (sha) => {
-          const n = job.pathsBySha.get(sha)!.length;
-          if (failedShas.has(sha)) return void (errors += n);
-          const e = await this.vectors.get(vectorKey(job.backbone.fingerprint, sha));
-          if (!e || e.length === 0) {
-            job.pending.set(sha, n);
-            this.wait(job, sha);
-            return;
-          }
-          const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
-          if (v.errorCode) {
-            errors += n;
-            this.recordFailure(job, sha, v.errorCode, v.errorMessage);
-          } else vectors += n;
-        }),
-      );
-    }
+    await inBatches(shas, 64, async (sha) => {
+      const n = job.pathsBySha.get(sha)!.length;
+      if (failedShas.has(sha)) return void (errors += n);
+      const e = await this.vectors.get(vectorKey(job.backbone.fingerprint, sha));
+      if (!e || e.length === 0) {
+        job.pending.set(sha, n);
+        this.wait(job, sha);
+        return;
+      }
+      const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
+      if (v.errorCode) {
+        errors += n;
+        this.recordFailure(job, sha, v.errorCode, v.errorMessage);
+      } else vectors += n;
+    });
     if (fresh) counts.cached = vectors;
     counts.extracted = Math.max(0, vectors - (counts.cached ?? 0));
     counts.failed = errors;

@@ -24,6 +24,7 @@ import {
   type TrainOptions,
 } from '@graft/head';
 import type { ResolvedBackbone } from '@graft/vision';
+import { inBatches } from './batches.js';
 
 export interface TrainJobInput {
   bus: Bus;
@@ -51,16 +52,12 @@ async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: stri
   };
   const cache = new Map<string, Float32Array | null>();
   const shas = [...new Set(manifest.images.map((i) => i.sha256))];
-  for (let i = 0; i < shas.length; i += 64) {
-    await Promise.all(
-      shas.slice(i, i + 64).map(async (sha) => {
-        const e = await bus.vectors.get(vectorKey(fingerprint, sha));
-        if (!e || e.length === 0) return cache.set(sha, null);
-        const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
-        cache.set(sha, v.errorCode ? null : decodeVector(v.vector, v.dim, v.dtype));
-      }),
-    );
-  }
+  await inBatches(shas, 64, async (sha) => {
+    const e = await bus.vectors.get(vectorKey(fingerprint, sha));
+    if (!e || e.length === 0) return cache.set(sha, null);
+    const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
+    cache.set(sha, v.errorCode ? null : decodeVector(v.vector, v.dim, v.dtype));
+  });
   for (const img of manifest.images) {
     const v = cache.get(img.sha256);
     if (!v) continue;
