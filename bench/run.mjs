@@ -12,9 +12,9 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, generateSampleSet, publishDataset, readJob, startLocalNats } from '@graft/cli';
+import { generateSampleSet, publishDataset } from '@graft/cli';
 import { evaluatePredictions, loadHeadModel, packageModel, predict, trainHead } from '@graft/head';
-import { VectorDType, codecs, decodeVector, encodeVector, isTerminal, openBus, vectorKey } from '@graft/protocol';
+import { VectorDType, codecs, decodeVector, encodeVector, freePort, isTerminal, openBus, readJob, startLocalNats, vectorKey } from '@graft/protocol';
 import { decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
 import * as tf from '@tensorflow/tfjs';
 

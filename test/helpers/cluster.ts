@@ -1,8 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readJob } from '@graft/cli';
-import { isTerminal, openBus, type Bus, type JobStatus } from '@graft/protocol';
+import { isTerminal, openBus, readJob, type Bus, type JobStatus } from '@graft/protocol';
 import { startTestNats, type TestNats } from './nats.js';
 import { spawnGraft, waitFor, type Spawned } from './process.js';
 

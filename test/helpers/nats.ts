@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findNatsServer, startLocalNats, type LocalNats } from '@graft/cli';
+import { findNatsServer, startLocalNats, type LocalNats } from '@graft/protocol';
 
 /** A nats-server for one test file: random port, temp store dir, removed afterwards. */
 export interface TestNats extends LocalNats {

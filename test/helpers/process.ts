@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { stopProcess } from '@graft/protocol';
 import { CLI } from './fixtures.js';
 
 export interface Spawned {
@@ -20,14 +21,7 @@ export function spawnGraft(args: string[], env: NodeJS.ProcessEnv = {}): Spawned
     child,
     output: () => out,
     exited,
-    async stop(graceMs = 20_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      const code = await exited;
-      clearTimeout(t);
-      return code;
-    },
+    stop: (graceMs = 20_000) => stopProcess(child, graceMs),
   };
 }
 

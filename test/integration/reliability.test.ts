@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { generateSampleSet, publishDataset, readJob, sampleImage } from '@graft/cli';
+import { generateSampleSet, publishDataset, sampleImage } from '@graft/cli';
 import {
   JobState,
   STREAMS,
@@ -14,6 +14,7 @@ import {
   resultSubject,
   taskSubject,
   VectorDType,
+  readJob,
   vectorKey,
   type Bus,
 } from '@graft/protocol';
@@ -159,7 +160,7 @@ describe('reliability - nothing lost', () => {
       assert.deepEqual(countsOf(s), { total: 200, cached: 0, extracted: 200, failed: 0 });
 
       // Same photos again (all cached), long training: kill the coordinator mid-training.
-      const q = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 1500, noEarlyStopping: true } });
+      const q = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 1500, patience: 0 } });
       await waitFor(async () => ((await readJob(c.bus, q.jobId))?.training?.epoch ?? 0) >= 20, 120_000, 'training to pass epoch 20');
       c.coordinator!.child.kill('SIGKILL');
       await c.coordinator!.exited;

@@ -1,5 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { BusOptions } from '@graft/protocol';
+import { DEFAULT_NATS_URL, type BusOptions } from '@graft/protocol';
+import type { PublishOptions } from './publish.js';
+
+/* Flags: parsing, validation, and what they become (bus options, publish options). */
 
 /** A usage problem: printed with the command's help, exit code 2. */
 export class UsageError extends Error {
@@ -18,7 +21,7 @@ export const NATS_OPTIONS: Options = {
   'nats-tls-ca': { type: 'string' },
 };
 
-export const NATS_HELP = `  --nats URL          NATS server(s), comma separated (default $GRAFT_NATS_URL or nats://127.0.0.1:4222)
+export const NATS_HELP = `  --nats URL          NATS server(s), comma separated (default $GRAFT_NATS_URL or ${DEFAULT_NATS_URL})
   --nats-user USER    user name; the password comes from $GRAFT_NATS_PASSWORD (never a flag)
   --nats-tls-ca FILE  CA certificate for TLS connections
                       ($GRAFT_NATS_TOKEN sets a token)`;
@@ -37,7 +40,7 @@ export function parse(argv: string[], options: Options, positionals = true): { v
 export function busOptions(v: Values, name: string): BusOptions {
   const env = process.env;
   return {
-    servers: (v.nats as string | undefined) ?? env.GRAFT_NATS_URL ?? 'nats://127.0.0.1:4222',
+    servers: (v.nats as string | undefined) ?? env.GRAFT_NATS_URL ?? DEFAULT_NATS_URL,
     name,
     user: (v['nats-user'] as string | undefined) ?? env.GRAFT_NATS_USER,
     pass: env.GRAFT_NATS_PASSWORD,
@@ -64,4 +67,73 @@ export function num(v: Values, key: string): number | undefined {
 
 export function str(v: Values, key: string): string | undefined {
   return v[key] as string | undefined;
+}
+
+// ---- publish / train options ----------------------------------------------------------
+
+export const PUBLISH_OPTIONS: Options = {
+  name: { type: 'string' },
+  backbone: { type: 'string' },
+  bottleneck: { type: 'string' },
+  'input-size': { type: 'string' },
+  preprocess: { type: 'string' },
+  splits: { type: 'string' },
+  optimizer: { type: 'string' },
+  'learning-rate': { type: 'string' },
+  'batch-size': { type: 'string' },
+  epochs: { type: 'string' },
+  patience: { type: 'string' },
+  'validation-percent': { type: 'string' },
+  'test-percent': { type: 'string' },
+  seed: { type: 'string' },
+  'vector-dtype': { type: 'string' },
+  'no-standardize': { type: 'boolean' },
+};
+
+export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
+  --backbone SPEC           auto (default), inception_v3_mixed5 (embedded), mobilenet_v2, mobilenet_v3_large,
+                            inception_v3, or a TF.js model path / file:// / http(s):// URL
+  --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
+  --input-size N            square input edge for a custom model (default: from the model)
+  --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none
+  --splits FILE             TSV of "path<TAB>train|validation|test" fixing each image's set
+  --validation-percent N    default 10;  --test-percent N  default 10 (stable hash of the file name; 0 = none)
+  --optimizer NAME          rmsprop (default), adam, sgd
+  --learning-rate X         default 0.001 (sgd 0.01)
+  --batch-size N            default: number of classes, clamped to 32..256
+  --epochs N                default 100;  --patience N  early stopping, default 10 (0 = off)
+  --seed N                  default 1;  --no-standardize  train on raw vectors
+  --vector-dtype T          float32 (default) or float16 on the wire and in the cache`;
+
+/**
+ * Publish options from flags. Training options carry only what the user typed (an absent
+ * flag stays absent, so the coordinator's default applies; 0 is sent as 0).
+ * @throws UsageError naming the bad flag.
+ */
+export function publishOptions(v: Values): PublishOptions {
+  const dtype = str(v, 'vector-dtype');
+  if (dtype && dtype !== 'float32' && dtype !== 'float16') throw new UsageError(`--vector-dtype must be float32 or float16, got ${dtype}`);
+  const optimizer = str(v, 'optimizer');
+  if (optimizer !== undefined && !['rmsprop', 'adam', 'sgd'].includes(optimizer)) throw new UsageError(`--optimizer must be rmsprop, adam or sgd, got ${optimizer}`);
+  const val = int(v, 'validation-percent');
+  const test = int(v, 'test-percent');
+  if ((val ?? 10) + (test ?? 10) >= 100) throw new UsageError('--validation-percent plus --test-percent must be under 100');
+  return {
+    name: str(v, 'name'),
+    backbone: str(v, 'backbone') ?? 'auto',
+    overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess') },
+    splitsFile: str(v, 'splits'),
+    vectorDType: dtype as PublishOptions['vectorDType'],
+    training: {
+      optimizer,
+      learningRate: num(v, 'learning-rate'),
+      batchSize: int(v, 'batch-size', 1),
+      epochs: int(v, 'epochs', 1),
+      patience: int(v, 'patience'),
+      validationPercent: val,
+      testPercent: test,
+      seed: int(v, 'seed'),
+      standardize: v['no-standardize'] ? false : undefined,
+    },
+  };
 }

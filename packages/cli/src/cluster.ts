@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalNats, type LocalNats } from './nats-server.js';
+import { startLocalNats, stopProcess, type LocalNats } from '@graft/protocol';
 
 /** A whole graft cluster on this machine: nats-server, one coordinator, N workers. */
 export interface LocalCluster {
@@ -68,19 +68,10 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     children,
     stop() {
       stopping ??= (async () => {
-        await Promise.all(children.map((c) => stopChild(c, 30_000)));
+        await Promise.all(children.map((c) => stopProcess(c, 30_000)));
         await nats?.stop();
       })();
       return stopping;
     },
   };
-}
-
-async function stopChild(c: ChildProcess, graceMs: number): Promise<void> {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-  c.kill('SIGTERM');
-  const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(t);
 }

@@ -1,22 +1,25 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
 import { startWorker } from '@graft/extractor';
-import { classifyFile, formatReport, loadClassifier, readModelFolder } from '@graft/head';
-import { JobState, describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
-import { BACKEND_NAMES, initBackend, type BackendName } from '@graft/vision';
-import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, num, parse, str, type Options, type Values } from './args.js';
+import { classifyFile, loadClassifier } from '@graft/head';
+import { JobState, listJobs, readJob } from '@graft/protocol';
+import { BACKEND_NAMES } from '@graft/vision';
+import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, int, parse, publishOptions, str, type Options } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
 import { exportModel } from './export.js';
-import { followJob, jobDetails, jobJson, jobLine, listJobs, readJob } from './jobs.js';
+import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
-import { publishDataset, type PublishOptions } from './publish.js';
+import { publishDataset } from './publish.js';
 import { generateSampleSet, sampleImage } from './sample.js';
-import { writeFile } from 'node:fs/promises';
+import { backendFor, cacheDir, graftHome, runService, untilSignal, withBus } from './service.js';
+import { trainFolder } from './train-flow.js';
+
+/* The command table: each command's usage and what it runs. */
 
 export interface Command {
   summary: string;
@@ -27,152 +30,6 @@ export interface Command {
 
 const BACKEND_HELP = `  --backend NAME      auto (default, or $GRAFT_BACKEND), ${BACKEND_NAMES.join(', ')}`;
 
-/**
- * A worker only opens the topology (least privilege); until graft init or the coordinator
- * has created it, wait and retry rather than exit.
- */
-async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: ReturnType<typeof createLogger>): Promise<Bus> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await openBus(opts, topology);
-    } catch (err) {
-      if (topology.create !== false || !/does not exist/.test((err as Error).message)) throw err;
-      if (attempt === 1 || attempt % 10 === 0) log.warn((err as Error).message);
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-}
-
-/** Waits for SIGINT/SIGTERM; the one place graft installs signal handlers. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (s: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(s);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
-}
-
-function graftHome(): string {
-  return process.env.GRAFT_HOME ?? join(homedir(), '.graft');
-}
-
-async function withBus<T>(opts: BusOptions, fn: (bus: Bus) => Promise<T>): Promise<T> {
-  const bus = await openBus(opts);
-  try {
-    return await fn(bus);
-  } finally {
-    await bus.close();
-  }
-}
-
-async function backendFor(v: Values, log: ReturnType<typeof createLogger>) {
-  const preferred = (str(v, 'backend') ?? process.env.GRAFT_BACKEND ?? 'auto') as BackendName | 'auto';
-  try {
-    return await initBackend({
-      preferred,
-      log: (c) => log.info({ backend: c.name, skipped: c.skipped }, `TensorFlow.js backend: ${c.name}`),
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-// ---- publish / train options ----------------------------------------------------------
-
-const PUBLISH_OPTIONS: Options = {
-  name: { type: 'string' },
-  backbone: { type: 'string' },
-  bottleneck: { type: 'string' },
-  'input-size': { type: 'string' },
-  preprocess: { type: 'string' },
-  splits: { type: 'string' },
-  optimizer: { type: 'string' },
-  'learning-rate': { type: 'string' },
-  'batch-size': { type: 'string' },
-  epochs: { type: 'string' },
-  patience: { type: 'string' },
-  'validation-percent': { type: 'string' },
-  'test-percent': { type: 'string' },
-  seed: { type: 'string' },
-  'vector-dtype': { type: 'string' },
-  'no-standardize': { type: 'boolean' },
-};
-
-const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
-  --backbone SPEC           auto (default), inception_v3_mixed5 (embedded), mobilenet_v2, mobilenet_v3_large,
-                            inception_v3, or a TF.js model path / file:// / http(s):// URL
-  --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
-  --input-size N            square input edge for a custom model (default: from the model)
-  --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none
-  --splits FILE             TSV of "path<TAB>train|validation|test" fixing each image's set
-  --validation-percent N    default 10;  --test-percent N  default 10 (stable hash of the file name)
-  --optimizer NAME          rmsprop (default), adam, sgd
-  --learning-rate X         default 0.001 (sgd 0.01)
-  --batch-size N            default: number of classes, clamped to 32..256
-  --epochs N                default 100;  --patience N  early stopping, default 10 (0 = off)
-  --seed N                  default 1;  --no-standardize  train on raw vectors
-  --vector-dtype T          float32 (default) or float16 on the wire and in the cache`;
-
-function publishOptions(v: Values): PublishOptions {
-  const dtype = str(v, 'vector-dtype');
-  if (dtype && dtype !== 'float32' && dtype !== 'float16') throw new UsageError(`--vector-dtype must be float32 or float16, got ${dtype}`);
-  const optimizer = str(v, 'optimizer');
-  if (optimizer && !['rmsprop', 'adam', 'sgd'].includes(optimizer)) throw new UsageError(`--optimizer must be rmsprop, adam or sgd, got ${optimizer}`);
-  const val = int(v, 'validation-percent');
-  const test = int(v, 'test-percent');
-  if ((val ?? 10) + (test ?? 10) >= 100) throw new UsageError('--validation-percent plus --test-percent must be under 100');
-  return {
-    name: str(v, 'name'),
-    backbone: str(v, 'backbone') ?? 'auto',
-    overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess') },
-    splitsFile: str(v, 'splits'),
-    vectorDType: dtype as PublishOptions['vectorDType'],
-    training: {
-      optimizer: optimizer ?? '',
-      learningRate: num(v, 'learning-rate') ?? 0,
-      batchSize: int(v, 'batch-size', 1) ?? 0,
-      epochs: int(v, 'epochs', 1) ?? 0,
-      patience: int(v, 'patience') ?? 0,
-      noEarlyStopping: int(v, 'patience') === 0,
-      validationPercent: val ?? 0,
-      testPercent: test ?? 0,
-      seed: int(v, 'seed') ?? 0,
-      noStandardize: Boolean(v['no-standardize']),
-    },
-  };
-}
-
-/** What a long-running process exposes to the CLI: its lifecycle. */
-interface Service {
-  readonly state: string;
-  readonly closed: Promise<void>;
-  close(): Promise<void>;
-}
-
-/**
- * Runs a worker or coordinator until SIGINT/SIGTERM (or until it stops by itself): picks the
- * backend, connects, serves /metrics when asked, then closes in order: service, metrics, bus.
- */
-async function runService(v: Values, role: string, start: (bus: Bus, log: ReturnType<typeof createLogger>, registry: Registry, backend: string) => Promise<Service>, topology: TopologyOptions = {}): Promise<number> {
-  const log = createLogger();
-  const backend = await backendFor(v, log);
-  const opts = busOptions(v, `graft-${role}-${process.pid}`);
-  log.info({ bus: describeBus(opts) }, 'connecting');
-  const bus = await openWithRetry(opts, topology, log);
-  const registry = new Registry();
-  const service = await start(bus, log, registry, backend.name);
-  const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
-  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;
-  await Promise.race([untilSignal(), service.closed]);
-  await service.close();
-  server?.close();
-  await bus.close();
-  return 0;
-}
 
 // ---- commands ---------------------------------------------------------------------------
 
@@ -242,7 +99,7 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
   --task-timeout MS   an image still decoding after this fails with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
-  --cache-dir DIR     downloaded backbones (default ~/.cache/graft/models)
+  --cache-dir DIR     downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
   options: {
@@ -264,7 +121,7 @@ ${NATS_HELP}`,
         {
           workerId: str(v, 'worker-id'),
           inferBatchSize: int(v, 'batch-size', 1),
-          cacheDir: str(v, 'cache-dir'),
+          cacheDir: cacheDir(v),
           limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
           taskTimeoutMs: int(v, 'task-timeout', 1),
         },
@@ -307,7 +164,7 @@ ${NATS_HELP}`,
       (bus, log, registry, backend) =>
         startCoordinator(
           bus,
-          { taskSize: int(v, 'task-size', 1), taskAckWaitMs: int(v, 'ack-wait', 100), taskMaxDeliver: int(v, 'max-deliver', 1), cacheDir: str(v, 'cache-dir') },
+          { taskSize: int(v, 'task-size', 1), taskAckWaitMs: int(v, 'ack-wait', 100), taskMaxDeliver: int(v, 'max-deliver', 1), cacheDir: cacheDir(v) },
           { logger: log, registry, backend },
         ),
       { maxQueuedTasks: int(v, 'max-queued-tasks', 1) },
@@ -406,7 +263,7 @@ ${BACKEND_HELP}`,
     if (positionals.length < 2) throw new UsageError('classify takes MODEL_DIR and at least one IMAGE');
     const log = createLogger({ toStderr: true, level: process.env.GRAFT_LOG_LEVEL ?? 'warn' });
     await backendFor(v, log);
-    const c = await loadClassifier(positionals[0], { cacheDir: str(v, 'cache-dir') });
+    const c = await loadClassifier(positionals[0], { cacheDir: cacheDir(v) });
     const k = int(v, 'top', 1) ?? 3;
     let failed = 0;
     for (const img of positionals.slice(1)) {
@@ -428,49 +285,6 @@ ${BACKEND_HELP}`,
 
 const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' } };
 
-/** publish + follow + export, on --nats or an embedded local cluster. */
-async function trainFolder(dir: string, v: Values, out: string): Promise<{ code: number; out: string }> {
-  const po = publishOptions(v);
-  const natsUrl = str(v, 'nats');
-  const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
-  const cluster = natsUrl
-    ? undefined
-    : await startLocalCluster({ dataDir, workers: int(v, 'workers', 1), output: 'files', workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [] });
-  if (cluster) process.stderr.write(`started a local cluster (${cluster.children.length - 1} workers, data and logs in ${dataDir})\n`);
-  const stopOnSignal = untilSignal().then(async () => {
-    process.stderr.write('\ninterrupted: stopping (the job resumes when you run graft up or train again)\n');
-    await cluster?.stop();
-    process.exit(130);
-  });
-  void stopOnSignal;
-  try {
-    return await withBus({ ...busOptions(v, 'graft-cli'), servers: cluster?.url ?? natsUrl }, async (bus) => {
-      const p = await publishDataset(bus, dir, po);
-      process.stderr.write(`job ${p.jobId}: ${p.scan.images.length} images in ${p.scan.classes.length} classes (${p.scan.classes.join(', ')})\n`);
-      const s = await followJob(bus, p.jobId);
-      if (s.state !== JobState.JOB_STATE_DONE) {
-        process.stderr.write(`${jobDetails(s, true)}\n`);
-        return { code: 1, out };
-      }
-      await exportModel(bus, p.jobId, out);
-      const folder = await readModelFolder(out);
-      const lines = [
-        '',
-        jobDetails(s, true),
-        '',
-        formatReport(folder.report),
-        '',
-        `model written to ${out}`,
-        `classify a photo with: graft classify ${out} PHOTO.jpg`,
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
-      return { code: 0, out };
-    });
-  } finally {
-    await cluster?.stop();
-  }
-}
-
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
   usage: `graft train DIR [--out DIR] [--nats URL] [--workers N] [publish options]
@@ -490,7 +304,7 @@ ${NATS_HELP}`,
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('train takes exactly one folder');
     if (!existsSync(positionals[0])) throw new UsageError(`no such folder: ${positionals[0]}`);
-    return (await trainFolder(positionals[0], v, resolve(str(v, 'out') ?? 'graft-model'))).code;
+    return trainFolder(positionals[0], v, resolve(str(v, 'out') ?? 'graft-model'));
   },
 };
 
@@ -513,8 +327,8 @@ ${BACKEND_HELP}`,
       process.stderr.write(`sample set: ${data} (4 classes of generated photos)\n`);
       const out = resolve(str(v, 'out') ?? 'graft-model');
       const args = { 'validation-percent': '15', 'test-percent': '20', backbone: 'inception_v3_mixed5', ...v };
-      const r = await trainFolder(data, args, out);
-      if (r.code !== 0) return r.code;
+      const code = await trainFolder(data, args, out);
+      if (code !== 0) return code;
       const heldOut = join(work, 'held-out-triangle.jpg');
       await writeFile(heldOut, await sampleImage('triangle', 987_654_321));
       const backendLog = createLogger({ toStderr: true, level: 'warn' });

@@ -1,14 +1,7 @@
-export { startLocalNats, findNatsServer, freePort } from './nats-server.js';
-export type { LocalNats, LocalNatsOptions } from './nats-server.js';
-export { startLocalCluster, defaultWorkers } from './cluster.js';
-export type { LocalCluster, LocalClusterOptions } from './cluster.js';
-export { publishDataset, newJobId } from './publish.js';
+export { publishDataset } from './publish.js';
 export type { PublishOptions, Published } from './publish.js';
-export { scanDataset } from './scan.js';
-export type { ScanResult, ScannedImage } from './scan.js';
-export { followJob, readJob, listJobs, jobDetails } from './jobs.js';
+export { followJob } from './jobs.js';
 export { exportModel } from './export.js';
-export { generateSampleSet, sampleImage, SAMPLE_CLASSES } from './sample.js';
-export { createLogger, REDACT_PATHS } from './logger.js';
-export { serveMetrics } from './metrics-server.js';
+export { generateSampleSet, sampleImage } from './sample.js';
+export { REDACT_PATHS } from './logger.js';
 export { createProgress } from './progress.js';

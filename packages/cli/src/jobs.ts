@@ -1,20 +1,7 @@
-import { codecs, errorCodeName, isTerminal, jobStateName, type Bus, type JobStatus } from '@graft/protocol';
+import { codecs, errorCodeName, isTerminal, jobStateName, watchJob, type Bus, type JobStatus } from '@graft/protocol';
 import { createProgress, type Progress } from './progress.js';
 
-export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | undefined> {
-  const e = await bus.jobs.get(jobId);
-  if (!e || e.length === 0) return undefined;
-  return codecs.jobStatus.decode(e.value, `job record ${jobId}`);
-}
-
-export async function listJobs(bus: Bus): Promise<JobStatus[]> {
-  const out: JobStatus[] = [];
-  for await (const k of await bus.jobs.keys()) {
-    const s = await readJob(bus, k).catch(() => undefined);
-    if (s) out.push(s);
-  }
-  return out.sort((a, b) => Number(a.createdAtMs) - Number(b.createdAtMs));
-}
+/* How jobs look to a person: lines, blocks and progress bars over protocol's job records. */
 
 /** A plain-object view of a job record, for --json. */
 export function jobJson(s: JobStatus): Record<string, unknown> {
@@ -66,41 +53,34 @@ export async function followJob(bus: Bus, jobId: string, opts: { progress?: bool
   let training: Progress | undefined;
   let lastState = -1;
   let extractionShown = false;
-  const watch = await bus.jobs.watch({ key: jobId });
-  try {
-    for await (const e of watch) {
-      if (e.operation !== 'PUT') continue;
-      const s = codecs.jobStatus.decode(e.value, `job record ${jobId}`);
-      opts.onUpdate?.(s);
-      if (show) {
-        if (s.state !== lastState) {
-          if (lastState !== -1 || s.state) process.stderr.write(`job ${jobId}: ${jobStateName(s.state)}\n`);
-          if (s.warning && lastState < 2) process.stderr.write(`warning: ${s.warning}\n`);
-          lastState = s.state;
-        }
-        const c = s.counts ?? {};
-        const done = (c.cached ?? 0) + (c.extracted ?? 0) + (c.failed ?? 0);
-        if (!extractionShown && c.total && (s.state === 2 || s.state > 2)) {
-          extraction ??= createProgress('extracting');
-          extraction.update(done, c.total ?? 0, `(${c.cached ?? 0} cached, ${c.failed ?? 0} failed)`);
-          if (s.state > 2) {
-            extraction.done();
-            extractionShown = true;
-          }
-        }
-        if (s.training?.epoch) {
-          training ??= createProgress('training');
-          training.update(s.training.epoch, s.training.epochs ?? 0, `loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
+  for await (const s of watchJob(bus, jobId)) {
+    opts.onUpdate?.(s);
+    if (show) {
+      if (s.state !== lastState) {
+        if (lastState !== -1 || s.state) process.stderr.write(`job ${jobId}: ${jobStateName(s.state)}\n`);
+        if (s.warning && lastState < 2) process.stderr.write(`warning: ${s.warning}\n`);
+        lastState = s.state;
+      }
+      const c = s.counts ?? {};
+      const done = (c.cached ?? 0) + (c.extracted ?? 0) + (c.failed ?? 0);
+      if (!extractionShown && c.total && (s.state === 2 || s.state > 2)) {
+        extraction ??= createProgress('extracting');
+        extraction.update(done, c.total ?? 0, `(${c.cached ?? 0} cached, ${c.failed ?? 0} failed)`);
+        if (s.state > 2) {
+          extraction.done();
+          extractionShown = true;
         }
       }
-      if (isTerminal(s.state)) {
-        if (!extractionShown) extraction?.done();
-        training?.done();
-        return s;
+      if (s.training?.epoch) {
+        training ??= createProgress('training');
+        training.update(s.training.epoch, s.training.epochs ?? 0, `loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
       }
     }
-  } finally {
-    watch.stop();
+    if (isTerminal(s.state)) {
+      if (!extractionShown) extraction?.done();
+      training?.done();
+      return s;
+    }
   }
   throw new Error(`lost the watch on job ${jobId}`);
 }

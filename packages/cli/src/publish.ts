@@ -1,17 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
-  JobState,
   Split,
   VectorDType,
   codecs,
+  createJobRecord,
   manifestSubject,
-  type BackboneRef,
+  queuedStatus,
   type Bus,
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
-import { CATALOGUE, parseBackbone, type BackboneOverrides } from '@graft/vision';
+import { backboneRequest, type BackboneOverrides } from '@graft/vision';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult } from './scan.js';
 
@@ -20,6 +20,7 @@ export interface PublishOptions {
   /** auto (default), a catalogue id, or a model path/URL. */
   backbone?: string;
   overrides?: BackboneOverrides;
+  /** Only what the user gave: absent options take the coordinator's defaults. */
   training?: TrainingOptions;
   vectorDType?: 'float32' | 'float16';
   /** TSV of `path<TAB>train|validation|test` (paths relative to the folder) fixing splits. */
@@ -38,18 +39,6 @@ export interface Published {
 /** A job id: time-ordered, unique, and a valid subject token. */
 export function newJobId(): string {
   return `j${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
-}
-
-function backboneRef(spec: string, o: BackboneOverrides = {}): BackboneRef {
-  const parsed = parseBackbone(spec, o); // validates early, before any upload
-  const isNamed = spec === 'auto' || spec in CATALOGUE;
-  return {
-    id: isNamed ? spec : 'custom',
-    url: isNamed ? '' : parsed.url,
-    bottleneck: o.bottleneck ?? '',
-    inputSize: o.inputSize ?? 0,
-    preprocess: o.preprocess ?? (isNamed ? '' : parsed.preprocess),
-  };
 }
 
 async function readSplits(file: string): Promise<Map<string, Split>> {
@@ -73,7 +62,7 @@ async function readSplits(file: string): Promise<Map<string, Split>> {
  */
 export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = {}): Promise<Published> {
   const show = o.progress ?? true;
-  const ref = backboneRef(o.backbone ?? 'auto', o.overrides);
+  const ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
   const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
   const scanBar = show ? createProgress('scanning') : undefined;
   const scan = await scanDataset(dir, { onFile: (d, t) => scanBar?.update(d, t) });
@@ -123,7 +112,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
 
   // A queued record first, so `graft status` sees the job at once; the coordinator takes over.
-  await bus.jobs.put(jobId, codecs.jobStatus.encode({ jobId, name: manifest.name, state: JobState.JOB_STATE_QUEUED, counts: { total: manifest.images.length }, classes: manifest.classes, createdAtMs: Date.now(), updatedAtMs: Date.now(), skipped: scan.skipped.length }));
+  await createJobRecord(bus, queuedStatus(manifest));
   await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
   return { jobId, scan, uploaded, alreadyStored: stored };
 }

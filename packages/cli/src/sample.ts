@@ -1,20 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { seededRandom } from '@graft/head';
 
 /** The classes of the generated sample set: shapes a pretrained CNN tells apart easily. */
 export const SAMPLE_CLASSES = ['circle', 'square', 'triangle', 'stripes'] as const;
 export type SampleClass = (typeof SAMPLE_CLASSES)[number];
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Each class has its own hue range as well as its shape, so a small set is learnable. */
 const HUES: Record<SampleClass, number> = { circle: 0, square: 120, triangle: 230, stripes: 50 };
@@ -42,7 +33,7 @@ function svg(cls: SampleClass, r: () => number, size: number): string {
 
 /** Renders one sample image as JPEG bytes. */
 export async function sampleImage(cls: SampleClass, seed: number, size = 160): Promise<Buffer> {
-  return sharp(Buffer.from(svg(cls, rng(seed), size))).jpeg({ quality: 90 }).toBuffer();
+  return sharp(Buffer.from(svg(cls, seededRandom(seed), size))).jpeg({ quality: 90 }).toBuffer();
 }
 
 /**

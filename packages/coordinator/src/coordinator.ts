@@ -1,40 +1,40 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
-import type { Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   CONSUMERS,
   ErrorCode,
+  JobRecordConflict,
   JobState,
-  MAX_DELIVERIES_ADVISORY,
+  REDELIVERY_DELAY_MS,
   STREAMS,
-  Split,
   codecs,
-  ensureExtractorConsumer,
-  eventSubject,
+  createJobRecord,
+  isContentError,
   isTerminal,
   jobStateName,
   manifestSubject,
-  pb,
-  taskSubject,
+  publishJobEvent,
+  queuedStatus,
+  readJobRecord,
   vectorKey,
+  writeJobRecord,
   type Bus,
   type DatasetManifest,
-  type JobEvent,
+  type ExtractionTask,
+  type JobEventBody,
   type JobStatus,
   type VectorBatch,
 } from '@graft/protocol';
 import { formatReport, TrainingAborted } from '@graft/head';
-import { loadBackbone, parseBackbone, type ResolvedBackbone } from '@graft/vision';
-import { createHash } from 'node:crypto';
+import { loadBackbone, requestedSpec, resolvedFields, resolvedFromFields, type ResolvedBackbone } from '@graft/vision';
+import { inBatches } from './batches.js';
 import { ManifestError, validateManifest } from './manifest.js';
 import { coordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
-import { assignSplit } from './splits.js';
+import { TaskQueue } from './task-queue.js';
 import { JobTracker, type ActiveJob } from './tracker.js';
 import { trainJob } from './training.js';
-import { inBatches } from './batches.js';
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
 
@@ -53,21 +53,26 @@ export interface CoordinatorDeps {
   backend?: string;
 }
 
-/** Errors that depend only on an image's bytes: cached like vectors, never retried. */
-const CONTENT_ERRORS = new Set<ErrorCode>([ErrorCode.ERROR_CODE_EMPTY, ErrorCode.ERROR_CODE_DECODE_FAILED, ErrorCode.ERROR_CODE_TOO_LARGE]);
-
+/**
+ * The coordinator: takes manifests in, moves each job through its states
+ * (queued -> extracting -> training -> done or failed), and collects vector batches into the
+ * cache. Tasks go out through the {@link TaskQueue}; the books of what each job still waits
+ * for are the {@link JobTracker}'s; job records are written with the revision last read.
+ */
 class CoordinatorImpl implements Coordinator {
   state: CoordinatorState = 'running';
   readonly closed: Promise<void>;
   private readonly log: Logger;
   private readonly metrics: CoordinatorMetrics;
   private readonly jobs: JobTracker;
+  private readonly queue: TaskQueue;
   /** Jobs whose manifest is being handled right now. */
   private readonly starting = new Set<string>();
   private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
   private readonly consumers: ConsumerMessages[] = [];
   private trainingQueue: Promise<void> = Promise.resolve();
   private flushTimer?: NodeJS.Timeout;
+  private flushing = false;
 
   constructor(
     private readonly bus: Bus,
@@ -76,7 +81,8 @@ class CoordinatorImpl implements Coordinator {
   ) {
     this.log = deps.logger.child({ component: 'coordinator' });
     this.jobs = new JobTracker(bus.vectors);
-    this.metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => this.queueDepth());
+    this.queue = new TaskQueue(bus, { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver }, () => this.state === 'running');
+    this.metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => this.queue.depth());
     this.metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
     this.updateJobGauge();
     this.closed = this.run();
@@ -90,11 +96,10 @@ class CoordinatorImpl implements Coordinator {
     const m = await manifests.consume({ max_messages: 4 });
     const r = await results.consume({ max_messages: 64 });
     this.consumers.push(m, r);
-    const advisories = this.bus.nc.subscribe(MAX_DELIVERIES_ADVISORY);
-    void this.deadLetters(advisories);
+    const stopDeadTasks = this.queue.watchDeadTasks((task, deliveries) => this.onDeadTask(task, deliveries), this.log);
     this.log.info('coordinator started');
     await Promise.all([this.drain(m, (x) => this.onManifest(x)), this.drain(r, (x) => this.onResults(x))]);
-    advisories.unsubscribe();
+    stopDeadTasks();
     await this.trainingQueue;
     clearInterval(this.flushTimer);
     await this.flush();
@@ -107,21 +112,11 @@ class CoordinatorImpl implements Coordinator {
       try {
         await handle(msg);
       } catch (err) {
-        // Unexpected (bus down mid-handling): hand it back for a later try.
+        // Not the message's fault (bus down mid-handling): hand it back for a later try.
         this.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
-        msg.nak(2000);
+        msg.nak(REDELIVERY_DELAY_MS);
       }
     }
-  }
-
-  private async queueDepth(): Promise<{ pending: number; unacked: number }> {
-    let pending = 0;
-    let unacked = 0;
-    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
-      pending += ci.num_pending;
-      unacked += ci.num_ack_pending;
-    }
-    return { pending, unacked };
   }
 
   async close(): Promise<void> {
@@ -133,7 +128,7 @@ class CoordinatorImpl implements Coordinator {
     return this.closed;
   }
 
-  // ---- manifests -------------------------------------------------------------------------
+  // ---- intake ----------------------------------------------------------------------------
 
   private async onManifest(msg: JsMsg): Promise<void> {
     let manifest: DatasetManifest;
@@ -147,61 +142,44 @@ class CoordinatorImpl implements Coordinator {
       return;
     }
     if (this.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
-      msg.ack(); // our own re-publication of a job in hand (it now carries the splits)
+      msg.ack(); // a redelivery of a job in hand
       return;
     }
     const log = this.log.child({ job: manifest.jobId });
-    const existing = await this.readStatus(manifest.jobId).catch(() => undefined);
-    if (existing && existing.state !== JobState.JOB_STATE_QUEUED) {
+    const existing = await readJobRecord(this.bus, manifest.jobId).catch(() => undefined);
+    if (existing && existing.status.state !== JobState.JOB_STATE_QUEUED) {
       // Redelivery after a restart: carry on from what JetStream holds.
-      if (!this.jobs.has(manifest.jobId) && !isTerminal(existing.state)) await this.resume(existing, manifest);
+      if (!isTerminal(existing.status.state)) await this.resume(existing.status, existing.revision, manifest);
       msg.ack();
       return;
     }
+    const keepAlive = setInterval(() => msg.working(), 10_000);
+    this.starting.add(manifest.jobId);
     try {
       validateManifest(manifest);
-      const keepAlive = setInterval(() => msg.working(), 10_000);
-      this.starting.add(manifest.jobId);
-      try {
-        await this.startJob(manifest, log);
-      } finally {
-        clearInterval(keepAlive);
-        this.starting.delete(manifest.jobId);
-      }
+      await this.startJob(manifest, existing?.revision ?? 0, log);
       this.metrics.manifests.inc({ outcome: 'accepted' });
     } catch (err) {
+      if (err instanceof JobRecordConflict) throw err; // somebody else wrote it: look again on redelivery
       const reason = err instanceof ManifestError ? err.message : `cannot start: ${(err as Error).message}`;
       log.error({ err }, 'job refused');
       this.metrics.manifests.inc({ outcome: 'refused' });
-      const status = existing ?? this.newStatus(manifest);
+      const status = existing?.status ?? queuedStatus(manifest);
       status.state = JobState.JOB_STATE_FAILED;
       status.error = reason;
-      await this.writeStatus(status);
+      await this.putRecord(status, existing?.revision ?? 0);
       await this.event(status.jobId, { state: status.state });
       await this.event(status.jobId, { message: reason });
+    } finally {
+      clearInterval(keepAlive);
+      this.starting.delete(manifest.jobId);
     }
     msg.ack();
   }
 
-  private newStatus(manifest: DatasetManifest): JobStatus {
-    return codecs.jobStatus.create({
-      jobId: manifest.jobId,
-      name: manifest.name,
-      state: JobState.JOB_STATE_QUEUED,
-      counts: { total: manifest.images.length, cached: 0, extracted: 0, failed: 0 },
-      classes: manifest.classes,
-      createdAtMs: Date.now(),
-      skipped: manifest.skipped.length,
-    });
-  }
-
+  /** The backbone a manifest asks for, loaded once per process to learn its fingerprint and dimension. */
   private resolveBackbone(manifest: DatasetManifest, log: Logger): Promise<ResolvedBackbone> {
-    const ref = manifest.backbone!;
-    const spec = parseBackbone(ref.id && ref.id !== 'custom' ? ref.id : ref.url ?? '', {
-      bottleneck: ref.bottleneck || undefined,
-      inputSize: ref.inputSize || undefined,
-      preprocess: ref.preprocess || undefined,
-    });
+    const spec = requestedSpec(manifest.backbone ?? {});
     const key = JSON.stringify(spec);
     let p = this.backbones.get(key);
     if (!p) {
@@ -215,32 +193,28 @@ class CoordinatorImpl implements Coordinator {
     return p;
   }
 
-  private async startJob(manifest: DatasetManifest, log: Logger): Promise<void> {
+  private async startJob(manifest: DatasetManifest, revision: number, log: Logger): Promise<void> {
     const backbone = await this.resolveBackbone(manifest, log);
-    const t = manifest.training;
-    for (const img of manifest.images) {
-      if (!img.split) {
-        const s = assignSplit(img.path, t?.validationPercent || 10, t?.testPercent || 10);
-        img.split = s === 'test' ? Split.SPLIT_TEST : s === 'validation' ? Split.SPLIT_VALIDATION : Split.SPLIT_TRAIN;
-      }
-    }
-    // Store the manifest with its splits, so a restarted coordinator sees the same sets.
-    await this.bus.js.publish(manifestSubject(manifest.jobId), codecs.manifest.encode(manifest));
-    const status = this.newStatus(manifest);
+    const status = queuedStatus(manifest);
     status.state = JobState.JOB_STATE_EXTRACTING;
-    status.backbone = { ...backbone };
+    status.backbone = resolvedFields(backbone);
     status.warning = backbone.warning ?? '';
-    const job = this.jobs.track(manifest, status, backbone, log);
+    const job = this.jobs.track(manifest, status, backbone, revision, log);
     this.updateJobGauge();
-    await this.jobs.scan(job, true);
-    const misses = [...job.pending.keys()].sort();
-    await this.checkImagesStored(job, misses);
-    await this.writeStatus(status);
-    await this.event(status.jobId, { state: status.state });
-    this.metrics.cacheHits.inc(status.counts!.cached!);
-    this.metrics.cacheMisses.inc(misses.length);
-    log.info({ images: manifest.images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
-    if (misses.length) await this.enqueue(job, misses);
+    try {
+      await this.jobs.scan(job, true);
+      const misses = [...job.pending.keys()].sort();
+      await this.checkImagesStored(job, misses);
+      await this.writeRecord(job);
+      await this.event(status.jobId, { state: status.state });
+      this.metrics.cacheHits.inc(status.counts!.cached!);
+      this.metrics.cacheMisses.inc(misses.length);
+      log.info({ images: manifest.images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
+      if (misses.length) await this.enqueue(job, misses);
+    } catch (err) {
+      this.forget(job);
+      throw err;
+    }
     this.checkExtractionDone(job);
   }
 
@@ -251,50 +225,18 @@ class CoordinatorImpl implements Coordinator {
       const info = await this.bus.images.info(sha);
       if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
     });
-    if (missing.length) {
-      this.forget(job);
-      throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
-    }
+    if (missing.length) throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+  }
+
+  private async enqueue(job: ActiveJob, shas: string[]): Promise<void> {
+    const tasks = await this.queue.enqueue(job.manifest.jobId, job.backbone, job.manifest.vectorDtype, shas, job.log);
+    this.metrics.tasksEnqueued.inc(tasks);
   }
 
   /** Drops a job from memory (and from the vectors it waits for). */
   private forget(job: ActiveJob): void {
     this.jobs.forget(job);
     this.updateJobGauge();
-  }
-
-  /** Counts a result for every job waiting on it; jobs with nothing left move on to training. */
-  private resolve(fp: string, sha: string, code: ErrorCode, message: string): void {
-    for (const job of this.jobs.resolve(fp, sha, code, message)) this.checkExtractionDone(job);
-  }
-
-  private async enqueue(job: ActiveJob, shas: string[]): Promise<void> {
-    await ensureExtractorConsumer(this.bus.jsm, job.backbone.fingerprint, { ackWaitMs: this.o.taskAckWaitMs, maxDeliver: this.o.taskMaxDeliver });
-    const b = job.backbone;
-    const ref = { id: b.id, url: b.url, bottleneck: b.bottleneck, inputSize: b.inputSize, preprocess: b.preprocess, fingerprint: b.fingerprint, dim: b.dim, format: b.format };
-    for (let i = 0; i < shas.length; i += this.o.taskSize) {
-      const chunk = shas.slice(i, i + this.o.taskSize);
-      // Content-derived ids: re-enqueueing after a crash publishes nothing twice.
-      const taskId = `${job.manifest.jobId}-${createHash('sha256').update(chunk.join(',')).digest('hex').slice(0, 16)}`;
-      const bytes = codecs.task.encode({ jobId: job.manifest.jobId, taskId, backbone: ref, imageSha256: chunk, vectorDtype: job.manifest.vectorDtype });
-      await this.publishWithBackpressure(taskSubject(b.fingerprint), bytes, taskId, job.log);
-      this.metrics.tasksEnqueued.inc();
-    }
-    job.log.info({ tasks: Math.ceil(shas.length / this.o.taskSize), images: shas.length }, 'tasks enqueued');
-  }
-
-  /** A full task queue refuses new tasks (discard: new): wait for room rather than drop work. */
-  private async publishWithBackpressure(subject: string, bytes: Uint8Array, msgID: string, log: Logger): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.bus.js.publish(subject, bytes, { msgID });
-        return;
-      } catch (err) {
-        if (!/maximum (messages|bytes)/i.test((err as Error).message) || this.state !== 'running') throw err;
-        if (attempt === 1) log.warn('task queue is full: waiting for workers to make room');
-        await sleep(Math.min(5000, 100 * attempt));
-      }
-    }
   }
 
   // ---- results ---------------------------------------------------------------------------
@@ -313,7 +255,7 @@ class CoordinatorImpl implements Coordinator {
     await Promise.all(
       batch.vectors.map(async (v) => {
         this.metrics.vectors.inc({ kind: v.errorCode ? 'error' : 'vector' });
-        if (v.errorCode && !CONTENT_ERRORS.has(v.errorCode)) return; // transient: recorded on the job only
+        if (v.errorCode && !isContentError(v.errorCode)) return; // this attempt's failure: recorded on the job only
         const entry = codecs.cachedVector.encode({ vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage });
         await this.bus.vectors.put(vectorKey(fp, v.sha256), entry);
         this.metrics.vectorsCached.inc();
@@ -324,6 +266,21 @@ class CoordinatorImpl implements Coordinator {
     this.metrics.lastProgress.setToCurrentTime();
   }
 
+  /** Counts a result for every job waiting on it; jobs with nothing left move on to training. */
+  private resolve(fp: string, sha: string, code: ErrorCode, message: string): void {
+    for (const job of this.jobs.resolve(fp, sha, code, message)) this.checkExtractionDone(job);
+  }
+
+  /** A task JetStream gave up on: its images are answered as failed, so the job ends. */
+  private onDeadTask(task: ExtractionTask, deliveries: number): void {
+    const reason = `extraction gave up after ${deliveries} deliveries without an answer (a worker died on it each time: a poison image?)`;
+    this.log.error({ job: task.jobId, task: task.taskId, images: task.imageSha256.length, deliveries }, 'task dead-lettered');
+    this.metrics.vectors.inc({ kind: 'dead_letter' }, task.imageSha256.length);
+    for (const sha of task.imageSha256) this.resolve(task.backbone!.fingerprint!, sha, ErrorCode.ERROR_CODE_INTERNAL, reason);
+  }
+
+  // ---- state machine ---------------------------------------------------------------------
+
   private checkExtractionDone(job: ActiveJob): void {
     if (job.pending.size > 0 || job.status.state !== JobState.JOB_STATE_EXTRACTING) return;
     job.status.state = JobState.JOB_STATE_TRAINING;
@@ -332,30 +289,6 @@ class CoordinatorImpl implements Coordinator {
     job.log.info({ cached: c.cached, extracted: c.extracted, failed: c.failed }, 'extraction complete');
     this.scheduleTraining(job);
   }
-
-  /**
-   * A task delivered MaxDeliver times without an ack (its workers kept dying on it) will not
-   * come back: answer its images as failed, so the job ends, and take it off the queue.
-   */
-  private async deadLetters(sub: Subscription): Promise<void> {
-    for await (const m of sub) {
-      try {
-        const a = JSON.parse(new TextDecoder().decode(m.data)) as { stream_seq: number; deliveries: number; consumer: string };
-        const stored = await this.bus.jsm.streams.getMessage(STREAMS.tasks, { seq: a.stream_seq }).catch(() => null);
-        if (!stored) continue;
-        const task = codecs.task.decode(stored.data, `dead-lettered task ${a.stream_seq}`);
-        const reason = `extraction gave up after ${a.deliveries} deliveries without an answer (a worker died on it each time: a poison image?)`;
-        this.log.error({ job: task.jobId, task: task.taskId, images: task.imageSha256.length, deliveries: a.deliveries }, 'task dead-lettered');
-        this.metrics.vectors.inc({ kind: 'dead_letter' }, task.imageSha256.length);
-        for (const sha of task.imageSha256) this.resolve(task.backbone!.fingerprint!, sha, ErrorCode.ERROR_CODE_INTERNAL, reason);
-        await this.bus.jsm.streams.deleteMessage(STREAMS.tasks, a.stream_seq, false).catch(() => undefined);
-      } catch (err) {
-        this.log.error({ err }, 'cannot handle a max-deliveries advisory');
-      }
-    }
-  }
-
-  // ---- training --------------------------------------------------------------------------
 
   private scheduleTraining(job: ActiveJob): void {
     // One head at a time: training shares this process's single backend thread.
@@ -366,9 +299,9 @@ class CoordinatorImpl implements Coordinator {
     if (this.state !== 'running') return;
     const s = job.status;
     s.state = JobState.JOB_STATE_TRAINING;
-    await this.writeStatus(s);
-    await this.event(s.jobId, { state: s.state });
     try {
+      await this.writeRecord(job);
+      await this.event(s.jobId, { state: s.state });
       const result = await trainJob({
         bus: this.bus,
         manifest: job.manifest,
@@ -383,7 +316,7 @@ class CoordinatorImpl implements Coordinator {
           this.metrics.accuracy.set({ split: 'train' }, r.accuracy);
           this.metrics.accuracy.set({ split: 'validation' }, r.valAccuracy);
           this.metrics.lastProgress.setToCurrentTime();
-          await this.writeStatus(s);
+          await this.writeRecord(job);
           await this.event(s.jobId, { epoch: r });
         },
       });
@@ -402,11 +335,16 @@ class CoordinatorImpl implements Coordinator {
         job.log.info({ epoch: err.epoch }, 'training paused for shutdown; the checkpoint resumes it');
         return;
       }
+      if (err instanceof JobRecordConflict) {
+        job.log.error({ err }, 'another writer changed this job: leaving it to them');
+        this.forget(job);
+        return;
+      }
       job.log.error({ err }, 'training failed');
       s.state = JobState.JOB_STATE_FAILED;
       s.error = `training failed: ${(err as Error).message}`;
     }
-    await this.writeStatus(s);
+    await this.writeRecord(job).catch((err: unknown) => job.log.error({ err }, 'cannot write the final job record'));
     await this.event(s.jobId, { state: s.state });
     this.forget(job);
   }
@@ -417,29 +355,27 @@ class CoordinatorImpl implements Coordinator {
   private async recoverJobs(): Promise<void> {
     const keys = await this.bus.jobs.keys();
     for await (const id of keys) {
-      const status = await this.readStatus(id).catch(() => undefined);
-      if (!status || isTerminal(status.state) || status.state === JobState.JOB_STATE_QUEUED) continue;
+      const rec = await readJobRecord(this.bus, id).catch(() => undefined);
+      if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) continue;
       const stored = await this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }).catch(() => null);
       if (!stored) {
-        status.state = JobState.JOB_STATE_FAILED;
-        status.error = 'its manifest is no longer in the manifests stream';
-        await this.writeStatus(status);
+        rec.status.state = JobState.JOB_STATE_FAILED;
+        rec.status.error = 'its manifest is no longer in the manifests stream';
+        await this.putRecord(rec.status, rec.revision);
         continue;
       }
-      await this.resume(status, codecs.manifest.decode(stored.data, `stored manifest of ${id}`));
+      await this.resume(rec.status, rec.revision, codecs.manifest.decode(stored.data, `stored manifest of ${id}`));
     }
   }
 
-  private async resume(status: JobStatus, manifest: DatasetManifest): Promise<void> {
+  private async resume(status: JobStatus, revision: number, manifest: DatasetManifest): Promise<void> {
     const log = this.log.child({ job: status.jobId });
-    const b = status.backbone!;
-    if (!b?.fingerprint) {
-      // Crashed before the backbone was resolved: start over.
-      await this.startJob(manifest, log);
+    if (!status.backbone?.fingerprint) {
+      // Stopped before the backbone was resolved: start over.
+      await this.startJob(manifest, revision, log);
       return;
     }
-    const backbone: ResolvedBackbone = { id: b.id!, url: b.url!, bottleneck: b.bottleneck!, inputSize: b.inputSize!, preprocess: b.preprocess as ResolvedBackbone['preprocess'], fingerprint: b.fingerprint, dim: b.dim!, format: b.format as 'layers' | 'graph' };
-    const job = this.jobs.track(manifest, status, backbone, log);
+    const job = this.jobs.track(manifest, status, resolvedFromFields(status.backbone), revision, log);
     this.updateJobGauge();
     await this.jobs.scan(job, false);
     log.info({ state: jobStateName(status.state), pending: job.pending.size, counts: status.counts }, 'job resumed');
@@ -450,25 +386,25 @@ class CoordinatorImpl implements Coordinator {
     } else this.scheduleTraining(job);
   }
 
-  private async readStatus(jobId: string): Promise<JobStatus | undefined> {
-    const e = await this.bus.jobs.get(jobId);
-    if (!e || e.length === 0) return undefined;
-    return codecs.jobStatus.decode(e.value, `job record ${jobId}`);
+  /** Writes an active job's record over the revision it last wrote. @throws JobRecordConflict */
+  private async writeRecord(job: ActiveJob): Promise<void> {
+    job.dirty = false;
+    try {
+      job.revision = await this.putRecord(job.status, job.revision);
+    } catch (err) {
+      job.dirty = true;
+      throw err;
+    }
   }
 
-  private async writeStatus(s: JobStatus): Promise<void> {
-    s.updatedAtMs = Date.now();
-    await this.bus.jobs.put(s.jobId, codecs.jobStatus.encode(s));
-    const job = this.jobs.get(s.jobId);
-    if (job) job.dirty = false;
+  /** Creates (revision 0) or replaces a record. @returns the new revision. */
+  private putRecord(status: JobStatus, revision: number): Promise<number> {
+    return revision ? writeJobRecord(this.bus, status, revision) : createJobRecord(this.bus, status);
   }
 
-  private async event(jobId: string, e: Omit<Parameters<typeof codecs.jobEvent.encode>[0], 'jobId' | 'atMs'>): Promise<void> {
-    const msg: Partial<JobEvent> = { jobId, atMs: Date.now(), ...e };
-    await this.bus.js.publish(eventSubject(jobId), codecs.jobEvent.encode(msg)).catch((err: unknown) => this.log.debug({ err }, 'event not published'));
+  private async event(jobId: string, e: JobEventBody): Promise<void> {
+    await publishJobEvent(this.bus, jobId, e).catch((err: unknown) => this.log.debug({ err }, 'event not published'));
   }
-
-  private flushing = false;
 
   /** Writes records of jobs whose counts moved, with a progress event each. */
   private async flush(): Promise<void> {
@@ -477,7 +413,7 @@ class CoordinatorImpl implements Coordinator {
     try {
       for (const job of this.jobs.values()) {
         if (!job.dirty) continue;
-        await this.writeStatus(job.status);
+        await this.writeRecord(job);
         await this.event(job.status.jobId, { progress: job.status.counts });
       }
     } catch (err) {

@@ -15,6 +15,8 @@ export interface ActiveJob {
   log: Logger;
   /** Counts moved since the record was last written. */
   dirty: boolean;
+  /** Revision of the job record as this coordinator last wrote it (0: not written yet). */
+  revision: number;
 }
 
 /**
@@ -41,14 +43,14 @@ export class JobTracker {
     return this.jobs.values();
   }
 
-  track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, log: Logger): ActiveJob {
+  track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, revision: number, log: Logger): ActiveJob {
     const pathsBySha = new Map<string, string[]>();
     for (const img of manifest.images) {
       const l = pathsBySha.get(img.sha256);
       if (l) l.push(img.path);
       else pathsBySha.set(img.sha256, [img.path]);
     }
-    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false };
+    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false, revision };
     this.jobs.set(manifest.jobId, job);
     return job;
   }

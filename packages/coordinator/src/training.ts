@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import {
-  Split,
   artifactNames,
   codecs,
   decodeVector,
@@ -8,6 +7,7 @@ import {
   type Bus,
   type DatasetManifest,
   type NamedTensor,
+  type TrainingOptions,
 } from '@graft/protocol';
 import {
   evaluatePredictions,
@@ -25,6 +25,7 @@ import {
 } from '@graft/head';
 import type { ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
+import { splitOf, splitPercents } from './splits.js';
 
 export interface TrainJobInput {
   bus: Bus;
@@ -40,6 +41,22 @@ export interface TrainJobResult {
   trainImages: number;
   validationImages: number;
   resumedFromEpoch: number;
+}
+
+/**
+ * The head's options from the manifest's: each absent one is left for the head to default
+ * (zero is a value, never "unset").
+ */
+export function headOptions(t: TrainingOptions | null | undefined): TrainOptions {
+  return {
+    optimizer: (t?.optimizer ?? undefined) as TrainOptions['optimizer'],
+    learningRate: t?.learningRate ?? undefined,
+    batchSize: t?.batchSize ?? undefined,
+    epochs: t?.epochs ?? undefined,
+    patience: t?.patience ?? undefined,
+    seed: t?.seed ?? undefined,
+    standardize: t?.standardize ?? undefined,
+  };
 }
 
 /** The vectors of a job's images, by split (images that failed are left out). */
@@ -58,10 +75,11 @@ async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: stri
     const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
     cache.set(sha, v.errorCode ? null : decodeVector(v.vector, v.dim, v.dtype));
   });
+  const percents = splitPercents(manifest.training);
   for (const img of manifest.images) {
     const v = cache.get(img.sha256);
     if (!v) continue;
-    const set = img.split === Split.SPLIT_TEST ? sets.test : img.split === Split.SPLIT_VALIDATION ? sets.validation : sets.train;
+    const set = sets[splitOf(img, percents)];
     set.x.push(v);
     set.y.push(classIndex.get(img.label)!);
   }
@@ -109,19 +127,9 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const sets = await loadSplits(bus, manifest, backbone.fingerprint);
   const resumeFrom = await readCheckpoint(bus, jobId, log);
   log.info({ train: sets.train.x.length, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
-  const t = manifest.training;
-  const options: TrainOptions = {
-    optimizer: (t?.optimizer || undefined) as TrainOptions['optimizer'],
-    learningRate: t?.learningRate || undefined,
-    batchSize: t?.batchSize || undefined,
-    epochs: t?.epochs || undefined,
-    patience: t?.noEarlyStopping ? 0 : t?.patience || undefined,
-    seed: t?.seed || undefined,
-    standardize: !t?.noStandardize,
-  };
   const head = await trainHead(
     { dim: backbone.dim, classes: manifest.classes, train: sets.train, validation: sets.validation },
-    options,
+    headOptions(manifest.training),
     {
       resumeFrom,
       shouldStop: input.shouldStop,

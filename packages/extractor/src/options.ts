@@ -1,4 +1,4 @@
-import { DEFAULT_DECODE_LIMITS, type DecodeLimits } from '@graft/vision';
+import { resolveDecodeLimits, type DecodeLimits } from '@graft/vision';
 
 /** Extractor settings as users give them; all optional. */
 export interface WorkerOptions {
@@ -35,7 +35,7 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, b
     idleWaitMs: o.idleWaitMs ?? 1000,
     graceMs: o.graceMs ?? 20_000,
     maxDeliver: o.maxDeliver ?? 5,
-    limits: { maxBytes: o.limits?.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes, maxPixels: o.limits?.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels },
+    limits: resolveDecodeLimits(o.limits),
     cacheDir: o.cacheDir,
   };
   for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver'] as const) {

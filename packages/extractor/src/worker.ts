@@ -1,25 +1,25 @@
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   ErrorCode,
   ProtocolError,
-  STREAMS,
   codecs,
   encodeVector,
-  readImage,
-  fingerprintOfConsumer,
+  errorCodeName,
   resultSubject,
-  type BackboneRefMessage,
+  taskFailureAction,
   type Bus,
   type ExtractionTask,
   type ImageVector,
 } from '@graft/protocol';
-import { ImageError, decodeImage, loadBackbone, type Backbone, type Preprocess } from '@graft/vision';
+import { loadBackbone, resolvedFromFields, type Backbone } from '@graft/vision';
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
+import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
+import { TaskSource } from './task-source.js';
 
 export type WorkerState = 'running' | 'closing' | 'closed';
 
@@ -53,25 +53,14 @@ interface Prepared {
   /** Per image: pixels, or the error that ends it. */
   pixels: Promise<(Uint8Array | ImageVector)[]>;
   /** Filled in as the stages finish. */
-  timing: { fetchSeconds: number; decodeSeconds: number };
+  timing: PixelTiming;
   keepAlive: NodeJS.Timeout;
-}
-
-/** Decides, in one place, what a failure means for a task: answer it with errors now, or retry it later. */
-function isFinal(msg: JsMsg, maxDeliver: number): boolean {
-  return msg.info.deliveryCount >= maxDeliver;
 }
 
 /** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
 /** Tasks longer than this (seconds of inference) are prefetched one at a time. */
 const LONG_TASK_SECONDS = 2;
-
-const IMAGE_ERROR_CODES: Record<ImageError['code'], ErrorCode> = {
-  EMPTY: ErrorCode.ERROR_CODE_EMPTY,
-  DECODE_FAILED: ErrorCode.ERROR_CODE_DECODE_FAILED,
-  TOO_LARGE: ErrorCode.ERROR_CODE_TOO_LARGE,
-};
 
 class ExtractorWorker implements Worker {
   state: WorkerState = 'running';
@@ -80,19 +69,12 @@ class ExtractorWorker implements Worker {
   private readonly metrics: ExtractorMetrics;
   private readonly log: Logger;
   private readonly backbones = new Map<string, Promise<Backbone>>();
-  /** AckWait of each extractor consumer, ms: leases are renewed well inside it. */
-  private readonly ackWaits = new Map<string, number>();
-  /** MaxDeliver of each extractor consumer: the last delivery answers with errors. */
-  private readonly maxDelivers = new Map<string, number>();
+  private readonly source: TaskSource;
   /** Measured backbone seconds per image, per fingerprint: sizes chunks to fit the lease. */
   private readonly secondsPerImage = new Map<string, number>();
   private readonly jobLogs = new Map<string, Logger>();
-  /** Ends every idle wait at once (on close). */
-  private readonly wakers = new Set<() => void>();
   /** Inference seconds of the last task: decides how far ahead to prefetch. */
   private lastTaskSeconds = 0;
-  /** The queue the last pull got a task from. */
-  private lastConsumer?: Consumer;
   private inHand?: Prepared;
   private readonly backendName: string;
 
@@ -105,6 +87,7 @@ class ExtractorWorker implements Worker {
     this.log = deps.logger.child({ component: 'extractor', worker: o.workerId });
     this.metrics = extractorMetrics(deps.registry ?? new Registry());
     this.backendName = deps.backend ?? 'unknown';
+    this.source = new TaskSource(bus, { pullExpiresMs: o.pullExpiresMs, idleWaitMs: o.idleWaitMs, maxDeliver: o.maxDeliver }, this.log);
     this.closed = this.loop().finally(() => {
       for (const b of this.backbones.values()) void b.then((x) => x.dispose(), () => undefined);
       this.backbones.clear();
@@ -119,7 +102,7 @@ class ExtractorWorker implements Worker {
     if (this.state === 'running') {
       this.state = 'closing';
       this.log.info({ graceMs: this.o.graceMs }, 'closing: no new tasks; finishing the one in hand');
-      for (const w of [...this.wakers]) w();
+      this.source.close();
       const grace = setTimeout(() => {
         if (this.inHand) {
           this.log.warn({ task: this.inHand.task.taskId }, 'grace period over: handing the task back');
@@ -161,58 +144,11 @@ class ExtractorWorker implements Worker {
     if (this.inHand === p) this.inHand = undefined;
   }
 
-  /** One task from the queue with pending work (the loaded backbone's first), or null after an idle wait. */
+  /** The next task, pulled and its pixels in preparation, or null after an idle wait. */
   private async pull(): Promise<Prepared | null> {
     if (this.state !== 'running') return null;
-    let msg: JsMsg | null = null;
-    try {
-      // While a queue keeps giving tasks, pull from it again without listing consumers.
-      let consumer = this.lastConsumer;
-      if (!consumer) {
-        const name = await this.pickConsumer();
-        if (name) consumer = await this.bus.js.consumers.get(STREAMS.tasks, name);
-      }
-      if (consumer) msg = await consumer.next({ expires: this.o.pullExpiresMs });
-      this.lastConsumer = msg ? consumer : undefined;
-    } catch (err) {
-      this.lastConsumer = undefined;
-      this.log.debug({ err }, 'pull failed (broker unavailable?)');
-    }
-    if (!msg) {
-      await this.idle();
-      return null;
-    }
-    return this.prepare(msg);
-  }
-
-  private async pickConsumer(): Promise<string | undefined> {
-    const loaded = new Set(this.backbones.keys());
-    let pick: string | undefined;
-    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
-      const fp = fingerprintOfConsumer(ci.name);
-      if (!fp) continue;
-      this.ackWaits.set(ci.name, Math.max(100, Math.floor((ci.config.ack_wait ?? 30e9) / 1e6)));
-      if ((ci.config.max_deliver ?? 0) > 0) this.maxDelivers.set(ci.name, ci.config.max_deliver!);
-      // Unacknowledged tasks count too: a task whose worker died is redelivered only to a
-      // pull that is waiting, so someone must keep pulling until they are acked.
-      if (ci.num_pending === 0 && ci.num_ack_pending === 0) continue;
-      if (loaded.has(fp)) return ci.name;
-      pick ??= ci.name;
-    }
-    return pick;
-  }
-
-  private idle(): Promise<void> {
-    if (this.state !== 'running') return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.wakers.delete(done);
-        resolve();
-      };
-      const t = setTimeout(done, this.o.idleWaitMs);
-      this.wakers.add(done);
-    });
+    const msg = await this.source.next(new Set(this.backbones.keys()));
+    return msg ? this.prepare(msg) : null;
   }
 
   private prepare(msg: JsMsg): Prepared | null {
@@ -228,51 +164,12 @@ class ExtractorWorker implements Worker {
       return null;
     }
     this.metrics.inFlight.inc();
-    const keepAlive = setInterval(() => msg.working(), this.leaseRenewMs(msg));
-    const size = task.backbone.inputSize;
-    const timing = { fetchSeconds: 0, decodeSeconds: 0 };
-    // Fetch every image, then decode them all on sharp's thread pool; both overlap the
-    // previous task's inference, which holds the main thread.
-    const pixels = (async (): Promise<(Uint8Array | ImageVector)[]> => {
-      const t0 = performance.now();
-      const blobs = await Promise.all(
-        task.imageSha256.map(async (sha) => {
-          try {
-            return await readImage(this.bus, sha);
-          } catch (err) {
-            throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
-          }
-        }),
-      );
-      const t1 = performance.now();
-      timing.fetchSeconds = (t1 - t0) / 1000;
-      const out = await Promise.all(
-        blobs.map(async (bytes, i): Promise<Uint8Array | ImageVector> => {
-          const sha = task.imageSha256[i];
-          if (!bytes) return failure(sha, ErrorCode.ERROR_CODE_MISSING, 'image is not in the image store');
-          try {
-            return await withTimeout(decodeImage(bytes, size, this.o.limits), this.o.taskTimeoutMs, `decoding took over ${this.o.taskTimeoutMs} ms`);
-          } catch (err) {
-            if (err instanceof ImageError) return failure(sha, IMAGE_ERROR_CODES[err.code], err.message);
-            if (err instanceof TimeoutError) return failure(sha, ErrorCode.ERROR_CODE_TIMEOUT, err.message);
-            return failure(sha, ErrorCode.ERROR_CODE_DECODE_FAILED, (err as Error).message);
-          }
-        }),
-      );
-      timing.decodeSeconds = (performance.now() - t1) / 1000;
-      return out;
-    })();
+    const keepAlive = this.source.keepLease(msg);
+    const timing: PixelTiming = { fetchSeconds: 0, decodeSeconds: 0 };
+    // Fetches and decodes (sharp's thread pool) overlap the previous task's inference, which holds the main thread.
+    const pixels = fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
     return { msg, task, pixels, timing, keepAlive };
-  }
-
-  private ackWaitMs(msg: JsMsg): number {
-    return this.ackWaits.get(msg.info.consumer) ?? 30_000;
-  }
-
-  /** Renew a lease three times per AckWait, so one late timer never loses it. */
-  private leaseRenewMs(msg: JsMsg): number {
-    return Math.max(50, Math.floor(this.ackWaitMs(msg) / 3));
   }
 
   /**
@@ -282,7 +179,7 @@ class ExtractorWorker implements Worker {
   private chunkSize(msg: JsMsg, fingerprint: string): number {
     const spi = this.secondsPerImage.get(fingerprint);
     if (!spi) return 1; // first call: measure
-    return Math.max(1, Math.min(this.o.inferBatchSize, Math.floor((this.ackWaitMs(msg) / 1000) * 0.4 / spi)));
+    return Math.max(1, Math.min(this.o.inferBatchSize, Math.floor((this.source.ackWaitMs(msg) / 1000) * 0.4 / spi)));
   }
 
   private jobLog(jobId: string): Logger {
@@ -296,20 +193,17 @@ class ExtractorWorker implements Worker {
   }
 
   private backbone(task: ExtractionTask): Promise<Backbone> {
-    const ref = task.backbone as BackboneRefMessage;
-    let b = this.backbones.get(ref.fingerprint);
+    const fp = task.backbone!.fingerprint!;
+    let b = this.backbones.get(fp);
     if (!b) {
-      b = loadBackbone(
-        { id: ref.id, url: ref.url, bottleneck: ref.bottleneck, inputSize: ref.inputSize, preprocess: ref.preprocess as Preprocess },
-        { expectFingerprint: ref.fingerprint, cacheDir: this.o.cacheDir },
-      );
-      this.backbones.set(ref.fingerprint, b);
+      b = (async () => loadBackbone(resolvedFromFields(task.backbone!), { cacheDir: this.o.cacheDir }))();
+      this.backbones.set(fp, b);
       b.then(
         (x) => {
           this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
           this.metrics.info.set({ backend: this.backendName, backbone: x.info.id }, 1);
         },
-        () => this.backbones.delete(ref.fingerprint),
+        () => this.backbones.delete(fp),
       );
     }
     return b;
@@ -354,7 +248,7 @@ class ExtractorWorker implements Worker {
       this.stats.images += out.length - failed;
       this.stats.failed += failed;
       this.metrics.images.inc(out.length - failed);
-      for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: ErrorCode[v.errorCode!].replace('ERROR_CODE_', '').toLowerCase() });
+      for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
       this.metrics.tasks.inc({ outcome: 'ok' });
       this.metrics.batchSize.observe(out.length);
       this.metrics.stage.observe({ stage: 'fetch' }, fetchSeconds);
@@ -392,11 +286,11 @@ class ExtractorWorker implements Worker {
   private async fail(p: Prepared, err: unknown, log: Logger): Promise<void> {
     const { msg, task } = p;
     const message = (err as Error).message ?? String(err);
-    if (!isFinal(msg, this.maxDelivers.get(msg.info.consumer) ?? this.o.maxDeliver)) {
-      const delayMs = Math.min(30_000, 1000 * 2 ** (msg.info.deliveryCount - 1));
-      log.warn({ err, task: task.taskId, delivery: msg.info.deliveryCount, retryInMs: delayMs }, 'task failed: will be retried');
+    const action = taskFailureAction(msg.info.deliveryCount, this.source.maxDeliver(msg));
+    if (action.retry) {
+      log.warn({ err, task: task.taskId, delivery: msg.info.deliveryCount, retryInMs: action.delayMs }, 'task failed: will be retried');
       this.metrics.tasks.inc({ outcome: 'retried' });
-      msg.nak(delayMs);
+      msg.nak(action.delayMs);
       return;
     }
     log.error({ err, task: task.taskId, delivery: msg.info.deliveryCount }, 'task failed on its last delivery: reporting its images as failed');
@@ -412,22 +306,6 @@ class ExtractorWorker implements Worker {
       msg.nak(5000);
     }
   }
-}
-
-function failure(sha256: string, code: ErrorCode, message: string): ImageVector {
-  return { sha256, errorCode: code, errorMessage: message };
-}
-
-class TimeoutError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TimeoutError';
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new TimeoutError(message)), ms)))]).finally(() => clearTimeout(t));
 }
 
 /**

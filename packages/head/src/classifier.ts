@@ -23,10 +23,8 @@ export interface Classifier {
 export async function loadClassifier(dir: string, opts: LoadBackboneOptions & { limits?: DecodeLimits } = {}): Promise<Classifier> {
   const folder = await readModelFolder(dir);
   const m = folder.manifest;
-  const backbone: Backbone = await loadBackbone(
-    { id: m.backbone.id === 'auto' ? 'custom' : m.backbone.id, url: m.backbone.url, bottleneck: m.backbone.bottleneck, inputSize: m.backbone.inputSize, preprocess: m.backbone.preprocess },
-    { ...opts, expectFingerprint: m.backbone.fingerprint },
-  );
+  // A resolved backbone: exactly the weights the head was trained on, or an error.
+  const backbone: Backbone = await loadBackbone(m.backbone, opts);
   const head: tf.LayersModel = await loadHeadModel(folder);
   return {
     manifest: m,

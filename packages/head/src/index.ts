@@ -1,14 +1,11 @@
 export { resolveTrainOptions } from './options.js';
 export type { TrainOptions, ResolvedTrainOptions } from './options.js';
-export { trainHead, moments, TrainingAborted } from './train.js';
+export { trainHead, seededRandom, TrainingAborted } from './train.js';
 export type { HeadDataset, LabelledVectors, EpochResult, SavedTensor, TrainingCheckpoint, TrainedHead, TrainHooks } from './train.js';
 export { evaluatePredictions, formatReport } from './evaluate.js';
 export type { EvaluationReport } from './evaluate.js';
 export {
-  MODEL_FORMAT_VERSION,
   MODEL_FILES,
-  foldedWeights,
-  headModel,
   packageModel,
   modelFiles,
   writeModelFolder,

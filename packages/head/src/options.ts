@@ -2,7 +2,7 @@
 export interface TrainOptions {
   /** rmsprop (default, as retrain.py's successors use), adam or sgd. */
   optimizer?: 'rmsprop' | 'adam' | 'sgd';
-  /** Default 0.001 for rmsprop/adam, 0.01 for sgd. */
+  /** Step size, > 0. Default 0.001 for rmsprop/adam, 0.01 for sgd. */
   learningRate?: number;
   /** Examples per step. Default: the number of classes, at least 32 and at most 256. */
   batchSize?: number;
@@ -20,15 +20,19 @@ export type ResolvedTrainOptions = Required<TrainOptions>;
 
 const OPTIMIZERS = ['rmsprop', 'adam', 'sgd'] as const;
 
-/** Fills defaults. @throws RangeError naming the bad field. */
+/**
+ * Fills defaults: only an absent (undefined) option takes its default; 0 is a value
+ * (patience 0 = no early stopping, seed 0 = seed 0; epochs, batch size or learning rate 0 are errors).
+ * @throws RangeError naming the bad field.
+ */
 export function resolveTrainOptions(o: TrainOptions, numClasses: number): ResolvedTrainOptions {
-  const optimizer = o.optimizer || 'rmsprop';
+  const optimizer = o.optimizer ?? 'rmsprop';
   if (!OPTIMIZERS.includes(optimizer)) throw new RangeError(`optimizer must be one of ${OPTIMIZERS.join(', ')}, got ${JSON.stringify(optimizer)}`);
   const r: ResolvedTrainOptions = {
     optimizer,
-    learningRate: o.learningRate || (optimizer === 'sgd' ? 0.01 : 0.001),
-    batchSize: o.batchSize || Math.min(256, Math.max(32, numClasses)),
-    epochs: o.epochs || 100,
+    learningRate: o.learningRate ?? (optimizer === 'sgd' ? 0.01 : 0.001),
+    batchSize: o.batchSize ?? Math.min(256, Math.max(32, numClasses)),
+    epochs: o.epochs ?? 100,
     patience: o.patience ?? 10,
     seed: o.seed ?? 1,
     standardize: o.standardize ?? true,
@@ -37,5 +41,6 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
   if (!Number.isInteger(r.batchSize) || r.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${r.batchSize}`);
   if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > 100_000) throw new RangeError(`epochs must be an integer from 1 to 100000, got ${r.epochs}`);
   if (!Number.isInteger(r.patience) || r.patience < 0) throw new RangeError(`patience must be a non-negative integer, got ${r.patience}`);
+  if (!Number.isInteger(r.seed) || r.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${r.seed}`);
   return r;
 }

@@ -96,7 +96,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
   const xVal = hasVal ? standardized(data.validation.x, mean, std, data.dim) : undefined;
   const yVal = hasVal ? tf.tensor1d(data.validation.y, 'int32') : undefined;
 
-  const rng = mulberry32(opts.seed);
+  const rng = seededRandom(opts.seed);
   // Near-zero start, as retrain.py (truncated normal, stddev 0.001): the first loss is ln(classes)
   // rather than whatever a random projection of standardised vectors happens to give.
   const init = tf.truncatedNormal([data.dim, C], 0, 0.001, 'float32', opts.seed);
@@ -232,7 +232,8 @@ export function standardized(x: Float32Array[], mean: Float32Array, std: Float32
   return tf.tensor2d(flat, [x.length, dim]);
 }
 
-function mulberry32(seed: number): () => number {
+/** A small, fast, seeded generator of floats in [0, 1) (mulberry32): same seed, same sequence. */
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

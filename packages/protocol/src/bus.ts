@@ -17,12 +17,12 @@ import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
 // Object store digests: Node's native SHA-256, not the pure-JS default (it ran on every
 // image fetch, on the thread the backbone needs).
 setSha256Backend('native');
-import { BUCKETS, CONSUMERS, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
+import { BUCKETS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
 import { BusError } from './errors.js';
 
 /** How to reach NATS. Secrets here are never logged: use {@link describeBus} for logs. */
 export interface BusOptions {
-  /** Server URL(s), comma separated. Default `nats://127.0.0.1:4222`. */
+  /** Server URL(s), comma separated. Default {@link DEFAULT_NATS_URL}. */
   servers?: string | string[];
   /** Connection name shown in the server's monitoring. */
   name?: string;
@@ -65,7 +65,7 @@ export interface Bus {
 /** Redacts credentials: what a log line may say about a bus config. */
 export function describeBus(opts: BusOptions): Record<string, unknown> {
   return {
-    servers: opts.servers ?? 'nats://127.0.0.1:4222',
+    servers: opts.servers ?? DEFAULT_NATS_URL,
     name: opts.name,
     auth: opts.token ? 'token' : opts.user ? `user ${opts.user}` : 'none',
     tls: opts.tls ? true : false,
@@ -73,11 +73,11 @@ export function describeBus(opts: BusOptions): Record<string, unknown> {
 }
 
 /** Connects and keeps reconnecting forever: a broker restart must not end a worker. */
-export async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
-  const servers = typeof opts.servers === 'string' ? opts.servers.split(',').map((s) => s.trim()) : opts.servers;
+async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
+  const servers = (typeof opts.servers === 'string' ? opts.servers.split(',').map((s) => s.trim()) : opts.servers) ?? [DEFAULT_NATS_URL];
   try {
     return await connect({
-      servers: servers ?? ['nats://127.0.0.1:4222'],
+      servers,
       name: opts.name,
       user: opts.user,
       pass: opts.pass,
@@ -88,7 +88,7 @@ export async function connectNats(opts: BusOptions = {}): Promise<NatsConnection
       tls: opts.tls ? { caFile: opts.tls.caFile, certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : undefined,
     });
   } catch (err) {
-    throw new BusError(`cannot connect to NATS at ${String(servers ?? 'nats://127.0.0.1:4222')}: ${(err as Error).message}`, { cause: err });
+    throw new BusError(`cannot connect to NATS at ${servers.join(',')}: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -96,7 +96,8 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
   const storage = o.memory ? StorageType.Memory : StorageType.File;
   const base = { storage, num_replicas: o.replicas };
   return [
-    { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1 },
+    // A job's first manifest is its manifest: later ones on the same subject are refused.
+    { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true },
     {
       ...base,
       name: STREAMS.tasks,
@@ -144,8 +145,8 @@ export async function openBus(opts: BusOptions = {}, topology: TopologyOptions =
   }
 }
 
-/** {@link openBus} on a connection the caller owns (closing the Bus closes it). */
-export async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
+/** {@link openBus} on a connection (closing the Bus closes it). */
+async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
   const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, ...topology };
   const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: o.create });
   const js = jetstream(nc, { timeout: 10_000 });

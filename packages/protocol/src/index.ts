@@ -1,14 +1,12 @@
 export {
-  SUBJECT_ROOT,
+  DEFAULT_NATS_URL,
   STREAMS,
-  SUBJECTS,
   BUCKETS,
   CONSUMERS,
   MAX_DELIVERIES_ADVISORY,
   manifestSubject,
   taskSubject,
   resultSubject,
-  eventSubject,
   extractorConsumer,
   fingerprintOfConsumer,
   vectorKey,
@@ -17,21 +15,17 @@ export {
 } from './names.js';
 export { ProtocolError, BusError } from './errors.js';
 export {
-  pb,
   codecs,
-  MessageCodec,
   Split,
   VectorDType,
   ErrorCode,
   JobState,
   jobStateName,
   errorCodeName,
-  splitName,
   isTerminal,
 } from './messages.js';
 export type {
   BackboneRef,
-  BackboneRefMessage,
   TrainingOptions,
   ImageEntry,
   SkippedFile,
@@ -39,19 +33,29 @@ export type {
   ExtractionTask,
   ImageVector,
   VectorBatch,
-  StageTimings,
   JobCounts,
   EpochMetrics,
-  ImageFailure,
-  EvaluationSummary,
   JobStatus,
   JobEvent,
-  CachedVector,
-  Checkpoint,
   NamedTensor,
-  Full,
 } from './messages.js';
-export { openBus, openBusOn, connectNats, describeBus, ensureExtractorConsumer } from './bus.js';
-export type { Bus, BusOptions, TopologyOptions, ExtractorConsumerOptions } from './bus.js';
+export { isContentError, taskFailureAction, REDELIVERY_DELAY_MS } from './retry-policy.js';
+export type { FailureAction } from './retry-policy.js';
+export {
+  queuedStatus,
+  createJobRecord,
+  readJobRecord,
+  readJob,
+  writeJobRecord,
+  listJobs,
+  watchJob,
+  publishJobEvent,
+  JobRecordConflict,
+} from './jobs.js';
+export type { JobRecord, JobEventBody } from './jobs.js';
+export { openBus, describeBus, ensureExtractorConsumer } from './bus.js';
+export type { Bus, BusOptions, TopologyOptions } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
 export { readImage } from './images.js';
+export { startLocalNats, findNatsServer, freePort, stopProcess } from './nats-server.js';
+export type { LocalNats, LocalNatsOptions } from './nats-server.js';

@@ -3,6 +3,9 @@
  * Nothing else in graft spells one out; change a name here and only here.
  */
 
+/** Where clients look for NATS when given no URL (and no $GRAFT_NATS_URL). */
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
 /** Subject prefix shared by all graft traffic (permissions are written against `graft.>`). */
 export const SUBJECT_ROOT = 'graft';
 

@@ -1,23 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { AUTO_FALLBACK, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type Preprocess } from './backbones.js';
+import { AUTO_FALLBACK, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbones.js';
 import { BackboneError } from './errors.js';
 import { fetchModel, type FetchModelOptions, type ModelFiles } from './model-source.js';
-
-/** A backbone resolved to concrete weights: what tasks carry and cache keys are built on. */
-export interface ResolvedBackbone {
-  id: string;
-  url: string;
-  bottleneck: string;
-  inputSize: number;
-  preprocess: Preprocess;
-  /** 16 hex chars: SHA-256 of weights + preprocessing + bottleneck + input size + resize method. */
-  fingerprint: string;
-  dim: number;
-  format: 'layers' | 'graph';
-  /** Set when `auto` fell back to the embedded model: why, and what to do. */
-  warning?: string;
-}
 
 /** A loaded backbone that turns RGB pixels into bottleneck vectors. */
 export interface Backbone {
@@ -35,23 +20,23 @@ export interface Backbone {
 export interface LoadBackboneOptions extends FetchModelOptions {
   /** Called with a warning when `auto` falls back to the embedded model. */
   onWarning?: (message: string) => void;
-  /** Fingerprint the caller expects (from a task); loading other weights is an error. */
-  expectFingerprint?: string;
 }
 
 /**
  * Fetches, verifies and loads a backbone, cut at its bottleneck, and warms it up.
- * `auto` (spec.id) tries the published ImageNet model and falls back to the embedded
- * InceptionV3 with a warning when it cannot be reached.
+ * A spec with `id: 'auto'` tries the published ImageNet model and falls back to the embedded
+ * one with a warning when it cannot be reached. A resolved backbone (one with a fingerprint,
+ * from a task or a model folder) loads exactly its URL, and other weights are an error.
  * @throws BackboneError when the model cannot be fetched, parsed, cut, or has another fingerprint.
  */
-export async function loadBackbone(spec: BackboneSpec, opts: LoadBackboneOptions = {}): Promise<Backbone> {
+export async function loadBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<Backbone> {
+  const expectFingerprint = 'fingerprint' in spec ? spec.fingerprint : undefined;
   let files: ModelFiles;
   let warning: string | undefined;
   try {
     files = await fetchModel(spec.url, opts);
   } catch (err) {
-    if (spec.id !== 'auto') throw err;
+    if (spec.id !== 'auto' || expectFingerprint) throw err;
     warning =
       `could not load the default ImageNet backbone (${(err as Error).message}); using the embedded ${AUTO_FALLBACK} instead. ` +
       `Accuracy will be lower: pass --backbone with a TF.js model path or URL (e.g. a MobileNetV2 or InceptionV3 model.json) for better results.`;
@@ -60,10 +45,10 @@ export async function loadBackbone(spec: BackboneSpec, opts: LoadBackboneOptions
     files = await fetchModel(spec.url, opts);
   }
   const backbone = await buildBackbone(spec, files, warning);
-  if (opts.expectFingerprint && backbone.info.fingerprint !== opts.expectFingerprint) {
+  if (expectFingerprint && backbone.info.fingerprint !== expectFingerprint) {
     backbone.dispose();
     throw new BackboneError(
-      `backbone ${spec.url} has fingerprint ${backbone.info.fingerprint}, but the task expects ${opts.expectFingerprint}: the weights differ between machines`,
+      `backbone ${spec.url} has fingerprint ${backbone.info.fingerprint}, but ${expectFingerprint} was expected: the weights differ between machines`,
     );
   }
   return backbone;

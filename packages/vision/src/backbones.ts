@@ -33,6 +33,31 @@ export interface BackboneSpec {
   description?: string;
 }
 
+/** A backbone resolved to concrete weights: what tasks carry and cache keys are built on. */
+export interface ResolvedBackbone extends BackboneSpec {
+  /** 16 hex chars: SHA-256 of weights + preprocessing + bottleneck + input size + resize method. */
+  fingerprint: string;
+  dim: number;
+  format: 'layers' | 'graph';
+  /** Set when `auto` fell back to the embedded model: why, and what to do. */
+  warning?: string;
+}
+
+/**
+ * A backbone on the wire (the proto message BackboneRef), described by its shape so that
+ * vision needs no protobuf: absent overrides are null or undefined, never "".
+ */
+export interface BackboneFields {
+  id?: string | null;
+  url?: string | null;
+  bottleneck?: string | null;
+  inputSize?: number | null;
+  preprocess?: string | null;
+  fingerprint?: string | null;
+  dim?: number | null;
+  format?: string | null;
+}
+
 /** The embedded default: always present, no network. */
 export const EMBEDDED_ID = 'inception_v3_mixed5';
 
@@ -122,4 +147,55 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
 function toUrl(name: string): string {
   if (/^(file|https?|embedded):/.test(name)) return name;
   return `file://${name.startsWith('/') ? '' : `${process.cwd()}/`}${name}`;
+}
+
+/**
+ * What a manifest asks for, from what the user typed: a named backbone (`auto` or a catalogue
+ * id) travels by name, so the coordinator applies its own catalogue; anything else travels as
+ * `custom` with its URL. Overrides travel only when given.
+ * @throws BackboneError for an unknown name or a bad override (before anything is uploaded).
+ */
+export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides = {}): BackboneFields {
+  const spec = parseBackbone(nameOrUrl, overrides);
+  const named = spec.id === 'auto' || spec.id in CATALOGUE;
+  const ref: BackboneFields = { id: named ? spec.id : 'custom', url: named ? '' : spec.url };
+  if (overrides.bottleneck !== undefined) ref.bottleneck = overrides.bottleneck;
+  if (overrides.inputSize !== undefined) ref.inputSize = overrides.inputSize;
+  if (overrides.preprocess !== undefined) ref.preprocess = overrides.preprocess;
+  return ref;
+}
+
+/**
+ * The spec a manifest's request names (the inverse of {@link backboneRequest}).
+ * @throws BackboneError for an unknown name or a bad override.
+ */
+export function requestedSpec(ref: BackboneFields): BackboneSpec {
+  const name = ref.id && ref.id !== 'custom' ? ref.id : (ref.url ?? '');
+  return parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined });
+}
+
+/** A resolved backbone as it travels in tasks and job records: every field set. */
+export function resolvedFields(b: ResolvedBackbone): Required<BackboneFields> {
+  return { id: b.id, url: b.url, bottleneck: b.bottleneck, inputSize: b.inputSize, preprocess: b.preprocess, fingerprint: b.fingerprint, dim: b.dim, format: b.format };
+}
+
+/**
+ * A resolved backbone read back from a task or job record (the inverse of {@link resolvedFields}).
+ * Loading it loads exactly its URL and checks its fingerprint: no `auto` fallback.
+ * @throws BackboneError when the record is not resolved or names an unknown preprocessing.
+ */
+export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
+  if (!ref.fingerprint || !ref.url || !ref.inputSize || !ref.dim) throw new BackboneError(`backbone ${JSON.stringify(ref.id ?? '')} is not resolved (no url, input size, dimension or fingerprint)`);
+  const preprocess = ref.preprocess ?? 'unit';
+  if (!(preprocess in PREPROCESS)) throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(preprocess)}`);
+  return {
+    id: ref.id ?? 'custom',
+    url: ref.url,
+    bottleneck: ref.bottleneck ?? '',
+    inputSize: ref.inputSize,
+    preprocess: preprocess as Preprocess,
+    fingerprint: ref.fingerprint,
+    dim: ref.dim,
+    format: ref.format === 'graph' ? 'graph' : 'layers',
+  };
 }

@@ -54,11 +54,6 @@ export function initBackend(opts: BackendOptions = {}): Promise<BackendChoice> {
   return current;
 }
 
-/** The backend in use, or undefined before {@link initBackend}. */
-export function activeBackend(): string | undefined {
-  return current ? tf.getBackend() : undefined;
-}
-
 async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
   const importModule = opts.importModule ?? ((s: string) => import(s));
   const skipped: BackendChoice['skipped'] = [];

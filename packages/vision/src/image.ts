@@ -9,7 +9,14 @@ export interface DecodeLimits {
   maxPixels?: number;
 }
 
-export const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = { maxBytes: 50 * 1024 * 1024, maxPixels: 100_000_000 };
+const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = { maxBytes: 50 * 1024 * 1024, maxPixels: 100_000_000 };
+
+/** Fills the defaults of unset limits. @throws RangeError for a limit that is not a positive integer. */
+export function resolveDecodeLimits(limits: DecodeLimits = {}): Required<DecodeLimits> {
+  const r = { maxBytes: limits.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes, maxPixels: limits.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels };
+  for (const k of ['maxBytes', 'maxPixels'] as const) if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`limits.${k} must be a positive integer, got ${r[k]}`);
+  return r;
+}
 
 // libvips keeps its own caches and threads; a worker decodes each image once.
 sharp.cache(false);
@@ -22,7 +29,7 @@ sharp.cache(false);
  * @throws ImageError (EMPTY, TOO_LARGE, DECODE_FAILED) naming the problem.
  */
 export async function decodeImage(bytes: Uint8Array, size: number, limits: DecodeLimits = {}): Promise<Uint8Array> {
-  const { maxBytes, maxPixels } = { ...DEFAULT_DECODE_LIMITS, ...limits };
+  const { maxBytes, maxPixels } = resolveDecodeLimits(limits);
   if (bytes.byteLength === 0) throw new ImageError('EMPTY', 'file is empty (0 bytes)');
   if (bytes.byteLength > maxBytes) throw new ImageError('TOO_LARGE', `file is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
   try {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from '@nats-io/transport-node';
 
-/** A nats-server process graft started (for `graft up`, `graft train` and tests). */
+/** A nats-server process graft started on loopback (for `graft up`, `graft train`, tests and benchmarks). */
 export interface LocalNats {
   url: string;
   port: number;
@@ -82,7 +82,6 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const url = `nats://127.0.0.1:${port}`;
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const deadline = Date.now() + 15_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}: ${stderr.trim()}`);
@@ -107,11 +106,22 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
     storeDir,
     process: child,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
+      await stopProcess(child, 5000);
     },
   };
+}
+
+/**
+ * SIGTERM, then SIGKILL after graceMs; resolves when the process has exited (at once when it
+ * already has). Idempotent.
+ * @returns its exit code (null when a signal ended it).
+ */
+export async function stopProcess(child: ChildProcess, graceMs: number): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  const code = await exited;
+  clearTimeout(t);
+  return code;
 }

@@ -1,0 +1,107 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
+import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
+import { UsageError, busOptions, int, str, type Values } from './args.js';
+import { createLogger } from './logger.js';
+import { serveMetrics } from './metrics-server.js';
+
+/* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
+
+export type Log = ReturnType<typeof createLogger>;
+
+/** What a long-running process exposes to the CLI: its lifecycle. */
+export interface Service {
+  readonly state: string;
+  readonly closed: Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Waits for SIGINT/SIGTERM; the one place graft installs signal handlers. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (s: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(s);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+/** graft's data folder: $GRAFT_HOME, else ~/.graft. */
+export function graftHome(): string {
+  return process.env.GRAFT_HOME ?? join(homedir(), '.graft');
+}
+
+/** Downloaded backbones: --cache-dir, else $GRAFT_CACHE_DIR, else vision's default (~/.cache/graft/models). */
+export function cacheDir(v: Values): string | undefined {
+  return str(v, 'cache-dir') ?? process.env.GRAFT_CACHE_DIR;
+}
+
+/** Runs fn on a bus opened for it, and closes the bus afterwards. */
+export async function withBus<T>(opts: BusOptions, fn: (bus: Bus) => Promise<T>): Promise<T> {
+  const bus = await openBus(opts);
+  try {
+    return await fn(bus);
+  } finally {
+    await bus.close();
+  }
+}
+
+/** Picks the TensorFlow.js backend (--backend, $GRAFT_BACKEND or the best available) and logs it. */
+export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
+  const preferred = (str(v, 'backend') ?? process.env.GRAFT_BACKEND ?? 'auto') as BackendName | 'auto';
+  try {
+    return await initBackend({
+      preferred,
+      log: (c) => log.info({ backend: c.name, skipped: c.skipped }, `TensorFlow.js backend: ${c.name}`),
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/**
+ * A worker only opens the topology (least privilege); until graft init or the coordinator
+ * has created it, wait and retry rather than exit.
+ */
+async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: Log): Promise<Bus> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openBus(opts, topology);
+    } catch (err) {
+      if (topology.create !== false || !/does not exist/.test((err as Error).message)) throw err;
+      if (attempt === 1 || attempt % 10 === 0) log.warn((err as Error).message);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+/**
+ * Runs a worker or coordinator until SIGINT/SIGTERM (or until it stops by itself): picks the
+ * backend, connects, serves /metrics when asked, then closes in order: service, metrics, bus.
+ */
+export async function runService(
+  v: Values,
+  role: string,
+  start: (bus: Bus, log: Log, registry: Registry, backend: string) => Promise<Service>,
+  topology: TopologyOptions = {},
+): Promise<number> {
+  const log = createLogger();
+  const backend = await backendFor(v, log);
+  const opts = busOptions(v, `graft-${role}-${process.pid}`);
+  log.info({ bus: describeBus(opts) }, 'connecting');
+  const bus = await openWithRetry(opts, topology, log);
+  const registry = new Registry();
+  const service = await start(bus, log, registry, backend.name);
+  const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
+  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;
+  await Promise.race([untilSignal(), service.closed]);
+  await service.close();
+  server?.close();
+  await bus.close();
+  return 0;
+}

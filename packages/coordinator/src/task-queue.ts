@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import {
+  MAX_DELIVERIES_ADVISORY,
+  STREAMS,
+  codecs,
+  ensureExtractorConsumer,
+  taskSubject,
+  type Bus,
+  type ExtractionTask,
+  type VectorDType,
+} from '@graft/protocol';
+import { resolvedFields, type ResolvedBackbone } from '@graft/vision';
+
+export interface TaskQueueOptions {
+  /** Images per task. */
+  taskSize: number;
+  /** AckWait of the extractor consumers created, ms. */
+  ackWaitMs: number;
+  /** MaxDeliver of the extractor consumers created. */
+  maxDeliver: number;
+}
+
+/**
+ * The extraction task queue (GRAFT_TASKS): publishing tasks with back-pressure, its depth
+ * for the metrics, and the tasks JetStream gave up on (MaxDeliver advisories).
+ */
+export class TaskQueue {
+  constructor(
+    private readonly bus: Bus,
+    private readonly o: TaskQueueOptions,
+    /** While false, a full queue stops waiting for room and the publish fails. */
+    private readonly running: () => boolean,
+  ) {}
+
+  /**
+   * Publishes tasks of `taskSize` images for a job's cache misses. Task ids are derived from
+   * the content, so enqueueing the same images again inside the dedupe window publishes nothing.
+   * @returns the number of tasks published.
+   */
+  async enqueue(jobId: string, backbone: ResolvedBackbone, dtype: VectorDType, shas: string[], log: Logger): Promise<number> {
+    await ensureExtractorConsumer(this.bus.jsm, backbone.fingerprint, { ackWaitMs: this.o.ackWaitMs, maxDeliver: this.o.maxDeliver });
+    const ref = resolvedFields(backbone);
+    let tasks = 0;
+    for (let i = 0; i < shas.length; i += this.o.taskSize) {
+      const chunk = shas.slice(i, i + this.o.taskSize);
+      const taskId = `${jobId}-${createHash('sha256').update(chunk.join(',')).digest('hex').slice(0, 16)}`;
+      const bytes = codecs.task.encode({ jobId, taskId, backbone: ref, imageSha256: chunk, vectorDtype: dtype });
+      await this.publish(taskSubject(backbone.fingerprint), bytes, taskId, log);
+      tasks++;
+    }
+    log.info({ tasks, images: shas.length }, 'tasks enqueued');
+    return tasks;
+  }
+
+  /** A full task queue refuses new tasks (discard: new): wait for room rather than drop work. */
+  private async publish(subject: string, bytes: Uint8Array, msgID: string, log: Logger): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.bus.js.publish(subject, bytes, { msgID });
+        return;
+      } catch (err) {
+        if (!/maximum (messages|bytes)/i.test((err as Error).message) || !this.running()) throw err;
+        if (attempt === 1) log.warn('task queue is full: waiting for workers to make room');
+        await sleep(Math.min(5000, 100 * attempt));
+      }
+    }
+  }
+
+  /** Tasks waiting for a worker, and tasks held by one, summed over backbones. */
+  async depth(): Promise<{ pending: number; unacked: number }> {
+    let pending = 0;
+    let unacked = 0;
+    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
+      pending += ci.num_pending;
+      unacked += ci.num_ack_pending;
+    }
+    return { pending, unacked };
+  }
+
+  /**
+   * Calls onDead for every task delivered MaxDeliver times without an ack (its workers kept
+   * dying on it), then takes it off the queue. Runs until the returned stop is called.
+   */
+  watchDeadTasks(onDead: (task: ExtractionTask, deliveries: number) => void, log: Logger): () => void {
+    const sub = this.bus.nc.subscribe(MAX_DELIVERIES_ADVISORY);
+    void (async () => {
+      for await (const m of sub) {
+        try {
+          const a = JSON.parse(new TextDecoder().decode(m.data)) as { stream_seq: number; deliveries: number };
+          const stored = await this.bus.jsm.streams.getMessage(STREAMS.tasks, { seq: a.stream_seq }).catch(() => null);
+          if (!stored) continue;
+          onDead(codecs.task.decode(stored.data, `dead-lettered task ${a.stream_seq}`), a.deliveries);
+          await this.bus.jsm.streams.deleteMessage(STREAMS.tasks, a.stream_seq, false).catch(() => undefined);
+        } catch (err) {
+          log.error({ err }, 'cannot handle a max-deliveries advisory');
+        }
+      }
+    })();
+    return () => sub.unsubscribe();
+  }
+}

@@ -1,0 +1,108 @@
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { STREAMS, fingerprintOfConsumer, type Bus } from '@graft/protocol';
+
+export interface TaskSourceOptions {
+  /** How long one pull waits for a task, ms. */
+  pullExpiresMs: number;
+  /** Wait between looks for work when every queue is empty, ms. */
+  idleWaitMs: number;
+  /** MaxDeliver assumed for a consumer whose config has not been read. */
+  maxDeliver: number;
+}
+
+/**
+ * Where a worker's tasks come from, and the leases it holds on them: picks the extractor
+ * queue with work (a loaded backbone's first), pulls one task at a time, and knows each
+ * queue's AckWait (leases are renewed well inside it) and MaxDeliver.
+ */
+export class TaskSource {
+  /** AckWait of each extractor consumer, ms. */
+  private readonly ackWaits = new Map<string, number>();
+  /** MaxDeliver of each extractor consumer. */
+  private readonly maxDelivers = new Map<string, number>();
+  /** Ends every idle wait at once (on close). */
+  private readonly wakers = new Set<() => void>();
+  /** The queue the last pull got a task from: pulled again while it gives work, without listing consumers. */
+  private lastConsumer?: Consumer;
+  private open = true;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly o: TaskSourceOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * One task from a queue with pending work, or null after an idle wait (no work, or the
+   * broker unavailable). `loaded` names the backbones (fingerprints) this worker has in memory.
+   */
+  async next(loaded: ReadonlySet<string>): Promise<JsMsg | null> {
+    if (!this.open) return null;
+    let msg: JsMsg | null = null;
+    try {
+      let consumer = this.lastConsumer;
+      if (!consumer) {
+        const name = await this.pickConsumer(loaded);
+        if (name) consumer = await this.bus.js.consumers.get(STREAMS.tasks, name);
+      }
+      if (consumer) msg = await consumer.next({ expires: this.o.pullExpiresMs });
+      this.lastConsumer = msg ? consumer : undefined;
+    } catch (err) {
+      this.lastConsumer = undefined;
+      this.log.debug({ err }, 'pull failed (broker unavailable?)');
+    }
+    if (!msg) await this.idle();
+    return msg;
+  }
+
+  /** Stops pulling and ends any idle wait at once. */
+  close(): void {
+    this.open = false;
+    for (const w of [...this.wakers]) w();
+  }
+
+  private async pickConsumer(loaded: ReadonlySet<string>): Promise<string | undefined> {
+    let pick: string | undefined;
+    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
+      const fp = fingerprintOfConsumer(ci.name);
+      if (!fp) continue;
+      this.ackWaits.set(ci.name, Math.max(100, Math.floor((ci.config.ack_wait ?? 30e9) / 1e6)));
+      if ((ci.config.max_deliver ?? 0) > 0) this.maxDelivers.set(ci.name, ci.config.max_deliver!);
+      // Unacknowledged tasks count too: a task whose worker died is redelivered only to a
+      // pull that is waiting, so someone must keep pulling until they are acked.
+      if (ci.num_pending === 0 && ci.num_ack_pending === 0) continue;
+      if (loaded.has(fp)) return ci.name;
+      pick ??= ci.name;
+    }
+    return pick;
+  }
+
+  private idle(): Promise<void> {
+    if (!this.open) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, this.o.idleWaitMs);
+      this.wakers.add(done);
+    });
+  }
+
+  /** The AckWait of the queue a task came from, ms. */
+  ackWaitMs(msg: JsMsg): number {
+    return this.ackWaits.get(msg.info.consumer) ?? 30_000;
+  }
+
+  /** The MaxDeliver of the queue a task came from. */
+  maxDeliver(msg: JsMsg): number {
+    return this.maxDelivers.get(msg.info.consumer) ?? this.o.maxDeliver;
+  }
+
+  /** Renews a task's lease three times per AckWait, so one late timer never loses it. @returns the timer. */
+  keepLease(msg: JsMsg): NodeJS.Timeout {
+    return setInterval(() => msg.working(), Math.max(50, Math.floor(this.ackWaitMs(msg) / 3)));
+  }
+}
