@@ -357,4 +357,37 @@ describe('reliability - nothing lost', () => {
       await c.stop();
     }
   });
+
+  it('SIGTERM with the broker gone: workers and the coordinator still exit 0, promptly', { timeout: 120_000 }, async () => {
+    const c = await new TestCluster(['--task-size', '4']).start({ workers: 2 });
+    try {
+      const data = await generateSampleSet(join(c.work, 'shapes'), 8, 23, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
+      await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 4, 120_000, 'extraction to be under way');
+      await c.bus.close();
+      await c.nats.stop();
+      await sleep(1000);
+      // stop() sends SIGTERM and waits up to 30 s before SIGKILL: exit code 0 means each left by itself.
+      const codes = await Promise.all([c.coordinator!, ...c.workers].map((p) => p.stop(30_000)));
+      assert.deepEqual(codes, [0, 0, 0], c.logs());
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('the task timeout bounds the whole task, fetching included, not only decoding', { timeout: 120_000 }, async () => {
+    await initBackend();
+    const c = await new TestCluster(['--max-deliver', '2', '--ack-wait', '2000']).start({ workers: 0 });
+    c.startWorker(['--task-timeout', '1']);
+    try {
+      const model = await writeTinyModel(await mkdir(join(c.work, 'm'), { recursive: true }).then(() => join(c.work, 'm')));
+      const data = await generateSampleSet(join(c.work, 'shapes'), 2, 24, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.failures.length, 4, `${s.error}\n${c.logs()}`);
+      for (const f of s.failures) assert.match(f.message, /fetching and decoding took over 1 ms/);
+    } finally {
+      await c.stop();
+    }
+  });
 });

@@ -47,6 +47,19 @@ describe('head - training', () => {
     assert.ok(Math.abs(full.history[11].loss - resumed.history[11].loss) < 1e-4);
   });
 
+  it('an early-stopped run resumed from its last checkpoint trains no further epoch', async () => {
+    // Validation labels the training set cannot predict: validation stops improving early.
+    const noisy: HeadDataset = { ...data, validation: { x: data.validation.x, y: data.validation.y.map((y, i) => (y + 1 + (i % 2)) % 3) } };
+    const saved: TrainingCheckpoint[] = [];
+    const stopped = await trainHead(noisy, { epochs: 200, patience: 2, seed: 3 }, { checkpoint: async (c) => void saved.push(c) });
+    assert.ok(stopped.stoppedEarly, `stopped early after ${stopped.history.length} epochs`);
+    const resumed = await trainHead(noisy, { epochs: 200, patience: 2, seed: 3 }, { resumeFrom: saved.at(-1)!, checkpoint: async () => assert.fail('no epoch should run') });
+    assert.equal(resumed.history.length, stopped.history.length);
+    assert.equal(resumed.bestEpoch, stopped.bestEpoch);
+    assert.ok(resumed.stoppedEarly);
+    assert.deepEqual(Array.from(resumed.kernel), Array.from(stopped.kernel));
+  });
+
   it('exports a model with standardisation folded in that predicts like the trained head', async () => {
     const head = await trainHead(data, { epochs: 15, patience: 0 });
     const folder = await packageModel(head, backbone, evaluatePredictions([], [], data.classes));

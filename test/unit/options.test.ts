@@ -36,6 +36,7 @@ describe('options - zero is a value, absent is the default', () => {
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ batchSize: 0 })), 10), /batchSize must be a positive integer/);
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ learningRate: 0 })), 10), /learningRate must be in/);
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ optimizer: '' })), 10), /optimizer must be one of/);
+    assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ epochs: 10_001 })), 10), /epochs must be an integer from 1 to 10000/, 'no job holds the trainer for days');
   });
 
   it('validation and test percentages at 0 put every image in training; unset holds out 10 % each', () => {

@@ -87,7 +87,7 @@ describe('vision - backbones', () => {
     server = createServer(async (req, res) => {
       requests++;
       try {
-        res.end(await readFile(join(dir, (req.url ?? '/').slice(1))));
+        res.end(await readFile(join(dir, (req.url ?? '/').split('?')[0].slice(1))));
       } catch {
         res.writeHead(404).end();
       }
@@ -142,6 +142,22 @@ describe('vision - backbones', () => {
       assert.equal(requests, n + 2);
       assert.equal(third.info.fingerprint, first.info.fingerprint);
       for (const b of [first, second, third]) b.dispose();
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('many loaders sharing one cache folder (processes or containers on one volume) each get a whole model', async () => {
+    const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
+    try {
+      const spec = parseBackbone(`${base}/model.json?shared`);
+      const all = await Promise.all(Array.from({ length: 8 }, () => loadBackbone(spec, { cacheDir })));
+      assert.equal(new Set(all.map((b) => b.info.fingerprint)).size, 1);
+      for (const b of all) b.dispose();
+      const again = await loadBackbone(spec, { cacheDir });
+      assert.equal(again.info.fingerprint, all[0].info.fingerprint, 'and the cache they left is whole');
+      again.dispose();
+      assert.deepEqual((await readdir(cacheDir)).filter((f) => f.includes('.tmp')), [], 'no temp folder left behind');
     } finally {
       await rm(cacheDir, { recursive: true, force: true });
     }

@@ -97,7 +97,8 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --batch-size N      most images per backbone call (default 32 on GPU, 16 tfjs-node, 8 wasm; fewer when a call would outlast the task lease)
   --max-image-bytes N   larger images fail with TOO_LARGE (default 52428800)
   --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
-  --task-timeout MS   an image still decoding after this fails with TIMEOUT (default 300000)
+  --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
+                      fails its remaining images with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
   --cache-dir DIR     downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
 ${BACKEND_HELP}

@@ -36,6 +36,11 @@ export interface Published {
   alreadyStored: number;
 }
 
+/** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + base64url). */
+function objectDigest(sha256Hex: string): string {
+  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+}
+
 /** A job id: time-ordered, unique, and a valid subject token. */
 export function newJobId(): string {
   return `j${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
@@ -100,7 +105,8 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     while (next < unique.length) {
       const img = unique[next++];
       const info = await bus.images.info(img.sha256);
-      if (info && !info.deleted && info.size === img.sizeBytes) stored++;
+      // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
+      if (info && !info.deleted && info.size === img.sizeBytes && info.digest === objectDigest(img.sha256)) stored++;
       else {
         await bus.images.putBlob({ name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file)));
         uploaded++;

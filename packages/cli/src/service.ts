@@ -103,5 +103,6 @@ export async function runService(
   await service.close();
   server?.close();
   await bus.close();
+  log.info(`${role} exited`);
   return 0;
 }

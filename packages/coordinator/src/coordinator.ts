@@ -10,6 +10,8 @@ import {
   STREAMS,
   codecs,
   createJobRecord,
+  deadLetter,
+  decodeVector,
   isContentError,
   isTerminal,
   jobStateName,
@@ -37,6 +39,10 @@ import { JobTracker, type ActiveJob } from './tracker.js';
 import { trainJob } from './training.js';
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
+
+const SHA256 = /^[0-9a-f]{64}$/;
+type BatchVector = VectorBatch['vectors'][number];
+const FINGERPRINT = /^[0-9a-f]{16}$/;
 
 /** A running coordinator. Create with {@link startCoordinator}. */
 export interface Coordinator {
@@ -138,6 +144,7 @@ class CoordinatorImpl implements Coordinator {
       this.metrics.malformed.inc({ stream: STREAMS.manifests });
       this.metrics.manifests.inc({ outcome: 'malformed' });
       this.log.error({ err, subject: msg.subject }, 'malformed manifest: dropped');
+      await deadLetter(this.bus, 'manifest', msg.data, msg.subject, (err as Error).message);
       msg.term();
       return;
     }
@@ -245,15 +252,28 @@ class CoordinatorImpl implements Coordinator {
     let batch: VectorBatch;
     try {
       batch = codecs.vectorBatch.decode(msg.data, `vector batch on ${msg.subject}`);
+      if (!FINGERPRINT.test(batch.backboneFingerprint)) throw new Error(`vector batch on ${msg.subject} has no valid backbone fingerprint`);
+      const bad = batch.vectors.find((v) => !SHA256.test(v.sha256));
+      if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256`);
     } catch (err) {
       this.metrics.malformed.inc({ stream: STREAMS.results });
       this.log.error({ err, subject: msg.subject }, 'malformed vector batch: dropped');
+      await deadLetter(this.bus, 'result', msg.data, msg.subject, (err as Error).message);
       msg.term();
       return;
     }
     const fp = batch.backboneFingerprint;
+    const refused: string[] = [];
+    const accepted: BatchVector[] = [];
     await Promise.all(
       batch.vectors.map(async (v) => {
+        const problem = await this.checkVector(fp, v);
+        if (problem) return void refused.push(`${v.sha256.slice(0, 12)}: ${problem}`);
+        if (problem === undefined) accepted.push(v);
+      }),
+    );
+    await Promise.all(
+      accepted.map(async (v) => {
         this.metrics.vectors.inc({ kind: v.errorCode ? 'error' : 'vector' });
         if (v.errorCode && !isContentError(v.errorCode)) return; // this attempt's failure: recorded on the job only
         const entry = codecs.cachedVector.encode({ vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage });
@@ -261,9 +281,36 @@ class CoordinatorImpl implements Coordinator {
         this.metrics.vectorsCached.inc();
       }),
     );
-    for (const v of batch.vectors) this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '');
+    for (const v of accepted) this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '');
+    if (refused.length) {
+      const reason = `refused ${refused.length} of ${batch.vectors.length} results from worker ${JSON.stringify(batch.workerId)}: ${refused.slice(0, 5).join('; ')}`;
+      this.metrics.vectors.inc({ kind: 'refused' }, refused.length);
+      this.log.error({ task: batch.taskId, job: batch.jobId, worker: batch.workerId }, `vector batch dead-lettered: ${reason}`);
+      await deadLetter(this.bus, 'result', msg.data, msg.subject, reason);
+    }
     msg.ack();
     this.metrics.lastProgress.setToCurrentTime();
+  }
+
+  /**
+   * Whether a worker's result for one image can be trusted: some job must be waiting for it,
+   * and a vector must have that job's dimension and the bytes its dimension and dtype need.
+   * @returns a problem (refuse it), '' (a late duplicate of a result already cached: ignore it), or undefined (accept it).
+   */
+  private async checkVector(fp: string, v: BatchVector): Promise<string | undefined> {
+    const dim = this.jobs.expectedDim(fp, v.sha256);
+    if (dim === undefined) {
+      const cached = await this.bus.vectors.get(vectorKey(fp, v.sha256)).catch(() => null);
+      return cached && cached.length ? '' : 'no task asked for this image';
+    }
+    if (v.errorCode) return undefined;
+    if (v.dim !== dim) return `a ${v.dim}-d vector where the backbone gives ${dim}-d`;
+    try {
+      decodeVector(v.vector, dim, v.dtype);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return undefined;
   }
 
   /** Counts a result for every job waiting on it; jobs with nothing left move on to training. */
@@ -358,13 +405,22 @@ class CoordinatorImpl implements Coordinator {
       const rec = await readJobRecord(this.bus, id).catch(() => undefined);
       if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) continue;
       const stored = await this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }).catch(() => null);
-      if (!stored) {
+      let manifest: DatasetManifest | undefined;
+      try {
+        manifest = stored ? codecs.manifest.decode(stored.data, `stored manifest of ${id}`) : undefined;
+        if (manifest && manifest.jobId !== id) throw new Error(`the stored manifest of ${id} is for job ${JSON.stringify(manifest.jobId)}`);
+      } catch (err) {
+        this.log.error({ err, job: id }, 'stored manifest unreadable');
+        manifest = undefined;
+      }
+      if (!manifest) {
+        // One unreadable job must not stop the coordinator from serving the others.
         rec.status.state = JobState.JOB_STATE_FAILED;
-        rec.status.error = 'its manifest is no longer in the manifests stream';
-        await this.putRecord(rec.status, rec.revision);
+        rec.status.error = stored ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
+        await this.putRecord(rec.status, rec.revision).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
         continue;
       }
-      await this.resume(rec.status, rec.revision, codecs.manifest.decode(stored.data, `stored manifest of ${id}`));
+      await this.resume(rec.status, rec.revision, manifest);
     }
   }
 

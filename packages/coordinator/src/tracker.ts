@@ -103,6 +103,15 @@ export class JobTracker {
     for (const path of job.pathsBySha.get(sha) ?? []) job.status.failures.push({ path, sha256: sha, code, message });
   }
 
+  /** The dimension the jobs waiting for this vector expect, or undefined when no job waits for it. */
+  expectedDim(fp: string, sha: string): number | undefined {
+    for (const id of this.waiting.get(vectorKey(fp, sha)) ?? []) {
+      const job = this.jobs.get(id);
+      if (job?.pending.has(sha)) return job.backbone.dim;
+    }
+    return undefined;
+  }
+
   /** Counts a result for every job waiting on it; returns those jobs. */
   resolve(fp: string, sha: string, code: ErrorCode, message: string): ActiveJob[] {
     const key = vectorKey(fp, sha);

@@ -7,6 +7,7 @@ export function extractorMetrics(registry: Registry) {
     images: new Counter({ name: 'graft_images_extracted_total', help: 'Images turned into bottleneck vectors by this worker', registers }),
     failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
     tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
+    bytesFetched: new Counter({ name: 'graft_image_bytes_fetched_total', help: 'Image bytes this worker read from the image store', registers }),
     backboneCalls: new Counter({ name: 'graft_backbone_calls_total', help: 'Backbone forward passes run by this worker', registers }),
     stage: new Histogram({
       name: 'graft_batch_stage_seconds',

@@ -6,7 +6,7 @@ export interface WorkerOptions {
   workerId?: string;
   /** Most images per backbone call within a task. Default by backend: 32 on tfjs-node-gpu, 16 on tfjs-node, 8 otherwise. */
   inferBatchSize?: number;
-  /** A task still running after this long fails its images with TIMEOUT, ms. Default 300000. */
+  /** A task still running after this long (fetch, decode and inference) fails its remaining images with TIMEOUT, ms. Default 300000. */
   taskTimeoutMs?: number;
   /** How long one pull waits for a task, ms. Default 2000. */
   pullExpiresMs?: number;

@@ -21,24 +21,32 @@ export interface PixelOptions {
   decodeTimeoutMs: number;
 }
 
-/** Seconds spent fetching and decoding a task's images: filled in as each stage ends. */
+/** Seconds spent fetching and decoding a task's images, and bytes fetched: filled in as each stage ends. */
 export interface PixelTiming {
   fetchSeconds: number;
   decodeSeconds: number;
+  fetchedBytes: number;
 }
+
+const READ_PROBLEM_CODES = {
+  missing: ErrorCode.ERROR_CODE_MISSING,
+  'too-large': ErrorCode.ERROR_CODE_TOO_LARGE,
+  corrupt: ErrorCode.ERROR_CODE_CORRUPT,
+} as const;
 
 /**
  * Fetches a task's images from the image store and decodes them (on sharp's thread pool),
- * each to size x size RGB pixels, or to the failure that ends it (missing, empty, corrupt,
- * too large, decode timeout).
- * @throws Error when the store cannot be read at all (the task is retried).
+ * each to size x size RGB pixels, or to the failure that ends that image alone (missing,
+ * over the byte limit, bytes not matching the name, empty, undecodable, over the pixel limit,
+ * decode timeout).
+ * @throws Error when the store cannot be read at all (the bus is down): the task is retried.
  */
 export async function fetchAndDecode(bus: Bus, shas: readonly string[], o: PixelOptions, timing: PixelTiming): Promise<(Uint8Array | ImageVector)[]> {
   const t0 = performance.now();
-  const blobs = await Promise.all(
+  const reads = await Promise.all(
     shas.map(async (sha) => {
       try {
-        return await readImage(bus, sha);
+        return await readImage(bus, sha, o.limits.maxBytes);
       } catch (err) {
         throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
       }
@@ -47,11 +55,12 @@ export async function fetchAndDecode(bus: Bus, shas: readonly string[], o: Pixel
   const t1 = performance.now();
   timing.fetchSeconds = (t1 - t0) / 1000;
   const out = await Promise.all(
-    blobs.map(async (bytes, i): Promise<Uint8Array | ImageVector> => {
+    reads.map(async (read, i): Promise<Uint8Array | ImageVector> => {
       const sha = shas[i];
-      if (!bytes) return failure(sha, ErrorCode.ERROR_CODE_MISSING, 'image is not in the image store');
+      if (!read.ok) return failure(sha, READ_PROBLEM_CODES[read.problem], read.message);
+      timing.fetchedBytes += read.bytes.byteLength;
       try {
-        return await withTimeout(decodeImage(bytes, o.size, o.limits), o.decodeTimeoutMs, `decoding took over ${o.decodeTimeoutMs} ms`);
+        return await withTimeout(decodeImage(read.bytes, o.size, o.limits), o.decodeTimeoutMs, `decoding took over ${o.decodeTimeoutMs} ms`);
       } catch (err) {
         if (err instanceof ImageError) return failure(sha, IMAGE_ERROR_CODES[err.code], err.message);
         if (err instanceof TimeoutError) return failure(sha, ErrorCode.ERROR_CODE_TIMEOUT, err.message);

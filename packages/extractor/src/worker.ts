@@ -7,6 +7,7 @@ import {
   ErrorCode,
   ProtocolError,
   codecs,
+  deadLetter,
   encodeVector,
   errorCodeName,
   resultSubject,
@@ -59,6 +60,10 @@ interface Prepared {
 
 /** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
+/** Backbones kept in memory at once; each can be hundreds of MB. */
+const MAX_LOADED_BACKBONES = 2;
+/** After the grace period, how long close() still waits for the loop to end, ms. */
+const CLOSE_AFTER_GRACE_MS = 2000;
 /** Tasks longer than this (seconds of inference) are prefetched one at a time. */
 const LONG_TASK_SECONDS = 2;
 
@@ -103,14 +108,21 @@ class ExtractorWorker implements Worker {
       this.state = 'closing';
       this.log.info({ graceMs: this.o.graceMs }, 'closing: no new tasks; finishing the one in hand');
       this.source.close();
+      let giveUp: () => void = () => undefined;
+      const gaveUp = new Promise<void>((resolve) => (giveUp = resolve));
       const grace = setTimeout(() => {
         if (this.inHand) {
           this.log.warn({ task: this.inHand.task.taskId }, 'grace period over: handing the task back');
           this.handBack(this.inHand);
         }
+        // A task stuck on a bus that is gone (fetch or publish waiting for the broker) must not
+        // keep the process alive: its lease runs out and it is redelivered.
+        setTimeout(giveUp, CLOSE_AFTER_GRACE_MS).unref();
       }, this.o.graceMs);
-      await this.closed;
+      await Promise.race([this.closed, gaveUp]);
       clearTimeout(grace);
+      if ((this.state as WorkerState) !== 'closed') this.log.warn('closed with a task still waiting for the broker; it will be redelivered');
+      return;
     }
     return this.closed;
   }
@@ -133,7 +145,12 @@ class ExtractorWorker implements Worker {
       while (ahead.length < depth) ahead.push(this.pull());
       if (cur) await this.process(cur);
     }
-    for (const left of await Promise.all(ahead)) if (left) this.handBack(left);
+    // Pulls still in flight end by themselves, unless the broker is gone: then wait no longer than
+    // the grace period (tasks not handed back are redelivered after AckWait).
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([Promise.all(ahead), new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), this.o.graceMs)))]);
+    clearTimeout(timer);
+    for (const left of settled ?? []) if (left) this.handBack(left);
   }
 
   private handBack(p: Prepared): void {
@@ -160,12 +177,13 @@ class ExtractorWorker implements Worker {
       // A malformed task can never succeed: terminate it rather than redeliver it forever.
       this.log.error({ err, subject: msg.subject }, 'malformed task: terminated');
       this.metrics.tasks.inc({ outcome: 'malformed' });
+      void deadLetter(this.bus, 'task', msg.data, msg.subject, (err as Error).message);
       msg.term();
       return null;
     }
     this.metrics.inFlight.inc();
     const keepAlive = this.source.keepLease(msg);
-    const timing: PixelTiming = { fetchSeconds: 0, decodeSeconds: 0 };
+    const timing: PixelTiming = { fetchSeconds: 0, decodeSeconds: 0, fetchedBytes: 0 };
     // Fetches and decodes (sharp's thread pool) overlap the previous task's inference, which holds the main thread.
     const pixels = fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
@@ -192,19 +210,36 @@ class ExtractorWorker implements Worker {
     return l;
   }
 
+  /**
+   * The task's backbone, loaded on first use. At most MAX_LOADED_BACKBONES stay in memory:
+   * the least recently used one is disposed when another is loaded.
+   */
   private backbone(task: ExtractionTask): Promise<Backbone> {
     const fp = task.backbone!.fingerprint!;
     let b = this.backbones.get(fp);
-    if (!b) {
-      b = (async () => loadBackbone(resolvedFromFields(task.backbone!), { cacheDir: this.o.cacheDir }))();
+    if (b) {
+      this.backbones.delete(fp); // Map order = use order
       this.backbones.set(fp, b);
-      b.then(
-        (x) => {
-          this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
-          this.metrics.info.set({ backend: this.backendName, backbone: x.info.id }, 1);
-        },
-        () => this.backbones.delete(fp),
-      );
+      return b;
+    }
+    b = (async () => loadBackbone(resolvedFromFields(task.backbone!), { cacheDir: this.o.cacheDir }))();
+    this.backbones.set(fp, b);
+    b.then(
+      (x) => {
+        this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
+        this.metrics.info.set({ backend: this.backendName, backbone: x.info.id }, 1);
+      },
+      () => this.backbones.delete(fp),
+    );
+    while (this.backbones.size > MAX_LOADED_BACKBONES) {
+      const [oldFp, old] = this.backbones.entries().next().value!;
+      this.backbones.delete(oldFp);
+      // Only one task is inferred at a time, and it is not this one: nothing uses the old model now.
+      void old.then((x) => {
+        x.dispose();
+        this.metrics.info.remove({ backend: this.backendName, backbone: x.info.id });
+        this.log.info({ fingerprint: oldFp }, 'backbone unloaded (least recently used)');
+      }, () => undefined);
     }
     return b;
   }
@@ -215,14 +250,23 @@ class ExtractorWorker implements Worker {
     const log = this.jobLog(task.jobId);
     const t0 = performance.now();
     try {
-      const items = await p.pixels;
-      const { fetchSeconds, decodeSeconds } = p.timing;
+      let deadline = t0 + this.o.taskTimeoutMs;
+      const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
+      const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
+      this.metrics.bytesFetched.inc(fetchedBytes);
+      const tLoad = performance.now();
       const backbone = await this.backbone(task);
       const tInfer = performance.now();
+      deadline += tInfer - tLoad; // loading a model is a one-time cost, not the task's
       const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
       const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
       const fp = backbone.info.fingerprint;
       for (let i = 0; i < ok.length; ) {
+        if (performance.now() > deadline) {
+          // Inference holds the thread, so the deadline is checked between backbone calls.
+          for (const [, idx] of ok.slice(i)) out[idx] = failure(task.imageSha256[idx], ErrorCode.ERROR_CODE_TIMEOUT, `the task ran past its ${this.o.taskTimeoutMs} ms limit`);
+          break;
+        }
         const chunk = ok.slice(i, i + this.chunkSize(msg, fp));
         i += chunk.length;
         const tc = performance.now();
@@ -306,6 +350,13 @@ class ExtractorWorker implements Worker {
       msg.nak(5000);
     }
   }
+}
+
+/** p, or a rejection once performance.now() passes the deadline. */
+function withDeadline<T>(p: Promise<T>, deadline: number, message: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  const late = new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(message)), Math.max(0, deadline - performance.now()))));
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
 }
 
 /**

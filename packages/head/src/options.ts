@@ -6,7 +6,7 @@ export interface TrainOptions {
   learningRate?: number;
   /** Examples per step. Default: the number of classes, at least 32 and at most 256. */
   batchSize?: number;
-  /** Maximum epochs. Default 100. */
+  /** Maximum epochs, 1 to 10000. Default 100. */
   epochs?: number;
   /** Stop after this many epochs without a better validation accuracy. Default 10; 0 = never. */
   patience?: number;
@@ -17,6 +17,9 @@ export interface TrainOptions {
 }
 
 export type ResolvedTrainOptions = Required<TrainOptions>;
+
+/** Jobs train one at a time per coordinator: no job may hold it for days. */
+const MAX_EPOCHS = 10_000;
 
 const OPTIMIZERS = ['rmsprop', 'adam', 'sgd'] as const;
 
@@ -39,7 +42,7 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
   };
   if (!(r.learningRate > 0 && r.learningRate < 10)) throw new RangeError(`learningRate must be in (0, 10), got ${r.learningRate}`);
   if (!Number.isInteger(r.batchSize) || r.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${r.batchSize}`);
-  if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > 100_000) throw new RangeError(`epochs must be an integer from 1 to 100000, got ${r.epochs}`);
+  if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > MAX_EPOCHS) throw new RangeError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${r.epochs}`);
   if (!Number.isInteger(r.patience) || r.patience < 0) throw new RangeError(`patience must be a non-negative integer, got ${r.patience}`);
   if (!Number.isInteger(r.seed) || r.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${r.seed}`);
   return r;

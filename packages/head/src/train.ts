@@ -123,6 +123,11 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
       best = { acc: c.bestValAccuracy, loss: c.bestValLoss, epoch: c.bestEpoch, kernel: c.bestWeights[0]?.values, bias: c.bestWeights[1]?.values };
       // Replay the shuffles of finished epochs so the generator is where it was.
       for (let e = 0; e < start; e++) permutation(n, rng);
+      // A run that had already stopped early is finished: the checkpoint came after its last epoch.
+      if (opts.patience > 0 && since >= opts.patience) {
+        stoppedEarly = start < opts.epochs;
+        start = opts.epochs;
+      }
     }
     for (let epoch = start + 1; epoch <= opts.epochs; epoch++) {
       if (hooks.shouldStop?.()) throw new TrainingAborted(epoch - 1);

@@ -110,6 +110,8 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
     },
     { ...base, name: STREAMS.results, subjects: [SUBJECTS.results], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, duplicate_window: nanos(10 * 60_000) },
     { ...base, name: STREAMS.events, subjects: [SUBJECTS.events], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs_per_subject: 10_000 },
+    // Bounded: a flood of garbage costs at most this much, oldest dropped first.
+    { ...base, name: STREAMS.deadLetters, subjects: [SUBJECTS.deadLetters], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs: 10_000, max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old },
   ];
 }
 
@@ -167,7 +169,9 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   }
   for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
   await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(120_000), max_deliver: 5 });
-  await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(60_000), max_deliver: -1, max_ack_pending: 1000 });
+  // Results: a batch is handled in milliseconds, so a dead coordinator's batches come back soon;
+  // bounded deliveries, so no batch can come back forever (outages are waited out in place, not by redelivery).
+  await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(15_000), max_deliver: 20, max_ack_pending: 1000 });
   const storage = o.memory ? StorageType.Memory : StorageType.File;
   const [images, artifacts, vectors, jobs] = await Promise.all([
     objm.create(BUCKETS.images, { storage, replicas: o.replicas, description: 'graft image bytes by SHA-256' }),
@@ -178,11 +182,25 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   return makeBus(nc, js, jsm, images, artifacts, vectors, jobs);
 }
 
+/** How long closing a bus waits for pending messages to flush, ms. */
+const CLOSE_DRAIN_MS = 5000;
+
 function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, images: ObjectStore, artifacts: ObjectStore, vectors: KV, jobs: KV): Bus {
   return {
     nc, js, jsm, images, artifacts, vectors, jobs,
     async close() {
-      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+      if (nc.isClosed()) return;
+      // Drain flushes what is pending; with the broker gone it would wait forever, so it gets a few seconds.
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        nc.drain().then(() => true, () => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_DRAIN_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!drained && !nc.isClosed()) {
+        await Promise.race([nc.close().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_DRAIN_MS)))]);
+        clearTimeout(timer);
+      }
     },
   };
 }

@@ -6,24 +6,44 @@ import type { Bus } from './bus.js';
 const IMAGES_STREAM = `OBJ_${BUCKETS.images}`;
 const chunkSubject = (nuid: string) => `$O.${BUCKETS.images}.C.${nuid}`;
 
+/** What reading one image gave: its bytes, or why there are none (each ends that image alone). */
+export type ImageRead =
+  | { ok: true; bytes: Uint8Array }
+  | { ok: false; problem: 'missing' | 'too-large' | 'corrupt'; size: number; message: string };
+
 /**
- * Reads an image's bytes from the image store, or null when there is no such object.
- * A photo that fits in one chunk (up to 128 KiB, most of them) is read with two message
- * gets instead of the ordered consumer a generic object get creates and deletes: on the
- * worker's hot path that consumer cost more bus time than the photo. The SHA-256 digest
- * is checked either way; larger objects take the generic path.
- * @throws Error when the stored bytes do not match their digest.
+ * Reads an image's bytes from the image store, checked against its name (the hex SHA-256 of
+ * the bytes), so nobody who can upload can pass one photo off as another.
+ * - An image over `maxBytes` is refused from the store's object info, before any download.
+ * - A photo that fits in one chunk (up to 128 KiB, most of them) is read with two message
+ *   gets instead of the ordered consumer a generic object get creates and deletes: on the
+ *   worker's hot path that consumer cost more bus time than the photo.
+ * @throws Error only when the store cannot be read (the bus is down): the caller retries.
  */
-export async function readImage(bus: Bus, sha256: string): Promise<Uint8Array | null> {
+export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): Promise<ImageRead> {
   const info = await bus.images.info(sha256);
-  if (!info || info.deleted) return null;
-  if (info.size === 0) return new Uint8Array(0);
-  if (info.chunks !== 1) return bus.images.getBlob(sha256);
-  const msg = await bus.jsm.streams.getMessage(IMAGES_STREAM, { last_by_subj: chunkSubject(info.nuid) });
-  if (!msg) return bus.images.getBlob(sha256);
-  const data = msg.data;
-  const expected = Buffer.from(info.digest.replace(/^SHA-256=/, '').replace(/-/g, '+').replace(/_/g, '/'), 'base64');
-  const actual = createHash('sha256').update(data).digest();
-  if (!actual.equals(expected)) throw new Error(`image ${sha256} is corrupt in the store: its digest does not match`);
-  return data;
+  if (!info || info.deleted) return { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' };
+  if (info.size > maxBytes) return { ok: false, problem: 'too-large', size: info.size, message: `file is ${info.size} bytes, over the ${maxBytes}-byte limit` };
+  if (info.size === 0) return { ok: true, bytes: new Uint8Array(0) };
+  let data: Uint8Array | null;
+  if (info.chunks === 1) {
+    const msg = await bus.jsm.streams.getMessage(IMAGES_STREAM, { last_by_subj: chunkSubject(info.nuid) });
+    data = msg?.data ?? null;
+    const expected = Buffer.from(info.digest.replace(/^SHA-256=/, '').replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+    if (data && !createHash('sha256').update(data).digest().equals(expected)) {
+      return { ok: false, problem: 'corrupt', size: info.size, message: 'image is corrupt in the store: its bytes do not match the stored digest' };
+    }
+  } else {
+    try {
+      data = await bus.images.getBlob(sha256);
+    } catch (err) {
+      if (/digest/i.test((err as Error).message)) return { ok: false, problem: 'corrupt', size: info.size, message: `image is corrupt in the store: ${(err as Error).message}` };
+      throw err;
+    }
+  }
+  if (!data) return { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' };
+  if (createHash('sha256').update(data).digest('hex') !== sha256) {
+    return { ok: false, problem: 'corrupt', size: data.byteLength, message: 'image content does not match its name (SHA-256): the stored object was replaced with other bytes' };
+  }
+  return { ok: true, bytes: data };
 }

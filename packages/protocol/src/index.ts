@@ -8,6 +8,7 @@ export {
   taskSubject,
   resultSubject,
   extractorConsumer,
+  deadLetterSubject,
   fingerprintOfConsumer,
   vectorKey,
   artifactNames,
@@ -57,5 +58,7 @@ export { openBus, describeBus, ensureExtractorConsumer } from './bus.js';
 export type { Bus, BusOptions, TopologyOptions } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
 export { readImage } from './images.js';
+export type { ImageRead } from './images.js';
+export { deadLetter } from './dead-letters.js';
 export { startLocalNats, findNatsServer, freePort, stopProcess } from './nats-server.js';
 export type { LocalNats, LocalNatsOptions } from './nats-server.js';

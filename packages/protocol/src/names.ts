@@ -18,6 +18,8 @@ export const STREAMS = {
   results: 'GRAFT_RESULTS',
   /** Job history for watchers (`graft.events.<job>`). */
   events: 'GRAFT_EVENTS',
+  /** Messages refused as malformed or untrustworthy, kept for inspection, bounded (`graft.deadletters.<kind>`). */
+  deadLetters: 'GRAFT_DEADLETTERS',
 } as const;
 
 export const SUBJECTS = {
@@ -25,6 +27,7 @@ export const SUBJECTS = {
   tasks: `${SUBJECT_ROOT}.tasks.*`,
   results: `${SUBJECT_ROOT}.results.*`,
   events: `${SUBJECT_ROOT}.events.*`,
+  deadLetters: `${SUBJECT_ROOT}.deadletters.*`,
 } as const;
 
 export const BUCKETS = {
@@ -64,6 +67,11 @@ export function resultSubject(jobId: string): string {
 /** Subject of a job's events. */
 export function eventSubject(jobId: string): string {
   return `${SUBJECT_ROOT}.events.${token(jobId, 'job id')}`;
+}
+
+/** Subject a refused message of one kind (manifest, result, task) is kept on. */
+export function deadLetterSubject(kind: 'manifest' | 'result' | 'task'): string {
+  return `${SUBJECT_ROOT}.deadletters.${kind}`;
 }
 
 /** Durable pull consumer shared by every extractor serving one backbone. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
@@ -132,9 +132,9 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
   const shards = await Promise.all(paths.map((p) => download(fileUrl(p), timeoutMs, p, opts.onProgress)));
   const files = finish(json, shards, url);
 
-  // Write to a temp folder, then rename: a crash never leaves a half-written cache entry.
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
+  // Write to a temp folder of our own (loaders in other processes or containers may share the
+  // volume, with the same pid), then rename: a crash never leaves a half-written cache entry.
+  const tmp = `${dir}.tmp-${randomUUID()}`;
   await mkdir(tmp, { recursive: true });
   const index: CacheIndex = { url, files: { 'model.json': sha256(jsonBytes) } };
   await writeFile(join(tmp, 'model.json'), jsonBytes);
@@ -144,9 +144,14 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
     index.files[name] = sha256(shards[i]);
   }
   await writeFile(join(tmp, 'index.json'), JSON.stringify(index, null, 2));
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dirname(dir), { recursive: true });
-  await rename(tmp, dir);
+  try {
+    await rename(tmp, dir);
+  } catch (err) {
+    // Another loader finished first: its copy is as good as ours.
+    if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
   return files;
 }
 

@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { generateSampleSet, publishDataset } from '@graft/cli';
+import {
+  CONSUMERS,
+  JobState,
+  STREAMS,
+  VectorDType,
+  codecs,
+  decodeVector,
+  encodeVector,
+  extractorConsumer,
+  freePort,
+  manifestSubject,
+  readJob,
+  resultSubject,
+  vectorKey,
+  type Bus,
+} from '@graft/protocol';
+import { initBackend } from '@graft/vision';
+import sharp from 'sharp';
+import { TestCluster, countsOf } from '../helpers/cluster.js';
+import { writeTinyModel } from '../helpers/models.js';
+import { runGraft, waitFor } from '../helpers/process.js';
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function tinyModel(c: TestCluster): Promise<string> {
+  await initBackend();
+  const dir = join(c.work, 'tiny');
+  await mkdir(dir, { recursive: true });
+  return writeTinyModel(dir);
+}
+
+/** Waits until a job is extracting, and returns its backbone fingerprint. */
+async function extracting(bus: Bus, jobId: string): Promise<string> {
+  const s = await waitFor(async () => {
+    const r = await readJob(bus, jobId);
+    return r?.state === JobState.JOB_STATE_EXTRACTING ? r : undefined;
+  }, 30_000, 'extraction to start');
+  return s.backbone!.fingerprint!;
+}
+
+/** The stored vector of an image, as floats (undefined when not cached). */
+async function cachedVector(bus: Bus, fp: string, sha: string): Promise<Float32Array | undefined> {
+  const e = await bus.vectors.get(vectorKey(fp, sha));
+  if (!e || !e.length) return undefined;
+  const v = codecs.cachedVector.decode(e.value);
+  return v.errorCode ? undefined : decodeVector(v.vector, v.dim, v.dtype);
+}
+
+describe('untrusted input - names, bytes and messages are checked', () => {
+  it('an image whose stored bytes do not match its name fails alone, with its reason; the rest of its task goes on', { timeout: 120_000 }, async () => {
+    const c = await new TestCluster(['--task-size', '8']).start({ workers: 0 });
+    try {
+      const model = await tinyModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 4, 31, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const fp = await extracting(c.bus, p.jobId);
+      // Someone with upload rights swaps one photo's bytes (its store digest stays self-consistent).
+      const [victim, other] = p.scan.images;
+      await c.bus.images.putBlob({ name: victim.sha256 }, await readFile(other.file));
+      c.startWorker();
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 7, failed: 1 });
+      assert.equal(s.failures[0].path, victim.path);
+      assert.match(s.failures[0].message, /content does not match its name/);
+      assert.equal(await cachedVector(c.bus, fp, victim.sha256), undefined, 'no vector is cached for the swapped image');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('publish replaces an object whose name does not match its bytes, even at the same size', { timeout: 60_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0, coordinator: false });
+    try {
+      const data = await generateSampleSet(join(c.work, 'shapes'), 2, 32, ['circle', 'square']);
+      const target = join(data, 'circle', 'circle_000.jpg');
+      const good = await readFile(target);
+      const poison = Buffer.from(good);
+      poison.fill(0x42, 300, 400); // same size, other bytes
+      await c.bus.images.putBlob({ name: sha256(good) }, poison);
+      const p = await publishDataset(c.bus, data, { progress: false });
+      assert.equal(p.uploaded, 4, 'the poisoned object was uploaded again');
+      const stored = await c.bus.images.getBlob(sha256(good));
+      assert.equal(sha256(stored!), sha256(good), 'the store now holds the real photo');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('one corrupt chunk in the image store fails that image only', { timeout: 120_000 }, async () => {
+    const c = await new TestCluster(['--task-size', '8']).start({ workers: 0 });
+    try {
+      const model = await tinyModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 4, 33, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      await extracting(c.bus, p.jobId);
+      const victim = p.scan.images[3];
+      const info = await c.bus.images.info(victim.sha256);
+      // A bit flip on disk, as the worker would see it: the chunk no longer matches the digest.
+      await c.bus.js.publish(`$O.graft-images.C.${info!.nuid}`, randomBytes(info!.size));
+      c.startWorker();
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 7, failed: 1 });
+      assert.equal(s.failures[0].path, victim.path);
+      assert.match(s.failures[0].message, /digest/);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('the coordinator caches only vectors of the dimension and images its tasks asked for', { timeout: 120_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0 });
+    try {
+      const model = await tinyModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 3, 34, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const fp = await extracting(c.bus, p.jobId);
+      const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(fp));
+      const msg = await consumer.next({ expires: 10_000 });
+      const task = codecs.task.decode(msg!.data);
+      msg!.nak(); // a real worker will do it properly
+      // A forged batch: the wrong dimension for the task's images, and an image nobody asked for.
+      const stranger = 'e'.repeat(64);
+      const forged = codecs.vectorBatch.encode({
+        jobId: task.jobId,
+        taskId: task.taskId,
+        backboneFingerprint: fp,
+        vectors: [...task.imageSha256, stranger].map((sha) => ({ sha256: sha, vector: encodeVector(new Float32Array(7).fill(9), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 7 })),
+      });
+      await c.bus.js.publish(resultSubject(task.jobId), forged);
+      c.startWorker();
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 6, cached: 0, extracted: 6, failed: 0 });
+      for (const sha of task.imageSha256) assert.equal((await cachedVector(c.bus, fp, sha))?.length, 3, 'the real 3-d vector, not the forged one');
+      assert.equal(await cachedVector(c.bus, fp, stranger), undefined, 'nothing cached for an image no task asked for');
+      assert.match(c.coordinator!.output(), /dead-lettered/);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a malformed result is dead-lettered once, never redelivered forever', { timeout: 60_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0 });
+    try {
+      const bad = codecs.vectorBatch.encode({ jobId: 'j1', taskId: 't1', backboneFingerprint: '0123456789abcdef', vectors: [{ sha256: 'not a hash', vector: new Uint8Array(4), dim: 1 }] });
+      for (let i = 0; i < 20; i++) await c.bus.js.publish(resultSubject('j1'), bad);
+      await waitFor(async () => {
+        const ci = await c.bus.jsm.consumers.info(STREAMS.results, CONSUMERS.results);
+        return ci.num_pending === 0 && ci.num_ack_pending === 0;
+      }, 30_000, 'the results consumer to settle');
+      const ci = await c.bus.jsm.consumers.info(STREAMS.results, CONSUMERS.results);
+      assert.equal(ci.num_redelivered, 0, 'no malformed batch came back');
+      const dl = await c.bus.jsm.streams.info(STREAMS.deadLetters);
+      assert.equal(dl.state.messages, 20, 'each kept for inspection in the dead-letter stream');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it("garbage on a live job's manifest subject is refused, and a coordinator restart resumes the job", { timeout: 120_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0 });
+    try {
+      const model = await tinyModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 3, 35, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      await extracting(c.bus, p.jobId);
+      await assert.rejects(c.bus.js.publish(manifestSubject(p.jobId), Uint8Array.from([0xff, 0x00, 0x13])), /maximum messages per subject/i);
+      c.coordinator!.child.kill('SIGKILL');
+      await c.coordinator!.exited;
+      c.startCoordinator();
+      c.startWorker();
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 6, cached: 0, extracted: 6, failed: 0 });
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('an image over the byte limit is refused from its size, without downloading it', { timeout: 120_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 0 });
+    const port = await freePort();
+    c.startWorker(['--max-image-bytes', '200000', '--metrics-port', String(port)]);
+    try {
+      const model = await tinyModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 2, 36, ['circle', 'square']);
+      // A 3-5 MB phone-sized photo: noise does not compress.
+      const big = await sharp(randomBytes(1800 * 1400 * 3), { raw: { width: 1800, height: 1400, channels: 3 } }).jpeg({ quality: 100 }).toBuffer();
+      assert.ok(big.length > 3_000_000, `${big.length} bytes`);
+      await writeFile(join(data, 'square', 'phone.jpg'), big);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 5, cached: 0, extracted: 4, failed: 1 });
+      const r = await runGraft(['status', p.jobId, '--failed', '--nats', c.url]);
+      assert.match(r.output, /square\/phone\.jpg: too_large: file is \d+ bytes, over the 200000-byte limit/);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const m = /^graft_image_bytes_fetched_total (\d+)/m.exec(metrics);
+      assert.ok(m, 'the worker counts the bytes it fetches');
+      assert.ok(Number(m[1]) > 0 && Number(m[1]) < big.length, `the worker fetched ${m[1]} bytes in all, less than the ${big.length}-byte photo`);
+    } finally {
+      await c.stop();
+    }
+  });
+});
