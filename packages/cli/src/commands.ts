@@ -138,12 +138,15 @@ const coordinator: Command = {
   usage: `graft coordinator [--nats URL] [--metrics-port P]
 
 Consumes manifests, enqueues cache misses, collects vectors into the cache, trains and
-evaluates heads, and stores models. Unfinished jobs resume on start.
+evaluates heads, and stores models. Unfinished jobs resume on start. Start as many as you
+like: one leads (a lease in NATS), the others stand by and take over when it stops.
 
   --task-size N         images per extraction task (default 16)
   --ack-wait MS         how long a worker holds a task without renewing its lease (default 30000)
   --max-deliver N       deliveries of a task before its images are reported failed (default 5)
   --max-queued-tasks N  task queue bound when creating it; publishing waits when full (default 100000)
+  --lease-ttl MS        one coordinator leads; others stand by and take over this long after it stops (default 10000)
+  --coordinator-id ID   name in the lease and logs (default host-pid)
   --metrics-port P      serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
@@ -156,6 +159,8 @@ ${NATS_HELP}`,
     'max-queued-tasks': { type: 'string' },
     'metrics-port': { type: 'string' },
     'cache-dir': { type: 'string' },
+    'lease-ttl': { type: 'string' },
+    'coordinator-id': { type: 'string' },
   },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
@@ -165,7 +170,14 @@ ${NATS_HELP}`,
       (bus, log, registry, backend) =>
         startCoordinator(
           bus,
-          { taskSize: int(v, 'task-size', 1), taskAckWaitMs: int(v, 'ack-wait', 100), taskMaxDeliver: int(v, 'max-deliver', 1), cacheDir: cacheDir(v) },
+          {
+            taskSize: int(v, 'task-size', 1),
+            taskAckWaitMs: int(v, 'ack-wait', 100),
+            taskMaxDeliver: int(v, 'max-deliver', 1),
+            cacheDir: cacheDir(v),
+            leaseTtlMs: int(v, 'lease-ttl', 500),
+            coordinatorId: str(v, 'coordinator-id'),
+          },
           { logger: log, registry, backend },
         ),
       { maxQueuedTasks: int(v, 'max-queued-tasks', 1) },

@@ -35,10 +35,12 @@ export function jobDetails(s: JobStatus, withFailures = false): string {
   if (s.warning) lines.push(`warning   ${s.warning}`);
   if (s.error) lines.push(`error     ${s.error}`);
   if (s.failures.length) {
+    const omitted = s.failuresOmitted ?? 0;
     if (withFailures) {
-      lines.push(`failed images (${s.failures.length}):`);
+      lines.push(`failed images (${s.failures.length + omitted}):`);
       for (const f of s.failures) lines.push(`  ${f.path}: ${errorCodeName(f.code)}: ${f.message}`);
-    } else lines.push(`failed    ${s.failures.length} images (graft status ${s.jobId} --failed lists them)`);
+      if (omitted) lines.push(`  ... and ${omitted} more (the first ${s.failures.length} are listed; see the coordinator's log for all)`);
+    } else lines.push(`failed    ${s.failures.length + omitted} images (graft status ${s.jobId} --failed lists them)`);
   }
   return lines.join('\n');
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -34,6 +35,8 @@ import { inBatches } from './batches.js';
 import { ManifestError, validateManifest } from './manifest.js';
 import { coordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
+import { Leadership } from './leadership.js';
+import { Abandoned, waitOutOutages, type Persist } from './outage.js';
 import { TaskQueue } from './task-queue.js';
 import { JobTracker, type ActiveJob } from './tracker.js';
 import { trainJob } from './training.js';
@@ -70,8 +73,13 @@ class CoordinatorImpl implements Coordinator {
   readonly closed: Promise<void>;
   private readonly log: Logger;
   private readonly metrics: CoordinatorMetrics;
-  private readonly jobs: JobTracker;
+  private jobs: JobTracker;
   private readonly queue: TaskQueue;
+  private readonly leadership: Leadership;
+  /** Bus operations, tried again through outages while this coordinator leads. */
+  private readonly persist: Persist;
+  /** Whether this coordinator holds the lease (it may still be stale: see {@link mayAct}). */
+  private leading = false;
   /** Jobs whose manifest is being handled right now. */
   private readonly starting = new Set<string>();
   private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
@@ -85,41 +93,90 @@ class CoordinatorImpl implements Coordinator {
     private readonly o: ResolvedCoordinatorOptions,
     deps: CoordinatorDeps,
   ) {
-    this.log = deps.logger.child({ component: 'coordinator' });
+    this.log = deps.logger.child({ component: 'coordinator', coordinator: o.coordinatorId });
     this.jobs = new JobTracker(bus.vectors);
-    this.queue = new TaskQueue(bus, { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver }, () => this.state === 'running');
+    this.persist = waitOutOutages(this.log, () => this.state === 'running' && this.leading);
+    this.queue = new TaskQueue(bus, { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver }, () => this.state === 'running', this.persist);
+    this.leadership = new Leadership(bus.leases, o.coordinatorId, o.leaseTtlMs, this.log);
     this.metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => this.queue.depth());
     this.metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
+    this.metrics.leader.set(0);
     this.updateJobGauge();
     this.closed = this.run();
   }
 
+  /** Standby until this coordinator holds the lease, then leads until it is lost (back to standby) or closed. */
   private async run(): Promise<void> {
+    while (this.state === 'running') {
+      if (!(await this.leadership.acquire(() => this.state !== 'running'))) break;
+      this.leading = true;
+      this.metrics.leader.set(1);
+      this.leadership.keep(() => this.stepDown());
+      try {
+        await this.lead();
+      } catch (err) {
+        if (!(err instanceof Abandoned)) this.log.error({ err }, 'leading failed: standing down and trying again');
+      }
+      this.leading = false;
+      this.metrics.leader.set(0);
+      for (const c of this.consumers.splice(0)) c.stop();
+      await this.trainingQueue;
+      clearInterval(this.flushTimer);
+      // A clean slate for the next term: the next leader (maybe this one) rebuilds from JetStream.
+      this.jobs = new JobTracker(this.bus.vectors);
+      this.updateJobGauge();
+      if (this.state === 'running') await sleep(1000);
+    }
+    await this.leadership.release();
+    this.state = 'closed';
+    this.log.info('coordinator stopped');
+  }
+
+  /** One term as the leader: resume unfinished jobs, then consume manifests and results. */
+  private async lead(): Promise<void> {
     await this.recoverJobs();
     this.flushTimer = setInterval(() => void this.flush(), this.o.statusIntervalMs);
-    const manifests = await this.bus.js.consumers.get(STREAMS.manifests, CONSUMERS.manifests);
-    const results = await this.bus.js.consumers.get(STREAMS.results, CONSUMERS.results);
-    const m = await manifests.consume({ max_messages: 4 });
-    const r = await results.consume({ max_messages: 64 });
+    const [m, r] = await this.persist('opening the consumers', async () => {
+      const manifests = await this.bus.js.consumers.get(STREAMS.manifests, CONSUMERS.manifests);
+      const results = await this.bus.js.consumers.get(STREAMS.results, CONSUMERS.results);
+      return [await manifests.consume({ max_messages: 4 }), await results.consume({ max_messages: 64 })];
+    });
     this.consumers.push(m, r);
+    if (!this.mayAct()) for (const c of this.consumers) c.stop(); // lost or closed meanwhile
     const stopDeadTasks = this.queue.watchDeadTasks((task, deliveries) => this.onDeadTask(task, deliveries), this.log);
     this.log.info('coordinator started');
     await Promise.all([this.drain(m, (x) => this.onManifest(x)), this.drain(r, (x) => this.onResults(x))]);
     stopDeadTasks();
     await this.trainingQueue;
     clearInterval(this.flushTimer);
-    await this.flush();
-    this.state = 'closed';
-    this.log.info('coordinator stopped');
+    if (this.mayAct()) await this.flush();
+  }
+
+  /** The lease went to another coordinator: stop at once (training stops after its epoch). */
+  private stepDown(): void {
+    this.leading = false;
+    for (const c of this.consumers) c.stop();
+  }
+
+  /**
+   * Whether this coordinator may change anything now: it leads, and its lease was renewed
+   * within the TTL (a paused or cut-off leader stops before a standby can take over).
+   */
+  private mayAct(): boolean {
+    return this.state === 'running' && this.leading && this.leadership.fresh();
   }
 
   private async drain(msgs: ConsumerMessages, handle: (m: JsMsg) => Promise<void>): Promise<void> {
     for await (const msg of msgs) {
+      if (!this.mayAct()) {
+        msg.nak(REDELIVERY_DELAY_MS); // for whoever leads next
+        continue;
+      }
       try {
         await handle(msg);
       } catch (err) {
-        // Not the message's fault (bus down mid-handling): hand it back for a later try.
-        this.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
+        // Not the message's fault (stopping, or a lost race for a job record): hand it back.
+        if (!(err instanceof Abandoned)) this.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
         msg.nak(REDELIVERY_DELAY_MS);
       }
     }
@@ -153,7 +210,10 @@ class CoordinatorImpl implements Coordinator {
       return;
     }
     const log = this.log.child({ job: manifest.jobId });
-    const existing = await readJobRecord(this.bus, manifest.jobId).catch(() => undefined);
+    const existing = await this.persist('reading a job record', () => readJobRecord(this.bus, manifest.jobId)).catch((err: unknown) => {
+      if (err instanceof Abandoned) throw err;
+      return undefined; // unreadable: the job starts afresh
+    });
     if (existing && existing.status.state !== JobState.JOB_STATE_QUEUED) {
       // Redelivery after a restart: carry on from what JetStream holds.
       if (!isTerminal(existing.status.state)) await this.resume(existing.status, existing.revision, manifest);
@@ -167,14 +227,16 @@ class CoordinatorImpl implements Coordinator {
       await this.startJob(manifest, existing?.revision ?? 0, log);
       this.metrics.manifests.inc({ outcome: 'accepted' });
     } catch (err) {
-      if (err instanceof JobRecordConflict) throw err; // somebody else wrote it: look again on redelivery
+      // Not the job's fault (stopping, or somebody else wrote its record): look again on redelivery.
+      if (err instanceof JobRecordConflict || err instanceof Abandoned) throw err;
       const reason = err instanceof ManifestError ? err.message : `cannot start: ${(err as Error).message}`;
       log.error({ err }, 'job refused');
       this.metrics.manifests.inc({ outcome: 'refused' });
       const status = existing?.status ?? queuedStatus(manifest);
       status.state = JobState.JOB_STATE_FAILED;
       status.error = reason;
-      await this.putRecord(status, existing?.revision ?? 0);
+      const revision = (err as { recordRevision?: number }).recordRevision ?? existing?.revision ?? 0;
+      await this.persist('recording a refused job', () => this.putRecord(status, revision));
       await this.event(status.jobId, { state: status.state });
       await this.event(status.jobId, { message: reason });
     } finally {
@@ -209,7 +271,7 @@ class CoordinatorImpl implements Coordinator {
     const job = this.jobs.track(manifest, status, backbone, revision, log);
     this.updateJobGauge();
     try {
-      await this.jobs.scan(job, true);
+      await this.persist('reading the vector cache', () => this.jobs.scan(job, true));
       const misses = [...job.pending.keys()].sort();
       await this.checkImagesStored(job, misses);
       await this.writeRecord(job);
@@ -220,6 +282,8 @@ class CoordinatorImpl implements Coordinator {
       if (misses.length) await this.enqueue(job, misses);
     } catch (err) {
       this.forget(job);
+      // A failure after the record was written must be recorded over that revision.
+      if (job.revision !== revision && err instanceof Error) Object.assign(err, { recordRevision: job.revision });
       throw err;
     }
     this.checkExtractionDone(job);
@@ -229,7 +293,7 @@ class CoordinatorImpl implements Coordinator {
   private async checkImagesStored(job: ActiveJob, shas: string[]): Promise<void> {
     const missing: string[] = [];
     await inBatches(shas, 64, async (sha) => {
-      const info = await this.bus.images.info(sha);
+      const info = await this.persist('reading the image store', () => this.bus.images.info(sha));
       if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
     });
     if (missing.length) throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
@@ -277,11 +341,14 @@ class CoordinatorImpl implements Coordinator {
         this.metrics.vectors.inc({ kind: v.errorCode ? 'error' : 'vector' });
         if (v.errorCode && !isContentError(v.errorCode)) return; // this attempt's failure: recorded on the job only
         const entry = codecs.cachedVector.encode({ vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage });
-        await this.bus.vectors.put(vectorKey(fp, v.sha256), entry);
+        await this.persist('caching a vector', () => this.bus.vectors.put(vectorKey(fp, v.sha256), entry));
         this.metrics.vectorsCached.inc();
       }),
     );
-    for (const v of accepted) this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '');
+    const touched = new Set<ActiveJob>();
+    for (const v of accepted) for (const job of this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) if (v.errorCode && !isContentError(v.errorCode)) touched.add(job);
+    // A failure that is not cached lives only in its job's record: write it before the ack.
+    for (const job of touched) await this.writeRecord(job);
     if (refused.length) {
       const reason = `refused ${refused.length} of ${batch.vectors.length} results from worker ${JSON.stringify(batch.workerId)}: ${refused.slice(0, 5).join('; ')}`;
       this.metrics.vectors.inc({ kind: 'refused' }, refused.length);
@@ -313,9 +380,11 @@ class CoordinatorImpl implements Coordinator {
     return undefined;
   }
 
-  /** Counts a result for every job waiting on it; jobs with nothing left move on to training. */
-  private resolve(fp: string, sha: string, code: ErrorCode, message: string): void {
-    for (const job of this.jobs.resolve(fp, sha, code, message)) this.checkExtractionDone(job);
+  /** Counts a result for every job waiting on it; jobs with nothing left move on to training. @returns those jobs. */
+  private resolve(fp: string, sha: string, code: ErrorCode, message: string): ActiveJob[] {
+    const jobs = this.jobs.resolve(fp, sha, code, message);
+    for (const job of jobs) this.checkExtractionDone(job);
+    return jobs;
   }
 
   /** A task JetStream gave up on: its images are answered as failed, so the job ends. */
@@ -337,13 +406,16 @@ class CoordinatorImpl implements Coordinator {
     this.scheduleTraining(job);
   }
 
-  private scheduleTraining(job: ActiveJob): void {
+  private scheduleTraining(job: ActiveJob, afterRenewal = false): void {
     // One head at a time: training shares this process's single backend thread.
-    this.trainingQueue = this.trainingQueue.then(() => this.train(job));
+    this.trainingQueue = this.trainingQueue.then(async () => {
+      while (afterRenewal && this.state === 'running' && this.leading && !this.leadership.fresh()) await sleep(250);
+      await this.train(job);
+    });
   }
 
   private async train(job: ActiveJob): Promise<void> {
-    if (this.state !== 'running') return;
+    if (!this.mayAct() || this.jobs.get(job.manifest.jobId) !== job) return;
     const s = job.status;
     s.state = JobState.JOB_STATE_TRAINING;
     try {
@@ -354,7 +426,8 @@ class CoordinatorImpl implements Coordinator {
         manifest: job.manifest,
         backbone: job.backbone,
         log: job.log,
-        shouldStop: () => this.state !== 'running',
+        persist: this.persist,
+        shouldStop: () => !this.mayAct(),
         onEpoch: async (r) => {
           s.training = r;
           this.metrics.epoch.set(r.epoch);
@@ -378,8 +451,10 @@ class CoordinatorImpl implements Coordinator {
       this.metrics.testAccuracy.set(result.report.top1);
       job.log.info({ top1: result.report.top1, top5: result.report.top5, test: result.report.images, resumedFromEpoch: result.resumedFromEpoch }, `job done\n${formatReport(result.report)}`);
     } catch (err) {
-      if (err instanceof TrainingAborted) {
-        job.log.info({ epoch: err.epoch }, 'training paused for shutdown; the checkpoint resumes it');
+      if (err instanceof TrainingAborted || err instanceof Abandoned) {
+        job.log.info('training paused (stopping, or the lease is not fresh); the checkpoint resumes it');
+        // Still the leader, the lease only stale (a bus outage): carry on once it is renewed.
+        if (this.state === 'running' && this.leading) this.scheduleTraining(job, true);
         return;
       }
       if (err instanceof JobRecordConflict) {
@@ -391,7 +466,13 @@ class CoordinatorImpl implements Coordinator {
       s.state = JobState.JOB_STATE_FAILED;
       s.error = `training failed: ${(err as Error).message}`;
     }
-    await this.writeRecord(job).catch((err: unknown) => job.log.error({ err }, 'cannot write the final job record'));
+    try {
+      await this.writeRecord(job);
+    } catch (err) {
+      // Stopping (or outvoted): the next leader resumes it from the checkpoint or its stored model.
+      job.log.error({ err }, 'cannot write the final job record');
+      return;
+    }
     await this.event(s.jobId, { state: s.state });
     this.forget(job);
   }
@@ -400,11 +481,18 @@ class CoordinatorImpl implements Coordinator {
 
   /** Picks up every unfinished job recorded in the jobs bucket. */
   private async recoverJobs(): Promise<void> {
-    const keys = await this.bus.jobs.keys();
-    for await (const id of keys) {
-      const rec = await readJobRecord(this.bus, id).catch(() => undefined);
+    const ids = await this.persist('listing job records', async () => {
+      const out: string[] = [];
+      for await (const id of await this.bus.jobs.keys()) out.push(id);
+      return out;
+    });
+    for (const id of ids) {
+      const rec = await this.persist('reading a job record', () => readJobRecord(this.bus, id)).catch((err: unknown) => {
+        if (err instanceof Abandoned) throw err;
+        return undefined;
+      });
       if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) continue;
-      const stored = await this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }).catch(() => null);
+      const stored = await this.persist('reading a stored manifest', () => this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }));
       let manifest: DatasetManifest | undefined;
       try {
         manifest = stored ? codecs.manifest.decode(stored.data, `stored manifest of ${id}`) : undefined;
@@ -417,7 +505,7 @@ class CoordinatorImpl implements Coordinator {
         // One unreadable job must not stop the coordinator from serving the others.
         rec.status.state = JobState.JOB_STATE_FAILED;
         rec.status.error = stored ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
-        await this.putRecord(rec.status, rec.revision).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
+        await this.persist('recording a failed job', () => this.putRecord(rec.status, rec.revision)).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
         continue;
       }
       await this.resume(rec.status, rec.revision, manifest);
@@ -433,24 +521,39 @@ class CoordinatorImpl implements Coordinator {
     }
     const job = this.jobs.track(manifest, status, resolvedFromFields(status.backbone), revision, log);
     this.updateJobGauge();
-    await this.jobs.scan(job, false);
-    log.info({ state: jobStateName(status.state), pending: job.pending.size, counts: status.counts }, 'job resumed');
+    await this.persist('reading the vector cache', () => this.jobs.scan(job, false));
     if (status.state === JobState.JOB_STATE_EXTRACTING) {
-      // Tasks may have been lost only if the manifest was never acknowledged; republishing is deduplicated.
-      if (job.pending.size) await this.enqueue(job, [...job.pending.keys()].sort());
+      // Enqueue only what is not already on its way (queued, or answered and not yet taken):
+      // however long this coordinator was down, nothing is extracted twice.
+      const onTheWay = job.pending.size ? await this.queue.inFlight(job.backbone.fingerprint) : new Set<string>();
+      const missing = [...job.pending.keys()].filter((sha) => !onTheWay.has(sha)).sort();
+      log.info({ state: jobStateName(status.state), pending: job.pending.size, onTheWay: job.pending.size - missing.length, counts: status.counts }, 'job resumed');
+      if (missing.length) await this.enqueue(job, missing);
       this.checkExtractionDone(job);
-    } else this.scheduleTraining(job);
+    } else {
+      log.info({ state: jobStateName(status.state), counts: status.counts }, 'job resumed');
+      this.scheduleTraining(job);
+    }
   }
 
-  /** Writes an active job's record over the revision it last wrote. @throws JobRecordConflict */
-  private async writeRecord(job: ActiveJob): Promise<void> {
-    job.dirty = false;
-    try {
-      job.revision = await this.putRecord(job.status, job.revision);
-    } catch (err) {
-      job.dirty = true;
-      throw err;
-    }
+  /**
+   * Writes an active job's record over the revision it last wrote, through outages.
+   * @throws JobRecordConflict when somebody else wrote it; Abandoned when stopping.
+   */
+  private writeRecord(job: ActiveJob): Promise<void> {
+    // One write at a time per job: each names the revision the previous one made.
+    const write = job.writes.then(async () => {
+      job.dirty = false;
+      try {
+        if (!this.mayAct()) throw new Abandoned(`writing the record of ${job.manifest.jobId}`);
+        job.revision = await this.persist('writing a job record', () => this.putRecord(job.status, job.revision));
+      } catch (err) {
+        job.dirty = true;
+        throw err;
+      }
+    });
+    job.writes = write.catch(() => undefined);
+    return write;
   }
 
   /** Creates (revision 0) or replaces a record. @returns the new revision. */
@@ -467,13 +570,20 @@ class CoordinatorImpl implements Coordinator {
     if (this.flushing) return;
     this.flushing = true;
     try {
-      for (const job of this.jobs.values()) {
+      for (const job of [...this.jobs.values()]) {
         if (!job.dirty) continue;
-        await this.writeRecord(job);
+        try {
+          await this.writeRecord(job);
+        } catch (err) {
+          if (!(err instanceof JobRecordConflict)) throw err;
+          job.log.error({ err }, 'another writer changed this job: leaving it to them');
+          this.forget(job);
+          continue;
+        }
         await this.event(job.status.jobId, { progress: job.status.counts });
       }
     } catch (err) {
-      this.log.debug({ err }, 'status flush failed; will retry');
+      this.log.debug({ err }, 'status flush stopped; will retry');
     } finally {
       this.flushing = false;
     }

@@ -29,6 +29,7 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
         this.set((await probe().catch(() => ({ unacked: NaN }))).unacked);
       },
     }),
+    leader: new Gauge({ name: 'graft_coordinator_leader', help: 'Whether this coordinator holds the lease and leads (1) or stands by (0)', registers }),
     info: new Gauge({ name: 'graft_coordinator_info', help: 'Backend of the coordinator (value 1)', labelNames: ['backend'] as const, registers }),
     vectorsCached: new Counter({ name: 'graft_vectors_cached_total', help: 'Vectors (and content errors) written to the vector cache', registers }),
     manifests: new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }),

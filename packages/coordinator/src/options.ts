@@ -1,3 +1,5 @@
+import { hostname } from 'node:os';
+
 /** Coordinator settings as users give them; all optional. */
 export interface CoordinatorOptions {
   /** Images per extraction task. Default 16. */
@@ -10,6 +12,10 @@ export interface CoordinatorOptions {
   statusIntervalMs?: number;
   /** Folder for downloaded backbones. */
   cacheDir?: string;
+  /** This coordinator's name in the lease and logs. Default `<hostname>-<pid>`. */
+  coordinatorId?: string;
+  /** The coordinator lease's TTL, ms: a standby takes over this long after the leader stops renewing. Default 10000. */
+  leaseTtlMs?: number;
 }
 
 export type ResolvedCoordinatorOptions = Required<Omit<CoordinatorOptions, 'cacheDir'>> & { cacheDir?: string };
@@ -17,13 +23,15 @@ export type ResolvedCoordinatorOptions = Required<Omit<CoordinatorOptions, 'cach
 /** Fills defaults. @throws RangeError naming the bad field. */
 export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedCoordinatorOptions {
   const r = {
+    coordinatorId: o.coordinatorId ?? `${hostname()}-${process.pid}`,
+    leaseTtlMs: o.leaseTtlMs ?? 10_000,
     taskSize: o.taskSize ?? 16,
     taskAckWaitMs: o.taskAckWaitMs ?? 30_000,
     taskMaxDeliver: o.taskMaxDeliver ?? 5,
     statusIntervalMs: o.statusIntervalMs ?? 250,
     cacheDir: o.cacheDir,
   };
-  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs'] as const) {
+  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs', 'leaseTtlMs'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
   }
   return r;

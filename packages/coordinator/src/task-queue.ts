@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import {
   MAX_DELIVERIES_ADVISORY,
   STREAMS,
+  SUBJECTS,
   codecs,
   ensureExtractorConsumer,
   taskSubject,
@@ -12,6 +13,7 @@ import {
   type VectorDType,
 } from '@graft/protocol';
 import { resolvedFields, type ResolvedBackbone } from '@graft/vision';
+import type { Persist } from './outage.js';
 
 export interface TaskQueueOptions {
   /** Images per task. */
@@ -32,6 +34,8 @@ export class TaskQueue {
     private readonly o: TaskQueueOptions,
     /** While false, a full queue stops waiting for room and the publish fails. */
     private readonly running: () => boolean,
+    /** Bus operations, tried again through outages. */
+    private readonly persist: Persist,
   ) {}
 
   /**
@@ -40,7 +44,7 @@ export class TaskQueue {
    * @returns the number of tasks published.
    */
   async enqueue(jobId: string, backbone: ResolvedBackbone, dtype: VectorDType, shas: string[], log: Logger): Promise<number> {
-    await ensureExtractorConsumer(this.bus.jsm, backbone.fingerprint, { ackWaitMs: this.o.ackWaitMs, maxDeliver: this.o.maxDeliver });
+    await this.persist('creating the task consumer', () => ensureExtractorConsumer(this.bus.jsm, backbone.fingerprint, { ackWaitMs: this.o.ackWaitMs, maxDeliver: this.o.maxDeliver }));
     const ref = resolvedFields(backbone);
     let tasks = 0;
     for (let i = 0; i < shas.length; i += this.o.taskSize) {
@@ -58,13 +62,45 @@ export class TaskQueue {
   private async publish(subject: string, bytes: Uint8Array, msgID: string, log: Logger): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.bus.js.publish(subject, bytes, { msgID });
+        await this.persist('publishing a task', () => this.bus.js.publish(subject, bytes, { msgID }));
         return;
       } catch (err) {
         if (!/maximum (messages|bytes)/i.test((err as Error).message) || !this.running()) throw err;
         if (attempt === 1) log.warn('task queue is full: waiting for workers to make room');
         await sleep(Math.min(5000, 100 * attempt));
       }
+    }
+  }
+
+  /**
+   * Images of one backbone that are already on their way: in a task still on the queue, or
+   * answered in a vector batch the coordinator has not taken yet. A restarted coordinator
+   * enqueues only the rest, so nothing is extracted twice, however long it was down.
+   */
+  async inFlight(fingerprint: string): Promise<Set<string>> {
+    const shas = new Set<string>();
+    await this.scan(STREAMS.tasks, taskSubject(fingerprint), (data) => {
+      for (const sha of codecs.task.decode(data, 'queued task').imageSha256) shas.add(sha);
+    });
+    await this.scan(STREAMS.results, SUBJECTS.results, (data) => {
+      const b = codecs.vectorBatch.decode(data, 'queued vector batch');
+      if (b.backboneFingerprint === fingerprint) for (const v of b.vectors) shas.add(v.sha256);
+    });
+    return shas;
+  }
+
+  /** Reads every message of a stream on a subject, oldest first (malformed ones skipped). */
+  private async scan(stream: string, subject: string, each: (data: Uint8Array) => void): Promise<void> {
+    for (let seq = 1; ; ) {
+      // next_by_subj: the first message on the subject at or after seq (server 2.9+).
+      const m = await this.persist(`reading ${stream}`, () => this.bus.jsm.streams.getMessage(stream, { seq, next_by_subj: subject } as unknown as { seq: number }));
+      if (!m) return;
+      try {
+        each(m.data);
+      } catch {
+        // not ours to judge here: the consumer of that stream dead-letters it
+      }
+      seq = m.seq + 1;
     }
   }
 

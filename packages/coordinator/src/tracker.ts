@@ -4,6 +4,9 @@ import { codecs, errorCodeName, vectorKey, type DatasetManifest, type ErrorCode,
 import type { ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
 
+/** Failures listed on a job record; the rest are counted. About 200 bytes each, far below max_payload. */
+const MAX_LISTED_FAILURES = 200;
+
 /** A job the coordinator is extracting or training, with what it still waits for. */
 export interface ActiveJob {
   manifest: DatasetManifest;
@@ -17,6 +20,8 @@ export interface ActiveJob {
   dirty: boolean;
   /** Revision of the job record as this coordinator last wrote it (0: not written yet). */
   revision: number;
+  /** The last record write in flight: writes are chained, never concurrent. */
+  writes: Promise<void>;
 }
 
 /**
@@ -50,7 +55,7 @@ export class JobTracker {
       if (l) l.push(img.path);
       else pathsBySha.set(img.sha256, [img.path]);
     }
-    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false, revision };
+    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false, revision, writes: Promise.resolve() };
     this.jobs.set(manifest.jobId, job);
     return job;
   }
@@ -68,6 +73,8 @@ export class JobTracker {
   async scan(job: ActiveJob, fresh: boolean): Promise<void> {
     const counts = job.status.counts!;
     const failedShas = new Set(job.status.failures.map((f) => f.sha256));
+    // Unlisted failures are counted again below (cached ones), or tried again (the others).
+    job.status.failuresOmitted = 0;
     let vectors = 0;
     let errors = 0;
     const shas = [...job.pathsBySha.keys()];
@@ -98,9 +105,16 @@ export class JobTracker {
     s.add(job.manifest.jobId);
   }
 
+  /**
+   * Lists an image's failure on its job's record: the first MAX_LISTED_FAILURES, then only a
+   * count, so a record always fits in a message however many images fail.
+   */
   recordFailure(job: ActiveJob, sha: string, code: ErrorCode, message: string): void {
     if (job.status.failures.some((f) => f.sha256 === sha)) return;
-    for (const path of job.pathsBySha.get(sha) ?? []) job.status.failures.push({ path, sha256: sha, code, message });
+    for (const path of job.pathsBySha.get(sha) ?? []) {
+      if (job.status.failures.length < MAX_LISTED_FAILURES) job.status.failures.push({ path, sha256: sha, code, message: message.slice(0, 500) });
+      else job.status.failuresOmitted = (job.status.failuresOmitted ?? 0) + 1;
+    }
   }
 
   /** The dimension the jobs waiting for this vector expect, or undefined when no job waits for it. */

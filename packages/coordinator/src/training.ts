@@ -25,6 +25,7 @@ import {
 } from '@graft/head';
 import type { ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
+import type { Persist } from './outage.js';
 import { splitOf, splitPercents } from './splits.js';
 
 export interface TrainJobInput {
@@ -32,6 +33,9 @@ export interface TrainJobInput {
   manifest: DatasetManifest;
   backbone: ResolvedBackbone;
   log: Logger;
+  /** Bus operations go through this: tried again through outages. */
+  persist: Persist;
+  /** After each epoch, before its checkpoint: a checkpoint is written only after this succeeds. */
   onEpoch: (r: EpochResult) => void | Promise<void>;
   shouldStop: () => boolean;
 }
@@ -60,7 +64,7 @@ export function headOptions(t: TrainingOptions | null | undefined): TrainOptions
 }
 
 /** The vectors of a job's images, by split (images that failed are left out). */
-async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: string) {
+async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: string, persist: Persist) {
   const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
   const sets: Record<'train' | 'validation' | 'test', LabelledVectors> = {
     train: { x: [], y: [] },
@@ -70,7 +74,7 @@ async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: stri
   const cache = new Map<string, Float32Array | null>();
   const shas = [...new Set(manifest.images.map((i) => i.sha256))];
   await inBatches(shas, 64, async (sha) => {
-    const e = await bus.vectors.get(vectorKey(fingerprint, sha));
+    const e = await persist('reading the vector cache', () => bus.vectors.get(vectorKey(fingerprint, sha)));
     if (!e || e.length === 0) return cache.set(sha, null);
     const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
     cache.set(sha, v.errorCode ? null : decodeVector(v.vector, v.dim, v.dtype));
@@ -94,8 +98,8 @@ function fromProto(t: NamedTensor): SavedTensor {
   return { name: t.name ?? '', shape: t.shape ?? [], values: Float32Array.from(t.values ?? []) };
 }
 
-async function readCheckpoint(bus: Bus, jobId: string, log: Logger): Promise<TrainingCheckpoint | undefined> {
-  const bytes = await bus.artifacts.getBlob(artifactNames.checkpoint(jobId));
+async function readCheckpoint(bus: Bus, jobId: string, log: Logger, persist: Persist): Promise<TrainingCheckpoint | undefined> {
+  const bytes = await persist('reading the checkpoint', () => bus.artifacts.getBlob(artifactNames.checkpoint(jobId)));
   if (!bytes) return undefined;
   try {
     const c = codecs.checkpoint.decode(bytes, `checkpoint of ${jobId}`);
@@ -122,10 +126,10 @@ async function readCheckpoint(bus: Bus, jobId: string, log: Logger): Promise<Tra
  * artifacts bucket under `<job>/`.
  */
 export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
-  const { bus, manifest, backbone, log } = input;
+  const { bus, manifest, backbone, log, persist } = input;
   const jobId = manifest.jobId;
-  const sets = await loadSplits(bus, manifest, backbone.fingerprint);
-  const resumeFrom = await readCheckpoint(bus, jobId, log);
+  const sets = await loadSplits(bus, manifest, backbone.fingerprint, persist);
+  const resumeFrom = await readCheckpoint(bus, jobId, log, persist);
   log.info({ train: sets.train.x.length, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
   const head = await trainHead(
     { dim: backbone.dim, classes: manifest.classes, train: sets.train, validation: sets.validation },
@@ -147,7 +151,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
           epochsWithoutImprovement: c.epochsWithoutImprovement,
           history: c.history,
         });
-        await bus.artifacts.putBlob({ name: artifactNames.checkpoint(jobId) }, bytes);
+        await persist('writing the checkpoint', () => bus.artifacts.putBlob({ name: artifactNames.checkpoint(jobId) }, bytes));
       },
     },
   );
@@ -158,7 +162,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   model.dispose();
   const report = evaluatePredictions(probs, sets.test.y, manifest.classes);
   const files = modelFiles({ ...provisional, report });
-  for (const [name, bytes] of Object.entries(files)) await bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes);
-  await bus.artifacts.delete(artifactNames.checkpoint(jobId)).catch(() => undefined);
+  for (const [name, bytes] of Object.entries(files)) await persist(`storing ${name}`, () => bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes));
+  await persist('deleting the checkpoint', () => bus.artifacts.delete(artifactNames.checkpoint(jobId))).catch(() => undefined);
   return { report, trainImages: sets.train.x.length, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
 }

@@ -60,6 +60,8 @@ interface Prepared {
 
 /** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
+/** Task results kept for a redelivery; each a few KB to a few hundred KB. */
+const MAX_ANSWERS = 32;
 /** Backbones kept in memory at once; each can be hundreds of MB. */
 const MAX_LOADED_BACKBONES = 2;
 /** After the grace period, how long close() still waits for the loop to end, ms. */
@@ -81,6 +83,12 @@ class ExtractorWorker implements Worker {
   /** Inference seconds of the last task: decides how far ahead to prefetch. */
   private lastTaskSeconds = 0;
   private inHand?: Prepared;
+  /**
+   * Encoded results of the last tasks this worker embedded, by task id (the oldest dropped past
+   * MAX_ANSWERS): a task that comes back (its ack lost when the broker went away) is answered
+   * again from here, deduplicated by its message id, instead of running the backbone twice.
+   */
+  private readonly answers = new Map<string, Uint8Array>();
   private readonly backendName: string;
 
   constructor(
@@ -185,7 +193,9 @@ class ExtractorWorker implements Worker {
     const keepAlive = this.source.keepLease(msg);
     const timing: PixelTiming = { fetchSeconds: 0, decodeSeconds: 0, fetchedBytes: 0 };
     // Fetches and decodes (sharp's thread pool) overlap the previous task's inference, which holds the main thread.
-    const pixels = fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
+    const pixels = this.answers.has(task.taskId)
+      ? Promise.resolve([]) // answered already: nothing to fetch
+      : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
     return { msg, task, pixels, timing, keepAlive };
   }
@@ -250,6 +260,14 @@ class ExtractorWorker implements Worker {
     const log = this.jobLog(task.jobId);
     const t0 = performance.now();
     try {
+      const answered = this.answers.get(task.taskId);
+      if (answered) {
+        await this.publishBatch(task, answered);
+        await msg.ackAck();
+        this.metrics.tasks.inc({ outcome: 'resent' });
+        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back: answered again without the backbone');
+        return;
+      }
       let deadline = t0 + this.o.taskTimeoutMs;
       const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
       const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
@@ -282,16 +300,18 @@ class ExtractorWorker implements Worker {
       }
       const inferSeconds = (performance.now() - tInfer) / 1000;
       this.lastTaskSeconds = inferSeconds;
+      const failed = out.filter((v) => v.errorCode).length;
+      this.metrics.images.inc(out.length - failed); // embedded: counted once, whatever happens to the answer
+      this.stats.images += out.length - failed;
+      const batch = this.encodeBatch(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
+      this.keepAnswer(task.taskId, batch);
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       const tPub = performance.now();
-      await this.publish(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
+      await this.publishBatch(task, batch);
       const publishSeconds = (performance.now() - tPub) / 1000;
-      await msg.ackAck().catch(() => msg.ack());
-      const failed = out.filter((v) => v.errorCode).length;
+      await msg.ackAck();
       this.stats.tasks++;
-      this.stats.images += out.length - failed;
       this.stats.failed += failed;
-      this.metrics.images.inc(out.length - failed);
       for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
       this.metrics.tasks.inc({ outcome: 'ok' });
       this.metrics.batchSize.observe(out.length);
@@ -313,8 +333,17 @@ class ExtractorWorker implements Worker {
     }
   }
 
+  private keepAnswer(taskId: string, batch: Uint8Array): void {
+    this.answers.set(taskId, batch);
+    while (this.answers.size > MAX_ANSWERS) this.answers.delete(this.answers.keys().next().value!);
+  }
+
   private async publish(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }): Promise<void> {
-    const batch = codecs.vectorBatch.encode({
+    await this.publishBatch(task, this.encodeBatch(task, vectors, timings));
+  }
+
+  private encodeBatch(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }): Uint8Array {
+    return codecs.vectorBatch.encode({
       jobId: task.jobId,
       taskId: task.taskId,
       backboneFingerprint: task.backbone!.fingerprint,
@@ -322,6 +351,9 @@ class ExtractorWorker implements Worker {
       vectors,
       timings,
     });
+  }
+
+  private async publishBatch(task: ExtractionTask, batch: Uint8Array): Promise<void> {
     // The message id makes a retry after a crash between publish and ack a no-op.
     await this.bus.js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}`, timeout: 10_000 });
   }

@@ -1,7 +1,9 @@
 export {
   DEFAULT_NATS_URL,
   STREAMS,
+  SUBJECTS,
   BUCKETS,
+  LEASES,
   CONSUMERS,
   MAX_DELIVERIES_ADVISORY,
   manifestSubject,
@@ -52,6 +54,7 @@ export {
   watchJob,
   publishJobEvent,
   JobRecordConflict,
+  isRevisionConflict,
 } from './jobs.js';
 export type { JobRecord, JobEventBody } from './jobs.js';
 export { openBus, describeBus, ensureExtractorConsumer } from './bus.js';

@@ -51,7 +51,7 @@ export async function createJobRecord(bus: Bus, status: JobStatus): Promise<numb
   try {
     return await bus.jobs.create(status.jobId, codecs.jobStatus.encode(status));
   } catch (err) {
-    if (isWrongRevision(err)) throw new JobRecordConflict(status.jobId, { cause: err });
+    if (isRevisionConflict(err)) throw new JobRecordConflict(status.jobId, { cause: err });
     throw err;
   }
 }
@@ -66,7 +66,7 @@ export async function writeJobRecord(bus: Bus, status: JobStatus, revision: numb
   try {
     return await bus.jobs.update(status.jobId, codecs.jobStatus.encode(status), revision);
   } catch (err) {
-    if (isWrongRevision(err)) throw new JobRecordConflict(status.jobId, { cause: err });
+    if (isRevisionConflict(err)) throw new JobRecordConflict(status.jobId, { cause: err });
     throw err;
   }
 }
@@ -123,6 +123,7 @@ export async function publishJobEvent(bus: Bus, jobId: string, body: JobEventBod
   await bus.js.publish(eventSubject(jobId), codecs.jobEvent.encode(msg));
 }
 
-function isWrongRevision(err: unknown): boolean {
+/** Whether a KV write failed because the key's revision was not the one named (someone else wrote it). */
+export function isRevisionConflict(err: unknown): boolean {
   return (err instanceof JetStreamApiError && err.code === 10071) || /wrong last sequence|key exists/i.test((err as Error)?.message ?? '');
 }

@@ -37,6 +37,7 @@ export type JobEvent = graft.v1.JobEvent;
 export type CachedVector = graft.v1.CachedVector;
 export type Checkpoint = Omit<graft.v1.Checkpoint, 'history'> & { history: Full<graft.v1.EpochMetrics.$Properties>[] };
 export type NamedTensor = graft.v1.NamedTensor.$Properties;
+export type CoordinatorLease = graft.v1.CoordinatorLease;
 
 
 /** Encodes and decodes one message type, wrapping failures in ProtocolError naming the type. */
@@ -77,6 +78,7 @@ export const codecs = {
   jobEvent: codec<graft.v1.JobEvent.$Properties, JobEvent>('JobEvent', pb.JobEvent),
   cachedVector: codec<graft.v1.CachedVector.$Properties, CachedVector>('CachedVector', pb.CachedVector),
   checkpoint: codec<graft.v1.Checkpoint.$Properties, Checkpoint>('Checkpoint', pb.Checkpoint),
+  coordinatorLease: codec<graft.v1.CoordinatorLease.$Properties, CoordinatorLease>('CoordinatorLease', pb.CoordinatorLease),
 } as const;
 
 /** Readable names for enum values, for logs and the CLI. */

@@ -39,6 +39,14 @@ export const BUCKETS = {
   vectors: 'graft-vectors',
   /** KV of job records (JobStatus) under the job id. */
   jobs: 'graft-jobs',
+  /** KV of leases (CoordinatorLease): who leads. */
+  leases: 'graft-leases',
+} as const;
+
+/** Keys of the leases bucket. */
+export const LEASES = {
+  /** The one active coordinator. */
+  coordinator: 'coordinator',
 } as const;
 
 export const CONSUMERS = {

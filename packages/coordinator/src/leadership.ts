@@ -1,0 +1,117 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import { LEASES, codecs, isRevisionConflict } from '@graft/protocol';
+
+/**
+ * The coordinator lease: at most one coordinator leads (consumes manifests and results,
+ * trains); others wait as standbys. The lease is a KV key written with revision checks:
+ * - a standby takes it only after its revision stayed unchanged for a whole TTL by the
+ *   standby's own clock (no trust in the leader's clock);
+ * - the leader renews it three times per TTL, naming the revision it wrote, so a renewal
+ *   after somebody else took it fails: the leader then steps down at once;
+ * - the leader acts only while its last successful renewal is younger than the TTL, so a
+ *   leader that was paused (or cut off) stops before a standby can have taken over.
+ */
+export class Leadership {
+  private revision = 0;
+  private renewedAt = -Infinity;
+  private timer?: NodeJS.Timeout;
+  private lost = false;
+
+  constructor(
+    private readonly kv: KV,
+    private readonly holder: string,
+    private readonly ttlMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Waits until this process holds the lease.
+   * @returns false when `cancelled()` turned true first.
+   */
+  async acquire(cancelled: () => boolean): Promise<boolean> {
+    let seen = -1;
+    let seenAt = 0;
+    let announced = false;
+    while (!cancelled()) {
+      try {
+        const e = await this.kv.get(LEASES.coordinator);
+        if (!e || e.operation !== 'PUT') {
+          this.revision = await this.kv.create(LEASES.coordinator, this.value());
+          return this.won('the lease was free');
+        }
+        if (e.revision !== seen) {
+          seen = e.revision;
+          seenAt = performance.now();
+          if (!announced) {
+            const other = codecs.coordinatorLease.decode(e.value, 'coordinator lease');
+            this.log.info({ leader: other.holder, ttlMs: this.ttlMs }, 'another coordinator leads: standing by');
+            announced = true;
+          }
+        } else if (performance.now() - seenAt > this.ttlMs) {
+          this.revision = await this.kv.update(LEASES.coordinator, this.value(), e.revision);
+          return this.won(`the leader has not renewed for ${this.ttlMs} ms`);
+        }
+      } catch (err) {
+        // Lost a race for the key, or the bus is down: look again.
+        this.log.debug({ err }, 'lease not taken');
+      }
+      await sleep(Math.min(1000, this.ttlMs / 4));
+    }
+    return false;
+  }
+
+  private won(why: string): true {
+    this.renewedAt = performance.now();
+    this.lost = false;
+    this.log.info({ why }, 'this coordinator leads');
+    return true;
+  }
+
+  /** Renews the lease until it is lost (someone else holds it: onLost is called once) or released. */
+  keep(onLost: () => void): void {
+    const renew = async () => {
+      try {
+        this.revision = await this.kv.update(LEASES.coordinator, this.value(), this.revision);
+        this.renewedAt = performance.now();
+      } catch (err) {
+        if (isRevisionConflict(err)) {
+          this.lost = true;
+          this.stopRenewing();
+          this.log.error('lost the coordinator lease to another coordinator: stepping down');
+          onLost();
+          return;
+        }
+        // The bus is down: keep trying; fresh() turns false once the TTL has passed.
+        this.log.debug({ err }, 'lease renewal failed; retrying');
+      }
+      if (this.timer) this.timer = setTimeout(() => void renew(), this.ttlMs / 3);
+    };
+    this.timer = setTimeout(() => void renew(), this.ttlMs / 3);
+  }
+
+  /** Whether this process may act as the leader now. */
+  fresh(): boolean {
+    return !this.lost && performance.now() - this.renewedAt < this.ttlMs;
+  }
+
+  private stopRenewing(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Stops renewing and frees the lease (if still ours), so a standby takes over at once. */
+  async release(): Promise<void> {
+    this.stopRenewing();
+    if (this.lost || !this.revision) return;
+    await this.kv.delete(LEASES.coordinator, { previousSeq: this.revision }).catch(() => undefined);
+    this.revision = 0;
+    this.renewedAt = -Infinity;
+  }
+
+  private value(): Uint8Array {
+    return codecs.coordinatorLease.encode({ holder: this.holder, ttlMs: this.ttlMs, renewedAtMs: Date.now() });
+  }
+}

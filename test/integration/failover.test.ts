@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { nanos } from '@nats-io/transport-node';
+import { generateSampleSet, publishDataset } from '@graft/cli';
+import { JobState, LEASES, STREAMS, codecs, freePort, readJob, type Bus } from '@graft/protocol';
+import { initBackend } from '@graft/vision';
+import { TestCluster, countsOf } from '../helpers/cluster.js';
+import { writeConvModel } from '../helpers/models.js';
+import type { Spawned } from '../helpers/process.js';
+import { waitFor } from '../helpers/process.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A model folder in the cluster's work dir: cheap to run, real convolutions. */
+async function convModel(c: TestCluster): Promise<string> {
+  await initBackend();
+  const dir = join(c.work, 'conv-model');
+  await mkdir(dir, { recursive: true });
+  return writeConvModel(dir);
+}
+
+/** Starts a worker serving /metrics on a free port; returns the port. */
+async function meteredWorker(c: TestCluster): Promise<number> {
+  const port = await freePort();
+  c.startWorker(['--metrics-port', String(port)]);
+  return port;
+}
+
+/** Images the workers turned into vectors, summed over their /metrics: backbone work, not the coordinator's books. */
+async function imagesEmbedded(ports: number[]): Promise<number> {
+  let sum = 0;
+  for (const p of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${p}/metrics`)).text();
+    sum += Number(/^graft_images_extracted_total (\d+)/m.exec(text)?.[1] ?? 0);
+  }
+  return sum;
+}
+
+/** The coordinator process holding the lease. */
+async function leader(bus: Bus, coordinators: Spawned[], not?: Spawned): Promise<Spawned> {
+  return waitFor(async () => {
+    const e = await bus.leases.get(LEASES.coordinator);
+    if (!e || e.operation !== 'PUT') return undefined;
+    const holder = codecs.coordinatorLease.decode(e.value).holder;
+    const p = coordinators.find((x) => holder === `${hostname()}-${x.child.pid}`);
+    return p && p !== not ? p : undefined;
+  }, 60_000, 'a coordinator to lead');
+}
+
+const alive = (p: Spawned) => p.child.exitCode === null && p.child.signalCode === null;
+
+describe('failover - one coordinator leads, outages are waited out', () => {
+  it('two coordinators: a paused leader steps down, a killed one is replaced, and every image is embedded once', { timeout: 300_000 }, async () => {
+    const c = await new TestCluster(['--lease-ttl', '3000', '--task-size', '4', '--ack-wait', '5000']).start({ workers: 0 });
+    try {
+      const first = c.coordinator!;
+      const second = c.startCoordinator();
+      const coordinators = [first, second];
+      const ports = [await meteredWorker(c), await meteredWorker(c)];
+      const model = await convModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 80, 41);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 400, patience: 0 } });
+
+      // Mid-extraction, the leader freezes (a long GC pause, a stopped VM) past its lease.
+      await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 40, 120_000, 'extraction to be under way');
+      const a = await leader(c.bus, coordinators);
+      a.child.kill('SIGSTOP');
+      const b = await leader(c.bus, coordinators, a);
+      a.child.kill('SIGCONT');
+      await waitFor(async () => /lost the coordinator lease/.test(a.output()), 30_000, 'the old leader to step down');
+
+      // Mid-training, the new leader dies; the old one, now standing by, takes over from the checkpoint.
+      await waitFor(async () => {
+        const s = await readJob(c.bus, p.jobId);
+        return s?.state === JobState.JOB_STATE_TRAINING && (s.training?.epoch ?? 0) >= 5;
+      }, 120_000, 'training to be under way');
+      b.child.kill('SIGKILL');
+      const s = await c.waitForJob(p.jobId, 180_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 320, cached: 0, extracted: 320, failed: 0 });
+      assert.equal(s.training!.epoch, 400, 'training ran to its last epoch');
+      assert.equal(await imagesEmbedded(ports), 320, 'each image went through the backbone exactly once');
+      assert.match(a.output(), /job resumed/, 'the standby resumed the job');
+      const done = coordinators.map((x) => x.output().split('\n').filter((l) => l.includes('"msg":"job done')).length);
+      assert.equal(done[0] + done[1], 1, 'one training finished the job, never two');
+      assert.ok(alive(a), 'the old leader is still running, standing by or leading');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  for (const downMs of [15_000, 60_000]) {
+    it(`a ${downMs / 1000} s broker outage ${downMs < 60_000 ? 'during extraction and again ' : ''}during training: the job finishes, nobody exits`, { timeout: 420_000 }, async () => {
+      const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
+      try {
+        const ports = [await meteredWorker(c)];
+        const model = await convModel(c);
+        const data = await generateSampleSet(join(c.work, 'shapes'), 40, 42, ['circle', 'square']);
+        const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 300, patience: 0 } });
+        await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 12, 120_000, 'extraction to be under way');
+        if (downMs < 60_000) await c.nats.crashAndRestart(downMs);
+        await waitFor(async () => {
+          const s = await readJob(c.bus, p.jobId).catch(() => undefined);
+          return s?.state === JobState.JOB_STATE_TRAINING && (s.training?.epoch ?? 0) >= 5;
+        }, 180_000, 'training to be under way');
+        await c.nats.crashAndRestart(downMs);
+        const s = await c.waitForJob(p.jobId, 240_000);
+        assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+        assert.deepEqual(countsOf(s), { total: 80, cached: 0, extracted: 80, failed: 0 });
+        assert.equal(s.training!.epoch, 300);
+        assert.equal(await imagesEmbedded(ports), 80, `nothing extracted twice\n${c.logs()}`);
+        assert.ok(alive(c.coordinator!), `the coordinator never exited\n${c.logs()}`);
+        assert.ok(c.workers.every(alive), 'nor did the worker');
+      } finally {
+        await c.stop();
+      }
+    });
+  }
+
+  it('a coordinator restarted long after its tasks were queued re-enqueues nothing that is still on its way', { timeout: 180_000 }, async () => {
+    const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
+    try {
+      const model = await convModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 12, 43, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      await waitFor(async () => (await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages === 6, 30_000, 'the tasks to be queued');
+      // Past the dedupe window (10 minutes in production; shortened here) ...
+      const cfg = (await c.bus.jsm.streams.info(STREAMS.tasks)).config;
+      await c.bus.jsm.streams.update(STREAMS.tasks, { ...cfg, duplicate_window: nanos(200) });
+      await sleep(1000);
+      // ... the coordinator restarts: the queued tasks must not be published again.
+      c.coordinator!.child.kill('SIGKILL');
+      await c.coordinator!.exited;
+      const next = c.startCoordinator();
+      await waitFor(async () => /job resumed/.test(next.output()), 60_000, 'the job to resume');
+      assert.equal((await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages, 6, 'still six tasks on the queue');
+      const ports = [await meteredWorker(c)];
+      const s = await c.waitForJob(p.jobId, 120_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.equal(await imagesEmbedded(ports), 24, 'each image embedded once');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a job with more failures than a record can hold still ends, listing the first ones and counting the rest', { timeout: 180_000 }, async () => {
+    const c = await new TestCluster().start({ workers: 1, natsConfig: 'max_payload: 64KB' });
+    try {
+      const model = await convModel(c);
+      const data = await generateSampleSet(join(c.work, 'shapes'), 5, 44, ['circle', 'square']);
+      for (let i = 0; i < 500; i++) await writeFile(join(data, 'circle', `bad-${i}.jpg`), `not a photo ${i}`);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const s = await c.waitForJob(p.jobId, 150_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 510, cached: 0, extracted: 10, failed: 500 });
+      assert.ok(s.failures.length > 0 && s.failures.length < 500, `${s.failures.length} failures listed`);
+      assert.equal(s.failures.length + (s.failuresOmitted ?? 0), 500, 'the rest are counted');
+    } finally {
+      await c.stop();
+    }
+  });
+});
