@@ -79,7 +79,7 @@ async function scrape(port) {
 async function cluster(work, workers, backboneSpec) {
   const dataDir = await mkdtemp(join(work, 'nats-'));
   const nats = await startLocalNats({ dataDir });
-  const procs = [graft(['coordinator', '--nats', nats.url])];
+  const procs = [graft(['coordinator', '--nats', nats.url, '--allow-model-files'])];
   const ports = [];
   for (let i = 0; i < workers; i++) {
     const port = await freePort();

@@ -17,6 +17,8 @@ export class TestCluster {
   constructor(
     private readonly coordinatorArgs: string[] = [],
     private readonly env: NodeJS.ProcessEnv = {},
+    /** Whether the coordinator may load file:// backbones (the tests' small models are files). */
+    private readonly allowModelFiles = true,
   ) {}
 
   async start(opts: { workers?: number; coordinator?: boolean; natsConfig?: string; busUser?: { user: string; pass: string } } = {}): Promise<this> {
@@ -39,7 +41,8 @@ export class TestCluster {
   }
 
   startCoordinator(extraEnv: NodeJS.ProcessEnv = {}): Spawned {
-    this.coordinator = spawnGraft(['coordinator', '--nats', this.nats.url, ...this.coordinatorArgs], { GRAFT_HOME: this.work, ...this.env, ...extraEnv });
+    const allow = this.allowModelFiles ? ['--allow-model-files'] : [];
+    this.coordinator = spawnGraft(['coordinator', '--nats', this.nats.url, ...allow, ...this.coordinatorArgs], { GRAFT_HOME: this.work, ...this.env, ...extraEnv });
     this.all.push(this.coordinator);
     return this.coordinator;
   }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findNatsServer, startLocalNats, type LocalNats } from '@graft/protocol';
+import { findNatsServer, freePort, startLocalNats, type LocalNats } from '@graft/protocol';
 
 /** A nats-server for one test file: random port, temp store dir, removed afterwards. */
 export interface TestNats extends LocalNats {
@@ -37,4 +37,45 @@ export async function startTestNats(extraConfig?: string): Promise<TestNats> {
     },
   };
   return t;
+}
+
+/** Three nats-servers clustered on loopback, JetStream on each: kill and restart any one. */
+export interface TestNatsCluster {
+  /** Every server's client URL, comma separated (what clients are given). */
+  urls: string;
+  nodes: LocalNats[];
+  /** kill -9 one server. */
+  crash(i: number): Promise<void>;
+  /** Starts a crashed server again on its ports and store. */
+  restart(i: number): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+export async function startTestNatsCluster(size = 3): Promise<TestNatsCluster> {
+  findNatsServer();
+  const base = await mkdtemp(join(tmpdir(), 'graft-test-cluster-'));
+  const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })));
+  const config = (i: number) =>
+    [
+      `server_name: n${i}`,
+      `cluster { name: graft-test, listen: 127.0.0.1:${ports[i].route}, routes: [${ports.filter((_, j) => j !== i).map((p) => `nats-route://127.0.0.1:${p.route}`).join(', ')}] }`,
+    ].join('\n');
+  const start = (i: number) => startLocalNats({ dataDir: join(base, `n${i}`), port: ports[i].client, monitorPort: ports[i].monitor, extraConfig: config(i) });
+  const nodes = await Promise.all(ports.map((_, i) => start(i)));
+  return {
+    urls: nodes.map((n) => n.url).join(','),
+    nodes,
+    async crash(i) {
+      const exited = new Promise((r) => nodes[i].process.once('exit', r));
+      nodes[i].process.kill('SIGKILL');
+      await exited;
+    },
+    async restart(i) {
+      nodes[i] = await start(i);
+    },
+    async cleanup() {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await rm(base, { recursive: true, force: true });
+    },
+  };
 }

@@ -5,12 +5,15 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { nanos } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, LEASES, STREAMS, codecs, freePort, readJob, type Bus } from '@graft/protocol';
+import { JobState, LEASES, STREAMS, codecs, freePort, openBus, readJob, type Bus } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { writeConvModel } from '../helpers/models.js';
+import { startTestNatsCluster } from '../helpers/nats.js';
 import type { Spawned } from '../helpers/process.js';
-import { waitFor } from '../helpers/process.js';
+import { runGraft, spawnGraft, waitFor } from '../helpers/process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -160,6 +163,59 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       assert.equal(s.failures.length + (s.failuresOmitted ?? 0), 500, 'the rest are counted');
     } finally {
       await c.stop();
+    }
+  });
+
+  it('past one broker: on a 3-server JetStream cluster, a server killed mid-extraction and another mid-training change nothing', { timeout: 420_000 }, async () => {
+    const nats = await startTestNatsCluster(3);
+    const work = await mkdtemp(join(tmpdir(), 'graft-3nodes-'));
+    const procs: Spawned[] = [];
+    let bus: Bus | undefined;
+    try {
+      const env = { GRAFT_HOME: work };
+      const init = await runGraft(['init', '--nats', nats.urls, '--replicas', '3'], env);
+      assert.equal(init.code, 0, init.output);
+      bus = await openBus({ servers: nats.urls }, { create: false });
+      for (const name of Object.values(STREAMS)) assert.equal((await bus.jsm.streams.info(name)).config.num_replicas, 3, `${name} has 3 replicas`);
+      procs.push(spawnGraft(['coordinator', '--nats', nats.urls, '--allow-model-files', '--replicas', '3', '--task-size', '4', '--ack-wait', '10000'], env));
+      const ports: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        ports.push(await freePort());
+        procs.push(spawnGraft(['worker', '--nats', nats.urls, '--metrics-port', String(ports[i])], env));
+      }
+      await initBackend();
+      await mkdir(join(work, 'm'), { recursive: true });
+      const model = await writeConvModel(join(work, 'm'));
+      const data = await generateSampleSet(join(work, 'shapes'), 40, 45);
+      const p = await publishDataset(bus, data, { progress: false, backbone: model, training: { epochs: 300, patience: 0 } });
+      const logs = () => procs.map((x, i) => `--- process ${i}\n${x.output().slice(-3000)}`).join('\n');
+      const b = bus;
+      const job = () => readJob(b, p.jobId).catch(() => undefined);
+
+      await waitFor(async () => ((await job())?.counts?.extracted ?? 0) >= 20, 120_000, 'extraction to be under way');
+      await nats.crash(0);
+      await sleep(5000);
+      await nats.restart(0);
+      await waitFor(async () => {
+        const s = await job();
+        return s?.state === JobState.JOB_STATE_TRAINING && (s.training?.epoch ?? 0) >= 5;
+      }, 180_000, `training to be under way\n${logs()}`);
+      await nats.crash(1);
+      await sleep(5000);
+      await nats.restart(1);
+      const s = await waitFor(async () => {
+        const r = await job();
+        return r && (r.state === JobState.JOB_STATE_DONE || r.state === JobState.JOB_STATE_FAILED) ? r : undefined;
+      }, 240_000, `the job to end\n${logs()}`);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${logs()}`);
+      assert.deepEqual(countsOf(s), { total: 160, cached: 0, extracted: 160, failed: 0 });
+      assert.equal(await imagesEmbedded(ports), 160, `every image extracted once\n${logs()}`);
+      assert.ok(procs.every(alive), 'clients failed over without a restart');
+    } finally {
+      await bus?.close();
+      await Promise.all(procs.map((x) => x.stop(10_000)));
+      await nats.cleanup();
+      await rm(work, { recursive: true, force: true });
     }
   });
 });

@@ -390,4 +390,24 @@ describe('reliability - nothing lost', () => {
       await c.stop();
     }
   });
+
+  it('a worker keeps at most two backbones in memory, unloading the least recently used', { timeout: 120_000 }, async () => {
+    await initBackend();
+    const c = await new TestCluster().start({ workers: 1 });
+    try {
+      const data = await generateSampleSet(join(c.work, 'shapes'), 2, 25, ['circle', 'square']);
+      for (const size of [16, 24, 32]) {
+        const dir = join(c.work, `tiny-${size}`);
+        await mkdir(dir, { recursive: true });
+        const p = await publishDataset(c.bus, data, { progress: false, backbone: await writeTinyModel(dir, size), training: { epochs: 2 } });
+        const s = await c.waitForJob(p.jobId, 60_000);
+        assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      }
+      const out = c.workers[0].output();
+      assert.equal(out.match(/"msg":"backbone loaded"/g)?.length, 3);
+      assert.equal(out.match(/backbone unloaded \(least recently used\)/g)?.length, 1, 'the first of three was unloaded');
+    } finally {
+      await c.stop();
+    }
+  });
 });

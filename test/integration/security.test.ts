@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -59,10 +61,26 @@ describe('security - the deployed NATS permissions', () => {
       const model = await writeConvModel(join(c.work, 'm'));
       c.startWorker([], { GRAFT_NATS_USER: 'worker', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_WORKER_PASSWORD, GRAFT_LOG_LEVEL: 'trace' });
       const data = await generateSampleSet(join(c.work, 'shapes'), 4, 21, ['circle', 'square']);
+      // Phone-sized photos: objects of many chunks, read through flow-controlled consumers.
+      for (const [i, cls] of ['circle', 'square'].entries()) {
+        const phone = await sharp(randomBytes(2000 * 1500 * 3), { raw: { width: 2000, height: 1500, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+        assert.ok(phone.length > 3_000_000, `${phone.length} bytes`);
+        await writeFile(join(data, cls, `phone-${i}.jpg`), phone);
+      }
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
       const s = await c.waitForJob(p.jobId, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
-      assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 8, failed: 0 });
+      assert.deepEqual(countsOf(s), { total: 10, cached: 0, extracted: 10, failed: 0 });
+      await assert.rejects(
+        openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false }).then(async (w2) => {
+          try {
+            await w2.models.putBlob({ name: 'evil/model.json' }, new Uint8Array(4));
+          } finally {
+            await w2.close();
+          }
+        }),
+        'workers cannot write the model store',
+      );
 
       const logs = c.logs();
       assert.match(logs, /"auth":"user worker"/, 'the logs say who connected');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -84,8 +84,19 @@ describe('vision - backbones', () => {
     await initBackend();
     dir = await mkdtemp(join(tmpdir(), 'graft-model-'));
     await writeTinyModel(dir);
+    await mkdir(join(dir, 'tiny16'));
+    await writeTinyModel(join(dir, 'tiny16'), 16); // the smallest input an override may name
     server = createServer(async (req, res) => {
       requests++;
+      const path = (req.url ?? '/').split('?')[0];
+      // Hostile sources for the model-source policy.
+      if (path === '/to-file/model.json') return void res.writeHead(302, { location: 'file:///etc/passwd' }).end();
+      if (path === '/moved/model.json') return void res.writeHead(301, { location: '/model.json' }).end();
+      if (path === '/escape/model.json') {
+        const json = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
+        json.weightsManifest[0].paths = ['../../../etc/passwd'];
+        return void res.end(JSON.stringify(json));
+      }
       try {
         res.end(await readFile(join(dir, (req.url ?? '/').split('?')[0].slice(1))));
       } catch {
@@ -161,6 +172,63 @@ describe('vision - backbones', () => {
     } finally {
       await rm(cacheDir, { recursive: true, force: true });
     }
+  });
+
+  it('follows http redirects, but never to another scheme or a path outside the model', async () => {
+    const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
+    try {
+      const moved = await loadBackbone(parseBackbone(`${base}/moved/model.json`), { cacheDir });
+      assert.equal(moved.info.dim, 3);
+      moved.dispose();
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/to-file/model.json`), { cacheDir }), /redirects to file:/);
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/escape/model.json`), { cacheDir }), /outside its folder/);
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses local files when not allowed, models over the size limit, and weights that are not the pinned ones', async () => {
+    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}/model.json`), { allowFiles: false }), /local file.*--allow-model-files/);
+    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}/model.json`), { maxBytes: 10 }), /over the 10-byte limit/);
+    const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
+    try {
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/model.json?small`), { cacheDir, maxBytes: 100 }), /over the 100-byte limit/);
+      await assert.rejects(loadBackbone({ ...parseBackbone(`file://${dir}/model.json`), weightsSha256: '0'.repeat(64) }), /not the pinned/);
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('auto: the first source failing, the second serving; each failed source tried once per process', async () => {
+    const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
+    try {
+      const seen: string[] = [];
+      const warnings: string[] = [];
+      const autoSources = [`${base}/down-hub/model.json`, `${base}/tiny16/model.json?kaggle`];
+      const a = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { cacheDir, autoSources, onSource: (u) => seen.push(u), onWarning: (w) => warnings.push(w) });
+      assert.deepEqual(seen, [autoSources[1]]);
+      assert.deepEqual(warnings, []);
+      assert.equal(a.info.id, 'auto');
+      assert.equal(a.info.url, autoSources[1], 'the source that served is recorded');
+      a.dispose();
+      const before = requests;
+      const b = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { cacheDir, autoSources, onSource: (u) => seen.push(u) });
+      assert.equal(requests, before, 'the failed source is not asked again, the served one comes from the cache');
+      b.dispose();
+    } finally {
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+
+  it('auto: every source failing falls back to the embedded ImageNet MobileNetV2, with a warning', async () => {
+    const warnings: string[] = [];
+    const seen: string[] = [];
+    const b = await loadBackbone(parseBackbone('auto'), { autoSources: [`${base}/gone-1/model.json`, `${base}/gone-2/model.json`], onWarning: (w) => warnings.push(w), onSource: (u) => seen.push(u) });
+    assert.equal(b.info.id, 'mobilenet_v2_035');
+    assert.equal(b.info.dim, 1280);
+    assert.deepEqual(seen, ['embedded:mobilenet_v2_0.35_224']);
+    assert.match(warnings[0], /gone-1.*gone-2.*using the embedded mobilenet_v2_035/s);
+    b.dispose();
   });
 
   it('reports an unreachable model URL by name', async () => {

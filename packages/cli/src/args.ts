@@ -91,8 +91,9 @@ export const PUBLISH_OPTIONS: Options = {
 };
 
 export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
-  --backbone SPEC           auto (default), inception_v3_mixed5 (embedded), mobilenet_v2, mobilenet_v3_large,
-                            inception_v3, or a TF.js model path / file:// / http(s):// URL
+  --backbone SPEC           auto (default: MobileNetV2 1.0 from TF Hub or Kaggle, else the embedded one),
+                            mobilenet_v2_035 (embedded ImageNet MobileNetV2 0.35), inception_v3_mixed5 (embedded),
+                            mobilenet_v2, mobilenet_v3_large, inception_v3, or a TF.js model path / file:// / http(s):// URL
   --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
   --input-size N            square input edge for a custom model (default: from the model)
   --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none

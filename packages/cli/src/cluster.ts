@@ -58,7 +58,8 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     children.push(child);
   };
   const metrics = (i: number) => (o.metricsBasePort ? ['--metrics-port', String(o.metricsBasePort + i)] : []);
-  launch('coordinator', ['coordinator', ...metrics(0)]);
+  // The operator's own machine: manifests may name local model files.
+  launch('coordinator', ['coordinator', '--allow-model-files', ...metrics(0)]);
   const n = o.workers ?? defaultWorkers();
   for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...metrics(i), ...(o.workerArgs ?? [])]);
   let stopping: Promise<void> | undefined;

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
 import { startWorker } from '@graft/extractor';
@@ -15,8 +14,7 @@ import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
 import { publishDataset } from './publish.js';
-import { generateSampleSet, sampleImage } from './sample.js';
-import { backendFor, cacheDir, graftHome, runService, untilSignal, withBus } from './service.js';
+import { backendFor, cacheDir, graftHome, openWithRetry, runService, untilSignal, withBus } from './service.js';
 import { trainFolder } from './train-flow.js';
 
 /* The command table: each command's usage and what it runs. */
@@ -100,7 +98,9 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
                       fails its remaining images with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
-  --cache-dir DIR     downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
+
+Backbones come from the cluster's model store, put there by the coordinator: a worker
+downloads nothing and reads no model path a manifest names.
 ${BACKEND_HELP}
 ${NATS_HELP}`,
   options: {
@@ -109,7 +109,6 @@ ${NATS_HELP}`,
     'batch-size': { type: 'string' },
     'metrics-port': { type: 'string' },
     'worker-id': { type: 'string' },
-    'cache-dir': { type: 'string' },
     'max-image-bytes': { type: 'string' },
     'max-image-pixels': { type: 'string' },
     'task-timeout': { type: 'string' },
@@ -122,7 +121,6 @@ ${NATS_HELP}`,
         {
           workerId: str(v, 'worker-id'),
           inferBatchSize: int(v, 'batch-size', 1),
-          cacheDir: cacheDir(v),
           limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
           taskTimeoutMs: int(v, 'task-timeout', 1),
         },
@@ -146,6 +144,11 @@ like: one leads (a lease in NATS), the others stand by and take over when it sto
   --max-deliver N       deliveries of a task before its images are reported failed (default 5)
   --max-queued-tasks N  task queue bound when creating it; publishing waits when full (default 100000)
   --lease-ttl MS        one coordinator leads; others stand by and take over this long after it stops (default 10000)
+  --allow-model-files   let manifests name file:// backbones on this machine (off: anyone who can publish
+                        could make the coordinator read any file; graft up and graft train turn it on)
+  --max-model-bytes N   largest backbone a manifest may name (default 1073741824)
+  --cache-dir DIR       downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
+  --replicas N          copies of each stream and bucket it creates (a JetStream cluster; see graft init)
   --coordinator-id ID   name in the lease and logs (default host-pid)
   --metrics-port P      serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
 ${BACKEND_HELP}
@@ -161,6 +164,9 @@ ${NATS_HELP}`,
     'cache-dir': { type: 'string' },
     'lease-ttl': { type: 'string' },
     'coordinator-id': { type: 'string' },
+    'allow-model-files': { type: 'boolean' },
+    'max-model-bytes': { type: 'string' },
+    replicas: { type: 'string' },
   },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
@@ -177,10 +183,12 @@ ${NATS_HELP}`,
             cacheDir: cacheDir(v),
             leaseTtlMs: int(v, 'lease-ttl', 500),
             coordinatorId: str(v, 'coordinator-id'),
+            allowModelFiles: Boolean(v['allow-model-files']) || process.env.GRAFT_ALLOW_MODEL_FILES === '1',
+            maxModelBytes: int(v, 'max-model-bytes', 1),
           },
           { logger: log, registry, backend },
         ),
-      { maxQueuedTasks: int(v, 'max-queued-tasks', 1) },
+      { maxQueuedTasks: int(v, 'max-queued-tasks', 1), replicas: int(v, 'replicas', 1) },
     );
   },
 };
@@ -321,53 +329,56 @@ ${NATS_HELP}`,
   },
 };
 
+/** The photos `graft demo` trains on, shipped in this package (samples/SOURCE.md: CC0). */
+const SAMPLES = fileURLToPath(new URL('../samples/', import.meta.url));
+
 const demo: Command = {
-  summary: 'generate a sample photo set, train on it with a local cluster, classify a held-out photo',
-  usage: `graft demo [--per-class N] [--out DIR] [--workers N]
+  summary: 'train on the bundled real photos with a local cluster, then classify a held-out photo',
+  usage: `graft demo [--out DIR] [--workers N] [--backbone SPEC]
 
-What npm start runs: writes a sample set of 4 shape classes, trains on the embedded backbone
-with a local cluster, prints the test accuracy, and classifies a photo it never saw.
+What npm start runs: trains a classifier on 200 real photos of clothing in 10 classes
+(CC0, shipped with graft) with the embedded ImageNet MobileNetV2 and a local cluster, prints
+the test accuracy per class, and classifies a photo it never saw.
 
-  --per-class N       images per class (default 30)
   --out DIR           model folder (default ./graft-model)
+  --workers N         extractor processes (default one per core)
+  --backbone SPEC     default mobilenet_v2_035 (embedded, no network)
 ${BACKEND_HELP}`,
-  options: { ...TRAIN_OPTIONS, 'per-class': { type: 'string' } },
+  options: TRAIN_OPTIONS,
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    const work = await mkdtemp(join(tmpdir(), 'graft-demo-'));
-    try {
-      const data = await generateSampleSet(join(work, 'shapes'), int(v, 'per-class', 5) ?? 30);
-      process.stderr.write(`sample set: ${data} (4 classes of generated photos)\n`);
-      const out = resolve(str(v, 'out') ?? 'graft-model');
-      const args = { 'validation-percent': '15', 'test-percent': '20', backbone: 'inception_v3_mixed5', ...v };
-      const code = await trainFolder(data, args, out);
-      if (code !== 0) return code;
-      const heldOut = join(work, 'held-out-triangle.jpg');
-      await writeFile(heldOut, await sampleImage('triangle', 987_654_321));
-      const backendLog = createLogger({ toStderr: true, level: 'warn' });
-      await backendFor(v, backendLog);
-      const c = await loadClassifier(out);
-      const preds = await classifyFile(c, heldOut, 3);
-      c.dispose();
-      process.stdout.write(`\nheld-out photo (a triangle the model never saw): ${preds.map((p) => `${p.label} ${(100 * p.probability).toFixed(1)}%`).join(', ')}\n`);
-      return preds[0]?.label === 'triangle' ? 0 : 1;
-    } finally {
-      await rm(work, { recursive: true, force: true });
-    }
+    const data = join(SAMPLES, 'clothing');
+    process.stderr.write(`sample set: ${data} (10 classes, 20 real photos each)\n`);
+    const out = resolve(str(v, 'out') ?? 'graft-model');
+    const args = { 'validation-percent': '15', 'test-percent': '20', backbone: 'mobilenet_v2_035', ...v };
+    const code = await trainFolder(data, args, out);
+    if (code !== 0) return code;
+    const heldOut = join(SAMPLES, 'held-out', 'shoes.jpg');
+    await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
+    const c = await loadClassifier(out);
+    const preds = await classifyFile(c, heldOut, 3);
+    c.dispose();
+    process.stdout.write(`\nheld-out photo (shoes the model never saw, ${heldOut}): ${preds.map((p) => `${p.label} ${(100 * p.probability).toFixed(1)}%`).join(', ')}\n`);
+    return preds[0]?.label === 'shoes' ? 0 : 1;
   },
 };
 
 const init: Command = {
   summary: 'create every stream, consumer and bucket graft uses, then exit',
-  usage: `graft init [--nats URL]
+  usage: `graft init [--nats URL] [--replicas N]
 
 Creates graft's JetStream topology idempotently (the compose init service runs it once);
 every other process also creates what is missing when it starts.
+
+  --replicas N        copies of every stream and bucket, for a JetStream cluster of N or more
+                      servers (default 1; 3 survives the loss of any one server)
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS },
+  options: { ...NATS_OPTIONS, replicas: { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
-    await withBus(busOptions(v, 'graft-init'), async () => undefined);
+    const log = createLogger({ toStderr: true, level: 'warn' });
+    const bus = await openWithRetry(busOptions(v, 'graft-init'), { replicas: int(v, 'replicas', 1) }, log);
+    await bus.close();
     process.stderr.write('graft topology ready\n');
     return 0;
   },

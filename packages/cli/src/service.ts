@@ -65,15 +65,17 @@ export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
 }
 
 /**
- * A worker only opens the topology (least privilege); until graft init or the coordinator
- * has created it, wait and retry rather than exit.
+ * Opens the bus, waiting rather than exiting while it is not ready: a worker only opens the
+ * topology (least privilege), so it waits for graft init or the coordinator to create it; and a
+ * JetStream cluster answers "temporarily unavailable" until its servers have elected a leader.
  */
-async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: Log): Promise<Bus> {
+export async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: Log): Promise<Bus> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await openBus(opts, topology);
     } catch (err) {
-      if (topology.create !== false || !/does not exist/.test((err as Error).message)) throw err;
+      const notYet = (topology.create === false && /does not exist/.test((err as Error).message)) || /temporarily unavailable|no responders|timeout|503/i.test(`${(err as Error).message} ${((err as Error).cause as Error)?.message ?? ''}`);
+      if (!notYet || attempt > 150) throw err;
       if (attempt === 1 || attempt % 10 === 0) log.warn((err as Error).message);
       await new Promise((r) => setTimeout(r, 2000));
     }

@@ -17,6 +17,7 @@ import {
   isTerminal,
   jobStateName,
   manifestSubject,
+  modelObjects,
   publishJobEvent,
   queuedStatus,
   readJobRecord,
@@ -30,7 +31,7 @@ import {
   type VectorBatch,
 } from '@graft/protocol';
 import { formatReport, TrainingAborted } from '@graft/head';
-import { loadBackbone, requestedSpec, resolvedFields, resolvedFromFields, type ResolvedBackbone } from '@graft/vision';
+import { backboneFromFiles, fetchBackbone, modelBundle, requestedSpec, resolvedFields, resolvedFromFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
 import { ManifestError, validateManifest } from './manifest.js';
 import { coordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
@@ -246,20 +247,45 @@ class CoordinatorImpl implements Coordinator {
     msg.ack();
   }
 
-  /** The backbone a manifest asks for, loaded once per process to learn its fingerprint and dimension. */
+  /**
+   * The backbone a manifest asks for, resolved once per process: fetched under the operator's
+   * source policy (no local files unless allowed; size, redirect and path checks), loaded to learn
+   * its fingerprint and dimension, and put in the model store, where workers load it from.
+   */
   private resolveBackbone(manifest: DatasetManifest, log: Logger): Promise<ResolvedBackbone> {
     const spec = requestedSpec(manifest.backbone ?? {});
     const key = JSON.stringify(spec);
     let p = this.backbones.get(key);
     if (!p) {
-      p = loadBackbone(spec, { cacheDir: this.o.cacheDir, onWarning: (w) => log.warn(w) }).then((b) => {
+      p = (async () => {
+        const fetched = await fetchBackbone(spec, {
+          cacheDir: this.o.cacheDir,
+          allowFiles: this.o.allowModelFiles,
+          maxBytes: this.o.maxModelBytes,
+          onWarning: (w) => log.warn(w),
+          onSource: (url) => log.info({ source: url }, 'auto backbone: loaded from this source'),
+        });
+        const b = await backboneFromFiles(fetched);
         b.dispose(); // the coordinator needs the fingerprint and dimension, not the model
+        await this.storeModel(b.info, fetched.files, log);
         return b.info;
-      });
+      })();
       this.backbones.set(key, p);
       p.catch(() => this.backbones.delete(key));
     }
     return p;
+  }
+
+  /** Puts a resolved backbone in the model store (once: the fingerprint names its content). */
+  private async storeModel(b: ResolvedBackbone, files: ModelFiles, log: Logger): Promise<void> {
+    const names = { json: modelObjects.json(b.fingerprint), weights: modelObjects.weights(b.fingerprint) };
+    const stored = await this.persist('reading the model store', () => this.bus.models.info(names.json));
+    if (stored && !stored.deleted) return;
+    const bundle = modelBundle(files);
+    // Weights first: model.json is the mark of a complete entry.
+    await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.weights }, bundle.weights));
+    await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.json }, bundle.modelJson));
+    log.info({ fingerprint: b.fingerprint, bytes: bundle.weights.byteLength }, 'backbone put in the model store for the workers');
   }
 
   private async startJob(manifest: DatasetManifest, revision: number, log: Logger): Promise<void> {
@@ -349,6 +375,7 @@ class CoordinatorImpl implements Coordinator {
     for (const v of accepted) for (const job of this.resolve(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) if (v.errorCode && !isContentError(v.errorCode)) touched.add(job);
     // A failure that is not cached lives only in its job's record: write it before the ack.
     for (const job of touched) await this.writeRecord(job);
+    if (batch.taskSeq && accepted.length) await this.queue.remove(Number(batch.taskSeq), batch.taskId);
     if (refused.length) {
       const reason = `refused ${refused.length} of ${batch.vectors.length} results from worker ${JSON.stringify(batch.workerId)}: ${refused.slice(0, 5).join('; ')}`;
       this.metrics.vectors.inc({ kind: 'refused' }, refused.length);

@@ -16,6 +16,13 @@ export interface CoordinatorOptions {
   coordinatorId?: string;
   /** The coordinator lease's TTL, ms: a standby takes over this long after the leader stops renewing. Default 10000. */
   leaseTtlMs?: number;
+  /**
+   * Whether manifests may name `file://` backbones, read from this machine's disk. Default
+   * false: anyone who can publish a manifest could otherwise make the coordinator read any file.
+   */
+  allowModelFiles?: boolean;
+  /** Largest backbone a manifest may name, bytes. Default 1 GiB. */
+  maxModelBytes?: number;
 }
 
 export type ResolvedCoordinatorOptions = Required<Omit<CoordinatorOptions, 'cacheDir'>> & { cacheDir?: string };
@@ -25,13 +32,15 @@ export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedC
   const r = {
     coordinatorId: o.coordinatorId ?? `${hostname()}-${process.pid}`,
     leaseTtlMs: o.leaseTtlMs ?? 10_000,
+    allowModelFiles: o.allowModelFiles ?? false,
+    maxModelBytes: o.maxModelBytes ?? 1024 ** 3,
     taskSize: o.taskSize ?? 16,
     taskAckWaitMs: o.taskAckWaitMs ?? 30_000,
     taskMaxDeliver: o.taskMaxDeliver ?? 5,
     statusIntervalMs: o.statusIntervalMs ?? 250,
     cacheDir: o.cacheDir,
   };
-  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs', 'leaseTtlMs'] as const) {
+  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs', 'leaseTtlMs', 'maxModelBytes'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
   }
   return r;

@@ -104,6 +104,22 @@ export class TaskQueue {
     }
   }
 
+  /**
+   * Takes an answered task off the queue, as a second acknowledgement: when a worker's own ack
+   * was lost (a broker died under it), the task is not redelivered and embedded again.
+   * Checks that the message at that sequence is that task; a task already gone is fine.
+   */
+  async remove(seq: number, taskId: string): Promise<void> {
+    const m = await this.bus.jsm.streams.getMessage(STREAMS.tasks, { seq }).catch(() => null);
+    if (!m) return;
+    try {
+      if (codecs.task.decode(m.data).taskId !== taskId) return;
+    } catch {
+      return;
+    }
+    await this.bus.jsm.streams.deleteMessage(STREAMS.tasks, seq, false).catch(() => undefined);
+  }
+
   /** Tasks waiting for a worker, and tasks held by one, summed over backbones. */
   async depth(): Promise<{ pending: number; unacked: number }> {
     let pending = 0;

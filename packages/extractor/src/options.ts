@@ -18,11 +18,9 @@ export interface WorkerOptions {
   maxDeliver?: number;
   /** Decoding limits that protect the worker from hostile images. */
   limits?: DecodeLimits;
-  /** Folder for downloaded backbones. */
-  cacheDir?: string;
 }
 
-export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'cacheDir'>> & { cacheDir?: string; limits: Required<DecodeLimits> };
+export type ResolvedWorkerOptions = Required<WorkerOptions> & { limits: Required<DecodeLimits> };
 
 /** Fills defaults. @throws RangeError naming the bad field. */
 export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, backend = 'wasm'): ResolvedWorkerOptions {
@@ -36,7 +34,6 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, b
     graceMs: o.graceMs ?? 20_000,
     maxDeliver: o.maxDeliver ?? 5,
     limits: resolveDecodeLimits(o.limits),
-    cacheDir: o.cacheDir,
   };
   for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);

@@ -10,13 +10,14 @@ import {
   deadLetter,
   encodeVector,
   errorCodeName,
+  modelObjects,
   resultSubject,
   taskFailureAction,
   type Bus,
   type ExtractionTask,
   type ImageVector,
 } from '@graft/protocol';
-import { loadBackbone, resolvedFromFields, type Backbone } from '@graft/vision';
+import { backboneFromFiles, filesFromBundle, resolvedFromFields, type Backbone } from '@graft/vision';
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
@@ -232,7 +233,7 @@ class ExtractorWorker implements Worker {
       this.backbones.set(fp, b);
       return b;
     }
-    b = (async () => loadBackbone(resolvedFromFields(task.backbone!), { cacheDir: this.o.cacheDir }))();
+    b = this.loadFromModelStore(task);
     this.backbones.set(fp, b);
     b.then(
       (x) => {
@@ -252,6 +253,18 @@ class ExtractorWorker implements Worker {
       }, () => undefined);
     }
     return b;
+  }
+
+  /**
+   * A task's backbone from the model store, where the coordinator put it when it resolved it:
+   * workers never load what a manifest names (no URLs, no local paths), only this, checked
+   * against the task's fingerprint.
+   */
+  private async loadFromModelStore(task: ExtractionTask): Promise<Backbone> {
+    const spec = resolvedFromFields(task.backbone!);
+    const [json, weights] = await Promise.all([this.bus.models.getBlob(modelObjects.json(spec.fingerprint)), this.bus.models.getBlob(modelObjects.weights(spec.fingerprint))]);
+    if (!json || !weights) throw new Error(`backbone ${spec.fingerprint} is not in the model store (the coordinator puts it there when it starts a job)`);
+    return backboneFromFiles({ spec, files: filesFromBundle(json, weights, `model store ${spec.fingerprint}`) });
   }
 
   private async process(p: Prepared): Promise<void> {
@@ -303,13 +316,15 @@ class ExtractorWorker implements Worker {
       const failed = out.filter((v) => v.errorCode).length;
       this.metrics.images.inc(out.length - failed); // embedded: counted once, whatever happens to the answer
       this.stats.images += out.length - failed;
-      const batch = this.encodeBatch(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 });
+      const batch = this.encodeBatch(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 }, msg.info.streamSequence);
       this.keepAnswer(task.taskId, batch);
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       const tPub = performance.now();
-      await this.publishBatch(task, batch);
+      // A broker failing over answers nothing for a moment: keep the task (and its lease) rather
+      // than hand it to another worker that would embed it again.
+      await this.holdOn(msg, () => this.publishBatch(task, batch, 2000));
       const publishSeconds = (performance.now() - tPub) / 1000;
-      await msg.ackAck();
+      await this.holdOn(msg, () => msg.ackAck());
       this.stats.tasks++;
       this.stats.failed += failed;
       for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
@@ -333,6 +348,23 @@ class ExtractorWorker implements Worker {
     }
   }
 
+  /**
+   * Runs op, trying again (its lease renewed) for most of the task's AckWait while the bus does not
+   * answer: a JetStream cluster electing a new stream leader takes a few seconds.
+   */
+  private async holdOn<T>(msg: JsMsg, op: () => Promise<T>): Promise<T> {
+    const until = performance.now() + this.source.ackWaitMs(msg) * 0.8;
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if (performance.now() > until || this.state !== 'running') throw err;
+        msg.working();
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
   private keepAnswer(taskId: string, batch: Uint8Array): void {
     this.answers.set(taskId, batch);
     while (this.answers.size > MAX_ANSWERS) this.answers.delete(this.answers.keys().next().value!);
@@ -342,10 +374,11 @@ class ExtractorWorker implements Worker {
     await this.publishBatch(task, this.encodeBatch(task, vectors, timings));
   }
 
-  private encodeBatch(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }): Uint8Array {
+  private encodeBatch(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }, taskSeq = 0): Uint8Array {
     return codecs.vectorBatch.encode({
       jobId: task.jobId,
       taskId: task.taskId,
+      taskSeq,
       backboneFingerprint: task.backbone!.fingerprint,
       workerId: this.id,
       vectors,
@@ -353,9 +386,9 @@ class ExtractorWorker implements Worker {
     });
   }
 
-  private async publishBatch(task: ExtractionTask, batch: Uint8Array): Promise<void> {
+  private async publishBatch(task: ExtractionTask, batch: Uint8Array, timeoutMs = 10_000): Promise<void> {
     // The message id makes a retry after a crash between publish and ack a no-op.
-    await this.bus.js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}`, timeout: 10_000 });
+    await this.bus.js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}`, timeout: timeoutMs });
   }
 
   /** A task that failed as a whole: retry it later, or after its last delivery answer every image with the error. */

@@ -14,6 +14,7 @@ export {
   fingerprintOfConsumer,
   vectorKey,
   artifactNames,
+  modelObjects,
   isValidJobId,
 } from './names.js';
 export { ProtocolError, BusError } from './errors.js';

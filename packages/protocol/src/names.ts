@@ -41,6 +41,8 @@ export const BUCKETS = {
   jobs: 'graft-jobs',
   /** KV of leases (CoordinatorLease): who leads. */
   leases: 'graft-leases',
+  /** Object store of resolved backbones, under `<fingerprint>/`: the only models workers load. */
+  models: 'graft-models',
 } as const;
 
 /** Keys of the leases bucket. */
@@ -96,6 +98,12 @@ export function fingerprintOfConsumer(name: string): string | undefined {
 export function vectorKey(fingerprint: string, sha256: string): string {
   return `${token(fingerprint, 'fingerprint')}.${token(sha256, 'sha256')}`;
 }
+
+/** Object names of one resolved backbone in the models store: model.json (naming weights.bin) and the weights. */
+export const modelObjects = {
+  json: (fingerprint: string) => `${token(fingerprint, 'fingerprint')}/model.json`,
+  weights: (fingerprint: string) => `${token(fingerprint, 'fingerprint')}/weights.bin`,
+} as const;
 
 /** Artifact object names for one job. */
 export const artifactNames = {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { AUTO_FALLBACK, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbones.js';
+import { AUTO_FALLBACK, AUTO_SOURCES, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbones.js';
 import { BackboneError } from './errors.js';
 import { fetchModel, type FetchModelOptions, type ModelFiles } from './model-source.js';
 
@@ -20,38 +20,78 @@ export interface Backbone {
 export interface LoadBackboneOptions extends FetchModelOptions {
   /** Called with a warning when `auto` falls back to the embedded model. */
   onWarning?: (message: string) => void;
+  /** Where `auto` looks for its model, in order. Default {@link AUTO_SOURCES} (TF Hub, then Kaggle). */
+  autoSources?: readonly string[];
+  /** Per-request timeout of each `auto` source, ms. Default 10000. */
+  autoTimeoutMs?: number;
+  /** Called with the source `auto` loaded (a URL, or the embedded model's). */
+  onSource?: (url: string) => void;
+}
+
+/** `auto` sources that failed in this process: each is tried once, not on every job. */
+const failedSources = new Map<string, string>();
+
+/** A backbone's files, fetched and verified but not yet loaded. */
+export interface FetchedBackbone {
+  /** The spec the files are for (the embedded model's, when `auto` fell back). */
+  spec: BackboneSpec | ResolvedBackbone;
+  files: ModelFiles;
+  warning?: string;
 }
 
 /**
- * Fetches, verifies and loads a backbone, cut at its bottleneck, and warms it up.
- * A spec with `id: 'auto'` tries the published ImageNet model and falls back to the embedded
- * one with a warning when it cannot be reached. A resolved backbone (one with a fingerprint,
- * from a task or a model folder) loads exactly its URL, and other weights are an error.
+ * Fetches and verifies a backbone's files. A spec with `id: 'auto'` tries the published
+ * ImageNet model and falls back to the embedded one with a warning when it cannot be reached.
+ * @throws BackboneError when the model cannot be fetched or breaks the source policy.
+ */
+export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<FetchedBackbone> {
+  if (spec.id !== 'auto' || 'fingerprint' in spec) return { spec, files: await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256 }) };
+  const reasons: string[] = [];
+  for (const url of opts.autoSources ?? AUTO_SOURCES) {
+    const failed = failedSources.get(url);
+    if (failed) {
+      reasons.push(failed);
+      continue;
+    }
+    try {
+      const files = await fetchModel(url, { ...opts, timeoutMs: opts.autoTimeoutMs ?? 10_000 });
+      opts.onSource?.(url);
+      return { spec: { ...spec, url }, files };
+    } catch (err) {
+      failedSources.set(url, (err as Error).message);
+      reasons.push((err as Error).message);
+    }
+  }
+  const warning =
+    `could not download the default ImageNet backbone (${reasons.join('; ')}); using the embedded ${AUTO_FALLBACK} (MobileNetV2 0.35) instead. ` +
+    `Accuracy may be a few points lower: pass --backbone with a TF.js model path or URL for a larger model.`;
+  opts.onWarning?.(warning);
+  const fallback = { ...CATALOGUE[AUTO_FALLBACK] };
+  opts.onSource?.(fallback.url);
+  return { spec: fallback, files: await fetchModel(fallback.url, { ...opts, expectWeightsSha256: fallback.weightsSha256 }), warning };
+}
+
+/**
+ * Loads fetched files as a backbone, cut at its bottleneck, and warms it up. A resolved spec
+ * (one with a fingerprint, from a task or a model folder) must match it: other weights are an error.
+ * @throws BackboneError when the model cannot be parsed, cut, or has another fingerprint.
+ */
+export async function backboneFromFiles(f: FetchedBackbone): Promise<Backbone> {
+  const backbone = await buildBackbone(f.spec, f.files, f.warning);
+  const expected = 'fingerprint' in f.spec ? f.spec.fingerprint : undefined;
+  if (expected && backbone.info.fingerprint !== expected) {
+    backbone.dispose();
+    throw new BackboneError(`backbone ${f.spec.url} has fingerprint ${backbone.info.fingerprint}, but ${expected} was expected: the weights differ between machines`);
+  }
+  return backbone;
+}
+
+/**
+ * Fetches, verifies and loads a backbone ({@link fetchBackbone}, then {@link backboneFromFiles}).
  * @throws BackboneError when the model cannot be fetched, parsed, cut, or has another fingerprint.
  */
 export async function loadBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<Backbone> {
-  const expectFingerprint = 'fingerprint' in spec ? spec.fingerprint : undefined;
-  let files: ModelFiles;
-  let warning: string | undefined;
-  try {
-    files = await fetchModel(spec.url, opts);
-  } catch (err) {
-    if (spec.id !== 'auto' || expectFingerprint) throw err;
-    warning =
-      `could not load the default ImageNet backbone (${(err as Error).message}); using the embedded ${AUTO_FALLBACK} instead. ` +
-      `Accuracy will be lower: pass --backbone with a TF.js model path or URL (e.g. a MobileNetV2 or InceptionV3 model.json) for better results.`;
-    opts.onWarning?.(warning);
-    spec = { ...CATALOGUE[AUTO_FALLBACK] };
-    files = await fetchModel(spec.url, opts);
-  }
-  const backbone = await buildBackbone(spec, files, warning);
-  if (expectFingerprint && backbone.info.fingerprint !== expectFingerprint) {
-    backbone.dispose();
-    throw new BackboneError(
-      `backbone ${spec.url} has fingerprint ${backbone.info.fingerprint}, but ${expectFingerprint} was expected: the weights differ between machines`,
-    );
-  }
-  return backbone;
+  return backboneFromFiles(await fetchBackbone(spec, opts));
 }
 
 /** Fingerprint over everything that changes the vectors. */

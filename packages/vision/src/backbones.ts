@@ -29,6 +29,8 @@ export interface BackboneSpec {
   preprocess: Preprocess;
   /** Expected bottleneck dimension, when known in advance. */
   dim?: number;
+  /** Pinned SHA-256 of the concatenated weights (catalogue entries): other bytes are refused. */
+  weightsSha256?: string;
   /** Shown to users: what it is and how good it is. */
   description?: string;
 }
@@ -58,21 +60,35 @@ export interface BackboneFields {
   format?: string | null;
 }
 
-/** The embedded default: always present, no network. */
-export const EMBEDDED_ID = 'inception_v3_mixed5';
+/** The embedded default: always present, no network (ImageNet MobileNetV2-0.35, shipped in this package). */
+export const EMBEDDED_ID = 'mobilenet_v2_035';
 
 /**
  * Named backbones. URLs are the models' published TF.js locations (TF Hub handles take
- * [0, 1] input); the embedded one ships in the nsfwjs npm package (MIT).
+ * [0, 1] input); the embedded one ships in the nsfwjs npm package (MIT). Entries whose weights
+ * could be hashed where graft is built carry that digest (weightsSha256): other bytes are refused.
+ * The TF Hub entries cannot be fetched there, so theirs are not pinned yet (their downloads are
+ * still hash-checked in the cache and fingerprinted).
  */
 export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
   [EMBEDDED_ID]: {
     id: EMBEDDED_ID,
+    url: 'embedded:mobilenet_v2_0.35_224',
+    bottleneck: '',
+    inputSize: 224,
+    preprocess: 'symmetric',
+    dim: 1280,
+    weightsSha256: 'e159deb3afa15bc63a53edb3eb31d0d6de1a25f0d8d72d9b8372b5088a902a8a',
+    description: 'MobileNetV2 0.35 224, ImageNet (Keras Applications weights, Apache-2.0), 1280-d. Ships with graft: works offline, 1.6 MB.',
+  },
+  inception_v3_mixed5: {
+    id: 'inception_v3_mixed5',
     url: 'embedded:nsfwjs/inception_v3',
     bottleneck: 'mixed5',
     inputSize: 299,
     preprocess: 'unit',
     dim: 768,
+    weightsSha256: '8a457f3fdec7db18b16e44323454db0eaeb8f314eda0046b2e293e58a5bfabf4',
     description: 'InceptionV3 (ImageNet-trained up to mixed5, shipped in nsfwjs@4.4.0), mixed5 pooled, 768-d. Works offline; weaker than a full ImageNet model.',
   },
   mobilenet_v2: {
@@ -104,9 +120,18 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
   },
 };
 
-/** What `--backbone auto` tries first, and what it falls back to when that cannot be loaded. */
+/** What `--backbone auto` is: MobileNetV2 1.0 when it can be downloaded, else the embedded model. */
 export const AUTO_PREFERRED = 'mobilenet_v2';
 export const AUTO_FALLBACK = EMBEDDED_ID;
+
+/**
+ * Where `auto` looks for MobileNetV2 1.0, in order, each tried once per process: TF Hub, then the
+ * same model at its Kaggle address (tfhub.dev redirects there and has had outages).
+ */
+export const AUTO_SOURCES: readonly string[] = [
+  CATALOGUE[AUTO_PREFERRED].url,
+  'https://www.kaggle.com/models/google/mobilenet-v2/TfJs/100-224-feature-vector/3',
+];
 
 /** Overrides for a user model (or a catalogue entry). */
 export interface BackboneOverrides {

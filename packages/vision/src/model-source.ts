@@ -25,14 +25,28 @@ export interface ModelJson {
   [key: string]: unknown;
 }
 
+/**
+ * Where models may come from, and how big they may be. Whoever loads a model a stranger named
+ * (the coordinator, reading a manifest) narrows it; a user loading their own model need not.
+ */
 export interface FetchModelOptions {
-  /** Folder for downloaded models. Default `$GRAFT_CACHE_DIR` resolved by the CLI, else ~/.cache/graft/models. */
+  /** Folder for downloaded models. Default ~/.cache/graft/models (the CLI also reads $GRAFT_CACHE_DIR). */
   cacheDir?: string;
   /** Per-request timeout, ms. Default 30000. */
   timeoutMs?: number;
   /** Called with bytes downloaded so far and the file name. */
   onProgress?: (file: string, bytes: number) => void;
+  /** Whether `file://` models (any readable path on this machine) may be loaded. Default true. */
+  allowFiles?: boolean;
+  /** Largest model accepted (model.json plus weights), bytes. Default 1 GiB. */
+  maxBytes?: number;
+  /** The weights must hash to this (a catalogue entry's pinned digest). */
+  expectWeightsSha256?: string;
 }
+
+const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
+/** Redirects followed per request, http(s) to http(s) only. */
+const MAX_REDIRECTS = 5;
 
 export function defaultCacheDir(): string {
   return join(homedir(), '.cache', 'graft', 'models');
@@ -46,9 +60,18 @@ export function defaultCacheDir(): string {
  */
 export async function fetchModel(url: string, opts: FetchModelOptions = {}): Promise<ModelFiles> {
   try {
-    if (url.startsWith('embedded:')) return await readEmbedded(url);
-    if (url.startsWith('file:')) return await readLocal(fileURLToPath(url));
-    if (/^https?:/.test(url)) return await readHttp(url, opts);
+    let files: ModelFiles | undefined;
+    if (url.startsWith('embedded:')) files = await readEmbedded(url);
+    else if (url.startsWith('file:')) {
+      if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+      files = await readLocal(fileURLToPath(url), opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES);
+    } else if (/^https?:/.test(url)) files = await readHttp(url, opts);
+    if (files) {
+      if (opts.expectWeightsSha256 && files.weightsSha256 !== opts.expectWeightsSha256) {
+        throw new BackboneError(`model ${url} has weights with SHA-256 ${files.weightsSha256}, not the pinned ${opts.expectWeightsSha256}: refusing it`);
+      }
+      return files;
+    }
   } catch (err) {
     if (err instanceof BackboneError) throw err;
     throw new BackboneError(`cannot load model ${url}: ${(err as Error).message}`, { cause: err });
@@ -65,15 +88,30 @@ function finish(json: ModelJson, shards: Uint8Array[], origin: string): ModelFil
   return { json, weightData, weightsSha256: createHash('sha256').update(all).digest('hex'), origin };
 }
 
+/**
+ * The weight files a model.json names, each checked to be a plain relative name inside the
+ * model's folder: a model.json cannot make a loader read or fetch anything else.
+ * @throws BackboneError naming the bad path.
+ */
 function shardPaths(json: ModelJson): string[] {
-  return json.weightsManifest.flatMap((g) => g.paths);
+  const paths = json.weightsManifest.flatMap((g) => g.paths);
+  for (const p of paths) {
+    if (typeof p !== 'string' || !p || p.startsWith('/') || p.includes('\\') || /^[a-z][a-z0-9+.-]*:/i.test(p) || p.split('/').some((seg) => seg === '..' || seg === '.')) {
+      throw new BackboneError(`model.json names a weights file ${JSON.stringify(p)} outside its folder: refusing it`);
+    }
+  }
+  return paths;
 }
 
-async function readLocal(path: string): Promise<ModelFiles> {
+async function readLocal(path: string, maxBytes: number): Promise<ModelFiles> {
   const file = (await stat(path)).isDirectory() ? join(path, 'model.json') : path;
   const json = JSON.parse(await readFile(file, 'utf8')) as ModelJson;
   const dir = dirname(file);
-  const shards = await Promise.all(shardPaths(json).map((p) => readFile(join(dir, p))));
+  const paths = shardPaths(json);
+  let total = 0;
+  for (const p of paths) total += (await stat(join(dir, p))).size;
+  if (total > maxBytes) throw new BackboneError(`model ${file} has ${total} bytes of weights, over the ${maxBytes}-byte limit`);
+  const shards = await Promise.all(paths.map((p) => readFile(join(dir, p))));
   return finish(json, shards, file);
 }
 
@@ -83,6 +121,13 @@ async function readLocal(path: string): Promise<ModelFiles> {
  * of that library's code runs. JSON round-trip: objects from another realm confuse tfjs.
  */
 async function readEmbedded(url: string): Promise<ModelFiles> {
+  const own = /^embedded:([a-z0-9_]+(\.[a-z0-9_]+)*)$/i.exec(url);
+  if (own) {
+    // Models shipped in this package (packages/vision/models/<name>/), plain TF.js files.
+    const dir = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'models', own[1]);
+    const files = await readLocal(dir, DEFAULT_MAX_MODEL_BYTES);
+    return { ...files, origin: `${url} (${dir})` };
+  }
   const m = /^embedded:nsfwjs\/([a-z0-9_]+)$/.exec(url);
   if (!m) throw new BackboneError(`unknown embedded model ${url}`);
   const require = createRequire(import.meta.url);
@@ -100,7 +145,7 @@ async function readEmbedded(url: string): Promise<ModelFiles> {
 
 /** TF Hub handles (tfhub.dev, kaggle.com) serve files with ?tfjs-format=file. */
 function hubUrls(url: string): { modelUrl: string; fileUrl: (p: string) => string } {
-  const isHub = /^https?:\/\/(tfhub\.dev|www\.kaggle\.com)\//.test(url) && !/\.json(\?|$)/.test(url);
+  const isHub = /^https?:\/\/(tfhub\.dev|(www\.)?kaggle\.com)\//.test(url) && !/\.json(\?|$)/.test(url);
   if (isHub) {
     const base = url.replace(/\/+$/, '');
     return { modelUrl: `${base}/model.json?tfjs-format=file`, fileUrl: (p) => `${base}/${p}?tfjs-format=file` };
@@ -121,7 +166,11 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
 
   const { modelUrl, fileUrl } = hubUrls(url);
   const timeoutMs = opts.timeoutMs ?? 30_000;
-  const jsonBytes = await download(modelUrl, timeoutMs, 'model.json', opts.onProgress);
+  const budget = { left: opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES, max: opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES };
+  const { bytes: jsonBytes, url: finalUrl } = await download(modelUrl, timeoutMs, 'model.json', budget, opts.onProgress);
+  // Weights are next to where model.json really is, after redirects.
+  // (TF Hub redirects to Kaggle: the query, ?tfjs-format=file, goes along.)
+  const shardUrl = finalUrl === modelUrl ? fileUrl : (p: string) => Object.assign(new URL(p, finalUrl), { search: new URL(finalUrl).search }).toString();
   let json: ModelJson;
   try {
     json = JSON.parse(Buffer.from(jsonBytes).toString('utf8')) as ModelJson;
@@ -129,7 +178,8 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
     throw new BackboneError(`${modelUrl} did not return JSON: ${(err as Error).message}`, { cause: err });
   }
   const paths = shardPaths(json);
-  const shards = await Promise.all(paths.map((p) => download(fileUrl(p), timeoutMs, p, opts.onProgress)));
+  const shards: Uint8Array[] = [];
+  for (const p of paths) shards.push((await download(shardUrl(p), timeoutMs, p, budget, opts.onProgress)).bytes);
   const files = finish(json, shards, url);
 
   // Write to a temp folder of our own (loaders in other processes or containers may share the
@@ -182,18 +232,51 @@ async function readCache(dir: string): Promise<Omit<ModelFiles, 'origin'> | unde
   }
 }
 
-async function download(url: string, timeoutMs: number, label: string, onProgress?: FetchModelOptions['onProgress']): Promise<Uint8Array> {
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
-  } catch (err) {
-    const cause = (err as { cause?: Error }).cause;
-    throw new BackboneError(`cannot download ${url}: ${cause?.message ?? (err as Error).message}`, { cause: err });
+/**
+ * Downloads one file: redirects followed by hand (http and https only, at most
+ * MAX_REDIRECTS), the size checked against what is left of the model's byte budget while it
+ * streams in (the Content-Length first, when the server gives one).
+ */
+async function download(url: string, timeoutMs: number, label: string, budget: { left: number; max: number }, onProgress?: FetchModelOptions['onProgress']): Promise<{ bytes: Uint8Array; url: string }> {
+  let res: Response | undefined;
+  let at = url;
+  for (let hop = 0; ; hop++) {
+    try {
+      res = await fetch(at, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause;
+      throw new BackboneError(`cannot download ${at}: ${cause?.message ?? (err as Error).message}`, { cause: err });
+    }
+    if (res.status < 300 || res.status >= 400) break;
+    const next = res.headers.get('location');
+    await res.body?.cancel();
+    if (!next) throw new BackboneError(`cannot download ${at}: HTTP ${res.status} without a Location`);
+    const target = new URL(next, at);
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new BackboneError(`cannot download ${url}: it redirects to ${target.protocol} (only http and https are followed)`);
+    if (hop >= MAX_REDIRECTS) throw new BackboneError(`cannot download ${url}: more than ${MAX_REDIRECTS} redirects`);
+    at = target.toString();
   }
-  if (!res.ok) throw new BackboneError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (!res.ok) throw new BackboneError(`cannot download ${at}: HTTP ${res.status} ${res.statusText}`);
+  const tooBig = () => new BackboneError(`cannot download ${url}: the model is over the ${budget.max}-byte limit`);
+  const length = Number(res.headers.get('content-length') ?? NaN);
+  if (length > budget.left) {
+    await res.body?.cancel();
+    throw tooBig();
+  }
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  for await (const chunk of res.body ?? []) {
+    got += (chunk as Uint8Array).byteLength;
+    if (got > budget.left) {
+      await res.body?.cancel().catch(() => undefined);
+      throw tooBig();
+    }
+    parts.push(chunk as Uint8Array);
+  }
+  budget.left -= got;
+  const bytes = new Uint8Array(Buffer.concat(parts));
   onProgress?.(label, bytes.byteLength);
-  return bytes;
+  return { bytes, url: at };
 }
 
 function sha256(b: Uint8Array): string {
@@ -202,4 +285,25 @@ function sha256(b: Uint8Array): string {
 
 function safeName(p: string): string {
   return p.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+/**
+ * A model as two blobs: model.json (naming one weights file, weights.bin) and the weights,
+ * concatenated in manifest order. How a coordinator hands a model to its workers through the
+ * model store; {@link filesFromBundle} reads it back with the same weights hash.
+ */
+export function modelBundle(files: ModelFiles): { modelJson: Uint8Array; weights: Uint8Array } {
+  const json = { ...files.json, weightsManifest: [{ paths: ['weights.bin'], weights: files.json.weightsManifest.flatMap((g) => g.weights) }] };
+  return { modelJson: new TextEncoder().encode(JSON.stringify(json)), weights: new Uint8Array(files.weightData) };
+}
+
+/** The inverse of {@link modelBundle}. @throws BackboneError when the blobs are not a model. */
+export function filesFromBundle(modelJson: Uint8Array, weights: Uint8Array, origin: string): ModelFiles {
+  let json: ModelJson;
+  try {
+    json = JSON.parse(new TextDecoder().decode(modelJson)) as ModelJson;
+  } catch (err) {
+    throw new BackboneError(`${origin} is not a model.json: ${(err as Error).message}`, { cause: err });
+  }
+  return finish(json, [weights], origin);
 }
