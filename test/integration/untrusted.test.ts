@@ -62,7 +62,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
       const fp = await extracting(c.bus, p.jobId);
       // Someone with upload rights swaps one photo's bytes (its store digest stays self-consistent).
       const [victim, other] = p.scan.images;
-      await c.bus.images.putBlob({ name: victim.sha256 }, await readFile(other.file));
+      await c.bus.images.putBlob({ name: victim.sha256 }, await readFile(other.file!));
       c.startWorker();
       const s = await c.waitForJob(p.jobId, 60_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);

@@ -1,8 +1,15 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEFAULT_NATS_URL, type BusOptions } from '@graft/protocol';
 import type { PublishOptions } from './publish.js';
 
 /* Flags: parsing, validation, and what they become (bus options, publish options). */
+
+/** graft's data folder: $GRAFT_HOME, else ~/.graft. */
+export function graftHome(): string {
+  return process.env.GRAFT_HOME ?? join(homedir(), '.graft');
+}
 
 /** A usage problem: printed with the command's help, exit code 2. */
 export class UsageError extends Error {
@@ -88,6 +95,13 @@ export const PUBLISH_OPTIONS: Options = {
   seed: { type: 'string' },
   'vector-dtype': { type: 'string' },
   'no-standardize': { type: 'boolean' },
+  format: { type: 'string' },
+  'image-column': { type: 'string' },
+  'label-column': { type: 'string' },
+  'split-column': { type: 'string' },
+  'first-label': { type: 'boolean' },
+  'max-image-bytes': { type: 'string' },
+  'dry-run': { type: 'boolean' },
 };
 
 export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
@@ -104,7 +118,14 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --batch-size N            default: number of classes, clamped to 32..256
   --epochs N                default 100;  --patience N  early stopping, default 10 (0 = off)
   --seed N                  default 1;  --no-standardize  train on raw vectors
-  --vector-dtype T          float32 (default) or float16 on the wire and in the cache`;
+  --vector-dtype T          float32 (default) or float16 on the wire and in the cache
+  --dry-run                 print the classes, the images per split and every problem; upload nothing
+Lists (a .csv, .tsv or .jsonl file instead of a folder: path, URL or AutoML "[SET,]location,label" rows):
+  --format F                csv, tsv or jsonl (default: from the extension)
+  --image-column C, --label-column C, --split-column C   column names (default: file_name/image/path/url,
+                            label/class, split/set)
+  --first-label             take the first of several labels instead of refusing the row
+  --max-image-bytes N       largest image downloaded from a URL (default 52428800)`;
 
 /**
  * Publish options from flags. Training options carry only what the user typed (an absent
@@ -125,6 +146,9 @@ export function publishOptions(v: Values): PublishOptions {
     overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess') },
     splitsFile: str(v, 'splits'),
     vectorDType: dtype as PublishOptions['vectorDType'],
+    list: { format: listFormat(str(v, 'format')), imageColumn: str(v, 'image-column'), labelColumn: str(v, 'label-column'), splitColumn: str(v, 'split-column'), firstLabel: Boolean(v['first-label']) },
+    // Remembers what each URL held, so publishing a list again downloads nothing unchanged.
+    download: { maxBytes: int(v, 'max-image-bytes', 1), cacheFile: join(graftHome(), 'url-cache.json') },
     training: {
       optimizer,
       learningRate: num(v, 'learning-rate'),
@@ -137,4 +161,9 @@ export function publishOptions(v: Values): PublishOptions {
       standardize: v['no-standardize'] ? false : undefined,
     },
   };
+}
+
+function listFormat(f: string | undefined): 'csv' | 'tsv' | 'jsonl' | undefined {
+  if (f !== undefined && f !== 'csv' && f !== 'tsv' && f !== 'jsonl') throw new UsageError(`--format must be csv, tsv or jsonl, got ${f}`);
+  return f;
 }

@@ -7,14 +7,14 @@ import { startWorker } from '@graft/extractor';
 import { classifyFile, loadClassifier } from '@graft/head';
 import { JobState, listJobs, readJob } from '@graft/protocol';
 import { BACKEND_NAMES } from '@graft/vision';
-import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, int, parse, publishOptions, str, type Options } from './args.js';
+import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, graftHome, int, parse, publishOptions, str, type Options } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
 import { exportModel } from './export.js';
 import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
-import { publishDataset } from './publish.js';
-import { backendFor, cacheDir, graftHome, openWithRetry, runService, untilSignal, withBus } from './service.js';
+import { planDataset, publishDataset } from './publish.js';
+import { backendFor, cacheDir, openWithRetry, runService, untilSignal, withBus } from './service.js';
 import { trainFolder } from './train-flow.js';
 
 /* The command table: each command's usage and what it runs. */
@@ -194,11 +194,13 @@ ${NATS_HELP}`,
 };
 
 const publish: Command = {
-  summary: 'upload a class-per-folder image tree and start a job',
-  usage: `graft publish DIR [options]
+  summary: 'upload a class-per-folder tree or an image list (CSV, TSV, JSONL) and start a job',
+  usage: `graft publish DIR|LIST [options]
 
-DIR holds one folder per class (DIR/cat/*.jpg, DIR/dog/*.jpg, ...). Images are uploaded once
-(by content hash), the manifest is published, and the job id is printed on stdout.
+DIR holds one folder per class (DIR/cat/*.jpg, DIR/dog/*.jpg, ...); LIST is a .csv, .tsv or
+.jsonl file naming images (paths relative to it, absolute paths or http(s) URLs) with labels and
+optional splits. Images are uploaded once (by content hash; URLs are downloaded by this command),
+the manifest is published, and the job id is printed on stdout.
 
 ${PUBLISH_HELP}
   --follow                  watch the job until it ends
@@ -206,8 +208,13 @@ ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, follow: { type: 'boolean' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
-    if (positionals.length !== 1) throw new UsageError('publish takes exactly one folder');
+    if (positionals.length !== 1) throw new UsageError('publish takes exactly one folder or list file');
     const po = publishOptions(v);
+    if (v['dry-run']) {
+      const plan = await planDataset(positionals[0], po);
+      process.stdout.write(`${plan.text}\n`);
+      return plan.ok ? 0 : 1;
+    }
     return withBus(busOptions(v, 'graft-cli'), async (bus) => {
       const p = await publishDataset(bus, positionals[0], po);
       process.stderr.write(`published ${p.scan.images.length} images in ${p.scan.classes.length} classes${p.scan.skipped.length ? `, skipped ${p.scan.skipped.length} files` : ''}\n`);
@@ -308,10 +315,10 @@ const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { typ
 
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
-  usage: `graft train DIR [--out DIR] [--nats URL] [--workers N] [publish options]
+  usage: `graft train DIR|LIST [--out DIR] [--nats URL] [--workers N] [publish options]
 
 Uses --nats, or starts a local cluster (nats-server + coordinator + workers, data in --data),
-publishes DIR, shows extraction and training progress, prints the evaluation and writes the
+publishes DIR (a class-per-folder tree) or LIST (a .csv, .tsv or .jsonl image list), shows extraction and training progress, prints the evaluation and writes the
 model to --out (default ./graft-model).
 
   --out DIR                 model folder (default ./graft-model)
@@ -323,8 +330,13 @@ ${NATS_HELP}`,
   options: TRAIN_OPTIONS,
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
-    if (positionals.length !== 1) throw new UsageError('train takes exactly one folder');
-    if (!existsSync(positionals[0])) throw new UsageError(`no such folder: ${positionals[0]}`);
+    if (positionals.length !== 1) throw new UsageError('train takes exactly one folder or list file');
+    if (!existsSync(positionals[0])) throw new UsageError(`no such folder or file: ${positionals[0]}`);
+    if (v['dry-run']) {
+      const plan = await planDataset(positionals[0], publishOptions(v));
+      process.stdout.write(`${plan.text}\n`);
+      return plan.ok ? 0 : 1;
+    }
     return trainFolder(positionals[0], v, resolve(str(v, 'out') ?? 'graft-model'));
   },
 };

@@ -38,7 +38,7 @@ export function jobDetails(s: JobStatus, withFailures = false): string {
     const omitted = s.failuresOmitted ?? 0;
     if (withFailures) {
       lines.push(`failed images (${s.failures.length + omitted}):`);
-      for (const f of s.failures) lines.push(`  ${f.path}: ${errorCodeName(f.code)}: ${f.message}`);
+      for (const f of s.failures) lines.push(`  ${f.path}${f.source ? ` (${f.source})` : ''}: ${errorCodeName(f.code)}: ${f.message}`);
       if (omitted) lines.push(`  ... and ${omitted} more (the first ${s.failures.length} are listed; see the coordinator's log for all)`);
     } else lines.push(`failed    ${s.failures.length + omitted} images (graft status ${s.jobId} --failed lists them)`);
   }

@@ -11,9 +11,12 @@ import {
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
+import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
+import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
+import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
-import { scanDataset, type ScanResult } from './scan.js';
+import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
 
 export interface PublishOptions {
   name?: string;
@@ -27,6 +30,10 @@ export interface PublishOptions {
   splitsFile?: string;
   /** Print progress (default true). */
   progress?: boolean;
+  /** How to read a list file (CSV, TSV, JSONL) given instead of a folder. */
+  list?: ImageListOptions;
+  /** How a list's URLs are downloaded. */
+  download?: DownloadOptions;
 }
 
 export interface Published {
@@ -34,11 +41,6 @@ export interface Published {
   scan: ScanResult;
   uploaded: number;
   alreadyStored: number;
-}
-
-/** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + base64url). */
-function objectDigest(sha256Hex: string): string {
-  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
 }
 
 /** A job id: time-ordered, unique, and a valid subject token. */
@@ -69,9 +71,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const show = o.progress ?? true;
   const ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
   const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
-  const scanBar = show ? createProgress('scanning') : undefined;
-  const scan = await scanDataset(dir, { onFile: (d, t) => scanBar?.update(d, t) });
-  scanBar?.done();
+  const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
 
@@ -81,7 +81,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     datasetId: createHash('sha256').update(scan.images.map((i) => `${i.path}\t${i.sha256}`).sort().join('\n')).digest('hex').slice(0, 16),
     name: o.name ?? dir.split('/').filter(Boolean).pop() ?? 'dataset',
     classes: scan.classes,
-    images: scan.images.map((i) => ({ sha256: i.sha256, label: i.label, path: i.path, sizeBytes: i.sizeBytes, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED })),
+    images: scan.images.map((i) => ({ sha256: i.sha256, label: i.label, path: i.path, sizeBytes: i.sizeBytes, split: i.split || (splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED), source: i.source ?? '' })),
     backbone: ref,
     training: o.training ?? {},
     skipped: scan.skipped,
@@ -95,7 +95,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   }
 
   // Upload: unique contents only, a few at a time.
-  const unique = [...new Map(scan.images.map((i) => [i.sha256, i])).values()];
+  const unique = [...new Map(scan.images.filter((i) => i.file).map((i) => [i.sha256, i])).values()];
   const bar = show ? createProgress('uploading') : undefined;
   let uploaded = 0;
   let stored = 0;
@@ -104,11 +104,10 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const worker = async () => {
     while (next < unique.length) {
       const img = unique[next++];
-      const info = await bus.images.info(img.sha256);
       // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
-      if (info && !info.deleted && info.size === img.sizeBytes && info.digest === objectDigest(img.sha256)) stored++;
+      if (await isStored(bus, img.sha256, img.sizeBytes)) stored++;
       else {
-        await bus.images.putBlob({ name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file)));
+        await bus.images.putBlob({ name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
         uploaded++;
       }
       bar?.update(++done, unique.length);
@@ -121,4 +120,89 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   await createJobRecord(bus, queuedStatus(manifest));
   await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
   return { jobId, scan, uploaded, alreadyStored: stored };
+}
+
+async function scanFolder(dir: string, show: boolean): Promise<ScanResult> {
+  const bar = show ? createProgress('scanning') : undefined;
+  const scan = await scanDataset(dir, { onFile: (d, t) => bar?.update(d, t) });
+  bar?.done();
+  return scan;
+}
+
+/**
+ * Reads a list file and refuses it whole when any row has a problem, naming every problem with
+ * its line, before anything is uploaded or downloaded.
+ */
+export async function checkedList(path: string, o: ImageListOptions = {}): Promise<ImageList> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  const list = await readImageList(path, text, o);
+  if (list.problems.length) {
+    const shown = list.problems.slice(0, 50);
+    throw new Error(`${path} has ${list.problems.length} problem${list.problems.length > 1 ? 's' : ''}; nothing was uploaded:\n  ${shown.join('\n  ')}${list.problems.length > shown.length ? `\n  ... and ${list.problems.length - shown.length} more` : ''}`);
+  }
+  if (list.images.length === 0) throw new Error(`${path} lists no images`);
+  return list;
+}
+
+/** A checked list's images, local ones hashed, remote ones downloaded into the store (failures listed, the rest goes on). */
+async function scanList(bus: Bus, list: ImageList, o: PublishOptions, show: boolean): Promise<ScanResult> {
+  const images: ScannedImage[] = [];
+  const skipped: ScanResult['skipped'] = [];
+  const source = (line: number) => `${list.name}:${line}`;
+  for (const img of list.images.filter((i) => i.file)) {
+    const bytes = await readFile(img.file!);
+    images.push({ path: img.location, label: img.label, sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength, file: img.file, split: img.split, source: source(img.line) });
+  }
+  const remote = list.images.filter((i) => i.url);
+  if (remote.length) {
+    const bar = show ? createProgress('downloading') : undefined;
+    const got = await downloadImages(bus, remote.map((i) => i.url!), { ...o.download, onProgress: (d, t) => bar?.update(d, t) });
+    bar?.done(show ? `downloaded ${got.downloaded} images (${remote.length - got.downloaded - got.failed.size} unchanged), ${got.failed.size} failed` : undefined);
+    for (const img of remote) {
+      const ok = got.stored.get(img.url!);
+      if (ok) images.push({ path: img.location, label: img.label, sha256: ok.sha256, sizeBytes: ok.size, split: img.split, source: source(img.line) });
+      else skipped.push({ path: img.location, reason: `${source(img.line)}: ${got.failed.get(img.url!) ?? 'not downloaded'}` });
+    }
+  }
+  const classes = [...new Set(images.map((i) => i.label))].sort();
+  return { root: list.name, classes, images, skipped };
+}
+
+/**
+ * What publishing would do, without a bus: the classes, images per split (the coordinator's own
+ * split rule), and every problem of a list with its line. For --dry-run.
+ * @returns the text to print and whether it found problems.
+ */
+export async function planDataset(source: string, o: PublishOptions = {}): Promise<{ text: string; ok: boolean }> {
+  const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
+  const percents = splitPercents(o.training);
+  let entries: { path: string; label: string; split: Split }[];
+  let problems: string[] = [];
+  let skipped: ScanResult['skipped'] = [];
+  if (isImageListFile(source)) {
+    const list = await readImageList(source, await readFile(source, 'utf8'), o.list);
+    problems = list.problems;
+    entries = list.images.map((i) => ({ path: i.location, label: i.label, split: i.split || (splits?.get(i.location) ?? Split.SPLIT_UNSPECIFIED) }));
+  } else {
+    const scan = await scanDataset(source);
+    skipped = scan.skipped;
+    entries = scan.images.map((i) => ({ path: i.path, label: i.label, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED }));
+  }
+  const counts = new Map<string, { train: number; validation: number; test: number }>();
+  for (const e of entries) {
+    const c = counts.get(e.label) ?? { train: 0, validation: 0, test: 0 };
+    c[splitOf(e, percents)]++;
+    counts.set(e.label, c);
+  }
+  const width = Math.max(5, ...[...counts.keys()].map((k) => k.length));
+  const lines = [`${source}: ${entries.length} images in ${counts.size} classes (dry run: nothing uploaded)`, `  ${'class'.padEnd(width)}  train  validation  test`];
+  for (const [label, c] of [...counts].sort((a, b) => a[0].localeCompare(b[0]))) lines.push(`  ${label.padEnd(width)}  ${String(c.train).padStart(5)}  ${String(c.validation).padStart(10)}  ${String(c.test).padStart(4)}`);
+  for (const s of skipped) lines.push(`skipped ${s.path}: ${s.reason}`);
+  if (problems.length) lines.push(`${problems.length} problem${problems.length > 1 ? 's' : ''}:`, ...problems.map((p) => `  ${p}`));
+  return { text: lines.join('\n'), ok: problems.length === 0 && entries.length > 0 };
 }

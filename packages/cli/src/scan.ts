@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join, relative, sep } from 'node:path';
+import type { Split } from '@graft/protocol';
 import { IMAGE_EXTENSIONS } from '@graft/vision';
 
 export interface ScannedImage {
@@ -8,8 +9,12 @@ export interface ScannedImage {
   label: string;
   sha256: string;
   sizeBytes: number;
-  /** Absolute path, for reading. */
-  file: string;
+  /** Absolute path, for reading; none for an image downloaded (and stored) already. */
+  file?: string;
+  /** The set a list fixed for it. */
+  split?: Split;
+  /** Where it was listed (`labels.csv:12`), for images from a list. */
+  source?: string;
 }
 
 export interface ScanResult {

@@ -1,9 +1,7 @@
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
-import { UsageError, busOptions, int, str, type Values } from './args.js';
+import { UsageError, busOptions, graftHome, int, str, type Values } from './args.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
 
@@ -29,11 +27,6 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
   });
-}
-
-/** graft's data folder: $GRAFT_HOME, else ~/.graft. */
-export function graftHome(): string {
-  return process.env.GRAFT_HOME ?? join(homedir(), '.graft');
 }
 
 /** Downloaded backbones: --cache-dir, else $GRAFT_CACHE_DIR, else vision's default (~/.cache/graft/models). */

@@ -1,12 +1,12 @@
 import { join, resolve } from 'node:path';
 import { formatReport, readModelFolder } from '@graft/head';
 import { JobState } from '@graft/protocol';
-import { busOptions, int, publishOptions, str, type Values } from './args.js';
+import { busOptions, graftHome, int, publishOptions, str, type Values } from './args.js';
 import { startLocalCluster } from './cluster.js';
 import { exportModel } from './export.js';
 import { followJob, jobDetails } from './jobs.js';
 import { publishDataset } from './publish.js';
-import { graftHome, untilSignal, withBus } from './service.js';
+import { untilSignal, withBus } from './service.js';
 
 /**
  * The one-command path: publish a folder, follow the job, export the model and print its

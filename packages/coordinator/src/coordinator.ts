@@ -442,7 +442,12 @@ class CoordinatorImpl implements Coordinator {
   }
 
   private async train(job: ActiveJob): Promise<void> {
-    if (!this.mayAct() || this.jobs.get(job.manifest.jobId) !== job) return;
+    if (this.jobs.get(job.manifest.jobId) !== job) return;
+    if (!this.mayAct()) {
+      // Still the leader but the lease is stale (a bus outage): train once it is renewed.
+      if (this.state === 'running' && this.leading) this.scheduleTraining(job, true);
+      return;
+    }
     const s = job.status;
     s.state = JobState.JOB_STATE_TRAINING;
     try {

@@ -15,6 +15,8 @@ export interface ActiveJob {
   /** sha256 -> number of manifest entries still waiting for it. */
   pending: Map<string, number>;
   pathsBySha: Map<string, string[]>;
+  /** Where a list named each path (`labels.csv:12`), for images from a list. */
+  sourceOfPath: Map<string, string>;
   log: Logger;
   /** Counts moved since the record was last written. */
   dirty: boolean;
@@ -50,12 +52,14 @@ export class JobTracker {
 
   track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, revision: number, log: Logger): ActiveJob {
     const pathsBySha = new Map<string, string[]>();
+    const sourceOfPath = new Map<string, string>();
     for (const img of manifest.images) {
+      if (img.source) sourceOfPath.set(img.path, img.source);
       const l = pathsBySha.get(img.sha256);
       if (l) l.push(img.path);
       else pathsBySha.set(img.sha256, [img.path]);
     }
-    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, log, dirty: false, revision, writes: Promise.resolve() };
+    const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, sourceOfPath, log, dirty: false, revision, writes: Promise.resolve() };
     this.jobs.set(manifest.jobId, job);
     return job;
   }
@@ -112,7 +116,7 @@ export class JobTracker {
   recordFailure(job: ActiveJob, sha: string, code: ErrorCode, message: string): void {
     if (job.status.failures.some((f) => f.sha256 === sha)) return;
     for (const path of job.pathsBySha.get(sha) ?? []) {
-      if (job.status.failures.length < MAX_LISTED_FAILURES) job.status.failures.push({ path, sha256: sha, code, message: message.slice(0, 500) });
+      if (job.status.failures.length < MAX_LISTED_FAILURES) job.status.failures.push({ path, sha256: sha, code, message: message.slice(0, 500), source: job.sourceOfPath.get(path) ?? '' });
       else job.status.failuresOmitted = (job.status.failuresOmitted ?? 0) + 1;
     }
   }

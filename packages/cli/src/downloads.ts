@@ -1,0 +1,163 @@
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Bus } from '@graft/protocol';
+
+/**
+ * Downloading the images a list names by URL, into the image store: concurrent and bounded,
+ * retried, size-capped, and remembered (URL, ETag, Last-Modified -> SHA-256) so publishing the
+ * same list again downloads nothing the server says is unchanged.
+ */
+
+export interface DownloadOptions {
+  /** Downloads at once. Default 8. */
+  concurrency?: number;
+  /** Tries per URL on network errors and 5xx answers. Default 3. */
+  attempts?: number;
+  /** Largest image accepted, bytes. Default 50 MiB. */
+  maxBytes?: number;
+  /** Per request, ms. Default 30000. */
+  timeoutMs?: number;
+  /** JSON file remembering what each URL held. */
+  cacheFile?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface DownloadResult {
+  /** The image's content hash and size, for each URL that worked. */
+  stored: Map<string, { sha256: string; size: number }>;
+  /** Why each URL that did not work failed. */
+  failed: Map<string, string>;
+  /** Bodies downloaded (a 304 Not Modified is not one). */
+  downloaded: number;
+  /** Images put in the store (the others were there already). */
+  uploaded: number;
+}
+
+interface Remembered {
+  etag?: string;
+  lastModified?: string;
+  sha256: string;
+  size: number;
+}
+
+class HttpFailure extends Error {
+  constructor(
+    message: string,
+    readonly retry: boolean,
+  ) {
+    super(message);
+    this.name = 'HttpFailure';
+  }
+}
+
+/** Downloads each URL once, stores what is new, and says what failed (the rest goes on). */
+export async function downloadImages(bus: Bus, urls: readonly string[], o: DownloadOptions = {}): Promise<DownloadResult> {
+  const cache = await readCache(o.cacheFile);
+  const result: DownloadResult = { stored: new Map(), failed: new Map(), downloaded: 0, uploaded: 0 };
+  const unique = [...new Set(urls)];
+  let next = 0;
+  let done = 0;
+  const worker = async () => {
+    while (next < unique.length) {
+      const url = unique[next++];
+      try {
+        result.stored.set(url, await fetchOne(bus, url, cache, result, o));
+      } catch (err) {
+        result.failed.set(url, (err as Error).message);
+      }
+      o.onProgress?.(++done, unique.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, unique.length) }, worker));
+  await writeCache(o.cacheFile, cache);
+  return result;
+}
+
+async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, result: DownloadResult, o: DownloadOptions): Promise<{ sha256: string; size: number }> {
+  const known = cache.get(url);
+  // Ask the server only "has it changed?" when the store still holds what it gave last time.
+  const conditional = known && (known.etag || known.lastModified) && (await isStored(bus, known.sha256, known.size)) ? known : undefined;
+  const attempts = o.attempts ?? 3;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const got = await get(url, conditional, o);
+      if (got === 'not-modified') return { sha256: conditional!.sha256, size: conditional!.size };
+      result.downloaded++;
+      const sha256 = createHash('sha256').update(got.bytes).digest('hex');
+      if (!(await isStored(bus, sha256, got.bytes.byteLength))) {
+        await bus.images.putBlob({ name: sha256, description: url.slice(0, 200) }, got.bytes);
+        result.uploaded++;
+      }
+      cache.set(url, { etag: got.etag, lastModified: got.lastModified, sha256, size: got.bytes.byteLength });
+      return { sha256, size: got.bytes.byteLength };
+    } catch (err) {
+      if (!(err instanceof HttpFailure && err.retry) || attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
+    }
+  }
+}
+
+async function get(url: string, known: Remembered | undefined, o: DownloadOptions): Promise<'not-modified' | { bytes: Uint8Array; etag?: string; lastModified?: string }> {
+  const headers: Record<string, string> = {};
+  if (known?.etag) headers['if-none-match'] = known.etag;
+  if (known?.lastModified) headers['if-modified-since'] = known.lastModified;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers, redirect: 'follow', signal: AbortSignal.timeout(o.timeoutMs ?? 30_000) });
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause;
+    const timedOut = (err as Error).name === 'TimeoutError';
+    throw new HttpFailure(timedOut ? `no answer within ${o.timeoutMs ?? 30_000} ms` : `cannot download: ${cause?.message ?? (err as Error).message}`, true);
+  }
+  if (res.status === 304 && known) return 'not-modified';
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new HttpFailure(`HTTP ${res.status} ${res.statusText}`, res.status >= 500 || res.status === 429);
+  }
+  const max = o.maxBytes ?? 50 * 1024 * 1024;
+  const tooBig = () => new HttpFailure(`over the ${max}-byte limit`, false);
+  if (Number(res.headers.get('content-length') ?? 0) > max) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooBig();
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body ?? []) {
+    size += (chunk as Uint8Array).byteLength;
+    if (size > max) {
+      await res.body?.cancel().catch(() => undefined);
+      throw tooBig();
+    }
+    parts.push(chunk as Uint8Array);
+  }
+  return { bytes: new Uint8Array(Buffer.concat(parts)), etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined };
+}
+
+/** Whether the store holds these bytes (by name, size and digest). */
+export async function isStored(bus: Bus, sha256: string, size: number): Promise<boolean> {
+  const info = await bus.images.info(sha256);
+  return Boolean(info && !info.deleted && info.size === size && info.digest === objectDigest(sha256));
+}
+
+/** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + padded base64url). */
+export function objectDigest(sha256Hex: string): string {
+  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+}
+
+async function readCache(file: string | undefined): Promise<Map<string, Remembered>> {
+  if (!file) return new Map();
+  try {
+    return new Map(Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, Remembered>));
+  } catch {
+    return new Map(); // none yet, or unreadable: downloads decide by content
+  }
+}
+
+async function writeCache(file: string | undefined, cache: Map<string, Remembered>): Promise<void> {
+  if (!file) return;
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(Object.fromEntries(cache)));
+  await rename(tmp, file);
+}

@@ -1,0 +1,193 @@
+import { stat } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { Split } from '@graft/protocol';
+
+/**
+ * Dataset manifest files: lists of images with labels and splits, read from CSV, TSV or JSONL.
+ * - A header names the columns (Hugging Face imagefolder's `file_name`, a labelling tool's export):
+ *   image, label and split columns are found by name, or given with --image-column etc.
+ * - Without a header, a CSV is read as AutoML Vision's import format: `[SET,]location,label[,label...]`.
+ * - A location is a path relative to the list, an absolute path, or an http(s) URL.
+ */
+
+export type ListFormat = 'csv' | 'tsv' | 'jsonl';
+
+/** One image of a list, with where it was listed. */
+export interface ListedImage {
+  /** 1-based line of the list. */
+  line: number;
+  /** As written in the list. */
+  location: string;
+  /** An absolute path for local files; undefined for URLs. */
+  file?: string;
+  /** The http(s) URL for remote images. */
+  url?: string;
+  label: string;
+  split: Split;
+}
+
+export interface ImageListOptions {
+  /** csv, tsv or jsonl. Default: from the extension (and the header). */
+  format?: ListFormat;
+  imageColumn?: string;
+  labelColumn?: string;
+  splitColumn?: string;
+  /** Images with several labels take the first instead of being refused. */
+  firstLabel?: boolean;
+}
+
+export interface ImageList {
+  /** `<file name>` for sources (`labels.csv:12`). */
+  name: string;
+  format: ListFormat;
+  images: ListedImage[];
+  /** Every problem, each naming its line: nothing is uploaded while there is one. */
+  problems: string[];
+}
+
+const IMAGE_COLUMNS = ['file_name', 'image', 'image_path', 'path', 'file', 'filename', 'url', 'image_url', 'location'];
+const LABEL_COLUMNS = ['label', 'labels', 'class', 'category', 'class_name'];
+const SPLIT_COLUMNS = ['split', 'set', 'subset', 'ml_use'];
+const SPLITS: Record<string, Split> = {
+  train: Split.SPLIT_TRAIN,
+  training: Split.SPLIT_TRAIN,
+  validation: Split.SPLIT_VALIDATION,
+  val: Split.SPLIT_VALIDATION,
+  valid: Split.SPLIT_VALIDATION,
+  test: Split.SPLIT_TEST,
+  testing: Split.SPLIT_TEST,
+  unassigned: Split.SPLIT_UNSPECIFIED,
+  '': Split.SPLIT_UNSPECIFIED,
+};
+
+/** Whether a path names a list rather than a folder of class folders. */
+export function isImageListFile(path: string): boolean {
+  return ['.csv', '.tsv', '.jsonl', '.ndjson'].includes(extname(path).toLowerCase());
+}
+
+/** A row as columns: the image, its labels (one or more) and its split value. */
+interface Row {
+  line: number;
+  location: string;
+  labels: string[];
+  split: string;
+}
+
+/**
+ * Reads a list and checks every row (unknown split, empty label, several labels, duplicates,
+ * bad URLs, missing files), collecting every problem with its line.
+ * @throws Error only when the list cannot be read as its format at all.
+ */
+export async function readImageList(path: string, text: string, o: ImageListOptions = {}): Promise<ImageList> {
+  const format = o.format ?? formatOf(path);
+  const rows = format === 'jsonl' ? jsonlRows(text, o) : delimitedRows(text, format === 'tsv' ? '\t' : ',', o);
+  const problems: string[] = [...rows.problems];
+  const images: ListedImage[] = [];
+  const seen = new Map<string, number>();
+  const base = dirname(resolve(path));
+  for (const r of rows.rows) {
+    const at = `line ${r.line}`;
+    const split = SPLITS[r.split.trim().toLowerCase()];
+    if (split === undefined) problems.push(`${at}: unknown split ${JSON.stringify(r.split)} (use train, validation or test)`);
+    const labels = r.labels.map((l) => l.trim()).filter(Boolean);
+    if (labels.length === 0) problems.push(`${at}: ${r.location || 'the image'} has no label`);
+    else if (labels.length > 1 && !o.firstLabel) problems.push(`${at}: ${r.location} has ${labels.length} labels (${labels.join(', ')}); graft trains single-label classifiers: keep one, or pass --first-label`);
+    const location = r.location.trim();
+    if (!location) {
+      problems.push(`${at}: no image location`);
+      continue;
+    }
+    const first = seen.get(location);
+    if (first !== undefined) problems.push(`${at}: ${location} is listed again (first on line ${first})`);
+    else seen.set(location, r.line);
+    const image: ListedImage = { line: r.line, location, label: labels[0] ?? '', split: split ?? Split.SPLIT_UNSPECIFIED };
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+      let url: URL | undefined;
+      try {
+        url = new URL(location);
+      } catch {
+        // reported below
+      }
+      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+        problems.push(`${at}: ${location} is not an http(s) URL or a path (download gs:// and other stores first, or serve them over https)`);
+        continue;
+      }
+      image.url = url.toString();
+    } else {
+      image.file = isAbsolute(location) ? location : resolve(base, location);
+      const st = await stat(image.file).catch(() => undefined);
+      if (!st?.isFile()) problems.push(`${at}: ${location}: no such file`);
+    }
+    images.push(image);
+  }
+  return { name: basename(path), format, images, problems };
+}
+
+function formatOf(path: string): ListFormat {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.tsv') return 'tsv';
+  if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
+  return 'csv';
+}
+
+function pick(names: string[], wanted: string | undefined, candidates: string[]): number {
+  const lower = names.map((n) => n.trim().toLowerCase());
+  if (wanted) return lower.indexOf(wanted.toLowerCase());
+  return lower.findIndex((n) => candidates.includes(n));
+}
+
+function delimitedRows(text: string, delimiter: string, o: ImageListOptions): { rows: Row[]; problems: string[] } {
+  const records = parseCsv(text, { delimiter, relax_column_count: true, skip_empty_lines: true, info: true, bom: true, trim: false }) as unknown as { record: string[]; info: { lines: number } }[];
+  if (records.length === 0) return { rows: [], problems: ['the list has no rows'] };
+  const header = records[0].record;
+  const hasHeader = Boolean(o.imageColumn || o.labelColumn) || pick(header, undefined, IMAGE_COLUMNS) >= 0;
+  const problems: string[] = [];
+  const rows: Row[] = [];
+  if (hasHeader) {
+    const img = pick(header, o.imageColumn, IMAGE_COLUMNS);
+    const lab = pick(header, o.labelColumn, LABEL_COLUMNS);
+    const spl = pick(header, o.splitColumn, SPLIT_COLUMNS);
+    if (img < 0) problems.push(`line 1: no image column (looked for ${o.imageColumn ?? IMAGE_COLUMNS.join(', ')}; name it with --image-column)`);
+    if (lab < 0) problems.push(`line 1: no label column (looked for ${o.labelColumn ?? LABEL_COLUMNS.join(', ')}; name it with --label-column)`);
+    if (o.splitColumn && spl < 0) problems.push(`line 1: no split column ${JSON.stringify(o.splitColumn)}`);
+    if (problems.length) return { rows, problems };
+    for (const { record, info } of records.slice(1)) {
+      const labels = (record[lab] ?? '').split(/[;|]/);
+      rows.push({ line: info.lines, location: record[img] ?? '', labels, split: spl >= 0 ? (record[spl] ?? '') : '' });
+    }
+    return { rows, problems };
+  }
+  // AutoML Vision: [SET,]location,label[,label...] with no header.
+  for (const { record, info } of records) {
+    const hasSet = record.length > 2 && SPLITS[record[0].trim().toLowerCase()] !== undefined && !/[/.]/.test(record[0]);
+    const [split, location, ...labels] = hasSet ? record : ['', ...record];
+    rows.push({ line: info.lines, location: location ?? '', labels, split });
+  }
+  return { rows, problems };
+}
+
+function jsonlRows(text: string, o: ImageListOptions): { rows: Row[]; problems: string[] } {
+  const rows: Row[] = [];
+  const problems: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    if (!raw.trim()) return;
+    let obj: Record<string, unknown>;
+    try {
+      obj = JSON.parse(raw) as Record<string, unknown>;
+      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new Error('not an object');
+    } catch (err) {
+      problems.push(`line ${line}: not a JSON object (${(err as Error).message})`);
+      return;
+    }
+    const keys = Object.keys(obj);
+    const key = (wanted: string | undefined, candidates: string[]) => keys[pick(keys, wanted, candidates)];
+    const img = key(o.imageColumn, IMAGE_COLUMNS);
+    const lab = key(o.labelColumn, LABEL_COLUMNS);
+    const spl = key(o.splitColumn, SPLIT_COLUMNS);
+    const label = lab === undefined ? [] : Array.isArray(obj[lab]) ? (obj[lab] as unknown[]).map(String) : [String(obj[lab] ?? '')];
+    rows.push({ line, location: img === undefined ? '' : String(obj[img] ?? ''), labels: label, split: spl === undefined ? '' : String(obj[spl] ?? '') });
+  });
+  return { rows, problems };
+}
