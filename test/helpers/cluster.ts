@@ -1,7 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isTerminal, openBus, readJob, type Bus, type JobStatus } from '@graft/protocol';
+import { initBackend } from '@graft/vision';
+import { writeConvModel, writeTinyModel } from './models.js';
 import { startTestNats, type TestNats } from './nats.js';
 import { spawnGraft, waitFor, type Spawned } from './process.js';
 
@@ -65,6 +67,22 @@ export class TestCluster {
       timeoutMs,
       `job ${jobId} to end`,
     );
+  }
+
+  /** A small convolutional model in the work dir (a few ms per image: tasks take real time). */
+  async convModel(): Promise<string> {
+    await initBackend();
+    const dir = join(this.work, 'conv-model');
+    await mkdir(dir, { recursive: true });
+    return writeConvModel(dir);
+  }
+
+  /** A 3-d mean-colour model in the work dir: extraction costs nothing. */
+  async tinyModel(size = 4): Promise<string> {
+    await initBackend();
+    const dir = join(this.work, `tiny-model-${size}`);
+    await mkdir(dir, { recursive: true });
+    return writeTinyModel(dir, size);
   }
 
   /** Output of every process, for failure messages. */

@@ -17,14 +17,6 @@ import { runGraft, spawnGraft, waitFor } from '../helpers/process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A model folder in the cluster's work dir: cheap to run, real convolutions. */
-async function convModel(c: TestCluster): Promise<string> {
-  await initBackend();
-  const dir = join(c.work, 'conv-model');
-  await mkdir(dir, { recursive: true });
-  return writeConvModel(dir);
-}
-
 /** Starts a worker serving /metrics on a free port; returns the port. */
 async function meteredWorker(c: TestCluster): Promise<number> {
   const port = await freePort();
@@ -63,7 +55,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const second = c.startCoordinator();
       const coordinators = [first, second];
       const ports = [await meteredWorker(c), await meteredWorker(c)];
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 80, 41);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 400, patience: 0 } });
 
@@ -100,7 +92,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
       try {
         const ports = [await meteredWorker(c)];
-        const model = await convModel(c);
+        const model = await c.convModel();
         const data = await generateSampleSet(join(c.work, 'shapes'), 40, 42, ['circle', 'square']);
         const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 300, patience: 0 } });
         await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 12, 120_000, 'extraction to be under way');
@@ -126,7 +118,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
   it('a coordinator restarted long after its tasks were queued re-enqueues nothing that is still on its way', { timeout: 180_000 }, async () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 12, 43, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
       await waitFor(async () => (await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages === 6, 30_000, 'the tasks to be queued');
@@ -152,7 +144,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
   it('a job with more failures than a record can hold still ends, listing the first ones and counting the rest', { timeout: 180_000 }, async () => {
     const c = await new TestCluster().start({ workers: 1, natsConfig: 'max_payload: 64KB' });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 5, 44, ['circle', 'square']);
       for (let i = 0; i < 500; i++) await writeFile(join(data, 'circle', `bad-${i}.jpg`), `not a photo ${i}`);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });

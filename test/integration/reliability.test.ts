@@ -45,19 +45,11 @@ async function drained(bus: Bus, fingerprint: string): Promise<void> {
   }, 60_000, 'the task consumer to drain');
 }
 
-/** A model folder in the cluster's work dir: cheap to run, real convolutions. */
-async function convModel(c: TestCluster): Promise<string> {
-  await initBackend();
-  const dir = join(c.work, 'conv-model');
-  await mkdir(dir, { recursive: true });
-  return writeConvModel(dir);
-}
-
 describe('reliability - nothing lost', () => {
   it('workers killed mid-batch lose nothing and count nothing twice', { timeout: 300_000 }, async () => {
     const c = await new TestCluster(['--ack-wait', '2000', '--task-size', '4']).start({ workers: 3 });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 80, 11);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       let kills = 0;
@@ -131,7 +123,7 @@ describe('reliability - nothing lost', () => {
   it('a broker killed mid-job and restarted: everyone reconnects and the job completes exactly', { timeout: 300_000 }, async () => {
     const c = await new TestCluster(['--ack-wait', '3000', '--task-size', '4']).start({ workers: 2 });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 50, 13);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 20, 120_000, 'some progress');
@@ -148,7 +140,7 @@ describe('reliability - nothing lost', () => {
   it('a coordinator killed during extraction and during training resumes from JetStream state', { timeout: 300_000 }, async () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 2 });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 50, 14);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 20, 120_000, 'some progress');
@@ -181,7 +173,7 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster().start({ workers: 0 });
     c.startWorker(['--max-image-bytes', '150000']);
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 5, 15, ['circle', 'square']);
       // A 20,000 x 20,000 PNG (a decompression bomb): only its header is read.
       const bomb = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
@@ -208,7 +200,7 @@ describe('reliability - nothing lost', () => {
   it('a task whose workers keep dying is dead-lettered after MaxDeliver; the job still ends', { timeout: 120_000 }, async () => {
     const c = await new TestCluster(['--ack-wait', '1000', '--max-deliver', '2', '--task-size', '4']).start({ workers: 0 });
     try {
-      const model = await convModel(c);
+      const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 6, 20, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
       const s1 = await waitFor(async () => {

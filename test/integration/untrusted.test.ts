@@ -28,13 +28,6 @@ import { runGraft, waitFor } from '../helpers/process.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-async function tinyModel(c: TestCluster): Promise<string> {
-  await initBackend();
-  const dir = join(c.work, 'tiny');
-  await mkdir(dir, { recursive: true });
-  return writeTinyModel(dir);
-}
-
 /** Waits until a job is extracting, and returns its backbone fingerprint. */
 async function extracting(bus: Bus, jobId: string): Promise<string> {
   const s = await waitFor(async () => {
@@ -56,7 +49,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
   it('an image whose stored bytes do not match its name fails alone, with its reason; the rest of its task goes on', { timeout: 120_000 }, async () => {
     const c = await new TestCluster(['--task-size', '8']).start({ workers: 0 });
     try {
-      const model = await tinyModel(c);
+      const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 4, 31, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
       const fp = await extracting(c.bus, p.jobId);
@@ -96,7 +89,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
   it('one corrupt chunk in the image store fails that image only', { timeout: 120_000 }, async () => {
     const c = await new TestCluster(['--task-size', '8']).start({ workers: 0 });
     try {
-      const model = await tinyModel(c);
+      const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 4, 33, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
       await extracting(c.bus, p.jobId);
@@ -118,7 +111,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
   it('the coordinator caches only vectors of the dimension and images its tasks asked for', { timeout: 120_000 }, async () => {
     const c = await new TestCluster().start({ workers: 0 });
     try {
-      const model = await tinyModel(c);
+      const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 3, 34, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
       const fp = await extracting(c.bus, p.jobId);
@@ -168,7 +161,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
   it("garbage on a live job's manifest subject is refused, and a coordinator restart resumes the job", { timeout: 120_000 }, async () => {
     const c = await new TestCluster().start({ workers: 0 });
     try {
-      const model = await tinyModel(c);
+      const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 3, 35, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
       await extracting(c.bus, p.jobId);
@@ -190,7 +183,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
     const port = await freePort();
     c.startWorker(['--max-image-bytes', '200000', '--metrics-port', String(port)]);
     try {
-      const model = await tinyModel(c);
+      const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 2, 36, ['circle', 'square']);
       // A 3-5 MB phone-sized photo: noise does not compress.
       const big = await sharp(randomBytes(1800 * 1400 * 3), { raw: { width: 1800, height: 1400, channels: 3 } }).jpeg({ quality: 100 }).toBuffer();

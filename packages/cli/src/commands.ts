@@ -13,6 +13,7 @@ import { exportModel } from './export.js';
 import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
+import { isImageListFile } from './image-list.js';
 import { planDataset, publishDataset } from './publish.js';
 import { backendFor, cacheDir, openWithRetry, runService, untilSignal, withBus } from './service.js';
 import { trainFolder } from './train-flow.js';
@@ -318,8 +319,9 @@ const train: Command = {
   usage: `graft train DIR|LIST [--out DIR] [--nats URL] [--workers N] [publish options]
 
 Uses --nats, or starts a local cluster (nats-server + coordinator + workers, data in --data),
-publishes DIR (a class-per-folder tree) or LIST (a .csv, .tsv or .jsonl image list), shows extraction and training progress, prints the evaluation and writes the
-model to --out (default ./graft-model).
+publishes DIR (a class-per-folder tree) or LIST (a .csv, .tsv or .jsonl image list), shows
+extraction and training progress, prints the evaluation and writes the model to --out
+(default ./graft-model).
 
   --out DIR                 model folder (default ./graft-model)
   --workers N               workers of the local cluster (default one per core)
@@ -331,7 +333,7 @@ ${NATS_HELP}`,
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('train takes exactly one folder or list file');
-    if (!existsSync(positionals[0])) throw new UsageError(`no such folder or file: ${positionals[0]}`);
+    if (!existsSync(positionals[0])) throw new UsageError(`no such ${isImageListFile(positionals[0]) ? 'file' : 'folder'}: ${positionals[0]}`);
     if (v['dry-run']) {
       const plan = await planDataset(positionals[0], publishOptions(v));
       process.stdout.write(`${plan.text}\n`);
