@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, STREAMS, codecs, manifestSubject, openBus } from '@graft/protocol';
+import { JobState, STREAMS, codecs, manifestSubject, openBus, readJob } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -81,6 +81,34 @@ describe('security - the deployed NATS permissions', () => {
         }),
         'workers cannot write the model store',
       );
+
+      // Replies are private per role: nobody reads another role's inbox (a coordinator's cache reads).
+      const w3 = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false });
+      try {
+        for (const inbox of ['_INBOX_coordinator.>', '_INBOX.>', '_INBOX_cli.>']) {
+          const sub = w3.nc.subscribe(inbox);
+          // The server refuses the subscription; the client closes it with that error.
+          const ended = await Promise.race([sub.closed, new Promise((r) => setTimeout(() => r('still open'), 5000))]);
+          assert.match(String(ended), /permission/i, `a worker cannot subscribe to ${inbox}`);
+        }
+      } finally {
+        await w3.close();
+      }
+      // The monitor reads jobs and cannot change them.
+      const mon = await openBus({ servers: c.url, user: 'monitor', pass: PASSWORDS.GRAFT_MONITOR_PASSWORD }, { create: false });
+      try {
+        assert.equal((await readJob(mon, p.jobId))?.state, JobState.JOB_STATE_DONE, 'the monitor reads job records');
+        await assert.rejects(mon.jobs.put(p.jobId, new Uint8Array([1, 2, 3]), { timeout: 2000 }), 'the monitor cannot change a job');
+        await assert.rejects(mon.jsm.streams.purge(STREAMS.events), 'nor purge anything');
+      } finally {
+        await mon.close();
+      }
+      // The CLI publishes (it did, above) but cannot delete or purge streams and buckets.
+      await assert.rejects(c.bus.jsm.streams.purge(STREAMS.results), 'the cli cannot purge a stream');
+      await assert.rejects(c.bus.jsm.streams.purge('KV_graft-vectors'), 'nor the vector cache');
+      await assert.rejects(c.bus.jsm.streams.delete(STREAMS.tasks), 'nor delete a stream');
+      await assert.rejects(c.bus.vectors.put('x.y', new Uint8Array(4), { timeout: 2000 }), 'nor write the vector cache');
+      assert.equal((await c.bus.jsm.streams.info(STREAMS.results)).config.name, STREAMS.results);
 
       const logs = c.logs();
       assert.match(logs, /"auth":"user worker"/, 'the logs say who connected');

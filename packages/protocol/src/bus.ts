@@ -33,6 +33,11 @@ export interface BusOptions {
   reconnectWaitMs?: number;
   /** TLS: CA file and optional client certificate/key files. */
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /**
+   * Prefix of this client's reply subjects. Default `_INBOX_<user>` when a user is set (the
+   * deployed permissions let each role subscribe only to its own), else `_INBOX`.
+   */
+  inboxPrefix?: string;
 }
 
 /** Options of the JetStream topology graft creates. */
@@ -88,6 +93,7 @@ async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
       reconnectTimeWait: opts.reconnectWaitMs ?? 1000,
       waitOnFirstConnect: false,
       tls: opts.tls ? { caFile: opts.tls.caFile, certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : undefined,
+      inboxPrefix: opts.inboxPrefix ?? (opts.user ? `_INBOX_${opts.user}` : undefined),
     });
   } catch (err) {
     throw new BusError(`cannot connect to NATS at ${servers.join(',')}: ${(err as Error).message}`, { cause: err });
