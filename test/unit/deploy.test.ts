@@ -91,4 +91,27 @@ describe('deploy - Prometheus and Grafana', () => {
       assert.ok(p.targets?.length && p.targets.every((t) => t.expr.trim()), 'each panel has queries');
     }
   });
+
+  it('Dockerfiles: base images and the native backend as build arguments, no dev dependencies back, caches owned by a fixed uid', () => {
+    for (const [file, base] of [['Dockerfile.cpu', /ARG NODE_IMAGE=node:22-/], ['Dockerfile.gpu', /ARG CUDA_IMAGE=nvidia\/cuda:11\.8\.\d+-cudnn8-runtime-ubuntu22\.04/]] as const) {
+      const text = readFileSync(join(DEPLOY, 'docker', file), 'utf8');
+      assert.match(text, base, `${file}: base image argument`);
+      assert.match(text, /^FROM \$\{/m, `${file}: FROM uses the arguments`);
+      assert.doesNotMatch(text, /^FROM (node|nvidia)/m, `${file}: no hard-coded base image`);
+      assert.match(text, /ARG NATIVE_BACKEND=/, `${file}: native backend argument`);
+      assert.match(text, /"\$NATIVE_BACKEND" != "none"/, `${file}: a build without the native backend`);
+      const afterPrune = text.slice(text.indexOf('npm prune'));
+      for (const install of afterPrune.match(/npm install[^\n]*/g) ?? []) assert.match(install, /--omit=dev/, `${file}: ${install}`);
+      assert.match(text, /useradd --system --uid 10001/, `${file}: fixed uid`);
+      assert.match(text, /mkdir -p \/home\/graft\/\.cache\/graft.*chown -R graft:graft \/home\/graft/, `${file}: the model cache exists and is the graft user's`);
+    }
+    const gpu = readFileSync(join(DEPLOY, 'docker', 'Dockerfile.gpu'), 'utf8');
+    assert.match(gpu, /CUDA_CACHE_PATH=\/home\/graft\/\.nv/);
+    assert.match(gpu, /--start-period=(\d{3,})s/, 'a first start that JIT-compiles kernels is not killed');
+  });
+
+  it('the README scales the service the profile runs', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    assert.match(readme, /COMPOSE_PROFILES=cpu[^\n]*--scale extractor-cpu=/);
+  });
 });
