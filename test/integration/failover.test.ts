@@ -57,7 +57,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const ports = [await meteredWorker(c), await meteredWorker(c)];
       const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 80, 41);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 400, patience: 0 } });
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 1500, patience: 0 } });
 
       // Mid-extraction, the leader freezes (a long GC pause, a stopped VM) past its lease.
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 40, 120_000, 'extraction to be under way');
@@ -76,7 +76,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const s = await c.waitForJob(p.jobId, 180_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 320, cached: 0, extracted: 320, failed: 0 });
-      assert.equal(s.training!.epoch, 400, 'training ran to its last epoch');
+      assert.equal(s.training!.epoch, 1500, 'training ran to its last epoch');
       assert.equal(await imagesEmbedded(ports), 320, 'each image went through the backbone exactly once');
       assert.match(a.output(), /job resumed/, 'the standby resumed the job');
       const done = coordinators.map((x) => x.output().split('\n').filter((l) => l.includes('"msg":"job done')).length);
@@ -94,18 +94,22 @@ describe('failover - one coordinator leads, outages are waited out', () => {
         const ports = [await meteredWorker(c)];
         const model = await c.convModel();
         const data = await generateSampleSet(join(c.work, 'shapes'), 40, 42, ['circle', 'square']);
-        const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 300, patience: 0 } });
+        // Long enough training (thousands of short epochs) that the second outage lands in it.
+        const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 1500, patience: 0 } });
         await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 12, 120_000, 'extraction to be under way');
         if (downMs < 60_000) await c.nats.crashAndRestart(downMs);
         await waitFor(async () => {
           const s = await readJob(c.bus, p.jobId).catch(() => undefined);
           return s?.state === JobState.JOB_STATE_TRAINING && (s.training?.epoch ?? 0) >= 5;
-        }, 180_000, 'training to be under way');
+        }, 180_000, 'training to be under way').catch(async (err: Error) => {
+          const s = await readJob(c.bus, p.jobId).catch(() => undefined);
+          throw new Error(`${err.message}; job: ${JSON.stringify(s && { state: s.state, counts: countsOf(s), epoch: s.training?.epoch })}\n${c.logs()}`);
+        });
         await c.nats.crashAndRestart(downMs);
         const s = await c.waitForJob(p.jobId, 240_000);
         assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
         assert.deepEqual(countsOf(s), { total: 80, cached: 0, extracted: 80, failed: 0 });
-        assert.equal(s.training!.epoch, 300);
+        assert.equal(s.training!.epoch, 1500);
         assert.equal(await imagesEmbedded(ports), 80, `nothing extracted twice\n${c.logs()}`);
         assert.ok(alive(c.coordinator!), `the coordinator never exited\n${c.logs()}`);
         assert.ok(c.workers.every(alive), 'nor did the worker');
@@ -179,7 +183,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       await mkdir(join(work, 'm'), { recursive: true });
       const model = await writeConvModel(join(work, 'm'));
       const data = await generateSampleSet(join(work, 'shapes'), 40, 45);
-      const p = await publishDataset(bus, data, { progress: false, backbone: model, training: { epochs: 300, patience: 0 } });
+      const p = await publishDataset(bus, data, { progress: false, backbone: model, training: { epochs: 1500, patience: 0 } });
       const logs = () => procs.map((x, i) => `--- process ${i}\n${x.output().slice(-3000)}`).join('\n');
       const b = bus;
       const job = () => readJob(b, p.jobId).catch(() => undefined);

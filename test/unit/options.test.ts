@@ -20,14 +20,16 @@ describe('options - zero is a value, absent is the default', () => {
     assert.equal(zeros.standardize, false);
     assert.equal(zeros.optimizer, '');
     const unset = overTheWire({});
-    for (const k of ['optimizer', 'learningRate', 'batchSize', 'epochs', 'patience', 'validationPercent', 'testPercent', 'seed', 'standardize'] as const) {
+    for (const k of ['optimizer', 'learningRate', 'batchSize', 'epochs', 'patience', 'validationPercent', 'testPercent', 'seed', 'standardize', 'classWeights'] as const) {
       assert.equal(unset[k] ?? undefined, undefined, `${k} unset arrives unset`);
     }
   });
 
   it('the head takes each unset option from its defaults and each 0 as 0 (or refuses it)', () => {
     const d = resolveTrainOptions(headOptions(overTheWire({})), 10);
-    assert.deepEqual(d, { optimizer: 'rmsprop', learningRate: 0.001, batchSize: 32, epochs: 100, patience: 10, seed: 1, standardize: true });
+    assert.deepEqual(d, { optimizer: 'rmsprop', learningRate: 0.001, batchSize: 32, epochs: 100, patience: 10, seed: 1, standardize: true, classWeights: 'none' });
+    assert.equal(resolveTrainOptions(headOptions(overTheWire({ classWeights: 'balanced' })), 10).classWeights, 'balanced');
+    assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ classWeights: 'heavy' })), 10), /classWeights must be none or balanced/);
     const z = resolveTrainOptions(headOptions(overTheWire({ patience: 0, seed: 0, standardize: false })), 10);
     assert.equal(z.patience, 0, 'patience 0 = no early stopping');
     assert.equal(z.seed, 0, 'seed 0 is seed 0, not 1');

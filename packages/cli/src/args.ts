@@ -95,6 +95,7 @@ export const PUBLISH_OPTIONS: Options = {
   seed: { type: 'string' },
   'vector-dtype': { type: 'string' },
   'no-standardize': { type: 'boolean' },
+  'class-weights': { type: 'string' },
   format: { type: 'string' },
   'image-column': { type: 'string' },
   'label-column': { type: 'string' },
@@ -118,6 +119,7 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --batch-size N            default: number of classes, clamped to 32..256
   --epochs N                default 100;  --patience N  early stopping, default 10 (0 = off)
   --seed N                  default 1;  --no-standardize  train on raw vectors
+  --class-weights W         none (default) or balanced: every class weighs as much (unbalanced sets)
   --vector-dtype T          float32 (default) or float16 on the wire and in the cache
   --dry-run                 print the classes, the images per split and every problem; upload nothing
 Lists (a .csv, .tsv or .jsonl file instead of a folder: path, URL or AutoML "[SET,]location,label" rows):
@@ -159,6 +161,7 @@ export function publishOptions(v: Values): PublishOptions {
       testPercent: test,
       seed: int(v, 'seed'),
       standardize: v['no-standardize'] ? false : undefined,
+      classWeights: classWeights(str(v, 'class-weights')),
     },
   };
 }
@@ -166,4 +169,9 @@ export function publishOptions(v: Values): PublishOptions {
 function listFormat(f: string | undefined): 'csv' | 'tsv' | 'jsonl' | undefined {
   if (f !== undefined && f !== 'csv' && f !== 'tsv' && f !== 'jsonl') throw new UsageError(`--format must be csv, tsv or jsonl, got ${f}`);
   return f;
+}
+
+function classWeights(w: string | undefined): 'none' | 'balanced' | undefined {
+  if (w !== undefined && w !== 'none' && w !== 'balanced') throw new UsageError(`--class-weights must be none or balanced, got ${w}`);
+  return w;
 }

@@ -325,8 +325,8 @@ class CoordinatorImpl implements Coordinator {
     if (missing.length) throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
   }
 
-  private async enqueue(job: ActiveJob, shas: string[]): Promise<void> {
-    const tasks = await this.queue.enqueue(job.manifest.jobId, job.backbone, job.manifest.vectorDtype, shas, job.log);
+  private async enqueue(job: ActiveJob, shas: string[], again = false): Promise<void> {
+    const tasks = await this.queue.enqueue(job.manifest.jobId, job.backbone, job.manifest.vectorDtype, shas, job.log, again);
     this.metrics.tasksEnqueued.inc(tasks);
   }
 
@@ -451,6 +451,7 @@ class CoordinatorImpl implements Coordinator {
     const s = job.status;
     s.state = JobState.JOB_STATE_TRAINING;
     try {
+      if (await this.vectorsMissing(job)) return;
       await this.writeRecord(job);
       await this.event(s.jobId, { state: s.state });
       const result = await trainJob({
@@ -490,8 +491,7 @@ class CoordinatorImpl implements Coordinator {
         return;
       }
       if (err instanceof JobRecordConflict) {
-        job.log.error({ err }, 'another writer changed this job: leaving it to them');
-        this.forget(job);
+        void this.reclaim(job);
         return;
       }
       job.log.error({ err }, 'training failed');
@@ -518,30 +518,63 @@ class CoordinatorImpl implements Coordinator {
       for await (const id of await this.bus.jobs.keys()) out.push(id);
       return out;
     });
-    for (const id of ids) {
-      const rec = await this.persist('reading a job record', () => readJobRecord(this.bus, id)).catch((err: unknown) => {
-        if (err instanceof Abandoned) throw err;
-        return undefined;
-      });
-      if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) continue;
-      const stored = await this.persist('reading a stored manifest', () => this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }));
-      let manifest: DatasetManifest | undefined;
-      try {
-        manifest = stored ? codecs.manifest.decode(stored.data, `stored manifest of ${id}`) : undefined;
-        if (manifest && manifest.jobId !== id) throw new Error(`the stored manifest of ${id} is for job ${JSON.stringify(manifest.jobId)}`);
-      } catch (err) {
-        this.log.error({ err, job: id }, 'stored manifest unreadable');
-        manifest = undefined;
-      }
-      if (!manifest) {
-        // One unreadable job must not stop the coordinator from serving the others.
-        rec.status.state = JobState.JOB_STATE_FAILED;
-        rec.status.error = stored ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
-        await this.persist('recording a failed job', () => this.putRecord(rec.status, rec.revision)).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
-        continue;
-      }
-      await this.resume(rec.status, rec.revision, manifest);
+    for (const id of ids) await this.recoverJob(id);
+  }
+
+  /** Picks up one job from its stored record and manifest, if it is unfinished. */
+  private async recoverJob(id: string): Promise<void> {
+    const rec = await this.persist('reading a job record', () => readJobRecord(this.bus, id)).catch((err: unknown) => {
+      if (err instanceof Abandoned) throw err;
+      return undefined;
+    });
+    if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) return;
+    const stored = await this.persist('reading a stored manifest', () => this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }));
+    let manifest: DatasetManifest | undefined;
+    try {
+      manifest = stored ? codecs.manifest.decode(stored.data, `stored manifest of ${id}`) : undefined;
+      if (manifest && manifest.jobId !== id) throw new Error(`the stored manifest of ${id} is for job ${JSON.stringify(manifest.jobId)}`);
+    } catch (err) {
+      this.log.error({ err, job: id }, 'stored manifest unreadable');
+      manifest = undefined;
     }
+    if (!manifest) {
+      // One unreadable job must not stop the coordinator from serving the others.
+      rec.status.state = JobState.JOB_STATE_FAILED;
+      rec.status.error = stored ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
+      await this.persist('recording a failed job', () => this.putRecord(rec.status, rec.revision)).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
+      return;
+    }
+    await this.resume(rec.status, rec.revision, manifest);
+  }
+
+  /**
+   * Checks, before training, that every image has its vector or its failure: a broker that crashed
+   * can lose its most recent acknowledged writes. Images without either are extracted again (the job
+   * goes back to extracting) rather than silently left out of training.
+   * @returns whether the job went back to extracting.
+   */
+  private async vectorsMissing(job: ActiveJob): Promise<boolean> {
+    await this.persist('reading the vector cache', () => this.jobs.scan(job, false));
+    if (job.pending.size === 0) return false;
+    job.log.warn({ images: job.pending.size }, 'vectors missing from the cache before training (a broker lost recent writes?): extracting them again');
+    job.status.state = JobState.JOB_STATE_EXTRACTING;
+    await this.writeRecord(job);
+    const onTheWay = await this.queue.inFlight(job.backbone.fingerprint);
+    const missing = [...job.pending.keys()].filter((sha) => !onTheWay.has(sha)).sort();
+    if (missing.length) await this.enqueue(job, missing, true);
+    return true;
+  }
+
+  /**
+   * A record write of this leader was refused (the stored revision is not the one it wrote).
+   * Holding the lease, only a broker that lost its most recent writes in a crash explains it:
+   * pick the job up again from what is stored, as a new leader would.
+   */
+  private async reclaim(job: ActiveJob): Promise<void> {
+    this.forget(job);
+    if (!this.mayAct()) return;
+    job.log.warn('the job record is not the one this coordinator wrote last (a broker lost recent writes?): resuming the job from what is stored');
+    await this.recoverJob(job.manifest.jobId).catch((err: unknown) => job.log.error({ err }, 'cannot resume the job; the next leader will'));
   }
 
   private async resume(status: JobStatus, revision: number, manifest: DatasetManifest): Promise<void> {
@@ -560,7 +593,7 @@ class CoordinatorImpl implements Coordinator {
       const onTheWay = job.pending.size ? await this.queue.inFlight(job.backbone.fingerprint) : new Set<string>();
       const missing = [...job.pending.keys()].filter((sha) => !onTheWay.has(sha)).sort();
       log.info({ state: jobStateName(status.state), pending: job.pending.size, onTheWay: job.pending.size - missing.length, counts: status.counts }, 'job resumed');
-      if (missing.length) await this.enqueue(job, missing);
+      if (missing.length) await this.enqueue(job, missing, true);
       this.checkExtractionDone(job);
     } else {
       log.info({ state: jobStateName(status.state), counts: status.counts }, 'job resumed');
@@ -608,8 +641,7 @@ class CoordinatorImpl implements Coordinator {
           await this.writeRecord(job);
         } catch (err) {
           if (!(err instanceof JobRecordConflict)) throw err;
-          job.log.error({ err }, 'another writer changed this job: leaving it to them');
-          this.forget(job);
+          await this.reclaim(job);
           continue;
         }
         await this.event(job.status.jobId, { progress: job.status.counts });

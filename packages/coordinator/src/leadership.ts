@@ -77,7 +77,9 @@ export class Leadership {
         this.revision = await this.kv.update(LEASES.coordinator, this.value(), this.revision);
         this.renewedAt = performance.now();
       } catch (err) {
-        if (isRevisionConflict(err)) {
+        if (isRevisionConflict(err) && (await this.reclaimOwn())) {
+          this.renewedAt = performance.now();
+        } else if (isRevisionConflict(err)) {
           this.lost = true;
           this.stopRenewing();
           this.log.error('lost the coordinator lease to another coordinator: stepping down');
@@ -90,6 +92,22 @@ export class Leadership {
       if (this.timer) this.timer = setTimeout(() => void renew(), this.ttlMs / 3);
     };
     this.timer = setTimeout(() => void renew(), this.ttlMs / 3);
+  }
+
+  /**
+   * After a refused renewal: whether the stored lease is still ours (a broker that crashed lost our
+   * latest renewal, so the stored revision is older), and if so renew it over that revision.
+   */
+  private async reclaimOwn(): Promise<boolean> {
+    try {
+      const e = await this.kv.get(LEASES.coordinator);
+      if (!e || e.operation !== 'PUT' || codecs.coordinatorLease.decode(e.value, 'coordinator lease').holder !== this.holder) return false;
+      this.revision = await this.kv.update(LEASES.coordinator, this.value(), e.revision);
+      this.log.warn('the stored lease was an older revision of ours (a broker lost recent writes): renewed over it');
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Whether this process may act as the leader now. */

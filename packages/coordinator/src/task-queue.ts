@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
@@ -43,13 +43,16 @@ export class TaskQueue {
    * the content, so enqueueing the same images again inside the dedupe window publishes nothing.
    * @returns the number of tasks published.
    */
-  async enqueue(jobId: string, backbone: ResolvedBackbone, dtype: VectorDType, shas: string[], log: Logger): Promise<number> {
+  async enqueue(jobId: string, backbone: ResolvedBackbone, dtype: VectorDType, shas: string[], log: Logger, again = false): Promise<number> {
+    // Images enqueued again are on no queue any more (checked by the caller): new ids, so the
+    // dedupe window cannot mistake them for the tasks that were lost.
+    const salt = again ? `${randomBytes(4).toString('hex')}:` : '';
     await this.persist('creating the task consumer', () => ensureExtractorConsumer(this.bus.jsm, backbone.fingerprint, { ackWaitMs: this.o.ackWaitMs, maxDeliver: this.o.maxDeliver }));
     const ref = resolvedFields(backbone);
     let tasks = 0;
     for (let i = 0; i < shas.length; i += this.o.taskSize) {
       const chunk = shas.slice(i, i + this.o.taskSize);
-      const taskId = `${jobId}-${createHash('sha256').update(chunk.join(',')).digest('hex').slice(0, 16)}`;
+      const taskId = `${jobId}-${createHash('sha256').update(salt + chunk.join(',')).digest('hex').slice(0, 16)}`;
       const bytes = codecs.task.encode({ jobId, taskId, backbone: ref, imageSha256: chunk, vectorDtype: dtype });
       await this.publish(taskSubject(backbone.fingerprint), bytes, taskId, log);
       tasks++;

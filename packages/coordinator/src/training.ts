@@ -60,6 +60,7 @@ export function headOptions(t: TrainingOptions | null | undefined): TrainOptions
     patience: t?.patience ?? undefined,
     seed: t?.seed ?? undefined,
     standardize: t?.standardize ?? undefined,
+    classWeights: (t?.classWeights ?? undefined) as TrainOptions['classWeights'],
   };
 }
 
@@ -160,7 +161,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const model = await loadHeadModel(provisional);
   const probs = await predict(model, sets.test.x, backbone.dim);
   model.dispose();
-  const report = evaluatePredictions(probs, sets.test.y, manifest.classes);
+  const report = evaluatePredictions(probs, sets.test.y, manifest.classes, sets.train.y);
   const files = modelFiles({ ...provisional, report });
   for (const [name, bytes] of Object.entries(files)) await persist(`storing ${name}`, () => bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes));
   await persist('deleting the checkpoint', () => bus.artifacts.delete(artifactNames.checkpoint(jobId))).catch(() => undefined);

@@ -6,7 +6,8 @@ export interface EvaluationReport {
   topK: number;
   images: number;
   classes: string[];
-  perClass: { label: string; images: number; accuracy: number }[];
+  /** Per class: test images, test accuracy, and the training images it had (so an imbalance shows). */
+  perClass: { label: string; images: number; accuracy: number; trainImages?: number }[];
   /** confusion[actual][predicted] counts. */
   confusion: number[][];
 }
@@ -15,7 +16,9 @@ export interface EvaluationReport {
  * Scores predictions: probabilities[i] for image i with true class labels[i].
  * With no images every figure is 0 (and `images` says so).
  */
-export function evaluatePredictions(probabilities: Float32Array[], labels: number[], classes: string[]): EvaluationReport {
+export function evaluatePredictions(probabilities: Float32Array[], labels: number[], classes: string[], trainLabels?: readonly number[]): EvaluationReport {
+  const trainCounts = trainLabels ? classes.map(() => 0) : undefined;
+  for (const c of trainLabels ?? []) trainCounts![c]++;
   const C = classes.length;
   const k = Math.min(5, C);
   const confusion = classes.map(() => new Array<number>(C).fill(0));
@@ -37,7 +40,7 @@ export function evaluatePredictions(probabilities: Float32Array[], labels: numbe
     classes,
     perClass: classes.map((label, c) => {
       const row = confusion[c].reduce((a, b) => a + b, 0);
-      return { label, images: row, accuracy: row ? confusion[c][c] / row : 0 };
+      return { label, images: row, accuracy: row ? confusion[c][c] / row : 0, ...(trainCounts ? { trainImages: trainCounts[c] } : {}) };
     }),
     confusion,
   };
@@ -48,6 +51,6 @@ export function formatReport(r: EvaluationReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const lines = [`test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images`];
   const width = Math.max(...r.classes.map((c) => c.length));
-  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${pct(c.accuracy).padStart(6)}  (${c.images} images)`);
+  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${pct(c.accuracy).padStart(6)}  (${c.images} images${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`);
   return lines.join('\n');
 }

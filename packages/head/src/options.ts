@@ -14,6 +14,11 @@ export interface TrainOptions {
   seed?: number;
   /** Standardise vectors with the training set's per-dimension mean and deviation. Default true. */
   standardize?: boolean;
+  /**
+   * none (default): every example weighs the same. balanced: each example weighs
+   * n / (classes * n_of_its_class), so every class weighs as much in the loss (unbalanced sets).
+   */
+  classWeights?: 'none' | 'balanced';
 }
 
 export type ResolvedTrainOptions = Required<TrainOptions>;
@@ -39,7 +44,9 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
     patience: o.patience ?? 10,
     seed: o.seed ?? 1,
     standardize: o.standardize ?? true,
+    classWeights: o.classWeights ?? 'none',
   };
+  if (r.classWeights !== 'none' && r.classWeights !== 'balanced') throw new RangeError(`classWeights must be none or balanced, got ${JSON.stringify(r.classWeights)}`);
   if (!(r.learningRate > 0 && r.learningRate < 10)) throw new RangeError(`learningRate must be in (0, 10), got ${r.learningRate}`);
   if (!Number.isInteger(r.batchSize) || r.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${r.batchSize}`);
   if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > MAX_EPOCHS) throw new RangeError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${r.epochs}`);

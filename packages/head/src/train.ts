@@ -92,6 +92,8 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
 
   const xTrain = standardized(data.train.x, mean, std, data.dim);
   const yTrain = tf.tensor1d(data.train.y, 'int32');
+  const weights = opts.classWeights === 'balanced' ? balancedWeights(data.train.y, C) : undefined;
+  const wTrain = weights ? tf.tensor1d(data.train.y.map((c) => weights[c])) : undefined;
   const hasVal = data.validation.x.length > 0;
   const xVal = hasVal ? standardized(data.validation.x, mean, std, data.dim) : undefined;
   const yVal = hasVal ? tf.tensor1d(data.validation.y, 'int32') : undefined;
@@ -137,7 +139,8 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
         tf.tidy(() => {
           const xb = tf.gather(xTrain, idx);
           const yb = tf.oneHot(tf.gather(yTrain, idx), C);
-          optimizer.minimize(() => tf.losses.softmaxCrossEntropy(yb, xb.matMul(kernel).add(bias)) as tf.Scalar, false, [kernel, bias]);
+          const wb = wTrain ? tf.gather(wTrain, idx) : undefined;
+          optimizer.minimize(() => tf.losses.softmaxCrossEntropy(yb, xb.matMul(kernel).add(bias), wb) as tf.Scalar, false, [kernel, bias]);
         });
         idx.dispose();
       }
@@ -187,6 +190,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
     };
   } finally {
     tf.dispose([xTrain, yTrain, kernel, bias]);
+    wTrain?.dispose();
     if (xVal) tf.dispose([xVal, yVal!]);
     optimizer.dispose();
   }
@@ -212,6 +216,13 @@ async function score(x: tf.Tensor2D, y: tf.Tensor1D, kernel: tf.Variable, bias: 
   const [l, a] = [(await loss.data())[0], (await acc.data())[0]];
   tf.dispose([loss, acc]);
   return { loss: l, acc: a };
+}
+
+/** n / (classes * count) per class: every class weighs as much in the loss (0 for a class with no examples). */
+export function balancedWeights(y: readonly number[], classes: number): number[] {
+  const counts = new Array<number>(classes).fill(0);
+  for (const c of y) counts[c]++;
+  return counts.map((k) => (k ? y.length / (classes * k) : 0));
 }
 
 /** Per-dimension mean and standard deviation (deviation floored so constant dimensions stay finite). */
