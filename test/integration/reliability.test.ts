@@ -21,7 +21,7 @@ import {
 import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
-import { writeConvModel, writeTinyModel } from '../helpers/models.js';
+import { writeTinyModel } from '../helpers/models.js';
 import { runGraft, waitFor } from '../helpers/process.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { generateSampleSet, publishDataset } from '@graft/cli';
@@ -20,10 +20,8 @@ import {
   vectorKey,
   type Bus,
 } from '@graft/protocol';
-import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
-import { writeTinyModel } from '../helpers/models.js';
 import { runGraft, waitFor } from '../helpers/process.js';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

@@ -61,6 +61,11 @@ const SPLITS: Record<string, Split> = {
   '': Split.SPLIT_UNSPECIFIED,
 };
 
+/** The split a value names (train, training, validation, val, valid, test, testing; unassigned or empty: none), or undefined. */
+export function splitNamed(value: string): Split | undefined {
+  return SPLITS[value.trim().toLowerCase()];
+}
+
 /** Whether a path names a list rather than a folder of class folders. */
 export function isImageListFile(path: string): boolean {
   return ['.csv', '.tsv', '.jsonl', '.ndjson'].includes(extname(path).toLowerCase());
@@ -88,7 +93,7 @@ export async function readImageList(path: string, text: string, o: ImageListOpti
   const base = dirname(resolve(path));
   for (const r of rows.rows) {
     const at = `line ${r.line}`;
-    const split = SPLITS[r.split.trim().toLowerCase()];
+    const split = splitNamed(r.split);
     if (split === undefined) problems.push(`${at}: unknown split ${JSON.stringify(r.split)} (use train, validation or test)`);
     const labels = r.labels.map((l) => l.trim()).filter(Boolean);
     if (labels.length === 0) problems.push(`${at}: ${r.location || 'the image'} has no label`);
@@ -160,7 +165,7 @@ function delimitedRows(text: string, delimiter: string, o: ImageListOptions): { 
   }
   // AutoML Vision: [SET,]location,label[,label...] with no header.
   for (const { record, info } of records) {
-    const hasSet = record.length > 2 && SPLITS[record[0].trim().toLowerCase()] !== undefined && !/[/.]/.test(record[0]);
+    const hasSet = record.length > 2 && splitNamed(record[0]) !== undefined && !/[/.]/.test(record[0]);
     const [split, location, ...labels] = hasSet ? record : ['', ...record];
     rows.push({ line: info.lines, location: location ?? '', labels, split });
   }

@@ -14,7 +14,7 @@ import {
 import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
 import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
-import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
+import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
 
@@ -50,12 +50,12 @@ export function newJobId(): string {
 
 async function readSplits(file: string): Promise<Map<string, Split>> {
   const map = new Map<string, Split>();
-  const names: Record<string, Split> = { train: Split.SPLIT_TRAIN, training: Split.SPLIT_TRAIN, validation: Split.SPLIT_VALIDATION, val: Split.SPLIT_VALIDATION, test: Split.SPLIT_TEST, testing: Split.SPLIT_TEST };
   for (const [i, line] of (await readFile(file, 'utf8')).split('\n').entries()) {
     if (!line.trim()) continue;
     const [path, split] = line.split('\t');
-    const s = names[split?.trim().toLowerCase() ?? ''];
-    if (s === undefined) throw new Error(`${file}:${i + 1}: split must be train, validation or test, got ${JSON.stringify(split)}`);
+    // A splits file fixes every listed image's set: "unassigned" or nothing is refused here.
+    const s = splitNamed(split ?? '');
+    if (s === undefined || s === Split.SPLIT_UNSPECIFIED) throw new Error(`${file}:${i + 1}: split must be train, validation or test, got ${JSON.stringify(split)}`);
     map.set(path.trim(), s);
   }
   return map;

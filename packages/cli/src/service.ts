@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client';
 import { describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
-import { UsageError, busOptions, graftHome, int, str, type Values } from './args.js';
+import { UsageError, busOptions, int, str, type Values } from './args.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
 

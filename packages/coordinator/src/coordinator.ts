@@ -559,10 +559,21 @@ class CoordinatorImpl implements Coordinator {
     job.log.warn({ images: job.pending.size }, 'vectors missing from the cache before training (a broker lost recent writes?): extracting them again');
     job.status.state = JobState.JOB_STATE_EXTRACTING;
     await this.writeRecord(job);
+    await this.enqueueRest(job);
+    return true;
+  }
+
+  /**
+   * Enqueues a job's pending images that are not already on their way (in a queued task, or
+   * answered in a result not yet taken): however long this coordinator was away, nothing is
+   * extracted twice. @returns how many were enqueued.
+   */
+  private async enqueueRest(job: ActiveJob): Promise<number> {
+    if (job.pending.size === 0) return 0;
     const onTheWay = await this.queue.inFlight(job.backbone.fingerprint);
     const missing = [...job.pending.keys()].filter((sha) => !onTheWay.has(sha)).sort();
     if (missing.length) await this.enqueue(job, missing, true);
-    return true;
+    return missing.length;
   }
 
   /**
@@ -588,12 +599,8 @@ class CoordinatorImpl implements Coordinator {
     this.updateJobGauge();
     await this.persist('reading the vector cache', () => this.jobs.scan(job, false));
     if (status.state === JobState.JOB_STATE_EXTRACTING) {
-      // Enqueue only what is not already on its way (queued, or answered and not yet taken):
-      // however long this coordinator was down, nothing is extracted twice.
-      const onTheWay = job.pending.size ? await this.queue.inFlight(job.backbone.fingerprint) : new Set<string>();
-      const missing = [...job.pending.keys()].filter((sha) => !onTheWay.has(sha)).sort();
-      log.info({ state: jobStateName(status.state), pending: job.pending.size, onTheWay: job.pending.size - missing.length, counts: status.counts }, 'job resumed');
-      if (missing.length) await this.enqueue(job, missing, true);
+      const enqueued = await this.enqueueRest(job);
+      log.info({ state: jobStateName(status.state), pending: job.pending.size, onTheWay: job.pending.size - enqueued, counts: status.counts }, 'job resumed');
       this.checkExtractionDone(job);
     } else {
       log.info({ state: jobStateName(status.state), counts: status.counts }, 'job resumed');
