@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { nanos } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, LEASES, STREAMS, codecs, freePort, openBus, readJob, type Bus } from '@graft/protocol';
+import { JobState, LEASES, STREAMS, VectorDType, codecs, encodeVector, extractorConsumer, freePort, openBus, readJob, resultSubject, type Bus } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -157,6 +157,80 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       assert.deepEqual(countsOf(s), { total: 510, cached: 0, extracted: 10, failed: 500 });
       assert.ok(s.failures.length > 0 && s.failures.length < 500, `${s.failures.length} failures listed`);
       assert.equal(s.failures.length + (s.failuresOmitted ?? 0), 500, 'the rest are counted');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a task that comes back after its answer was cached (its ack lost with a server) is not embedded again', { timeout: 120_000 }, async () => {
+    await initBackend();
+    const c = await new TestCluster(['--ack-wait', '1500', '--task-size', '4']).start({ workers: 0 });
+    try {
+      const model = await c.tinyModel();
+      const data = await generateSampleSet(join(c.work, 'shapes'), 6, 21, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const fp = (await waitFor(async () => (await readJob(c.bus, p.jobId))?.backbone?.fingerprint, 30_000, 'the job to start'))!;
+      // Play a worker that answers one task and whose ack the broker then loses: the task stays pending.
+      const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(fp));
+      const msg = await consumer.next({ expires: 10_000 });
+      assert.ok(msg, 'a task');
+      const task = codecs.task.decode(msg.data);
+      const batch = codecs.vectorBatch.encode({
+        jobId: task.jobId,
+        taskId: task.taskId,
+        backboneFingerprint: fp,
+        vectors: task.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
+      });
+      await c.bus.js.publish(resultSubject(task.jobId), batch, { msgID: task.taskId });
+      await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= task.imageSha256.length, 30_000, 'the answer to be cached');
+      msg.nak(); // as if the ack were lost: the task is delivered again, to a real worker
+      const port = await meteredWorker(c);
+      const s = await c.waitForJob(p.jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 12, cached: 0, extracted: 12, failed: 0 });
+      assert.equal(await imagesEmbedded([port]), 12 - task.imageSha256.length, `the answered task was not embedded again\n${c.logs()}`);
+      assert.match(c.logs(), /task came back already answered/);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a task redelivered while another worker still embeds it waits for that answer; a released claim is taken over', { timeout: 120_000 }, async () => {
+    await initBackend();
+    const c = await new TestCluster(['--ack-wait', '1500', '--task-size', '4']).start({ workers: 0 });
+    try {
+      const model = await c.tinyModel();
+      const data = await generateSampleSet(join(c.work, 'shapes'), 6, 22, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const fp = (await waitFor(async () => (await readJob(c.bus, p.jobId))?.backbone?.fingerprint, 30_000, 'the job to start'))!;
+      // Play a worker that claims two tasks and loses their leases (as when the server leading the
+      // consumer dies): both are redelivered to a real worker while the claims stand.
+      const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(fp));
+      const held = [];
+      for (let i = 0; i < 2; i++) {
+        const msg = await consumer.next({ expires: 10_000 });
+        assert.ok(msg, `task ${i}`);
+        const task = codecs.task.decode(msg.data);
+        await c.bus.claims.create(task.taskId, new TextEncoder().encode('slow-worker'));
+        msg.nak();
+        held.push(task);
+      }
+      const port = await meteredWorker(c);
+      await waitFor(async () => c.logs().includes('waiting for its answer'), 30_000, `the real worker to wait on the claim\n${c.logs()}`);
+      // The slow worker answers the first task, and hands the second back (releasing its claim).
+      const [answered, released] = held;
+      const batch = codecs.vectorBatch.encode({
+        jobId: answered.jobId,
+        taskId: answered.taskId,
+        backboneFingerprint: fp,
+        vectors: answered.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
+      });
+      await c.bus.js.publish(resultSubject(answered.jobId), batch, { msgID: answered.taskId });
+      await c.bus.claims.delete(released.taskId);
+      const s = await c.waitForJob(p.jobId, 90_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 12, cached: 0, extracted: 12, failed: 0 });
+      assert.equal(await imagesEmbedded([port]), 12 - answered.imageSha256.length, `only the answered task was left alone\n${c.logs()}`);
     } finally {
       await c.stop();
     }

@@ -50,6 +50,11 @@ describe('security - the deployed NATS permissions', () => {
         await assert.rejects(w.js.publish(manifestSubject('evil'), codecs.manifest.encode({ jobId: 'evil' }), { timeout: 2000 }), 'workers cannot publish manifests');
         await assert.rejects(w.vectors.get('a.b'), 'workers cannot read the vector cache');
         await assert.rejects(w.images.putBlob({ name: 'x' }, new Uint8Array(4)), 'workers cannot write images');
+        await assert.rejects(w.jsm.streams.purge('KV_graft-claims'), 'nor purge the task claims');
+        // Claiming a task is a worker's own job.
+        await w.claims.create('task-1', new TextEncoder().encode('w'));
+        assert.equal(new TextDecoder().decode((await w.claims.get('task-1'))!.value), 'w');
+        await w.claims.delete('task-1');
       } finally {
         await w.close();
       }

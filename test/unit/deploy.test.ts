@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -24,7 +24,10 @@ interface Service {
   environment?: Record<string, string>;
 }
 
-const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const composeText = readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8');
+const compose = parse(composeText, { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+/** A compose value as it reads with no .env: `${VAR:-default}` becomes its default. */
+const withDefaults = (v: string) => v.replace(/\$\{\w+:-([^}]*)\}/g, '$1');
 
 describe('deploy - compose', () => {
   it('validates against the compose-spec JSON schema', () => {
@@ -56,20 +59,39 @@ describe('deploy - compose', () => {
     }
     assert.deepEqual(compose.services.extractor.profiles, ['gpu']);
     assert.deepEqual(compose.services['extractor-cpu'].profiles, ['cpu']);
-    const devices = compose.services.extractor.deploy?.resources?.reservations?.devices ?? [];
+    const devices = (compose.services.extractor.deploy?.resources?.reservations?.devices ?? []) as { driver?: string; capabilities?: string[]; count?: unknown }[];
     assert.equal(devices[0]?.driver, 'nvidia');
     assert.deepEqual(devices[0]?.capabilities, ['gpu']);
+    // `count: 1` would put every scaled replica on GPU 0: one container takes the node's GPUs, one worker each.
+    assert.equal(devices[0]?.count, 'all');
+    assert.deepEqual((compose.services.extractor as { command?: string[] }).command, ['worker', '--gpus', 'all']);
   });
 
   it('starts services in order and health-checks NATS on JetStream', () => {
     const s = compose.services;
-    assert.match(s.nats.image!, /^nats:2\.(1[1-9]|[2-9]\d)/, 'an official NATS 2.11+ image');
+    assert.match(withDefaults(s.nats.image!), /^nats:2\.(1[1-9]|[2-9]\d)/, 'an official NATS 2.11+ image by default');
     assert.match(s.nats.healthcheck!.test.join(' '), /healthz\?js-enabled-only=true/);
     assert.equal(s.init.depends_on?.nats?.condition, 'service_healthy');
     assert.equal(s.coordinator.depends_on?.init?.condition, 'service_completed_successfully');
     assert.ok(compose.volumes['nats-data'] !== undefined, 'JetStream on a named volume');
-    assert.equal(s.grafana.env_file, 'grafana.env');
     assert.equal(s.grafana.environment?.GF_AUTH_ANONYMOUS_ENABLED, 'false');
+  });
+
+  it('requires every password, ships none, and publishes ports on loopback unless told otherwise', () => {
+    const vars = [...composeText.matchAll(/\$\{(\w*PASSWORD\w*)(:?[?-])?[^}]*\}/g)];
+    assert.ok(vars.length >= 5, 'passwords come from .env');
+    for (const [whole, , op] of vars) assert.equal(op, ':?', `${whole}: required, not defaulted`);
+    assert.ok(!existsSync(join(DEPLOY, '.env')), 'no .env with example passwords is shipped');
+    const example = readFileSync(join(DEPLOY, 'env.example'), 'utf8');
+    for (const [, name] of vars) assert.match(example, new RegExp(`^${name}=$`, 'm'), `env.example leaves ${name} empty`);
+    for (const [name, svc] of Object.entries(compose.services)) {
+      for (const port of svc.ports ?? []) assert.match(withDefaults(String(port)), /^127\.0\.0\.1:/, `${name} publishes ${port} on loopback by default`);
+    }
+  });
+
+  it('the image build context leaves out build state (stale tsbuildinfo would skip the build)', () => {
+    const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n');
+    for (const rule of ['**/node_modules', '**/dist', '**/*.tsbuildinfo']) assert.ok(ignore.includes(rule), rule);
   });
 });
 

@@ -10,6 +10,7 @@ import { BACKEND_NAMES } from '@graft/vision';
 import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, graftHome, int, parse, publishOptions, str, type Options } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
 import { exportModel } from './export.js';
+import { isGpuChild, resolveGpus, superviseGpuWorkers, withoutOptions } from './gpu-workers.js';
 import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
@@ -99,6 +100,9 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
                       fails its remaining images with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
+  --gpus all|LIST     one worker process per GPU (all: NVIDIA_VISIBLE_DEVICES's list, else nvidia-smi's;
+                      or e.g. 0,1), each seeing only its own (CUDA_VISIBLE_DEVICES), restarted if it
+                      dies; their metrics are served summed on --metrics-port
 
 Backbones come from the cluster's model store, put there by the coordinator: a worker
 downloads nothing and reads no model path a manifest names.
@@ -113,9 +117,15 @@ ${NATS_HELP}`,
     'max-image-bytes': { type: 'string' },
     'max-image-pixels': { type: 'string' },
     'task-timeout': { type: 'string' },
+    gpus: { type: 'string' },
   },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
+    const gpus = str(v, 'gpus');
+    if (gpus && !isGpuChild()) {
+      const metricsPort = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
+      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort, log: createLogger() });
+    }
     return runService(v, 'worker', (bus, log, registry, backend) =>
       startWorker(
         bus,

@@ -5,3 +5,4 @@ export { exportModel } from './export.js';
 export { generateSampleSet, sampleImage } from './sample.js';
 export { REDACT_PATHS } from './logger.js';
 export { createProgress } from './progress.js';
+export { resolveGpus, withoutOptions } from './gpu-workers.js';

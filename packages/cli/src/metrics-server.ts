@@ -1,13 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 
-/** /metrics (Prometheus text), /healthz (alive) and /readyz (ready to work) on one port. */
-export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '0.0.0.0'): Promise<Server> {
-  collectDefaultMetrics({ register: registry });
+/**
+ * /metrics (Prometheus text), /healthz (alive) and /readyz (ready to work) on one port.
+ * @param text what /metrics answers, when not the registry's own metrics (a supervisor's, summed over its children).
+ */
+export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '0.0.0.0', text?: () => Promise<string>): Promise<Server> {
+  if (!text) collectDefaultMetrics({ register: registry });
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      registry.metrics().then(
+      (text ? text() : registry.metrics()).then(
         (text) => {
           res.writeHead(200, { 'content-type': registry.contentType });
           res.end(text);

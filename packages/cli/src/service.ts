@@ -3,6 +3,7 @@ import { describeBus, openBus, type Bus, type BusOptions, type TopologyOptions }
 import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
 import { UsageError, busOptions, int, str, type Values } from './args.js';
 import { createLogger } from './logger.js';
+import { isGpuChild, reportToSupervisor } from './gpu-workers.js';
 import { serveMetrics } from './metrics-server.js';
 
 /* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
@@ -91,6 +92,7 @@ export async function runService(
   log.info({ bus: describeBus(opts) }, 'connecting');
   const bus = await openWithRetry(opts, topology, log);
   const registry = new Registry();
+  if (isGpuChild()) reportToSupervisor(registry);
   const service = await start(bus, log, registry, backend.name);
   const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
   const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   ErrorCode,
+  TASK_CLAIM_TTL_MS,
   ProtocolError,
   codecs,
   deadLetter,
@@ -21,6 +22,7 @@ import { backboneFromFiles, filesFromBundle, resolvedFromFields, type Backbone }
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
+import { TaskClaims, type ClaimOutcome } from './task-claims.js';
 import { TaskSource } from './task-source.js';
 
 export type WorkerState = 'running' | 'closing' | 'closed';
@@ -56,6 +58,10 @@ interface Prepared {
   pixels: Promise<(Uint8Array | ImageVector)[]>;
   /** Filled in as the stages finish. */
   timing: PixelTiming;
+  /** Whether this worker embeds the task (settled before its images go through the backbone). */
+  claim: Promise<ClaimOutcome>;
+  /** Set once the claim is this worker's: released when the task is handed back. */
+  owned: boolean;
   keepAlive: NodeJS.Timeout;
 }
 
@@ -78,6 +84,7 @@ class ExtractorWorker implements Worker {
   private readonly log: Logger;
   private readonly backbones = new Map<string, Promise<Backbone>>();
   private readonly source: TaskSource;
+  private readonly claims: TaskClaims;
   /** Measured backbone seconds per image, per fingerprint: sizes chunks to fit the lease. */
   private readonly secondsPerImage = new Map<string, number>();
   private readonly jobLogs = new Map<string, Logger>();
@@ -102,6 +109,7 @@ class ExtractorWorker implements Worker {
     this.metrics = extractorMetrics(deps.registry ?? new Registry());
     this.backendName = deps.backend ?? 'unknown';
     this.source = new TaskSource(bus, { pullExpiresMs: o.pullExpiresMs, idleWaitMs: o.idleWaitMs, maxDeliver: o.maxDeliver }, this.log);
+    this.claims = new TaskClaims(bus, o.workerId, this.log);
     this.closed = this.loop().finally(() => {
       for (const b of this.backbones.values()) void b.then((x) => x.dispose(), () => undefined);
       this.backbones.clear();
@@ -165,6 +173,7 @@ class ExtractorWorker implements Worker {
   private handBack(p: Prepared): void {
     clearInterval(p.keepAlive);
     p.msg.nak();
+    if (p.owned) this.claims.release(p.task.taskId);
     this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
     this.metrics.inFlight.dec();
     if (this.inHand === p) this.inHand = undefined;
@@ -198,7 +207,15 @@ class ExtractorWorker implements Worker {
       ? Promise.resolve([]) // answered already: nothing to fetch
       : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
-    return { msg, task, pixels, timing, keepAlive };
+    const p: Prepared = { msg, task, pixels, timing, keepAlive, owned: false, claim: Promise.resolve<ClaimOutcome>('unclaimed') };
+    // Claimed alongside the fetch; an answer this worker already has needs no claim.
+    if (!this.answers.has(task.taskId)) {
+      p.claim = this.claims.claim(task, msg, () => this.state === 'running', this.o.taskTimeoutMs + TASK_CLAIM_TTL_MS).then((outcome) => {
+        p.owned = outcome === 'claimed';
+        return outcome;
+      });
+    }
+    return p;
   }
 
   /**
@@ -281,6 +298,18 @@ class ExtractorWorker implements Worker {
         log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back: answered again without the backbone');
         return;
       }
+      const claim = await p.claim;
+      if (claim === 'answered') {
+        // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
+        await msg.ackAck();
+        this.metrics.tasks.inc({ outcome: 'cached' });
+        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered: every vector is cached');
+        return;
+      }
+      if (claim === 'hand-back') {
+        this.handBack(p);
+        return;
+      }
       let deadline = t0 + this.o.taskTimeoutMs;
       const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
       const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
@@ -292,6 +321,7 @@ class ExtractorWorker implements Worker {
       const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
       const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
       const fp = backbone.info.fingerprint;
+      let lastRenewal = performance.now();
       for (let i = 0; i < ok.length; ) {
         if (performance.now() > deadline) {
           // Inference holds the thread, so the deadline is checked between backbone calls.
@@ -307,6 +337,10 @@ class ExtractorWorker implements Worker {
         this.metrics.backboneCalls.inc();
         this.stats.backboneCalls++;
         msg.working(); // inference blocks the event loop; renew the lease between chunks
+        if (p.owned && performance.now() - lastRenewal > TASK_CLAIM_TTL_MS / 3) {
+          this.claims.renew(task.taskId);
+          lastRenewal = performance.now();
+        }
         chunk.forEach(([, idx], k) => {
           out[idx] = { sha256: task.imageSha256[idx], vector: encodeVector(vectors[k], task.vectorDtype), dim: vectors[k].length, dtype: task.vectorDtype };
         });
@@ -320,11 +354,16 @@ class ExtractorWorker implements Worker {
       this.keepAnswer(task.taskId, batch);
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       const tPub = performance.now();
-      // A broker failing over answers nothing for a moment: keep the task (and its lease) rather
-      // than hand it to another worker that would embed it again.
-      await this.holdOn(msg, () => this.publishBatch(task, batch, 2000));
+      // A broker failing over answers nothing for a moment: keep the task (and its lease) until the
+      // answer is out, however long that takes, rather than hand it to another worker that would
+      // embed it again. Only closing gives it up.
+      await this.holdOn(msg, () => this.publishBatch(task, batch, 2000), Infinity);
       const publishSeconds = (performance.now() - tPub) / 1000;
-      await this.holdOn(msg, () => msg.ackAck());
+      // The answer is out: an ack that does not get through is no reason to hand the task back. If it
+      // comes back, this worker answers it from memory, another finds it answered.
+      await this.holdOn(msg, () => msg.ackAck(), this.source.ackWaitMs(msg) * 0.8).catch((err) =>
+        log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
+      );
       this.stats.tasks++;
       this.stats.failed += failed;
       for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
@@ -349,11 +388,11 @@ class ExtractorWorker implements Worker {
   }
 
   /**
-   * Runs op, trying again (its lease renewed) for most of the task's AckWait while the bus does not
-   * answer: a JetStream cluster electing a new stream leader takes a few seconds.
+   * Runs op, trying again (its lease renewed) for up to forMs while the bus does not answer and
+   * the worker is running: a JetStream cluster electing a new stream leader takes a few seconds.
    */
-  private async holdOn<T>(msg: JsMsg, op: () => Promise<T>): Promise<T> {
-    const until = performance.now() + this.source.ackWaitMs(msg) * 0.8;
+  private async holdOn<T>(msg: JsMsg, op: () => Promise<T>, forMs: number): Promise<T> {
+    const until = performance.now() + forMs;
     for (;;) {
       try {
         return await op();
@@ -400,6 +439,7 @@ class ExtractorWorker implements Worker {
       log.warn({ err, task: task.taskId, delivery: msg.info.deliveryCount, retryInMs: action.delayMs }, 'task failed: will be retried');
       this.metrics.tasks.inc({ outcome: 'retried' });
       msg.nak(action.delayMs);
+      if (p.owned) this.claims.release(task.taskId);
       return;
     }
     log.error({ err, task: task.taskId, delivery: msg.info.deliveryCount }, 'task failed on its last delivery: reporting its images as failed');

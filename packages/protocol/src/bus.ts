@@ -66,6 +66,7 @@ export interface Bus {
   vectors: KV;
   jobs: KV;
   leases: KV;
+  claims: KV;
   close(): Promise<void>;
 }
 
@@ -167,15 +168,16 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
     for (const cfg of streamConfigs(o)) await jsm.streams.info(cfg.name).catch((err: Error) => {
       throw new BusError(`stream ${cfg.name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
     });
-    const [images, artifacts, models, vectors, jobs, leases] = await Promise.all([
+    const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
       objm.open(BUCKETS.images, false),
       objm.open(BUCKETS.artifacts, false),
       objm.open(BUCKETS.models, false),
       kvm.open(BUCKETS.vectors),
       kvm.open(BUCKETS.jobs),
       kvm.open(BUCKETS.leases),
+      kvm.open(BUCKETS.claims),
     ]);
-    return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases });
+    return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases, claims });
   }
   for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
   await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(120_000), max_deliver: 5 });
@@ -183,21 +185,28 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   // bounded deliveries, so no batch can come back forever (outages are waited out in place, not by redelivery).
   await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(15_000), max_deliver: 20, max_ack_pending: 1000 });
   const storage = o.memory ? StorageType.Memory : StorageType.File;
-  const [images, artifacts, models, vectors, jobs, leases] = await Promise.all([
+  const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
     objm.create(BUCKETS.images, { storage, replicas: o.replicas, description: 'graft image bytes by SHA-256' }),
     objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, description: 'graft heads, reports and checkpoints' }),
     objm.create(BUCKETS.models, { storage, replicas: o.replicas, description: 'graft backbones resolved by the coordinator, by fingerprint' }),
     kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, description: 'graft bottleneck cache' }),
     kvm.create(BUCKETS.jobs, { storage, replicas: o.replicas, history: 1, description: 'graft job records' }),
     kvm.create(BUCKETS.leases, { storage, replicas: o.replicas, history: 1, description: 'graft leases: which coordinator leads' }),
+    kvm.create(BUCKETS.claims, { storage, replicas: o.replicas, history: 1, ttl: TASK_CLAIM_TTL_MS, description: 'graft task claims: which worker embeds a task' }),
   ]);
-  return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases });
+  return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases, claims });
 }
+
+/**
+ * How long a worker's claim on a task lasts without renewal, ms. Workers renew it between backbone
+ * calls; a claim of a worker that died ends by itself after this.
+ */
+export const TASK_CLAIM_TTL_MS = 60_000;
 
 /** How long closing a bus waits for pending messages to flush, ms. */
 const CLOSE_DRAIN_MS = 5000;
 
-function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, buckets: Pick<Bus, 'images' | 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases'>): Bus {
+function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, buckets: Pick<Bus, 'images' | 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases' | 'claims'>): Bus {
   return {
     nc, js, jsm, ...buckets,
     async close() {

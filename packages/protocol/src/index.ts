@@ -16,6 +16,7 @@ export {
   artifactNames,
   modelObjects,
   isValidJobId,
+  kvKeyLocation,
 } from './names.js';
 export { ProtocolError, BusError } from './errors.js';
 export {
@@ -58,7 +59,7 @@ export {
   isRevisionConflict,
 } from './jobs.js';
 export type { JobRecord, JobEventBody } from './jobs.js';
-export { openBus, describeBus, ensureExtractorConsumer } from './bus.js';
+export { openBus, describeBus, ensureExtractorConsumer, TASK_CLAIM_TTL_MS } from './bus.js';
 export type { Bus, BusOptions, TopologyOptions } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
 export { readImage } from './images.js';

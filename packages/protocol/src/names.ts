@@ -41,6 +41,11 @@ export const BUCKETS = {
   jobs: 'graft-jobs',
   /** KV of leases (CoordinatorLease): who leads. */
   leases: 'graft-leases',
+  /**
+   * KV of task claims (the id of the worker embedding a task) under the task id, expiring on their
+   * own: a task redelivered while its first worker still works on it is not embedded twice.
+   */
+  claims: 'graft-claims',
   /** Object store of resolved backbones, under `<fingerprint>/`: the only models workers load. */
   models: 'graft-models',
 } as const;
@@ -97,6 +102,14 @@ export function fingerprintOfConsumer(name: string): string | undefined {
 /** Vector cache key: the backbone and the image content, nothing else. */
 export function vectorKey(fingerprint: string, sha256: string): string {
   return `${token(fingerprint, 'fingerprint')}.${token(sha256, 'sha256')}`;
+}
+
+/**
+ * The stream and subject that hold one key of a KV bucket (JetStream's layout): lets a client ask
+ * whether a key exists from stream info, without the right to read its value.
+ */
+export function kvKeyLocation(bucket: string, key: string): { stream: string; subject: string } {
+  return { stream: `KV_${bucket}`, subject: `$KV.${bucket}.${key}` };
 }
 
 /** Object names of one resolved backbone in the models store: model.json (naming weights.bin) and the weights. */

@@ -1,0 +1,119 @@
+import { execFileSync } from 'node:child_process';
+import cluster, { type Worker as ClusterWorker } from 'node:cluster';
+import { hostname } from 'node:os';
+import { AggregatorRegistry, collectDefaultMetrics, type PrometheusContentType, type Registry } from 'prom-client';
+import { UsageError } from './args.js';
+import { serveMetrics } from './metrics-server.js';
+import { untilSignal, type Log } from './service.js';
+
+/*
+ * One worker process per GPU, under one supervisor: TensorFlow in one process drives one GPU well,
+ * and a container given every GPU of its node (compose `count: all`) must not leave all but the
+ * first idle. Each child sees only its GPU (CUDA_VISIBLE_DEVICES); the supervisor restarts a child
+ * that dies, forwards SIGTERM (each child drains its task), and serves the children's metrics
+ * summed on one port, so Prometheus scrapes one target per node as before.
+ */
+
+/** Marks a child started by the supervisor (its metrics go to the supervisor, not a port). */
+const CHILD_ENV = 'GRAFT_GPU_CHILD';
+/** A child that dies is started again after this, doubling up to a minute while it keeps dying. */
+const RESTART_MS = 1000;
+
+/**
+ * The GPUs `--gpus` names: a list (`0,1` or UUIDs), or `all`: those in NVIDIA_VISIBLE_DEVICES when
+ * it lists them, else those nvidia-smi reports.
+ * @throws UsageError when none is found.
+ */
+export function resolveGpus(spec: string, env: NodeJS.ProcessEnv = process.env, listGpus: () => string[] = nvidiaSmiGpus): string[] {
+  const split = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  let gpus: string[];
+  if (spec !== 'all') gpus = split(spec);
+  else {
+    const visible = env.NVIDIA_VISIBLE_DEVICES?.trim();
+    gpus = visible && !['all', 'none', 'void'].includes(visible) ? split(visible) : listGpus();
+  }
+  if (gpus.length === 0) throw new UsageError(`--gpus ${spec}: no GPU found (nvidia-smi lists none and NVIDIA_VISIBLE_DEVICES names none)`);
+  if (new Set(gpus).size !== gpus.length) throw new UsageError(`--gpus ${spec}: a GPU is named twice`);
+  return gpus;
+}
+
+function nvidiaSmiGpus(): string[] {
+  try {
+    return execFileSync('nvidia-smi', ['--query-gpu=index', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000 })
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Whether this process is a child of the GPU supervisor. */
+export function isGpuChild(): boolean {
+  return cluster.isWorker && process.env[CHILD_ENV] === '1';
+}
+
+/** In a child: hands its registry to the supervisor's aggregated /metrics. */
+export function reportToSupervisor(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  new AggregatorRegistry(); // installs the child's answer to the supervisor's metric requests
+  AggregatorRegistry.setRegistries([registry]);
+}
+
+/** argv without the named options (`--name value` and `--name=value`). */
+export function withoutOptions(argv: readonly string[], names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const name = names.find((n) => a === `--${n}` || a.startsWith(`--${n}=`));
+    if (!name) out.push(a);
+    else if (a === `--${name}`) i++; // and its value
+  }
+  return out;
+}
+
+/**
+ * Runs one `graft worker` per GPU until SIGINT/SIGTERM, then stops them all (each drains).
+ * @param args the worker's own arguments, without --gpus or --metrics-port.
+ */
+export async function superviseGpuWorkers(gpus: string[], args: string[], o: { workerId?: string; metricsPort?: number; log: Log }): Promise<number> {
+  const log = o.log.child({ component: 'gpu-supervisor' });
+  const base = o.workerId ?? `${hostname()}-${process.pid}`;
+  const byGpu = new Map<string, ClusterWorker>();
+  const restarts = new Map<string, number>();
+  let stopping = false;
+
+  const start = (gpu: string, i: number) => {
+    cluster.setupPrimary({ exec: process.argv[1], args: ['worker', ...args, '--worker-id', `${base}-gpu${i}`], silent: false });
+    const child = cluster.fork({ [CHILD_ENV]: '1', CUDA_VISIBLE_DEVICES: gpu, GRAFT_METRICS_PORT: '' });
+    byGpu.set(gpu, child);
+    const pid = child.process.pid;
+    log.info({ gpu, pid, workerId: `${base}-gpu${i}` }, `worker for GPU ${gpu} started`);
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      const delay = Math.min(60_000, RESTART_MS * 2 ** (restarts.get(gpu) ?? 0));
+      restarts.set(gpu, (restarts.get(gpu) ?? 0) + 1);
+      log.error({ gpu, pid, code, signal, restartInMs: delay }, `worker for GPU ${gpu} exited: starting it again`);
+      setTimeout(() => !stopping && start(gpu, i), delay).unref();
+    });
+    // A child that has run a while is healthy again: its next crash restarts it at once.
+    setTimeout(() => restarts.delete(gpu), 5 * 60_000).unref();
+  };
+  gpus.forEach(start);
+
+  const aggregator = new AggregatorRegistry<PrometheusContentType>();
+  const alive = () => [...byGpu.values()].filter((c) => !c.isDead()).length;
+  const server = o.metricsPort !== undefined
+    ? await serveMetrics(aggregator, o.metricsPort, () => alive() === gpus.length, '0.0.0.0', () => aggregator.clusterMetrics())
+    : undefined;
+
+  const signal = await untilSignal();
+  stopping = true;
+  log.info({ signal, workers: alive() }, 'stopping the GPU workers (each finishes or hands back its task)');
+  const exits = [...byGpu.values()].filter((c) => !c.isDead()).map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())));
+  for (const c of byGpu.values()) if (!c.isDead()) c.process.kill('SIGTERM');
+  await Promise.all(exits);
+  server?.close();
+  log.info('GPU workers stopped');
+  return 0;
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { generateSampleSet, publishDataset, resolveGpus, withoutOptions } from '@graft/cli';
+import { JobState, freePort } from '@graft/protocol';
+import { TestCluster, countsOf } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/process.js';
+
+/** The value of one environment variable of a running process, read from /proc. */
+async function envOf(pid: number, name: string): Promise<string | undefined> {
+  const env = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+  return env.find((e) => e.startsWith(`${name}=`))?.slice(name.length + 1);
+}
+
+/** GPU -> pid of each child the supervisor says it started, latest last. */
+function children(output: string): [string, number][] {
+  return [...output.matchAll(/"gpu":"([^"]+)","pid":(\d+)/g)].map((m) => [m[1], Number(m[2])]);
+}
+
+describe('worker --gpus - one process per GPU', () => {
+  it('resolves the GPUs to use from the flag, NVIDIA_VISIBLE_DEVICES or nvidia-smi', () => {
+    assert.deepEqual(resolveGpus('0,2', {}, () => []), ['0', '2']);
+    assert.deepEqual(resolveGpus('all', { NVIDIA_VISIBLE_DEVICES: '1,3' }, () => ['0']), ['1', '3']);
+    assert.deepEqual(resolveGpus('all', { NVIDIA_VISIBLE_DEVICES: 'all' }, () => ['0', '1', '2']), ['0', '1', '2']);
+    assert.throws(() => resolveGpus('all', {}, () => []), /no GPU found/);
+    assert.throws(() => resolveGpus('0,0', {}, () => []), /named twice/);
+    assert.deepEqual(withoutOptions(['--gpus', 'all', '--nats', 'u', '--metrics-port=9', '--batch-size', '8'], ['gpus', 'metrics-port']), ['--nats', 'u', '--batch-size', '8']);
+  });
+
+  it('starts a worker per GPU that sees only its own, sums their metrics, restarts one that dies, and stops them all on SIGTERM', { timeout: 180_000 }, async () => {
+    const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
+    try {
+      const port = await freePort();
+      const sup = c.startWorker(['--gpus', '0,1', '--metrics-port', String(port)]);
+      const started = await waitFor(async () => (children(sup.output()).length >= 2 ? children(sup.output()) : undefined), 60_000, `two GPU workers\n${c.logs()}`);
+      for (const [gpu, pid] of started) assert.equal(await envOf(pid, 'CUDA_VISIBLE_DEVICES'), gpu, `the worker for GPU ${gpu} sees only it`);
+
+      const model = await c.tinyModel();
+      const data = await generateSampleSet(join(c.work, 'shapes'), 8, 41, ['circle', 'square']);
+      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const s = await c.waitForJob(p.jobId, 90_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 16, cached: 0, extracted: 16, failed: 0 });
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      assert.equal(Number(/^graft_images_extracted_total (\d+)/m.exec(text)?.[1]), 16, 'one target: the children\'s counts summed');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+
+      const [gpu0, pid0] = started[0];
+      process.kill(pid0, 'SIGKILL');
+      const again = await waitFor(async () => children(sup.output()).find(([g, pid]) => g === gpu0 && pid !== pid0), 30_000, `the worker for GPU ${gpu0} to be started again\n${sup.output().slice(-3000)}`);
+      assert.equal(await envOf(again[1], 'CUDA_VISIBLE_DEVICES'), gpu0);
+
+      assert.equal(await sup.stop(30_000), 0, 'SIGTERM stops the supervisor cleanly');
+      for (const pid of [again[1], started[1][1]]) assert.throws(() => process.kill(pid, 0), 'no worker outlives its supervisor');
+    } finally {
+      await c.stop();
+    }
+  });
+});
