@@ -206,15 +206,24 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       // Play a worker that claims two tasks and loses their leases (as when the server leading the
       // consumer dies): both are redelivered to a real worker while the claims stand.
       const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(fp));
-      const held = [];
+      const msgs = [];
       for (let i = 0; i < 2; i++) {
         const msg = await consumer.next({ expires: 10_000 });
         assert.ok(msg, `task ${i}`);
+        msgs.push(msg);
+      }
+      const held = [];
+      for (const msg of msgs) {
         const task = codecs.task.decode(msg.data);
         await c.bus.claims.create(task.taskId, new TextEncoder().encode('slow-worker'));
         msg.nak();
         held.push(task);
       }
+      // The slow worker is alive: it renews its claims, as a worker does three times per AckWait.
+      const renewing = new Set(held.map((t) => t.taskId));
+      const renewal = setInterval(() => {
+        for (const id of renewing) void c.bus.claims.put(id, new TextEncoder().encode('slow-worker')).catch(() => undefined);
+      }, 300);
       const port = await meteredWorker(c);
       await waitFor(async () => c.logs().includes('waiting for its answer'), 30_000, `the real worker to wait on the claim\n${c.logs()}`);
       // The slow worker answers the first task, and hands the second back (releasing its claim).
@@ -225,7 +234,11 @@ describe('failover - one coordinator leads, outages are waited out', () => {
         backboneFingerprint: fp,
         vectors: answered.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
       });
+      await sleep(3000); // longer than AckWait: the real worker must not take over a claim that is renewed
       await c.bus.js.publish(resultSubject(answered.jobId), batch, { msgID: answered.taskId });
+      renewing.delete(answered.taskId);
+      renewing.delete(released.taskId);
+      clearInterval(renewal);
       await c.bus.claims.delete(released.taskId);
       const s = await c.waitForJob(p.jobId, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);

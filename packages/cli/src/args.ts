@@ -108,8 +108,10 @@ export const PUBLISH_OPTIONS: Options = {
 export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
   --backbone SPEC           auto (default: MobileNetV2 1.0 from TF Hub or Kaggle, else the embedded one),
                             mobilenet_v2_035 (embedded ImageNet MobileNetV2 0.35), inception_v3_mixed5 (embedded),
-                            mobilenet_v2, mobilenet_v3_large, inception_v3, or a TF.js model path / file:// / http(s):// URL
+                            mobilenet_v2, mobilenet_v3_large, inception_v3, inception_dec_2015 (the 2015 frozen graph),
+                            a TF.js model path / file:// / http(s):// URL, or a TensorFlow .pb (ARCHIVE.zip#member.pb too)
   --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
+                            (a .pb: pool_3, else the pooled node before its classifier; see graft inspect)
   --input-size N            square input edge for a custom model (default: from the model)
   --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none
   --splits FILE             TSV of "path<TAB>train|validation|test" fixing each image's set

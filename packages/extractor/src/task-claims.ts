@@ -23,9 +23,10 @@ const untext = new TextDecoder();
  * Who embeds a task. JetStream can deliver one task to two workers at once: its lease runs out while
  * the first still holds it (renewals lost with a server that led the consumer, a broker restarted),
  * or its ack is lost after the answer went out. The first worker to claim a task (a key in the
- * claims bucket, renewed while it works, expiring by itself) embeds it; another waits, keeping its
- * delivery, until the task is answered (and acks it) or the claim lapses (its holder died) and it
- * takes the task over.
+ * claims bucket, renewed while it works) embeds it; another waits, keeping its delivery, until the
+ * task is answered (and acks it), or the claim is released (handed back) or stops being renewed
+ * for a whole AckWait (its holder died), and then takes the task over. Claims expire from the bucket
+ * by themselves after TASK_CLAIM_TTL_MS.
  */
 export class TaskClaims {
   constructor(
@@ -35,19 +36,21 @@ export class TaskClaims {
   ) {}
 
   /**
-   * Claims a task before its images go through the backbone; waits while another worker holds it.
+   * Claims a task before its images go through the backbone; waits while another worker holds it
+   * and keeps renewing it. A claim not renewed for a whole `staleMs` (the task's AckWait: holders
+   * renew three times per AckWait) is taken over, measured on this worker's clock only.
    * @param running whether the worker still takes work (a closing worker stops waiting).
-   * @param maxWaitMs how long to wait on another's claim before embedding anyway.
+   * @param maxWaitMs how long to wait on a claim that keeps being renewed before embedding anyway.
    */
-  async claim(task: ExtractionTask, msg: JsMsg, running: () => boolean, maxWaitMs: number): Promise<ClaimOutcome> {
+  async claim(task: ExtractionTask, msg: JsMsg, running: () => boolean, staleMs: number, maxWaitMs: number): Promise<ClaimOutcome> {
     // A redelivery may come after the answer was cached and the claim lapsed (the ack lost).
     if (msg.info.deliveryCount > 1 && (await this.answered(task))) return 'answered';
     const until = performance.now() + maxWaitMs;
-    let waited = false;
+    let seen: { revision: number; since: number } | undefined;
     for (;;) {
       try {
         await this.bus.claims.create(task.taskId, text.encode(this.workerId));
-        if (waited) this.log.info({ task: task.taskId }, 'the claim on a redelivered task lapsed: taking it over');
+        if (seen) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
         return 'claimed';
       } catch (err) {
         if (!isRevisionConflict(err)) {
@@ -55,24 +58,43 @@ export class TaskClaims {
           return 'unclaimed';
         }
       }
-      const holder = await this.holder(task.taskId);
+      const e = await this.bus.claims.get(task.taskId).catch(() => null);
+      if (!e || e.operation !== 'PUT') continue; // released meanwhile: claim it
+      const holder = untext.decode(e.value);
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
       if (await this.answered(task)) return 'answered';
       if (!running()) return 'hand-back';
-      if (performance.now() > until) {
+      const now = performance.now();
+      if (!seen || seen.revision !== e.revision) {
+        if (!seen) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
+        seen = { revision: e.revision, since: now };
+      } else if (now - seen.since > staleMs) {
+        // Not renewed for a whole AckWait: its holder died or lost the bus. Take it over, unless someone else just did.
+        try {
+          await this.bus.claims.update(task.taskId, text.encode(this.workerId), e.revision);
+          this.log.warn({ task: task.taskId, holder }, 'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over');
+          return 'claimed';
+        } catch {
+          continue;
+        }
+      }
+      if (now > until) {
         this.log.warn({ task: task.taskId, holder }, 'another worker has held this task too long: embedding it as well');
         return 'unclaimed';
       }
-      if (!waited) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
-      waited = true;
       msg.working();
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(50, staleMs / 4))));
     }
   }
 
-  /** Keeps this worker's claim alive during a long task (best effort: a lost renewal risks only a second embedding). */
-  renew(taskId: string): void {
-    this.bus.claims.put(taskId, text.encode(this.workerId)).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
+  /**
+   * Keeps this worker's claim alive while it holds the task, three times per AckWait (best effort:
+   * a lost renewal risks only a second embedding). @returns the timer, to clear when done.
+   */
+  keep(taskId: string, ackWaitMs: number): NodeJS.Timeout {
+    return setInterval(() => {
+      this.bus.claims.put(taskId, text.encode(this.workerId)).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
+    }, Math.max(50, Math.floor(ackWaitMs / 3)));
   }
 
   /** Gives a claim up (the task handed back or failed) so the next worker need not wait for it to lapse. */

@@ -22,7 +22,7 @@ import { backboneFromFiles, filesFromBundle, resolvedFromFields, type Backbone }
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
-import { TaskClaims, type ClaimOutcome } from './task-claims.js';
+import { TaskClaims } from './task-claims.js';
 import { TaskSource } from './task-source.js';
 
 export type WorkerState = 'running' | 'closing' | 'closed';
@@ -58,10 +58,9 @@ interface Prepared {
   pixels: Promise<(Uint8Array | ImageVector)[]>;
   /** Filled in as the stages finish. */
   timing: PixelTiming;
-  /** Whether this worker embeds the task (settled before its images go through the backbone). */
-  claim: Promise<ClaimOutcome>;
-  /** Set once the claim is this worker's: released when the task is handed back. */
+  /** Set once the task's claim is this worker's: renewed while held, released when handed back. */
   owned: boolean;
+  claimRenewal?: NodeJS.Timeout;
   keepAlive: NodeJS.Timeout;
 }
 
@@ -172,6 +171,7 @@ class ExtractorWorker implements Worker {
 
   private handBack(p: Prepared): void {
     clearInterval(p.keepAlive);
+    clearInterval(p.claimRenewal);
     p.msg.nak();
     if (p.owned) this.claims.release(p.task.taskId);
     this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
@@ -207,15 +207,7 @@ class ExtractorWorker implements Worker {
       ? Promise.resolve([]) // answered already: nothing to fetch
       : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
-    const p: Prepared = { msg, task, pixels, timing, keepAlive, owned: false, claim: Promise.resolve<ClaimOutcome>('unclaimed') };
-    // Claimed alongside the fetch; an answer this worker already has needs no claim.
-    if (!this.answers.has(task.taskId)) {
-      p.claim = this.claims.claim(task, msg, () => this.state === 'running', this.o.taskTimeoutMs + TASK_CLAIM_TTL_MS).then((outcome) => {
-        p.owned = outcome === 'claimed';
-        return outcome;
-      });
-    }
-    return p;
+    return { msg, task, pixels, timing, keepAlive, owned: false };
   }
 
   /**
@@ -298,7 +290,15 @@ class ExtractorWorker implements Worker {
         log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back: answered again without the backbone');
         return;
       }
-      const claim = await p.claim;
+      // Pixels first: their fetch and decode started with the pull, and its timeout counts from there.
+      let deadline = t0 + this.o.taskTimeoutMs;
+      const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
+      // Claimed only now, just before the backbone: prefetched tasks hold no claim, so a worker that
+      // dies leaves at most one. Waiting on another's claim is not this task's time.
+      const ackWait = this.source.ackWaitMs(msg);
+      const tClaim = performance.now();
+      const claim = await this.claims.claim(task, msg, () => this.state === 'running', ackWait, this.o.taskTimeoutMs + TASK_CLAIM_TTL_MS);
+      deadline += performance.now() - tClaim;
       if (claim === 'answered') {
         // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
         await msg.ackAck();
@@ -310,8 +310,10 @@ class ExtractorWorker implements Worker {
         this.handBack(p);
         return;
       }
-      let deadline = t0 + this.o.taskTimeoutMs;
-      const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
+      if (claim === 'claimed') {
+        p.owned = true;
+        p.claimRenewal = this.claims.keep(task.taskId, ackWait);
+      }
       const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
       this.metrics.bytesFetched.inc(fetchedBytes);
       const tLoad = performance.now();
@@ -321,7 +323,6 @@ class ExtractorWorker implements Worker {
       const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
       const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
       const fp = backbone.info.fingerprint;
-      let lastRenewal = performance.now();
       for (let i = 0; i < ok.length; ) {
         if (performance.now() > deadline) {
           // Inference holds the thread, so the deadline is checked between backbone calls.
@@ -337,10 +338,6 @@ class ExtractorWorker implements Worker {
         this.metrics.backboneCalls.inc();
         this.stats.backboneCalls++;
         msg.working(); // inference blocks the event loop; renew the lease between chunks
-        if (p.owned && performance.now() - lastRenewal > TASK_CLAIM_TTL_MS / 3) {
-          this.claims.renew(task.taskId);
-          lastRenewal = performance.now();
-        }
         chunk.forEach(([, idx], k) => {
           out[idx] = { sha256: task.imageSha256[idx], vector: encodeVector(vectors[k], task.vectorDtype), dim: vectors[k].length, dtype: task.vectorDtype };
         });
@@ -379,6 +376,7 @@ class ExtractorWorker implements Worker {
       await this.fail(p, err, log);
     } finally {
       clearInterval(p.keepAlive);
+      clearInterval(p.claimRenewal);
       if (this.inHand === p) {
         this.inHand = undefined;
         this.metrics.inFlight.dec();

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { AUTO_FALLBACK, AUTO_SOURCES, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbones.js';
 import { BackboneError } from './errors.js';
+import type { GraphSource } from './graphdef.js';
 import { fetchModel, type FetchModelOptions, type ModelFiles } from './model-source.js';
 
 /** A loaded backbone that turns RGB pixels into bottleneck vectors. */
@@ -45,7 +46,10 @@ export interface FetchedBackbone {
  * @throws BackboneError when the model cannot be fetched or breaks the source policy.
  */
 export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<FetchedBackbone> {
-  if (spec.id !== 'auto' || 'fingerprint' in spec) return { spec, files: await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256 }) };
+  if (spec.id !== 'auto' || 'fingerprint' in spec) {
+    const files = await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize } });
+    return { spec: files.graph ? fromGraphDef(spec, files.graph) : spec, files };
+  }
   const reasons: string[] = [];
   for (const url of opts.autoSources ?? AUTO_SOURCES) {
     const failed = failedSources.get(url);
@@ -69,6 +73,14 @@ export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts:
   const fallback = { ...CATALOGUE[AUTO_FALLBACK] };
   opts.onSource?.(fallback.url);
   return { spec: fallback, files: await fetchModel(fallback.url, { ...opts, expectWeightsSha256: fallback.weightsSha256 }), warning };
+}
+
+/**
+ * A spec completed from its converted GraphDef: the node it was cut at, the input size the graph
+ * gives, and no preprocessing by graft when the graph takes pixels and preprocesses them itself.
+ */
+function fromGraphDef<T extends BackboneSpec>(spec: T, g: GraphSource): T {
+  return { ...spec, bottleneck: g.bottleneck, inputSize: spec.inputSize || g.inputSize, preprocess: g.pixelsIn ? 'none' : spec.preprocess };
 }
 
 /**

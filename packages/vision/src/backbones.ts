@@ -118,6 +118,28 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
     dim: 2048,
     description: "InceptionV3, ImageNet, 2048-d pool_3 feature vector (TF Hub): retrain.py's backbone.",
   },
+  // The seed's own model: Google's December 2015 InceptionV3 as a frozen TensorFlow GraphDef, read
+  // and converted by graft (its JPEG head replaced, batch norms folded), cut at pool_3. The graph
+  // takes 299x299 pixels and computes (x - 128) / 128 itself. Not pinned: the archives could not be
+  // fetched where graft is built (the converted download is hash-checked in the cache).
+  inception_dec_2015: {
+    id: 'inception_dec_2015',
+    url: 'https://storage.googleapis.com/download.tensorflow.org/models/inception_dec_2015.zip#tensorflow_inception_graph.pb',
+    bottleneck: 'pool_3',
+    inputSize: 299,
+    preprocess: 'none',
+    dim: 2048,
+    description: "InceptionV3 of December 2015, ImageNet (the frozen GraphDef retrain.py retrained), pool_3, 2048-d; 88 MB download, converted by graft.",
+  },
+  inception_2015_12_05: {
+    id: 'inception_2015_12_05',
+    url: 'https://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz#classify_image_graph_def.pb',
+    bottleneck: 'pool_3',
+    inputSize: 299,
+    preprocess: 'none',
+    dim: 2048,
+    description: 'The same InceptionV3 as classify_image_graph_def.pb (classify_image.py), pool_3, 2048-d; converted by graft.',
+  },
 };
 
 /** What `--backbone auto` is: MobileNetV2 1.0 when it can be downloaded, else the embedded model. */
@@ -150,7 +172,7 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
   let spec: BackboneSpec;
   if (name === 'auto') spec = { ...CATALOGUE[AUTO_PREFERRED], id: 'auto' };
   else if (CATALOGUE[name]) spec = { ...CATALOGUE[name] };
-  else if (/^(file|https?|embedded):/.test(name) || name.includes('/') || name.endsWith('.json')) {
+  else if (/^(file|https?|embedded):/.test(name) || name.includes('/') || /\.(json|pb)$/.test(name)) {
     spec = { id: 'custom', url: toUrl(name), bottleneck: '', inputSize: 0, preprocess: 'unit' };
   } else {
     throw new BackboneError(`unknown backbone ${JSON.stringify(name)}: use auto, ${Object.keys(CATALOGUE).join(', ')}, or a model path/URL`);

@@ -10,3 +10,7 @@ export { decodeImage, resolveDecodeLimits, IMAGE_EXTENSIONS } from './image.js';
 export type { DecodeLimits } from './image.js';
 export { ImageError, BackboneError } from './errors.js';
 export type { ImageErrorCode } from './errors.js';
+export { graphDefModel, readGraphDef, tensorflow } from './graphdef.js';
+export type { GraphSource, GraphDefOptions } from './graphdef.js';
+export { inspectModel } from './inspect.js';
+export type { Inspection, InspectedNode } from './inspect.js';

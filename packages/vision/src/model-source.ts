@@ -5,7 +5,11 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
+import { gunzipSync } from 'node:zlib';
+import { unzipSync } from 'fflate';
+import { extract as tarExtract } from 'tar-stream';
 import { BackboneError } from './errors.js';
+import { graphDefModel, type GraphSource } from './graphdef.js';
 
 /** A TF.js model.json and its concatenated weights, as read from anywhere. */
 export interface ModelFiles {
@@ -16,6 +20,8 @@ export interface ModelFiles {
   weightsSha256: string;
   /** Where the files came from (for logs; a local path or the URL). */
   origin: string;
+  /** Set when the model was converted from a TensorFlow GraphDef (.pb): how. */
+  graph?: GraphSource;
 }
 
 export interface ModelJson {
@@ -42,6 +48,8 @@ export interface FetchModelOptions {
   maxBytes?: number;
   /** The weights must hash to this (a catalogue entry's pinned digest). */
   expectWeightsSha256?: string;
+  /** For a TensorFlow GraphDef (.pb): where to cut it and, if it does not say, its input size. */
+  graph?: { bottleneck?: string; inputSize?: number };
 }
 
 const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
@@ -61,7 +69,9 @@ export function defaultCacheDir(): string {
 export async function fetchModel(url: string, opts: FetchModelOptions = {}): Promise<ModelFiles> {
   try {
     let files: ModelFiles | undefined;
-    if (url.startsWith('embedded:')) files = await readEmbedded(url);
+    const graphDef = graphDefSource(url);
+    if (graphDef) files = await readGraphDefModel(url, graphDef, opts);
+    else if (url.startsWith('embedded:')) files = await readEmbedded(url);
     else if (url.startsWith('file:')) {
       if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
       files = await readLocal(fileURLToPath(url), opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES);
@@ -77,6 +87,96 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
     throw new BackboneError(`cannot load model ${url}: ${(err as Error).message}`, { cause: err });
   }
   throw new BackboneError(`unsupported model URL ${url}: use file://, http(s):// or embedded:`);
+}
+
+/**
+ * A TensorFlow GraphDef source: a `.pb`, or a `.pb` inside a `.zip` or `.tgz` archive, named
+ * after `#` (`…/inception_dec_2015.zip#tensorflow_inception_graph.pb`). Undefined for TF.js models.
+ */
+export function graphDefSource(url: string): { fileUrl: string; member?: string } | undefined {
+  const hash = url.indexOf('#');
+  const fileUrl = hash < 0 ? url : url.slice(0, hash);
+  const member = hash < 0 ? undefined : url.slice(hash + 1);
+  const path = fileUrl.replace(/[?].*$/, '');
+  if (/\.pb$/i.test(path)) return { fileUrl };
+  if (/\.(zip|tgz|tar\.gz)$/i.test(path)) {
+    if (!member) throw new BackboneError(`${url} is an archive: name the .pb inside it after '#' (e.g. ${fileUrl}#model.pb)`);
+    return { fileUrl, member };
+  }
+  return undefined;
+}
+
+/** The bytes of a GraphDef source (the .pb, out of its archive if need be), under the model policy. */
+export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {}): Promise<Uint8Array> {
+  const src = graphDefSource(url);
+  if (!src) throw new BackboneError(`${url} is not a .pb (or an archive holding one)`);
+  const max = opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
+  let bytes: Uint8Array;
+  if (src.fileUrl.startsWith('file:')) {
+    if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+    const path = fileURLToPath(src.fileUrl);
+    const size = (await stat(path)).size;
+    if (size > max) throw new BackboneError(`model ${path} has ${size} bytes, over the ${max}-byte limit`);
+    bytes = await readFile(path);
+  } else if (/^https?:/.test(src.fileUrl)) {
+    bytes = (await download(src.fileUrl, opts.timeoutMs ?? 120_000, src.fileUrl.split('/').pop() ?? 'model', { left: max, max }, opts.onProgress)).bytes;
+  } else throw new BackboneError(`unsupported model URL ${url}: a .pb is read from file:// or http(s)://`);
+  return src.member ? extractMember(bytes, src.member, src.fileUrl, max) : bytes;
+}
+
+/** One file out of a .zip or .tgz, by name (or by its last path part). */
+async function extractMember(archive: Uint8Array, member: string, origin: string, max: number): Promise<Uint8Array> {
+  const matches = (name: string) => name === member || name.replace(/^\.\//, '') === member || name.endsWith(`/${member}`);
+  if (archive[0] === 0x50 && archive[1] === 0x4b) {
+    const files = unzipSync(archive, { filter: (f) => matches(f.name) && f.originalSize <= max });
+    const found = Object.values(files)[0];
+    if (!found) throw new BackboneError(`${origin} has no ${member} (or it is over the ${max}-byte limit)`);
+    return found;
+  }
+  if (archive[0] === 0x1f && archive[1] === 0x8b) {
+    const tar = gunzipSync(archive, { maxOutputLength: max + 64 * 1024 * 1024 });
+    const ex = tarExtract();
+    const done = new Promise<Uint8Array | undefined>((resolve, reject) => {
+      let found: Uint8Array | undefined;
+      ex.on('entry', (header, stream, next) => {
+        const parts: Buffer[] = [];
+        const want = !found && header.type === 'file' && matches(header.name);
+        stream.on('data', (c: unknown) => want && parts.push(c as Buffer));
+        stream.on('end', () => {
+          if (want) found = Buffer.concat(parts);
+          next();
+        });
+        stream.resume();
+      });
+      ex.on('finish', () => resolve(found));
+      ex.on('error', reject);
+    });
+    ex.end(tar);
+    const found = await done;
+    if (!found) throw new BackboneError(`${origin} has no ${member}`);
+    return found;
+  }
+  throw new BackboneError(`${origin} is neither a .zip nor a .tgz`);
+}
+
+/**
+ * A GraphDef converted to a TF.js graph model. Downloads are cached converted (by source URL and
+ * cut), verified like any cached model; a local .pb is read and converted on each load.
+ */
+async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: FetchModelOptions): Promise<ModelFiles> {
+  const cut = { bottleneck: opts.graph?.bottleneck || undefined, inputSize: opts.graph?.inputSize || undefined };
+  const remote = /^https?:/.test(src.fileUrl);
+  const dir = join(opts.cacheDir ?? defaultCacheDir(), createHash('sha256').update(`${url}|${cut.bottleneck ?? ''}|${cut.inputSize ?? ''}`).digest('hex').slice(0, 24));
+  if (remote) {
+    const cached = await readCache(dir);
+    if (cached) return { ...cached, origin: url, graph: cached.json.graftGraphSource as GraphSource };
+  }
+  const files = graphDefModel(await readGraphDefBytes(url, opts), { ...cut, origin: url });
+  if (remote) {
+    const { modelJson, weights } = modelBundle(files);
+    await writeCache(dir, url, [['model.json', modelJson], ['weights.bin', weights]]);
+  }
+  return files;
 }
 
 function finish(json: ModelJson, shards: Uint8Array[], origin: string): ModelFiles {
@@ -182,16 +282,22 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
   for (const p of paths) shards.push((await download(shardUrl(p), timeoutMs, p, budget, opts.onProgress)).bytes);
   const files = finish(json, shards, url);
 
-  // Write to a temp folder of our own (loaders in other processes or containers may share the
-  // volume, with the same pid), then rename: a crash never leaves a half-written cache entry.
+  await writeCache(dir, url, [['model.json', jsonBytes], ...paths.map((p, i) => [safeName(p), shards[i]] as [string, Uint8Array])]);
+  return files;
+}
+
+/**
+ * Writes a cache entry (files and an index of their hashes) through a temp folder of our own
+ * (loaders in other processes or containers may share the volume, with the same pid), then a
+ * rename: a crash never leaves a half-written entry.
+ */
+async function writeCache(dir: string, url: string, files: [string, Uint8Array][]): Promise<void> {
   const tmp = `${dir}.tmp-${randomUUID()}`;
   await mkdir(tmp, { recursive: true });
-  const index: CacheIndex = { url, files: { 'model.json': sha256(jsonBytes) } };
-  await writeFile(join(tmp, 'model.json'), jsonBytes);
-  for (let i = 0; i < paths.length; i++) {
-    const name = safeName(paths[i]);
-    await writeFile(join(tmp, name), shards[i]);
-    index.files[name] = sha256(shards[i]);
+  const index: CacheIndex = { url, files: {} };
+  for (const [name, bytes] of files) {
+    await writeFile(join(tmp, name), bytes);
+    index.files[name] = sha256(bytes);
   }
   await writeFile(join(tmp, 'index.json'), JSON.stringify(index, null, 2));
   try {
@@ -202,7 +308,6 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  return files;
 }
 
 /** A verified cache entry, or undefined (and the entry removed) when missing or corrupt. */

@@ -1,0 +1,412 @@
+import { createHash } from 'node:crypto';
+import { tensorflow } from '../gen/tensorflow.js';
+import { BackboneError } from './errors.js';
+import type { ModelFiles, ModelJson } from './model-source.js';
+
+/*
+ * Frozen TensorFlow graphs (GraphDef .pb files, like the December 2015 InceptionV3 of retrain.py)
+ * read with protobufjs and turned into a TF.js graph model in memory: Const nodes become weights,
+ * the graph is cut at the bottleneck and pruned to what it needs, its JPEG decoding head is replaced
+ * by graft's own decoding (a Placeholder where the resized image was), and ops TF.js lacks are
+ * rewritten. What the graph does to pixels after that (e.g. (x - 128) / 128) stays in the graph.
+ */
+
+const { DataType } = tensorflow;
+
+/* The decoded messages, as graft reads them (protobufjs fills repeated fields with [] and maps with {}). */
+interface TensorShape {
+  dim: { size: number }[];
+}
+interface Tensor {
+  dtype: number;
+  tensorShape?: TensorShape | null;
+  tensorContent?: Uint8Array;
+  floatVal: number[];
+  doubleVal: number[];
+  intVal: number[];
+  int64Val: number[];
+}
+interface Attr {
+  list?: { i?: number[] };
+  s?: Uint8Array;
+  i?: number;
+  f?: number;
+  b?: boolean;
+  type?: number;
+  shape?: TensorShape;
+  tensor?: Tensor;
+}
+interface NodeDef {
+  name: string;
+  op: string;
+  input: string[];
+  device?: string;
+  attr: Record<string, Attr>;
+}
+export interface GraphDef {
+  node: NodeDef[];
+  versions?: { producer: number } | null;
+  version?: number;
+}
+
+/** How a .pb was converted: recorded with the model, shown by `graft inspect`. */
+export interface GraphSource {
+  /** SHA-256 of the .pb bytes. */
+  sha256: string;
+  /** The node graft feeds (a Placeholder in the converted graph). */
+  inputNode: string;
+  /** Square input edge, read from the graph (its resize or placeholder shape) or given. */
+  inputSize: number;
+  /** The node whose output is the bottleneck. */
+  bottleneck: string;
+  /** True when the graph's decode head was replaced: it takes 0..255 pixels and preprocesses them itself. */
+  pixelsIn: boolean;
+  /** What the graph does to pixels before its first convolution, read from its constants (e.g. "(x - 128) * 0.0078125"). */
+  preprocessing?: string;
+}
+
+export interface GraphDefOptions {
+  /** Node to cut at. Default `pool_3` when the graph has one, else the candidate {@link inspectGraphDef} finds. */
+  bottleneck?: string;
+  /** Node to feed. Default: the end of the image decoding head, else the graph's only Placeholder. */
+  inputNode?: string;
+  /** Input edge when the graph does not say it. */
+  inputSize?: number;
+  /** For errors: where the bytes came from. */
+  origin: string;
+  /** Keep what these nodes need too (inspection: every node the input feeds). */
+  alsoKeep?: string[];
+}
+
+/** Ops whose image head graft replaces with its own decoding and resizing. */
+const DECODE_OPS = new Set(['DecodeJpeg', 'DecodePng', 'DecodeImage', 'DecodeBmp', 'DecodeGif']);
+const HEAD_OPS = new Set(['Cast', 'ExpandDims', 'ResizeBilinear', 'ResizeBicubic', 'ResizeNearestNeighbor', 'Identity']);
+/** Pass-through ops TF.js does not have: each becomes an Identity. */
+const AS_IDENTITY = new Set(['CheckNumerics', 'StopGradient', 'Snapshot', 'PreventGradient']);
+/** Ops of image models that TF.js runs (a subset of its converter's list), after graft's rewrites. */
+const SUPPORTED = new Set([
+  'Const', 'Placeholder', 'Identity', 'Conv2D', 'DepthwiseConv2dNative', 'BiasAdd', 'Add', 'AddV2', 'AddN', 'Sub', 'Mul', 'RealDiv', 'Maximum',
+  'Minimum', 'Relu', 'Relu6', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softmax', 'Sqrt', 'Rsqrt', 'Square', 'Exp', 'Log', 'MaxPool', 'AvgPool', 'Mean', 'Max',
+  'Concat', 'ConcatV2', 'Reshape', 'Squeeze', 'ExpandDims', 'MatMul', 'FusedBatchNorm', 'FusedBatchNormV3', 'Pad', 'PadV2', 'LRN', 'Cast',
+  'Shape', 'StridedSlice', 'Pack', 'Transpose', 'Slice', 'Split', 'SplitV', 'ResizeBilinear', 'Neg',
+]);
+/** Attributes later TensorFlow versions added with defaults, which TF.js expects to be written out. */
+const DEFAULT_ATTRS: Record<string, Record<string, Attr>> = {
+  Conv2D: { dilations: { list: { i: [1, 1, 1, 1] } } as Attr },
+  DepthwiseConv2dNative: { dilations: { list: { i: [1, 1, 1, 1] } } as Attr },
+};
+/** Ops that end a network in a classifier: the bottleneck is the pooled output feeding the first of them. */
+const CLASSIFIER_OPS = new Set(['MatMul', 'Softmax']);
+const POOL_OPS = new Set(['AvgPool', 'MaxPool', 'Mean']);
+
+/**
+ * Decodes a frozen GraphDef, checking that every input it names is there.
+ * @throws BackboneError naming `origin` when the bytes are not one (truncated, another format).
+ */
+export function readGraphDef(bytes: Uint8Array, origin: string): GraphDef {
+  let graph: GraphDef;
+  try {
+    graph = tensorflow.GraphDef.decode(bytes) as unknown as GraphDef;
+  } catch (err) {
+    throw new BackboneError(`${origin} is not a TensorFlow GraphDef (truncated, or another format): ${(err as Error).message}`, { cause: err });
+  }
+  if (graph.node.length === 0) throw new BackboneError(`${origin} is not a TensorFlow GraphDef: it has no nodes`);
+  const names = new Set(graph.node.map((n) => n.name));
+  for (const n of graph.node) {
+    if (!n.name || !n.op) throw new BackboneError(`${origin} is not a TensorFlow GraphDef: a node has no name or op (truncated?)`);
+    for (const i of n.input) {
+      if (!names.has(nodeOf(i))) throw new BackboneError(`${origin}: node ${n.name} reads ${nodeOf(i)}, which is not in the graph (is the file truncated?)`);
+    }
+  }
+  return graph;
+}
+
+/** A fresh, aligned copy (Node's Buffer#slice would be a view into the file). */
+function aligned(b: Uint8Array): ArrayBuffer {
+  return Uint8Array.prototype.slice.call(b).buffer as ArrayBuffer;
+}
+
+/** `name:1` and `^name` both name the node `name`. */
+function nodeOf(input: string): string {
+  return input.replace(/^\^/, '').replace(/:\d+$/, '');
+}
+
+function attrOf(n: NodeDef, key: string): Attr | undefined {
+  return n.attr?.[key] ?? undefined;
+}
+
+/** The values of a Const node, as TF.js weights take them. @throws BackboneError for a dtype graft does not read. */
+function constValues(n: NodeDef, origin: string): { dtype: 'float32' | 'int32'; shape: number[]; bytes: Uint8Array } {
+  const t = attrOf(n, 'value')?.tensor;
+  if (!t) throw new BackboneError(`${origin}: Const node ${n.name} has no value`);
+  const shape = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
+  const size = shape.reduce((a, b) => a * b, 1);
+  const fill = <T extends Float32Array | Int32Array>(out: T, vals: ArrayLike<number>): T => {
+    if (vals.length === size) out.set(vals);
+    else if (vals.length === 1) out.fill(vals[0]);
+    else if (vals.length !== 0) throw new BackboneError(`${origin}: Const node ${n.name} has ${vals.length} values for shape [${shape}]`);
+    return out;
+  };
+  const asBytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const content = t.tensorContent && t.tensorContent.length ? t.tensorContent : undefined;
+  const check = (bytesPer: number) => {
+    if (content && content.length !== size * bytesPer) throw new BackboneError(`${origin}: Const node ${n.name} has ${content.length} bytes for shape [${shape}] (truncated?)`);
+  };
+  switch (t.dtype) {
+    case DataType.DT_FLOAT:
+      check(4);
+      // The raw bytes are a view into the file (little-endian, as TensorFlow writes them): no copy here.
+      return { dtype: 'float32', shape, bytes: content ?? asBytes(fill(new Float32Array(size), t.floatVal)) };
+    case DataType.DT_DOUBLE: {
+      check(8);
+      const vals = content ? new Float64Array(aligned(content)) : t.doubleVal;
+      return { dtype: 'float32', shape, bytes: asBytes(fill(new Float32Array(size), vals)) };
+    }
+    case DataType.DT_INT32:
+      check(4);
+      return { dtype: 'int32', shape, bytes: content ?? asBytes(fill(new Int32Array(size), t.intVal)) };
+    case DataType.DT_INT64: {
+      check(8);
+      const vals = content ? Array.from(new BigInt64Array(aligned(content)), Number) : t.int64Val.map(Number);
+      return { dtype: 'int32', shape, bytes: asBytes(fill(new Int32Array(size), vals)) };
+    }
+    default:
+      throw new BackboneError(`${origin}: Const node ${n.name} has type ${DataType[t.dtype] ?? t.dtype}, which graft cannot turn into a weight`);
+  }
+}
+
+/** A float32 Const node's values. */
+function floats(n: NodeDef, origin: string): Float32Array {
+  const v = constValues(n, origin);
+  if (v.dtype !== 'float32') throw new BackboneError(`${origin}: ${n.name} is not a float constant`);
+  return new Float32Array(aligned(v.bytes));
+}
+
+function constNode(name: string, values: Float32Array | Int32Array, shape: number[]): NodeDef {
+  const dtype = values instanceof Float32Array ? DataType.DT_FLOAT : DataType.DT_INT32;
+  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  return {
+    name,
+    op: 'Const',
+    input: [],
+    attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytes, floatVal: [], doubleVal: [], intVal: [], int64Val: [] } } },
+  };
+}
+
+/** Where graft feeds the graph, and what size. */
+export function findInput(graph: GraphDef, byName: Map<string, NodeDef>, o: GraphDefOptions): { name: string; size: number; pixelsIn: boolean } {
+  const consumers = new Map<string, NodeDef[]>();
+  for (const n of graph.node) for (const i of n.input) consumers.set(nodeOf(i), [...(consumers.get(nodeOf(i)) ?? []), n]);
+  const sizeOf = (n: NodeDef): number | undefined => {
+    if (n.op.startsWith('Resize') && n.input[1]) {
+      const c = byName.get(nodeOf(n.input[1]));
+      if (c?.op === 'Const') {
+        const v = constValues(c, o.origin);
+        const hw = Array.from(new Int32Array(aligned(v.bytes)));
+        if (hw.length === 2 && hw[0] === hw[1]) return hw[0];
+        throw new BackboneError(`${o.origin}: ${n.name} resizes to ${hw.join('x')}; graft feeds square images only`);
+      }
+    }
+    const dims = attrOf(n, 'shape')?.shape?.dim;
+    if (dims && dims.length === 4 && Number(dims[1].size) > 0 && Number(dims[1].size) === Number(dims[2].size)) return Number(dims[1].size);
+    return undefined;
+  };
+  const need = (name: string, size: number | undefined, pixelsIn: boolean) => {
+    const s = o.inputSize || size;
+    if (!s) throw new BackboneError(`${o.origin}: the input node ${name} does not say its image size: pass --input-size`);
+    return { name, size: s, pixelsIn };
+  };
+  if (o.inputNode) {
+    const n = byName.get(nodeOf(o.inputNode));
+    if (!n) throw new BackboneError(`${o.origin} has no node ${JSON.stringify(o.inputNode)} (graft inspect lists them)`);
+    return need(n.name, sizeOf(n), false);
+  }
+  const decode = graph.node.find((n) => DECODE_OPS.has(n.op));
+  if (decode) {
+    // Follow the decoding head (cast, batch dimension, resize) to where the image is ready.
+    let at = decode;
+    for (;;) {
+      const next = (consumers.get(at.name) ?? []).filter((c) => HEAD_OPS.has(c.op));
+      if (next.length !== 1) break;
+      at = next[0];
+    }
+    if (at === decode) throw new BackboneError(`${o.origin}: cannot follow the image decoding head after ${decode.name}: pass --input-node`);
+    return need(at.name, sizeOf(at), true);
+  }
+  const placeholders = graph.node.filter((n) => n.op === 'Placeholder' && (attrOf(n, 'dtype')?.type ?? DataType.DT_FLOAT) === DataType.DT_FLOAT);
+  if (placeholders.length === 1) return need(placeholders[0].name, sizeOf(placeholders[0]), false);
+  throw new BackboneError(`${o.origin}: cannot tell which node takes the image (${placeholders.length} float placeholders, no image decoding): pass --input-node`);
+}
+
+/** What the graph does to pixels right after its input: Sub/Mul/RealDiv/Add by constants, as a formula. */
+function describePreprocessing(input: string, graph: GraphDef, byName: Map<string, NodeDef>, origin: string): string | undefined {
+  let expr = 'x';
+  let at = input;
+  for (let step = 0; step < 4; step++) {
+    const next = graph.node.find((n) => n.input.some((i) => nodeOf(i) === at) && ['Sub', 'Mul', 'RealDiv', 'Add', 'AddV2'].includes(n.op));
+    if (!next) break;
+    const other = next.input.map((i) => byName.get(nodeOf(i))).find((n) => n && n.name !== at && n.op === 'Const');
+    if (!other) break;
+    const v = floats(other, origin);
+    if (v.length !== 1) break;
+    const sym = { Sub: '-', Mul: '*', RealDiv: '/', Add: '+', AddV2: '+' }[next.op as 'Sub'];
+    expr = `(${expr} ${sym} ${+v[0].toPrecision(6)})`;
+    at = next.name;
+  }
+  return expr === 'x' ? undefined : expr.replace(/^\((.*)\)$/, '$1');
+}
+
+/**
+ * Candidates for the bottleneck: the pooled output that feeds the first classifier op (MatMul or
+ * Softmax), through reshapes, squeezes and identities; `pool_3` first when the graph has it.
+ */
+export function bottleneckCandidates(graph: GraphDef): string[] {
+  const byName = new Map(graph.node.map((n) => [n.name, n]));
+  const out: string[] = [];
+  if (byName.has('pool_3')) out.push('pool_3');
+  for (const cls of graph.node.filter((n) => CLASSIFIER_OPS.has(n.op))) {
+    let at = byName.get(nodeOf(cls.input[0] ?? ''));
+    for (let hops = 0; at && hops < 8; hops++) {
+      if (POOL_OPS.has(at.op)) {
+        if (!out.includes(at.name)) out.push(at.name);
+        break;
+      }
+      if (!['Reshape', 'Squeeze', 'Identity', 'CheckNumerics', 'Dropout', 'MatMul', 'BiasAdd', 'Add'].includes(at.op)) break;
+      at = byName.get(nodeOf(at.input[0] ?? ''));
+    }
+  }
+  return out;
+}
+
+/**
+ * Converts a GraphDef to a TF.js graph model cut at its bottleneck: the files as every loader
+ * takes them, and how the conversion went.
+ * @throws BackboneError naming a node or op that cannot be converted.
+ */
+export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOptions): ModelFiles & { graph: GraphSource } {
+  const byName = new Map(graph.node.map((n) => [n.name, n]));
+  const input = findInput(graph, byName, o);
+  const bottleneck = nodeOf(o.bottleneck || bottleneckCandidates(graph)[0] || '');
+  if (!bottleneck) throw new BackboneError(`${o.origin}: no pooled output before a classifier found: pass --bottleneck NODE (graft inspect lists the nodes)`);
+  if (!byName.has(bottleneck)) throw new BackboneError(`${o.origin} has no node ${JSON.stringify(bottleneck)} (graft inspect lists them)`);
+
+  // Everything the bottleneck needs, back to the input (control dependencies dropped: nothing runs for effect here).
+  const keep = new Set<string>();
+  const stack = [bottleneck, ...(o.alsoKeep ?? [])];
+  while (stack.length) {
+    const name = stack.pop()!;
+    if (keep.has(name)) continue;
+    keep.add(name);
+    if (name === input.name) continue;
+    for (const i of byName.get(name)!.input) if (!i.startsWith('^')) stack.push(nodeOf(i));
+  }
+  if (!keep.has(input.name)) throw new BackboneError(`${o.origin}: ${bottleneck} does not depend on the input ${input.name}`);
+
+  const nodes: NodeDef[] = [];
+  for (const n of graph.node) {
+    if (!keep.has(n.name)) continue;
+    if (n.name === input.name) {
+      nodes.push({
+        name: n.name,
+        op: 'Placeholder',
+        input: [],
+        attr: { dtype: { type: DataType.DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: input.size }, { size: input.size }, { size: 3 }] } } },
+      });
+      continue;
+    }
+    const inputs = n.input.filter((i) => !i.startsWith('^'));
+    if (n.op === 'BatchNormWithGlobalNormalization') {
+      // y = (t - mean) * gamma / sqrt(var + eps) + beta, folded into y = t * scale + offset.
+      const [t, ...params] = inputs;
+      const [mean, variance, beta, gamma] = params.map((p) => {
+        const c = byName.get(nodeOf(p));
+        if (c?.op !== 'Const') throw new BackboneError(`${o.origin}: batch norm ${n.name} has a parameter ${p} that is not a constant`);
+        return floats(c, o.origin);
+      });
+      const eps = attrOf(n, 'variance_epsilon')?.f ?? 0.001;
+      const useGamma = attrOf(n, 'scale_after_normalization')?.b ?? false;
+      const scale = new Float32Array(mean.length);
+      const offset = new Float32Array(mean.length);
+      for (let c = 0; c < mean.length; c++) {
+        scale[c] = (useGamma ? gamma[c] : 1) / Math.sqrt(variance[c] + eps);
+        offset[c] = beta[c] - mean[c] * scale[c];
+      }
+      nodes.push(constNode(`${n.name}/graft_scale`, scale, [mean.length]), constNode(`${n.name}/graft_offset`, offset, [mean.length]));
+      nodes.push({ name: `${n.name}/graft_mul`, op: 'Mul', input: [t, `${n.name}/graft_scale`], attr: { T: { type: DataType.DT_FLOAT } } });
+      nodes.push({ name: n.name, op: 'Add', input: [`${n.name}/graft_mul`, `${n.name}/graft_offset`], attr: { T: { type: DataType.DT_FLOAT } } });
+      continue;
+    }
+    if (AS_IDENTITY.has(n.op)) {
+      nodes.push({ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } });
+      continue;
+    }
+    if (!SUPPORTED.has(n.op)) throw new BackboneError(`${o.origin}: node ${n.name} is a ${n.op}, an op graft cannot run in TF.js`);
+    nodes.push({ name: n.name, op: n.op, input: inputs, attr: { ...DEFAULT_ATTRS[n.op], ...n.attr } });
+  }
+
+  // Const nodes become weights, in graph order, concatenated once.
+  const specs: { name: string; shape: number[]; dtype: string }[] = [];
+  const parts: Uint8Array[] = [];
+  const topology: Record<string, unknown>[] = [];
+  for (const n of nodes) {
+    if (n.op === 'Const') {
+      const v = constValues(n, o.origin);
+      specs.push({ name: n.name, shape: v.shape, dtype: v.dtype });
+      parts.push(v.bytes);
+      const dtype = v.dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
+      topology.push({ name: n.name, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: v.shape.map((s) => ({ size: String(s) })) } } } } });
+    } else {
+      // The proto's JSON form (camelCase, enums by name, bytes in base64) is what TF.js reads.
+      const json = tensorflow.NodeDef.toObject(n as unknown as tensorflow.NodeDef, { enums: String, longs: String, bytes: String });
+      delete json.device;
+      topology.push(json);
+    }
+  }
+  const all = Buffer.concat(parts);
+  const source: GraphSource = {
+    sha256: pbSha256,
+    inputNode: input.name,
+    inputSize: input.size,
+    bottleneck,
+    pixelsIn: input.pixelsIn,
+    preprocessing: describePreprocessing(input.name, graph, byName, o.origin),
+  };
+  const json: ModelJson = {
+    format: 'graph-model',
+    generatedBy: 'graft (from a TensorFlow GraphDef)',
+    graftGraphSource: source,
+    modelTopology: { node: topology, versions: { producer: graph.versions?.producer ?? graph.version ?? 0 } },
+    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+  };
+  return {
+    json,
+    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer,
+    weightsSha256: createHash('sha256').update(all).digest('hex'),
+    origin: o.origin,
+    graph: source,
+  };
+}
+
+/** Every node the input feeds, in graph order: what has an output shape once the graph is fed. */
+export function downstreamOf(graph: GraphDef, input: string): string[] {
+  const reached = new Set([input]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const n of graph.node) {
+      if (!reached.has(n.name) && n.input.some((i) => !i.startsWith('^') && reached.has(nodeOf(i)))) {
+        reached.add(n.name);
+        grew = true;
+      }
+    }
+  }
+  return graph.node.filter((n) => reached.has(n.name)).map((n) => n.name);
+}
+
+/** Reads and converts a .pb in one step. */
+export function graphDefModel(bytes: Uint8Array, o: GraphDefOptions): ModelFiles & { graph: GraphSource } {
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  return convertGraphDef(readGraphDef(bytes, o.origin), sha, o);
+}
+
+export { tensorflow };

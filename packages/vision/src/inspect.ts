@@ -1,0 +1,132 @@
+import * as tf from '@tensorflow/tfjs';
+import { CATALOGUE } from './backbones.js';
+import { BackboneError } from './errors.js';
+import { bottleneckCandidates, convertGraphDef, downstreamOf, findInput, readGraphDef, type GraphDef } from './graphdef.js';
+import { fetchModel, graphDefSource, readGraphDefBytes, type FetchModelOptions, type ModelFiles } from './model-source.js';
+
+/*
+ * `graft inspect`: what is inside a model, like the seed's first step of printing every node of
+ * its .pb: each node or layer with its op and output shape, the input, and where a bottleneck is.
+ */
+
+export interface InspectedNode {
+  name: string;
+  op: string;
+  /** Output shape for a one-image batch; null where the model was not run that far (the decoding head). */
+  shape: number[] | null;
+}
+
+export interface Inspection {
+  origin: string;
+  format: 'graphdef' | 'graph-model' | 'layers-model';
+  nodes: InspectedNode[];
+  /** Where graft feeds the model, and what the graph does to pixels itself. */
+  input?: { name: string; size: number; preprocessing?: string; decodingReplaced: boolean };
+  /** Likely bottlenecks, best first: the pooled output before the classifier. */
+  bottleneckCandidates: string[];
+  /** Why shapes are missing, when they are. */
+  note?: string;
+}
+
+/**
+ * Inspects a model: a catalogue name, a path or URL of a .pb (or an archive holding one, `#member`),
+ * or of a TF.js model.json.
+ * @throws BackboneError when it cannot be read.
+ */
+export async function inspectModel(nameOrUrl: string, opts: FetchModelOptions & { inputSize?: number; inputNode?: string } = {}): Promise<Inspection> {
+  const url = CATALOGUE[nameOrUrl]?.url ?? toUrl(nameOrUrl);
+  if (graphDefSource(url)) return inspectGraphDef(readGraphDef(await readGraphDefBytes(url, opts), url), url, opts);
+  const files = await fetchModel(url, opts);
+  const isGraph = files.json.format === 'graph-model' || 'node' in files.json.modelTopology;
+  return isGraph ? inspectGraphModel(files, opts.inputSize) : inspectLayersModel(files);
+}
+
+function toUrl(name: string): string {
+  if (/^(file|https?|embedded):/.test(name)) return name;
+  return `file://${name.startsWith('/') ? '' : `${process.cwd()}/`}${name}`;
+}
+
+async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSize?: number; inputNode?: string }): Promise<Inspection> {
+  // Constants show their own shape; other nodes the shape a run gives them.
+  const nodes: InspectedNode[] = graph.node.map((n) => ({ name: n.name, op: n.op, shape: n.op === 'Const' ? (n.attr.value?.tensor?.tensorShape?.dim ?? []).map((d) => Number(d.size)) : null }));
+  const candidates = bottleneckCandidates(graph);
+  const out: Inspection = { origin, format: 'graphdef', nodes, bottleneckCandidates: candidates };
+  try {
+    const input = findInput(graph, new Map(graph.node.map((n) => [n.name, n])), { origin, inputSize: opts.inputSize, inputNode: opts.inputNode });
+    const fed = downstreamOf(graph, input.name);
+    const files = convertGraphDef(graph, '', { origin, inputNode: input.name, inputSize: input.size, bottleneck: fed[fed.length - 1], alsoKeep: fed });
+    out.input = { name: input.name, size: input.size, preprocessing: files.graph.preprocessing, decodingReplaced: input.pixelsIn };
+    const shapes = await runForShapes(files, input.size, fed);
+    for (const n of nodes) n.shape = shapes.get(n.name) ?? n.shape;
+  } catch (err) {
+    out.note = `shapes not computed: ${(err as Error).message}`;
+  }
+  return out;
+}
+
+async function inspectGraphModel(files: ModelFiles, inputSize?: number): Promise<Inspection> {
+  const topo = (files.json.modelTopology as { node: { name: string; op: string }[] }).node;
+  const nodes: InspectedNode[] = topo.map((n) => ({ name: n.name, op: n.op, shape: null }));
+  const asGraph: GraphDef = { node: topo.map((n) => ({ name: n.name, op: n.op, input: (n as { input?: string[] }).input ?? [], attr: {} })) };
+  const out: Inspection = { origin: files.origin, format: 'graph-model', nodes, bottleneckCandidates: bottleneckCandidates(asGraph) };
+  try {
+    const placeholder = topo.find((n) => n.op === 'Placeholder');
+    const dims = (placeholder as { attr?: { shape?: { shape?: { dim?: { size: string }[] } } } } | undefined)?.attr?.shape?.shape?.dim?.map((d) => Number(d.size));
+    const size = inputSize || (dims && dims[1] > 0 ? dims[1] : 0);
+    if (!placeholder || !size) throw new BackboneError('the input size is not in the model: pass --input-size');
+    out.input = { name: placeholder.name, size, decodingReplaced: false };
+    const shapes = await runForShapes(files, size, topo.filter((n) => n.op !== 'Const' && n.op !== 'Placeholder').map((n) => n.name));
+    for (const n of nodes) n.shape = shapes.get(n.name) ?? (n.name === placeholder.name ? [1, size, size, 3] : null);
+  } catch (err) {
+    out.note = `shapes not computed: ${(err as Error).message}`;
+  }
+  return out;
+}
+
+async function inspectLayersModel(files: ModelFiles): Promise<Inspection> {
+  const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts(files)));
+  try {
+    const nodes = model.layers.map((l) => ({ name: l.name, op: l.getClassName(), shape: flatShape(l.outputShape) }));
+    const pooled = model.layers.filter((l) => /GlobalAveragePooling|GlobalMaxPooling|Flatten/.test(l.getClassName())).map((l) => l.name);
+    const shape = model.inputs[0].shape;
+    return {
+      origin: files.origin,
+      format: 'layers-model',
+      nodes,
+      input: { name: model.inputs[0].name, size: Number(shape[1] ?? 0), decodingReplaced: false },
+      bottleneckCandidates: pooled.reverse(),
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+function flatShape(s: unknown): number[] | null {
+  const first = Array.isArray(s) && Array.isArray(s[0]) ? s[0] : s;
+  return Array.isArray(first) ? first.map((d) => (d === null ? 1 : Number(d))) : null;
+}
+
+function artifacts(files: ModelFiles): tf.io.ModelArtifacts {
+  return {
+    modelTopology: files.json.modelTopology as tf.io.ModelArtifacts['modelTopology'],
+    weightSpecs: files.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
+    weightData: files.weightData,
+    format: files.json.format,
+  };
+}
+
+/** Output shape of each named node for one zero image, from one run of the converted graph. */
+async function runForShapes(files: ModelFiles, size: number, names: string[]): Promise<Map<string, number[]>> {
+  const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts(files)));
+  const x = tf.zeros([1, size, size, 3]);
+  try {
+    const outs = model.execute(x, names) as tf.Tensor | tf.Tensor[];
+    const list = Array.isArray(outs) ? outs : [outs];
+    const shapes = new Map(names.map((n, i) => [n, list[i].shape] as [string, number[]]));
+    for (const t of list) t.dispose();
+    return shapes;
+  } finally {
+    x.dispose();
+    model.dispose();
+  }
+}

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { generateSampleSet } from '@graft/cli';
+import { SEED_INPUT, seedGraph } from '../helpers/graphdef.js';
+import { runGraft } from '../helpers/process.js';
+
+describe('graphdef - training on a frozen TensorFlow graph', () => {
+  it('graft train --backbone model.pb trains end to end on a local cluster, and classify reloads that graph', { timeout: 300_000 }, async () => {
+    const work = await mkdtemp(join(tmpdir(), 'graft-pb-train-'));
+    try {
+      const pb = join(work, 'seed_graph.pb');
+      await writeFile(pb, seedGraph().bytes);
+      const data = await generateSampleSet(join(work, 'shapes'), 10, 51, ['circle', 'square']);
+      const out = join(work, 'model');
+      const env = { GRAFT_HOME: work, GRAFT_CACHE_DIR: join(work, 'cache') };
+      const inspect = await runGraft(['inspect', pb], env);
+      assert.equal(inspect.code, 0, inspect.output);
+      assert.match(inspect.output, /pool_3\s+AvgPool\s+\[1, 1, 1, 14\]\s+<- bottleneck candidate/);
+      const train = await runGraft(['train', data, '--backbone', pb, '--workers', '2', '--epochs', '5', '--out', out, '--data', join(work, 'cluster')], env);
+      assert.equal(train.code, 0, train.output.slice(-4000));
+      const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8')) as { backbone: { url: string; bottleneck: string; inputSize: number; preprocess: string; dim: number } };
+      assert.equal(meta.backbone.url, `file://${pb}`);
+      assert.equal(meta.backbone.bottleneck, 'pool_3');
+      assert.equal(meta.backbone.inputSize, SEED_INPUT);
+      assert.equal(meta.backbone.preprocess, 'none');
+      assert.equal(meta.backbone.dim, 14);
+      const photo = join(data, 'circle', (await readdir(join(data, 'circle')))[0]);
+      const cls = await runGraft(['classify', out, photo, '--json'], env);
+      assert.equal(cls.code, 0, cls.output);
+      const answer = JSON.parse(cls.output.trim().split('\n').pop()!) as { predictions: { label: string; probability: number }[] };
+      assert.deepEqual(answer.predictions.map((p) => p.label).sort(), ['circle', 'square'], cls.output);
+      assert.ok(Math.abs(answer.predictions.reduce((a, p) => a + p.probability, 0) - 1) < 1e-4, 'probabilities from the reloaded graph');
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});
