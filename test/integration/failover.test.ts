@@ -195,7 +195,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
     }
   });
 
-  it('a task redelivered while another worker still embeds it waits for that answer; a released claim is taken over', { timeout: 120_000 }, async () => {
+  it('a task redelivered while another worker still embeds it waits for that answer (acked once the claim says answered); a released claim is taken over', { timeout: 120_000 }, async () => {
     await initBackend();
     const c = await new TestCluster(['--ack-wait', '1500', '--task-size', '4']).start({ workers: 0 });
     try {
@@ -235,11 +235,16 @@ describe('failover - one coordinator leads, outages are waited out', () => {
         vectors: answered.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
       });
       await sleep(3000); // longer than AckWait: the real worker must not take over a claim that is renewed
-      await c.bus.js.publish(resultSubject(answered.jobId), batch, { msgID: answered.taskId });
-      renewing.delete(answered.taskId);
+      // The slow worker hands the second task back (its claim released): the real worker takes it.
       renewing.delete(released.taskId);
-      clearInterval(renewal);
       await c.bus.claims.delete(released.taskId);
+      // It answers the first, and marks its claim answered before its result reaches the coordinator:
+      // the real worker acknowledges that task without running the backbone.
+      renewing.delete(answered.taskId);
+      clearInterval(renewal);
+      await c.bus.claims.put(answered.taskId, new TextEncoder().encode('answered:slow-worker'));
+      await waitFor(async () => /task came back already answered/.test(c.logs()), 30_000, `the real worker to see the answered claim\n${c.logs()}`);
+      await c.bus.js.publish(resultSubject(answered.jobId), batch, { msgID: answered.taskId });
       const s = await c.waitForJob(p.jobId, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 12, cached: 0, extracted: 12, failed: 0 });

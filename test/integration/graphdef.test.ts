@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,9 @@ describe('graphdef - training on a frozen TensorFlow graph', () => {
       assert.match(inspect.output, /pool_3\s+AvgPool\s+\[1, 1, 1, 14\]\s+<- bottleneck candidate/);
       const train = await runGraft(['train', data, '--backbone', pb, '--workers', '2', '--epochs', '5', '--out', out, '--data', join(work, 'cluster')], env);
       assert.equal(train.code, 0, train.output.slice(-4000));
-      const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8')) as { backbone: { url: string; bottleneck: string; inputSize: number; preprocess: string; dim: number } };
+      const meta = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8')) as { backbone: { url: string; bottleneck: string; inputSize: number; preprocess: string; dim: number; inputNode: string; sourceSha256: string } };
+      assert.equal(meta.backbone.sourceSha256, createHash('sha256').update(await readFile(pb)).digest('hex'), 'the model records the .pb it was trained on');
+      assert.equal(meta.backbone.inputNode, 'ResizeBilinear');
       assert.equal(meta.backbone.url, `file://${pb}`);
       assert.equal(meta.backbone.bottleneck, 'pool_3');
       assert.equal(meta.backbone.inputSize, SEED_INPUT);
@@ -33,6 +36,11 @@ describe('graphdef - training on a frozen TensorFlow graph', () => {
       const answer = JSON.parse(cls.output.trim().split('\n').pop()!) as { predictions: { label: string; probability: number }[] };
       assert.deepEqual(answer.predictions.map((p) => p.label).sort(), ['circle', 'square'], cls.output);
       assert.ok(Math.abs(answer.predictions.reduce((a, p) => a + p.probability, 0) - 1) < 1e-4, 'probabilities from the reloaded graph');
+      // Another graph at the same path is refused, even one whose pruned weights are the same.
+      await writeFile(pb, seedGraph({ extraOp: 'Identity' }).bytes);
+      const changed = await runGraft(['classify', out, photo], env);
+      assert.equal(changed.code, 1, changed.output);
+      assert.match(changed.output, /not the [0-9a-f]{64} this backbone was resolved from: refusing it/);
     } finally {
       await rm(work, { recursive: true, force: true });
     }

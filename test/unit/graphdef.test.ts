@@ -103,6 +103,13 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
     // And a converted model cut at that candidate works without naming it.
     const files = graphDefModel(seedGraph({ poolName: 'avgpool_final' }).bytes, { origin: path });
     assert.equal(files.graph.bottleneck, 'avgpool_final');
+    // Fed elsewhere (--input-node): everything before that node is pruned, nothing is assumed about pixels.
+    assert.throws(() => graphDefModel(seedGraph().bytes, { origin: path, inputNode: 'Mul' }), /Mul does not say its image size: pass --input-size/);
+    const at = graphDefModel(seedGraph().bytes, { origin: path, inputNode: 'Mul', inputSize: SEED_INPUT });
+    assert.deepEqual([at.graph.inputNode, at.graph.inputSize, at.graph.pixelsIn], ['Mul', SEED_INPUT, false]);
+    const ops = (at.json.modelTopology as { node: { name: string; op: string }[] }).node;
+    assert.equal(ops.find((n) => n.name === 'Mul')?.op, 'Placeholder');
+    assert.ok(!ops.some((n) => ['Sub', 'DecodeJpeg', 'ResizeBilinear'].includes(n.name)), 'the head before the input is pruned');
   });
 
   it('downloads a .pb out of a .zip or .tgz archive, converts it once and loads later copies from the cache', async () => {

@@ -82,6 +82,7 @@ export const PUBLISH_OPTIONS: Options = {
   name: { type: 'string' },
   backbone: { type: 'string' },
   bottleneck: { type: 'string' },
+  'input-node': { type: 'string' },
   'input-size': { type: 'string' },
   preprocess: { type: 'string' },
   splits: { type: 'string' },
@@ -113,6 +114,7 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
                             (a .pb: pool_3, else the pooled node before its classifier; see graft inspect)
   --input-size N            square input edge for a custom model (default: from the model)
+  --input-node NODE         a .pb: the node to feed (default: where its image decoding head ends, else its placeholder)
   --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none
   --splits FILE             TSV of "path<TAB>train|validation|test" fixing each image's set
   --validation-percent N    default 10;  --test-percent N  default 10 (stable hash of the file name; 0 = none)
@@ -147,7 +149,7 @@ export function publishOptions(v: Values): PublishOptions {
   return {
     name: str(v, 'name'),
     backbone: str(v, 'backbone') ?? 'auto',
-    overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess') },
+    overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess'), inputNode: str(v, 'input-node') },
     splitsFile: str(v, 'splits'),
     vectorDType: dtype as PublishOptions['vectorDType'],
     list: { format: listFormat(str(v, 'format')), imageColumn: str(v, 'image-column'), labelColumn: str(v, 'label-column'), splitColumn: str(v, 'split-column'), firstLabel: Boolean(v['first-label']) },

@@ -15,6 +15,13 @@ export type ClaimOutcome =
 
 /** How often a worker waiting on another's claim looks again, ms. */
 const POLL_MS = 1000;
+/** A claim's value once its task's answer is in JetStream: `answered:<worker>`. */
+const ANSWERED = 'answered:';
+
+/** A claim being kept alive; stop() ends the renewals and waits for one in flight. */
+export interface ClaimKeeper {
+  stop(): Promise<void>;
+}
 
 const text = new TextEncoder();
 const untext = new TextDecoder();
@@ -61,6 +68,8 @@ export class TaskClaims {
       const e = await this.bus.claims.get(task.taskId).catch(() => null);
       if (!e || e.operation !== 'PUT') continue; // released meanwhile: claim it
       const holder = untext.decode(e.value);
+      // Its holder published the answer and its ack was lost: the answer is on its way to the coordinator.
+      if (holder.startsWith(ANSWERED)) return 'answered';
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
       if (await this.answered(task)) return 'answered';
       if (!running()) return 'hand-back';
@@ -89,12 +98,28 @@ export class TaskClaims {
 
   /**
    * Keeps this worker's claim alive while it holds the task, three times per AckWait (best effort:
-   * a lost renewal risks only a second embedding). @returns the timer, to clear when done.
+   * a lost renewal risks only a second embedding).
    */
-  keep(taskId: string, ackWaitMs: number): NodeJS.Timeout {
-    return setInterval(() => {
-      this.bus.claims.put(taskId, text.encode(this.workerId)).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
+  keep(taskId: string, ackWaitMs: number): ClaimKeeper {
+    let inFlight: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      inFlight = this.bus.claims.put(taskId, text.encode(this.workerId)).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
     }, Math.max(50, Math.floor(ackWaitMs / 3)));
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await inFlight;
+      },
+    };
+  }
+
+  /**
+   * Marks a claim answered, once the task's answer is in JetStream: a worker the task is redelivered
+   * to (the ack lost) acknowledges it instead of waiting for the claim to lapse and embedding it again.
+   * @throws when the bus does not take it (the caller retries while it can).
+   */
+  async answeredBy(taskId: string): Promise<void> {
+    await this.bus.claims.put(taskId, text.encode(`${ANSWERED}${this.workerId}`));
   }
 
   /** Gives a claim up (the task handed back or failed) so the next worker need not wait for it to lapse. */

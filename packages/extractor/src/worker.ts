@@ -22,7 +22,7 @@ import { backboneFromFiles, filesFromBundle, resolvedFromFields, type Backbone }
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
-import { TaskClaims } from './task-claims.js';
+import { TaskClaims, type ClaimKeeper } from './task-claims.js';
 import { TaskSource } from './task-source.js';
 
 export type WorkerState = 'running' | 'closing' | 'closed';
@@ -60,7 +60,7 @@ interface Prepared {
   timing: PixelTiming;
   /** Set once the task's claim is this worker's: renewed while held, released when handed back. */
   owned: boolean;
-  claimRenewal?: NodeJS.Timeout;
+  claimKeeper?: ClaimKeeper;
   keepAlive: NodeJS.Timeout;
 }
 
@@ -171,7 +171,7 @@ class ExtractorWorker implements Worker {
 
   private handBack(p: Prepared): void {
     clearInterval(p.keepAlive);
-    clearInterval(p.claimRenewal);
+    void p.claimKeeper?.stop();
     p.msg.nak();
     if (p.owned) this.claims.release(p.task.taskId);
     this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
@@ -303,7 +303,7 @@ class ExtractorWorker implements Worker {
         // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
         await msg.ackAck();
         this.metrics.tasks.inc({ outcome: 'cached' });
-        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered: every vector is cached');
+        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered (its vectors cached, or on their way from the worker that claimed it)');
         return;
       }
       if (claim === 'hand-back') {
@@ -312,7 +312,7 @@ class ExtractorWorker implements Worker {
       }
       if (claim === 'claimed') {
         p.owned = true;
-        p.claimRenewal = this.claims.keep(task.taskId, ackWait);
+        p.claimKeeper = this.claims.keep(task.taskId, ackWait);
       }
       const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
       this.metrics.bytesFetched.inc(fetchedBytes);
@@ -356,11 +356,16 @@ class ExtractorWorker implements Worker {
       // embed it again. Only closing gives it up.
       await this.holdOn(msg, () => this.publishBatch(task, batch, 2000), Infinity);
       const publishSeconds = (performance.now() - tPub) / 1000;
-      // The answer is out: an ack that does not get through is no reason to hand the task back. If it
-      // comes back, this worker answers it from memory, another finds it answered.
-      await this.holdOn(msg, () => msg.ackAck(), this.source.ackWaitMs(msg) * 0.8).catch((err) =>
-        log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
-      );
+      // The answer is out: say so on the claim (the last word on it: renewals stopped first), and ack.
+      // An ack that does not get through is no reason to hand the task back: if the task comes back,
+      // this worker answers it from memory, another finds the claim answered.
+      await p.claimKeeper?.stop();
+      await Promise.all([
+        p.owned && this.holdOn(msg, () => this.claims.answeredBy(task.taskId), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
+        this.holdOn(msg, () => msg.ackAck(), ackWait * 0.8).catch((err) =>
+          log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
+        ),
+      ]);
       this.stats.tasks++;
       this.stats.failed += failed;
       for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
@@ -376,7 +381,7 @@ class ExtractorWorker implements Worker {
       await this.fail(p, err, log);
     } finally {
       clearInterval(p.keepAlive);
-      clearInterval(p.claimRenewal);
+      void p.claimKeeper?.stop();
       if (this.inHand === p) {
         this.inHand = undefined;
         this.metrics.inFlight.dec();

@@ -47,7 +47,10 @@ export interface FetchedBackbone {
  */
 export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<FetchedBackbone> {
   if (spec.id !== 'auto' || 'fingerprint' in spec) {
-    const files = await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize } });
+    const files = await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize, inputNode: spec.inputNode } });
+    if (files.graph && spec.sourceSha256 && files.graph.sha256 !== spec.sourceSha256) {
+      throw new BackboneError(`${spec.url} has SHA-256 ${files.graph.sha256}, not the ${spec.sourceSha256} this backbone was resolved from: refusing it`);
+    }
     return { spec: files.graph ? fromGraphDef(spec, files.graph) : spec, files };
   }
   const reasons: string[] = [];
@@ -80,7 +83,7 @@ export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts:
  * gives, and no preprocessing by graft when the graph takes pixels and preprocesses them itself.
  */
 function fromGraphDef<T extends BackboneSpec>(spec: T, g: GraphSource): T {
-  return { ...spec, bottleneck: g.bottleneck, inputSize: spec.inputSize || g.inputSize, preprocess: g.pixelsIn ? 'none' : spec.preprocess };
+  return { ...spec, bottleneck: g.bottleneck, inputSize: spec.inputSize || g.inputSize, preprocess: g.pixelsIn ? 'none' : spec.preprocess, inputNode: g.inputNode, sourceSha256: g.sha256 };
 }
 
 /**
@@ -193,6 +196,8 @@ async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: st
     dim,
     format: isGraph ? 'graph' : 'layers',
     warning,
+    ...(spec.inputNode ? { inputNode: spec.inputNode } : {}),
+    ...(spec.sourceSha256 ? { sourceSha256: spec.sourceSha256 } : {}),
   };
 
   return {

@@ -27,6 +27,10 @@ export interface BackboneSpec {
   /** Square input edge, pixels. */
   inputSize: number;
   preprocess: Preprocess;
+  /** A frozen TensorFlow graph (.pb): the node to feed; unset = found in the graph. */
+  inputNode?: string;
+  /** A .pb once resolved: SHA-256 of its bytes (other bytes are refused when it is loaded again). */
+  sourceSha256?: string;
   /** Expected bottleneck dimension, when known in advance. */
   dim?: number;
   /** Pinned SHA-256 of the concatenated weights (catalogue entries): other bytes are refused. */
@@ -58,6 +62,8 @@ export interface BackboneFields {
   fingerprint?: string | null;
   dim?: number | null;
   format?: string | null;
+  inputNode?: string | null;
+  sourceSha256?: string | null;
 }
 
 /** The embedded default: always present, no network (ImageNet MobileNetV2-0.35, shipped in this package). */
@@ -160,6 +166,8 @@ export interface BackboneOverrides {
   bottleneck?: string;
   inputSize?: number;
   preprocess?: string;
+  /** A .pb: the node to feed. */
+  inputNode?: string;
 }
 
 /**
@@ -178,6 +186,7 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
     throw new BackboneError(`unknown backbone ${JSON.stringify(name)}: use auto, ${Object.keys(CATALOGUE).join(', ')}, or a model path/URL`);
   }
   if (overrides.bottleneck !== undefined) spec.bottleneck = overrides.bottleneck;
+  if (overrides.inputNode !== undefined) spec.inputNode = overrides.inputNode;
   if (overrides.inputSize !== undefined) {
     if (!Number.isInteger(overrides.inputSize) || overrides.inputSize < 16 || overrides.inputSize > 2048) {
       throw new BackboneError(`input size must be an integer from 16 to 2048, got ${overrides.inputSize}`);
@@ -209,6 +218,7 @@ export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides 
   if (overrides.bottleneck !== undefined) ref.bottleneck = overrides.bottleneck;
   if (overrides.inputSize !== undefined) ref.inputSize = overrides.inputSize;
   if (overrides.preprocess !== undefined) ref.preprocess = overrides.preprocess;
+  if (overrides.inputNode !== undefined) ref.inputNode = overrides.inputNode;
   return ref;
 }
 
@@ -218,12 +228,15 @@ export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides 
  */
 export function requestedSpec(ref: BackboneFields): BackboneSpec {
   const name = ref.id && ref.id !== 'custom' ? ref.id : (ref.url ?? '');
-  return parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined });
+  return parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined, inputNode: ref.inputNode ?? undefined });
 }
 
-/** A resolved backbone as it travels in tasks and job records: every field set. */
-export function resolvedFields(b: ResolvedBackbone): Required<BackboneFields> {
-  return { id: b.id, url: b.url, bottleneck: b.bottleneck, inputSize: b.inputSize, preprocess: b.preprocess, fingerprint: b.fingerprint, dim: b.dim, format: b.format };
+/** A resolved backbone as it travels in tasks and job records: every field set (a .pb's too). */
+export function resolvedFields(b: ResolvedBackbone): BackboneFields {
+  const f: BackboneFields = { id: b.id, url: b.url, bottleneck: b.bottleneck, inputSize: b.inputSize, preprocess: b.preprocess, fingerprint: b.fingerprint, dim: b.dim, format: b.format };
+  if (b.inputNode) f.inputNode = b.inputNode;
+  if (b.sourceSha256) f.sourceSha256 = b.sourceSha256;
+  return f;
 }
 
 /**
@@ -244,5 +257,7 @@ export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
     fingerprint: ref.fingerprint,
     dim: ref.dim,
     format: ref.format === 'graph' ? 'graph' : 'layers',
+    ...(ref.inputNode ? { inputNode: ref.inputNode } : {}),
+    ...(ref.sourceSha256 ? { sourceSha256: ref.sourceSha256 } : {}),
   };
 }

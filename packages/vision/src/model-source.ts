@@ -49,7 +49,7 @@ export interface FetchModelOptions {
   /** The weights must hash to this (a catalogue entry's pinned digest). */
   expectWeightsSha256?: string;
   /** For a TensorFlow GraphDef (.pb): where to cut it and, if it does not say, its input size. */
-  graph?: { bottleneck?: string; inputSize?: number };
+  graph?: { bottleneck?: string; inputSize?: number; inputNode?: string };
 }
 
 const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
@@ -164,9 +164,9 @@ async function extractMember(archive: Uint8Array, member: string, origin: string
  * cut), verified like any cached model; a local .pb is read and converted on each load.
  */
 async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: FetchModelOptions): Promise<ModelFiles> {
-  const cut = { bottleneck: opts.graph?.bottleneck || undefined, inputSize: opts.graph?.inputSize || undefined };
+  const cut = { bottleneck: opts.graph?.bottleneck || undefined, inputSize: opts.graph?.inputSize || undefined, inputNode: opts.graph?.inputNode || undefined };
   const remote = /^https?:/.test(src.fileUrl);
-  const dir = join(opts.cacheDir ?? defaultCacheDir(), createHash('sha256').update(`${url}|${cut.bottleneck ?? ''}|${cut.inputSize ?? ''}`).digest('hex').slice(0, 24));
+  const dir = join(opts.cacheDir ?? defaultCacheDir(), createHash('sha256').update(`${url}|${cut.bottleneck ?? ''}|${cut.inputSize ?? ''}|${cut.inputNode ?? ''}`).digest('hex').slice(0, 24));
   if (remote) {
     const cached = await readCache(dir);
     if (cached) return { ...cached, origin: url, graph: cached.json.graftGraphSource as GraphSource };
