@@ -6,8 +6,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 import { gunzipSync } from 'node:zlib';
-import { unzipSync } from 'fflate';
-import { extract as tarExtract } from 'tar-stream';
 import { BackboneError } from './errors.js';
 import { graphDefModel, type GraphSource } from './graphdef.js';
 
@@ -127,7 +125,9 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
 /** One file out of a .zip or .tgz, by name (or by its last path part). */
 async function extractMember(archive: Uint8Array, member: string, origin: string, max: number): Promise<Uint8Array> {
   const matches = (name: string) => name === member || name.replace(/^\.\//, '') === member || name.endsWith(`/${member}`);
+  // Archive readers load only when an archive is read (most processes never do).
   if (archive[0] === 0x50 && archive[1] === 0x4b) {
+    const { unzipSync } = await import('fflate');
     const files = unzipSync(archive, { filter: (f) => matches(f.name) && f.originalSize <= max });
     const found = Object.values(files)[0];
     if (!found) throw new BackboneError(`${origin} has no ${member} (or it is over the ${max}-byte limit)`);
@@ -135,7 +135,8 @@ async function extractMember(archive: Uint8Array, member: string, origin: string
   }
   if (archive[0] === 0x1f && archive[1] === 0x8b) {
     const tar = gunzipSync(archive, { maxOutputLength: max + 64 * 1024 * 1024 });
-    const ex = tarExtract();
+    const { extract } = await import('tar-stream');
+    const ex = extract();
     const done = new Promise<Uint8Array | undefined>((resolve, reject) => {
       let found: Uint8Array | undefined;
       ex.on('entry', (header, stream, next) => {
