@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import sharp from 'sharp';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, STREAMS, codecs, manifestSubject, openBus, readJob } from '@graft/protocol';
+import { JobState, STREAMS, codecs, freePort, manifestSubject, openBus, readJob } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { writeConvModel } from '../helpers/models.js';
+import { runGraft, waitFor } from '../helpers/process.js';
 
 const PASSWORDS = {
   GRAFT_COORDINATOR_PASSWORD: 'coord-s3cret-Xq1',
@@ -120,6 +123,37 @@ describe('security - the deployed NATS permissions', () => {
       for (const secret of Object.values(PASSWORDS)) assert.ok(!logs.includes(secret), 'no password in any log');
     } finally {
       await c.stop();
+    }
+  });
+});
+
+describe('security - TLS with the shipped config', () => {
+  it('nats-server-tls.conf serves only TLS: a client without the CA is refused, graft with it works', { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'graft-tls-'));
+    let server: ChildProcess | undefined;
+    try {
+      // The shipped files, as deployed side by side; only the store and certificate folders move.
+      await mkdir(join(dir, 'tls'));
+      await writeFile(join(dir, 'nats-server.conf'), (await readFile(join(ROOT, 'deploy/nats/nats-server.conf'), 'utf8')).replace('store_dir: /data', `store_dir: ${join(dir, 'data')}`));
+      await writeFile(join(dir, 'nats-server-tls.conf'), (await readFile(join(ROOT, 'deploy/nats/nats-server-tls.conf'), 'utf8')).replaceAll('/etc/nats/tls/', `${dir}/tls/`));
+      const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: join(dir, 'tls'), stdio: 'ignore' });
+      ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=graft-test-ca', '-keyout', 'ca.key', '-out', 'ca.crt');
+      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=nats', '-keyout', 'server.key', '-out', 'server.csr');
+      await writeFile(join(dir, 'tls', 'san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+      ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt');
+      const [port, monitor] = [await freePort(), await freePort()];
+      // Ports on the command line (they override the file): the test's own, not the container's.
+      server = spawn('nats-server', ['-c', join(dir, 'nats-server-tls.conf'), '-a', '127.0.0.1', '-p', String(port), '-m', String(monitor)], { cwd: dir, env: { ...process.env, ...PASSWORDS }, stdio: 'ignore' });
+      const url = `nats://127.0.0.1:${port}`;
+      const ca = join(dir, 'tls', 'ca.crt');
+      const bus = await waitFor(() => openBus({ servers: url, user: 'coordinator', pass: PASSWORDS.GRAFT_COORDINATOR_PASSWORD, tls: { caFile: ca } }).catch(() => undefined), 30_000, 'the TLS server');
+      await bus.close();
+      await assert.rejects(connect({ servers: url, reconnect: false, user: 'cli', pass: PASSWORDS.GRAFT_CLI_PASSWORD }), 'no client gets in without trusting the server certificate');
+      const cli = await runGraft(['status', '--nats', url, '--nats-user', 'cli'], { GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_CLI_PASSWORD, GRAFT_NATS_TLS_CA: ca });
+      assert.equal(cli.code, 0, `graft with $GRAFT_NATS_TLS_CA connects\n${cli.output}`);
+    } finally {
+      server?.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -20,6 +20,7 @@ interface Service {
   deploy?: { resources?: { reservations?: { devices?: { driver?: string; capabilities?: string[] }[] } } };
   stop_grace_period?: string;
   healthcheck?: { test: string[] };
+  command?: string[];
   env_file?: string;
   environment?: Record<string, string>;
 }
@@ -87,6 +88,15 @@ describe('deploy - compose', () => {
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const port of svc.ports ?? []) assert.match(withDefaults(String(port)), /^127\.0\.0\.1:/, `${name} publishes ${port} on loopback by default`);
     }
+  });
+
+  it('TLS is one setting away: the TLS config is the shipped one plus a tls block, and compose can select it', () => {
+    const tls = readFileSync(join(DEPLOY, 'nats', 'nats-server-tls.conf'), 'utf8');
+    assert.match(tls, /^include \.\/nats-server\.conf$/m);
+    assert.match(tls, /^tls \{[^}]*cert_file[^}]*key_file/m);
+    assert.match(withDefaults(compose.services.nats.command!.join(' ')), /-c \/etc\/nats\/nats-server\.conf/);
+    assert.match(compose.services.nats.command!.join(' '), /\$\{GRAFT_NATS_CONFIG:-nats-server\.conf\}/);
+    assert.match(readFileSync(join(DEPLOY, 'env.example'), 'utf8'), /^# GRAFT_NATS_CONFIG=nats-server-tls\.conf$/m);
   });
 
   it('the image build context leaves out build state (stale tsbuildinfo would skip the build)', () => {

@@ -1,7 +1,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEFAULT_NATS_URL, type BusOptions } from '@graft/protocol';
+import { DEFAULT_NATS_URL, STORE_LIMIT_NAMES, type BusOptions, type StoreLimitName } from '@graft/protocol';
 import type { PublishOptions } from './publish.js';
 
 /* Flags: parsing, validation, and what they become (bus options, publish options). */
@@ -30,7 +30,7 @@ export const NATS_OPTIONS: Options = {
 
 export const NATS_HELP = `  --nats URL          NATS server(s), comma separated (default $GRAFT_NATS_URL or ${DEFAULT_NATS_URL})
   --nats-user USER    user name; the password comes from $GRAFT_NATS_PASSWORD (never a flag)
-  --nats-tls-ca FILE  CA certificate for TLS connections
+  --nats-tls-ca FILE  CA certificate for TLS connections (default $GRAFT_NATS_TLS_CA)
                       ($GRAFT_NATS_TOKEN sets a token)`;
 
 export type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -52,7 +52,7 @@ export function busOptions(v: Values, name: string): BusOptions {
     user: (v['nats-user'] as string | undefined) ?? env.GRAFT_NATS_USER,
     pass: env.GRAFT_NATS_PASSWORD,
     token: env.GRAFT_NATS_TOKEN,
-    tls: v['nats-tls-ca'] ? { caFile: v['nats-tls-ca'] as string } : undefined,
+    tls: (v['nats-tls-ca'] ?? env.GRAFT_NATS_TLS_CA) ? { caFile: ((v['nats-tls-ca'] as string | undefined) ?? env.GRAFT_NATS_TLS_CA)! } : undefined,
   };
 }
 
@@ -63,6 +63,36 @@ export function int(v: Values, key: string, min = 0): number | undefined {
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${key} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   return n;
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 1024, MIB: 1024 ** 2, GIB: 1024 ** 3, TIB: 1024 ** 4 };
+
+/** `200GB`, `1.5TiB`, `4096`, or `none` (-1: no cap) as bytes. @throws UsageError naming the option. */
+export function parseSize(raw: string, what: string): number {
+  if (/^(none|unlimited|-1)$/i.test(raw.trim())) return -1;
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$/i.exec(raw.trim());
+  const unit = m ? SIZE_UNITS[(m[2] ?? '').toUpperCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`${what}: ${JSON.stringify(raw)} is not a size (e.g. 500MB, 200GB, 1TiB, none)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** `--max-bytes images=200GB,vectors=20GB` as caps by store. @throws UsageError for an unknown store or size. */
+export function storeCaps(v: Values): Partial<Record<StoreLimitName, number>> | undefined {
+  const raw = str(v, 'max-bytes');
+  if (raw === undefined) return undefined;
+  const caps: Partial<Record<StoreLimitName, number>> = {};
+  for (const part of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const [store, size] = part.split('=');
+    if (!(STORE_LIMIT_NAMES as readonly string[]).includes(store) || size === undefined) {
+      throw new UsageError(`--max-bytes: ${JSON.stringify(part)} is not STORE=SIZE with STORE one of ${STORE_LIMIT_NAMES.join(', ')}`);
+    }
+    caps[store as StoreLimitName] = parseSize(size, `--max-bytes ${store}`);
+  }
+  return caps;
+}
+
+export const MAX_BYTES_HELP = `  --max-bytes S=SIZE[,…]  cap stores, e.g. images=200GB,vectors=20GB (${STORE_LIMIT_NAMES.join(', ')}; none = no cap);
+                        applied when they are created, and to existing ones when given. Defaults: results 1GiB,
+                        the others only the server's own limit. See the README's "Durability and limits"`;
 
 export function num(v: Values, key: string): number | undefined {
   const raw = v[key];

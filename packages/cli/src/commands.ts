@@ -7,7 +7,7 @@ import { startWorker } from '@graft/extractor';
 import { classifyFile, loadClassifier } from '@graft/head';
 import { JobState, listJobs, readJob } from '@graft/protocol';
 import { BACKEND_NAMES, inspectModel } from '@graft/vision';
-import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, graftHome, int, parse, publishOptions, str, type Options } from './args.js';
+import { MAX_BYTES_HELP, NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, graftHome, int, parse, publishOptions, storeCaps, str, type Options } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
 import { exportModel } from './export.js';
 import { isGpuChild, resolveGpus, superviseGpuWorkers, withoutOptions } from './gpu-workers.js';
@@ -160,6 +160,7 @@ like: one leads (a lease in NATS), the others stand by and take over when it sto
   --max-model-bytes N   largest backbone a manifest may name (default 1073741824)
   --cache-dir DIR       downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
   --replicas N          copies of each stream and bucket it creates (a JetStream cluster; see graft init)
+${MAX_BYTES_HELP}
   --coordinator-id ID   name in the lease and logs (default host-pid)
   --metrics-port P      serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
 ${BACKEND_HELP}
@@ -178,9 +179,11 @@ ${NATS_HELP}`,
     'allow-model-files': { type: 'boolean' },
     'max-model-bytes': { type: 'string' },
     replicas: { type: 'string' },
+    'max-bytes': { type: 'string' },
   },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
+    const maxBytes = storeCaps(v);
     return runService(
       v,
       'coordinator',
@@ -199,7 +202,7 @@ ${NATS_HELP}`,
           },
           { logger: log, registry, backend },
         ),
-      { maxQueuedTasks: int(v, 'max-queued-tasks', 1), replicas: int(v, 'replicas', 1) },
+      { maxQueuedTasks: int(v, 'max-queued-tasks', 1), replicas: int(v, 'replicas', 1), maxBytes },
     );
   },
 };
@@ -429,19 +432,20 @@ ${BACKEND_HELP}`,
 
 const init: Command = {
   summary: 'create every stream, consumer and bucket graft uses, then exit',
-  usage: `graft init [--nats URL] [--replicas N]
+  usage: `graft init [--nats URL] [--replicas N] [--max-bytes STORE=SIZE,...]
 
 Creates graft's JetStream topology idempotently (the compose init service runs it once);
 every other process also creates what is missing when it starts.
 
   --replicas N        copies of every stream and bucket, for a JetStream cluster of N or more
                       servers (default 1; 3 survives the loss of any one server)
+${MAX_BYTES_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, replicas: { type: 'string' } },
+  options: { ...NATS_OPTIONS, replicas: { type: 'string' }, 'max-bytes': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const log = createLogger({ toStderr: true, level: 'warn' });
-    const bus = await openWithRetry(busOptions(v, 'graft-init'), { replicas: int(v, 'replicas', 1) }, log);
+    const bus = await openWithRetry(busOptions(v, 'graft-init'), { replicas: int(v, 'replicas', 1), maxBytes: storeCaps(v) }, log);
     await bus.close();
     process.stderr.write('graft topology ready\n');
     return 0;

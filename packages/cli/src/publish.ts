@@ -13,7 +13,7 @@ import {
 } from '@graft/protocol';
 import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
-import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
+import { downloadImages, isStored, putImage, type DownloadOptions } from './downloads.js';
 import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
@@ -107,7 +107,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
       // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
       if (await isStored(bus, img.sha256, img.sizeBytes)) stored++;
       else {
-        await bus.images.putBlob({ name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
+        await putImage(bus, { name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
         uploaded++;
       }
       bar?.update(++done, unique.length);

@@ -3,6 +3,7 @@ import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
+  BUCKETS,
   CONSUMERS,
   ErrorCode,
   JobRecordConflict,
@@ -14,6 +15,7 @@ import {
   deadLetter,
   decodeVector,
   isContentError,
+  isStoreFull,
   isTerminal,
   jobStateName,
   manifestSubject,
@@ -21,6 +23,7 @@ import {
   publishJobEvent,
   queuedStatus,
   readJobRecord,
+  storeFullMessage,
   vectorKey,
   writeJobRecord,
   type Bus,
@@ -69,6 +72,9 @@ export interface CoordinatorDeps {
  * cache. Tasks go out through the {@link TaskQueue}; the books of what each job still waits
  * for are the {@link JobTracker}'s; job records are written with the revision last read.
  */
+/** Times the pre-training check extracts missing vectors again before failing those images. */
+const MAX_MISSING_ROUNDS = 2;
+
 class CoordinatorImpl implements Coordinator {
   state: CoordinatorState = 'running';
   readonly closed: Promise<void>;
@@ -367,7 +373,16 @@ class CoordinatorImpl implements Coordinator {
         this.metrics.vectors.inc({ kind: v.errorCode ? 'error' : 'vector' });
         if (v.errorCode && !isContentError(v.errorCode)) return; // this attempt's failure: recorded on the job only
         const entry = codecs.cachedVector.encode({ vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage });
-        await this.persist('caching a vector', () => this.bus.vectors.put(vectorKey(fp, v.sha256), entry));
+        try {
+          await this.persist('caching a vector', () => this.bus.vectors.put(vectorKey(fp, v.sha256), entry));
+        } catch (err) {
+          if (!isStoreFull(err)) throw err;
+          // A full cache is the same next time: this image fails with the reason, the job goes on.
+          v.errorCode = ErrorCode.ERROR_CODE_INTERNAL;
+          v.errorMessage = `its vector could not be cached: ${storeFullMessage('vectors', BUCKETS.vectors)}`;
+          this.log.error({ err, image: v.sha256 }, v.errorMessage);
+          return;
+        }
         this.metrics.vectorsCached.inc();
       }),
     );
@@ -556,7 +571,19 @@ class CoordinatorImpl implements Coordinator {
   private async vectorsMissing(job: ActiveJob): Promise<boolean> {
     await this.persist('reading the vector cache', () => this.jobs.scan(job, false));
     if (job.pending.size === 0) return false;
-    job.log.warn({ images: job.pending.size }, 'vectors missing from the cache before training (a broker lost recent writes?): extracting them again');
+    job.missingRounds = (job.missingRounds ?? 0) + 1;
+    if (job.missingRounds > MAX_MISSING_ROUNDS) {
+      // Extracted again and still not kept: the cache refuses them (full), and trying on would never end.
+      const full = await this.persist('reading the vector cache size', () => this.bus.jsm.streams.info(`KV_${BUCKETS.vectors}`)).then(
+        (i) => i.config.max_bytes > 0 && i.state.bytes + 4096 > i.config.max_bytes,
+        () => false,
+      );
+      const reason = `its vector was not kept by the vector cache after ${MAX_MISSING_ROUNDS + 1} extractions${full ? `: ${storeFullMessage('vectors', BUCKETS.vectors)}` : ''}`;
+      job.log.error({ images: job.pending.size, full }, `vectors still missing after ${MAX_MISSING_ROUNDS} more extractions: those images fail`);
+      for (const sha of [...job.pending.keys()]) this.jobs.resolve(job.backbone.fingerprint, sha, ErrorCode.ERROR_CODE_INTERNAL, reason);
+      return false;
+    }
+    job.log.warn({ images: job.pending.size, round: job.missingRounds }, 'vectors missing from the cache before training (a broker lost recent writes, or the cache is full?): extracting them again');
     job.status.state = JobState.JOB_STATE_EXTRACTING;
     await this.writeRecord(job);
     await this.enqueueRest(job);

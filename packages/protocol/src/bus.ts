@@ -40,8 +40,33 @@ export interface BusOptions {
   inboxPrefix?: string;
 }
 
+/** Stores whose size a deployment can cap (`graft init --max-bytes STORE=SIZE`). */
+export const STORE_LIMIT_NAMES = ['images', 'vectors', 'artifacts', 'models', 'results', 'manifests'] as const;
+export type StoreLimitName = (typeof STORE_LIMIT_NAMES)[number];
+
+/**
+ * Default caps, bytes (-1: none but the server's own). Results drain as the coordinator reads them:
+ * 1 GiB of them means it has been away a long time, and workers then hold their answers and retry.
+ */
+export const DEFAULT_STORE_LIMITS: Readonly<Record<StoreLimitName, number>> = { images: -1, vectors: -1, artifacts: -1, models: -1, results: 1024 ** 3, manifests: -1 };
+
+/** The stream under each capped store. */
+const LIMITED_STREAMS: Readonly<Record<StoreLimitName, string>> = {
+  images: `OBJ_${BUCKETS.images}`,
+  vectors: `KV_${BUCKETS.vectors}`,
+  artifacts: `OBJ_${BUCKETS.artifacts}`,
+  models: `OBJ_${BUCKETS.models}`,
+  results: STREAMS.results,
+  manifests: STREAMS.manifests,
+};
+
 /** Options of the JetStream topology graft creates. */
 export interface TopologyOptions {
+  /**
+   * Size caps, bytes, by store (-1: none). Applied when a store is created, and to an existing one
+   * when given here explicitly. Writes past a cap are refused: see the README's "Durability and limits".
+   */
+  maxBytes?: Partial<Record<StoreLimitName, number>>;
   /** Max queued extraction tasks; publishing past it fails (discard new), never evicts. Default 100000. */
   maxQueuedTasks?: number;
   /** Storage for streams and buckets. Default file. */
@@ -101,12 +126,25 @@ async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
   }
 }
 
+function capOf(o: Required<TopologyOptions>, store: StoreLimitName): number {
+  return o.maxBytes[store] ?? DEFAULT_STORE_LIMITS[store];
+}
+
+/** Applies the caps given explicitly to stores that exist already (created with other ones). */
+async function applyExplicitCaps(jsm: JetStreamManager, o: Required<TopologyOptions>): Promise<void> {
+  for (const [store, bytes] of Object.entries(o.maxBytes) as [StoreLimitName, number][]) {
+    const name = LIMITED_STREAMS[store];
+    const info = await jsm.streams.info(name);
+    if (info.config.max_bytes !== bytes) await jsm.streams.update(name, { max_bytes: bytes });
+  }
+}
+
 function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & { name: string })[] {
   const storage = o.memory ? StorageType.Memory : StorageType.File;
   const base = { storage, num_replicas: o.replicas };
   return [
     // A job's first manifest is its manifest: later ones on the same subject are refused.
-    { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true },
+    { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true, max_bytes: capOf(o, 'manifests') },
     {
       ...base,
       name: STREAMS.tasks,
@@ -117,7 +155,7 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
       max_msgs: o.maxQueuedTasks,
       duplicate_window: nanos(10 * 60_000),
     },
-    { ...base, name: STREAMS.results, subjects: [SUBJECTS.results], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, duplicate_window: nanos(10 * 60_000) },
+    { ...base, name: STREAMS.results, subjects: [SUBJECTS.results], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, duplicate_window: nanos(10 * 60_000), max_bytes: capOf(o, 'results') },
     { ...base, name: STREAMS.events, subjects: [SUBJECTS.events], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs_per_subject: 10_000 },
     // Bounded: a flood of garbage costs at most this much, oldest dropped first.
     { ...base, name: STREAMS.deadLetters, subjects: [SUBJECTS.deadLetters], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs: 10_000, max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old },
@@ -158,7 +196,7 @@ export async function openBus(opts: BusOptions = {}, topology: TopologyOptions =
 
 /** {@link openBus} on a connection (closing the Bus closes it). */
 async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
-  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, ...topology };
+  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, ...topology, maxBytes: topology.maxBytes ?? {} };
   const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: o.create });
   const js = jetstream(nc, { timeout: 10_000 });
   const kvm = new Kvm(js);
@@ -186,14 +224,15 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(15_000), max_deliver: 20, max_ack_pending: 1000 });
   const storage = o.memory ? StorageType.Memory : StorageType.File;
   const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
-    objm.create(BUCKETS.images, { storage, replicas: o.replicas, description: 'graft image bytes by SHA-256' }),
-    objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, description: 'graft heads, reports and checkpoints' }),
-    objm.create(BUCKETS.models, { storage, replicas: o.replicas, description: 'graft backbones resolved by the coordinator, by fingerprint' }),
-    kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, description: 'graft bottleneck cache' }),
+    objm.create(BUCKETS.images, { storage, replicas: o.replicas, max_bytes: capOf(o, 'images'), description: 'graft image bytes by SHA-256' }),
+    objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, max_bytes: capOf(o, 'artifacts'), description: 'graft heads, reports and checkpoints' }),
+    objm.create(BUCKETS.models, { storage, replicas: o.replicas, max_bytes: capOf(o, 'models'), description: 'graft backbones resolved by the coordinator, by fingerprint' }),
+    kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, max_bytes: capOf(o, 'vectors'), description: 'graft bottleneck cache' }),
     kvm.create(BUCKETS.jobs, { storage, replicas: o.replicas, history: 1, description: 'graft job records' }),
     kvm.create(BUCKETS.leases, { storage, replicas: o.replicas, history: 1, description: 'graft leases: which coordinator leads' }),
     kvm.create(BUCKETS.claims, { storage, replicas: o.replicas, history: 1, ttl: TASK_CLAIM_TTL_MS, description: 'graft task claims: which worker embeds a task' }),
   ]);
+  await applyExplicitCaps(jsm, o);
   return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases, claims });
 }
 

@@ -18,7 +18,7 @@ export {
   isValidJobId,
   kvKeyLocation,
 } from './names.js';
-export { ProtocolError, BusError } from './errors.js';
+export { ProtocolError, BusError, isStoreFull, storeFullMessage } from './errors.js';
 export {
   codecs,
   Split,
@@ -60,7 +60,8 @@ export {
 } from './jobs.js';
 export type { JobRecord, JobEventBody } from './jobs.js';
 export { openBus, describeBus, ensureExtractorConsumer, TASK_CLAIM_TTL_MS } from './bus.js';
-export type { Bus, BusOptions, TopologyOptions } from './bus.js';
+export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
+export { STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
 export { readImage } from './images.js';
 export type { ImageRead } from './images.js';
