@@ -52,3 +52,37 @@ describe('limits - stores with a cap refuse writes plainly, and the run goes on'
     }
   });
 });
+
+describe('limits - the other stores', () => {
+  for (const [store, bytes, pattern] of [
+    ['models', '1KB', /cannot start: cannot put the backbone where workers load it: the models store \(graft-models\) is full/],
+    ['artifacts', '2KB', /training failed: the artifacts store \(graft-artifacts\) is full/],
+  ] as const) {
+    it(`a full ${store} store fails the job, naming the store and the way out`, { timeout: 120_000 }, async () => {
+      const c = await new TestCluster(['--max-bytes', `${store}=${bytes}`]).start({ workers: 1 });
+      try {
+        const model = await c.tinyModel();
+        const data = await generateSampleSet(join(c.work, 'shapes'), 6, 63, ['circle', 'square']);
+        const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+        const s = await c.waitForJob(p.jobId, 90_000);
+        assert.equal(s.state, JobState.JOB_STATE_FAILED, c.logs());
+        assert.match(s.error ?? '', pattern);
+        assert.match(s.error ?? '', new RegExp(`graft init --max-bytes ${store}=SIZE`));
+      } finally {
+        await c.stop();
+      }
+    });
+  }
+
+  it('a full manifests stream stops graft publish with the store and the way out', { timeout: 60_000 }, async () => {
+    const c = await new TestCluster(['--max-bytes', 'manifests=1KB']).start({ workers: 0 });
+    try {
+      const data = await generateSampleSet(join(c.work, 'shapes'), 30, 64);
+      const r = await runGraft(['publish', data, '--nats', c.url], { GRAFT_HOME: c.work });
+      assert.equal(r.code, 1, r.output);
+      assert.match(r.output, /cannot publish job \S+: the manifests store \(GRAFT_MANIFESTS\) is full: raise its limit with graft init --max-bytes manifests=SIZE/);
+    } finally {
+      await c.stop();
+    }
+  });
+});

@@ -1,12 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
+  STREAMS,
   Split,
   VectorDType,
   codecs,
   createJobRecord,
+  isStoreFull,
   manifestSubject,
   queuedStatus,
+  storeFullMessage,
   type Bus,
   type DatasetManifest,
   type TrainingOptions,
@@ -118,7 +121,12 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
 
   // A queued record first, so `graft status` sees the job at once; the coordinator takes over.
   await createJobRecord(bus, queuedStatus(manifest));
-  await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
+  try {
+    await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
+  } catch (err) {
+    if (isStoreFull(err)) throw new Error(`cannot publish job ${jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
+    throw err;
+  }
   return { jobId, scan, uploaded, alreadyStored: stored };
 }
 

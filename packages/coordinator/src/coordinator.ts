@@ -288,9 +288,14 @@ class CoordinatorImpl implements Coordinator {
     const stored = await this.persist('reading the model store', () => this.bus.models.info(names.json));
     if (stored && !stored.deleted) return;
     const bundle = modelBundle(files);
-    // Weights first: model.json is the mark of a complete entry.
-    await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.weights }, bundle.weights));
-    await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.json }, bundle.modelJson));
+    try {
+      // Weights first: model.json is the mark of a complete entry.
+      await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.weights }, bundle.weights));
+      await this.persist('storing a model', () => this.bus.models.putBlob({ name: names.json }, bundle.modelJson));
+    } catch (err) {
+      if (isStoreFull(err)) throw new Error(`cannot put the backbone where workers load it: ${storeFullMessage('models', BUCKETS.models)}`, { cause: err });
+      throw err;
+    }
     log.info({ fingerprint: b.fingerprint, bytes: bundle.weights.byteLength }, 'backbone put in the model store for the workers');
   }
 
@@ -511,7 +516,8 @@ class CoordinatorImpl implements Coordinator {
       }
       job.log.error({ err }, 'training failed');
       s.state = JobState.JOB_STATE_FAILED;
-      s.error = `training failed: ${(err as Error).message}`;
+      // Checkpoints and the exported model go to the artifacts store.
+      s.error = `training failed: ${isStoreFull(err) ? storeFullMessage('artifacts', BUCKETS.artifacts) : (err as Error).message}`;
     }
     try {
       await this.writeRecord(job);
