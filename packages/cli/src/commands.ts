@@ -16,7 +16,7 @@ import { createLogger } from './logger.js';
 import { serveMetrics } from './metrics-server.js';
 import { isImageListFile } from './image-list.js';
 import { planDataset, publishDataset } from './publish.js';
-import { backendFor, cacheDir, openWithRetry, runService, untilSignal, withBus } from './service.js';
+import { backendFor, cacheDir, metricsPort, openWithRetry, runService, untilSignal, withBus } from './service.js';
 import { trainFolder } from './train-flow.js';
 
 /* The command table: each command's usage and what it runs. */
@@ -123,8 +123,7 @@ ${NATS_HELP}`,
     const { values: v } = parse(argv, this.options, false);
     const gpus = str(v, 'gpus');
     if (gpus && !isGpuChild()) {
-      const metricsPort = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
-      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort, log: createLogger() });
+      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort: metricsPort(v), log: createLogger() });
     }
     return runService(v, 'worker', (bus, log, registry, backend) =>
       startWorker(

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { BUCKETS, isStoreFull, storeFullMessage, type Bus } from '@graft/protocol';
+import { putImage, type Bus } from '@graft/protocol';
 
 /**
  * Downloading the images a list names by URL, into the image store: concurrent and bounded,
@@ -132,19 +132,6 @@ async function get(url: string, known: Remembered | undefined, o: DownloadOption
     parts.push(chunk as Uint8Array);
   }
   return { bytes: new Uint8Array(Buffer.concat(parts)), etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined };
-}
-
-/**
- * Uploads one image. A full image store is said plainly (which store, how to make room), not as
- * JetStream's error code.
- */
-export async function putImage(bus: Bus, meta: { name: string; description: string }, bytes: Uint8Array): Promise<void> {
-  try {
-    await bus.images.putBlob(meta, bytes);
-  } catch (err) {
-    if (isStoreFull(err)) throw new Error(`cannot upload ${meta.description}: ${storeFullMessage('images', BUCKETS.images)}`, { cause: err });
-    throw err;
-  }
 }
 
 /** Whether the store holds these bytes (by name, size and digest). */

@@ -8,6 +8,7 @@ import {
   createJobRecord,
   isStoreFull,
   manifestSubject,
+  putImage,
   queuedStatus,
   storeFullMessage,
   type Bus,
@@ -16,7 +17,7 @@ import {
 } from '@graft/protocol';
 import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
-import { downloadImages, isStored, putImage, type DownloadOptions } from './downloads.js';
+import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
 import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';

@@ -58,6 +58,11 @@ export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
   }
 }
 
+/** Where a long-running process serves /metrics: --metrics-port, else $GRAFT_METRICS_PORT, else nowhere. */
+export function metricsPort(v: Values): number | undefined {
+  return int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
+}
+
 /**
  * Opens the bus, waiting rather than exiting while it is not ready: a worker only opens the
  * topology (least privilege), so it waits for graft init or the coordinator to create it; and a
@@ -94,7 +99,7 @@ export async function runService(
   const registry = new Registry();
   if (isGpuChild()) reportToSupervisor(registry);
   const service = await start(bus, log, registry, backend.name);
-  const port = int(v, 'metrics-port') ?? (process.env.GRAFT_METRICS_PORT ? Number(process.env.GRAFT_METRICS_PORT) : undefined);
+  const port = metricsPort(v);
   const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;
   await Promise.race([untilSignal(), service.closed]);
   await service.close();

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   BUCKETS,
+  BUCKET_STREAMS,
   CONSUMERS,
   ErrorCode,
   JobRecordConflict,
@@ -580,7 +581,7 @@ class CoordinatorImpl implements Coordinator {
     job.missingRounds = (job.missingRounds ?? 0) + 1;
     if (job.missingRounds > MAX_MISSING_ROUNDS) {
       // Extracted again and still not kept: the cache refuses them (full), and trying on would never end.
-      const full = await this.persist('reading the vector cache size', () => this.bus.jsm.streams.info(`KV_${BUCKETS.vectors}`)).then(
+      const full = await this.persist('reading the vector cache size', () => this.bus.jsm.streams.info(BUCKET_STREAMS.vectors)).then(
         (i) => i.config.max_bytes > 0 && i.state.bytes + 4096 > i.config.max_bytes,
         () => false,
       );

@@ -171,9 +171,8 @@ class ExtractorWorker implements Worker {
 
   private handBack(p: Prepared): void {
     clearInterval(p.keepAlive);
-    void p.claimKeeper?.stop();
     p.msg.nak();
-    if (p.owned) this.claims.release(p.task.taskId);
+    this.releaseClaim(p);
     this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
     this.metrics.inFlight.dec();
     if (this.inHand === p) this.inHand = undefined;
@@ -391,6 +390,16 @@ class ExtractorWorker implements Worker {
   }
 
   /**
+   * Gives up a task's claim, if it is this worker's: renewals stop first, so none in flight can put
+   * the claim back after it is released.
+   */
+  private releaseClaim(p: Prepared): void {
+    if (!p.owned) return;
+    p.owned = false;
+    void (p.claimKeeper?.stop() ?? Promise.resolve()).then(() => this.claims.release(p.task.taskId));
+  }
+
+  /**
    * Runs op, trying again (its lease renewed) for up to forMs while the bus does not answer and
    * the worker is running: a JetStream cluster electing a new stream leader takes a few seconds.
    */
@@ -442,7 +451,7 @@ class ExtractorWorker implements Worker {
       log.warn({ err, task: task.taskId, delivery: msg.info.deliveryCount, retryInMs: action.delayMs }, 'task failed: will be retried');
       this.metrics.tasks.inc({ outcome: 'retried' });
       msg.nak(action.delayMs);
-      if (p.owned) this.claims.release(task.taskId);
+      this.releaseClaim(p);
       return;
     }
     log.error({ err, task: task.taskId, delivery: msg.info.deliveryCount }, 'task failed on its last delivery: reporting its images as failed');

@@ -17,7 +17,7 @@ import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
 // Object store digests: Node's native SHA-256, not the pure-JS default (it ran on every
 // image fetch, on the thread the backbone needs).
 setSha256Backend('native');
-import { BUCKETS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
+import { BUCKETS, BUCKET_STREAMS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
 import { BusError } from './errors.js';
 
 /** How to reach NATS. Secrets here are never logged: use {@link describeBus} for logs. */
@@ -52,10 +52,10 @@ export const DEFAULT_STORE_LIMITS: Readonly<Record<StoreLimitName, number>> = { 
 
 /** The stream under each capped store. */
 const LIMITED_STREAMS: Readonly<Record<StoreLimitName, string>> = {
-  images: `OBJ_${BUCKETS.images}`,
-  vectors: `KV_${BUCKETS.vectors}`,
-  artifacts: `OBJ_${BUCKETS.artifacts}`,
-  models: `OBJ_${BUCKETS.models}`,
+  images: BUCKET_STREAMS.images,
+  vectors: BUCKET_STREAMS.vectors,
+  artifacts: BUCKET_STREAMS.artifacts,
+  models: BUCKET_STREAMS.models,
   results: STREAMS.results,
   manifests: STREAMS.manifests,
 };

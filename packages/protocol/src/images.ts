@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { BUCKETS } from './names.js';
+import { BUCKETS, BUCKET_STREAMS } from './names.js';
 import type { Bus } from './bus.js';
+import { isStoreFull, storeFullMessage } from './errors.js';
 
 /** The object store's stream and chunk subjects (its documented storage layout). */
-const IMAGES_STREAM = `OBJ_${BUCKETS.images}`;
+const IMAGES_STREAM = BUCKET_STREAMS.images;
 const chunkSubject = (nuid: string) => `$O.${BUCKETS.images}.C.${nuid}`;
 
 /** What reading one image gave: its bytes, or why there are none (each ends that image alone). */
@@ -46,4 +47,17 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
     return { ok: false, problem: 'corrupt', size: data.byteLength, message: 'image content does not match its name (SHA-256): the stored object was replaced with other bytes' };
   }
   return { ok: true, bytes: data };
+}
+
+/**
+ * Uploads one image (its name is the hex SHA-256 of the bytes). A full image store is said plainly
+ * (which store, how to make room), not as JetStream's error code.
+ */
+export async function putImage(bus: Bus, meta: { name: string; description: string }, bytes: Uint8Array): Promise<void> {
+  try {
+    await bus.images.putBlob(meta, bytes);
+  } catch (err) {
+    if (isStoreFull(err)) throw new Error(`cannot upload ${meta.description}: ${storeFullMessage('images', BUCKETS.images)}`, { cause: err });
+    throw err;
+  }
 }

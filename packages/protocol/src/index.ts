@@ -3,6 +3,7 @@ export {
   STREAMS,
   SUBJECTS,
   BUCKETS,
+  BUCKET_STREAMS,
   LEASES,
   CONSUMERS,
   MAX_DELIVERIES_ADVISORY,
@@ -63,7 +64,7 @@ export { openBus, describeBus, ensureExtractorConsumer, TASK_CLAIM_TTL_MS } from
 export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
 export { STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS } from './bus.js';
 export { encodeVector, decodeVector } from './vectors.js';
-export { readImage } from './images.js';
+export { readImage, putImage } from './images.js';
 export type { ImageRead } from './images.js';
 export { deadLetter } from './dead-letters.js';
 export { startLocalNats, findNatsServer, freePort, stopProcess } from './nats-server.js';

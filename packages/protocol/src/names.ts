@@ -50,6 +50,17 @@ export const BUCKETS = {
   models: 'graft-models',
 } as const;
 
+/** The stream JetStream keeps each bucket in (its documented layout: KV_<bucket>, OBJ_<bucket>). */
+export const BUCKET_STREAMS = {
+  images: `OBJ_${BUCKETS.images}`,
+  artifacts: `OBJ_${BUCKETS.artifacts}`,
+  models: `OBJ_${BUCKETS.models}`,
+  vectors: `KV_${BUCKETS.vectors}`,
+  jobs: `KV_${BUCKETS.jobs}`,
+  leases: `KV_${BUCKETS.leases}`,
+  claims: `KV_${BUCKETS.claims}`,
+} as const;
+
 /** Keys of the leases bucket. */
 export const LEASES = {
   /** The one active coordinator. */

@@ -119,14 +119,24 @@ export function fingerprintOf(weightsSha256: string, spec: Pick<BackboneSpec, 'p
 
 type Runner = (x: tf.Tensor4D) => tf.Tensor;
 
-async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: string): Promise<Backbone> {
-  const isGraph = files.json.format === 'graph-model' || 'node' in files.json.modelTopology;
-  const artifacts: tf.io.ModelArtifacts = {
+/** Whether model files hold a TF.js graph model (else a layers model). */
+export function isGraphModel(files: ModelFiles): boolean {
+  return files.json.format === 'graph-model' || 'node' in files.json.modelTopology;
+}
+
+/** Model files as TF.js loads them from memory. */
+export function modelArtifacts(files: ModelFiles): tf.io.ModelArtifacts {
+  return {
     modelTopology: files.json.modelTopology as tf.io.ModelArtifacts['modelTopology'],
     weightSpecs: files.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
     weightData: files.weightData,
     format: files.json.format,
   };
+}
+
+async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: string): Promise<Backbone> {
+  const isGraph = isGraphModel(files);
+  const artifacts = modelArtifacts(files);
   let run: Runner;
   let dispose: () => void;
   let inputSize = spec.inputSize;

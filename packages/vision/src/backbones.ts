@@ -200,7 +200,8 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
   return spec;
 }
 
-function toUrl(name: string): string {
+/** A model URL from what the user typed: a URL as it is, a path as a file:// URL. */
+export function toUrl(name: string): string {
   if (/^(file|https?|embedded):/.test(name)) return name;
   return `file://${name.startsWith('/') ? '' : `${process.cwd()}/`}${name}`;
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { CATALOGUE } from './backbones.js';
+import { isGraphModel, modelArtifacts } from './backbone.js';
+import { CATALOGUE, toUrl } from './backbones.js';
 import { BackboneError } from './errors.js';
 import { bottleneckCandidates, convertGraphDef, downstreamOf, findInput, readGraphDef, type GraphDef } from './graphdef.js';
 import { fetchModel, graphDefSource, readGraphDefBytes, type FetchModelOptions, type ModelFiles } from './model-source.js';
@@ -37,13 +38,7 @@ export async function inspectModel(nameOrUrl: string, opts: FetchModelOptions & 
   const url = CATALOGUE[nameOrUrl]?.url ?? toUrl(nameOrUrl);
   if (graphDefSource(url)) return inspectGraphDef(readGraphDef(await readGraphDefBytes(url, opts), url), url, opts);
   const files = await fetchModel(url, opts);
-  const isGraph = files.json.format === 'graph-model' || 'node' in files.json.modelTopology;
-  return isGraph ? inspectGraphModel(files, opts.inputSize) : inspectLayersModel(files);
-}
-
-function toUrl(name: string): string {
-  if (/^(file|https?|embedded):/.test(name)) return name;
-  return `file://${name.startsWith('/') ? '' : `${process.cwd()}/`}${name}`;
+  return isGraphModel(files) ? inspectGraphModel(files, opts.inputSize) : inspectLayersModel(files);
 }
 
 async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSize?: number; inputNode?: string }): Promise<Inspection> {
@@ -84,7 +79,7 @@ async function inspectGraphModel(files: ModelFiles, inputSize?: number): Promise
 }
 
 async function inspectLayersModel(files: ModelFiles): Promise<Inspection> {
-  const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts(files)));
+  const model = await tf.loadLayersModel(tf.io.fromMemory(modelArtifacts(files)));
   try {
     const nodes = model.layers.map((l) => ({ name: l.name, op: l.getClassName(), shape: flatShape(l.outputShape) }));
     const pooled = model.layers.filter((l) => /GlobalAveragePooling|GlobalMaxPooling|Flatten/.test(l.getClassName())).map((l) => l.name);
@@ -106,18 +101,9 @@ function flatShape(s: unknown): number[] | null {
   return Array.isArray(first) ? first.map((d) => (d === null ? 1 : Number(d))) : null;
 }
 
-function artifacts(files: ModelFiles): tf.io.ModelArtifacts {
-  return {
-    modelTopology: files.json.modelTopology as tf.io.ModelArtifacts['modelTopology'],
-    weightSpecs: files.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
-    weightData: files.weightData,
-    format: files.json.format,
-  };
-}
-
 /** Output shape of each named node for one zero image, from one run of the converted graph. */
 async function runForShapes(files: ModelFiles, size: number, names: string[]): Promise<Map<string, number[]>> {
-  const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts(files)));
+  const model = await tf.loadGraphModel(tf.io.fromMemory(modelArtifacts(files)));
   const x = tf.zeros([1, size, size, 3]);
   try {
     const outs = model.execute(x, names) as tf.Tensor | tf.Tensor[];

@@ -71,7 +71,7 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
     if (graphDef) files = await readGraphDefModel(url, graphDef, opts);
     else if (url.startsWith('embedded:')) files = await readEmbedded(url);
     else if (url.startsWith('file:')) {
-      if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+      refuseUnlessFilesAllowed(url, opts);
       files = await readLocal(fileURLToPath(url), opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES);
     } else if (/^https?:/.test(url)) files = await readHttp(url, opts);
     if (files) {
@@ -85,6 +85,11 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
     throw new BackboneError(`cannot load model ${url}: ${(err as Error).message}`, { cause: err });
   }
   throw new BackboneError(`unsupported model URL ${url}: use file://, http(s):// or embedded:`);
+}
+
+/** @throws BackboneError when this process may not read local model files (a manifest named one). */
+function refuseUnlessFilesAllowed(url: string, opts: FetchModelOptions): void {
+  if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
 }
 
 /**
@@ -111,7 +116,7 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
   const max = opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
   let bytes: Uint8Array;
   if (src.fileUrl.startsWith('file:')) {
-    if (opts.allowFiles === false) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+    refuseUnlessFilesAllowed(url, opts);
     const path = fileURLToPath(src.fileUrl);
     const size = (await stat(path)).size;
     if (size > max) throw new BackboneError(`model ${path} has ${size} bytes, over the ${max}-byte limit`);
