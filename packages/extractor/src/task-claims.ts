@@ -17,6 +17,8 @@ export type ClaimOutcome =
 const POLL_MS = 1000;
 /** A claim's value once its task's answer is in JetStream: `answered:<worker>`. */
 const ANSWERED = 'answered:';
+/** Prefix of each worker's probe key in the claims bucket, written to read the server's clock. */
+const PROBE = 'probe.';
 
 /** A claim being kept alive; stop() ends the renewals and waits for one in flight. */
 export interface ClaimKeeper {
@@ -45,7 +47,10 @@ export class TaskClaims {
   /**
    * Claims a task before its images go through the backbone; waits while another worker holds it
    * and keeps renewing it. A claim not renewed for a whole `staleMs` (the task's AckWait: holders
-   * renew three times per AckWait) is taken over, measured on this worker's clock only.
+   * renew three times per AckWait) is taken over. Its age is read on the NATS server's clock (the
+   * time of its last write against the time of a write of this worker's), so a task redelivered
+   * because its holder died is taken over as soon as the claim is that old, not a whole AckWait
+   * after this worker first looked.
    * @param running whether the worker still takes work (a closing worker stops waiting).
    * @param maxWaitMs how long to wait on a claim that keeps being renewed before embedding anyway.
    */
@@ -53,11 +58,11 @@ export class TaskClaims {
     // A redelivery may come after the answer was cached and the claim lapsed (the ack lost).
     if (msg.info.deliveryCount > 1 && (await this.answered(task))) return 'answered';
     const until = performance.now() + maxWaitMs;
-    let seen: { revision: number; since: number } | undefined;
+    let waiting = false;
     for (;;) {
       try {
         await this.bus.claims.create(task.taskId, text.encode(this.workerId));
-        if (seen) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
+        if (waiting) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
         return 'claimed';
       } catch (err) {
         if (!isRevisionConflict(err)) {
@@ -73,26 +78,40 @@ export class TaskClaims {
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
       if (await this.answered(task)) return 'answered';
       if (!running()) return 'hand-back';
-      const now = performance.now();
-      if (!seen || seen.revision !== e.revision) {
-        if (!seen) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
-        seen = { revision: e.revision, since: now };
-      } else if (now - seen.since > staleMs) {
+      if (!waiting) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
+      waiting = true;
+      const age = await this.serverAge(e.created);
+      if (age !== undefined && age > staleMs) {
         // Not renewed for a whole AckWait: its holder died or lost the bus. Take it over, unless someone else just did.
         try {
           await this.bus.claims.update(task.taskId, text.encode(this.workerId), e.revision);
-          this.log.warn({ task: task.taskId, holder }, 'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over');
+          this.log.warn({ task: task.taskId, holder, ageMs: age }, 'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over');
           return 'claimed';
         } catch {
           continue;
         }
       }
-      if (now > until) {
+      if (performance.now() > until) {
         this.log.warn({ task: task.taskId, holder }, 'another worker has held this task too long: embedding it as well');
         return 'unclaimed';
       }
       msg.working();
       await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(50, staleMs / 4))));
+    }
+  }
+
+  /**
+   * How long ago, on the server's clock, a claim was last written: the time of a write of this
+   * worker's own (its probe key) minus that. Undefined when the probe cannot be written.
+   */
+  private async serverAge(lastWrite: Date): Promise<number | undefined> {
+    try {
+      const key = `${PROBE}${this.workerId.replace(/[^-/_=.a-zA-Z0-9]/g, '_')}`;
+      await this.bus.claims.put(key, new Uint8Array(0));
+      const now = await this.bus.claims.get(key);
+      return now ? now.created.getTime() - lastWrite.getTime() : undefined;
+    } catch {
+      return undefined; // cannot tell: keep waiting (bounded by maxWaitMs)
     }
   }
 
@@ -125,11 +144,6 @@ export class TaskClaims {
   /** Gives a claim up (the task handed back or failed) so the next worker need not wait for it to lapse. */
   release(taskId: string): void {
     this.bus.claims.delete(taskId).catch((err) => this.log.debug({ err, task: taskId }, 'claim release failed; it lapses by itself'));
-  }
-
-  private async holder(taskId: string): Promise<string | undefined> {
-    const e = await this.bus.claims.get(taskId).catch(() => null);
-    return e && e.operation === 'PUT' ? untext.decode(e.value) : undefined;
   }
 
   /**
