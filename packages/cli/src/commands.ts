@@ -9,7 +9,7 @@ import { JobState, listJobs, readJob } from '@graft/protocol';
 import { BACKEND_NAMES, inspectModel } from '@graft/vision';
 import { MAX_BYTES_HELP, NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, graftHome, int, parse, publishOptions, storeCaps, str, type Options } from './args.js';
 import { defaultWorkers, startLocalCluster } from './cluster.js';
-import { exportModel } from './export.js';
+import { exportModel, exportSummary } from './export.js';
 import { isGpuChild, resolveGpus, superviseGpuWorkers, withoutOptions } from './gpu-workers.js';
 import { followJob, jobDetails, jobJson, jobLine } from './jobs.js';
 import { createLogger } from './logger.js';
@@ -17,6 +17,7 @@ import { serveMetrics } from './metrics-server.js';
 import { isImageListFile } from './image-list.js';
 import { planDataset, publishDataset } from './publish.js';
 import { backendFor, cacheDir, metricsPort, openWithRetry, runService, untilSignal, withBus } from './service.js';
+import { report, serve } from './show-commands.js';
 import { trainFolder } from './train-flow.js';
 
 /* The command table: each command's usage and what it runs. */
@@ -274,19 +275,28 @@ ${NATS_HELP}`,
 };
 
 const exportCmd: Command = {
-  summary: "write a finished job's model to a folder",
-  usage: `graft export JOB DIR
+  summary: "write a finished job's model to a folder (with report.html, and web/ with --bundle)",
+  usage: `graft export JOB DIR [--bundle]
 
 Writes model.json + weights.bin (the head, a TF.js layers model taking raw bottleneck
-vectors), graft.json (labels, backbone and preprocessing) and report.json (test accuracy,
-per-class accuracy, confusion matrix). graft classify DIR IMAGE uses it without NATS.
+vectors), graft.json (labels, backbone and preprocessing), report.json (test accuracy,
+per-class accuracy, confusion matrix, training history, misclassified test images) and
+report.html (the same, to look at: thumbnails from the image store). graft classify DIR IMAGE
+uses the folder without NATS.
+
+  --bundle            also write DIR/web: backbone and head as one TF.js model for browsers,
+                      labels.json and a try-it page (graft serve DIR)
+${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS },
+  options: { ...NATS_OPTIONS, bundle: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 2) throw new UsageError('export takes JOB and DIR');
-    await withBus(busOptions(v, 'graft-cli'), (bus) => exportModel(bus, positionals[0], positionals[1]));
-    process.stderr.write(`model written to ${positionals[1]}\n`);
+    if (v.bundle) await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
+    const r = await withBus(busOptions(v, 'graft-cli'), (bus) =>
+      exportModel(bus, positionals[0], positionals[1], { bundle: Boolean(v.bundle), cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) }),
+    );
+    process.stderr.write(`${exportSummary(positionals[1], r).join('\n')}\n`);
     return 0;
   },
 };
@@ -364,7 +374,7 @@ ${BACKEND_HELP}`,
   },
 };
 
-const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' } };
+const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'no-bundle': { type: 'boolean' } };
 
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
@@ -373,11 +383,12 @@ const train: Command = {
 Uses --nats, or starts a local cluster (nats-server + coordinator + workers, data in --data),
 publishes DIR (a class-per-folder tree) or LIST (a .csv, .tsv or .jsonl image list), shows
 extraction and training progress, prints the evaluation and writes the model to --out
-(default ./graft-model).
+(default ./graft-model), with report.html and web/ (graft serve DIR opens its try-it page).
 
   --out DIR                 model folder (default ./graft-model)
   --workers N               workers of the local cluster (default one per core)
   --data DIR                local cluster data folder (default ~/.graft/cluster); the vector cache lives here
+  --no-bundle               skip the browser bundle (DIR/web: the model as one TF.js model and a try-it page)
 ${PUBLISH_HELP}
 ${BACKEND_HELP}
 ${NATS_HELP}`,
@@ -451,5 +462,5 @@ ${NATS_HELP}`,
   },
 };
 
-export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, classify, inspect, up, worker, coordinator, init, demo };
+export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, report, serve, classify, inspect, up, worker, coordinator, init, demo };
 

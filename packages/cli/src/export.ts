@@ -1,13 +1,88 @@
-import { MODEL_FILES, writeModelFolder } from '@graft/head';
-import { artifactNames, type Bus } from '@graft/protocol';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MODEL_FILES, readModelFolder, writeModelFolder, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
+import { artifactNames, readImage, type Bus } from '@graft/protocol';
+import { fetchBackbone } from '@graft/vision';
+import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
 
-/** Writes a finished job's model folder to dir. @throws Error when the job has no stored model. */
-export async function exportModel(bus: Bus, jobId: string, dir: string): Promise<void> {
+export interface ExportOptions {
+  /** Also write web/: the browser bundle and its try-it page. */
+  bundle?: boolean;
+  /** Model cache of the backbone the bundle needs. */
+  cacheDir?: string;
+  /** Told what is happening (for long steps). */
+  onProgress?: (message: string) => void;
+}
+
+export interface ExportResult {
+  folder: ModelFolder;
+  /** Thumbnails in report.html, and those the image store could not give. */
+  thumbnails: { shown: number; missing: number };
+  bundle?: WebBundle;
+}
+
+/** The model folder's files of a finished job, from the artifacts store. @throws Error when it has none. */
+export async function readJobModel(bus: Bus, jobId: string): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {};
   for (const name of MODEL_FILES) {
     const bytes = await bus.artifacts.getBlob(artifactNames.modelFile(jobId, name));
     if (!bytes) throw new Error(`job ${jobId} has no stored ${name}: is it finished? (graft status ${jobId})`);
     files[name] = bytes;
   }
-  await writeModelFolder(dir, files);
+  return files;
+}
+
+/** Thumbnails of the photos report.html shows, read from the image store (an unreadable one is left out). */
+export async function reportThumbnails(bus: Bus, report: EvaluationReport): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const sha of thumbnailsWanted(report)) {
+    const r = await readImage(bus, sha, 64 * 1024 * 1024);
+    const url = r.ok ? await thumbnailDataUrl(r.bytes) : undefined;
+    if (url) out.set(sha, url);
+  }
+  return out;
+}
+
+/** Writes a report.html. */
+export async function writeReport(path: string, report: EvaluationReport, manifest: ModelManifest, thumbnails: ReadonlyMap<string, string>): Promise<void> {
+  await writeFile(path, renderReport({ report, manifest, thumbnails }));
+}
+
+/** Writes DIR/web, the browser bundle, fetching the backbone (from the cache when it is there). */
+export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string): Promise<WebBundle> {
+  const { files } = await fetchBackbone(folder.manifest.backbone, { cacheDir });
+  return writeWebBundle(join(dir, 'web'), folder, files);
+}
+
+/**
+ * Writes a finished job's model folder to dir: the model files, report.html (thumbnails from
+ * the image store) and, with `bundle`, web/.
+ * @throws Error when the job has no stored model; BundleError when the bundle cannot be made.
+ */
+export async function exportModel(bus: Bus, jobId: string, dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
+  await writeModelFolder(dir, await readJobModel(bus, jobId));
+  const folder = await readModelFolder(dir);
+  opts.onProgress?.('writing report.html');
+  const thumbs = await reportThumbnails(bus, folder.report);
+  await writeReport(join(dir, 'report.html'), folder.report, folder.manifest, thumbs);
+  const wanted = thumbnailsWanted(folder.report).length;
+  const result: ExportResult = { folder, thumbnails: { shown: thumbs.size, missing: wanted - thumbs.size } };
+  if (opts.bundle) {
+    opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
+    result.bundle = await writeBundle(dir, folder, opts.cacheDir);
+  }
+  return result;
+}
+
+/** What an export wrote, in lines a person reads. */
+export function exportSummary(dir: string, r: ExportResult): string[] {
+  const lines = [`model written to ${dir}`, `report: ${join(dir, 'report.html')}${r.thumbnails.missing ? ` (${r.thumbnails.missing} thumbnails not in the image store)` : ''}`];
+  if (r.bundle) {
+    const mb = (r.bundle.weightBytes / 1e6).toFixed(1);
+    lines.push(
+      `browser bundle: ${r.bundle.dir} (${r.bundle.format}, ${mb} MB; max difference from graft classify ${r.bundle.maxDifference.toExponential(1)})`,
+      `try it: graft serve ${dir}${r.bundle.embedded ? `  (or open ${join(r.bundle.dir, 'index.html')})` : ''}`,
+    );
+  }
+  return lines;
 }

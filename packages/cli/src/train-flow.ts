@@ -1,12 +1,13 @@
 import { join, resolve } from 'node:path';
-import { formatReport, readModelFolder } from '@graft/head';
+import { formatReport } from '@graft/head';
 import { JobState } from '@graft/protocol';
 import { busOptions, graftHome, int, publishOptions, str, type Values } from './args.js';
 import { startLocalCluster } from './cluster.js';
-import { exportModel } from './export.js';
+import { exportModel, exportSummary } from './export.js';
+import { createLogger } from './logger.js';
 import { followJob, jobDetails } from './jobs.js';
 import { publishDataset } from './publish.js';
-import { untilSignal, withBus } from './service.js';
+import { backendFor, cacheDir, untilSignal, withBus } from './service.js';
 
 /**
  * The one-command path: publish a folder, follow the job, export the model and print its
@@ -35,9 +36,10 @@ export async function trainFolder(dir: string, v: Values, out: string): Promise<
         process.stderr.write(`${jobDetails(s, true)}\n`);
         return 1;
       }
-      await exportModel(bus, p.jobId, out);
-      const folder = await readModelFolder(out);
-      const lines = ['', jobDetails(s, true), '', formatReport(folder.report), '', `model written to ${out}`, `classify a photo with: graft classify ${out} PHOTO.jpg`];
+      const bundle = !v['no-bundle'];
+      if (bundle) await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
+      const r = await exportModel(bus, p.jobId, out, { bundle, cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
+      const lines = ['', jobDetails(s, true), '', formatReport(r.folder.report), '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
       process.stdout.write(`${lines.join('\n')}\n`);
       return 0;
     });

@@ -12,6 +12,7 @@ import {
 import {
   evaluatePredictions,
   loadHeadModel,
+  misclassifiedOf,
   modelFiles,
   packageModel,
   predict,
@@ -67,10 +68,10 @@ export function headOptions(t: TrainingOptions | null | undefined): TrainOptions
 /** The vectors of a job's images, by split (images that failed are left out). */
 async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: string, persist: Persist) {
   const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
-  const sets: Record<'train' | 'validation' | 'test', LabelledVectors> = {
-    train: { x: [], y: [] },
-    validation: { x: [], y: [] },
-    test: { x: [], y: [] },
+  const sets: Record<'train' | 'validation' | 'test', LabelledVectors & { images: { sha256: string; path: string }[] }> = {
+    train: { x: [], y: [], images: [] },
+    validation: { x: [], y: [], images: [] },
+    test: { x: [], y: [], images: [] },
   };
   const cache = new Map<string, Float32Array | null>();
   const shas = [...new Set(manifest.images.map((i) => i.sha256))];
@@ -87,6 +88,7 @@ async function loadSplits(bus: Bus, manifest: DatasetManifest, fingerprint: stri
     const set = sets[splitOf(img, percents)];
     set.x.push(v);
     set.y.push(classIndex.get(img.label)!);
+    set.images.push({ sha256: img.sha256, path: img.path });
   }
   return sets;
 }
@@ -161,7 +163,12 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const model = await loadHeadModel(provisional);
   const probs = await predict(model, sets.test.x, backbone.dim);
   model.dispose();
-  const report = evaluatePredictions(probs, sets.test.y, manifest.classes, sets.train.y);
+  const report: EvaluationReport = {
+    ...evaluatePredictions(probs, sets.test.y, manifest.classes, sets.train.y),
+    splits: { train: sets.train.x.length, validation: sets.validation.x.length, test: sets.test.x.length },
+    history: head.history,
+    misclassified: misclassifiedOf(probs, sets.test.y, manifest.classes, sets.test.images),
+  };
   const files = modelFiles({ ...provisional, report });
   for (const [name, bytes] of Object.entries(files)) await persist(`storing ${name}`, () => bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes));
   await persist('deleting the checkpoint', () => bus.artifacts.delete(artifactNames.checkpoint(jobId))).catch(() => undefined);

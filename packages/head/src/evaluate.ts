@@ -1,3 +1,16 @@
+import type { EpochResult } from './train.js';
+
+/** A test image the head got wrong: what report.html shows with its thumbnail. */
+export interface Misclassified {
+  sha256: string;
+  /** As the dataset names it (path or URL). */
+  path: string;
+  actual: string;
+  predicted: string;
+  /** The head's probability for the predicted class. */
+  probability: number;
+}
+
 /** Test-set quality of a head: what report.json holds. */
 export interface EvaluationReport {
   top1: number;
@@ -10,6 +23,30 @@ export interface EvaluationReport {
   perClass: { label: string; images: number; accuracy: number; trainImages?: number }[];
   /** confusion[actual][predicted] counts. */
   confusion: number[][];
+  /** Images per split (a job's report; absent in a bare evaluation). */
+  splits?: { train: number; validation: number; test: number };
+  /** Loss and accuracy per epoch, train and validation (a job's report). */
+  history?: EpochResult[];
+  /** The test images the head got wrong, most confident first (at most {@link MAX_MISCLASSIFIED}). */
+  misclassified?: Misclassified[];
+}
+
+/** Wrong test images kept in a report: enough for every confused pair at 101 classes, small in JSON. */
+export const MAX_MISCLASSIFIED = 2000;
+
+/**
+ * The test images predictions got wrong, most confident first.
+ * images[i] names test image i (sha256 and path), labels[i] its class.
+ */
+export function misclassifiedOf(probabilities: Float32Array[], labels: number[], classes: string[], images: { sha256: string; path: string }[]): Misclassified[] {
+  const wrong: Misclassified[] = [];
+  for (let i = 0; i < labels.length; i++) {
+    const p = probabilities[i];
+    let best = 0;
+    for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;
+    if (best !== labels[i]) wrong.push({ ...images[i], actual: classes[labels[i]], predicted: classes[best], probability: p[best] });
+  }
+  return wrong.sort((a, b) => b.probability - a.probability).slice(0, MAX_MISCLASSIFIED);
 }
 
 /**

@@ -2,8 +2,8 @@ export { resolveTrainOptions } from './options.js';
 export type { TrainOptions, ResolvedTrainOptions } from './options.js';
 export { trainHead, seededRandom, TrainingAborted } from './train.js';
 export type { HeadDataset, LabelledVectors, EpochResult, SavedTensor, TrainingCheckpoint, TrainedHead, TrainHooks } from './train.js';
-export { evaluatePredictions, formatReport } from './evaluate.js';
-export type { EvaluationReport } from './evaluate.js';
+export { evaluatePredictions, formatReport, misclassifiedOf, MAX_MISCLASSIFIED } from './evaluate.js';
+export type { EvaluationReport, Misclassified } from './evaluate.js';
 export {
   MODEL_FILES,
   packageModel,

@@ -119,6 +119,22 @@ export function fingerprintOf(weightsSha256: string, spec: Pick<BackboneSpec, 'p
 
 type Runner = (x: tf.Tensor4D) => tf.Tensor;
 
+/**
+ * A layers model cut at its bottleneck layer ("" = the model's output), sharing its weights.
+ * @throws BackboneError (the model disposed) when there is no such layer.
+ */
+export function cutAt(model: tf.LayersModel, bottleneck: string, origin: string): tf.LayersModel {
+  if (!bottleneck) return model;
+  let layer: tf.layers.Layer;
+  try {
+    layer = model.getLayer(bottleneck);
+  } catch {
+    model.dispose();
+    throw new BackboneError(`${origin} has no layer ${JSON.stringify(bottleneck)}`);
+  }
+  return tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
+}
+
 /** Whether model files hold a TF.js graph model (else a layers model). */
 export function isGraphModel(files: ModelFiles): boolean {
   return files.json.format === 'graph-model' || 'node' in files.json.modelTopology;
@@ -149,17 +165,7 @@ async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: st
       inputSize ||= model.inputs[0]?.shape?.[1] ?? 0;
     } else {
       const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-      let cut: tf.LayersModel = model;
-      if (spec.bottleneck) {
-        let layer: tf.layers.Layer;
-        try {
-          layer = model.getLayer(spec.bottleneck);
-        } catch {
-          model.dispose();
-          throw new BackboneError(`${files.origin} has no layer ${JSON.stringify(spec.bottleneck)}`);
-        }
-        cut = tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
-      }
+      const cut = cutAt(model, spec.bottleneck, files.origin);
       run = (x) => cut.predict(x) as tf.Tensor;
       dispose = () => model.dispose();
       inputSize ||= (model.inputs[0].shape[1] as number | null) ?? 0;

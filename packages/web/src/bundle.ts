@@ -1,0 +1,326 @@
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { loadHeadModel, predict, type ModelFolder } from '@graft/head';
+import { PREPROCESS, backboneFromFiles, cutAt, isGraphModel, modelArtifacts, type ModelFiles } from '@graft/vision';
+
+/*
+ * The browser bundle: backbone and head as ONE TF.js model (RGB pixels 0..255 in, class
+ * probabilities out, preprocessing inside), with its labels and a static try-it page.
+ * A layers backbone is nested in a layers model; a graph backbone gets the preprocessing
+ * and the head written into its graph, pruned to what the probabilities need.
+ */
+
+/** Version of web/graft-web.json. */
+export const WEB_FORMAT_VERSION = 1;
+
+/** Weights up to this size are also written into model.js, so index.html works opened as a file. */
+export const EMBED_LIMIT_BYTES = 40 * 1024 * 1024;
+
+/** Largest difference from graft classify's probabilities a bundle may have (checked when it is built). */
+export const BUNDLE_TOLERANCE = 1e-3;
+
+/** One TF.js model: model.json's content and its weights. */
+export interface WebModel {
+  format: 'layers-model' | 'graph-model';
+  json: Record<string, unknown>;
+  weights: Uint8Array;
+}
+
+/** What writeWebBundle wrote. */
+export interface WebBundle {
+  dir: string;
+  format: WebModel['format'];
+  /** Bytes of weights.bin. */
+  weightBytes: number;
+  /** Whether model.js holds the model too (index.html then works from a file:// URL). */
+  embedded: boolean;
+  /** Largest probability difference from graft classify's path on the check images. */
+  maxDifference: number;
+}
+
+/** Thrown when a backbone cannot be bundled (an op or weight type the bundle cannot carry, or results that differ). */
+export class BundleError extends Error {
+  override name = 'BundleError';
+}
+
+const ASSETS = join(dirname(fileURLToPath(import.meta.url)), '..', 'assets');
+const require = createRequire(import.meta.url);
+
+/** The head's dense layer: kernel [dim, classes] and bias [classes], standardisation already folded in. */
+async function headWeights(folder: ModelFolder): Promise<{ kernel: Float32Array; bias: Float32Array }> {
+  const head = await loadHeadModel(folder);
+  const [k, b] = head.layers[head.layers.length - 1].getWeights();
+  const out = { kernel: (await k.data()) as Float32Array, bias: (await b.data()) as Float32Array };
+  head.dispose();
+  return out;
+}
+
+/** Saves a layers model as model.json content plus one weights buffer. */
+async function saveLayers(model: tf.LayersModel): Promise<WebModel> {
+  let saved: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  const a = saved!;
+  return {
+    format: 'layers-model',
+    json: { format: 'layers-model', generatedBy: a.generatedBy, convertedBy: 'graft', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] },
+    weights: new Uint8Array(a.weightData as ArrayBuffer),
+  };
+}
+
+async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
+  const spec = folder.manifest.backbone;
+  const { kernel, bias } = await headWeights(folder);
+  const backbone = await tf.loadLayersModel(tf.io.fromMemory(modelArtifacts(files)));
+  const cut = cutAt(backbone, spec.bottleneck, files.origin);
+  const S = spec.inputSize;
+  const image = tf.input({ shape: [S, S, 3], name: 'image' });
+  let x = image;
+  if (spec.preprocess !== 'none') x = tf.layers.rescaling({ ...PREPROCESS[spec.preprocess], name: 'graft_preprocess' }).apply(x) as tf.SymbolicTensor;
+  x = cut.apply(x) as tf.SymbolicTensor;
+  // As the backbone does: spatial outputs are global-average-pooled, others flattened.
+  if (x.shape.length === 4) x = tf.layers.globalAveragePooling2d({ name: 'graft_pool' }).apply(x) as tf.SymbolicTensor;
+  else if (x.shape.length !== 2) x = tf.layers.flatten({ name: 'graft_flatten' }).apply(x) as tf.SymbolicTensor;
+  const dense = tf.layers.dense({ units: bias.length, activation: 'softmax', name: 'graft_softmax' });
+  const probabilities = dense.apply(x) as tf.SymbolicTensor;
+  dense.setWeights([tf.tensor2d(kernel, [kernel.length / bias.length, bias.length]), tf.tensor1d(bias)]);
+  const model = tf.model({ inputs: image, outputs: probabilities, name: 'graft_web' });
+  try {
+    return await saveLayers(model);
+  } finally {
+    // The backbone is a layer of the bundle: disposing the bundle disposes it too.
+    model.dispose();
+  }
+}
+
+type GraphNode = { name: string; op: string; input?: string[]; attr?: Record<string, unknown> };
+type WeightSpec = { name: string; shape: number[]; dtype: string; quantization?: { dtype: string } };
+
+const FLOAT = { type: 'DT_FLOAT' };
+const constNode = (name: string, dtype: 'DT_FLOAT' | 'DT_INT32', shape: number[]): GraphNode => ({
+  name,
+  op: 'Const',
+  attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((s) => ({ size: String(s) })) } } } },
+});
+
+/** Bytes one weight takes in the weights file. @throws BundleError for string weights (no fixed size). */
+function weightBytes(w: WeightSpec): number {
+  const n = w.shape.reduce((a, b) => a * b, 1);
+  const dtype = w.quantization?.dtype ?? w.dtype;
+  const per: Record<string, number> = { float32: 4, int32: 4, uint8: 1, bool: 1, uint16: 2, float16: 2, int16: 2, int8: 1 };
+  if (!(dtype in per)) throw new BundleError(`weight ${w.name} is a ${dtype} tensor: the bundle cannot carry it`);
+  return n * per[dtype];
+}
+
+async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
+  const spec = folder.manifest.backbone;
+  const { kernel, bias } = await headWeights(folder);
+  const S = spec.inputSize;
+  // Load it once to learn what the graph itself says: its input, and the bottleneck's rank.
+  const loaded = await tf.loadGraphModel(tf.io.fromMemory(modelArtifacts(files)));
+  const input = spec.inputNode || loaded.inputs[0].name.replace(/:0$/, '');
+  const bottleneck = spec.bottleneck || loaded.outputs[0].name.replace(/:0$/, '');
+  const probe = tf.zeros([1, S, S, 3]);
+  const out = loaded.execute(probe, bottleneck) as tf.Tensor;
+  const rank = out.rank;
+  const dim = out.size;
+  tf.dispose([probe, out]);
+  loaded.dispose();
+
+  const topology = files.json.modelTopology as { node: GraphNode[]; [k: string]: unknown };
+  const scale = PREPROCESS[spec.preprocess];
+  const added: GraphNode[] = [
+    { name: 'graft/image', op: 'Placeholder', attr: { dtype: FLOAT, shape: { shape: { dim: [-1, S, S, 3].map((s) => ({ size: String(s) })) } } } },
+    constNode('graft/scale', 'DT_FLOAT', []),
+    constNode('graft/offset', 'DT_FLOAT', []),
+    { name: 'graft/scaled', op: 'Mul', input: ['graft/image', 'graft/scale'], attr: { T: FLOAT } },
+    { name: 'graft/preprocessed', op: 'AddV2', input: ['graft/scaled', 'graft/offset'], attr: { T: FLOAT } },
+  ];
+  let features = bottleneck;
+  const headConsts: { name: string; values: Float32Array | Int32Array; shape: number[] }[] = [
+    { name: 'graft/scale', values: Float32Array.of(scale.scale), shape: [] },
+    { name: 'graft/offset', values: Float32Array.of(scale.offset), shape: [] },
+  ];
+  if (rank === 4) {
+    added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), { name: 'graft/pool', op: 'Mean', input: [bottleneck, 'graft/pool_axes'], attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } });
+    headConsts.push({ name: 'graft/pool_axes', values: Int32Array.of(1, 2), shape: [2] });
+    features = 'graft/pool';
+  } else if (rank !== 2) {
+    added.push(constNode('graft/flat_shape', 'DT_INT32', [2]), { name: 'graft/flat', op: 'Reshape', input: [bottleneck, 'graft/flat_shape'], attr: { T: FLOAT, Tshape: { type: 'DT_INT32' } } });
+    headConsts.push({ name: 'graft/flat_shape', values: Int32Array.of(-1, dim), shape: [2] });
+    features = 'graft/flat';
+  }
+  const C = bias.length;
+  added.push(
+    constNode('graft/kernel', 'DT_FLOAT', [kernel.length / C, C]),
+    constNode('graft/bias', 'DT_FLOAT', [C]),
+    { name: 'graft/logits', op: 'MatMul', input: [features, 'graft/kernel'], attr: { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } },
+    { name: 'graft/biased', op: 'AddV2', input: ['graft/logits', 'graft/bias'], attr: { T: FLOAT } },
+    { name: 'graft/probabilities', op: 'Softmax', input: ['graft/biased'], attr: { T: FLOAT } },
+  );
+  headConsts.push({ name: 'graft/kernel', values: kernel, shape: [kernel.length / C, C] }, { name: 'graft/bias', values: bias, shape: [C] });
+
+  // The backbone's input becomes an Identity of the preprocessed image; then keep only what the probabilities need.
+  const nodes = topology.node.map((n) => (n.name === input ? { name: input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n)).concat(added);
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const keep = new Set<string>();
+  const stack = ['graft/probabilities'];
+  while (stack.length) {
+    const name = stack.pop()!.replace(/^\^/, '').replace(/:\d+$/, '');
+    if (keep.has(name)) continue;
+    const n = byName.get(name);
+    if (!n) continue; // a function's output or library entry: kept with the topology
+    keep.add(name);
+    stack.push(...(n.input ?? []));
+  }
+
+  // Weights: the kept ones, in manifest order, then the new constants.
+  const specs = files.json.weightsManifest.flatMap((g) => g.weights) as WeightSpec[];
+  const data = new Uint8Array(files.weightData);
+  const kept: WeightSpec[] = [];
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const w of specs) {
+    const size = weightBytes(w);
+    if (keep.has(w.name)) {
+      kept.push(w);
+      parts.push(data.subarray(offset, offset + size));
+    }
+    offset += size;
+  }
+  if (offset !== data.byteLength) throw new BundleError(`${files.origin}: its weights manifest describes ${offset} bytes, the weights are ${data.byteLength}`);
+  for (const c of headConsts) {
+    kept.push({ name: c.name, shape: c.shape, dtype: c.values instanceof Int32Array ? 'int32' : 'float32' });
+    parts.push(new Uint8Array(c.values.buffer, c.values.byteOffset, c.values.byteLength));
+  }
+  const weights = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    weights.set(p, at);
+    at += p.byteLength;
+  }
+  const { signature: _signature, ...rest } = files.json as Record<string, unknown>;
+  return {
+    format: 'graph-model',
+    json: {
+      ...rest,
+      format: 'graph-model',
+      convertedBy: 'graft',
+      modelTopology: { ...topology, node: nodes.filter((n) => keep.has(n.name)) },
+      weightsManifest: [{ paths: ['weights.bin'], weights: kept }],
+    },
+    weights,
+  };
+}
+
+/**
+ * Backbone and head as one TF.js model: input [n, size, size, 3] RGB 0..255, output [n, classes].
+ * @throws BundleError when the backbone cannot be carried into the bundle.
+ */
+export async function buildWebModel(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
+  return isGraphModel(files) ? graphBundle(folder, files) : layersBundle(folder, files);
+}
+
+/** Loads a bundle's model from memory (as the try-it page does from its files). */
+export async function loadWebModel(m: WebModel): Promise<tf.LayersModel | tf.GraphModel> {
+  const artifacts: tf.io.ModelArtifacts = {
+    modelTopology: m.json.modelTopology as tf.io.ModelArtifacts['modelTopology'],
+    weightSpecs: (m.json.weightsManifest as { weights: tf.io.WeightsManifestEntry[] }[]).flatMap((g) => g.weights),
+    weightData: m.weights.buffer.slice(m.weights.byteOffset, m.weights.byteOffset + m.weights.byteLength) as ArrayBuffer,
+    format: m.format,
+  };
+  return m.format === 'graph-model' ? tf.loadGraphModel(tf.io.fromMemory(artifacts)) : tf.loadLayersModel(tf.io.fromMemory(artifacts));
+}
+
+/** Deterministic test pictures: smooth gradients with some texture, so activations are not degenerate. */
+function checkImages(size: number, count: number): Uint8Array[] {
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  return Array.from({ length: count }, (_, k) => {
+    const px = new Uint8Array(size * size * 3);
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++)
+        for (let c = 0; c < 3; c++) px[(y * size + x) * 3 + c] = Math.min(255, Math.floor(((x + y * (c + 1) + k * 40) % size) * (255 / size) * 0.8 + rnd() * 50));
+    return px;
+  });
+}
+
+/**
+ * The largest difference between the bundle's probabilities and graft classify's (the backbone
+ * as workers run it, then the head) on the same pixels.
+ */
+export async function compareWithClassifier(web: WebModel, folder: ModelFolder, files: ModelFiles, images = 3): Promise<number> {
+  const spec = folder.manifest.backbone;
+  const pixels = checkImages(spec.inputSize, images);
+  const backbone = await backboneFromFiles({ spec, files });
+  const head = await loadHeadModel(folder);
+  const bundle = await loadWebModel(web);
+  try {
+    const expected = await predict(head, await backbone.embed(pixels), folder.manifest.input.dim);
+    let max = 0;
+    for (let i = 0; i < pixels.length; i++) {
+      const x = tf.tensor4d(Float32Array.from(pixels[i]), [1, spec.inputSize, spec.inputSize, 3]);
+      const y = bundle.predict(x) as tf.Tensor;
+      const got = (await y.data()) as Float32Array;
+      tf.dispose([x, y]);
+      for (let c = 0; c < got.length; c++) max = Math.max(max, Math.abs(got[c] - expected[i][c]));
+    }
+    return max;
+  } finally {
+    backbone.dispose();
+    head.dispose();
+    bundle.dispose();
+  }
+}
+
+/** The browser build of TF.js in node_modules: the page loads it from the bundle, never from a CDN. */
+export function tfjsBrowserScript(): string {
+  return join(dirname(require.resolve('@tensorflow/tfjs/package.json')), 'dist', 'tf.es2017.min.js');
+}
+
+/**
+ * Writes dir (usually MODEL_DIR/web): model.json + weights.bin (the one model), labels.json,
+ * graft-web.json, index.html + try-it.js (the try-it page), tf.min.js, and model.js (the model
+ * again, for opening index.html as a file) when the weights are small enough.
+ * The bundle is checked against graft classify's path before anything is written.
+ * @throws BundleError when the backbone cannot be bundled or the bundle disagrees with graft classify.
+ */
+export async function writeWebBundle(dir: string, folder: ModelFolder, files: ModelFiles): Promise<WebBundle> {
+  const web = await buildWebModel(folder, files);
+  const maxDifference = await compareWithClassifier(web, folder, files);
+  if (!(maxDifference <= BUNDLE_TOLERANCE)) {
+    throw new BundleError(`the browser model's probabilities differ from graft classify's by ${maxDifference} (over ${BUNDLE_TOLERANCE}): not written`);
+  }
+  const m = folder.manifest;
+  const config = {
+    formatVersion: WEB_FORMAT_VERSION,
+    format: web.format,
+    inputSize: m.backbone.inputSize,
+    classes: m.classes,
+    jobId: m.jobId ?? null,
+    backbone: { id: m.backbone.id, url: m.backbone.url, fingerprint: m.backbone.fingerprint },
+    test: { top1: folder.report.top1, top5: folder.report.top5, images: folder.report.images },
+    maxDifferenceFromClassify: maxDifference,
+  };
+  const embedded = web.weights.byteLength <= EMBED_LIMIT_BYTES;
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'model.json'), JSON.stringify(web.json));
+  await writeFile(join(dir, 'weights.bin'), web.weights);
+  await writeFile(join(dir, 'labels.json'), `${JSON.stringify(m.classes, null, 2)}\n`);
+  await writeFile(join(dir, 'graft-web.json'), `${JSON.stringify(config, null, 2)}\n`);
+  if (embedded) {
+    const script = `// The model of this bundle, for index.html opened as a file (browsers do not fetch file:// URLs).\nwindow.GRAFT_EMBEDDED = ${JSON.stringify({ config, model: web.json, weights: Buffer.from(web.weights).toString('base64') })};\n`;
+    await writeFile(join(dir, 'model.js'), script);
+  }
+  await copyFile(tfjsBrowserScript(), join(dir, 'tf.min.js'));
+  for (const asset of ['index.html', 'try-it.js']) await copyFile(join(ASSETS, asset), join(dir, asset));
+  await writeFile(join(dir, 'NOTICE'), await readFile(join(ASSETS, 'NOTICE')));
+  return { dir, format: web.format, weightBytes: web.weights.byteLength, embedded, maxDifference };
+}

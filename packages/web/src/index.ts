@@ -1,0 +1,7 @@
+export { renderReport, confusedPairs, thumbnailsWanted, REPORT_PAIRS, PHOTOS_PER_PAIR } from './report.js';
+export type { ReportInput, ConfusedPair } from './report.js';
+export { thumbnailDataUrl, THUMBNAIL_EDGE } from './thumbnails.js';
+export { writeWebBundle, buildWebModel, loadWebModel, compareWithClassifier, tfjsBrowserScript, BundleError, BUNDLE_TOLERANCE, EMBED_LIMIT_BYTES, WEB_FORMAT_VERSION } from './bundle.js';
+export type { WebModel, WebBundle } from './bundle.js';
+export { serveModelFolder } from './serve.js';
+export type { ServedFolder } from './serve.js';
