@@ -2,129 +2,22 @@
 // graft's benchmark: every figure measured in this one run on this machine, then written to
 // bench/results/<backbone>.json and BENCHMARKS.md. Not a test: `npm run bench`.
 //
-//   node bench/run.mjs [--images N] [--backbones default,shared] [--quick]
+//   node bench/run.mjs [--images N] [--backbones default,shared] [--sections pipeline,backbones,head] [--quick]
 //
 // Uses ../shared/datasets/clothing-small when present, else a generated photo set.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateSampleSet, publishDataset } from '@graft/cli';
 import { evaluatePredictions, loadHeadModel, packageModel, predict, trainHead } from '@graft/head';
-import { VectorDType, codecs, decodeVector, encodeVector, freePort, isTerminal, openBus, readJob, startLocalNats, vectorKey } from '@graft/protocol';
+import { VectorDType, codecs, decodeVector, encodeVector, vectorKey } from '@graft/protocol';
 import { decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
 import * as tf from '@tensorflow/tfjs';
+import { ROOT, SHARED, cluster, dataset, imagesOf, now, runJob, scrape, subset } from './lib.mjs';
+import { benchPipeline } from './pipeline.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'packages/cli/bin/graft.js');
-const SHARED = resolve(ROOT, '..', 'shared');
-const { values: args } = parseArgs({ options: { images: { type: 'string' }, backbones: { type: 'string' }, quick: { type: 'boolean' } } });
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const now = () => performance.now() / 1000;
-
-/** The photo set: clothing-small (with its splits) or a generated one. */
-async function dataset(work) {
-  const dir = join(SHARED, 'datasets/clothing-small');
-  if (existsSync(join(dir, 'splits.tsv'))) return { dir, splits: join(dir, 'splits.tsv'), name: 'clothing-small (3,781 photos, 10 classes)' };
-  const gen = await generateSampleSet(join(work, 'generated'), 150, 1);
-  return { dir: gen, splits: undefined, name: 'generated shapes (600 images, 4 classes; ../shared absent)' };
-}
-
-/** A subset folder of the first n images per class (symlinks), for throughput runs. */
-async function subset(src, perClass, work, tag) {
-  const out = join(work, `subset-${tag}`);
-  for (const cls of (await readdir(src, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
-    await mkdir(join(out, cls), { recursive: true });
-    const files = (await readdir(join(src, cls))).sort().slice(0, perClass);
-    for (const f of files) await writeFile(join(out, cls, f), await readFile(join(src, cls, f)));
-  }
-  return out;
-}
-
-async function imagesOf(dir) {
-  const out = [];
-  for (const cls of (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
-    for (const f of (await readdir(join(dir, cls))).sort()) out.push(join(dir, cls, f));
-  }
-  return out;
-}
-
-function graft(args, env = {}) {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GRAFT_LOG_LEVEL: 'warn', ...env } });
-  let err = '';
-  child.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
-  return { child, err: () => err, stop: () => new Promise((r) => (child.exitCode !== null ? r() : (child.once('exit', r), child.kill('SIGTERM')))) };
-}
-
-async function scrape(port) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const get = (re) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
-  const stage = (s) => get(new RegExp(`^graft_batch_stage_seconds_sum\\{stage="${s}"\\} ([0-9.e+-]+)`, 'gm'));
-  return {
-    calls: get(/^graft_backbone_calls_total ([0-9.e+-]+)/gm),
-    images: get(/^graft_images_extracted_total ([0-9.e+-]+)/gm),
-    fetch: stage('fetch'),
-    decode: stage('decode'),
-    infer: stage('infer'),
-    publish: stage('publish'),
-    rss: get(/^process_resident_memory_bytes ([0-9.e+-]+)/gm),
-  };
-}
-
-/** A fresh cluster (nats-server, coordinator, N workers with metrics), ready to extract. */
-async function cluster(work, workers, backboneSpec) {
-  const dataDir = await mkdtemp(join(work, 'nats-'));
-  const nats = await startLocalNats({ dataDir });
-  const procs = [graft(['coordinator', '--nats', nats.url, '--allow-model-files'])];
-  const ports = [];
-  for (let i = 0; i < workers; i++) {
-    const port = await freePort();
-    ports.push(port);
-    procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(port)]));
-  }
-  for (const p of ports) {
-    for (let i = 0; ; i++) {
-      if ((await fetch(`http://127.0.0.1:${p}/readyz`).catch(() => undefined))?.ok) break;
-      if (i > 600) throw new Error(`worker on ${p} never became ready: ${procs.map((x) => x.err()).join('\n')}`);
-      await sleep(100);
-    }
-  }
-  const bus = await openBus({ servers: nats.url });
-  return {
-    bus,
-    ports,
-    async warm() {
-      // Load the backbone in every worker before timing: a tiny job over one image per worker.
-      const warmDir = join(work, `warm-${Date.now()}`);
-      await generateSampleSet(warmDir, workers * 2, 99, ['circle', 'square']);
-      await runJob(this, warmDir, backboneSpec, undefined);
-    },
-    async stop() {
-      await bus.close();
-      await Promise.all(procs.map((p) => p.stop()));
-      await nats.stop();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Publishes a folder and times it: from manifest published to every vector stored. */
-async function runJob(c, dir, spec, splits, dtype) {
-  const o = spec.startsWith('/') || spec.includes('/') ? { backbone: spec, overrides: { preprocess: spec.includes('mobilenet') ? 'symmetric' : 'unit' } } : { backbone: spec };
-  const p = await publishDataset(c.bus, dir, { progress: false, ...o, splitsFile: splits, vectorDType: dtype, training: { epochs: 1 } });
-  const t0 = now();
-  let extractedAt;
-  for (;;) {
-    const s = await readJob(c.bus, p.jobId);
-    if (s && !extractedAt && s.state > 2) extractedAt = now();
-    if (s && isTerminal(s.state)) return { status: s, seconds: (extractedAt ?? now()) - t0, jobId: p.jobId };
-    await sleep(50);
-  }
-}
+const { values: args } = parseArgs({ options: { images: { type: 'string' }, backbones: { type: 'string' }, quick: { type: 'boolean' }, sections: { type: 'string' } } });
 
 async function benchBackbone(label, spec, dir, work, opts) {
   console.error(`\n== ${label}: ${spec}`);
@@ -246,17 +139,19 @@ try {
   console.error(`machine: ${machine.cores} x ${machine.cpu}, backend ${machine.backend}; data: ${data.name}`);
   const sharedModel = join(SHARED, 'models/mobilenet_v2_0.35_224');
   const wanted = (args.backbones ?? 'shared,default').split(',');
+  const sections = (args.sections ?? 'pipeline,backbones,head').split(',');
+  const pipeline = sections.includes('pipeline') ? await benchPipeline(work, data, { quick }) : undefined;
   const results = [];
-  if (wanted.includes('shared') && existsSync(sharedModel)) {
+  if (sections.includes('backbones') && wanted.includes('shared') && existsSync(sharedModel)) {
     const dir = data.splits ? await subset(data.dir, quick ? 20 : 60, work, 'shared') : data.dir;
     results.push(await benchBackbone('MobileNetV2-0.35 (shared, 1280-d)', sharedModel, dir, work, { images: Number(args.images ?? 1e9), seedImages: quick ? 50 : 200 }));
   }
-  if (wanted.includes('default')) {
+  if (sections.includes('backbones') && wanted.includes('default')) {
     const dir = await subset(data.dir, quick ? 3 : 12, work, 'default');
     results.push(await benchBackbone('InceptionV3 to mixed5 (embedded default, 768-d)', 'inception_v3_mixed5', dir, work, { images: Number(args.images ?? 1e9), seedImages: quick ? 8 : 40 }));
   }
-  const head = wanted.includes('shared') && existsSync(sharedModel) && !quick ? await benchHead(sharedModel, data, work) : undefined;
-  const out = { machine, data: data.name, results, head };
+  const head = sections.includes('head') && wanted.includes('shared') && existsSync(sharedModel) && !quick ? await benchHead(sharedModel, data, work) : undefined;
+  const out = { machine, data: data.name, results, head, pipeline };
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   const { renderMarkdown } = await import('./report.mjs');

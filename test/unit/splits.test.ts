@@ -45,9 +45,9 @@ describe('coordinator - manifest validation', () => {
 
   it('lists an unknown class, a duplicate entry and a bad hash', () => {
     const m = base();
-    m.images.push({ sha256: sha('c'), label: 'zebra', path: 'zebra/1.jpg', split: 0, sizeBytes: 0, source: '' });
-    m.images.push({ sha256: sha('a'), label: 'a', path: 'a/1.jpg', split: 0, sizeBytes: 0, source: '' });
-    m.images.push({ sha256: 'xyz', label: 'b', path: 'b/2.jpg', split: 0, sizeBytes: 0, source: '' });
+    m.images.push({ sha256: sha('c'), label: 'zebra', path: 'zebra/1.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
+    m.images.push({ sha256: sha('a'), label: 'a', path: 'a/1.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
+    m.images.push({ sha256: 'xyz', label: 'b', path: 'b/2.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
     assert.throws(
       () => validateManifest(m),
       (e: Error) => e instanceof ManifestError && /unknown class "zebra"/.test(e.message) && /a\/1.jpg: listed twice/.test(e.message) && /bad sha256/.test(e.message),

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   STREAMS,
   Split,
@@ -21,6 +23,7 @@ import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
 import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
+import { MIN_MAX_SIDE, shrinkImages } from './shrink.js';
 
 export interface PublishOptions {
   name?: string;
@@ -38,6 +41,10 @@ export interface PublishOptions {
   list?: ImageListOptions;
   /** How a list's URLs are downloaded. */
   download?: DownloadOptions;
+  /** Store local photos larger than this (longer side, pixels) as re-encoded copies of that size. */
+  maxSide?: number;
+  /** Where those copies are kept between runs (default: a temporary folder). */
+  shrinkCacheDir?: string;
 }
 
 export interface Published {
@@ -45,6 +52,8 @@ export interface Published {
   scan: ScanResult;
   uploaded: number;
   alreadyStored: number;
+  /** Images stored as a shrunk copy (--max-side). */
+  shrunk: number;
 }
 
 /** A job id: time-ordered, unique, and a valid subject token. */
@@ -78,6 +87,13 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
+  let shrunk = 0;
+  if (o.maxSide) {
+    if (!Number.isInteger(o.maxSide) || o.maxSide < MIN_MAX_SIDE) throw new Error(`max side must be an integer of at least ${MIN_MAX_SIDE} pixels, got ${o.maxSide}`);
+    const bar = show ? createProgress('shrinking') : undefined;
+    shrunk = await shrinkImages(scan.images, o.maxSide, o.shrinkCacheDir ?? join(tmpdir(), 'graft-shrunk'), (d, t) => bar?.update(d, t));
+    bar?.done(show ? `${shrunk} of ${scan.images.length} images over ${o.maxSide} px: stored as ${o.maxSide} px copies` : undefined);
+  }
 
   const jobId = newJobId();
   const manifest: DatasetManifest = codecs.manifest.create({
@@ -85,7 +101,16 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     datasetId: createHash('sha256').update(scan.images.map((i) => `${i.path}\t${i.sha256}`).sort().join('\n')).digest('hex').slice(0, 16),
     name: o.name ?? dir.split('/').filter(Boolean).pop() ?? 'dataset',
     classes: scan.classes,
-    images: scan.images.map((i) => ({ sha256: i.sha256, label: i.label, path: i.path, sizeBytes: i.sizeBytes, split: i.split || (splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED), source: i.source ?? '' })),
+    images: scan.images.map((i: ScannedImage & { originalSha256?: string }) => ({
+      sha256: i.sha256,
+      label: i.label,
+      path: i.path,
+      sizeBytes: i.sizeBytes,
+      split: i.split || (splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED),
+      source: i.source ?? '',
+      originalSha256: i.originalSha256 ?? '',
+    })),
+    maxSide: o.maxSide ?? 0,
     backbone: ref,
     training: o.training ?? {},
     skipped: scan.skipped,
@@ -128,7 +153,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     if (isStoreFull(err)) throw new Error(`cannot publish job ${jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
     throw err;
   }
-  return { jobId, scan, uploaded, alreadyStored: stored };
+  return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
 }
 
 async function scanFolder(dir: string, show: boolean): Promise<ScanResult> {

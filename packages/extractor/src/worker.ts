@@ -144,7 +144,7 @@ class ExtractorWorker implements Worker {
   }
 
   private async loop(): Promise<void> {
-    this.log.info({ options: { ...this.o, workerId: undefined } }, 'worker started');
+    this.log.info({ options: { ...this.o, workerId: undefined }, decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }, 'worker started');
     // Pipeline: the next tasks' pulls, fetches and decodes (sharp's thread pool) overlap this
     // task's inference. Inference holds the event loop, so each of their round trips waits for
     // a gap between backbone calls: keeping two tasks in preparation hides those waits.
