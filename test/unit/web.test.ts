@@ -25,13 +25,13 @@ async function photo(seed: number, w = 120, h = 90): Promise<Uint8Array> {
 }
 
 /** Trains a small head on a backbone and writes a model folder; returns it and the photos it used. */
-async function modelFolder(dir: string, backboneUrl: string, opts: { inputSize?: number; preprocess?: 'unit' | 'symmetric' | 'none' } = {}) {
+async function modelFolder(dir: string, backboneUrl: string, opts: { inputSize?: number; preprocess?: 'unit' | 'symmetric' | 'none'; hiddenUnits?: number } = {}) {
   const backbone = await loadBackbone(parseBackbone(backboneUrl, { inputSize: opts.inputSize, preprocess: opts.preprocess }));
   const classes = ['disc', 'other', 'third'];
   const photos = await Promise.all(Array.from({ length: 12 }, (_, i) => photo(i)));
   const vectors = await backbone.embed(await Promise.all(photos.map((p) => decodeImage(p, backbone.info.inputSize))));
   const y = photos.map((_, i) => i % 3);
-  const head = await trainHead({ dim: backbone.info.dim, classes, train: { x: vectors, y }, validation: { x: vectors, y } }, { epochs: 15, patience: 0 });
+  const head = await trainHead({ dim: backbone.info.dim, classes, train: { x: vectors, y }, validation: { x: vectors, y } }, { epochs: 15, patience: 0, hiddenUnits: opts.hiddenUnits });
   const folder = await packageModel(head, backbone.info, evaluatePredictions([], [], classes), 'jtest');
   backbone.dispose();
   await writeModelFolder(dir, modelFiles(folder));
@@ -103,6 +103,19 @@ describe('browser bundle', () => {
     assert.ok(names.includes('graft/image') && names.includes('graft/probabilities'));
     assert.ok(!json.modelTopology.node.some((n: { op: string; name: string }) => n.op === 'Placeholder' && n.name !== 'graft/image'), 'one input: the image');
     await checkBundle(modelDir, photos);
+  });
+
+  it('a head with a hidden layer (a sweep winner) is bundled too, on either kind of backbone', async () => {
+    const pb = join(dir, 'seed.pb');
+    const graphDir = join(dir, 'graph-hidden');
+    const g = await modelFolder(graphDir, pb, { hiddenUnits: 8 });
+    assert.equal(g.folder.manifest.training.hiddenUnits, 8);
+    await writeWebBundle(join(graphDir, 'web'), g.folder, (await fetchBackbone(g.folder.manifest.backbone)).files);
+    await checkBundle(graphDir, g.photos);
+    const layersDir = join(dir, 'layers-hidden');
+    const l = await modelFolder(layersDir, `file://${join(dir, 'conv', 'model.json')}`, { preprocess: 'symmetric', hiddenUnits: 8 });
+    await writeWebBundle(join(layersDir, 'web'), l.folder, (await fetchBackbone(l.folder.manifest.backbone)).files);
+    await checkBundle(layersDir, l.photos);
   });
 });
 

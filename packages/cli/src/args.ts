@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DEFAULT_NATS_URL, STORE_LIMIT_NAMES, type BusOptions, type StoreLimitName } from '@graft/protocol';
+import { expandGrid, parseSweepGrid } from '@graft/head';
+import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import type { PublishOptions } from './publish.js';
 
 /* Flags: parsing, validation, and what they become (bus options, publish options). */
@@ -94,6 +97,15 @@ export const MAX_BYTES_HELP = `  --max-bytes S=SIZE[,…]  cap stores, e.g. imag
                         applied when they are created, and to existing ones when given. Defaults: results 1GiB,
                         the others only the server's own limit. See the README's "Durability and limits"`;
 
+/** A number >= 0 (0 is a value: no decay, no smoothing). */
+function nonNegative(v: Values, key: string): number | undefined {
+  const raw = v[key];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${key} must be a number >= 0, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
 export function num(v: Values, key: string): number | undefined {
   const raw = v[key];
   if (raw === undefined) return undefined;
@@ -127,6 +139,14 @@ export const PUBLISH_OPTIONS: Options = {
   'vector-dtype': { type: 'string' },
   'no-standardize': { type: 'boolean' },
   'class-weights': { type: 'string' },
+  'weight-decay': { type: 'string' },
+  'label-smoothing': { type: 'string' },
+  'hidden-units': { type: 'string' },
+  dropout: { type: 'string' },
+  sweep: { type: 'boolean' },
+  'sweep-grid': { type: 'string' },
+  augment: { type: 'string' },
+  'augment-copies': { type: 'string' },
   format: { type: 'string' },
   'image-column': { type: 'string' },
   'label-column': { type: 'string' },
@@ -155,6 +175,16 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --epochs N                default 100;  --patience N  early stopping, default 10 (0 = off)
   --seed N                  default 1;  --no-standardize  train on raw vectors
   --class-weights W         none (default) or balanced: every class weighs as much (unbalanced sets)
+  --weight-decay X          L2 penalty on the head's weights (default 0)
+  --label-smoothing X       0 (default) to below 1
+  --hidden-units N          a dense + ReLU + dropout layer of N units before the softmax (default none)
+  --dropout X               after that layer (default 0.5)
+  --sweep                   train a grid of heads on the cached vectors (learning rate, L2, label smoothing,
+                            optimizer, batch size, hidden layer), keep the best on validation; see README
+  --sweep-grid FILE         that grid as JSON: {"learningRate": [0.001, 0.003], ...} or a list of such objects
+  --augment LIST            augmented copies of each training image: flip, crop, scale, brightness (comma separated),
+                            computed by the workers and cached (a rerun computes none; validation and test never)
+  --augment-copies K        copies per training image (default 4 with --augment; at most 32)
   --vector-dtype T          float32 (default) or float16 on the wire and in the cache
   --max-side N              store photos whose longer side is over N px as N px JPEG copies (orientation
                             applied; kept in ~/.graft/shrunk): 12 MP phone photos move and decode ~50x
@@ -203,8 +233,50 @@ export function publishOptions(v: Values): PublishOptions {
       seed: int(v, 'seed'),
       standardize: v['no-standardize'] ? false : undefined,
       classWeights: classWeights(str(v, 'class-weights')),
+      weightDecay: nonNegative(v, 'weight-decay'),
+      labelSmoothing: nonNegative(v, 'label-smoothing'),
+      hiddenUnits: int(v, 'hidden-units'),
+      dropout: nonNegative(v, 'dropout'),
+      ...(v.sweep || str(v, 'sweep-grid') ? { sweep: true, sweepGrid: sweepGridOption(v) } : {}),
+      ...augmentOptions(v),
     },
   };
+}
+
+/** --augment LIST and --augment-copies K as training options (the spec in its canonical form). */
+function augmentOptions(v: Values): { augment?: string; augmentCopies?: number } {
+  const list = str(v, 'augment');
+  const copies = int(v, 'augment-copies', 1);
+  if (!list) {
+    if (copies !== undefined) throw new UsageError('--augment-copies needs --augment');
+    return {};
+  }
+  let augment: string;
+  try {
+    augment = parseAugmentSpec(list);
+  } catch (err) {
+    throw new UsageError(`--augment: ${(err as Error).message}`);
+  }
+  if (copies !== undefined && copies > MAX_AUGMENT_COPIES) throw new UsageError(`--augment-copies must be at most ${MAX_AUGMENT_COPIES}, got ${copies}`);
+  return { augment, augmentCopies: copies ?? 4 };
+}
+
+/** --sweep-grid FILE's JSON, checked here so a bad grid stops before anything is uploaded. */
+export function sweepGridOption(v: Values): string | undefined {
+  const file = str(v, 'sweep-grid');
+  if (!file) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read --sweep-grid ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    expandGrid(parseSweepGrid(text, file), {}, 2);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return text;
 }
 
 function listFormat(f: string | undefined): 'csv' | 'tsv' | 'jsonl' | undefined {

@@ -18,7 +18,7 @@ import { isImageListFile } from './image-list.js';
 import { planDataset, publishDataset } from './publish.js';
 import { backendFor, cacheDir, metricsPort, openWithRetry, runService, untilSignal, withBus } from './service.js';
 import { report, serve } from './show-commands.js';
-import { trainFolder } from './train-flow.js';
+import { sweepJob, trainFolder } from './train-flow.js';
 
 /* The command table: each command's usage and what it runs. */
 
@@ -406,6 +406,27 @@ ${NATS_HELP}`,
   },
 };
 
+const sweep: Command = {
+  summary: "train a grid of heads on a finished job's cached vectors and export the best",
+  usage: `graft sweep JOB [--sweep-grid FILE] [--out DIR] [--nats URL]
+
+Publishes JOB's images again as a new job that sweeps heads (no upload, no backbone call: the
+vectors are cached), picks the head with the best validation accuracy (ties: lower validation
+loss), prints the whole table and writes the winner's model folder (report.json and report.html
+list every head).
+
+  --sweep-grid FILE   the grid as JSON (default grid: see README)
+  --out DIR           model folder (default ./graft-model)
+  --no-bundle         skip DIR/web
+${NATS_HELP}`,
+  options: { ...NATS_OPTIONS, 'sweep-grid': { type: 'string' }, out: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  async run(argv) {
+    const { values: v, positionals } = parse(argv, this.options);
+    if (positionals.length !== 1) throw new UsageError('sweep takes one JOB');
+    return sweepJob(positionals[0], v, resolve(str(v, 'out') ?? 'graft-model'));
+  },
+};
+
 /** The photos `graft demo` trains on, shipped in this package (samples/SOURCE.md: CC0). */
 const SAMPLES = fileURLToPath(new URL('../samples/', import.meta.url));
 
@@ -462,5 +483,5 @@ ${NATS_HELP}`,
   },
 };
 
-export const COMMANDS: Record<string, Command> = { train, publish, status, export: exportCmd, report, serve, classify, inspect, up, worker, coordinator, init, demo };
+export const COMMANDS: Record<string, Command> = { train, sweep, publish, status, export: exportCmd, report, serve, classify, inspect, up, worker, coordinator, init, demo };
 

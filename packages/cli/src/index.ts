@@ -1,4 +1,5 @@
 export { publishDataset } from './publish.js';
+export { scanDataset } from './scan.js';
 export type { PublishOptions, Published } from './publish.js';
 export { followJob } from './jobs.js';
 export { exportModel } from './export.js';

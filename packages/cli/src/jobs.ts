@@ -30,6 +30,8 @@ export function jobDetails(s: JobStatus, withFailures = false): string {
     `classes   ${s.classes.join(', ')}`,
     `images    ${c.total ?? 0}: ${c.cached ?? 0} cached, ${c.extracted ?? 0} extracted, ${c.failed ?? 0} failed${s.skipped ? `; ${s.skipped} files skipped at publish` : ''}`,
   ];
+  const a = s.augmented;
+  if (a?.total) lines.push(`augmented ${a.total} copies of training images: ${a.cached ?? 0} cached, ${a.extracted ?? 0} extracted, ${a.failed ?? 0} failed`);
   if (s.training?.epoch) lines.push(`training  epoch ${s.training.epoch}/${s.training.epochs}: loss ${(s.training.loss ?? 0).toFixed(4)}, train ${pct(s.training.accuracy)}, validation ${pct(s.training.valAccuracy)}`);
   if (s.evaluation?.testImages) lines.push(`test      top-1 ${pct(s.evaluation.top1)}, top-5 ${pct(s.evaluation.top5)} on ${s.evaluation.testImages} images (${s.evaluation.trainImages} train, ${s.evaluation.validationImages} validation)`);
   if (s.warning) lines.push(`warning   ${s.warning}`);
@@ -64,10 +66,14 @@ export async function followJob(bus: Bus, jobId: string, opts: { progress?: bool
         lastState = s.state;
       }
       const c = s.counts ?? {};
+      const a = s.augmented;
       const done = (c.cached ?? 0) + (c.extracted ?? 0) + (c.failed ?? 0);
+      const aDone = (a?.cached ?? 0) + (a?.extracted ?? 0) + (a?.failed ?? 0);
       if (!extractionShown && c.total && (s.state === 2 || s.state > 2)) {
         extraction ??= createProgress('extracting');
-        extraction.update(done, c.total ?? 0, `(${c.cached ?? 0} cached, ${c.failed ?? 0} failed)`);
+        // Augmented copies are counted apart, but the bar covers both: they are extracted together.
+        const copies = a?.total ? `; augmented ${aDone}/${a.total} (${a.cached ?? 0} cached)` : '';
+        extraction.update(done + aDone, (c.total ?? 0) + (a?.total ?? 0), `(${c.cached ?? 0} cached, ${c.failed ?? 0} failed${copies})`);
         if (s.state > 2) {
           extraction.done();
           extractionShown = true;

@@ -145,15 +145,32 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   await Promise.all(Array.from({ length: 8 }, worker));
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
 
-  // A queued record first, so `graft status` sees the job at once; the coordinator takes over.
+  await publishManifest(bus, manifest, bytes);
+  return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
+}
+
+/** Publishes a job's manifest (its images already stored), after a queued record so `graft status` sees it at once. */
+export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest)): Promise<void> {
   await createJobRecord(bus, queuedStatus(manifest));
   try {
-    await bus.js.publish(manifestSubject(jobId), bytes, { msgID: jobId });
+    await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId });
   } catch (err) {
-    if (isStoreFull(err)) throw new Error(`cannot publish job ${jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
+    if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
     throw err;
   }
-  return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
+}
+
+/**
+ * A finished job's images and classes as a new job that sweeps heads (the vectors are cached:
+ * no backbone call). @throws Error when the job's manifest is gone.
+ */
+export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string): Promise<string> {
+  const msg = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) }).catch(() => null);
+  if (!msg) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
+  const old = codecs.manifest.decode(msg.data, `manifest of ${jobId}`);
+  const manifest = codecs.manifest.create({ ...old, jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
+  await publishManifest(bus, manifest);
+  return manifest.jobId;
 }
 
 async function scanFolder(dir: string, show: boolean): Promise<ScanResult> {

@@ -1,12 +1,12 @@
 import { join, resolve } from 'node:path';
-import { formatReport } from '@graft/head';
-import { JobState } from '@graft/protocol';
-import { busOptions, graftHome, int, publishOptions, str, type Values } from './args.js';
+import { formatReport, formatSweep } from '@graft/head';
+import { JobState, type Bus } from '@graft/protocol';
+import { busOptions, graftHome, int, publishOptions, str, sweepGridOption, type Values } from './args.js';
 import { startLocalCluster } from './cluster.js';
 import { exportModel, exportSummary } from './export.js';
 import { createLogger } from './logger.js';
 import { followJob, jobDetails } from './jobs.js';
-import { publishDataset } from './publish.js';
+import { publishDataset, publishSweep } from './publish.js';
 import { backendFor, cacheDir, untilSignal, withBus } from './service.js';
 
 /**
@@ -31,19 +31,37 @@ export async function trainFolder(dir: string, v: Values, out: string): Promise<
     return await withBus({ ...busOptions(v, 'graft-cli'), servers: cluster?.url ?? natsUrl }, async (bus) => {
       const p = await publishDataset(bus, dir, po);
       process.stderr.write(`job ${p.jobId}: ${p.scan.images.length} images in ${p.scan.classes.length} classes (${p.scan.classes.join(', ')})\n`);
-      const s = await followJob(bus, p.jobId);
-      if (s.state !== JobState.JOB_STATE_DONE) {
-        process.stderr.write(`${jobDetails(s, true)}\n`);
-        return 1;
-      }
-      const bundle = !v['no-bundle'];
-      if (bundle) await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
-      const r = await exportModel(bus, p.jobId, out, { bundle, cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
-      const lines = ['', jobDetails(s, true), '', formatReport(r.folder.report), '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
-      process.stdout.write(`${lines.join('\n')}\n`);
-      return 0;
+      return followAndExport(bus, p.jobId, out, v);
     });
   } finally {
     await cluster?.stop();
   }
+}
+
+/**
+ * Follows a job to its end, then exports its model (with the browser bundle unless --no-bundle)
+ * and prints the evaluation. @returns the exit code.
+ */
+export async function followAndExport(bus: Bus, jobId: string, out: string, v: Values): Promise<number> {
+  const s = await followJob(bus, jobId);
+  if (s.state !== JobState.JOB_STATE_DONE) {
+    process.stderr.write(`${jobDetails(s, true)}\n`);
+    return 1;
+  }
+  const bundle = !v['no-bundle'];
+  if (bundle) await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
+  const r = await exportModel(bus, jobId, out, { bundle, cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
+  const sweep = r.folder.report.sweep ? ['', formatSweep(r.folder.report.sweep)] : [];
+  const lines = ['', jobDetails(s, true), ...sweep, '', formatReport(r.folder.report), '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+/** graft sweep JOB: the finished job's images again, as a sweep over its cached vectors. */
+export async function sweepJob(jobId: string, v: Values, out: string): Promise<number> {
+  return withBus(busOptions(v, 'graft-cli'), async (bus) => {
+    const id = await publishSweep(bus, jobId, sweepGridOption(v));
+    process.stderr.write(`job ${id}: a sweep of heads over job ${jobId}'s vectors\n`);
+    return followAndExport(bus, id, out, v);
+  });
 }

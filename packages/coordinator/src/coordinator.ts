@@ -34,8 +34,8 @@ import {
   type JobStatus,
   type VectorBatch,
 } from '@graft/protocol';
-import { formatReport, TrainingAborted } from '@graft/head';
-import { backboneFromFiles, fetchBackbone, modelBundle, requestedSpec, resolvedFields, resolvedFromFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
+import { formatReport, SweepAborted, TrainingAborted } from '@graft/head';
+import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, resolvedFromFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
 import { ManifestError, validateManifest } from './manifest.js';
 import { coordinatorMetrics, type CoordinatorMetrics } from './metrics.js';
@@ -48,7 +48,6 @@ import { trainJob } from './training.js';
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
 
-const SHA256 = /^[0-9a-f]{64}$/;
 type BatchVector = VectorBatch['vectors'][number];
 const FINGERPRINT = /^[0-9a-f]{16}$/;
 
@@ -93,6 +92,8 @@ class CoordinatorImpl implements Coordinator {
   private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
   private readonly consumers: ConsumerMessages[] = [];
   private trainingQueue: Promise<void> = Promise.resolve();
+  /** Best validation accuracy of each sweeping job's heads so far (for the gauge). */
+  private readonly sweepBest = new Map<string, number>();
   private flushTimer?: NodeJS.Timeout;
   private flushing = false;
 
@@ -328,8 +329,10 @@ class CoordinatorImpl implements Coordinator {
   }
 
   /** Refuses a manifest naming images that were never uploaded: nothing is enqueued for it. */
-  private async checkImagesStored(job: ActiveJob, shas: string[]): Promise<void> {
+  private async checkImagesStored(job: ActiveJob, ids: string[]): Promise<void> {
     const missing: string[] = [];
+    // An augmented copy is made from its photo: the photo must be stored.
+    const shas = [...new Set(ids.map((id) => parseImageId(id)?.sha256 ?? id))];
     await inBatches(shas, 64, async (sha) => {
       const info = await this.persist('reading the image store', () => this.bus.images.info(sha));
       if (!info || info.deleted) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
@@ -345,6 +348,7 @@ class CoordinatorImpl implements Coordinator {
   /** Drops a job from memory (and from the vectors it waits for). */
   private forget(job: ActiveJob): void {
     this.jobs.forget(job);
+    this.sweepBest.delete(job.manifest.jobId);
     this.updateJobGauge();
   }
 
@@ -355,8 +359,8 @@ class CoordinatorImpl implements Coordinator {
     try {
       batch = codecs.vectorBatch.decode(msg.data, `vector batch on ${msg.subject}`);
       if (!FINGERPRINT.test(batch.backboneFingerprint)) throw new Error(`vector batch on ${msg.subject} has no valid backbone fingerprint`);
-      const bad = batch.vectors.find((v) => !SHA256.test(v.sha256));
-      if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256`);
+      const bad = batch.vectors.find((v) => !parseImageId(v.sha256));
+      if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256 (or an augmented copy of one)`);
     } catch (err) {
       this.metrics.malformed.inc({ stream: STREAMS.results });
       this.log.error({ err, subject: msg.subject }, 'malformed vector batch: dropped');
@@ -482,6 +486,11 @@ class CoordinatorImpl implements Coordinator {
         log: job.log,
         persist: this.persist,
         shouldStop: () => !this.mayAct(),
+        onSweepHead: (r) => {
+          if (!r.restored) this.metrics.sweepHeads.inc();
+          if (r.valAccuracy > (this.sweepBest.get(s.jobId) ?? -1)) this.sweepBest.set(s.jobId, r.valAccuracy);
+          this.metrics.sweepBestAccuracy.set(this.sweepBest.get(s.jobId)!);
+        },
         onEpoch: async (r) => {
           s.training = r;
           this.metrics.epoch.set(r.epoch);
@@ -505,7 +514,7 @@ class CoordinatorImpl implements Coordinator {
       this.metrics.testAccuracy.set(result.report.top1);
       job.log.info({ top1: result.report.top1, top5: result.report.top5, test: result.report.images, resumedFromEpoch: result.resumedFromEpoch }, `job done\n${formatReport(result.report)}`);
     } catch (err) {
-      if (err instanceof TrainingAborted || err instanceof Abandoned) {
+      if (err instanceof TrainingAborted || err instanceof SweepAborted || err instanceof Abandoned) {
         job.log.info('training paused (stopping, or the lease is not fresh); the checkpoint resumes it');
         // Still the leader, the lease only stale (a bus outage): carry on once it is renewed.
         if (this.state === 'running' && this.leading) this.scheduleTraining(job, true);

@@ -1,4 +1,5 @@
 import { isValidJobId, type DatasetManifest } from '@graft/protocol';
+import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 
 /** A manifest that cannot be run, with every problem listed. */
 export class ManifestError extends Error {
@@ -31,5 +32,14 @@ export function validateManifest(m: DatasetManifest): void {
   if (!m.backbone?.url && !m.backbone?.id) problems.push('names no backbone');
   const t = m.training;
   if (t && (t.validationPercent ?? 0) + (t.testPercent ?? 0) >= 100) problems.push('validation + test percentages must be under 100');
+  if (t?.augment) {
+    try {
+      if (parseAugmentSpec(t.augment) !== t.augment) problems.push(`augmentation ${JSON.stringify(t.augment)} is not in canonical form (${parseAugmentSpec(t.augment)})`);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    const k = t.augmentCopies ?? 0;
+    if (!Number.isInteger(k) || k < 1 || k > MAX_AUGMENT_COPIES) problems.push(`augmented copies must be 1 to ${MAX_AUGMENT_COPIES}, got ${k}`);
+  }
   if (problems.length) throw new ManifestError(problems);
 }

@@ -43,6 +43,8 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
     loss: new Gauge({ name: 'graft_training_loss', help: 'Cross-entropy of the head, by split', labelNames: ['split'] as const, registers }),
     accuracy: new Gauge({ name: 'graft_training_accuracy_ratio', help: 'Accuracy of the head, by split', labelNames: ['split'] as const, registers }),
     testAccuracy: new Gauge({ name: 'graft_test_accuracy_ratio', help: 'Top-1 test accuracy of the last finished job', registers }),
+    sweepHeads: new Counter({ name: 'graft_sweep_heads_trained_total', help: 'Heads trained by sweeps (heads restored after a takeover are not counted again)', registers }),
+    sweepBestAccuracy: new Gauge({ name: 'graft_sweep_best_validation_accuracy_ratio', help: 'Best validation accuracy among the heads of the sweep being trained', registers }),
     lastProgress: new Gauge({ name: 'graft_coordinator_last_progress_timestamp_seconds', help: 'When the coordinator last recorded progress', registers }),
   };
 }

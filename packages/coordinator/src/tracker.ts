@@ -1,8 +1,9 @@
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { codecs, errorCodeName, vectorKey, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
-import type { ResolvedBackbone } from '@graft/vision';
+import { augmentedId, isAugmentedId, type ResolvedBackbone } from '@graft/vision';
 import { inBatches } from './batches.js';
+import { splitOf, splitPercents } from './splits.js';
 
 /** Failures listed on a job record; the rest are counted. About 200 bytes each, far below max_payload. */
 const MAX_LISTED_FAILURES = 200;
@@ -12,8 +13,9 @@ export interface ActiveJob {
   manifest: DatasetManifest;
   status: JobStatus;
   backbone: ResolvedBackbone;
-  /** sha256 -> number of manifest entries still waiting for it. */
+  /** Image id (a sha256, or an augmented copy's `<sha256>_<spec>_<variant>`) -> number of manifest entries still waiting for it. */
   pending: Map<string, number>;
+  /** Image id -> the manifest paths it stands for (a copy: its photo's training paths). */
   pathsBySha: Map<string, string[]>;
   /** Where a list named each path (`labels.csv:12`), for images from a list. */
   sourceOfPath: Map<string, string>;
@@ -55,12 +57,25 @@ export class JobTracker {
   track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, revision: number, log: Logger): ActiveJob {
     const pathsBySha = new Map<string, string[]>();
     const sourceOfPath = new Map<string, string>();
+    const add = (id: string, path: string) => {
+      const l = pathsBySha.get(id);
+      if (l) l.push(path);
+      else pathsBySha.set(id, [path]);
+    };
+    const t = manifest.training;
+    const copies = t?.augment ? (t.augmentCopies ?? 0) : 0;
+    const percents = splitPercents(t);
+    let augmented = 0;
     for (const img of manifest.images) {
       if (img.source) sourceOfPath.set(img.path, img.source);
-      const l = pathsBySha.get(img.sha256);
-      if (l) l.push(img.path);
-      else pathsBySha.set(img.sha256, [img.path]);
+      add(img.sha256, img.path);
+      // Training images only: validation and test images are never augmented.
+      if (copies && splitOf(img, percents) === 'train') {
+        for (let k = 0; k < copies; k++) add(augmentedId(img.sha256, t!.augment!, k), img.path);
+        augmented += copies;
+      }
     }
+    if (copies) status.augmented = { total: augmented, cached: status.augmented?.cached ?? 0, extracted: status.augmented?.extracted ?? 0, failed: status.augmented?.failed ?? 0 };
     const job: ActiveJob = { manifest, status, backbone, pending: new Map(), pathsBySha, sourceOfPath, log, dirty: false, revision, writes: Promise.resolve() };
     this.jobs.set(manifest.jobId, job);
     return job;
@@ -77,16 +92,15 @@ export class JobTracker {
    * vectors beyond the recorded cached count were extracted for it.
    */
   async scan(job: ActiveJob, fresh: boolean): Promise<void> {
-    const counts = job.status.counts!;
     const failedShas = new Set(job.status.failures.map((f) => f.sha256));
     // Unlisted failures are counted again below (cached ones), or tried again (the others).
     job.status.failuresOmitted = 0;
-    let vectors = 0;
-    let errors = 0;
+    const found = { plain: { vectors: 0, errors: 0 }, augmented: { vectors: 0, errors: 0 } };
     const shas = [...job.pathsBySha.keys()];
     await inBatches(shas, 64, async (sha) => {
       const n = job.pathsBySha.get(sha)!.length;
-      if (failedShas.has(sha)) return void (errors += n);
+      const f = isAugmentedId(sha) ? found.augmented : found.plain;
+      if (failedShas.has(sha)) return void (f.errors += n);
       const e = await this.vectors.get(vectorKey(job.backbone.fingerprint, sha));
       if (!e || e.length === 0) {
         job.pending.set(sha, n);
@@ -95,13 +109,16 @@ export class JobTracker {
       }
       const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
       if (v.errorCode) {
-        errors += n;
+        f.errors += n;
         this.recordFailure(job, sha, v.errorCode, v.errorMessage);
-      } else vectors += n;
+      } else f.vectors += n;
     });
-    if (fresh) counts.cached = vectors;
-    counts.extracted = Math.max(0, vectors - (counts.cached ?? 0));
-    counts.failed = errors;
+    for (const [counts, f] of [[job.status.counts!, found.plain], [job.status.augmented, found.augmented]] as const) {
+      if (!counts) continue;
+      if (fresh) counts.cached = f.vectors;
+      counts.extracted = Math.max(0, f.vectors - (counts.cached ?? 0));
+      counts.failed = f.errors;
+    }
   }
 
   private wait(job: ActiveJob, sha: string): void {
@@ -116,7 +133,8 @@ export class JobTracker {
    * count, so a record always fits in a message however many images fail.
    */
   recordFailure(job: ActiveJob, sha: string, code: ErrorCode, message: string): void {
-    if (job.status.failures.some((f) => f.sha256 === sha)) return;
+    // An augmented copy fails with its photo (listed once, as the photo) or is counted alone.
+    if (isAugmentedId(sha) || job.status.failures.some((f) => f.sha256 === sha)) return;
     for (const path of job.pathsBySha.get(sha) ?? []) {
       if (job.status.failures.length < MAX_LISTED_FAILURES) job.status.failures.push({ path, sha256: sha, code, message: message.slice(0, 500), source: job.sourceOfPath.get(path) ?? '' });
       else job.status.failuresOmitted = (job.status.failuresOmitted ?? 0) + 1;
@@ -144,11 +162,12 @@ export class JobTracker {
       const n = job?.pending.get(sha);
       if (!job || !n) continue;
       job.pending.delete(sha);
-      const counts = job.status.counts!;
+      const augmented = isAugmentedId(sha);
+      const counts = (augmented ? job.status.augmented : job.status.counts) ?? job.status.counts!;
       if (code) {
         counts.failed = (counts.failed ?? 0) + n;
         this.recordFailure(job, sha, code, message);
-        job.log.warn({ paths: job.pathsBySha.get(sha), reason: errorCodeName(code), message }, 'image failed');
+        if (!augmented) job.log.warn({ paths: job.pathsBySha.get(sha), reason: errorCodeName(code), message }, 'image failed');
       } else counts.extracted = (counts.extracted ?? 0) + n;
       job.dirty = true;
       touched.push(job);

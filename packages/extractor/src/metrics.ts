@@ -5,6 +5,7 @@ export function extractorMetrics(registry: Registry) {
   const registers = [registry];
   return {
     images: new Counter({ name: 'graft_images_extracted_total', help: 'Images turned into bottleneck vectors by this worker', registers }),
+    augmented: new Counter({ name: 'graft_augmented_images_extracted_total', help: 'Augmented copies of training images turned into vectors by this worker (not in graft_images_extracted_total)', registers }),
     failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
     tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
     bytesFetched: new Counter({ name: 'graft_image_bytes_fetched_total', help: 'Image bytes this worker read from the image store', registers }),

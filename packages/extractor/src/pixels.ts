@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, readImage, type Bus, type ImageVector } from '@graft/protocol';
-import { ImageError, decodeImage, type DecodeLimits } from '@graft/vision';
+import { ImageError, decodeAugmented, decodeImage, parseImageId, type DecodeLimits } from '@graft/vision';
 
 /** An image that ends without a vector: its sha, why, and a message naming the problem. */
 export function failure(sha256: string, code: ErrorCode, message: string): ImageVector {
@@ -41,26 +41,34 @@ const READ_PROBLEM_CODES = {
  * decode timeout).
  * @throws Error when the store cannot be read at all (the bus is down): the task is retried.
  */
-export async function fetchAndDecode(bus: Bus, shas: readonly string[], o: PixelOptions, timing: PixelTiming): Promise<(Uint8Array | ImageVector)[]> {
+export async function fetchAndDecode(bus: Bus, ids: readonly string[], o: PixelOptions, timing: PixelTiming): Promise<(Uint8Array | ImageVector)[]> {
   const t0 = performance.now();
-  const reads = await Promise.all(
-    shas.map(async (sha) => {
-      try {
-        return await readImage(bus, sha, o.limits.maxBytes);
-      } catch (err) {
-        throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
-      }
-    }),
+  // An id is a photo's SHA-256 or an augmented copy of it: each photo is fetched once per task.
+  const parsed = ids.map((id) => parseImageId(id));
+  const photos = [...new Set(parsed.filter((p) => p).map((p) => p!.sha256))];
+  const fetched = new Map(
+    await Promise.all(
+      photos.map(async (sha) => {
+        try {
+          return [sha, await readImage(bus, sha, o.limits.maxBytes)] as const;
+        } catch (err) {
+          throw new Error(`cannot fetch image ${sha}: ${(err as Error).message}`, { cause: err });
+        }
+      }),
+    ),
   );
   const t1 = performance.now();
   timing.fetchSeconds = (t1 - t0) / 1000;
+  for (const r of fetched.values()) if (r.ok) timing.fetchedBytes += r.bytes.byteLength;
   const out = await Promise.all(
-    reads.map(async (read, i): Promise<Uint8Array | ImageVector> => {
-      const sha = shas[i];
+    ids.map(async (sha, i): Promise<Uint8Array | ImageVector> => {
+      const id = parsed[i];
+      if (!id) return failure(sha, ErrorCode.ERROR_CODE_DECODE_FAILED, 'not an image id (a SHA-256, or <sha256>_<augmentation>_<variant>)');
+      const read = fetched.get(id.sha256)!;
       if (!read.ok) return failure(sha, READ_PROBLEM_CODES[read.problem], read.message);
-      timing.fetchedBytes += read.bytes.byteLength;
       try {
-        return await withTimeout(decodeImage(read.bytes, o.size, o.limits), o.decodeTimeoutMs, `decoding took over ${o.decodeTimeoutMs} ms`);
+        const decoding = id.augment ? decodeAugmented(read.bytes, o.size, id.sha256, id.augment.spec, id.augment.variant, o.limits) : decodeImage(read.bytes, o.size, o.limits);
+        return await withTimeout(decoding, o.decodeTimeoutMs, `decoding took over ${o.decodeTimeoutMs} ms`);
       } catch (err) {
         if (err instanceof ImageError) return failure(sha, IMAGE_ERROR_CODES[err.code], err.message);
         if (err instanceof TimeoutError) return failure(sha, ErrorCode.ERROR_CODE_TIMEOUT, err.message);

@@ -18,7 +18,7 @@ import {
   type ExtractionTask,
   type ImageVector,
 } from '@graft/protocol';
-import { backboneFromFiles, filesFromBundle, resolvedFromFields, type Backbone } from '@graft/vision';
+import { backboneFromFiles, filesFromBundle, isAugmentedId, resolvedFromFields, type Backbone } from '@graft/vision';
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
@@ -344,7 +344,10 @@ class ExtractorWorker implements Worker {
       const inferSeconds = (performance.now() - tInfer) / 1000;
       this.lastTaskSeconds = inferSeconds;
       const failed = out.filter((v) => v.errorCode).length;
-      this.metrics.images.inc(out.length - failed); // embedded: counted once, whatever happens to the answer
+      // Embedded: counted once, whatever happens to the answer; augmented copies apart from photos.
+      const copies = out.filter((v) => !v.errorCode && isAugmentedId(v.sha256 ?? '')).length;
+      this.metrics.images.inc(out.length - failed - copies);
+      this.metrics.augmented.inc(copies);
       this.stats.images += out.length - failed;
       const batch = this.encodeBatch(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 }, msg.info.streamSequence);
       this.keepAnswer(task.taskId, batch);

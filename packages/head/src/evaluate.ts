@@ -24,11 +24,32 @@ export interface EvaluationReport {
   /** confusion[actual][predicted] counts. */
   confusion: number[][];
   /** Images per split (a job's report; absent in a bare evaluation). */
-  splits?: { train: number; validation: number; test: number };
+  splits?: { train: number; validation: number; test: number; augmented?: number };
   /** Loss and accuracy per epoch, train and validation (a job's report). */
   history?: EpochResult[];
   /** The test images the head got wrong, most confident first (at most {@link MAX_MISCLASSIFIED}). */
   misclassified?: Misclassified[];
+  /** A sweep's heads, the winner (the exported head, best on validation) and the sweep's time. */
+  sweep?: { heads: SweepRow[]; winner: string; seconds: number; parallel: number };
+}
+
+/** One head of a sweep, as the report lists it. */
+export interface SweepRow {
+  id: string;
+  optimizer: string;
+  learningRate: number;
+  batchSize: number;
+  weightDecay: number;
+  labelSmoothing: number;
+  hiddenUnits: number;
+  dropout: number;
+  valAccuracy: number;
+  valLoss: number;
+  bestEpoch: number;
+  epochs: number;
+  seconds: number;
+  /** Trained by a coordinator before a takeover, and read back. */
+  restored?: boolean;
 }
 
 /** Wrong test images kept in a report: enough for every confused pair at 101 classes, small in JSON. */
@@ -89,5 +110,19 @@ export function formatReport(r: EvaluationReport): string {
   const lines = [`test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images`];
   const width = Math.max(...r.classes.map((c) => c.length));
   for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${pct(c.accuracy).padStart(6)}  (${c.images} images${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`);
+  return lines.join('\n');
+}
+
+/** A sweep's table, best first, for the end of a run. */
+export function formatSweep(sweep: NonNullable<EvaluationReport['sweep']>): string {
+  const rows = [...sweep.heads].sort((a, b) => b.valAccuracy - a.valAccuracy || a.valLoss - b.valLoss);
+  const lines = [`sweep: ${sweep.heads.length} heads in ${sweep.seconds.toFixed(1)} s (${sweep.parallel} at a time), no backbone call; the winner is exported`];
+  lines.push('  val acc  val loss  optimizer  lr       L2      smooth  batch  hidden    epochs');
+  for (const r of rows) {
+    const hidden = r.hiddenUnits ? `${r.hiddenUnits}/${r.dropout}` : '-';
+    lines.push(
+      `  ${(100 * r.valAccuracy).toFixed(1).padStart(6)}%  ${r.valLoss.toFixed(3).padStart(8)}  ${r.optimizer.padEnd(9)}  ${String(r.learningRate).padEnd(7)}  ${String(r.weightDecay).padEnd(6)}  ${String(r.labelSmoothing).padEnd(6)}  ${String(r.batchSize).padStart(5)}  ${hidden.padEnd(8)}  ${String(r.epochs).padStart(6)}${r.id === sweep.winner ? '  <- winner' : ''}${r.restored ? ' (restored)' : ''}`,
+    );
+  }
   return lines.join('\n');
 }

@@ -2,8 +2,8 @@ export { resolveTrainOptions } from './options.js';
 export type { TrainOptions, ResolvedTrainOptions } from './options.js';
 export { trainHead, seededRandom, TrainingAborted } from './train.js';
 export type { HeadDataset, LabelledVectors, EpochResult, SavedTensor, TrainingCheckpoint, TrainedHead, TrainHooks } from './train.js';
-export { evaluatePredictions, formatReport, misclassifiedOf, MAX_MISCLASSIFIED } from './evaluate.js';
-export type { EvaluationReport, Misclassified } from './evaluate.js';
+export { evaluatePredictions, formatReport, formatSweep, misclassifiedOf, MAX_MISCLASSIFIED } from './evaluate.js';
+export type { EvaluationReport, Misclassified, SweepRow } from './evaluate.js';
 export {
   MODEL_FILES,
   packageModel,
@@ -16,3 +16,5 @@ export {
 export type { ModelManifest, ModelFolder } from './model.js';
 export { loadClassifier, classifyFile } from './classifier.js';
 export type { Classifier, Prediction } from './classifier.js';
+export { DEFAULT_SWEEP_GRID, expandGrid, parseSweepGrid, pickWinner, runSweep, trainSweepHead, defaultSweepParallelism, SweepAborted } from './sweep.js';
+export type { SweepAxes, SweepGrid, SweepConfig, SweepHeadResult, SweepHooks } from './sweep.js';

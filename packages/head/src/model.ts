@@ -16,7 +16,19 @@ export interface ModelManifest {
   backbone: ResolvedBackbone;
   /** The head takes raw bottleneck vectors: standardisation is folded into its weights. */
   input: { dim: number; standardizationFolded: boolean };
-  training: { optimizer: string; learningRate: number; batchSize: number; epochs: number; bestEpoch: number; stoppedEarly: boolean };
+  training: {
+    optimizer: string;
+    learningRate: number;
+    batchSize: number;
+    epochs: number;
+    bestEpoch: number;
+    stoppedEarly: boolean;
+    weightDecay?: number;
+    labelSmoothing?: number;
+    hiddenUnits?: number;
+    dropout?: number;
+    classWeights?: string;
+  };
   jobId?: string;
   createdAt: string;
 }
@@ -31,39 +43,56 @@ export interface ModelFolder {
 
 export const MODEL_FILES = ['model.json', 'weights.bin', 'graft.json', 'report.json'] as const;
 
+/** One dense layer of an exported head: kernel [inputs, units] row-major. */
+export interface HeadLayer {
+  kernel: Float32Array;
+  bias: Float32Array;
+  units: number;
+  activation: 'relu' | 'softmax';
+}
+
 /**
- * Folds standardisation into the dense layer, so the exported model takes raw vectors:
- *   softmax(((x - mean) / std) W + b) = softmax(x (W / std) + (b - (mean / std) W))
+ * The head's dense layers with standardisation folded into the first, so the exported model
+ * takes raw vectors:
+ *   ((x - mean) / std) W + b = x (W / std) + (b - (mean / std) W)
  */
-export function foldedWeights(head: TrainedHead): { kernel: Float32Array; bias: Float32Array } {
+export function foldedLayers(head: TrainedHead): HeadLayer[] {
   const C = head.classes.length;
-  const kernel = new Float32Array(head.kernel.length);
-  const bias = Float32Array.from(head.bias);
+  const first = head.hidden ?? { kernel: head.kernel, bias: head.bias, units: C };
+  const U = first.units;
+  const kernel = new Float32Array(first.kernel.length);
+  const bias = Float32Array.from(first.bias);
   for (let j = 0; j < head.dim; j++) {
     const s = head.std[j];
     const m = head.mean[j] / s;
-    for (let c = 0; c < C; c++) {
-      const w = head.kernel[j * C + c];
-      kernel[j * C + c] = w / s;
+    for (let c = 0; c < U; c++) {
+      const w = first.kernel[j * U + c];
+      kernel[j * U + c] = w / s;
       bias[c] -= m * w;
     }
   }
-  return { kernel, bias };
+  if (!head.hidden) return [{ kernel, bias, units: C, activation: 'softmax' }];
+  return [
+    { kernel, bias, units: U, activation: 'relu' },
+    { kernel: head.kernel, bias: head.bias, units: C, activation: 'softmax' },
+  ];
 }
 
-/** Builds the TF.js layers model of a head: Dense(classes, softmax) on [dim]. */
-export function headModel(dim: number, kernel: Float32Array, bias: Float32Array): tf.Sequential {
-  const C = bias.length;
+/** Builds the TF.js layers model of a head: [Dense(units, relu)] Dense(classes, softmax) on [dim]. */
+export function headModel(dim: number, layers: HeadLayer[]): tf.Sequential {
   const model = tf.sequential({ name: 'graft_head' });
-  model.add(tf.layers.dense({ units: C, activation: 'softmax', inputShape: [dim], name: 'graft_softmax' }));
-  model.layers[0].setWeights([tf.tensor2d(kernel, [dim, C]), tf.tensor1d(bias)]);
+  layers.forEach((l, i) => {
+    const last = i === layers.length - 1;
+    model.add(tf.layers.dense({ units: l.units, activation: l.activation, name: last ? 'graft_softmax' : `graft_hidden_${i}`, ...(i === 0 ? { inputShape: [dim] } : {}) }));
+    const inputs = i === 0 ? dim : layers[i - 1].units;
+    model.layers[i].setWeights([tf.tensor2d(l.kernel, [inputs, l.units]), tf.tensor1d(l.bias)]);
+  });
   return model;
 }
 
 /** Serialises a trained head with its backbone reference and test report. */
 export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone, report: EvaluationReport, jobId?: string): Promise<ModelFolder> {
-  const { kernel, bias } = foldedWeights(head);
-  const model = headModel(head.dim, kernel, bias);
+  const model = headModel(head.dim, foldedLayers(head));
   let artifacts: tf.io.ModelArtifacts | undefined;
   await model.save(tf.io.withSaveHandler(async (a) => {
     artifacts = a;
@@ -93,6 +122,11 @@ export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone
         epochs: head.history.length,
         bestEpoch: head.bestEpoch,
         stoppedEarly: head.stoppedEarly,
+        weightDecay: head.options.weightDecay,
+        labelSmoothing: head.options.labelSmoothing,
+        hiddenUnits: head.options.hiddenUnits,
+        dropout: head.options.dropout,
+        classWeights: head.options.classWeights,
       },
       jobId,
       createdAt: new Date().toISOString(),

@@ -19,6 +19,14 @@ export interface TrainOptions {
    * n / (classes * n_of_its_class), so every class weighs as much in the loss (unbalanced sets).
    */
   classWeights?: 'none' | 'balanced';
+  /** L2 penalty on the kernels, added to the loss as weightDecay * sum(w^2). Default 0. */
+  weightDecay?: number;
+  /** Label smoothing of the cross-entropy targets, 0 to below 1. Default 0. */
+  labelSmoothing?: number;
+  /** Units of a hidden layer (dense + ReLU + dropout) before the softmax; 0 (default) = none. */
+  hiddenUnits?: number;
+  /** Dropout rate after the hidden layer, 0 to below 1. Default 0.5 with a hidden layer. */
+  dropout?: number;
 }
 
 export type ResolvedTrainOptions = Required<TrainOptions>;
@@ -45,6 +53,10 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
     seed: o.seed ?? 1,
     standardize: o.standardize ?? true,
     classWeights: o.classWeights ?? 'none',
+    weightDecay: o.weightDecay ?? 0,
+    labelSmoothing: o.labelSmoothing ?? 0,
+    hiddenUnits: o.hiddenUnits ?? 0,
+    dropout: o.dropout ?? (o.hiddenUnits ? 0.5 : 0),
   };
   if (r.classWeights !== 'none' && r.classWeights !== 'balanced') throw new RangeError(`classWeights must be none or balanced, got ${JSON.stringify(r.classWeights)}`);
   if (!(r.learningRate > 0 && r.learningRate < 10)) throw new RangeError(`learningRate must be in (0, 10), got ${r.learningRate}`);
@@ -52,5 +64,9 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
   if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > MAX_EPOCHS) throw new RangeError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${r.epochs}`);
   if (!Number.isInteger(r.patience) || r.patience < 0) throw new RangeError(`patience must be a non-negative integer, got ${r.patience}`);
   if (!Number.isInteger(r.seed) || r.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${r.seed}`);
+  if (!(r.weightDecay >= 0 && r.weightDecay < 1)) throw new RangeError(`weightDecay must be in [0, 1), got ${r.weightDecay}`);
+  if (!(r.labelSmoothing >= 0 && r.labelSmoothing < 1)) throw new RangeError(`labelSmoothing must be in [0, 1), got ${r.labelSmoothing}`);
+  if (!Number.isInteger(r.hiddenUnits) || r.hiddenUnits < 0 || r.hiddenUnits > 8192) throw new RangeError(`hiddenUnits must be an integer from 0 to 8192, got ${r.hiddenUnits}`);
+  if (!(r.dropout >= 0 && r.dropout < 1)) throw new RangeError(`dropout must be in [0, 1), got ${r.dropout}`);
   return r;
 }

@@ -47,9 +47,11 @@ export interface TrainingCheckpoint {
 export interface TrainedHead {
   dim: number;
   classes: string[];
-  /** [dim, classes] row-major. */
+  /** The softmax layer: [dim or hidden units, classes] row-major. */
   kernel: Float32Array;
   bias: Float32Array;
+  /** The hidden layer (dense + ReLU; dropout only in training), when the options asked for one: kernel [dim, units]. */
+  hidden?: { kernel: Float32Array; bias: Float32Array; units: number };
   mean: Float32Array;
   std: Float32Array;
   options: ResolvedTrainOptions;
@@ -99,30 +101,44 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
   const yVal = hasVal ? tf.tensor1d(data.validation.y, 'int32') : undefined;
 
   const rng = seededRandom(opts.seed);
-  // Near-zero start, as retrain.py (truncated normal, stddev 0.001): the first loss is ln(classes)
-  // rather than whatever a random projection of standardised vectors happens to give.
-  const init = tf.truncatedNormal([data.dim, C], 0, 0.001, 'float32', opts.seed);
-  const zeros = tf.zeros([C]);
-  const kernel = tf.variable(init, true);
-  const bias = tf.variable(zeros, true);
-  tf.dispose([init, zeros]);
+  const H = opts.hiddenUnits;
+  // Near-zero output start, as retrain.py (truncated normal, stddev 0.001): the first loss is ln(classes)
+  // rather than whatever a random projection of standardised vectors happens to give. A hidden layer
+  // starts He-initialised so ReLU units are alive.
+  const shapes: [string, number[]][] = H
+    ? [['hidden_kernel', [data.dim, H]], ['hidden_bias', [H]], ['kernel', [H, C]], ['bias', [C]]]
+    : [['kernel', [data.dim, C]], ['bias', [C]]];
+  const params = shapes.map(([name, shape]) =>
+    tf.tidy(() => {
+      const init = name === 'hidden_kernel' ? tf.randomNormal(shape, 0, Math.sqrt(2 / data.dim), 'float32', opts.seed) : name === 'kernel' ? tf.truncatedNormal(shape, 0, 0.001, 'float32', opts.seed) : tf.zeros(shape);
+      return tf.variable(init, true);
+    }),
+  );
+  const kernels = params.filter((_, i) => shapes[i][0].endsWith('kernel'));
+  const logitsOf = (x: tf.Tensor2D, dropSeed?: number): tf.Tensor2D => {
+    if (!H) return x.matMul(params[0]).add(params[1]);
+    let h = tf.relu(x.matMul(params[0]).add(params[1])) as tf.Tensor2D;
+    if (dropSeed !== undefined && opts.dropout > 0) h = tf.dropout(h, opts.dropout, undefined, dropSeed) as tf.Tensor2D;
+    return h.matMul(params[2]).add(params[3]);
+  };
   const optimizer = makeOptimizer(opts);
   const history: EpochResult[] = [];
-  let best = { acc: -1, loss: Infinity, epoch: 0, kernel: undefined as Float32Array | undefined, bias: undefined as Float32Array | undefined };
+  let best = { acc: -1, loss: Infinity, epoch: 0, weights: undefined as Float32Array[] | undefined };
   let since = 0;
   let start = 0;
   let stoppedEarly = false;
+  const values = async () => Promise.all(params.map(async (p) => (await p.data()) as Float32Array));
 
   try {
     if (hooks.resumeFrom) {
       const c = hooks.resumeFrom;
-      kernel.assign(tf.tensor(c.weights[0].values, c.weights[0].shape));
-      bias.assign(tf.tensor(c.weights[1].values, c.weights[1].shape));
+      if (c.weights.length !== params.length) throw new RangeError(`the checkpoint has ${c.weights.length} weight tensors, this head ${params.length}: it was made with other options`);
+      params.forEach((p, i) => p.assign(tf.tensor(c.weights[i].values, c.weights[i].shape)));
       if (c.optimizer.length) await optimizer.setWeights(c.optimizer.map((t) => ({ name: t.name, tensor: tf.tensor(t.values, t.shape) })));
       start = c.epoch;
       since = c.epochsWithoutImprovement;
       history.push(...c.history);
-      best = { acc: c.bestValAccuracy, loss: c.bestValLoss, epoch: c.bestEpoch, kernel: c.bestWeights[0]?.values, bias: c.bestWeights[1]?.values };
+      best = { acc: c.bestValAccuracy, loss: c.bestValLoss, epoch: c.bestEpoch, weights: c.bestWeights.length ? c.bestWeights.map((w) => w.values) : undefined };
       // Replay the shuffles of finished epochs so the generator is where it was.
       for (let e = 0; e < start; e++) permutation(n, rng);
       // A run that had already stopped early is finished: the checkpoint came after its last epoch.
@@ -134,39 +150,46 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
     for (let epoch = start + 1; epoch <= opts.epochs; epoch++) {
       if (hooks.shouldStop?.()) throw new TrainingAborted(epoch - 1);
       const order = permutation(n, rng);
-      for (let i = 0; i < n; i += opts.batchSize) {
+      for (let i = 0, step = 0; i < n; i += opts.batchSize, step++) {
         const idx = tf.tensor1d(order.subarray(i, Math.min(n, i + opts.batchSize)), 'int32');
         tf.tidy(() => {
           const xb = tf.gather(xTrain, idx);
           const yb = tf.oneHot(tf.gather(yTrain, idx), C);
           const wb = wTrain ? tf.gather(wTrain, idx) : undefined;
-          optimizer.minimize(() => tf.losses.softmaxCrossEntropy(yb, xb.matMul(kernel).add(bias), wb) as tf.Scalar, false, [kernel, bias]);
+          // Dropout masks from the seed, epoch and step: a resumed run draws the same ones.
+          const dropSeed = opts.seed * 1_000_003 + epoch * 10_007 + step;
+          optimizer.minimize(
+            () => {
+              let loss = tf.losses.softmaxCrossEntropy(yb, logitsOf(xb, dropSeed), wb, opts.labelSmoothing) as tf.Scalar;
+              if (opts.weightDecay > 0) loss = loss.add(tf.addN(kernels.map((k) => k.square().sum())).mul(opts.weightDecay));
+              return loss;
+            },
+            false,
+            params,
+          );
         });
         idx.dispose();
       }
-      const tr = await score(xTrain, yTrain, kernel, bias, C);
-      const va = xVal && yVal ? await score(xVal, yVal, kernel, bias, C) : tr;
+      const tr = await score(xTrain, yTrain, logitsOf, C);
+      const va = xVal && yVal ? await score(xVal, yVal, logitsOf, C) : tr;
       const result: EpochResult = { epoch, epochs: opts.epochs, loss: tr.loss, accuracy: tr.acc, valLoss: va.loss, valAccuracy: va.acc };
       history.push(result);
       // Better = higher validation accuracy, or equal accuracy at lower loss: small validation
       // sets tie often, and stopping on the first tie ends training far too early.
       if (va.acc > best.acc || (va.acc === best.acc && va.loss < best.loss)) {
-        best = { acc: va.acc, loss: va.loss, epoch, kernel: (await kernel.data()) as Float32Array, bias: (await bias.data()) as Float32Array };
+        best = { acc: va.acc, loss: va.loss, epoch, weights: await values() };
         since = 0;
       } else since++;
       await hooks.onEpoch?.(result);
       if (hooks.checkpoint) {
         await hooks.checkpoint({
           epoch,
-          weights: [await save('kernel', kernel), await save('bias', bias)],
+          weights: await Promise.all(params.map((p, i) => save(shapes[i][0], p))),
           optimizer: await Promise.all((await optimizer.getWeights()).map((w) => save(w.name, w.tensor))),
           bestValAccuracy: best.acc,
           bestValLoss: best.loss,
           bestEpoch: best.epoch,
-          bestWeights: [
-            { name: 'kernel', shape: [data.dim, C], values: best.kernel! },
-            { name: 'bias', shape: [C], values: best.bias! },
-          ],
+          bestWeights: shapes.map(([name, shape], i) => ({ name, shape, values: best.weights![i] })),
           epochsWithoutImprovement: since,
           history: [...history],
         });
@@ -176,11 +199,13 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
         break;
       }
     }
+    const w = best.weights ?? (await values());
     return {
       dim: data.dim,
       classes: data.classes,
-      kernel: best.kernel ?? ((await kernel.data()) as Float32Array),
-      bias: best.bias ?? ((await bias.data()) as Float32Array),
+      kernel: w[H ? 2 : 0],
+      bias: w[H ? 3 : 1],
+      ...(H ? { hidden: { kernel: w[0], bias: w[1], units: H } } : {}),
       mean,
       std,
       options: opts,
@@ -189,7 +214,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
       stoppedEarly,
     };
   } finally {
-    tf.dispose([xTrain, yTrain, kernel, bias]);
+    tf.dispose([xTrain, yTrain, ...params]);
     wTrain?.dispose();
     if (xVal) tf.dispose([xVal, yVal!]);
     optimizer.dispose();
@@ -206,9 +231,9 @@ async function save(name: string, t: tf.Tensor): Promise<SavedTensor> {
   return { name, shape: t.shape, values: new Float32Array((await t.data()) as Float32Array) };
 }
 
-async function score(x: tf.Tensor2D, y: tf.Tensor1D, kernel: tf.Variable, bias: tf.Variable, C: number): Promise<{ loss: number; acc: number }> {
+async function score(x: tf.Tensor2D, y: tf.Tensor1D, logitsOf: (x: tf.Tensor2D) => tf.Tensor2D, C: number): Promise<{ loss: number; acc: number }> {
   const [loss, acc] = tf.tidy(() => {
-    const logits = x.matMul(kernel).add(bias);
+    const logits = logitsOf(x);
     const l = tf.losses.softmaxCrossEntropy(tf.oneHot(y, C), logits);
     const a = logits.argMax(1).equal(y).cast('float32').mean();
     return [l, a];

@@ -44,6 +44,7 @@ export type {
   JobStatus,
   JobEvent,
   NamedTensor,
+  SweepHead,
 } from './messages.js';
 export { isContentError, taskFailureAction, REDELIVERY_DELAY_MS } from './retry-policy.js';
 export type { FailureAction } from './retry-policy.js';

@@ -37,6 +37,12 @@ export type JobEvent = graft.v1.JobEvent;
 export type CachedVector = graft.v1.CachedVector;
 export type Checkpoint = Omit<graft.v1.Checkpoint, 'history'> & { history: Full<graft.v1.EpochMetrics.$Properties>[] };
 export type NamedTensor = graft.v1.NamedTensor.$Properties;
+export type SweepHead = Omit<graft.v1.SweepHead, 'history' | 'weights' | 'mean' | 'std'> & {
+  history: Full<graft.v1.EpochMetrics.$Properties>[];
+  weights: Full<graft.v1.NamedTensor.$Properties>[];
+  mean: Full<graft.v1.NamedTensor.$Properties>;
+  std: Full<graft.v1.NamedTensor.$Properties>;
+};
 export type CoordinatorLease = graft.v1.CoordinatorLease;
 
 
@@ -78,6 +84,7 @@ export const codecs = {
   jobEvent: codec<graft.v1.JobEvent.$Properties, JobEvent>('JobEvent', pb.JobEvent),
   cachedVector: codec<graft.v1.CachedVector.$Properties, CachedVector>('CachedVector', pb.CachedVector),
   checkpoint: codec<graft.v1.Checkpoint.$Properties, Checkpoint>('Checkpoint', pb.Checkpoint),
+  sweepHead: codec<graft.v1.SweepHead.$Properties, SweepHead>('SweepHead', pb.SweepHead),
   coordinatorLease: codec<graft.v1.CoordinatorLease.$Properties, CoordinatorLease>('CoordinatorLease', pb.CoordinatorLease),
 } as const;
 

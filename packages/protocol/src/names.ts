@@ -132,6 +132,10 @@ export const modelObjects = {
 /** Artifact object names for one job. */
 export const artifactNames = {
   checkpoint: (jobId: string) => `${jobId}/checkpoint.pb`,
+  /** A finished head of a job's sweep (SweepHead), by its config id. */
+  sweepHead: (jobId: string, configId: string) => `${jobId}/sweep/${token(configId, 'sweep config id')}.pb`,
+  /** Where a job's sweep heads are: list and delete by this prefix. */
+  sweepPrefix: (jobId: string) => `${jobId}/sweep/`,
   /** A file of the exported model folder (model.json, weights.bin, graft.json, report.json). */
   modelFile: (jobId: string, file: string) => `${jobId}/${file}`,
 } as const;

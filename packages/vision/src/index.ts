@@ -14,3 +14,5 @@ export { graphDefModel, readGraphDef, tensorflow } from './graphdef.js';
 export type { GraphSource, GraphDefOptions } from './graphdef.js';
 export { inspectModel } from './inspect.js';
 export type { Inspection, InspectedNode } from './inspect.js';
+export { AUGMENTATIONS, MAX_AUGMENT_COPIES, parseAugmentSpec, augmentedId, parseImageId, isAugmentedId, augmentParams, decodeAugmented } from './augment.js';
+export type { Augmentation } from './augment.js';

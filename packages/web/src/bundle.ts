@@ -49,11 +49,18 @@ export class BundleError extends Error {
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), '..', 'assets');
 const require = createRequire(import.meta.url);
 
-/** The head's dense layer: kernel [dim, classes] and bias [classes], standardisation already folded in. */
-async function headWeights(folder: ModelFolder): Promise<{ kernel: Float32Array; bias: Float32Array }> {
+type DenseLayer = { kernel: Float32Array; bias: Float32Array; inputs: number; units: number; activation: 'relu' | 'softmax' };
+
+/** The head's dense layers (a hidden ReLU layer, then the softmax), standardisation already folded in. */
+async function headLayers(folder: ModelFolder): Promise<DenseLayer[]> {
   const head = await loadHeadModel(folder);
-  const [k, b] = head.layers[head.layers.length - 1].getWeights();
-  const out = { kernel: (await k.data()) as Float32Array, bias: (await b.data()) as Float32Array };
+  const out: DenseLayer[] = [];
+  for (const layer of head.layers) {
+    const [k, b] = layer.getWeights();
+    const activation = (layer.getConfig() as { activation?: string }).activation;
+    if (activation !== 'relu' && activation !== 'softmax') throw new BundleError(`head layer ${layer.name} has activation ${activation}: the bundle knows relu and softmax`);
+    out.push({ kernel: (await k.data()) as Float32Array, bias: (await b.data()) as Float32Array, inputs: k.shape[0]!, units: k.shape[1]!, activation });
+  }
   head.dispose();
   return out;
 }
@@ -77,7 +84,7 @@ async function saveLayers(model: tf.LayersModel): Promise<WebModel> {
 
 async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
   const spec = folder.manifest.backbone;
-  const { kernel, bias } = await headWeights(folder);
+  const layers = await headLayers(folder);
   const backbone = await tf.loadLayersModel(tf.io.fromMemory(modelArtifacts(files)));
   const cut = cutAt(backbone, spec.bottleneck, files.origin);
   const S = spec.inputSize;
@@ -88,10 +95,12 @@ async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<Web
   // As the backbone does: spatial outputs are global-average-pooled, others flattened.
   if (x.shape.length === 4) x = tf.layers.globalAveragePooling2d({ name: 'graft_pool' }).apply(x) as tf.SymbolicTensor;
   else if (x.shape.length !== 2) x = tf.layers.flatten({ name: 'graft_flatten' }).apply(x) as tf.SymbolicTensor;
-  const dense = tf.layers.dense({ units: bias.length, activation: 'softmax', name: 'graft_softmax' });
-  const probabilities = dense.apply(x) as tf.SymbolicTensor;
-  dense.setWeights([tf.tensor2d(kernel, [kernel.length / bias.length, bias.length]), tf.tensor1d(bias)]);
-  const model = tf.model({ inputs: image, outputs: probabilities, name: 'graft_web' });
+  layers.forEach((l, i) => {
+    const dense = tf.layers.dense({ units: l.units, activation: l.activation, name: l.activation === 'softmax' ? 'graft_softmax' : `graft_hidden_${i}` });
+    x = dense.apply(x) as tf.SymbolicTensor;
+    dense.setWeights([tf.tensor2d(l.kernel, [l.inputs, l.units]), tf.tensor1d(l.bias)]);
+  });
+  const model = tf.model({ inputs: image, outputs: x, name: 'graft_web' });
   try {
     return await saveLayers(model);
   } finally {
@@ -121,7 +130,7 @@ function weightBytes(w: WeightSpec): number {
 
 async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
   const spec = folder.manifest.backbone;
-  const { kernel, bias } = await headWeights(folder);
+  const layers = await headLayers(folder);
   const S = spec.inputSize;
   // Load it once to learn what the graph itself says: its input, and the bottleneck's rank.
   const loaded = await tf.loadGraphModel(tf.io.fromMemory(modelArtifacts(files)));
@@ -157,15 +166,20 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
     headConsts.push({ name: 'graft/flat_shape', values: Int32Array.of(-1, dim), shape: [2] });
     features = 'graft/flat';
   }
-  const C = bias.length;
-  added.push(
-    constNode('graft/kernel', 'DT_FLOAT', [kernel.length / C, C]),
-    constNode('graft/bias', 'DT_FLOAT', [C]),
-    { name: 'graft/logits', op: 'MatMul', input: [features, 'graft/kernel'], attr: { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } },
-    { name: 'graft/biased', op: 'AddV2', input: ['graft/logits', 'graft/bias'], attr: { T: FLOAT } },
-    { name: 'graft/probabilities', op: 'Softmax', input: ['graft/biased'], attr: { T: FLOAT } },
-  );
-  headConsts.push({ name: 'graft/kernel', values: kernel, shape: [kernel.length / C, C] }, { name: 'graft/bias', values: bias, shape: [C] });
+  // The head: each dense layer as MatMul + AddV2, then Relu (hidden) or Softmax (the last, graft/probabilities).
+  let h = features;
+  layers.forEach((l, i) => {
+    const p = l.activation === 'softmax' ? 'graft' : `graft/hidden_${i}`;
+    added.push(
+      constNode(`${p}/kernel`, 'DT_FLOAT', [l.inputs, l.units]),
+      constNode(`${p}/bias`, 'DT_FLOAT', [l.units]),
+      { name: `${p}/logits`, op: 'MatMul', input: [h, `${p}/kernel`], attr: { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } },
+      { name: `${p}/biased`, op: 'AddV2', input: [`${p}/logits`, `${p}/bias`], attr: { T: FLOAT } },
+      l.activation === 'softmax' ? { name: 'graft/probabilities', op: 'Softmax', input: [`${p}/biased`], attr: { T: FLOAT } } : { name: `${p}/relu`, op: 'Relu', input: [`${p}/biased`], attr: { T: FLOAT } },
+    );
+    headConsts.push({ name: `${p}/kernel`, values: l.kernel, shape: [l.inputs, l.units] }, { name: `${p}/bias`, values: l.bias, shape: [l.units] });
+    h = `${p}/relu`;
+  });
 
   // The backbone's input becomes an Identity of the preprocessed image; then keep only what the probabilities need.
   const nodes = topology.node.map((n) => (n.name === input ? { name: input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n)).concat(added);

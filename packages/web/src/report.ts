@@ -152,6 +152,21 @@ function pairsSection(r: EvaluationReport, thumbs: ReadonlyMap<string, string>):
     .join('');
 }
 
+function sweepSection(r: EvaluationReport): string {
+  if (!r.sweep) return '';
+  const rows = [...r.sweep.heads].sort((a, b) => b.valAccuracy - a.valAccuracy || a.valLoss - b.valLoss);
+  const body = rows
+    .map(
+      (h) =>
+        `<tr class="${h.id === r.sweep!.winner ? 'winner' : ''}"><td>${pct(h.valAccuracy)}</td><td>${h.valLoss.toFixed(3)}</td><td>${esc(h.optimizer)}</td><td>${h.learningRate}</td><td>${h.weightDecay}</td><td>${h.labelSmoothing}</td><td>${h.batchSize}</td><td>${h.hiddenUnits ? `${h.hiddenUnits}, dropout ${h.dropout}` : '-'}</td><td>${h.epochs} (best ${h.bestEpoch})</td><td>${h.seconds.toFixed(1)} s${h.restored ? ' (restored)' : ''}</td></tr>`,
+    )
+    .join('');
+  return (
+    `<section id="sweep"><h2>Sweep <span class="muted">(${r.sweep.heads.length} heads on the cached vectors in ${r.sweep.seconds.toFixed(1)} s, ${r.sweep.parallel} at a time; the highlighted winner, best on validation, is this model)</span></h2>` +
+    `<table class="sweep"><tr><th>val acc</th><th>val loss</th><th>optimizer</th><th>learning rate</th><th>L2</th><th>label smoothing</th><th>batch</th><th>hidden layer</th><th>epochs</th><th>time</th></tr>${body}</table></section>`
+  );
+}
+
 function detailsTable(rows: [string, unknown][]): string {
   return `<table class="details">${rows.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;
 }
@@ -202,6 +217,9 @@ export function renderReport(input: ReportInput): string {
   .thumb { width: 96px; text-align: center; font-size: 11px; color: var(--muted); }
   .thumb img { width: 96px; height: 96px; object-fit: cover; border-radius: 6px; display: block; }
   .thumb.missing { height: 96px; border: 1px dashed var(--line); border-radius: 6px; display: flex; align-items: center; justify-content: center; overflow: hidden; padding: 4px; word-break: break-all; }
+  table.sweep { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  table.sweep th, table.sweep td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; }
+  table.sweep tr.winner td { background: #e8f6ee; font-weight: 600; }
   .details th { text-align: left; color: var(--muted); font-weight: normal; padding: 2px 16px 2px 0; vertical-align: top; }
   .details td { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; word-break: break-all; }
   .controls { margin-bottom: 8px; display: flex; gap: 14px; align-items: center; flex-wrap: wrap; }
@@ -227,6 +245,7 @@ ${card('classes', String(r.classes.length))}
 <div id="matrix-holder"></div><div id="matrix-tip"></div></section>
 <section id="pairs"><h2>Most confused pairs <span class="muted">(misclassified test images)</span></h2><div class="pairs">${pairsSection(r, thumbs)}</div></section>
 <section id="training"><h2>Training</h2><div class="curves">${curves(r, t.bestEpoch)}</div></section>
+${sweepSection(r)}
 <section id="setup"><h2>Backbone and options</h2>${detailsTable([
     ['backbone', `${b.id} (${b.format} model, ${b.dim}-d bottleneck)`],
     ['source', b.url],
@@ -234,6 +253,7 @@ ${card('classes', String(r.classes.length))}
     ['input', `${b.inputSize}x${b.inputSize} RGB, preprocessing ${b.preprocess}`],
     ['fingerprint', b.fingerprint],
     ['optimizer', `${t.optimizer}, learning rate ${t.learningRate}, batch ${t.batchSize}`],
+    ['regularisation', `L2 ${t.weightDecay ?? 0}, label smoothing ${t.labelSmoothing ?? 0}${t.hiddenUnits ? `, hidden layer ${t.hiddenUnits} units, dropout ${t.dropout}` : ''}${t.classWeights === 'balanced' ? ', balanced class weights' : ''}`],
     ['epochs', `${t.epochs} run, best ${t.bestEpoch}${t.stoppedEarly ? ' (stopped early)' : ''}`],
     ['job', m.jobId],
   ])}</section>
