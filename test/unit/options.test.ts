@@ -27,7 +27,11 @@ describe('options - zero is a value, absent is the default', () => {
 
   it('the head takes each unset option from its defaults and each 0 as 0 (or refuses it)', () => {
     const d = resolveTrainOptions(headOptions(overTheWire({})), 10);
-    assert.deepEqual(d, { optimizer: 'rmsprop', learningRate: 0.001, batchSize: 32, epochs: 100, patience: 10, seed: 1, standardize: true, classWeights: 'none' });
+    assert.deepEqual(d, { optimizer: 'rmsprop', learningRate: 0.001, batchSize: 32, epochs: 100, patience: 10, seed: 1, standardize: true, classWeights: 'none', weightDecay: 0, labelSmoothing: 0, hiddenUnits: 0, dropout: 0 });
+    // Zero regularisation travels as zero; a hidden layer gets dropout 0.5 unless told.
+    const r = resolveTrainOptions(headOptions(overTheWire({ weightDecay: 0, labelSmoothing: 0, hiddenUnits: 64 })), 10);
+    assert.deepEqual([r.weightDecay, r.labelSmoothing, r.hiddenUnits, r.dropout], [0, 0, 64, 0.5]);
+    assert.equal(resolveTrainOptions(headOptions(overTheWire({ hiddenUnits: 64, dropout: 0 })), 10).dropout, 0, 'dropout 0 is 0');
     assert.equal(resolveTrainOptions(headOptions(overTheWire({ classWeights: 'balanced' })), 10).classWeights, 'balanced');
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ classWeights: 'heavy' })), 10), /classWeights must be none or balanced/);
     const z = resolveTrainOptions(headOptions(overTheWire({ patience: 0, seed: 0, standardize: false })), 10);
