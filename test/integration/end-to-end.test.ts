@@ -154,7 +154,7 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
 
 describe('graft CLI - usage', () => {
   it('prints help for every command and refuses bad input with a clear message', async () => {
-    for (const cmd of ['train', 'publish', 'status', 'export', 'classify', 'inspect', 'up', 'worker', 'coordinator', 'demo']) {
+    for (const cmd of ['train', 'sweep', 'publish', 'status', 'export', 'report', 'serve', 'classify', 'inspect', 'up', 'worker', 'coordinator', 'demo']) {
       const r = await runGraft([cmd, '--help']);
       assert.equal(r.code, 0, `${cmd} --help`);
       assert.match(r.output, new RegExp(`graft ${cmd}`));

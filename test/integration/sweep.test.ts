@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset } from '@graft/cli';
 import { expandGrid, parseSweepGrid, type EvaluationReport, type ModelManifest } from '@graft/head';
@@ -55,9 +57,13 @@ describe('sweeps of heads over cached vectors', () => {
     const model = await c.tinyModel(8);
     const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
     assert.equal((await c.waitForJob(p.jobId, 120_000)).state, JobState.JOB_STATE_DONE);
+    // The model file is gone: the browser bundle is built from the backbone in the cluster's model store.
+    await rm(dirname(fileURLToPath(model)), { recursive: true, force: true });
     const out = join(c.work, 'from-job');
-    const r = await runGraft(['sweep', p.jobId, '--nats', c.url, '--sweep-grid', grid, '--out', out, '--no-bundle'], { GRAFT_HOME: c.work });
+    const r = await runGraft(['sweep', p.jobId, '--nats', c.url, '--sweep-grid', grid, '--out', out], { GRAFT_HOME: c.work });
     assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /browser bundle: .*layers-model/);
+    assert.ok(existsSync(join(out, 'web', 'model.json')));
     const id = /job (j\w+): a sweep of heads over job/.exec(r.output)![1];
     const s = await c.waitForJob(id, 10_000);
     assert.deepEqual(countsOf(s), { total: 36, cached: 36, extracted: 0, failed: 0 }, 'every vector came from the cache');

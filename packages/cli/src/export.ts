@@ -1,13 +1,13 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MODEL_FILES, readModelFolder, writeModelFolder, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
-import { artifactNames, readImage, type Bus } from '@graft/protocol';
-import { fetchBackbone } from '@graft/vision';
+import { artifactNames, modelObjects, readImage, type Bus } from '@graft/protocol';
+import { fetchBackbone, filesFromBundle } from '@graft/vision';
 import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
 
 export interface ExportOptions {
-  /** Also write web/: the browser bundle and its try-it page. */
-  bundle?: boolean;
+  /** Also write web/: the browser bundle and its try-it page. 'if-possible': a bundle that cannot be made is reported in the result, not thrown. */
+  bundle?: boolean | 'if-possible';
   /** Model cache of the backbone the bundle needs. */
   cacheDir?: string;
   /** Told what is happening (for long steps). */
@@ -19,6 +19,8 @@ export interface ExportResult {
   /** Thumbnails in report.html, and those the image store could not give. */
   thumbnails: { shown: number; missing: number };
   bundle?: WebBundle;
+  /** Why the bundle was not written (bundle: 'if-possible'). */
+  bundleError?: string;
 }
 
 /** The model folder's files of a finished job, from the artifacts store. @throws Error when it has none. */
@@ -48,9 +50,14 @@ export async function writeReport(path: string, report: EvaluationReport, manife
   await writeFile(path, renderReport({ report, manifest, thumbnails }));
 }
 
-/** Writes DIR/web, the browser bundle, fetching the backbone (from the cache when it is there). */
-export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string): Promise<WebBundle> {
-  const { files } = await fetchBackbone(folder.manifest.backbone, { cacheDir });
+/**
+ * Writes DIR/web, the browser bundle. The backbone comes from the cluster's model store (exactly the
+ * files the workers ran, by fingerprint) when a bus is given and has it, else from its source (cached).
+ */
+export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string, bus?: Bus): Promise<WebBundle> {
+  const fp = folder.manifest.backbone.fingerprint;
+  const [json, weights] = bus ? await Promise.all([bus.models.getBlob(modelObjects.json(fp)), bus.models.getBlob(modelObjects.weights(fp))]).catch(() => [null, null]) : [null, null];
+  const files = json && weights ? filesFromBundle(json, weights, `model store ${fp}`) : (await fetchBackbone(folder.manifest.backbone, { cacheDir })).files;
   return writeWebBundle(join(dir, 'web'), folder, files);
 }
 
@@ -69,7 +76,12 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
   const result: ExportResult = { folder, thumbnails: { shown: thumbs.size, missing: wanted - thumbs.size } };
   if (opts.bundle) {
     opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
-    result.bundle = await writeBundle(dir, folder, opts.cacheDir);
+    try {
+      result.bundle = await writeBundle(dir, folder, opts.cacheDir, bus);
+    } catch (err) {
+      if (opts.bundle !== 'if-possible') throw err;
+      result.bundleError = (err as Error).message;
+    }
   }
   return result;
 }
@@ -77,6 +89,7 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
 /** What an export wrote, in lines a person reads. */
 export function exportSummary(dir: string, r: ExportResult): string[] {
   const lines = [`model written to ${dir}`, `report: ${join(dir, 'report.html')}${r.thumbnails.missing ? ` (${r.thumbnails.missing} thumbnails not in the image store)` : ''}`];
+  if (r.bundleError) lines.push(`browser bundle not written: ${r.bundleError} (graft export JOB ${dir} --bundle tries again)`);
   if (r.bundle) {
     const mb = (r.bundle.weightBytes / 1e6).toFixed(1);
     lines.push(

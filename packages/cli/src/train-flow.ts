@@ -50,7 +50,8 @@ export async function followAndExport(bus: Bus, jobId: string, out: string, v: V
   }
   const bundle = !v['no-bundle'];
   if (bundle) await backendFor(v, createLogger({ toStderr: true, level: 'warn' }));
-  const r = await exportModel(bus, jobId, out, { bundle, cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
+  // The model is what the user asked for; a bundle that cannot be made is said, not fatal.
+  const r = await exportModel(bus, jobId, out, { bundle: bundle && 'if-possible', cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
   const sweep = r.folder.report.sweep ? ['', formatSweep(r.folder.report.sweep)] : [];
   const lines = ['', jobDetails(s, true), ...sweep, '', formatReport(r.folder.report), '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
   process.stdout.write(`${lines.join('\n')}\n`);
