@@ -202,9 +202,10 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   const kvm = new Kvm(js);
   const objm = new Objm(js);
   if (!o.create) {
-    // Open only: every stream must exist already (graft init or the coordinator made it).
-    for (const cfg of streamConfigs(o)) await jsm.streams.info(cfg.name).catch((err: Error) => {
-      throw new BusError(`stream ${cfg.name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
+    // Open only: every stream and bucket must exist already (graft init or the coordinator made it;
+    // the buckets come last, so a process opening while they are made waits for them too).
+    for (const name of [...streamConfigs(o).map((c) => c.name), ...Object.values(BUCKET_STREAMS)]) await jsm.streams.info(name).catch((err: Error) => {
+      throw new BusError(`stream ${name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
     });
     const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
       objm.open(BUCKETS.images, false),
