@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { putImage, type Bus } from '@graft/protocol';
+import { inPool } from './pool.js';
 
 /**
  * Downloading the images a list names by URL, into the image store: concurrent and bounded,
@@ -56,20 +57,18 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
   const cache = await readCache(o.cacheFile);
   const result: DownloadResult = { stored: new Map(), failed: new Map(), downloaded: 0, uploaded: 0 };
   const unique = [...new Set(urls)];
-  let next = 0;
-  let done = 0;
-  const worker = async () => {
-    while (next < unique.length) {
-      const url = unique[next++];
+  await inPool(
+    unique,
+    o.concurrency ?? 8,
+    async (url) => {
       try {
         result.stored.set(url, await fetchOne(bus, url, cache, result, o));
       } catch (err) {
         result.failed.set(url, (err as Error).message);
       }
-      o.onProgress?.(++done, unique.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(o.concurrency ?? 8, unique.length) }, worker));
+    },
+    o.onProgress,
+  );
   await writeCache(o.cacheFile, cache);
   return result;
 }

@@ -34,10 +34,10 @@ export async function readJobModel(bus: Bus, jobId: string): Promise<Record<stri
   return files;
 }
 
-/** Thumbnails of the photos report.html shows, read from the image store (an unreadable one is left out). */
-export async function reportThumbnails(bus: Bus, report: EvaluationReport): Promise<Map<string, string>> {
+/** Thumbnails of these photos (thumbnailsWanted), read from the image store (an unreadable one is left out). */
+export async function reportThumbnails(bus: Bus, shas: readonly string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (const sha of thumbnailsWanted(report)) {
+  for (const sha of shas) {
     const r = await readImage(bus, sha, 64 * 1024 * 1024);
     const url = r.ok ? await thumbnailDataUrl(r.bytes) : undefined;
     if (url) out.set(sha, url);
@@ -70,10 +70,10 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
   await writeModelFolder(dir, await readJobModel(bus, jobId));
   const folder = await readModelFolder(dir);
   opts.onProgress?.('writing report.html');
-  const thumbs = await reportThumbnails(bus, folder.report);
+  const wanted = thumbnailsWanted(folder.report);
+  const thumbs = await reportThumbnails(bus, wanted);
   await writeReport(join(dir, 'report.html'), folder.report, folder.manifest, thumbs);
-  const wanted = thumbnailsWanted(folder.report).length;
-  const result: ExportResult = { folder, thumbnails: { shown: thumbs.size, missing: wanted - thumbs.size } };
+  const result: ExportResult = { folder, thumbnails: { shown: thumbs.size, missing: wanted.length - thumbs.size } };
   if (opts.bundle) {
     opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
     try {

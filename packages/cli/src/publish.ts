@@ -12,6 +12,7 @@ import {
   manifestSubject,
   putImage,
   queuedStatus,
+  readManifest,
   storeFullMessage,
   type Bus,
   type DatasetManifest,
@@ -21,6 +22,7 @@ import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
 import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
 import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
+import { inPool } from './pool.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
 import { MIN_MAX_SIDE, shrinkImages } from './shrink.js';
@@ -128,21 +130,19 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const bar = show ? createProgress('uploading') : undefined;
   let uploaded = 0;
   let stored = 0;
-  let done = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < unique.length) {
-      const img = unique[next++];
+  await inPool(
+    unique,
+    8,
+    async (img) => {
       // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
       if (await isStored(bus, img.sha256, img.sizeBytes)) stored++;
       else {
         await putImage(bus, { name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
         uploaded++;
       }
-      bar?.update(++done, unique.length);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
+    },
+    (d, t) => bar?.update(d, t),
+  );
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
 
   await publishManifest(bus, manifest, bytes);
@@ -165,9 +165,8 @@ export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes
  * no backbone call). @throws Error when the job's manifest is gone.
  */
 export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string): Promise<string> {
-  const msg = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) }).catch(() => null);
-  if (!msg) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
-  const old = codecs.manifest.decode(msg.data, `manifest of ${jobId}`);
+  const old = await readManifest(bus, jobId);
+  if (!old) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
   const manifest = codecs.manifest.create({ ...old, jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
   await publishManifest(bus, manifest);
   return manifest.jobId;

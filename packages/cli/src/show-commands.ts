@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
-import { serveModelFolder } from '@graft/web';
+import { serveModelFolder, thumbnailsWanted } from '@graft/web';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from './args.js';
 import type { Command } from './commands.js';
 import { readJobModel, reportThumbnails, writeReport } from './export.js';
@@ -43,7 +43,7 @@ ${NATS_HELP}`,
       path = resolve(str(v, 'out') ?? join(target, 'report.html'));
       if (v.refresh || str(v, 'out') || !existsSync(path)) {
         const folder = await readModelFolder(target);
-        const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, folder.report)) : new Map<string, string>();
+        const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report))) : new Map<string, string>();
         await writeReport(path, folder.report, folder.manifest, thumbs);
       }
     } else {
@@ -52,7 +52,7 @@ ${NATS_HELP}`,
       await withBus(busOptions(v, 'graft-cli'), async (bus) => {
         const files = await readJobModel(bus, target);
         const r = json<EvaluationReport>(files['report.json']);
-        await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, r));
+        await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r)));
       });
     }
     process.stdout.write(`${path}\n`);

@@ -3,6 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { inPool } from './pool.js';
 import type { ScannedImage } from './scan.js';
 
 /*
@@ -49,13 +50,11 @@ export async function shrinkPhoto(bytes: Uint8Array, maxSide: number): Promise<U
 export async function shrinkImages(images: (ScannedImage & { originalSha256?: string })[], maxSide: number, cacheDir: string, onProgress?: (done: number, total: number) => void): Promise<number> {
   const dir = join(cacheDir, String(maxSide));
   await mkdir(dir, { recursive: true });
-  const local = images.filter((i) => i.file);
-  let next = 0;
-  let done = 0;
   let shrunk = 0;
-  const worker = async () => {
-    while (next < local.length) {
-      const img = local[next++];
+  await inPool(
+    images.filter((i) => i.file),
+    availableParallelism(),
+    async (img) => {
       const cached = join(dir, `${img.sha256}.jpg`);
       const small = join(dir, `${img.sha256}.small`); // marks "no larger than maxSide": nothing to do next time
       let copy = await readFile(cached).catch(() => undefined);
@@ -74,9 +73,8 @@ export async function shrinkImages(images: (ScannedImage & { originalSha256?: st
         img.file = cached;
         shrunk++;
       }
-      onProgress?.(++done, local.length);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, availableParallelism()) }, worker));
+    },
+    onProgress,
+  );
   return shrunk;
 }

@@ -19,11 +19,12 @@ import {
   isStoreFull,
   isTerminal,
   jobStateName,
-  manifestSubject,
   modelObjects,
   publishJobEvent,
   queuedStatus,
   readJobRecord,
+  readManifest,
+  ProtocolError,
   storeFullMessage,
   vectorKey,
   writeJobRecord,
@@ -559,19 +560,19 @@ class CoordinatorImpl implements Coordinator {
       return undefined;
     });
     if (!rec || isTerminal(rec.status.state) || rec.status.state === JobState.JOB_STATE_QUEUED) return;
-    const stored = await this.persist('reading a stored manifest', () => this.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(id) }));
     let manifest: DatasetManifest | undefined;
+    let unreadable = false;
     try {
-      manifest = stored ? codecs.manifest.decode(stored.data, `stored manifest of ${id}`) : undefined;
-      if (manifest && manifest.jobId !== id) throw new Error(`the stored manifest of ${id} is for job ${JSON.stringify(manifest.jobId)}`);
+      manifest = await this.persist('reading a stored manifest', () => readManifest(this.bus, id));
     } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
       this.log.error({ err, job: id }, 'stored manifest unreadable');
-      manifest = undefined;
+      unreadable = true;
     }
     if (!manifest) {
       // One unreadable job must not stop the coordinator from serving the others.
       rec.status.state = JobState.JOB_STATE_FAILED;
-      rec.status.error = stored ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
+      rec.status.error = unreadable ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
       await this.persist('recording a failed job', () => this.putRecord(rec.status, rec.revision)).catch((err: unknown) => this.log.error({ err, job: id }, 'cannot record the failure'));
       return;
     }

@@ -52,6 +52,7 @@ export {
   queuedStatus,
   createJobRecord,
   readJobRecord,
+  readManifest,
   readJob,
   writeJobRecord,
   listJobs,

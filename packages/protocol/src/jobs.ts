@@ -1,7 +1,8 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import type { Bus } from './bus.js';
 import { codecs, isTerminal, JobState, type DatasetManifest, type JobEvent, type JobStatus } from './messages.js';
-import { eventSubject } from './names.js';
+import { ProtocolError } from './errors.js';
+import { STREAMS, eventSubject, manifestSubject } from './names.js';
 
 /**
  * Job records: one JobStatus per job in the jobs bucket, under the job id. This file is
@@ -79,6 +80,19 @@ export async function readJobRecord(bus: Bus, jobId: string): Promise<JobRecord 
   const e = await bus.jobs.get(jobId);
   if (!e || e.length === 0 || e.operation !== 'PUT') return undefined;
   return { status: codecs.jobStatus.decode(e.value, `job record ${jobId}`), revision: e.revision };
+}
+
+/**
+ * A job's manifest as published (the manifests stream keeps the last one per job).
+ * @returns undefined when the stream no longer holds it.
+ * @throws ProtocolError when what it holds is not a readable manifest of this job.
+ */
+export async function readManifest(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
+  const stored = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
+  if (!stored) return undefined;
+  const manifest = codecs.manifest.decode(stored.data, `stored manifest of ${jobId}`);
+  if (manifest.jobId !== jobId) throw new ProtocolError(`the stored manifest of ${jobId} is for job ${JSON.stringify(manifest.jobId)}`);
+  return manifest;
 }
 
 /** A job's record, or undefined. */
