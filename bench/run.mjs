@@ -25,7 +25,7 @@ async function benchBackbone(label, spec, dir, work, opts) {
   const files = (await imagesOf(dir)).slice(0, opts.images);
   const r = { label, spec, images: files.length };
   await initBackend();
-  const backbone = await loadBackbone(parseBackbone(spec, spec.includes('/') ? { preprocess: spec.includes('mobilenet') ? 'symmetric' : 'unit' } : {}));
+  const backbone = await loadBackbone(parseBackbone(spec, spec.includes('/') ? { preprocess: spec.includes('mobilenet') ? 'symmetric' : 'unit' } : {}), { allowFiles: true });
   const size = backbone.info.inputSize;
   r.backbone = { id: backbone.info.id, dim: backbone.info.dim, inputSize: size, fingerprint: backbone.info.fingerprint };
 

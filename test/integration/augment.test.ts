@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset, scanDataset } from '@graft/cli';
-import { splitOf, splitPercents } from '@graft/coordinator';
+import { splitOf, splitPercents } from '@graft/protocol';
 import { JobState, artifactNames, freePort, vectorKey, type JobStatus } from '@graft/protocol';
 import { augmentedId } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';

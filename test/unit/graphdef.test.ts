@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { zipSync } from 'fflate';
 import { pack } from 'tar-stream';
-import { graphDefModel, initBackend, inspectModel, loadBackbone, parseBackbone } from '@graft/vision';
+import { graphDefModel, initBackend, inspectModel, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { SEED_INPUT, reference, seedGraph } from '../helpers/graphdef.js';
 
 /** A .tgz holding one file. */
@@ -52,7 +52,7 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
     const g = seedGraph();
     const path = join(dir, 'seed.pb');
     await writeFile(path, g.bytes);
-    const bb = await loadBackbone(parseBackbone(path));
+    const bb = await loadBackbone(parseBackbone(path), USER_MODEL_POLICY);
     try {
       // Read from the graph, not assumed: its resize size, its pool_3, the pixels it takes.
       assert.equal(bb.info.inputSize, SEED_INPUT);
@@ -71,7 +71,7 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
       assert.ok(maxDiff < 1e-4, `max abs difference ${maxDiff}`);
       assert.ok(w.some((v) => Math.abs(v) > 0.01), 'the network computes something');
       // The same .pb loads to the same fingerprint (what classify relies on).
-      const again = await loadBackbone(bb.info);
+      const again = await loadBackbone(bb.info, USER_MODEL_POLICY);
       assert.equal(again.info.fingerprint, bb.info.fingerprint);
       again.dispose();
     } finally {
@@ -82,18 +82,18 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
   it('names an op it cannot run, and a truncated file, clearly', async () => {
     const odd = join(dir, 'odd.pb');
     await writeFile(odd, seedGraph({ extraOp: 'FancyNewOp' }).bytes);
-    await assert.rejects(loadBackbone(parseBackbone(odd, { bottleneck: 'mystery' })), /node mystery is a FancyNewOp, an op graft cannot run/);
+    await assert.rejects(loadBackbone(parseBackbone(odd, { bottleneck: 'mystery' }), USER_MODEL_POLICY), /node mystery is a FancyNewOp, an op graft cannot run/);
     const bytes = seedGraph().bytes;
     const cut = join(dir, 'cut.pb');
     await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
-    await assert.rejects(loadBackbone(parseBackbone(cut)), (err: Error) => /cut\.pb/.test(err.message) && /truncated/.test(err.message));
-    await assert.rejects(loadBackbone(parseBackbone(join(dir, 'seed.pb'), { bottleneck: 'nope' })), /has no node "nope"/);
+    await assert.rejects(loadBackbone(parseBackbone(cut), USER_MODEL_POLICY), (err: Error) => /cut\.pb/.test(err.message) && /truncated/.test(err.message));
+    await assert.rejects(loadBackbone(parseBackbone(join(dir, 'seed.pb'), { bottleneck: 'nope' }), USER_MODEL_POLICY), /has no node "nope"/);
   });
 
   it('inspect lists nodes with shapes, the input and preprocessing, and finds the bottleneck by structure', async () => {
     const path = join(dir, 'renamed.pb');
     await writeFile(path, seedGraph({ poolName: 'avgpool_final' }).bytes);
-    const r = await inspectModel(path);
+    const r = await inspectModel(path, USER_MODEL_POLICY);
     assert.equal(r.format, 'graphdef');
     assert.deepEqual(r.bottleneckCandidates, ['avgpool_final'], 'the pooled output feeding the classifier');
     assert.deepEqual(r.input, { name: 'ResizeBilinear', size: SEED_INPUT, preprocessing: '(x - 128) * 0.0078125', decodingReplaced: true });
@@ -121,8 +121,8 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
     for (const archive of ['seed.zip', 'seed.tgz']) {
       const url = `${base}/models/${archive}#seed_graph.pb`;
       const before = hits.length;
-      const a = await loadBackbone(parseBackbone(url), { cacheDir });
-      const b = await loadBackbone(parseBackbone(url), { cacheDir });
+      const a = await loadBackbone(parseBackbone(url), { ...USER_MODEL_POLICY, cacheDir });
+      const b = await loadBackbone(parseBackbone(url), { ...USER_MODEL_POLICY, cacheDir });
       assert.equal(hits.length - before, 1, `${archive}: downloaded once`);
       assert.equal(a.info.fingerprint, b.info.fingerprint);
       fps.push(a.info.fingerprint);
@@ -130,7 +130,7 @@ describe('graphdef - frozen TensorFlow graphs (.pb)', () => {
       b.dispose();
     }
     assert.equal(fps[0], fps[1], 'the same graph, whichever archive it came in');
-    await assert.rejects(loadBackbone(parseBackbone(`${base}/models/seed.zip#other.pb`), { cacheDir: join(dir, 'c2') }), /has no other\.pb/);
-    await assert.rejects(loadBackbone(parseBackbone(`${base}/models/seed.zip`), { cacheDir }), /name the \.pb inside it after '#'/);
+    await assert.rejects(loadBackbone(parseBackbone(`${base}/models/seed.zip#other.pb`), { ...USER_MODEL_POLICY, cacheDir: join(dir, 'c2') }), /has no other\.pb/);
+    await assert.rejects(loadBackbone(parseBackbone(`${base}/models/seed.zip`), { ...USER_MODEL_POLICY, cacheDir }), /name the \.pb inside it after '#'/);
   });
 });

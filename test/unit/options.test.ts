@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { headOptions, splitOf, splitPercents } from '@graft/coordinator';
+import { headOptions } from '@graft/coordinator';
+import { splitOf, splitPercents } from '@graft/protocol';
 import { resolveTrainOptions } from '@graft/head';
 import { Split, codecs, type TrainingOptions } from '@graft/protocol';
 import { backboneRequest, requestedSpec, resolvedFields, resolvedFromFields, type ResolvedBackbone } from '@graft/vision';

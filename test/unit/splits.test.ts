@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assignSplit, validateManifest, ManifestError } from '@graft/coordinator';
+import { validateManifest, ManifestError } from '@graft/coordinator';
+import { assignSplit } from '@graft/protocol';
 import { codecs } from '@graft/protocol';
 
 describe('coordinator - splits', () => {

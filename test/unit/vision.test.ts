@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { BackboneError, ImageError, backendPlan, decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
+import { BackboneError, ImageError, backendPlan, decodeImage, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { writeTinyModel } from '../helpers/models.js';
 
 describe('vision - backend choice', () => {
@@ -113,7 +113,7 @@ describe('vision - backbones', () => {
 
   it('preprocesses exactly as configured (checked by hand)', async () => {
     // Pixel values 0, 127.5-ish and 255 per channel; symmetric maps x to x/127.5 - 1.
-    const b = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'symmetric' }));
+    const b = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'symmetric' }), USER_MODEL_POLICY);
     assert.equal(b.info.dim, 3);
     assert.equal(b.info.inputSize, 4);
     const px = new Uint8Array(4 * 4 * 3);
@@ -121,7 +121,7 @@ describe('vision - backbones', () => {
     const [v] = await b.embed([px]);
     // channel 0: all -1; channel 1: half 1, half -1 -> 0; channel 2: 51/127.5 - 1 = -0.6
     assert.ok(Math.abs(v[0] + 1) < 1e-5 && Math.abs(v[1]) < 1e-5 && Math.abs(v[2] + 0.6) < 1e-5, `got ${Array.from(v)}`);
-    const unit = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'unit' }));
+    const unit = await loadBackbone(parseBackbone(`file://${dir}/model.json`, { preprocess: 'unit' }), USER_MODEL_POLICY);
     const [u] = await unit.embed([px]);
     assert.ok(Math.abs(u[1] - 0.5) < 1e-5 && Math.abs(u[2] - 0.2) < 1e-5, `got ${Array.from(u)}`);
     assert.notEqual(unit.info.fingerprint, b.info.fingerprint, 'preprocessing is part of the fingerprint');
@@ -130,26 +130,26 @@ describe('vision - backbones', () => {
   });
 
   it('cuts at a named layer and refuses an unknown one', async () => {
-    const b = await loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'feat' }));
+    const b = await loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'feat' }), USER_MODEL_POLICY);
     assert.equal(b.info.dim, 3);
     b.dispose();
-    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'nope' })), (e: Error) => e instanceof BackboneError && /no layer "nope"/.test(e.message));
+    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}`, { bottleneck: 'nope' }), USER_MODEL_POLICY), (e: Error) => e instanceof BackboneError && /no layer "nope"/.test(e.message));
   });
 
   it('downloads over HTTP once, then loads from the verified cache', async () => {
     const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
     try {
       const spec = parseBackbone(`${base}/model.json`);
-      const first = await loadBackbone(spec, { cacheDir });
+      const first = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir });
       const n = requests;
       assert.equal(n, 2, 'model.json and one shard');
-      const second = await loadBackbone(spec, { cacheDir });
+      const second = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir });
       assert.equal(requests, n, 'no request for a cached model');
       assert.equal(second.info.fingerprint, first.info.fingerprint);
       // Corrupt the cached shard: the next load notices, discards it and downloads again.
       const [entry] = await readdir(cacheDir);
       await writeFile(join(cacheDir, entry, 'w.bin'), Buffer.from('garbage'));
-      const third = await loadBackbone(spec, { cacheDir });
+      const third = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir });
       assert.equal(requests, n + 2);
       assert.equal(third.info.fingerprint, first.info.fingerprint);
       for (const b of [first, second, third]) b.dispose();
@@ -162,10 +162,10 @@ describe('vision - backbones', () => {
     const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
     try {
       const spec = parseBackbone(`${base}/model.json?shared`);
-      const all = await Promise.all(Array.from({ length: 8 }, () => loadBackbone(spec, { cacheDir })));
+      const all = await Promise.all(Array.from({ length: 8 }, () => loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir })));
       assert.equal(new Set(all.map((b) => b.info.fingerprint)).size, 1);
       for (const b of all) b.dispose();
-      const again = await loadBackbone(spec, { cacheDir });
+      const again = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir });
       assert.equal(again.info.fingerprint, all[0].info.fingerprint, 'and the cache they left is whole');
       again.dispose();
       assert.deepEqual((await readdir(cacheDir)).filter((f) => f.includes('.tmp')), [], 'no temp folder left behind');
@@ -177,11 +177,11 @@ describe('vision - backbones', () => {
   it('follows http redirects, but never to another scheme or a path outside the model', async () => {
     const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
     try {
-      const moved = await loadBackbone(parseBackbone(`${base}/moved/model.json`), { cacheDir });
+      const moved = await loadBackbone(parseBackbone(`${base}/moved/model.json`), { ...USER_MODEL_POLICY, cacheDir });
       assert.equal(moved.info.dim, 3);
       moved.dispose();
-      await assert.rejects(loadBackbone(parseBackbone(`${base}/to-file/model.json`), { cacheDir }), /redirects to file:/);
-      await assert.rejects(loadBackbone(parseBackbone(`${base}/escape/model.json`), { cacheDir }), /outside its folder/);
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/to-file/model.json`), { ...USER_MODEL_POLICY, cacheDir }), /redirects to file:/);
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/escape/model.json`), { ...USER_MODEL_POLICY, cacheDir }), /outside its folder/);
     } finally {
       await rm(cacheDir, { recursive: true, force: true });
     }
@@ -189,11 +189,11 @@ describe('vision - backbones', () => {
 
   it('refuses local files when not allowed, models over the size limit, and weights that are not the pinned ones', async () => {
     await assert.rejects(loadBackbone(parseBackbone(`file://${dir}/model.json`), { allowFiles: false }), /local file.*--allow-model-files/);
-    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}/model.json`), { maxBytes: 10 }), /over the 10-byte limit/);
+    await assert.rejects(loadBackbone(parseBackbone(`file://${dir}/model.json`), { ...USER_MODEL_POLICY, maxBytes: 10 }), /over the 10-byte limit/);
     const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
     try {
-      await assert.rejects(loadBackbone(parseBackbone(`${base}/model.json?small`), { cacheDir, maxBytes: 100 }), /over the 100-byte limit/);
-      await assert.rejects(loadBackbone({ ...parseBackbone(`file://${dir}/model.json`), weightsSha256: '0'.repeat(64) }), /not the pinned/);
+      await assert.rejects(loadBackbone(parseBackbone(`${base}/model.json?small`), { ...USER_MODEL_POLICY, cacheDir, maxBytes: 100 }), /over the 100-byte limit/);
+      await assert.rejects(loadBackbone({ ...parseBackbone(`file://${dir}/model.json`), weightsSha256: '0'.repeat(64) }, USER_MODEL_POLICY), /not the pinned/);
     } finally {
       await rm(cacheDir, { recursive: true, force: true });
     }
@@ -205,14 +205,14 @@ describe('vision - backbones', () => {
       const seen: string[] = [];
       const warnings: string[] = [];
       const autoSources = [`${base}/down-hub/model.json`, `${base}/tiny16/model.json?kaggle`];
-      const a = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { cacheDir, autoSources, onSource: (u) => seen.push(u), onWarning: (w) => warnings.push(w) });
+      const a = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { ...USER_MODEL_POLICY, cacheDir, autoSources, onSource: (u) => seen.push(u), onWarning: (w) => warnings.push(w) });
       assert.deepEqual(seen, [autoSources[1]]);
       assert.deepEqual(warnings, []);
       assert.equal(a.info.id, 'auto');
       assert.equal(a.info.url, autoSources[1], 'the source that served is recorded');
       a.dispose();
       const before = requests;
-      const b = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { cacheDir, autoSources, onSource: (u) => seen.push(u) });
+      const b = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { ...USER_MODEL_POLICY, cacheDir, autoSources, onSource: (u) => seen.push(u) });
       assert.equal(requests, before, 'the failed source is not asked again, the served one comes from the cache');
       b.dispose();
     } finally {
@@ -223,7 +223,7 @@ describe('vision - backbones', () => {
   it('auto: every source failing falls back to the embedded ImageNet MobileNetV2, with a warning', async () => {
     const warnings: string[] = [];
     const seen: string[] = [];
-    const b = await loadBackbone(parseBackbone('auto'), { autoSources: [`${base}/gone-1/model.json`, `${base}/gone-2/model.json`], onWarning: (w) => warnings.push(w), onSource: (u) => seen.push(u) });
+    const b = await loadBackbone(parseBackbone('auto'), { ...USER_MODEL_POLICY, autoSources: [`${base}/gone-1/model.json`, `${base}/gone-2/model.json`], onWarning: (w) => warnings.push(w), onSource: (u) => seen.push(u) });
     assert.equal(b.info.id, 'mobilenet_v2_035');
     assert.equal(b.info.dim, 1280);
     assert.deepEqual(seen, ['embedded:mobilenet_v2_0.35_224']);
@@ -232,11 +232,11 @@ describe('vision - backbones', () => {
   });
 
   it('reports an unreachable model URL by name', async () => {
-    await assert.rejects(loadBackbone(parseBackbone(`${base}/missing/model.json`), { cacheDir: dir }), (e: Error) => e instanceof BackboneError && /missing\/model.json: HTTP 404/.test(e.message));
+    await assert.rejects(loadBackbone(parseBackbone(`${base}/missing/model.json`), { ...USER_MODEL_POLICY, cacheDir: dir }), (e: Error) => e instanceof BackboneError && /missing\/model.json: HTTP 404/.test(e.message));
   });
 
   it('keeps the tensor count flat: the same after 1,000 images as after 100', async () => {
-    const b = await loadBackbone(parseBackbone(`file://${dir}`));
+    const b = await loadBackbone(parseBackbone(`file://${dir}`), USER_MODEL_POLICY);
     const px = new Uint8Array(4 * 4 * 3).fill(7);
     const batch = [px, px, px, px];
     for (let i = 0; i < 25; i++) await b.embed(batch);

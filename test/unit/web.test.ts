@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { evaluatePredictions, loadClassifier, misclassifiedOf, modelFiles, packageModel, trainHead, writeModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
-import { decodeImage, fetchBackbone, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
+import { decodeImage, fetchBackbone, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { confusedPairs, renderReport, serveModelFolder, thumbnailDataUrl, thumbnailsWanted, writeWebBundle } from '@graft/web';
 import { seedGraph } from '../helpers/graphdef.js';
 import { writeConvModel } from '../helpers/models.js';
@@ -26,7 +26,7 @@ async function photo(seed: number, w = 120, h = 90): Promise<Uint8Array> {
 
 /** Trains a small head on a backbone and writes a model folder; returns it and the photos it used. */
 async function modelFolder(dir: string, backboneUrl: string, opts: { inputSize?: number; preprocess?: 'unit' | 'symmetric' | 'none'; hiddenUnits?: number } = {}) {
-  const backbone = await loadBackbone(parseBackbone(backboneUrl, { inputSize: opts.inputSize, preprocess: opts.preprocess }));
+  const backbone = await loadBackbone(parseBackbone(backboneUrl, { inputSize: opts.inputSize, preprocess: opts.preprocess }), USER_MODEL_POLICY);
   const classes = ['disc', 'other', 'third'];
   const photos = await Promise.all(Array.from({ length: 12 }, (_, i) => photo(i)));
   const vectors = await backbone.embed(await Promise.all(photos.map((p) => decodeImage(p, backbone.info.inputSize))));
@@ -85,7 +85,7 @@ describe('browser bundle', () => {
     const url = await writeConvModel(models, { size: 32, filters: 8, layers: 2 });
     const modelDir = join(dir, 'layers-model');
     const { folder, photos } = await modelFolder(modelDir, url, { preprocess: 'symmetric' });
-    const bundle = await writeWebBundle(join(modelDir, 'web'), folder, (await fetchBackbone(folder.manifest.backbone)).files);
+    const bundle = await writeWebBundle(join(modelDir, 'web'), folder, (await fetchBackbone(folder.manifest.backbone, USER_MODEL_POLICY)).files);
     assert.equal(bundle.format, 'layers-model');
     assert.ok(bundle.embedded);
     await checkBundle(modelDir, photos);
@@ -96,7 +96,7 @@ describe('browser bundle', () => {
     await writeFile(pb, seedGraph().bytes);
     const modelDir = join(dir, 'graph-model');
     const { folder, photos } = await modelFolder(modelDir, pb);
-    const bundle = await writeWebBundle(join(modelDir, 'web'), folder, (await fetchBackbone(folder.manifest.backbone)).files);
+    const bundle = await writeWebBundle(join(modelDir, 'web'), folder, (await fetchBackbone(folder.manifest.backbone, USER_MODEL_POLICY)).files);
     assert.equal(bundle.format, 'graph-model');
     const json = JSON.parse(await readFile(join(modelDir, 'web', 'model.json'), 'utf8'));
     const names = json.modelTopology.node.map((n: { name: string }) => n.name);
@@ -110,11 +110,11 @@ describe('browser bundle', () => {
     const graphDir = join(dir, 'graph-hidden');
     const g = await modelFolder(graphDir, pb, { hiddenUnits: 8 });
     assert.equal(g.folder.manifest.training.hiddenUnits, 8);
-    await writeWebBundle(join(graphDir, 'web'), g.folder, (await fetchBackbone(g.folder.manifest.backbone)).files);
+    await writeWebBundle(join(graphDir, 'web'), g.folder, (await fetchBackbone(g.folder.manifest.backbone, USER_MODEL_POLICY)).files);
     await checkBundle(graphDir, g.photos);
     const layersDir = join(dir, 'layers-hidden');
     const l = await modelFolder(layersDir, `file://${join(dir, 'conv', 'model.json')}`, { preprocess: 'symmetric', hiddenUnits: 8 });
-    await writeWebBundle(join(layersDir, 'web'), l.folder, (await fetchBackbone(l.folder.manifest.backbone)).files);
+    await writeWebBundle(join(layersDir, 'web'), l.folder, (await fetchBackbone(l.folder.manifest.backbone, USER_MODEL_POLICY)).files);
     await checkBundle(layersDir, l.photos);
   });
 });

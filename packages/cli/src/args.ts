@@ -16,8 +16,8 @@ export function graftHome(): string {
 
 /** A usage problem: printed with the command's help, exit code 2. */
 export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'UsageError';
   }
 }

@@ -41,7 +41,7 @@ export function defaultWorkers(): number {
 
 export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
   await mkdir(join(o.dataDir, 'logs'), { recursive: true });
-  const nats = o.natsUrl ? undefined : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log') });
+  const nats = o.natsUrl ? undefined : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log'), binary: process.env.GRAFT_NATS_SERVER });
   const url = o.natsUrl ?? nats!.url;
   const children: ChildProcess[] = [];
   const launch = (name: string, args: string[]) => {

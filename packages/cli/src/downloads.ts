@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { putImage, type Bus } from '@graft/protocol';
-import { inPool } from './pool.js';
+import { DOWNLOAD_ATTEMPTS, downloadRetryDelayMs, inPool, isImageStored, putImage, type Bus } from '@graft/protocol';
+import { FetchFailure, fetchCapped } from '@graft/vision';
 
 /**
  * Downloading the images a list names by URL, into the image store: concurrent and bounded,
@@ -13,7 +13,7 @@ import { inPool } from './pool.js';
 export interface DownloadOptions {
   /** Downloads at once. Default 8. */
   concurrency?: number;
-  /** Tries per URL on network errors and 5xx answers. Default 3. */
+  /** Tries per URL on network errors and 5xx answers. Default DOWNLOAD_ATTEMPTS (3). */
   attempts?: number;
   /** Largest image accepted, bytes. Default 50 MiB. */
   maxBytes?: number;
@@ -42,16 +42,6 @@ interface Remembered {
   size: number;
 }
 
-class HttpFailure extends Error {
-  constructor(
-    message: string,
-    readonly retry: boolean,
-  ) {
-    super(message);
-    this.name = 'HttpFailure';
-  }
-}
-
 /** Downloads each URL once, stores what is new, and says what failed (the rest goes on). */
 export async function downloadImages(bus: Bus, urls: readonly string[], o: DownloadOptions = {}): Promise<DownloadResult> {
   const cache = await readCache(o.cacheFile);
@@ -64,7 +54,7 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
       try {
         result.stored.set(url, await fetchOne(bus, url, cache, result, o));
       } catch (err) {
-        result.failed.set(url, (err as Error).message);
+        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : (err as Error).message);
       }
     },
     o.onProgress,
@@ -76,23 +66,23 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
 async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, result: DownloadResult, o: DownloadOptions): Promise<{ sha256: string; size: number }> {
   const known = cache.get(url);
   // Ask the server only "has it changed?" when the store still holds what it gave last time.
-  const conditional = known && (known.etag || known.lastModified) && (await isStored(bus, known.sha256, known.size)) ? known : undefined;
-  const attempts = o.attempts ?? 3;
+  const conditional = known && (known.etag || known.lastModified) && (await isImageStored(bus, known.sha256, known.size)) ? known : undefined;
+  const attempts = o.attempts ?? DOWNLOAD_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
     try {
       const got = await get(url, conditional, o);
       if (got === 'not-modified') return { sha256: conditional!.sha256, size: conditional!.size };
       result.downloaded++;
       const sha256 = createHash('sha256').update(got.bytes).digest('hex');
-      if (!(await isStored(bus, sha256, got.bytes.byteLength))) {
+      if (!(await isImageStored(bus, sha256, got.bytes.byteLength))) {
         await putImage(bus, { name: sha256, description: url.slice(0, 200) }, got.bytes);
         result.uploaded++;
       }
       cache.set(url, { etag: got.etag, lastModified: got.lastModified, sha256, size: got.bytes.byteLength });
       return { sha256, size: got.bytes.byteLength };
     } catch (err) {
-      if (!(err instanceof HttpFailure && err.retry) || attempt >= attempts) throw err;
-      await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
+      if (!(err instanceof FetchFailure && err.retry) || attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, downloadRetryDelayMs(attempt)));
     }
   }
 }
@@ -101,47 +91,9 @@ async function get(url: string, known: Remembered | undefined, o: DownloadOption
   const headers: Record<string, string> = {};
   if (known?.etag) headers['if-none-match'] = known.etag;
   if (known?.lastModified) headers['if-modified-since'] = known.lastModified;
-  let res: Response;
-  try {
-    res = await fetch(url, { headers, redirect: 'follow', signal: AbortSignal.timeout(o.timeoutMs ?? 30_000) });
-  } catch (err) {
-    const cause = (err as { cause?: Error }).cause;
-    const timedOut = (err as Error).name === 'TimeoutError';
-    throw new HttpFailure(timedOut ? `no answer within ${o.timeoutMs ?? 30_000} ms` : `cannot download: ${cause?.message ?? (err as Error).message}`, true);
-  }
-  if (res.status === 304 && known) return 'not-modified';
-  if (!res.ok) {
-    await res.body?.cancel().catch(() => undefined);
-    throw new HttpFailure(`HTTP ${res.status} ${res.statusText}`, res.status >= 500 || res.status === 429);
-  }
-  const max = o.maxBytes ?? 50 * 1024 * 1024;
-  const tooBig = () => new HttpFailure(`over the ${max}-byte limit`, false);
-  if (Number(res.headers.get('content-length') ?? 0) > max) {
-    await res.body?.cancel().catch(() => undefined);
-    throw tooBig();
-  }
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of res.body ?? []) {
-    size += (chunk as Uint8Array).byteLength;
-    if (size > max) {
-      await res.body?.cancel().catch(() => undefined);
-      throw tooBig();
-    }
-    parts.push(chunk as Uint8Array);
-  }
-  return { bytes: new Uint8Array(Buffer.concat(parts)), etag: res.headers.get('etag') ?? undefined, lastModified: res.headers.get('last-modified') ?? undefined };
-}
-
-/** Whether the store holds these bytes (by name, size and digest). */
-export async function isStored(bus: Bus, sha256: string, size: number): Promise<boolean> {
-  const info = await bus.images.info(sha256);
-  return Boolean(info && !info.deleted && info.size === size && info.digest === objectDigest(sha256));
-}
-
-/** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + padded base64url). */
-export function objectDigest(sha256Hex: string): string {
-  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+  const got = await fetchCapped(url, { headers, timeoutMs: o.timeoutMs ?? 30_000, maxBytes: o.maxBytes ?? 50 * 1024 * 1024, notModifiedOk: Boolean(known) });
+  if (got.status === 304) return 'not-modified';
+  return { bytes: got.bytes, etag: got.headers.get('etag') ?? undefined, lastModified: got.headers.get('last-modified') ?? undefined };
 }
 
 async function readCache(file: string | undefined): Promise<Map<string, Remembered>> {
@@ -149,7 +101,7 @@ async function readCache(file: string | undefined): Promise<Map<string, Remember
   try {
     return new Map(Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, Remembered>));
   } catch {
-    return new Map(); // none yet, or unreadable: downloads decide by content
+    return new Map(); // none yet, or unreadable: safe, downloads then decide by content
   }
 }
 

@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MODEL_FILES, readModelFolder, writeModelFolder, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
-import { artifactNames, modelObjects, readImage, type Bus } from '@graft/protocol';
-import { fetchBackbone, filesFromBundle } from '@graft/vision';
+import { getModel, readImage, readModelFile, type Bus } from '@graft/protocol';
+import { USER_MODEL_POLICY, fetchBackbone, filesFromBundle } from '@graft/vision';
 import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
 
 export interface ExportOptions {
@@ -27,7 +27,7 @@ export interface ExportResult {
 export async function readJobModel(bus: Bus, jobId: string): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {};
   for (const name of MODEL_FILES) {
-    const bytes = await bus.artifacts.getBlob(artifactNames.modelFile(jobId, name));
+    const bytes = await readModelFile(bus, jobId, name);
     if (!bytes) throw new Error(`job ${jobId} has no stored ${name}: is it finished? (graft status ${jobId})`);
     files[name] = bytes;
   }
@@ -54,10 +54,17 @@ export async function writeReport(path: string, report: EvaluationReport, manife
  * Writes DIR/web, the browser bundle. The backbone comes from the cluster's model store (exactly the
  * files the workers ran, by fingerprint) when a bus is given and has it, else from its source (cached).
  */
-export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string, bus?: Bus): Promise<WebBundle> {
+export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string, bus?: Bus, onNote?: (message: string) => void): Promise<WebBundle> {
   const fp = folder.manifest.backbone.fingerprint;
-  const [json, weights] = bus ? await Promise.all([bus.models.getBlob(modelObjects.json(fp)), bus.models.getBlob(modelObjects.weights(fp))]).catch(() => [null, null]) : [null, null];
-  const files = json && weights ? filesFromBundle(json, weights, `model store ${fp}`) : (await fetchBackbone(folder.manifest.backbone, { cacheDir })).files;
+  const stored = bus
+    ? await getModel(bus, fp).catch((err: unknown) => {
+        onNote?.(`cannot read the model store (${(err as Error).message}): loading the backbone from its source`);
+        return undefined;
+      })
+    : undefined;
+  if (bus && !stored) onNote?.(`backbone ${fp} is not in the cluster's model store: loading it from its source`);
+  // The model folder is the user's own: its backbone may be any file they can read.
+  const files = stored ? filesFromBundle(stored.modelJson, stored.weights, `model store ${fp}`) : (await fetchBackbone(folder.manifest.backbone, { cacheDir, ...USER_MODEL_POLICY })).files;
   return writeWebBundle(join(dir, 'web'), folder, files);
 }
 
@@ -77,7 +84,7 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
   if (opts.bundle) {
     opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
     try {
-      result.bundle = await writeBundle(dir, folder, opts.cacheDir, bus);
+      result.bundle = await writeBundle(dir, folder, opts.cacheDir, bus, opts.onProgress);
     } catch (err) {
       if (opts.bundle !== 'if-possible') throw err;
       result.bundleError = (err as Error).message;

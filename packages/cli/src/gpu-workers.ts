@@ -4,7 +4,8 @@ import { hostname } from 'node:os';
 import { AggregatorRegistry, collectDefaultMetrics, type PrometheusContentType, type Registry } from 'prom-client';
 import { UsageError } from './args.js';
 import { serveMetrics } from './metrics-server.js';
-import { untilSignal, type Log } from './service.js';
+import type { Log } from './logger.js';
+import { untilSignal } from './signals.js';
 
 /*
  * One worker process per GPU, under one supervisor: TensorFlow in one process drives one GPU well,

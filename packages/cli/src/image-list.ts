@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { Split } from '@graft/protocol';
+import { Split, splitNamed } from '@graft/protocol';
 
 /**
  * Dataset manifest files: lists of images with labels and splits, read from CSV, TSV or JSONL.
@@ -49,23 +49,6 @@ export interface ImageList {
 const IMAGE_COLUMNS = ['file_name', 'image', 'image_path', 'path', 'file', 'filename', 'url', 'image_url', 'location'];
 const LABEL_COLUMNS = ['label', 'labels', 'class', 'category', 'class_name'];
 const SPLIT_COLUMNS = ['split', 'set', 'subset', 'ml_use'];
-const SPLITS: Record<string, Split> = {
-  train: Split.SPLIT_TRAIN,
-  training: Split.SPLIT_TRAIN,
-  validation: Split.SPLIT_VALIDATION,
-  val: Split.SPLIT_VALIDATION,
-  valid: Split.SPLIT_VALIDATION,
-  test: Split.SPLIT_TEST,
-  testing: Split.SPLIT_TEST,
-  unassigned: Split.SPLIT_UNSPECIFIED,
-  '': Split.SPLIT_UNSPECIFIED,
-};
-
-/** The split a value names (train, training, validation, val, valid, test, testing; unassigned or empty: none), or undefined. */
-export function splitNamed(value: string): Split | undefined {
-  return SPLITS[value.trim().toLowerCase()];
-}
-
 /** Whether a path names a list rather than a folder of class folders. */
 export function isImageListFile(path: string): boolean {
   return ['.csv', '.tsv', '.jsonl', '.ndjson'].includes(extname(path).toLowerCase());

@@ -35,3 +35,6 @@ export function createLogger(opts: { level?: string; toStderr?: boolean; name?: 
     pino.destination({ fd: opts.toStderr ? 2 : 1, sync: true }),
   );
 }
+
+/** A component's logger. */
+export type Log = ReturnType<typeof createLogger>;

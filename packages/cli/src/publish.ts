@@ -3,26 +3,25 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  STREAMS,
   Split,
   VectorDType,
   codecs,
-  createJobRecord,
-  isStoreFull,
-  manifestSubject,
+  inPool,
+  isImageStored,
+  maxMessageBytes,
+  publishManifest,
   putImage,
-  queuedStatus,
   readManifest,
-  storeFullMessage,
+  splitNamed,
+  splitOf,
+  splitPercents,
   type Bus,
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
-import { splitOf, splitPercents } from '@graft/coordinator';
 import { backboneRequest, type BackboneOverrides } from '@graft/vision';
-import { downloadImages, isStored, type DownloadOptions } from './downloads.js';
-import { isImageListFile, readImageList, splitNamed, type ImageList, type ImageListOptions } from './image-list.js';
-import { inPool } from './pool.js';
+import { downloadImages, type DownloadOptions } from './downloads.js';
+import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
 import { MIN_MAX_SIDE, shrinkImages } from './shrink.js';
@@ -120,7 +119,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     vectorDtype: o.vectorDType === 'float16' ? VectorDType.VECTOR_DTYPE_FLOAT16 : VectorDType.VECTOR_DTYPE_FLOAT32,
   });
   const bytes = codecs.manifest.encode(manifest);
-  const maxPayload = bus.nc.info?.max_payload ?? 1024 * 1024;
+  const maxPayload = maxMessageBytes(bus);
   if (bytes.byteLength > maxPayload) {
     throw new Error(`the manifest of ${dir} is ${bytes.byteLength} bytes, over the server's ${maxPayload}-byte max_payload: raise max_payload in nats-server's config or split the dataset`);
   }
@@ -135,7 +134,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     8,
     async (img) => {
       // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
-      if (await isStored(bus, img.sha256, img.sizeBytes)) stored++;
+      if (await isImageStored(bus, img.sha256, img.sizeBytes)) stored++;
       else {
         await putImage(bus, { name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
         uploaded++;
@@ -147,17 +146,6 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
 
   await publishManifest(bus, manifest, bytes);
   return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
-}
-
-/** Publishes a job's manifest (its images already stored), after a queued record so `graft status` sees it at once. */
-export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest)): Promise<void> {
-  await createJobRecord(bus, queuedStatus(manifest));
-  try {
-    await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId });
-  } catch (err) {
-    if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
-    throw err;
-  }
 }
 
 /**

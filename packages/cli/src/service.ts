@@ -1,33 +1,20 @@
 import { Registry } from 'prom-client';
-import { describeBus, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
+import { OPEN_RETRY, describeBus, isBusNotReady, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
 import { UsageError, busOptions, int, str, type Values } from './args.js';
-import { createLogger } from './logger.js';
+import { createLogger, type Log } from './logger.js';
+import { untilSignal } from './signals.js';
 import { isGpuChild, reportToSupervisor } from './gpu-workers.js';
 import { serveMetrics } from './metrics-server.js';
 
 /* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
 
-export type Log = ReturnType<typeof createLogger>;
 
 /** What a long-running process exposes to the CLI: its lifecycle. */
 export interface Service {
   readonly state: string;
   readonly closed: Promise<void>;
   close(): Promise<void>;
-}
-
-/** Waits for SIGINT/SIGTERM; the one place graft installs signal handlers. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (s: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(s);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }
 
 /** Downloaded backbones: --cache-dir, else $GRAFT_CACHE_DIR, else vision's default (~/.cache/graft/models). */
@@ -54,7 +41,7 @@ export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
       log: (c) => log.info({ backend: c.name, skipped: c.skipped }, `TensorFlow.js backend: ${c.name}`),
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError((err as Error).message, { cause: err });
   }
 }
 
@@ -73,10 +60,9 @@ export async function openWithRetry(opts: BusOptions, topology: TopologyOptions,
     try {
       return await openBus(opts, topology);
     } catch (err) {
-      const notYet = (topology.create === false && /does not exist/.test((err as Error).message)) || /temporarily unavailable|no responders|timeout|503/i.test(`${(err as Error).message} ${((err as Error).cause as Error)?.message ?? ''}`);
-      if (!notYet || attempt > 150) throw err;
-      if (attempt === 1 || attempt % 10 === 0) log.warn((err as Error).message);
-      await new Promise((r) => setTimeout(r, 2000));
+      if (!isBusNotReady(err, topology.create !== false) || attempt > OPEN_RETRY.attempts) throw err;
+      if (attempt === 1 || attempt % 10 === 0) log.warn(`${(err as Error).message} (waiting for it: trying again every ${OPEN_RETRY.delayMs / 1000} s)`);
+      await new Promise((r) => setTimeout(r, OPEN_RETRY.delayMs));
     }
   }
 }
@@ -100,7 +86,7 @@ export async function runService(
   if (isGpuChild()) reportToSupervisor(registry);
   const service = await start(bus, log, registry, backend.name);
   const port = metricsPort(v);
-  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && !bus.nc.isClosed()) : undefined;
+  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && bus.isConnected()) : undefined;
   await Promise.race([untilSignal(), service.closed]);
   await service.close();
   server?.close();

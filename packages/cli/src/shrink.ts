@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { inPool } from './pool.js';
+import { inPool } from '@graft/protocol';
 import type { ScannedImage } from './scan.js';
 
 /*

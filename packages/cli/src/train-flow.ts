@@ -7,7 +7,8 @@ import { exportModel, exportSummary } from './export.js';
 import { createLogger } from './logger.js';
 import { followJob, jobDetails } from './jobs.js';
 import { publishDataset, publishSweep } from './publish.js';
-import { backendFor, cacheDir, untilSignal, withBus } from './service.js';
+import { backendFor, cacheDir, withBus } from './service.js';
+import { untilSignal } from './signals.js';
 
 /**
  * The one-command path: publish a folder, follow the job, export the model and print its

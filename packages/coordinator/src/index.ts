@@ -1,7 +1,8 @@
 export { startCoordinator } from './coordinator.js';
 export type { Coordinator, CoordinatorState, CoordinatorDeps } from './coordinator.js';
 export type { CoordinatorOptions } from './options.js';
-export { assignSplit } from './splits.js';
 export { validateManifest, ManifestError } from './manifest.js';
-export { splitOf, splitPercents } from './splits.js';
-export { headOptions } from './training.js';
+export { headOptions } from './head-options.js';
+export { loadJobVectors } from './training-vectors.js';
+export type { JobVectors } from './training-vectors.js';
+export { resolveCoordinatorOptions } from './options.js';

@@ -1,8 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { LEASES, codecs, isRevisionConflict } from '@graft/protocol';
+import { createLease, deleteLease, isRevisionConflict, readLease, writeLease, type Bus } from '@graft/protocol';
 
 /**
  * The coordinator lease: at most one coordinator leads (consumes manifests and results,
@@ -21,7 +20,7 @@ export class Leadership {
   private lost = false;
 
   constructor(
-    private readonly kv: KV,
+    private readonly bus: Bus,
     private readonly holder: string,
     private readonly ttlMs: number,
     private readonly log: Logger,
@@ -37,21 +36,20 @@ export class Leadership {
     let announced = false;
     while (!cancelled()) {
       try {
-        const e = await this.kv.get(LEASES.coordinator);
-        if (!e || e.operation !== 'PUT') {
-          this.revision = await this.kv.create(LEASES.coordinator, this.value());
+        const e = await readLease(this.bus);
+        if (!e) {
+          this.revision = await createLease(this.bus, this.holder, this.ttlMs);
           return this.won('the lease was free');
         }
         if (e.revision !== seen) {
           seen = e.revision;
           seenAt = performance.now();
           if (!announced) {
-            const other = codecs.coordinatorLease.decode(e.value, 'coordinator lease');
-            this.log.info({ leader: other.holder, ttlMs: this.ttlMs }, 'another coordinator leads: standing by');
+            this.log.info({ leader: e.lease.holder, ttlMs: this.ttlMs }, 'another coordinator leads: standing by');
             announced = true;
           }
         } else if (performance.now() - seenAt > this.ttlMs) {
-          this.revision = await this.kv.update(LEASES.coordinator, this.value(), e.revision);
+          this.revision = await writeLease(this.bus, this.holder, this.ttlMs, e.revision);
           return this.won(`the leader has not renewed for ${this.ttlMs} ms`);
         }
       } catch (err) {
@@ -74,7 +72,7 @@ export class Leadership {
   keep(onLost: () => void): void {
     const renew = async () => {
       try {
-        this.revision = await this.kv.update(LEASES.coordinator, this.value(), this.revision);
+        this.revision = await writeLease(this.bus, this.holder, this.ttlMs, this.revision);
         this.renewedAt = performance.now();
       } catch (err) {
         if (isRevisionConflict(err) && (await this.reclaimOwn())) {
@@ -100,12 +98,13 @@ export class Leadership {
    */
   private async reclaimOwn(): Promise<boolean> {
     try {
-      const e = await this.kv.get(LEASES.coordinator);
-      if (!e || e.operation !== 'PUT' || codecs.coordinatorLease.decode(e.value, 'coordinator lease').holder !== this.holder) return false;
-      this.revision = await this.kv.update(LEASES.coordinator, this.value(), e.revision);
+      const e = await readLease(this.bus);
+      if (!e || e.lease.holder !== this.holder) return false;
+      this.revision = await writeLease(this.bus, this.holder, this.ttlMs, e.revision);
       this.log.warn('the stored lease was an older revision of ours (a broker lost recent writes): renewed over it');
       return true;
-    } catch {
+    } catch (err) {
+      this.log.debug({ err }, 'cannot read or renew the stored lease: treated as lost');
       return false;
     }
   }
@@ -124,12 +123,9 @@ export class Leadership {
   async release(): Promise<void> {
     this.stopRenewing();
     if (this.lost || !this.revision) return;
-    await this.kv.delete(LEASES.coordinator, { previousSeq: this.revision }).catch(() => undefined);
+    // Best effort: a lease not deleted lapses by itself after its TTL.
+    await deleteLease(this.bus, this.revision).catch((err: unknown) => this.log.debug({ err }, 'lease not released; it lapses by itself'));
     this.revision = 0;
     this.renewedAt = -Infinity;
-  }
-
-  private value(): Uint8Array {
-    return codecs.coordinatorLease.encode({ holder: this.holder, ttlMs: this.ttlMs, renewedAtMs: Date.now() });
   }
 }

@@ -1,4 +1,4 @@
-import { isValidJobId, type DatasetManifest } from '@graft/protocol';
+import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft/protocol';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 
 /** A manifest that cannot be run, with every problem listed. */
@@ -31,7 +31,8 @@ export function validateManifest(m: DatasetManifest): void {
   for (const c of m.classes) if (!perClass.get(c)) problems.push(`class ${JSON.stringify(c)} has no images`);
   if (!m.backbone?.url && !m.backbone?.id) problems.push('names no backbone');
   const t = m.training;
-  if (t && (t.validationPercent ?? 0) + (t.testPercent ?? 0) >= 100) problems.push('validation + test percentages must be under 100');
+  const splits = splitPercentsProblem(t);
+  if (splits) problems.push(splits);
   if (t?.augment) {
     try {
       if (parseAugmentSpec(t.augment) !== t.augment) problems.push(`augmentation ${JSON.stringify(t.augment)} is not in canonical form (${parseAugmentSpec(t.augment)})`);

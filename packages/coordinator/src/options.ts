@@ -1,12 +1,14 @@
 import { hostname } from 'node:os';
+import { TASK_ACK_WAIT_MS, TASK_MAX_DELIVER } from '@graft/protocol';
+import { DEFAULT_ALLOW_MODEL_FILES, DEFAULT_MAX_MODEL_BYTES } from '@graft/vision';
 
 /** Coordinator settings as users give them; all optional. */
 export interface CoordinatorOptions {
   /** Images per extraction task. Default 16. */
   taskSize?: number;
-  /** AckWait of the extractor consumers it creates, ms. Default 30000. */
+  /** AckWait of the extractor consumers it creates, ms. Default TASK_ACK_WAIT_MS (the retry policy's). */
   taskAckWaitMs?: number;
-  /** MaxDeliver of the extractor consumers it creates. Default 5. */
+  /** MaxDeliver of the extractor consumers it creates. Default TASK_MAX_DELIVER (the retry policy's). */
   taskMaxDeliver?: number;
   /** How often job records are written while results stream in, ms. Default 250. */
   statusIntervalMs?: number;
@@ -18,10 +20,10 @@ export interface CoordinatorOptions {
   leaseTtlMs?: number;
   /**
    * Whether manifests may name `file://` backbones, read from this machine's disk. Default
-   * false: anyone who can publish a manifest could otherwise make the coordinator read any file.
+   * DEFAULT_ALLOW_MODEL_FILES (false, the model policy's): anyone who can publish a manifest could otherwise make the coordinator read any file.
    */
   allowModelFiles?: boolean;
-  /** Largest backbone a manifest may name, bytes. Default 1 GiB. */
+  /** Largest backbone a manifest may name, bytes. Default DEFAULT_MAX_MODEL_BYTES (1 GiB, the model policy's). */
   maxModelBytes?: number;
 }
 
@@ -32,11 +34,11 @@ export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedC
   const r = {
     coordinatorId: o.coordinatorId ?? `${hostname()}-${process.pid}`,
     leaseTtlMs: o.leaseTtlMs ?? 10_000,
-    allowModelFiles: o.allowModelFiles ?? false,
-    maxModelBytes: o.maxModelBytes ?? 1024 ** 3,
+    allowModelFiles: o.allowModelFiles ?? DEFAULT_ALLOW_MODEL_FILES,
+    maxModelBytes: o.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES,
     taskSize: o.taskSize ?? 16,
-    taskAckWaitMs: o.taskAckWaitMs ?? 30_000,
-    taskMaxDeliver: o.taskMaxDeliver ?? 5,
+    taskAckWaitMs: o.taskAckWaitMs ?? TASK_ACK_WAIT_MS,
+    taskMaxDeliver: o.taskMaxDeliver ?? TASK_MAX_DELIVER,
     statusIntervalMs: o.statusIntervalMs ?? 250,
     cacheDir: o.cacheDir,
   };

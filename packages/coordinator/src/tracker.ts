@@ -1,9 +1,6 @@
-import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { codecs, errorCodeName, vectorKey, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
+import { errorCodeName, readCachedVectors, splitOf, splitPercents, vectorKey, type Bus, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
 import { augmentedId, isAugmentedId, type ResolvedBackbone } from '@graft/vision';
-import { inBatches } from './batches.js';
-import { splitOf, splitPercents } from './splits.js';
 
 /** Failures listed on a job record; the rest are counted. About 200 bytes each, far below max_payload. */
 const MAX_LISTED_FAILURES = 200;
@@ -40,7 +37,7 @@ export class JobTracker {
   /** `<fingerprint>.<sha256>` -> jobs waiting for that vector. */
   private readonly waiting = new Map<string, Set<string>>();
 
-  constructor(private readonly vectors: KV) {}
+  constructor(private readonly bus: Bus) {}
 
   get(jobId: string): ActiveJob | undefined {
     return this.jobs.get(jobId);
@@ -96,18 +93,19 @@ export class JobTracker {
     // Unlisted failures are counted again below (cached ones), or tried again (the others).
     job.status.failuresOmitted = 0;
     const found = { plain: { vectors: 0, errors: 0 }, augmented: { vectors: 0, errors: 0 } };
-    const shas = [...job.pathsBySha.keys()];
-    await inBatches(shas, 64, async (sha) => {
+    const unknown = [...job.pathsBySha.keys()].filter((sha) => {
+      if (!failedShas.has(sha)) return true;
+      (isAugmentedId(sha) ? found.augmented : found.plain).errors += job.pathsBySha.get(sha)!.length;
+      return false;
+    });
+    await readCachedVectors(this.bus, job.backbone.fingerprint, unknown, (sha, v) => {
       const n = job.pathsBySha.get(sha)!.length;
       const f = isAugmentedId(sha) ? found.augmented : found.plain;
-      if (failedShas.has(sha)) return void (f.errors += n);
-      const e = await this.vectors.get(vectorKey(job.backbone.fingerprint, sha));
-      if (!e || e.length === 0) {
+      if (!v) {
         job.pending.set(sha, n);
         this.wait(job, sha);
         return;
       }
-      const v = codecs.cachedVector.decode(e.value, `cached vector ${sha}`);
       if (v.errorCode) {
         f.errors += n;
         this.recordFailure(job, sha, v.errorCode, v.errorMessage);

@@ -1,3 +1,4 @@
+import { TASK_MAX_DELIVER } from '@graft/protocol';
 import { resolveDecodeLimits, type DecodeLimits } from '@graft/vision';
 
 /** Extractor settings as users give them; all optional. */
@@ -14,8 +15,10 @@ export interface WorkerOptions {
   idleWaitMs?: number;
   /** On close, how long to let the task in hand finish before it is handed back, ms. Default 20000. */
   graceMs?: number;
-  /** Deliveries after which a task is answered with errors instead of retried (the consumer's MaxDeliver). Default 5. */
+  /** Deliveries after which a task is answered with errors instead of retried, for a queue whose MaxDeliver is unknown. Default TASK_MAX_DELIVER (the retry policy's). */
   maxDeliver?: number;
+  /** Images decoded at once (libuv's thread pool; the CLI sets UV_THREADPOOL_SIZE), for the logs. Default 4 (libuv's). */
+  decodeThreads?: number;
   /** Decoding limits that protect the worker from hostile images. */
   limits?: DecodeLimits;
 }
@@ -32,10 +35,11 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, b
     pullExpiresMs: o.pullExpiresMs ?? 2000,
     idleWaitMs: o.idleWaitMs ?? 1000,
     graceMs: o.graceMs ?? 20_000,
-    maxDeliver: o.maxDeliver ?? 5,
+    maxDeliver: o.maxDeliver ?? TASK_MAX_DELIVER,
+    decodeThreads: o.decodeThreads ?? 4,
     limits: resolveDecodeLimits(o.limits),
   };
-  for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver'] as const) {
+  for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver', 'decodeThreads'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
   }
   if (!Number.isInteger(r.graceMs) || r.graceMs < 0) throw new RangeError(`graceMs must be a non-negative integer, got ${r.graceMs}`);

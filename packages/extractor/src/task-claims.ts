@@ -1,6 +1,5 @@
-import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { BUCKETS, isRevisionConflict, kvKeyLocation, vectorKey, type Bus, type ExtractionTask } from '@graft/protocol';
+import { createClaim, hasCachedVectors, markClaimAnswered, readClaim, releaseClaim, renewClaim, serverNow, takeOverClaim, type Bus, type ExtractionTask, type JsMsg } from '@graft/protocol';
 
 /** What a worker does with a task it was delivered. */
 export type ClaimOutcome =
@@ -15,18 +14,11 @@ export type ClaimOutcome =
 
 /** How often a worker waiting on another's claim looks again, ms. */
 const POLL_MS = 1000;
-/** A claim's value once its task's answer is in JetStream: `answered:<worker>`. */
-const ANSWERED = 'answered:';
-/** Prefix of each worker's probe key in the claims bucket, written to read the server's clock. */
-const PROBE = 'probe.';
 
 /** A claim being kept alive; stop() ends the renewals and waits for one in flight. */
 export interface ClaimKeeper {
   stop(): Promise<void>;
 }
-
-const text = new TextEncoder();
-const untext = new TextDecoder();
 
 /**
  * Who embeds a task. JetStream can deliver one task to two workers at once: its lease runs out while
@@ -56,40 +48,44 @@ export class TaskClaims {
    */
   async claim(task: ExtractionTask, msg: JsMsg, running: () => boolean, staleMs: number, maxWaitMs: number): Promise<ClaimOutcome> {
     // A redelivery may come after the answer was cached and the claim lapsed (the ack lost).
-    if (msg.info.deliveryCount > 1 && (await this.answered(task))) return 'answered';
+    if (msg.info.deliveryCount > 1 && (await this.isCached(task))) return 'answered';
     const until = performance.now() + maxWaitMs;
     let waiting = false;
     for (;;) {
       try {
-        await this.bus.claims.create(task.taskId, text.encode(this.workerId));
-        if (waiting) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
-        return 'claimed';
-      } catch (err) {
-        if (!isRevisionConflict(err)) {
-          this.log.debug({ err, task: task.taskId }, 'cannot claim the task (claims bucket unreachable): embedding it anyway');
-          return 'unclaimed';
+        if (await createClaim(this.bus, task.taskId, this.workerId)) {
+          if (waiting) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
+          return 'claimed';
         }
+      } catch (err) {
+        this.log.debug({ err, task: task.taskId }, 'cannot claim the task (claims bucket unreachable): embedding it anyway');
+        return 'unclaimed';
       }
-      const e = await this.bus.claims.get(task.taskId).catch(() => null);
-      if (!e || e.operation !== 'PUT') continue; // released meanwhile: claim it
-      const holder = untext.decode(e.value);
+      const e = await readClaim(this.bus, task.taskId).catch((err: unknown) => {
+        this.log.debug({ err, task: task.taskId }, 'cannot read the claim: trying to claim again');
+        return undefined;
+      });
+      if (!e) continue; // released meanwhile: claim it
+      const holder = e.holder;
       // Its holder published the answer and its ack was lost: the answer is on its way to the coordinator.
-      if (holder.startsWith(ANSWERED)) return 'answered';
+      if (e.answered) return 'answered';
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
-      if (await this.answered(task)) return 'answered';
+      if (await this.isCached(task)) return 'answered';
       if (!running()) return 'hand-back';
       if (!waiting) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
       waiting = true;
-      const age = await this.serverAge(e.created);
+      const age = await this.serverAge(e.writtenAt);
       if (age !== undefined && age > staleMs) {
         // Not renewed for a whole AckWait: its holder died or lost the bus. Take it over, unless someone else just did.
-        try {
-          await this.bus.claims.update(task.taskId, text.encode(this.workerId), e.revision);
+        const took = await takeOverClaim(this.bus, task.taskId, this.workerId, e.revision).catch((err: unknown) => {
+          this.log.debug({ err, task: task.taskId }, 'cannot take the lapsed claim over: looking again');
+          return false;
+        });
+        if (took) {
           this.log.warn({ task: task.taskId, holder, ageMs: age }, 'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over');
           return 'claimed';
-        } catch {
-          continue;
         }
+        continue;
       }
       if (performance.now() > until) {
         this.log.warn({ task: task.taskId, holder }, 'another worker has held this task too long: embedding it as well');
@@ -106,12 +102,11 @@ export class TaskClaims {
    */
   private async serverAge(lastWrite: Date): Promise<number | undefined> {
     try {
-      const key = `${PROBE}${this.workerId.replace(/[^-/_=.a-zA-Z0-9]/g, '_')}`;
-      await this.bus.claims.put(key, new Uint8Array(0));
-      const now = await this.bus.claims.get(key);
-      return now ? now.created.getTime() - lastWrite.getTime() : undefined;
-    } catch {
-      return undefined; // cannot tell: keep waiting (bounded by maxWaitMs)
+      const now = await serverNow(this.bus, this.workerId);
+      return now ? now.getTime() - lastWrite.getTime() : undefined;
+    } catch (err) {
+      this.log.debug({ err }, 'cannot read the server clock: waiting on (bounded by maxWaitMs)');
+      return undefined;
     }
   }
 
@@ -122,7 +117,7 @@ export class TaskClaims {
   keep(taskId: string, ackWaitMs: number): ClaimKeeper {
     let inFlight: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
-      inFlight = this.bus.claims.put(taskId, text.encode(this.workerId)).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
+      inFlight = renewClaim(this.bus, taskId, this.workerId).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
     }, Math.max(50, Math.floor(ackWaitMs / 3)));
     return {
       stop: async () => {
@@ -137,30 +132,23 @@ export class TaskClaims {
    * to (the ack lost) acknowledges it instead of waiting for the claim to lapse and embedding it again.
    * @throws when the bus does not take it (the caller retries while it can).
    */
-  async answeredBy(taskId: string): Promise<void> {
-    await this.bus.claims.put(taskId, text.encode(`${ANSWERED}${this.workerId}`));
+  async markAnswered(taskId: string): Promise<void> {
+    await markClaimAnswered(this.bus, taskId, this.workerId);
   }
 
   /** Gives a claim up (the task handed back or failed) so the next worker need not wait for it to lapse. */
   release(taskId: string): void {
-    this.bus.claims.delete(taskId).catch((err) => this.log.debug({ err, task: taskId }, 'claim release failed; it lapses by itself'));
+    releaseClaim(this.bus, taskId).catch((err) => this.log.debug({ err, task: taskId }, 'claim release failed; it lapses by itself'));
   }
 
   /**
    * Whether the vector cache holds an answer (vector or final failure) for every image of the task.
-   * Asked of the stream's subject counts, not the values: workers may not read the cache.
+   * False when the bus cannot tell (the task is then embedded, at worst twice).
    */
-  async answered(task: ExtractionTask): Promise<boolean> {
-    try {
-      const fp = task.backbone!.fingerprint!;
-      for (const sha of task.imageSha256) {
-        const { stream, subject } = kvKeyLocation(BUCKETS.vectors, vectorKey(fp, sha));
-        const info = await this.bus.jsm.streams.info(stream, { subjects_filter: subject });
-        if (!info.state.subjects?.[subject]) return false;
-      }
-      return true;
-    } catch {
-      return false; // cannot tell
-    }
+  async isCached(task: ExtractionTask): Promise<boolean> {
+    return hasCachedVectors(this.bus, task.backbone!.fingerprint!, task.imageSha256).catch((err: unknown) => {
+      this.log.debug({ err, task: task.taskId }, 'cannot tell whether the task is cached: embedding it');
+      return false;
+    });
   }
 }

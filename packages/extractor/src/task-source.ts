@@ -1,6 +1,5 @@
-import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { STREAMS, fingerprintOfConsumer, type Bus } from '@graft/protocol';
+import { TASK_ACK_WAIT_MS, listTaskQueues, openTaskQueue, type Bus, type JsMsg, type TaskPuller } from '@graft/protocol';
 
 export interface TaskSourceOptions {
   /** How long one pull waits for a task, ms. */
@@ -24,7 +23,7 @@ export class TaskSource {
   /** Ends every idle wait at once (on close). */
   private readonly wakers = new Set<() => void>();
   /** The queue the last pull got a task from: pulled again while it gives work, without listing consumers. */
-  private lastConsumer?: Consumer;
+  private lastConsumer?: TaskPuller;
   private open = true;
 
   constructor(
@@ -44,9 +43,9 @@ export class TaskSource {
       let consumer = this.lastConsumer;
       if (!consumer) {
         const name = await this.pickConsumer(loaded);
-        if (name) consumer = await this.bus.js.consumers.get(STREAMS.tasks, name);
+        if (name) consumer = await openTaskQueue(this.bus, name);
       }
-      if (consumer) msg = await consumer.next({ expires: this.o.pullExpiresMs });
+      if (consumer) msg = await consumer.next(this.o.pullExpiresMs);
       this.lastConsumer = msg ? consumer : undefined;
     } catch (err) {
       this.lastConsumer = undefined;
@@ -64,16 +63,14 @@ export class TaskSource {
 
   private async pickConsumer(loaded: ReadonlySet<string>): Promise<string | undefined> {
     let pick: string | undefined;
-    for await (const ci of this.bus.jsm.consumers.list(STREAMS.tasks)) {
-      const fp = fingerprintOfConsumer(ci.name);
-      if (!fp) continue;
-      this.ackWaits.set(ci.name, Math.max(100, Math.floor((ci.config.ack_wait ?? 30e9) / 1e6)));
-      if ((ci.config.max_deliver ?? 0) > 0) this.maxDelivers.set(ci.name, ci.config.max_deliver!);
+    for await (const q of listTaskQueues(this.bus)) {
+      this.ackWaits.set(q.consumer, q.ackWaitMs);
+      if (q.maxDeliver > 0) this.maxDelivers.set(q.consumer, q.maxDeliver);
       // Unacknowledged tasks count too: a task whose worker died is redelivered only to a
       // pull that is waiting, so someone must keep pulling until they are acked.
-      if (ci.num_pending === 0 && ci.num_ack_pending === 0) continue;
-      if (loaded.has(fp)) return ci.name;
-      pick ??= ci.name;
+      if (q.pending === 0 && q.ackPending === 0) continue;
+      if (loaded.has(q.fingerprint)) return q.consumer;
+      pick ??= q.consumer;
     }
     return pick;
   }
@@ -93,7 +90,7 @@ export class TaskSource {
 
   /** The AckWait of the queue a task came from, ms. */
   ackWaitMs(msg: JsMsg): number {
-    return this.ackWaits.get(msg.info.consumer) ?? 30_000;
+    return this.ackWaits.get(msg.info.consumer) ?? TASK_ACK_WAIT_MS;
   }
 
   /** The MaxDeliver of the queue a task came from. */

@@ -1,54 +1,34 @@
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import {
   ErrorCode,
   TASK_CLAIM_TTL_MS,
   ProtocolError,
+  UNREPORTED_FAILURE_DELAY_MS,
+  WORKER_RETRY_MS,
   codecs,
   deadLetter,
-  encodeVector,
   errorCodeName,
-  modelObjects,
-  resultSubject,
   taskFailureAction,
   type Bus,
   type ExtractionTask,
   type ImageVector,
+  type JsMsg,
 } from '@graft/protocol';
-import { backboneFromFiles, filesFromBundle, isAugmentedId, resolvedFromFields, type Backbone } from '@graft/vision';
+import { isAugmentedId } from '@graft/vision';
+import { Answers, withDeadline, type TaskTimings } from './answers.js';
+import { BackboneCache } from './backbone-cache.js';
+import { Inference } from './inference.js';
 import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
 import { TaskClaims, type ClaimKeeper } from './task-claims.js';
 import { TaskSource } from './task-source.js';
+import type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
 
-export type WorkerState = 'running' | 'closing' | 'closed';
-
-/** A running extractor. Create with {@link startWorker}. */
-export interface Worker {
-  readonly id: string;
-  readonly state: WorkerState;
-  /** Totals since start: tasks answered, images embedded or failed, backbone forward passes. */
-  readonly stats: Readonly<{ tasks: number; images: number; failed: number; backboneCalls: number }>;
-  /** Resolves when the worker has stopped. */
-  readonly closed: Promise<void>;
-  /**
-   * Stops pulling, lets the task in hand finish (up to graceMs), hands back what it
-   * has not started (nak, so it is redelivered at once), then resolves. Idempotent.
-   * The caller closes the bus afterwards.
-   */
-  close(): Promise<void>;
-}
-
-export interface WorkerDeps {
-  logger: Logger;
-  registry?: Registry;
-  /** Backend in use, for the graft_worker_info metric. */
-  backend?: string;
-}
+export type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
 
 /** A task pulled and decoded ahead of inference. */
 interface Prepared {
@@ -66,10 +46,6 @@ interface Prepared {
 
 /** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
-/** Task results kept for a redelivery; each a few KB to a few hundred KB. */
-const MAX_ANSWERS = 32;
-/** Backbones kept in memory at once; each can be hundreds of MB. */
-const MAX_LOADED_BACKBONES = 2;
 /** After the grace period, how long close() still waits for the loop to end, ms. */
 const CLOSE_AFTER_GRACE_MS = 2000;
 /** Tasks longer than this (seconds of inference) are prefetched one at a time. */
@@ -81,21 +57,17 @@ class ExtractorWorker implements Worker {
   readonly closed: Promise<void>;
   private readonly metrics: ExtractorMetrics;
   private readonly log: Logger;
-  private readonly backbones = new Map<string, Promise<Backbone>>();
+  private readonly backbones: BackboneCache;
   private readonly source: TaskSource;
   private readonly claims: TaskClaims;
-  /** Measured backbone seconds per image, per fingerprint: sizes chunks to fit the lease. */
-  private readonly secondsPerImage = new Map<string, number>();
+  /** Backbone calls sized to fit the lease. */
+  private readonly inference = new Inference();
   private readonly jobLogs = new Map<string, Logger>();
   /** Inference seconds of the last task: decides how far ahead to prefetch. */
   private lastTaskSeconds = 0;
   private inHand?: Prepared;
-  /**
-   * Encoded results of the last tasks this worker embedded, by task id (the oldest dropped past
-   * MAX_ANSWERS): a task that comes back (its ack lost when the broker went away) is answered
-   * again from here, deduplicated by its message id, instead of running the backbone twice.
-   */
-  private readonly answers = new Map<string, Uint8Array>();
+  /** This worker's recent answers: a task that comes back is answered again from here, not the backbone. */
+  private readonly answers: Answers;
   private readonly backendName: string;
 
   constructor(
@@ -109,9 +81,15 @@ class ExtractorWorker implements Worker {
     this.backendName = deps.backend ?? 'unknown';
     this.source = new TaskSource(bus, { pullExpiresMs: o.pullExpiresMs, idleWaitMs: o.idleWaitMs, maxDeliver: o.maxDeliver }, this.log);
     this.claims = new TaskClaims(bus, o.workerId, this.log);
+    this.answers = new Answers(bus, o.workerId);
+    this.backbones = new BackboneCache(
+      bus,
+      this.log,
+      (b) => this.metrics.info.set({ backend: this.backendName, backbone: b.info.id }, 1),
+      (b) => this.metrics.info.remove({ backend: this.backendName, backbone: b.info.id }),
+    );
     this.closed = this.loop().finally(() => {
-      for (const b of this.backbones.values()) void b.then((x) => x.dispose(), () => undefined);
-      this.backbones.clear();
+      this.backbones.disposeAll();
       this.state = 'closed';
       this.log.info(this.stats, 'worker stopped');
     });
@@ -144,7 +122,7 @@ class ExtractorWorker implements Worker {
   }
 
   private async loop(): Promise<void> {
-    this.log.info({ options: { ...this.o, workerId: undefined }, decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }, 'worker started');
+    this.log.info({ options: { ...this.o, workerId: undefined }, decodeThreads: this.o.decodeThreads }, 'worker started');
     // Pipeline: the next tasks' pulls, fetches and decodes (sharp's thread pool) overlap this
     // task's inference. Inference holds the event loop, so each of their round trips waits for
     // a gap between backbone calls: keeping two tasks in preparation hides those waits.
@@ -181,7 +159,7 @@ class ExtractorWorker implements Worker {
   /** The next task, pulled and its pixels in preparation, or null after an idle wait. */
   private async pull(): Promise<Prepared | null> {
     if (this.state !== 'running') return null;
-    const msg = await this.source.next(new Set(this.backbones.keys()));
+    const msg = await this.source.next(this.backbones.fingerprints());
     return msg ? this.prepare(msg) : null;
   }
 
@@ -194,7 +172,7 @@ class ExtractorWorker implements Worker {
       // A malformed task can never succeed: terminate it rather than redeliver it forever.
       this.log.error({ err, subject: msg.subject }, 'malformed task: terminated');
       this.metrics.tasks.inc({ outcome: 'malformed' });
-      void deadLetter(this.bus, 'task', msg.data, msg.subject, (err as Error).message);
+      void deadLetter(this.bus, 'task', msg.data, msg.subject, (err as Error).message); // best effort: refused either way
       msg.term();
       return null;
     }
@@ -209,16 +187,6 @@ class ExtractorWorker implements Worker {
     return { msg, task, pixels, timing, keepAlive, owned: false };
   }
 
-  /**
-   * Images per backbone call: inference holds the event loop, so the lease can only be
-   * renewed between calls; each call must take well under AckWait.
-   */
-  private chunkSize(msg: JsMsg, fingerprint: string): number {
-    const spi = this.secondsPerImage.get(fingerprint);
-    if (!spi) return 1; // first call: measure
-    return Math.max(1, Math.min(this.o.inferBatchSize, Math.floor((this.source.ackWaitMs(msg) / 1000) * 0.4 / spi)));
-  }
-
   private jobLog(jobId: string): Logger {
     let l = this.jobLogs.get(jobId);
     if (!l) {
@@ -229,52 +197,7 @@ class ExtractorWorker implements Worker {
     return l;
   }
 
-  /**
-   * The task's backbone, loaded on first use. At most MAX_LOADED_BACKBONES stay in memory:
-   * the least recently used one is disposed when another is loaded.
-   */
-  private backbone(task: ExtractionTask): Promise<Backbone> {
-    const fp = task.backbone!.fingerprint!;
-    let b = this.backbones.get(fp);
-    if (b) {
-      this.backbones.delete(fp); // Map order = use order
-      this.backbones.set(fp, b);
-      return b;
-    }
-    b = this.loadFromModelStore(task);
-    this.backbones.set(fp, b);
-    b.then(
-      (x) => {
-        this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
-        this.metrics.info.set({ backend: this.backendName, backbone: x.info.id }, 1);
-      },
-      () => this.backbones.delete(fp),
-    );
-    while (this.backbones.size > MAX_LOADED_BACKBONES) {
-      const [oldFp, old] = this.backbones.entries().next().value!;
-      this.backbones.delete(oldFp);
-      // Only one task is inferred at a time, and it is not this one: nothing uses the old model now.
-      void old.then((x) => {
-        x.dispose();
-        this.metrics.info.remove({ backend: this.backendName, backbone: x.info.id });
-        this.log.info({ fingerprint: oldFp }, 'backbone unloaded (least recently used)');
-      }, () => undefined);
-    }
-    return b;
-  }
-
-  /**
-   * A task's backbone from the model store, where the coordinator put it when it resolved it:
-   * workers never load what a manifest names (no URLs, no local paths), only this, checked
-   * against the task's fingerprint.
-   */
-  private async loadFromModelStore(task: ExtractionTask): Promise<Backbone> {
-    const spec = resolvedFromFields(task.backbone!);
-    const [json, weights] = await Promise.all([this.bus.models.getBlob(modelObjects.json(spec.fingerprint)), this.bus.models.getBlob(modelObjects.weights(spec.fingerprint))]);
-    if (!json || !weights) throw new Error(`backbone ${spec.fingerprint} is not in the model store (the coordinator puts it there when it starts a job)`);
-    return backboneFromFiles({ spec, files: filesFromBundle(json, weights, `model store ${spec.fingerprint}`) });
-  }
-
+  /** Runs one task: answered from memory, or claimed, embedded, published and acked; a failure as a whole is retried or reported. */
   private async process(p: Prepared): Promise<void> {
     this.inHand = p;
     const { msg, task } = p;
@@ -282,103 +205,36 @@ class ExtractorWorker implements Worker {
     const t0 = performance.now();
     try {
       const answered = this.answers.get(task.taskId);
-      if (answered) {
-        await this.publishBatch(task, answered);
-        await msg.ackAck();
-        this.metrics.tasks.inc({ outcome: 'resent' });
-        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back: answered again without the backbone');
-        return;
-      }
+      if (answered) return await this.answerAgain(p, answered, log);
       // Pixels first: their fetch and decode started with the pull, and its timeout counts from there.
       let deadline = t0 + this.o.taskTimeoutMs;
       const items = await withDeadline(p.pixels, deadline, `fetching and decoding took over ${this.o.taskTimeoutMs} ms`);
-      // Claimed only now, just before the backbone: prefetched tasks hold no claim, so a worker that
-      // dies leaves at most one. Waiting on another's claim is not this task's time.
-      const ackWait = this.source.ackWaitMs(msg);
       const tClaim = performance.now();
-      const claim = await this.claims.claim(task, msg, () => this.state === 'running', ackWait, this.o.taskTimeoutMs + TASK_CLAIM_TTL_MS);
-      deadline += performance.now() - tClaim;
-      if (claim === 'answered') {
-        // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
-        await msg.ackAck();
-        this.metrics.tasks.inc({ outcome: 'cached' });
-        log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered (its vectors cached, or on their way from the worker that claimed it)');
-        return;
-      }
-      if (claim === 'hand-back') {
-        this.handBack(p);
-        return;
-      }
-      if (claim === 'claimed') {
-        p.owned = true;
-        p.claimKeeper = this.claims.keep(task.taskId, ackWait);
-      }
-      const { fetchSeconds, decodeSeconds, fetchedBytes } = p.timing;
-      this.metrics.bytesFetched.inc(fetchedBytes);
+      if (!(await this.claimForBackbone(p, log))) return;
+      deadline += performance.now() - tClaim; // waiting on another's claim is not this task's time
+      this.metrics.bytesFetched.inc(p.timing.fetchedBytes);
       const tLoad = performance.now();
-      const backbone = await this.backbone(task);
+      const backbone = await this.backbones.get(task);
       const tInfer = performance.now();
       deadline += tInfer - tLoad; // loading a model is a one-time cost, not the task's
-      const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
-      const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
-      const fp = backbone.info.fingerprint;
-      for (let i = 0; i < ok.length; ) {
-        if (performance.now() > deadline) {
-          // Inference holds the thread, so the deadline is checked between backbone calls.
-          for (const [, idx] of ok.slice(i)) out[idx] = failure(task.imageSha256[idx], ErrorCode.ERROR_CODE_TIMEOUT, `the task ran past its ${this.o.taskTimeoutMs} ms limit`);
-          break;
-        }
-        const chunk = ok.slice(i, i + this.chunkSize(msg, fp));
-        i += chunk.length;
-        const tc = performance.now();
-        const vectors = await backbone.embed(chunk.map((c) => c[0]));
-        const spi = (performance.now() - tc) / 1000 / chunk.length;
-        this.secondsPerImage.set(fp, 0.7 * (this.secondsPerImage.get(fp) ?? spi) + 0.3 * spi);
-        this.metrics.backboneCalls.inc();
-        this.stats.backboneCalls++;
-        msg.working(); // inference blocks the event loop; renew the lease between chunks
-        chunk.forEach(([, idx], k) => {
-          out[idx] = { sha256: task.imageSha256[idx], vector: encodeVector(vectors[k], task.vectorDtype), dim: vectors[k].length, dtype: task.vectorDtype };
-        });
-      }
+      const out = await this.inference.embed(task, backbone, items, deadline, {
+        inferBatchSize: this.o.inferBatchSize,
+        ackWaitMs: this.source.ackWaitMs(msg),
+        taskTimeoutMs: this.o.taskTimeoutMs,
+        afterCall: () => {
+          this.metrics.backboneCalls.inc();
+          this.stats.backboneCalls++;
+          msg.working(); // inference blocks the event loop; renew the lease between chunks
+        },
+      });
       const inferSeconds = (performance.now() - tInfer) / 1000;
       this.lastTaskSeconds = inferSeconds;
-      const failed = out.filter((v) => v.errorCode).length;
-      // Embedded: counted once, whatever happens to the answer; augmented copies apart from photos.
-      const copies = out.filter((v) => !v.errorCode && isAugmentedId(v.sha256 ?? '')).length;
-      this.metrics.images.inc(out.length - failed - copies);
-      this.metrics.augmented.inc(copies);
-      this.stats.images += out.length - failed;
-      const batch = this.encodeBatch(task, out, { fetchSeconds, decodeSeconds, inferSeconds, publishSeconds: 0 }, msg.info.streamSequence);
-      this.keepAnswer(task.taskId, batch);
+      this.countEmbedded(out);
+      const timings: TaskTimings = { fetchSeconds: p.timing.fetchSeconds, decodeSeconds: p.timing.decodeSeconds, inferSeconds, publishSeconds: 0 };
+      const batch = this.answers.encodeAndKeep(task, out, timings, msg.info.streamSequence);
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
-      const tPub = performance.now();
-      // A broker failing over answers nothing for a moment: keep the task (and its lease) until the
-      // answer is out, however long that takes, rather than hand it to another worker that would
-      // embed it again. Only closing gives it up.
-      await this.holdOn(msg, () => this.publishBatch(task, batch, 2000), Infinity);
-      const publishSeconds = (performance.now() - tPub) / 1000;
-      // The answer is out: say so on the claim (the last word on it: renewals stopped first), and ack.
-      // An ack that does not get through is no reason to hand the task back: if the task comes back,
-      // this worker answers it from memory, another finds the claim answered.
-      await p.claimKeeper?.stop();
-      await Promise.all([
-        p.owned && this.holdOn(msg, () => this.claims.answeredBy(task.taskId), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
-        this.holdOn(msg, () => msg.ackAck(), ackWait * 0.8).catch((err) =>
-          log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
-        ),
-      ]);
-      this.stats.tasks++;
-      this.stats.failed += failed;
-      for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
-      this.metrics.tasks.inc({ outcome: 'ok' });
-      this.metrics.batchSize.observe(out.length);
-      this.metrics.stage.observe({ stage: 'fetch' }, fetchSeconds);
-      this.metrics.stage.observe({ stage: 'decode' }, decodeSeconds);
-      this.metrics.stage.observe({ stage: 'infer' }, inferSeconds);
-      this.metrics.stage.observe({ stage: 'publish' }, publishSeconds);
-      this.metrics.lastProgress.setToCurrentTime();
-      log.debug({ task: task.taskId, images: out.length, failed, decodeSeconds, inferSeconds, publishSeconds }, 'task done');
+      timings.publishSeconds = await this.publishAndAck(p, batch, log);
+      this.recordDone(task, out, timings, log);
     } catch (err) {
       await this.fail(p, err, log);
     } finally {
@@ -392,6 +248,90 @@ class ExtractorWorker implements Worker {
     }
   }
 
+  /** A task this worker answered lately came back (its ack lost): its answer is sent again, without the backbone. */
+  private async answerAgain(p: Prepared, answer: Uint8Array, log: Logger): Promise<void> {
+    await this.answers.publish(p.task, answer);
+    await p.msg.ackAck();
+    this.metrics.tasks.inc({ outcome: 'resent' });
+    log.info({ task: p.task.taskId, delivery: p.msg.info.deliveryCount }, 'task came back: answered again without the backbone');
+  }
+
+  /**
+   * Claims the task just before the backbone: prefetched tasks hold no claim, so a worker that dies
+   * leaves at most one.
+   * @returns whether to embed it (false: it was acked as answered, or handed back).
+   */
+  private async claimForBackbone(p: Prepared, log: Logger): Promise<boolean> {
+    const { msg, task } = p;
+    const ackWait = this.source.ackWaitMs(msg);
+    const claim = await this.claims.claim(task, msg, () => this.state === 'running', ackWait, this.o.taskTimeoutMs + TASK_CLAIM_TTL_MS);
+    if (claim === 'answered') {
+      // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
+      await msg.ackAck();
+      this.metrics.tasks.inc({ outcome: 'cached' });
+      log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered (its vectors cached, or on their way from the worker that claimed it)');
+      return false;
+    }
+    if (claim === 'hand-back') {
+      this.handBack(p);
+      return false;
+    }
+    if (claim === 'claimed') {
+      p.owned = true;
+      p.claimKeeper = this.claims.keep(task.taskId, ackWait);
+    }
+    return true;
+  }
+
+  /** Embedded images counted once, whatever happens to the answer; augmented copies apart from photos. */
+  private countEmbedded(out: ImageVector[]): void {
+    const failed = out.filter((v) => v.errorCode).length;
+    const copies = out.filter((v) => !v.errorCode && isAugmentedId(v.sha256 ?? '')).length;
+    this.metrics.images.inc(out.length - failed - copies);
+    this.metrics.augmented.inc(copies);
+    this.stats.images += out.length - failed;
+  }
+
+  /**
+   * Publishes the answer, marks the claim answered and acks. A broker failing over answers nothing
+   * for a moment: the task (and its lease) is kept until the answer is out, however long that takes,
+   * rather than handed to another worker that would embed it again. Only closing gives it up.
+   * @returns the seconds publishing took.
+   */
+  private async publishAndAck(p: Prepared, batch: Uint8Array, log: Logger): Promise<number> {
+    const { msg, task } = p;
+    const ackWait = this.source.ackWaitMs(msg);
+    const tPub = performance.now();
+    await this.retryWhileRunning(msg, () => this.answers.publish(task, batch, 2000), Infinity);
+    const publishSeconds = (performance.now() - tPub) / 1000;
+    // The answer is out: say so on the claim (the last word on it: renewals stopped first), and ack.
+    // An ack that does not get through is no reason to hand the task back: if the task comes back,
+    // this worker answers it from memory, another finds the claim answered.
+    await p.claimKeeper?.stop();
+    await Promise.all([
+      p.owned && this.retryWhileRunning(msg, () => this.claims.markAnswered(task.taskId), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
+      this.retryWhileRunning(msg, () => msg.ackAck(), ackWait * 0.8).catch((err) =>
+        log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
+      ),
+    ]);
+    return publishSeconds;
+  }
+
+  private recordDone(task: ExtractionTask, out: ImageVector[], t: TaskTimings, log: Logger): void {
+    const failed = out.filter((v) => v.errorCode).length;
+    this.stats.tasks++;
+    this.stats.failed += failed;
+    for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
+    this.metrics.tasks.inc({ outcome: 'ok' });
+    this.metrics.batchSize.observe(out.length);
+    this.metrics.stage.observe({ stage: 'fetch' }, t.fetchSeconds);
+    this.metrics.stage.observe({ stage: 'decode' }, t.decodeSeconds);
+    this.metrics.stage.observe({ stage: 'infer' }, t.inferSeconds);
+    this.metrics.stage.observe({ stage: 'publish' }, t.publishSeconds);
+    this.metrics.lastProgress.setToCurrentTime();
+    log.debug({ task: task.taskId, images: out.length, failed, decodeSeconds: t.decodeSeconds, inferSeconds: t.inferSeconds, publishSeconds: t.publishSeconds }, 'task done');
+  }
+
   /**
    * Gives up a task's claim, if it is this worker's: renewals stop first, so none in flight can put
    * the claim back after it is released.
@@ -403,10 +343,11 @@ class ExtractorWorker implements Worker {
   }
 
   /**
-   * Runs op, trying again (its lease renewed) for up to forMs while the bus does not answer and
-   * the worker is running: a JetStream cluster electing a new stream leader takes a few seconds.
+   * Runs op, trying again (its lease renewed, every WORKER_RETRY_MS) for up to forMs while the bus
+   * does not answer and the worker is running: a JetStream cluster electing a new stream leader
+   * takes a few seconds.
    */
-  private async holdOn<T>(msg: JsMsg, op: () => Promise<T>, forMs: number): Promise<T> {
+  private async retryWhileRunning<T>(msg: JsMsg, op: () => Promise<T>, forMs: number): Promise<T> {
     const until = performance.now() + forMs;
     for (;;) {
       try {
@@ -414,35 +355,9 @@ class ExtractorWorker implements Worker {
       } catch (err) {
         if (performance.now() > until || this.state !== 'running') throw err;
         msg.working();
-        await new Promise((r) => setTimeout(r, 500));
+        await new Promise((r) => setTimeout(r, WORKER_RETRY_MS));
       }
     }
-  }
-
-  private keepAnswer(taskId: string, batch: Uint8Array): void {
-    this.answers.set(taskId, batch);
-    while (this.answers.size > MAX_ANSWERS) this.answers.delete(this.answers.keys().next().value!);
-  }
-
-  private async publish(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }): Promise<void> {
-    await this.publishBatch(task, this.encodeBatch(task, vectors, timings));
-  }
-
-  private encodeBatch(task: ExtractionTask, vectors: ImageVector[], timings: { fetchSeconds: number; decodeSeconds: number; inferSeconds: number; publishSeconds: number }, taskSeq = 0): Uint8Array {
-    return codecs.vectorBatch.encode({
-      jobId: task.jobId,
-      taskId: task.taskId,
-      taskSeq,
-      backboneFingerprint: task.backbone!.fingerprint,
-      workerId: this.id,
-      vectors,
-      timings,
-    });
-  }
-
-  private async publishBatch(task: ExtractionTask, batch: Uint8Array, timeoutMs = 10_000): Promise<void> {
-    // The message id makes a retry after a crash between publish and ack a no-op.
-    await this.bus.js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}`, timeout: timeoutMs });
   }
 
   /** A task that failed as a whole: retry it later, or after its last delivery answer every image with the error. */
@@ -460,23 +375,16 @@ class ExtractorWorker implements Worker {
     log.error({ err, task: task.taskId, delivery: msg.info.deliveryCount }, 'task failed on its last delivery: reporting its images as failed');
     try {
       const out = task.imageSha256.map((sha) => failure(sha, ErrorCode.ERROR_CODE_INTERNAL, `extraction failed after ${msg.info.deliveryCount} attempts: ${message}`));
-      await this.publish(task, out, { fetchSeconds: 0, decodeSeconds: 0, inferSeconds: 0, publishSeconds: 0 });
+      await this.answers.publish(task, this.answers.encode(task, out, { fetchSeconds: 0, decodeSeconds: 0, inferSeconds: 0, publishSeconds: 0 }));
       msg.ack();
       this.metrics.tasks.inc({ outcome: 'failed' });
       this.metrics.failed.inc({ reason: 'internal' }, out.length);
       this.stats.failed += out.length;
     } catch (err2) {
       log.error({ err: err2, task: task.taskId }, 'cannot report the failed task; it will be redelivered');
-      msg.nak(5000);
+      msg.nak(UNREPORTED_FAILURE_DELAY_MS);
     }
   }
-}
-
-/** p, or a rejection once performance.now() passes the deadline. */
-function withDeadline<T>(p: Promise<T>, deadline: number, message: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  const late = new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(message)), Math.max(0, deadline - performance.now()))));
-  return Promise.race([p, late]).finally(() => clearTimeout(t));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type * as tf from '@tensorflow/tfjs';
-import { decodeImage, loadBackbone, type Backbone, type DecodeLimits, type LoadBackboneOptions } from '@graft/vision';
+import { USER_MODEL_POLICY, decodeImage, loadBackbone, type Backbone, type DecodeLimits, type LoadBackboneOptions } from '@graft/vision';
 import { loadHeadModel, predict, readModelFolder, type ModelManifest } from './model.js';
 
 export interface Prediction {
@@ -23,8 +23,9 @@ export interface Classifier {
 export async function loadClassifier(dir: string, opts: LoadBackboneOptions & { limits?: DecodeLimits } = {}): Promise<Classifier> {
   const folder = await readModelFolder(dir);
   const m = folder.manifest;
-  // A resolved backbone: exactly the weights the head was trained on, or an error.
-  const backbone: Backbone = await loadBackbone(m.backbone, opts);
+  // A resolved backbone: exactly the weights the head was trained on, or an error. The folder is the
+  // user's own, so its backbone may be a local file unless the caller narrows the policy.
+  const backbone: Backbone = await loadBackbone(m.backbone, { ...USER_MODEL_POLICY, ...opts });
   const head: tf.LayersModel = await loadHeadModel(folder);
   return {
     manifest: m,

@@ -17,8 +17,16 @@ import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
 // Object store digests: Node's native SHA-256, not the pure-JS default (it ran on every
 // image fetch, on the thread the backbone needs).
 setSha256Backend('native');
-import { BUCKETS, BUCKET_STREAMS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS, extractorConsumer, taskSubject } from './names.js';
+import { BUCKETS, BUCKET_STREAMS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS } from './names.js';
 import { BusError } from './errors.js';
+import { MANIFEST_ACK_WAIT_MS, MANIFEST_MAX_DELIVER, RESULTS_ACK_WAIT_MS, RESULTS_MAX_DELIVER, TASK_CLAIM_TTL_MS } from './policy/retry.js';
+import { ensureConsumer } from './stores/consumers.js';
+
+/*
+ * The connection to NATS and the JetStream topology graft uses (streams, consumers, buckets):
+ * created idempotently, or only opened by a least-privilege process. Reading and writing each
+ * store is the job of its module in stores/.
+ */
 
 /** How to reach NATS. Secrets here are never logged: use {@link describeBus} for logs. */
 export interface BusOptions {
@@ -92,6 +100,8 @@ export interface Bus {
   jobs: KV;
   leases: KV;
   claims: KV;
+  /** Whether the connection is still open (it reconnects by itself until closed). */
+  isConnected(): boolean;
   close(): Promise<void>;
 }
 
@@ -207,48 +217,43 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
     for (const name of [...streamConfigs(o).map((c) => c.name), ...Object.values(BUCKET_STREAMS)]) await jsm.streams.info(name).catch((err: Error) => {
       throw new BusError(`stream ${name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
     });
-    const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
-      objm.open(BUCKETS.images, false),
-      objm.open(BUCKETS.artifacts, false),
-      objm.open(BUCKETS.models, false),
-      kvm.open(BUCKETS.vectors),
-      kvm.open(BUCKETS.jobs),
-      kvm.open(BUCKETS.leases),
-      kvm.open(BUCKETS.claims),
-    ]);
-    return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases, claims });
+    return makeBus(nc, js, jsm, await openBuckets(kvm, objm, undefined));
   }
   for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
-  await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(120_000), max_deliver: 5 });
-  // Results: a batch is handled in milliseconds, so a dead coordinator's batches come back soon;
-  // bounded deliveries, so no batch can come back forever (outages are waited out in place, not by redelivery).
-  await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(15_000), max_deliver: 20, max_ack_pending: 1000 });
-  const storage = o.memory ? StorageType.Memory : StorageType.File;
-  const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
-    objm.create(BUCKETS.images, { storage, replicas: o.replicas, max_bytes: capOf(o, 'images'), description: 'graft image bytes by SHA-256' }),
-    objm.create(BUCKETS.artifacts, { storage, replicas: o.replicas, max_bytes: capOf(o, 'artifacts'), description: 'graft heads, reports and checkpoints' }),
-    objm.create(BUCKETS.models, { storage, replicas: o.replicas, max_bytes: capOf(o, 'models'), description: 'graft backbones resolved by the coordinator, by fingerprint' }),
-    kvm.create(BUCKETS.vectors, { storage, replicas: o.replicas, history: 1, max_bytes: capOf(o, 'vectors'), description: 'graft bottleneck cache' }),
-    kvm.create(BUCKETS.jobs, { storage, replicas: o.replicas, history: 1, description: 'graft job records' }),
-    kvm.create(BUCKETS.leases, { storage, replicas: o.replicas, history: 1, description: 'graft leases: which coordinator leads' }),
-    kvm.create(BUCKETS.claims, { storage, replicas: o.replicas, history: 1, ttl: TASK_CLAIM_TTL_MS, description: 'graft task claims: which worker embeds a task' }),
-  ]);
+  await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(MANIFEST_ACK_WAIT_MS), max_deliver: MANIFEST_MAX_DELIVER });
+  await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(RESULTS_ACK_WAIT_MS), max_deliver: RESULTS_MAX_DELIVER, max_ack_pending: 1000 });
+  const buckets = await openBuckets(kvm, objm, o);
   await applyExplicitCaps(jsm, o);
-  return makeBus(nc, js, jsm, { images, artifacts, models, vectors, jobs, leases, claims });
+  return makeBus(nc, js, jsm, buckets);
 }
 
-/**
- * How long a worker's claim on a task lasts without renewal, ms. Workers renew it between backbone
- * calls; a claim of a worker that died ends by itself after this.
- */
-export const TASK_CLAIM_TTL_MS = 60_000;
+type Buckets = Pick<Bus, 'images' | 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases' | 'claims'>;
+
+/** Opens every bucket; with a topology, creates those that are missing (with its storage, replicas and caps). */
+async function openBuckets(kvm: Kvm, objm: Objm, o: Required<TopologyOptions> | undefined): Promise<Buckets> {
+  const storage = o?.memory ? StorageType.Memory : StorageType.File;
+  const base = { storage, replicas: o?.replicas ?? 1 };
+  const obj = (name: string, store: StoreLimitName, description: string) => (o ? objm.create(name, { ...base, max_bytes: capOf(o, store), description }) : objm.open(name, false));
+  const kv = (name: string, extra: Record<string, unknown>) => (o ? kvm.create(name, { ...base, history: 1, ...extra }) : kvm.open(name));
+  const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
+    obj(BUCKETS.images, 'images', 'graft image bytes by SHA-256'),
+    obj(BUCKETS.artifacts, 'artifacts', 'graft heads, reports and checkpoints'),
+    obj(BUCKETS.models, 'models', 'graft backbones resolved by the coordinator, by fingerprint'),
+    kv(BUCKETS.vectors, { max_bytes: o ? capOf(o, 'vectors') : -1, description: 'graft bottleneck cache' }),
+    kv(BUCKETS.jobs, { description: 'graft job records' }),
+    kv(BUCKETS.leases, { description: 'graft leases: which coordinator leads' }),
+    kv(BUCKETS.claims, { ttl: TASK_CLAIM_TTL_MS, description: 'graft task claims: which worker embeds a task' }),
+  ]);
+  return { images, artifacts, models, vectors, jobs, leases, claims };
+}
 
 /** How long closing a bus waits for pending messages to flush, ms. */
 const CLOSE_DRAIN_MS = 5000;
 
-function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, buckets: Pick<Bus, 'images' | 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases' | 'claims'>): Bus {
+function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, buckets: Buckets): Bus {
   return {
     nc, js, jsm, ...buckets,
+    isConnected: () => !nc.isClosed(),
     async close() {
       if (nc.isClosed()) return;
       // Drain flushes what is pending; with the broker gone it would wait forever, so it gets a few seconds.
@@ -264,36 +269,4 @@ function makeBus(nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager,
       }
     },
   };
-}
-
-/** Extraction consumer settings, shared by the coordinator (which creates it) and tests. */
-export interface ExtractorConsumerOptions {
-  /** How long a worker holds a task before it is redelivered, ms; workers extend it while busy. Default 30000. */
-  ackWaitMs?: number;
-  /** Deliveries of a task before it is given up on. Default 5. */
-  maxDeliver?: number;
-}
-
-/** Creates the durable pull consumer of one backbone's tasks, shared by all extractors. */
-export async function ensureExtractorConsumer(jsm: JetStreamManager, fingerprint: string, opts: ExtractorConsumerOptions = {}): Promise<string> {
-  const name = extractorConsumer(fingerprint);
-  await ensureConsumer(jsm, STREAMS.tasks, {
-    durable_name: name,
-    filter_subject: taskSubject(fingerprint),
-    ack_policy: AckPolicy.Explicit,
-    ack_wait: nanos(opts.ackWaitMs ?? 30_000),
-    max_deliver: opts.maxDeliver ?? 5,
-    max_ack_pending: 1000,
-  });
-  return name;
-}
-
-async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Parameters<JetStreamManager['consumers']['add']>[1]): Promise<void> {
-  try {
-    await jsm.consumers.info(stream, cfg.durable_name!);
-    return;
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
-  }
-  await jsm.consumers.add(stream, cfg);
 }

@@ -1,3 +1,5 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
+
 /** A message on a graft subject that is not the protobuf it should be. */
 export class ProtocolError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -14,18 +16,18 @@ export class BusError extends Error {
   }
 }
 
-/**
- * Whether a JetStream write was refused because a stream, bucket or the account is at its storage
- * limit (the same next time: not an outage to wait out).
- */
-export function isStoreFull(err: unknown): boolean {
-  for (let e = err as { message?: string; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
-    if (/maximum (bytes|messages)|insufficient (storage|resources)|resource limits exceeded/i.test(e.message ?? '')) return true;
+/** Somebody else wrote a job record since it was read: the write was refused. */
+export class JobRecordConflict extends Error {
+  constructor(
+    readonly jobId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`job record ${jobId} was changed by another writer`, options);
+    this.name = 'JobRecordConflict';
   }
-  return false;
 }
 
-/** What to tell a user when a store is full: which one, and how to make room. */
-export function storeFullMessage(store: string, bucket: string): string {
-  return `the ${store} store (${bucket}) is full: raise its limit with graft init --max-bytes ${store}=SIZE, or free space on the NATS server`;
+/** Whether a KV write failed because the key's revision was not the one named (someone else wrote it). */
+export function isRevisionConflict(err: unknown): boolean {
+  return (err instanceof JetStreamApiError && err.code === 10071) || /wrong last sequence|key exists/i.test((err as Error)?.message ?? '');
 }

@@ -19,7 +19,7 @@ export {
   isValidJobId,
   kvKeyLocation,
 } from './names.js';
-export { ProtocolError, BusError, isStoreFull, storeFullMessage } from './errors.js';
+export { ProtocolError, BusError, JobRecordConflict, isRevisionConflict } from './errors.js';
 export {
   codecs,
   Split,
@@ -45,9 +45,53 @@ export type {
   JobEvent,
   NamedTensor,
   SweepHead,
+  Checkpoint,
+  CachedVector,
 } from './messages.js';
-export { isContentError, taskFailureAction, REDELIVERY_DELAY_MS } from './retry-policy.js';
-export type { FailureAction } from './retry-policy.js';
+// Message handles, so no package outside protocol imports the NATS client modules.
+export type { JsMsg, ConsumerMessages } from '@nats-io/jetstream';
+export { inPool, STORE_READ_CONCURRENCY } from './pool.js';
+
+// ---- policies ----
+export {
+  isContentError,
+  isStoreFull,
+  storeFullMessage,
+  isTransient,
+  isBusNotReady,
+  backoffMs,
+  outageDelayMs,
+  queueFullDelayMs,
+  downloadRetryDelayMs,
+  taskFailureAction,
+  DOWNLOAD_ATTEMPTS,
+  REDELIVERY_DELAY_MS,
+  TASK_ACK_WAIT_MS,
+  TASK_MAX_DELIVER,
+  TASK_CLAIM_TTL_MS,
+  MANIFEST_ACK_WAIT_MS,
+  MANIFEST_MAX_DELIVER,
+  RESULTS_ACK_WAIT_MS,
+  RESULTS_MAX_DELIVER,
+  WORKER_RETRY_MS,
+  UNREPORTED_FAILURE_DELAY_MS,
+  OPEN_RETRY,
+} from './policy/retry.js';
+export type { FailureAction } from './policy/retry.js';
+export {
+  DEFAULT_VALIDATION_PERCENT,
+  DEFAULT_TEST_PERCENT,
+  assignSplit,
+  splitOf,
+  splitPercents,
+  splitPercentsProblem,
+  splitNamed,
+} from './policy/splits.js';
+export type { SplitName, SplitPercents } from './policy/splits.js';
+
+// ---- the bus and its stores ----
+export { openBus, describeBus, STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS } from './bus.js';
+export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
 export {
   queuedStatus,
   createJobRecord,
@@ -55,19 +99,47 @@ export {
   readManifest,
   readJob,
   writeJobRecord,
+  listJobIds,
   listJobs,
   watchJob,
   publishJobEvent,
-  JobRecordConflict,
-  isRevisionConflict,
-} from './jobs.js';
-export type { JobRecord, JobEventBody } from './jobs.js';
-export { openBus, describeBus, ensureExtractorConsumer, TASK_CLAIM_TTL_MS } from './bus.js';
-export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
-export { STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS } from './bus.js';
-export { encodeVector, decodeVector } from './vectors.js';
-export { readImage, putImage } from './images.js';
-export type { ImageRead } from './images.js';
-export { deadLetter } from './dead-letters.js';
+  publishManifest,
+  consumeManifests,
+  maxMessageBytes,
+} from './stores/jobs.js';
+export type { JobRecord, JobEventBody } from './stores/jobs.js';
+export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, vectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
+export { readImage, putImage, isImageStored, hasImage, objectDigest, shaOfDigest } from './stores/images.js';
+export type { ImageRead } from './stores/images.js';
+export { hasModel, putModel, getModel } from './stores/models.js';
+export type { ModelBlobs } from './stores/models.js';
+export {
+  readCheckpoint,
+  writeCheckpoint,
+  deleteCheckpoint,
+  readSweepHead,
+  writeSweepHead,
+  hasSweepHead,
+  deleteSweepHeads,
+  writeModelFiles,
+  readModelFile,
+} from './stores/artifacts.js';
+export { createClaim, readClaim, takeOverClaim, renewClaim, markClaimAnswered, releaseClaim, serverNow } from './stores/claims.js';
+export type { Claim } from './stores/claims.js';
+export { readLease, createLease, writeLease, deleteLease } from './stores/leases.js';
+export type { StoredLease } from './stores/leases.js';
+export {
+  ensureExtractorConsumer,
+  publishTask,
+  listTaskQueues,
+  taskQueueDepth,
+  openTaskQueue,
+  imagesOnTheWay,
+  removeAnsweredTask,
+  watchDeadTasks,
+} from './stores/tasks.js';
+export type { ExtractorConsumerOptions, TaskQueueInfo, TaskPuller } from './stores/tasks.js';
+export { publishResults, consumeResults } from './stores/results.js';
+export { deadLetter } from './stores/dead-letters.js';
 export { startLocalNats, findNatsServer, freePort, stopProcess } from './nats-server.js';
 export type { LocalNats, LocalNatsOptions } from './nats-server.js';

@@ -1,4 +1,4 @@
-import './long-off.js';
+import './protobuf-numbers.js';
 import { graft } from '../gen/graft.js';
 import { ProtocolError } from './errors.js';
 

@@ -19,6 +19,8 @@ export interface LocalNats {
 export interface LocalNatsOptions {
   /** Folder for the config and the JetStream store. */
   dataDir: string;
+  /** The nats-server binary; default the one on PATH. */
+  binary?: string;
   /** Client port; default a free one. */
   port?: number;
   /** Monitoring port; default a free one. */
@@ -29,9 +31,9 @@ export interface LocalNatsOptions {
   logFile?: string;
 }
 
-/** nats-server on PATH, or $GRAFT_NATS_SERVER. @throws Error saying how to install it. */
-export function findNatsServer(env: NodeJS.ProcessEnv = process.env): string {
-  const candidate = env.GRAFT_NATS_SERVER || 'nats-server';
+/** The nats-server binary named (the CLI passes $GRAFT_NATS_SERVER), else the one on PATH. @throws Error saying how to install it. */
+export function findNatsServer(binary?: string): string {
+  const candidate = binary || 'nats-server';
   const r = spawnSync(candidate, ['--version'], { encoding: 'utf8' });
   if (r.error || r.status !== 0) {
     throw new Error(
@@ -59,7 +61,7 @@ export async function freePort(): Promise<number> {
  * client can connect. Restarting on the same dataDir keeps every stream and bucket.
  */
 export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats> {
-  const bin = findNatsServer();
+  const bin = findNatsServer(opts.binary);
   const port = opts.port ?? (await freePort());
   const monitorPort = opts.monitorPort ?? (await freePort());
   const storeDir = join(opts.dataDir, 'jetstream');

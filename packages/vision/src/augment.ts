@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
-import sharp from 'sharp';
-import { ImageError } from './errors.js';
-import { resolveDecodeLimits, type DecodeLimits } from './image.js';
+import { decodeResized, type DecodeLimits } from './image.js';
 
 /*
  * Augmented copies of training photos, computed by workers like any image and cached like any
@@ -78,27 +76,11 @@ export function augmentParams(sha256: string, spec: string, variant: number): { 
  */
 export async function decodeAugmented(bytes: Uint8Array, size: number, sha256: string, spec: string, variant: number, limits: DecodeLimits = {}): Promise<Uint8Array> {
   parseAugmentSpec(spec);
-  const { maxBytes, maxPixels } = resolveDecodeLimits(limits);
-  if (bytes.byteLength === 0) throw new ImageError('EMPTY', 'file is empty (0 bytes)');
-  if (bytes.byteLength > maxBytes) throw new ImageError('TOO_LARGE', `file is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
   const p = augmentParams(sha256, spec, variant);
   const full = Math.max(size, Math.round(size / p.keep));
   const left = Math.min(full - size, Math.floor((full - size) * p.x));
   const top = Math.min(full - size, Math.floor((full - size) * p.y));
-  let data: Buffer;
-  try {
-    let img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' }).rotate().toColourspace('srgb').removeAlpha().resize(full, full, { fit: 'fill', kernel: 'linear' });
-    if (full > size) img = img.extract({ left, top, width: size, height: size });
-    if (p.flip) img = img.flop();
-    const out = await img.raw().toBuffer({ resolveWithObject: true });
-    if (out.info.channels !== 3) throw new Error(`${out.info.channels} channels after conversion`);
-    data = out.data;
-  } catch (err) {
-    const msg = (err as Error).message ?? String(err);
-    if (/pixel limit/i.test(msg)) throw new ImageError('TOO_LARGE', `image is over the ${maxPixels}-pixel limit`, { cause: err });
-    throw new ImageError('DECODE_FAILED', `not a readable image: ${msg.split('\n')[0]}`, { cause: err });
-  }
-  const px = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const px = await decodeResized(bytes, size, limits, { full, left, top, flip: p.flip });
   if (p.brightness !== 1) for (let i = 0; i < px.length; i++) px[i] = Math.min(255, Math.round(px[i] * p.brightness));
   return px;
 }

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { tensorflow } from '../gen/tensorflow.js';
 import { BackboneError } from './errors.js';
-import type { ModelFiles, ModelJson } from './model-source.js';
+import type { GraphSource, ModelFiles, ModelJson } from './model-files.js';
+
+export type { GraphSource } from './model-files.js';
 
 /*
  * Frozen TensorFlow graphs (GraphDef .pb files, like the December 2015 InceptionV3 of retrain.py)
@@ -47,22 +49,6 @@ export interface GraphDef {
   node: NodeDef[];
   versions?: { producer: number } | null;
   version?: number;
-}
-
-/** How a .pb was converted: recorded with the model, shown by `graft inspect`. */
-export interface GraphSource {
-  /** SHA-256 of the .pb bytes. */
-  sha256: string;
-  /** The node graft feeds (a Placeholder in the converted graph). */
-  inputNode: string;
-  /** Square input edge, read from the graph (its resize or placeholder shape) or given. */
-  inputSize: number;
-  /** The node whose output is the bottleneck. */
-  bottleneck: string;
-  /** True when the graph's decode head was replaced: it takes 0..255 pixels and preprocesses them itself. */
-  pixelsIn: boolean;
-  /** What the graph does to pixels before its first convolution, read from its constants (e.g. "(x - 128) * 0.0078125"). */
-  preprocessing?: string;
 }
 
 export interface GraphDefOptions {

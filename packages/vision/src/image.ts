@@ -22,6 +22,17 @@ export function resolveDecodeLimits(limits: DecodeLimits = {}): Required<DecodeL
 sharp.cache(false);
 
 /**
+ * How an image is cut after it is resized (augmented copies): a size x size window at (left, top)
+ * of the image resized to `full` x `full`, mirrored or not.
+ */
+export interface DecodeWindow {
+  full: number;
+  left: number;
+  top: number;
+  flip: boolean;
+}
+
+/**
  * Decodes any image sharp reads (JPEG, PNG, WebP, GIF, TIFF, AVIF...), applies EXIF
  * orientation, converts grayscale/CMYK/alpha to sRGB, and resizes to size x size
  * (bilinear, aspect ratio not kept, as retrain.py did).
@@ -29,17 +40,25 @@ sharp.cache(false);
  * @throws ImageError (EMPTY, TOO_LARGE, DECODE_FAILED) naming the problem.
  */
 export async function decodeImage(bytes: Uint8Array, size: number, limits: DecodeLimits = {}): Promise<Uint8Array> {
+  return decodeResized(bytes, size, limits);
+}
+
+/**
+ * graft's one decode-and-resize rule, used for every vector (plain and augmented): the rule is
+ * part of every backbone fingerprint's meaning, so there is exactly one copy of it. With a window,
+ * the image is resized to window.full first, then the window cut out (and mirrored).
+ * @throws ImageError (EMPTY, TOO_LARGE, DECODE_FAILED) naming the problem.
+ */
+export async function decodeResized(bytes: Uint8Array, size: number, limits: DecodeLimits = {}, window?: DecodeWindow): Promise<Uint8Array> {
   const { maxBytes, maxPixels } = resolveDecodeLimits(limits);
   if (bytes.byteLength === 0) throw new ImageError('EMPTY', 'file is empty (0 bytes)');
   if (bytes.byteLength > maxBytes) throw new ImageError('TOO_LARGE', `file is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
+  const full = window?.full ?? size;
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
-      .rotate()
-      .toColourspace('srgb')
-      .removeAlpha()
-      .resize(size, size, { fit: 'fill', kernel: 'linear' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    let img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' }).rotate().toColourspace('srgb').removeAlpha().resize(full, full, { fit: 'fill', kernel: 'linear' });
+    if (window && full > size) img = img.extract({ left: window.left, top: window.top, width: size, height: size });
+    if (window?.flip) img = img.flop();
+    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels === 3) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return toRgb(data, info.channels);
   } catch (err) {

@@ -4,10 +4,14 @@ export { PREPROCESS, parseBackbone, backboneRequest, requestedSpec, resolvedFiel
 export type { BackboneSpec, ResolvedBackbone, BackboneFields, BackboneOverrides, Preprocess } from './backbones.js';
 export { loadBackbone, fetchBackbone, backboneFromFiles, cutAt, isGraphModel, modelArtifacts } from './backbone.js';
 export type { Backbone, FetchedBackbone, LoadBackboneOptions } from './backbone.js';
-export { modelBundle, filesFromBundle } from './model-source.js';
-export type { ModelFiles } from './model-source.js';
-export { decodeImage, resolveDecodeLimits, IMAGE_EXTENSIONS } from './image.js';
-export type { DecodeLimits } from './image.js';
+export { modelBundle, filesFromBundle } from './model-files.js';
+export type { ModelFiles } from './model-files.js';
+export { DEFAULT_ALLOW_MODEL_FILES, DEFAULT_MAX_MODEL_BYTES, USER_MODEL_POLICY } from './model-policy.js';
+export type { FetchModelOptions } from './model-policy.js';
+export { fetchCapped, FetchFailure, MAX_REDIRECTS } from './http-fetch.js';
+export type { CappedFetchOptions, FetchedBody, FetchFailureKind } from './http-fetch.js';
+export { decodeImage, decodeResized, resolveDecodeLimits, IMAGE_EXTENSIONS } from './image.js';
+export type { DecodeLimits, DecodeWindow } from './image.js';
 export { ImageError, BackboneError } from './errors.js';
 export type { ImageErrorCode } from './errors.js';
 export { graphDefModel, readGraphDef, tensorflow } from './graphdef.js';

@@ -1,30 +1,21 @@
-import { JetStreamApiError } from '@nats-io/jetstream';
-import type { Bus } from './bus.js';
-import { codecs, isTerminal, JobState, type DatasetManifest, type JobEvent, type JobStatus } from './messages.js';
-import { ProtocolError } from './errors.js';
-import { STREAMS, eventSubject, manifestSubject } from './names.js';
+import type { ConsumerMessages } from '@nats-io/jetstream';
+import type { Bus } from '../bus.js';
+import { codecs, isTerminal, JobState, type DatasetManifest, type JobEvent, type JobStatus } from '../messages.js';
+import { JobRecordConflict, ProtocolError, isRevisionConflict } from '../errors.js';
+import { CONSUMERS, STREAMS, eventSubject, manifestSubject } from '../names.js';
+import { isStoreFull, storeFullMessage } from '../policy/retry.js';
 
-/**
- * Job records: one JobStatus per job in the jobs bucket, under the job id. This file is
- * their only reader and writer. Writes name the revision they read, so two writers
- * (a publisher and a coordinator, or two coordinators) can never overwrite each other.
+/*
+ * Jobs: their records (one JobStatus per job in graft-jobs, under the job id), their manifests
+ * (GRAFT_MANIFESTS, the first one per job kept) and their events (GRAFT_EVENTS). This module is
+ * the only reader and writer of all three. Record writes name the revision they read, so two
+ * writers (a publisher and a coordinator, or two coordinators) can never overwrite each other.
  */
 
 /** A job record as stored, with the revision a later write must name. */
 export interface JobRecord {
   status: JobStatus;
   revision: number;
-}
-
-/** Somebody else wrote the record since it was read: the write was refused. */
-export class JobRecordConflict extends Error {
-  constructor(
-    readonly jobId: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`job record ${jobId} was changed by another writer`, options);
-    this.name = 'JobRecordConflict';
-  }
 }
 
 /** The first record of a job, as its publisher writes it: QUEUED, counts from the manifest. */
@@ -100,14 +91,54 @@ export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | unde
   return (await readJobRecord(bus, jobId))?.status;
 }
 
-/** Every readable job record, oldest first. */
-export async function listJobs(bus: Bus): Promise<JobStatus[]> {
+/** The ids of every job with a record. */
+export async function listJobIds(bus: Bus): Promise<string[]> {
+  const out: string[] = [];
+  for await (const k of await bus.jobs.keys()) out.push(k);
+  return out;
+}
+
+/**
+ * Every readable job record, oldest first. A record that cannot be read or decoded is left out of
+ * the list and handed to `onUnreadable` (with why), so the caller can say so.
+ */
+export async function listJobs(bus: Bus, onUnreadable: (jobId: string, err: unknown) => void = () => undefined): Promise<JobStatus[]> {
   const out: JobStatus[] = [];
-  for await (const k of await bus.jobs.keys()) {
-    const s = await readJob(bus, k).catch(() => undefined);
-    if (s) out.push(s);
+  for (const k of await listJobIds(bus)) {
+    try {
+      const s = await readJob(bus, k);
+      if (s) out.push(s);
+    } catch (err) {
+      onUnreadable(k, err);
+    }
   }
   return out.sort((a, b) => Number(a.createdAtMs) - Number(b.createdAtMs));
+}
+
+/** The largest message the server takes, bytes (what a manifest must fit in). */
+export function maxMessageBytes(bus: Bus): number {
+  return bus.nc.info?.max_payload ?? 1024 * 1024;
+}
+
+/**
+ * Publishes a job's manifest (its images already stored), after a queued record so `graft status`
+ * sees it at once. The job id is the message id, and the stream keeps only a job's first manifest.
+ * @throws JobRecordConflict when the job exists; Error saying so when the manifests store is full.
+ */
+export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest)): Promise<void> {
+  await createJobRecord(bus, queuedStatus(manifest));
+  try {
+    await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId });
+  } catch (err) {
+    if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
+    throw err;
+  }
+}
+
+/** The coordinator's stream of manifests (stop it to end). */
+export async function consumeManifests(bus: Bus, maxMessages = 4): Promise<ConsumerMessages> {
+  const c = await bus.js.consumers.get(STREAMS.manifests, CONSUMERS.manifests);
+  return c.consume({ max_messages: maxMessages });
 }
 
 /**
@@ -135,9 +166,4 @@ export type JobEventBody = Omit<Parameters<typeof codecs.jobEvent.encode>[0], 'j
 export async function publishJobEvent(bus: Bus, jobId: string, body: JobEventBody): Promise<void> {
   const msg: Partial<JobEvent> = { jobId, atMs: Date.now(), ...body };
   await bus.js.publish(eventSubject(jobId), codecs.jobEvent.encode(msg));
-}
-
-/** Whether a KV write failed because the key's revision was not the one named (someone else wrote it). */
-export function isRevisionConflict(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.code === 10071) || /wrong last sequence|key exists/i.test((err as Error)?.message ?? '');
 }

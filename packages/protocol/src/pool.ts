@@ -13,3 +13,6 @@ export async function inPool<T>(items: readonly T[], limit: number, fn: (item: T
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
+
+/** How many reads of one store are in flight at once when a whole job is read (vectors, image checks). */
+export const STORE_READ_CONCURRENCY = 64;

@@ -3,10 +3,11 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
 import { serveModelFolder, thumbnailsWanted } from '@graft/web';
-import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from './args.js';
-import type { Command } from './commands.js';
-import { readJobModel, reportThumbnails, writeReport } from './export.js';
-import { untilSignal, withBus } from './service.js';
+import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from '../args.js';
+import type { Command } from './command.js';
+import { readJobModel, reportThumbnails, writeReport } from '../export.js';
+import { withBus } from '../service.js';
+import { untilSignal } from '../signals.js';
 
 /* Commands that show a result to a person: graft report, graft serve. */
 

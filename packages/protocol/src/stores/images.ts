@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
-import { BUCKETS, BUCKET_STREAMS } from './names.js';
-import type { Bus } from './bus.js';
-import { isStoreFull, storeFullMessage } from './errors.js';
+import { BUCKETS, BUCKET_STREAMS } from '../names.js';
+import type { Bus } from '../bus.js';
+import { isStoreFull, storeFullMessage } from '../policy/retry.js';
+
+/*
+ * The image store (graft-images): photo bytes named by their hex SHA-256. This module is its only
+ * reader and writer: uploads, checked reads, and whether an image is stored.
+ */
 
 /** The object store's stream and chunk subjects (its documented storage layout). */
 const IMAGES_STREAM = BUCKET_STREAMS.images;
@@ -30,8 +35,7 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
   if (info.chunks === 1) {
     const msg = await bus.jsm.streams.getMessage(IMAGES_STREAM, { last_by_subj: chunkSubject(info.nuid) });
     data = msg?.data ?? null;
-    const expected = Buffer.from(info.digest.replace(/^SHA-256=/, '').replace(/-/g, '+').replace(/_/g, '/'), 'base64');
-    if (data && !createHash('sha256').update(data).digest().equals(expected)) {
+    if (data && createHash('sha256').update(data).digest('hex') !== shaOfDigest(info.digest)) {
       return { ok: false, problem: 'corrupt', size: info.size, message: 'image is corrupt in the store: its bytes do not match the stored digest' };
     }
   } else {
@@ -60,4 +64,26 @@ export async function putImage(bus: Bus, meta: { name: string; description: stri
     if (isStoreFull(err)) throw new Error(`cannot upload ${meta.description}: ${storeFullMessage('images', BUCKETS.images)}`, { cause: err });
     throw err;
   }
+}
+
+/** Whether the store holds these bytes (by name, size and digest): an object of that name holding other bytes is not them. */
+export async function isImageStored(bus: Bus, sha256: string, size: number): Promise<boolean> {
+  const info = await bus.images.info(sha256);
+  return Boolean(info && !info.deleted && info.size === size && info.digest === objectDigest(sha256));
+}
+
+/** Whether an object of this name is in the store at all (a manifest naming it can be served). */
+export async function hasImage(bus: Bus, sha256: string): Promise<boolean> {
+  const info = await bus.images.info(sha256);
+  return Boolean(info && !info.deleted);
+}
+
+/** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + padded base64url). */
+export function objectDigest(sha256Hex: string): string {
+  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+}
+
+/** The inverse of {@link objectDigest}: the hex SHA-256 an object's digest names. */
+export function shaOfDigest(digest: string): string {
+  return Buffer.from(digest.replace(/^SHA-256=/, '').replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('hex');
 }

@@ -1,0 +1,13 @@
+import { BACKEND_NAMES } from '@graft/vision';
+import type { Options } from '../args.js';
+
+/* What a command is: its help, its options and what it runs. */
+
+export interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  run(argv: string[]): Promise<number>;
+}
+
+export const BACKEND_HELP = `  --backend NAME      auto (default, or $GRAFT_BACKEND), ${BACKEND_NAMES.join(', ')}`;

@@ -1,0 +1,195 @@
+import type { Logger } from 'pino';
+import {
+  JobRecordConflict,
+  JobState,
+  STREAMS,
+  codecs,
+  deadLetter,
+  hasImage,
+  hasModel,
+  inPool,
+  isTerminal,
+  putModel,
+  queuedStatus,
+  readJobRecord,
+  STORE_READ_CONCURRENCY,
+  type DatasetManifest,
+  type JobStatus,
+  type JsMsg,
+} from '@graft/protocol';
+import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
+import type { CoordinatorContext } from './context.js';
+import type { JobFlow } from './job-flow.js';
+import type { JobRecords } from './job-records.js';
+import { ManifestError, validateManifest } from './manifest.js';
+import { Abandoned } from './outage.js';
+import type { ActiveJob } from './tracker.js';
+
+/** Picks up a job that already has a record (a redelivered manifest after a restart). */
+export type ResumeJob = (status: JobStatus, revision: number, manifest: DatasetManifest) => Promise<void>;
+
+/** A job failed to start after its record was written: the failure must be recorded over that revision. */
+class JobStartFailed extends Error {
+  constructor(
+    readonly recordRevision: number,
+    options: { cause: unknown },
+  ) {
+    super(`cannot start: ${(options.cause as Error).message}`, options);
+    this.name = 'JobStartFailed';
+  }
+}
+
+/**
+ * Taking manifests in: checking them, resolving and storing their backbone (once per process),
+ * checking their images are uploaded, writing the first extracting record and enqueueing what
+ * the cache does not hold. A manifest that cannot run is recorded as a failed job.
+ */
+export class ManifestIntake {
+  /** Jobs whose manifest is being handled right now. */
+  private readonly starting = new Set<string>();
+  private readonly backbones = new Map<string, Promise<ResolvedBackbone>>();
+
+  constructor(
+    private readonly ctx: CoordinatorContext,
+    private readonly records: JobRecords,
+    private readonly flow: JobFlow,
+    private readonly resume: ResumeJob,
+  ) {}
+
+  async onManifest(msg: JsMsg): Promise<void> {
+    let manifest: DatasetManifest;
+    try {
+      manifest = codecs.manifest.decode(msg.data, `manifest on ${msg.subject}`);
+    } catch (err) {
+      this.ctx.metrics.malformed.inc({ stream: STREAMS.manifests });
+      this.ctx.metrics.manifests.inc({ outcome: 'malformed' });
+      this.ctx.log.error({ err, subject: msg.subject }, 'malformed manifest: dropped');
+      await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, (err as Error).message);
+      msg.term();
+      return;
+    }
+    if (this.ctx.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
+      msg.ack(); // a redelivery of a job in hand
+      return;
+    }
+    const existing = await this.ctx.persist('reading a job record', () => readJobRecord(this.ctx.bus, manifest.jobId)).catch((err: unknown) => {
+      if (err instanceof Abandoned) throw err;
+      this.ctx.log.warn({ err, job: manifest.jobId }, 'job record unreadable: the job starts afresh');
+      return undefined;
+    });
+    if (existing && existing.status.state !== JobState.JOB_STATE_QUEUED) {
+      // Redelivery after a restart: carry on from what JetStream holds.
+      if (!isTerminal(existing.status.state)) await this.resume(existing.status, existing.revision, manifest);
+      msg.ack();
+      return;
+    }
+    const keepAlive = setInterval(() => msg.working(), 10_000);
+    this.starting.add(manifest.jobId);
+    try {
+      await this.startOrRefuse(manifest, existing?.status, existing?.revision ?? 0);
+    } finally {
+      clearInterval(keepAlive);
+      this.starting.delete(manifest.jobId);
+    }
+    msg.ack();
+  }
+
+  /** Starts a queued job, or records why it cannot run. @throws JobRecordConflict, Abandoned (look again on redelivery). */
+  private async startOrRefuse(manifest: DatasetManifest, existing: JobStatus | undefined, revision: number): Promise<void> {
+    const log = this.ctx.log.child({ job: manifest.jobId });
+    try {
+      validateManifest(manifest);
+      await this.startJob(manifest, revision, log);
+      this.ctx.metrics.manifests.inc({ outcome: 'accepted' });
+    } catch (err) {
+      const cause = err instanceof JobStartFailed ? err.cause : err;
+      // Not the job's fault (stopping, or somebody else wrote its record): look again on redelivery.
+      if (cause instanceof JobRecordConflict || cause instanceof Abandoned) throw cause;
+      const reason = cause instanceof ManifestError ? cause.message : `cannot start: ${(cause as Error).message}`;
+      log.error({ err }, 'job refused');
+      this.ctx.metrics.manifests.inc({ outcome: 'refused' });
+      const status = existing ?? queuedStatus(manifest);
+      status.state = JobState.JOB_STATE_FAILED;
+      status.error = reason;
+      const at = err instanceof JobStartFailed ? err.recordRevision : revision;
+      await this.ctx.persist('recording a refused job', () => this.records.put(status, at));
+      await this.records.event(status.jobId, { state: status.state });
+      await this.records.event(status.jobId, { message: reason });
+    }
+  }
+
+  /**
+   * The backbone a manifest asks for, resolved once per process: fetched under the operator's
+   * source policy (no local files unless allowed; size, redirect and path checks), loaded to learn
+   * its fingerprint and dimension, and put in the model store, where workers load it from.
+   */
+  private resolveBackbone(manifest: DatasetManifest, log: Logger): Promise<ResolvedBackbone> {
+    const spec = requestedSpec(manifest.backbone ?? {});
+    const key = JSON.stringify(spec);
+    let p = this.backbones.get(key);
+    if (!p) {
+      p = (async () => {
+        const fetched = await fetchBackbone(spec, {
+          cacheDir: this.ctx.o.cacheDir,
+          allowFiles: this.ctx.o.allowModelFiles,
+          maxBytes: this.ctx.o.maxModelBytes,
+          onWarning: (w) => log.warn(w),
+          onSource: (url) => log.info({ source: url }, 'auto backbone: loaded from this source'),
+        });
+        const b = await backboneFromFiles(fetched);
+        b.dispose(); // the coordinator needs the fingerprint and dimension, not the model
+        await this.storeModel(b.info, fetched.files, log);
+        return b.info;
+      })();
+      this.backbones.set(key, p);
+      p.catch(() => this.backbones.delete(key)); // tried again by the next manifest naming it
+    }
+    return p;
+  }
+
+  /** Puts a resolved backbone in the model store (once: the fingerprint names its content). */
+  private async storeModel(b: ResolvedBackbone, files: ModelFiles, log: Logger): Promise<void> {
+    if (await this.ctx.persist('reading the model store', () => hasModel(this.ctx.bus, b.fingerprint))) return;
+    const bundle = modelBundle(files);
+    await this.ctx.persist('storing a model', () => putModel(this.ctx.bus, b.fingerprint, bundle));
+    log.info({ fingerprint: b.fingerprint, bytes: bundle.weights.byteLength }, 'backbone put in the model store for the workers');
+  }
+
+  /** Starts extracting a job from scratch (also a resumed job whose backbone was never resolved). */
+  async startJob(manifest: DatasetManifest, revision: number, log: Logger): Promise<void> {
+    const backbone = await this.resolveBackbone(manifest, log);
+    const status = queuedStatus(manifest);
+    status.state = JobState.JOB_STATE_EXTRACTING;
+    status.backbone = resolvedFields(backbone);
+    status.warning = backbone.warning ?? '';
+    const job = this.ctx.jobs.track(manifest, status, backbone, revision, log);
+    this.records.updateJobGauge();
+    try {
+      await this.ctx.persist('reading the vector cache', () => this.ctx.jobs.scan(job, true));
+      const misses = [...job.pending.keys()].sort();
+      await this.checkImagesStored(job, misses);
+      await this.records.write(job);
+      await this.records.event(status.jobId, { state: status.state });
+      this.ctx.metrics.cacheHits.inc(status.counts!.cached!);
+      this.ctx.metrics.cacheMisses.inc(misses.length);
+      log.info({ images: manifest.images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
+      if (misses.length) await this.flow.enqueue(job, misses);
+    } catch (err) {
+      this.flow.forget(job);
+      if (job.revision !== revision) throw new JobStartFailed(job.revision, { cause: err });
+      throw err;
+    }
+    this.flow.trainIfExtracted(job);
+  }
+
+  /** Refuses a manifest naming images that were never uploaded: nothing is enqueued for it. */
+  private async checkImagesStored(job: ActiveJob, ids: string[]): Promise<void> {
+    const missing: string[] = [];
+    // An augmented copy is made from its photo: the photo must be stored.
+    const shas = [...new Set(ids.map((id) => parseImageId(id)?.sha256 ?? id))];
+    await inPool(shas, STORE_READ_CONCURRENCY, async (sha) => {
+      if (!(await this.ctx.persist('reading the image store', () => hasImage(this.ctx.bus, sha)))) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
+    });
+    if (missing.length) throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+  }
+}

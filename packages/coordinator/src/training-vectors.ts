@@ -1,0 +1,59 @@
+import { readCachedVectors, splitOf, splitPercents, vectorOf, type Bus, type DatasetManifest } from '@graft/protocol';
+import type { LabelledVectors } from '@graft/head';
+import { augmentedId } from '@graft/vision';
+import type { Persist } from './outage.js';
+
+/** One split's vectors, labels and the photos they came from. */
+export type SplitVectors = LabelledVectors & { images: { sha256: string; path: string }[] };
+
+/** A job's vectors by split; `augmented` counts the copies at the end of the training set. */
+export interface JobVectors {
+  train: SplitVectors;
+  validation: SplitVectors;
+  test: SplitVectors;
+  augmented: number;
+}
+
+/** The cached vectors of a job's images, by split (images that failed are left out; augmented copies join training). */
+export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, fingerprint: string, persist: Persist): Promise<JobVectors> {
+  const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
+  const sets: JobVectors = { train: { x: [], y: [], images: [] }, validation: { x: [], y: [], images: [] }, test: { x: [], y: [], images: [] }, augmented: 0 };
+  const vectors = new Map<string, Float32Array | undefined>();
+  const shas = [...new Set(manifest.images.map((i) => i.sha256))];
+  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, shas, (sha, e) => vectors.set(sha, vectorOf(e))));
+  const percents = splitPercents(manifest.training);
+  for (const img of manifest.images) {
+    const v = vectors.get(img.sha256);
+    if (!v) continue;
+    const set = sets[splitOf(img, percents)];
+    set.x.push(v);
+    set.y.push(classIndex.get(img.label)!);
+    set.images.push({ sha256: img.sha256, path: img.path });
+  }
+  // Augmented copies join the training set (only training images have them).
+  const t = manifest.training;
+  const copies = t?.augment ? (t.augmentCopies ?? 0) : 0;
+  if (!copies) return sets;
+  const train = manifest.images.filter((img) => vectors.get(img.sha256) && splitOf(img, percents) === 'train');
+  const ids = train.flatMap((img) => Array.from({ length: copies }, (_, k) => ({ id: augmentedId(img.sha256, t!.augment!, k), label: classIndex.get(img.label)! })));
+  const copyVectors = new Map<string, Float32Array>();
+  await persist('reading the vector cache', () =>
+    readCachedVectors(
+      bus,
+      fingerprint,
+      ids.map((i) => i.id),
+      (id, e) => {
+        const v = vectorOf(e);
+        if (v) copyVectors.set(id, v);
+      },
+    ),
+  );
+  for (const { id, label } of ids) {
+    const v = copyVectors.get(id);
+    if (!v) continue;
+    sets.train.x.push(v);
+    sets.train.y.push(label);
+  }
+  sets.augmented = copyVectors.size;
+  return sets;
+}

@@ -1,0 +1,29 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+
+/* A worker as its users see it. */
+
+export type WorkerState = 'running' | 'closing' | 'closed';
+
+/** A running extractor. Create with {@link startWorker}. */
+export interface Worker {
+  readonly id: string;
+  readonly state: WorkerState;
+  /** Totals since start: tasks answered, images embedded or failed, backbone forward passes. */
+  readonly stats: Readonly<{ tasks: number; images: number; failed: number; backboneCalls: number }>;
+  /** Resolves when the worker has stopped. */
+  readonly closed: Promise<void>;
+  /**
+   * Stops pulling, lets the task in hand finish (up to graceMs), hands back what it
+   * has not started (nak, so it is redelivered at once), then resolves. Idempotent.
+   * The caller closes the bus afterwards.
+   */
+  close(): Promise<void>;
+}
+
+export interface WorkerDeps {
+  logger: Logger;
+  registry?: Registry;
+  /** Backend in use, for the graft_worker_info metric. */
+  backend?: string;
+}

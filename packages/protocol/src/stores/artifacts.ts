@@ -1,0 +1,68 @@
+import type { Bus } from '../bus.js';
+import { codecs, type Checkpoint, type SweepHead } from '../messages.js';
+import { artifactNames } from '../names.js';
+
+/*
+ * The artifacts store (graft-artifacts): per job, its training checkpoint, the finished heads of its
+ * sweep, and the files of its exported model folder, under `<job>/`. This module is its only reader
+ * and writer.
+ */
+
+type CheckpointFields = Parameters<typeof codecs.checkpoint.encode>[0];
+type SweepHeadFields = Parameters<typeof codecs.sweepHead.encode>[0];
+
+/**
+ * A job's training checkpoint, or undefined when it has none.
+ * @throws ProtocolError when the stored bytes are not a Checkpoint.
+ */
+export async function readCheckpoint(bus: Bus, jobId: string): Promise<Checkpoint | undefined> {
+  const bytes = await bus.artifacts.getBlob(artifactNames.checkpoint(jobId));
+  return bytes ? codecs.checkpoint.decode(bytes, `checkpoint of ${jobId}`) : undefined;
+}
+
+/** Replaces a job's checkpoint. */
+export async function writeCheckpoint(bus: Bus, jobId: string, checkpoint: CheckpointFields): Promise<void> {
+  await bus.artifacts.putBlob({ name: artifactNames.checkpoint(jobId) }, codecs.checkpoint.encode({ ...checkpoint, jobId }));
+}
+
+/** Deletes a job's checkpoint (none is fine). */
+export async function deleteCheckpoint(bus: Bus, jobId: string): Promise<void> {
+  await bus.artifacts.delete(artifactNames.checkpoint(jobId));
+}
+
+/**
+ * One finished head of a job's sweep, or undefined when it is not stored.
+ * @throws ProtocolError when the stored bytes are not a SweepHead.
+ */
+export async function readSweepHead(bus: Bus, jobId: string, configId: string): Promise<SweepHead | undefined> {
+  const bytes = await bus.artifacts.getBlob(artifactNames.sweepHead(jobId, configId));
+  return bytes ? codecs.sweepHead.decode(bytes, `sweep head ${configId} of ${jobId}`) : undefined;
+}
+
+/** Stores one finished head of a job's sweep (a coordinator that takes over trains only the rest). */
+export async function writeSweepHead(bus: Bus, jobId: string, head: SweepHeadFields): Promise<void> {
+  await bus.artifacts.putBlob({ name: artifactNames.sweepHead(jobId, head.configId ?? '') }, codecs.sweepHead.encode(head));
+}
+
+/** Whether one head of a job's sweep is stored. */
+export async function hasSweepHead(bus: Bus, jobId: string, configId: string): Promise<boolean> {
+  const info = await bus.artifacts.info(artifactNames.sweepHead(jobId, configId));
+  return Boolean(info && !info.deleted);
+}
+
+/** Deletes these heads of a job's sweep (once its model is stored). @returns those that could not be deleted. */
+export async function deleteSweepHeads(bus: Bus, jobId: string, configIds: readonly string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const id of configIds) await bus.artifacts.delete(artifactNames.sweepHead(jobId, id)).catch(() => left.push(id));
+  return left;
+}
+
+/** Stores the files of a job's model folder (model.json, weights.bin, graft.json, report.json). */
+export async function writeModelFiles(bus: Bus, jobId: string, files: Readonly<Record<string, Uint8Array>>): Promise<void> {
+  for (const [name, bytes] of Object.entries(files)) await bus.artifacts.putBlob({ name: artifactNames.modelFile(jobId, name) }, bytes);
+}
+
+/** One file of a job's model folder, or undefined when it is not stored. */
+export async function readModelFile(bus: Bus, jobId: string, name: string): Promise<Uint8Array | undefined> {
+  return (await bus.artifacts.getBlob(artifactNames.modelFile(jobId, name))) ?? undefined;
+}

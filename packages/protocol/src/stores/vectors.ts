@@ -1,0 +1,120 @@
+import type { Bus } from '../bus.js';
+import { codecs, VectorDType, type CachedVector } from '../messages.js';
+import { BUCKETS, BUCKET_STREAMS, kvKeyLocation, vectorKey } from '../names.js';
+import { inPool, STORE_READ_CONCURRENCY } from '../pool.js';
+
+/*
+ * The vector cache (graft-vectors): one CachedVector (a vector, or the final error of an image's
+ * content) per backbone fingerprint and image id. This module is its only reader and writer, and
+ * owns the key and the bytes of a vector on the wire.
+ */
+
+/** Caches an image's answer under its backbone. @throws as JetStream (isStoreFull when the cache is full). */
+export async function cacheVector(bus: Bus, fingerprint: string, imageId: string, entry: Parameters<typeof codecs.cachedVector.encode>[0]): Promise<void> {
+  await bus.vectors.put(vectorKey(fingerprint, imageId), codecs.cachedVector.encode(entry));
+}
+
+/**
+ * An image's cached answer, or undefined when there is none.
+ * @throws ProtocolError when the stored bytes are not a CachedVector.
+ */
+export async function readCachedVector(bus: Bus, fingerprint: string, imageId: string): Promise<CachedVector | undefined> {
+  const e = await bus.vectors.get(vectorKey(fingerprint, imageId));
+  if (!e || e.length === 0 || e.operation !== 'PUT') return undefined;
+  return codecs.cachedVector.decode(e.value, `cached vector ${imageId}`);
+}
+
+/**
+ * Reads the cached answers of many images, a bounded number at a time, calling `each` with every
+ * one (undefined: not cached).
+ */
+export async function readCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], each: (imageId: string, entry: CachedVector | undefined) => void): Promise<void> {
+  await inPool(imageIds, STORE_READ_CONCURRENCY, async (id) => each(id, await readCachedVector(bus, fingerprint, id)));
+}
+
+/** A cached answer's vector as floats, or undefined when the image failed. */
+export function vectorOf(entry: CachedVector | undefined): Float32Array | undefined {
+  if (!entry || entry.errorCode) return undefined;
+  return decodeVector(entry.vector, entry.dim, entry.dtype);
+}
+
+/**
+ * Whether the cache holds an answer (vector or final failure) for every one of these images.
+ * Asked of the stream's subject counts, not the values: workers may not read the cache.
+ * @throws when the bus cannot answer.
+ */
+export async function hasCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[]): Promise<boolean> {
+  for (const id of imageIds) {
+    const { stream, subject } = kvKeyLocation(BUCKETS.vectors, vectorKey(fingerprint, id));
+    const info = await bus.jsm.streams.info(stream, { subjects_filter: subject });
+    if (!info.state.subjects?.[subject]) return false;
+  }
+  return true;
+}
+
+/** Whether the cache is within one more vector of its byte cap (a write refused as full will be refused again). */
+export async function isVectorCacheFull(bus: Bus): Promise<boolean> {
+  const i = await bus.jsm.streams.info(BUCKET_STREAMS.vectors);
+  return i.config.max_bytes > 0 && i.state.bytes + 4096 > i.config.max_bytes;
+}
+
+/**
+ * Vector bytes on the wire: little-endian float32, or IEEE 754 half floats
+ * (half the bytes; rounding error ~1e-3 relative, far below what a softmax head notices).
+ */
+export function encodeVector(v: Float32Array, dtype: VectorDType): Uint8Array {
+  if (dtype === VectorDType.VECTOR_DTYPE_FLOAT16) {
+    const out = new Uint16Array(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = toHalf(v[i]);
+    return new Uint8Array(out.buffer);
+  }
+  const copy = new Float32Array(v);
+  return new Uint8Array(copy.buffer);
+}
+
+/** @throws RangeError when the byte length does not match dim and dtype. */
+export function decodeVector(bytes: Uint8Array, dim: number, dtype: VectorDType): Float32Array {
+  const width = dtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? 2 : 4;
+  if (bytes.byteLength !== dim * width) throw new RangeError(`vector has ${bytes.byteLength} bytes, expected ${dim * width} for dim ${dim}`);
+  // Copy to an aligned buffer: protobuf byte fields are views at arbitrary offsets.
+  const aligned = new Uint8Array(bytes).buffer;
+  if (width === 4) return new Float32Array(aligned);
+  const half = new Uint16Array(aligned);
+  const out = new Float32Array(dim);
+  for (let i = 0; i < dim; i++) out[i] = fromHalf(half[i]);
+  return out;
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function toHalf(x: number): number {
+  f32[0] = x;
+  const b = u32[0];
+  const sign = (b >>> 16) & 0x8000;
+  const exp = (b >>> 23) & 0xff;
+  let mant = b & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow -> inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow -> 0
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    if ((mant >>> (shift - 1)) & 1) half += 1; // round half up
+    return sign | half;
+  }
+  let half = sign | (e << 10) | (mant >>> 13);
+  if (mant & 0x1000) half += 1; // round to nearest; carry into the exponent is correct
+  return half;
+}
+
+function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}

@@ -1,0 +1,48 @@
+import { BackboneError } from './errors.js';
+
+/*
+ * graft's one model trust policy: where a model may be read from and how big it may be. The
+ * default is the careful one (no local files): whoever loads a model a stranger named (the
+ * coordinator, reading a manifest) keeps it; a user loading their own model says so
+ * (USER_MODEL_POLICY).
+ */
+
+/** Largest model accepted (model.json plus weights), bytes, unless the operator says otherwise. */
+export const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
+/** Whether `file://` models may be loaded when nobody says. */
+export const DEFAULT_ALLOW_MODEL_FILES = false;
+
+/** A user's own command line naming their own model: any file they can read. */
+export const USER_MODEL_POLICY = { allowFiles: true } as const;
+
+/**
+ * Where models may come from, and how big they may be. Whoever loads a model a stranger named
+ * (the coordinator, reading a manifest) narrows it; a user loading their own model need not.
+ */
+export interface FetchModelOptions {
+  /** Folder for downloaded models. Default ~/.cache/graft/models (the CLI also reads $GRAFT_CACHE_DIR). */
+  cacheDir?: string;
+  /** Per-request timeout, ms. Default 30000. */
+  timeoutMs?: number;
+  /** Called with bytes downloaded so far and the file name. */
+  onProgress?: (file: string, bytes: number) => void;
+  /** Whether `file://` models (any readable path on this machine) may be loaded. Default {@link DEFAULT_ALLOW_MODEL_FILES}. */
+  allowFiles?: boolean;
+  /** Largest model accepted (model.json plus weights), bytes. Default {@link DEFAULT_MAX_MODEL_BYTES}. */
+  maxBytes?: number;
+  /** The weights must hash to this (a catalogue entry's pinned digest). */
+  expectWeightsSha256?: string;
+  /** Told when something was set right by itself (a corrupt cache entry removed and downloaded again). */
+  onWarning?: (message: string) => void;
+  /** For a TensorFlow GraphDef (.pb): where to cut it and, if it does not say, its input size. */
+  graph?: { bottleneck?: string; inputSize?: number; inputNode?: string };
+}
+/** @throws BackboneError when these options do not allow local model files. */
+export function refuseUnlessFilesAllowed(url: string, opts: Pick<FetchModelOptions, 'allowFiles'>): void {
+  if (!(opts.allowFiles ?? DEFAULT_ALLOW_MODEL_FILES)) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+}
+
+/** The largest model these options accept, bytes. */
+export function maxModelBytes(opts: Pick<FetchModelOptions, 'maxBytes'>): number {
+  return opts.maxBytes ?? DEFAULT_MAX_MODEL_BYTES;
+}

@@ -1,0 +1,212 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import {
+  ErrorCode,
+  JobRecordConflict,
+  JobState,
+  VectorDType,
+  cacheVector,
+  codecs,
+  createClaim,
+  createJobRecord,
+  createLease,
+  deleteCheckpoint,
+  deleteLease,
+  deleteSweepHeads,
+  encodeVector,
+  ensureExtractorConsumer,
+  getModel,
+  hasCachedVectors,
+  hasImage,
+  hasModel,
+  hasSweepHead,
+  imagesOnTheWay,
+  isImageStored,
+  listJobIds,
+  listJobs,
+  listTaskQueues,
+  markClaimAnswered,
+  openBus,
+  openTaskQueue,
+  publishManifest,
+  publishTask,
+  putImage,
+  putModel,
+  queuedStatus,
+  readCachedVector,
+  readCachedVectors,
+  readCheckpoint,
+  readClaim,
+  readImage,
+  readJobRecord,
+  readLease,
+  readManifest,
+  readModelFile,
+  readSweepHead,
+  releaseClaim,
+  removeAnsweredTask,
+  serverNow,
+  takeOverClaim,
+  taskQueueDepth,
+  vectorOf,
+  writeCheckpoint,
+  writeJobRecord,
+  writeLease,
+  writeModelFiles,
+  writeSweepHead,
+  type Bus,
+} from '@graft/protocol';
+import { startTestNats, type TestNats } from '../helpers/nats.js';
+
+/* Each store module against a real nats-server: what it writes, it reads back; what it refuses, it refuses. */
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const FP = '0123456789abcdef';
+
+describe('stores (one module per JetStream store, on a real nats-server)', () => {
+  let nats: TestNats;
+  let bus: Bus;
+  before(async () => {
+    nats = await startTestNats();
+    bus = await openBus({ servers: nats.url }, { memory: true });
+  });
+  after(async () => {
+    await bus?.close();
+    await nats?.cleanup();
+  });
+
+  it('images: put, checked read, stored-by-digest, missing and replaced bytes', async () => {
+    const bytes = new Uint8Array(200_000).map((_, i) => (i * 7) % 251); // two chunks
+    const small = new TextEncoder().encode('a small image');
+    await putImage(bus, { name: sha(bytes), description: 'big' }, bytes);
+    await putImage(bus, { name: sha(small), description: 'small' }, small);
+    for (const b of [bytes, small]) {
+      const r = await readImage(bus, sha(b));
+      assert.ok(r.ok && Buffer.from(r.bytes).equals(Buffer.from(b)));
+      assert.equal(await isImageStored(bus, sha(b), b.byteLength), true);
+      assert.equal(await hasImage(bus, sha(b)), true);
+    }
+    assert.equal(await isImageStored(bus, sha(small), small.byteLength + 1), false, 'another size is not these bytes');
+    const gone = 'f'.repeat(64);
+    assert.equal(await hasImage(bus, gone), false);
+    assert.deepEqual(await readImage(bus, gone), { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' });
+    // Other bytes under a photo's name are not that photo.
+    const other = new TextEncoder().encode('other bytes');
+    await putImage(bus, { name: sha(small), description: 'forged' }, other);
+    const r = await readImage(bus, sha(small));
+    assert.equal(r.ok, false);
+    assert.equal(await isImageStored(bus, sha(small), other.byteLength), false);
+    assert.equal((await readImage(bus, sha(bytes), 1000)).ok, false, 'over the byte cap: refused before the download');
+  });
+
+  it('vectors: cache, read, read many, has (by subject count), vector of an error is none', async () => {
+    const v = new Float32Array([1, 2, 3, 4]);
+    await cacheVector(bus, FP, 'a'.repeat(64), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 4, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
+    await cacheVector(bus, FP, 'b'.repeat(64), { errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: 'not an image' });
+    assert.deepEqual([...vectorOf(await readCachedVector(bus, FP, 'a'.repeat(64)))!], [1, 2, 3, 4]);
+    assert.equal(vectorOf(await readCachedVector(bus, FP, 'b'.repeat(64))), undefined);
+    assert.equal((await readCachedVector(bus, FP, 'b'.repeat(64)))!.errorCode, ErrorCode.ERROR_CODE_DECODE_FAILED);
+    assert.equal(await readCachedVector(bus, FP, 'c'.repeat(64)), undefined);
+    const seen = new Map<string, boolean>();
+    await readCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)], (id, e) => seen.set(id[0], e !== undefined));
+    assert.deepEqual(Object.fromEntries(seen), { a: true, b: true, c: false });
+    assert.equal(await hasCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64)]), true);
+    assert.equal(await hasCachedVectors(bus, FP, ['a'.repeat(64), 'c'.repeat(64)]), false);
+    assert.equal(await hasCachedVectors(bus, 'fedcba9876543210', ['a'.repeat(64)]), false, 'keyed by backbone too');
+  });
+
+  it('models: stored under a fingerprint, complete only with model.json', async () => {
+    assert.equal(await hasModel(bus, FP), false);
+    assert.equal(await getModel(bus, FP), undefined);
+    await putModel(bus, FP, { modelJson: new TextEncoder().encode('{"m":1}'), weights: new Uint8Array([1, 2, 3]) });
+    assert.equal(await hasModel(bus, FP), true);
+    const m = await getModel(bus, FP);
+    assert.deepEqual([...m!.weights], [1, 2, 3]);
+    assert.equal(new TextDecoder().decode(m!.modelJson), '{"m":1}');
+  });
+
+  it('artifacts: checkpoint, sweep heads and model files of a job', async () => {
+    assert.equal(await readCheckpoint(bus, 'j1'), undefined);
+    await writeCheckpoint(bus, 'j1', { epoch: 3, bestEpoch: 2, history: [{ epoch: 1, epochs: 3, loss: 0.5, accuracy: 0.7, valLoss: 0.6, valAccuracy: 0.65 }] });
+    const c = await readCheckpoint(bus, 'j1');
+    assert.equal(c!.epoch, 3);
+    assert.equal(c!.jobId, 'j1', 'the job id is written with it');
+    await deleteCheckpoint(bus, 'j1');
+    assert.equal(await readCheckpoint(bus, 'j1'), undefined);
+    await writeSweepHead(bus, 'j1', { configId: 'h1', valAccuracy: 0.9, optionsJson: '{}' });
+    assert.equal(await hasSweepHead(bus, 'j1', 'h1'), true);
+    assert.equal((await readSweepHead(bus, 'j1', 'h1'))!.valAccuracy, 0.9);
+    assert.deepEqual(await deleteSweepHeads(bus, 'j1', ['h1']), []);
+    assert.equal(await hasSweepHead(bus, 'j1', 'h1'), false);
+    await writeModelFiles(bus, 'j1', { 'graft.json': new TextEncoder().encode('{}') });
+    assert.equal(new TextDecoder().decode(await readModelFile(bus, 'j1', 'graft.json')), '{}');
+    assert.equal(await readModelFile(bus, 'j1', 'model.json'), undefined);
+  });
+
+  it('claims: one holder, take-over only over the revision read, answered and released', async () => {
+    assert.equal(await createClaim(bus, 't1', 'w1'), true);
+    assert.equal(await createClaim(bus, 't1', 'w2'), false, 'a held claim is not claimed twice');
+    const held = await readClaim(bus, 't1');
+    assert.equal(held!.holder, 'w1');
+    assert.equal(held!.answered, false);
+    const now = await serverNow(bus, 'w2');
+    assert.ok(now && now.getTime() >= held!.writtenAt.getTime(), 'the server clock is read from a probe write');
+    assert.equal(await takeOverClaim(bus, 't1', 'w2', held!.revision + 5), false, 'a stale revision takes nothing over');
+    assert.equal(await takeOverClaim(bus, 't1', 'w2', held!.revision), true);
+    await markClaimAnswered(bus, 't1', 'w2');
+    assert.deepEqual({ ...(await readClaim(bus, 't1'))!, revision: 0, writtenAt: null }, { holder: 'w2', answered: true, revision: 0, writtenAt: null });
+    await releaseClaim(bus, 't1');
+    assert.equal(await readClaim(bus, 't1'), undefined);
+  });
+
+  it('leases: created once, written only over the revision read, deleted', async () => {
+    assert.equal(await readLease(bus), undefined);
+    const r1 = await createLease(bus, 'c1', 5000);
+    await assert.rejects(createLease(bus, 'c2', 5000), 'a held lease cannot be created again');
+    const r2 = await writeLease(bus, 'c1', 5000, r1);
+    await assert.rejects(writeLease(bus, 'c2', 5000, r1), 'a renewal over an old revision is refused');
+    assert.equal((await readLease(bus))!.lease.holder, 'c1');
+    await deleteLease(bus, r2);
+    assert.equal(await readLease(bus), undefined);
+  });
+
+  it('jobs: records with revisions, listing, manifests (first one wins)', async () => {
+    const manifest = codecs.manifest.create({ jobId: 'job-a', name: 'a', classes: ['x', 'y'], images: [{ path: 'x/1.jpg', label: 'x', sha256: 'a'.repeat(64) }] });
+    await publishManifest(bus, manifest);
+    const rec = await readJobRecord(bus, 'job-a');
+    assert.equal(rec!.status.state, JobState.JOB_STATE_QUEUED);
+    assert.equal((await readManifest(bus, 'job-a'))!.images.length, 1);
+    await assert.rejects(publishManifest(bus, manifest), JobRecordConflict, 'a job is published once');
+    const s = rec!.status;
+    s.state = JobState.JOB_STATE_EXTRACTING;
+    const r2 = await writeJobRecord(bus, s, rec!.revision);
+    await assert.rejects(writeJobRecord(bus, s, rec!.revision), JobRecordConflict, 'a write over a revision already replaced is refused');
+    assert.ok(r2 > rec!.revision);
+    await createJobRecord(bus, queuedStatus({ ...manifest, jobId: 'job-b' }));
+    await bus.jobs.put('job-bad', new Uint8Array([0xff, 0xff, 0xff]));
+    assert.deepEqual((await listJobIds(bus)).sort(), ['job-a', 'job-b', 'job-bad']);
+    const unreadable: string[] = [];
+    const jobs = await listJobs(bus, (id) => unreadable.push(id));
+    assert.deepEqual(jobs.map((j) => j.jobId).sort(), ['job-a', 'job-b']);
+    assert.deepEqual(unreadable, ['job-bad'], 'an unreadable record is named, not hidden');
+  });
+
+  it('tasks: consumer, publish (deduplicated by id), queues and depth, on the way, pull, removal', async () => {
+    await ensureExtractorConsumer(bus, FP, { ackWaitMs: 5000, maxDeliver: 3 });
+    const task = { jobId: 'job-a', taskId: 'task-1', backbone: { fingerprint: FP, inputSize: 8 }, imageSha256: ['d'.repeat(64), 'e'.repeat(64)] };
+    await publishTask(bus, task);
+    await publishTask(bus, task); // the same id inside the dedupe window: stored once
+    const queues = [];
+    for await (const q of listTaskQueues(bus)) queues.push(q);
+    assert.deepEqual(queues.map((q) => [q.fingerprint, q.ackWaitMs, q.maxDeliver, q.pending]), [[FP, 5000, 3, 1]]);
+    assert.deepEqual(await taskQueueDepth(bus), { pending: 1, unacked: 0 });
+    assert.deepEqual([...(await imagesOnTheWay(bus, FP))].sort(), ['d'.repeat(64), 'e'.repeat(64)]);
+    const msg = await (await openTaskQueue(bus, queues[0].consumer)).next(2000);
+    assert.equal(codecs.task.decode(msg!.data).taskId, 'task-1');
+    assert.deepEqual(await taskQueueDepth(bus), { pending: 0, unacked: 1 });
+    assert.equal(await removeAnsweredTask(bus, msg!.info.streamSequence, 'another-task'), false, 'only the task named is removed');
+    assert.equal(await removeAnsweredTask(bus, msg!.info.streamSequence, 'task-1'), true);
+    assert.equal((await imagesOnTheWay(bus, FP)).size, 0);
+  });
+});
