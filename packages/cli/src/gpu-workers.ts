@@ -45,7 +45,7 @@ function nvidiaSmiGpus(): string[] {
       .map((l) => l.trim())
       .filter(Boolean);
   } catch {
-    return [];
+    return []; // no nvidia-smi: resolveGpus says no GPU was found
   }
 }
 

@@ -104,7 +104,7 @@ export async function readImageList(path: string, text: string, o: ImageListOpti
       image.url = url.toString();
     } else {
       image.file = isAbsolute(location) ? location : resolve(base, location);
-      const st = await stat(image.file).catch(() => undefined);
+      const st = await stat(image.file).catch(() => undefined); // missing: reported on the next line
       if (!st?.isFile()) problems.push(`${at}: ${location}: no such file`);
     }
     images.push(image);

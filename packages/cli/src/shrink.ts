@@ -38,7 +38,7 @@ export async function shrinkPhoto(bytes: Uint8Array, maxSide: number): Promise<U
         .toBuffer(),
     );
   } catch {
-    return undefined;
+    return undefined; // unreadable as an image: published as it is, and the worker names the problem
   }
 }
 
@@ -57,7 +57,7 @@ export async function shrinkImages(images: (ScannedImage & { originalSha256?: st
     async (img) => {
       const cached = join(dir, `${img.sha256}.jpg`);
       const small = join(dir, `${img.sha256}.small`); // marks "no larger than maxSide": nothing to do next time
-      let copy = await readFile(cached).catch(() => undefined);
+      let copy = await readFile(cached).catch(() => undefined); // not made yet: made below
       if (!copy && !(await readFile(small).then(() => true, () => false))) {
         const made = await shrinkPhoto(new Uint8Array(await readFile(img.file!)), maxSide);
         if (made) {

@@ -199,7 +199,7 @@ export async function openBus(opts: BusOptions = {}, topology: TopologyOptions =
   try {
     return await openBusOn(nc, topology);
   } catch (err) {
-    await nc.close().catch(() => undefined);
+    await nc.close().catch(() => undefined); // the setup error below is what matters
     throw err instanceof BusError ? err : new BusError(`cannot set up JetStream: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { AUTO_FALLBACK, AUTO_SOURCES, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbones.js';
+import { AUTO_FALLBACK, AUTO_SOURCES, CATALOGUE, PREPROCESS, RESIZE_METHOD, type BackboneSpec, type ResolvedBackbone } from './backbone-record.js';
 import { BackboneError } from './errors.js';
 import type { GraphSource } from './graphdef.js';
 import { fetchModel, type FetchModelOptions, type ModelFiles } from './model-source.js';
@@ -128,9 +128,9 @@ export function cutAt(model: tf.LayersModel, bottleneck: string, origin: string)
   let layer: tf.layers.Layer;
   try {
     layer = model.getLayer(bottleneck);
-  } catch {
+  } catch (err) {
     model.dispose();
-    throw new BackboneError(`${origin} has no layer ${JSON.stringify(bottleneck)}`);
+    throw new BackboneError(`${origin} has no layer ${JSON.stringify(bottleneck)}`, { cause: err });
   }
   return tf.model({ inputs: model.inputs, outputs: layer.output as tf.SymbolicTensor });
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { isGraphModel, modelArtifacts } from './backbone.js';
-import { CATALOGUE, toUrl } from './backbones.js';
+import { CATALOGUE, toUrl } from './backbone-record.js';
 import { BackboneError } from './errors.js';
 import { bottleneckCandidates, convertGraphDef, downstreamOf, findInput, readGraphDef, type GraphDef } from './graphdef.js';
 import { fetchModel, graphDefSource, readGraphDefBytes, type FetchModelOptions, type ModelFiles } from './model-source.js';

@@ -39,6 +39,7 @@ export async function serveModelFolder(dir: string, opts: { port?: number; host?
     try {
       path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     } catch {
+      // A path that does not decode is the client's mistake: answered 400.
       res.writeHead(400).end('bad path');
       return;
     }
@@ -51,7 +52,7 @@ export async function serveModelFolder(dir: string, opts: { port?: number; host?
       res.writeHead(403).end('outside the model folder');
       return;
     }
-    const s = await stat(file).catch(() => undefined);
+    const s = await stat(file).catch(() => undefined); // missing: answered 404 below
     if (!s?.isFile()) {
       res.writeHead(404).end('not found');
       return;

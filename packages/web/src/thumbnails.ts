@@ -18,6 +18,6 @@ export async function thumbnailDataUrl(bytes: Uint8Array): Promise<string | unde
       .toBuffer();
     return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
   } catch {
-    return undefined;
+    return undefined; // an unreadable photo has no thumbnail; the report counts it as missing
   }
 }
