@@ -150,30 +150,31 @@ export function modelArtifacts(files: ModelFiles): tf.io.ModelArtifacts {
   };
 }
 
-async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: string): Promise<Backbone> {
-  const isGraph = isGraphModel(files);
+/** A loaded model as a function of a batch, with its input size (the spec's, else the model's). */
+async function loadRunner(spec: BackboneSpec, files: ModelFiles): Promise<{ run: Runner; dispose: () => void; inputSize: number }> {
   const artifacts = modelArtifacts(files);
-  let run: Runner;
-  let dispose: () => void;
-  let inputSize = spec.inputSize;
   try {
-    if (isGraph) {
+    if (isGraphModel(files)) {
       const model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
       const node = spec.bottleneck || undefined;
-      run = (x) => (node ? (model.execute(x, node) as tf.Tensor) : (model.predict(x) as tf.Tensor));
-      dispose = () => model.dispose();
-      inputSize ||= model.inputs[0]?.shape?.[1] ?? 0;
-    } else {
-      const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-      const cut = cutAt(model, spec.bottleneck, files.origin);
-      run = (x) => cut.predict(x) as tf.Tensor;
-      dispose = () => model.dispose();
-      inputSize ||= (model.inputs[0].shape[1] as number | null) ?? 0;
+      return {
+        run: (x) => (node ? (model.execute(x, node) as tf.Tensor) : (model.predict(x) as tf.Tensor)),
+        dispose: () => model.dispose(),
+        inputSize: spec.inputSize || (model.inputs[0]?.shape?.[1] ?? 0),
+      };
     }
+    const model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+    const cut = cutAt(model, spec.bottleneck, files.origin);
+    return { run: (x) => cut.predict(x) as tf.Tensor, dispose: () => model.dispose(), inputSize: spec.inputSize || ((model.inputs[0].shape[1] as number | null) ?? 0) };
   } catch (err) {
     if (err instanceof BackboneError) throw err;
     throw new BackboneError(`cannot build a TF.js model from ${files.origin}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: string): Promise<Backbone> {
+  const isGraph = isGraphModel(files);
+  const { run, dispose, inputSize } = await loadRunner(spec, files);
   if (!inputSize) throw new BackboneError(`${files.origin} does not say its input size: pass --input-size`);
   const resolved = { ...spec, inputSize };
   const { scale, offset } = PREPROCESS[spec.preprocess];
@@ -219,31 +220,34 @@ async function buildBackbone(spec: BackboneSpec, files: ModelFiles, warning?: st
   return {
     info,
     stats,
-    async embed(images) {
-      if (images.length === 0) return [];
-      const px = inputSize * inputSize * 3;
-      const input = new Float32Array(images.length * px);
-      for (let i = 0; i < images.length; i++) {
-        const img = images[i];
-        if (img.length !== px) throw new RangeError(`image ${i} has ${img.length} values, expected ${px}`);
-        const base = i * px;
-        for (let j = 0; j < px; j++) input[base + j] = img[j] * scale + offset;
-      }
-      const x = tf.tensor4d(input, [images.length, inputSize, inputSize, 3]);
-      let out: tf.Tensor2D | undefined;
-      try {
-        out = forward(x);
-        stats.calls++;
-        stats.images += images.length;
-        const flat = (await out.data()) as Float32Array;
-        const vectors: Float32Array[] = [];
-        for (let i = 0; i < images.length; i++) vectors.push(flat.slice(i * dim, (i + 1) * dim));
-        return vectors;
-      } finally {
-        x.dispose();
-        out?.dispose();
-      }
-    },
+    embed: (images) => embedBatch(images, { inputSize, dim, scale, offset, forward, stats }),
     dispose,
   };
+}
+
+/** One backbone call: pixels scaled into the model's range, the bottleneck vectors out. */
+async function embedBatch(images: readonly Uint8Array[], m: { inputSize: number; dim: number; scale: number; offset: number; forward: (x: tf.Tensor4D) => tf.Tensor2D; stats: { calls: number; images: number } }): Promise<Float32Array[]> {
+  if (images.length === 0) return [];
+  const px = m.inputSize * m.inputSize * 3;
+  const input = new Float32Array(images.length * px);
+  for (let i = 0; i < images.length; i++) {
+    const img = images[i];
+    if (img.length !== px) throw new RangeError(`image ${i} has ${img.length} values, expected ${px}`);
+    const base = i * px;
+    for (let j = 0; j < px; j++) input[base + j] = img[j] * m.scale + m.offset;
+  }
+  const x = tf.tensor4d(input, [images.length, m.inputSize, m.inputSize, 3]);
+  let out: tf.Tensor2D | undefined;
+  try {
+    out = m.forward(x);
+    m.stats.calls++;
+    m.stats.images += images.length;
+    const flat = (await out.data()) as Float32Array;
+    const vectors: Float32Array[] = [];
+    for (let i = 0; i < images.length; i++) vectors.push(flat.slice(i * m.dim, (i + 1) * m.dim));
+    return vectors;
+  } finally {
+    x.dispose();
+    out?.dispose();
+  }
 }

@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { tensorflow } from '../gen/tensorflow.js';
 import { BackboneError } from './errors.js';
+import { DataType, aligned, attrOf, constValues, floats, nodeOf, type Attr, type GraphDef, type NodeDef } from './graphdef-nodes.js';
+import { inputPlaceholder, rewriteNode } from './graphdef-rewrite.js';
+
+export type { GraphDef } from './graphdef-nodes.js';
 import type { GraphSource, ModelFiles, ModelJson } from './model-files.js';
 
 export type { GraphSource } from './model-files.js';
@@ -13,43 +17,6 @@ export type { GraphSource } from './model-files.js';
  * rewritten. What the graph does to pixels after that (e.g. (x - 128) / 128) stays in the graph.
  */
 
-const { DataType } = tensorflow;
-
-/* The decoded messages, as graft reads them (protobufjs fills repeated fields with [] and maps with {}). */
-interface TensorShape {
-  dim: { size: number }[];
-}
-interface Tensor {
-  dtype: number;
-  tensorShape?: TensorShape | null;
-  tensorContent?: Uint8Array;
-  floatVal: number[];
-  doubleVal: number[];
-  intVal: number[];
-  int64Val: number[];
-}
-interface Attr {
-  list?: { i?: number[] };
-  s?: Uint8Array;
-  i?: number;
-  f?: number;
-  b?: boolean;
-  type?: number;
-  shape?: TensorShape;
-  tensor?: Tensor;
-}
-interface NodeDef {
-  name: string;
-  op: string;
-  input: string[];
-  device?: string;
-  attr: Record<string, Attr>;
-}
-export interface GraphDef {
-  node: NodeDef[];
-  versions?: { producer: number } | null;
-  version?: number;
-}
 
 export interface GraphDefOptions {
   /** Node to cut at. Default `pool_3` when the graph has one, else the candidate {@link inspectGraphDef} finds. */
@@ -67,20 +34,6 @@ export interface GraphDefOptions {
 /** Ops whose image head graft replaces with its own decoding and resizing. */
 const DECODE_OPS = new Set(['DecodeJpeg', 'DecodePng', 'DecodeImage', 'DecodeBmp', 'DecodeGif']);
 const HEAD_OPS = new Set(['Cast', 'ExpandDims', 'ResizeBilinear', 'ResizeBicubic', 'ResizeNearestNeighbor', 'Identity']);
-/** Pass-through ops TF.js does not have: each becomes an Identity. */
-const AS_IDENTITY = new Set(['CheckNumerics', 'StopGradient', 'Snapshot', 'PreventGradient']);
-/** Ops of image models that TF.js runs (a subset of its converter's list), after graft's rewrites. */
-const SUPPORTED = new Set([
-  'Const', 'Placeholder', 'Identity', 'Conv2D', 'DepthwiseConv2dNative', 'BiasAdd', 'Add', 'AddV2', 'AddN', 'Sub', 'Mul', 'RealDiv', 'Maximum',
-  'Minimum', 'Relu', 'Relu6', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softmax', 'Sqrt', 'Rsqrt', 'Square', 'Exp', 'Log', 'MaxPool', 'AvgPool', 'Mean', 'Max',
-  'Concat', 'ConcatV2', 'Reshape', 'Squeeze', 'ExpandDims', 'MatMul', 'FusedBatchNorm', 'FusedBatchNormV3', 'Pad', 'PadV2', 'LRN', 'Cast',
-  'Shape', 'StridedSlice', 'Pack', 'Transpose', 'Slice', 'Split', 'SplitV', 'ResizeBilinear', 'Neg',
-]);
-/** Attributes later TensorFlow versions added with defaults, which TF.js expects to be written out. */
-const DEFAULT_ATTRS: Record<string, Record<string, Attr>> = {
-  Conv2D: { dilations: { list: { i: [1, 1, 1, 1] } } as Attr },
-  DepthwiseConv2dNative: { dilations: { list: { i: [1, 1, 1, 1] } } as Attr },
-};
 /** Ops that end a network in a classifier: the bottleneck is the pooled output feeding the first of them. */
 const CLASSIFIER_OPS = new Set(['MatMul', 'Softmax']);
 const POOL_OPS = new Set(['AvgPool', 'MaxPool', 'Mean']);
@@ -105,78 +58,6 @@ export function readGraphDef(bytes: Uint8Array, origin: string): GraphDef {
     }
   }
   return graph;
-}
-
-/** A fresh, aligned copy (Node's Buffer#slice would be a view into the file). */
-function aligned(b: Uint8Array): ArrayBuffer {
-  return Uint8Array.prototype.slice.call(b).buffer as ArrayBuffer;
-}
-
-/** `name:1` and `^name` both name the node `name`. */
-function nodeOf(input: string): string {
-  return input.replace(/^\^/, '').replace(/:\d+$/, '');
-}
-
-function attrOf(n: NodeDef, key: string): Attr | undefined {
-  return n.attr?.[key] ?? undefined;
-}
-
-/** The values of a Const node, as TF.js weights take them. @throws BackboneError for a dtype graft does not read. */
-function constValues(n: NodeDef, origin: string): { dtype: 'float32' | 'int32'; shape: number[]; bytes: Uint8Array } {
-  const t = attrOf(n, 'value')?.tensor;
-  if (!t) throw new BackboneError(`${origin}: Const node ${n.name} has no value`);
-  const shape = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
-  const size = shape.reduce((a, b) => a * b, 1);
-  const fill = <T extends Float32Array | Int32Array>(out: T, vals: ArrayLike<number>): T => {
-    if (vals.length === size) out.set(vals);
-    else if (vals.length === 1) out.fill(vals[0]);
-    else if (vals.length !== 0) throw new BackboneError(`${origin}: Const node ${n.name} has ${vals.length} values for shape [${shape}]`);
-    return out;
-  };
-  const asBytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const content = t.tensorContent && t.tensorContent.length ? t.tensorContent : undefined;
-  const check = (bytesPer: number) => {
-    if (content && content.length !== size * bytesPer) throw new BackboneError(`${origin}: Const node ${n.name} has ${content.length} bytes for shape [${shape}] (truncated?)`);
-  };
-  switch (t.dtype) {
-    case DataType.DT_FLOAT:
-      check(4);
-      // The raw bytes are a view into the file (little-endian, as TensorFlow writes them): no copy here.
-      return { dtype: 'float32', shape, bytes: content ?? asBytes(fill(new Float32Array(size), t.floatVal)) };
-    case DataType.DT_DOUBLE: {
-      check(8);
-      const vals = content ? new Float64Array(aligned(content)) : t.doubleVal;
-      return { dtype: 'float32', shape, bytes: asBytes(fill(new Float32Array(size), vals)) };
-    }
-    case DataType.DT_INT32:
-      check(4);
-      return { dtype: 'int32', shape, bytes: content ?? asBytes(fill(new Int32Array(size), t.intVal)) };
-    case DataType.DT_INT64: {
-      check(8);
-      const vals = content ? Array.from(new BigInt64Array(aligned(content)), Number) : t.int64Val.map(Number);
-      return { dtype: 'int32', shape, bytes: asBytes(fill(new Int32Array(size), vals)) };
-    }
-    default:
-      throw new BackboneError(`${origin}: Const node ${n.name} has type ${DataType[t.dtype] ?? t.dtype}, which graft cannot turn into a weight`);
-  }
-}
-
-/** A float32 Const node's values. */
-function floats(n: NodeDef, origin: string): Float32Array {
-  const v = constValues(n, origin);
-  if (v.dtype !== 'float32') throw new BackboneError(`${origin}: ${n.name} is not a float constant`);
-  return new Float32Array(aligned(v.bytes));
-}
-
-function constNode(name: string, values: Float32Array | Int32Array, shape: number[]): NodeDef {
-  const dtype = values instanceof Float32Array ? DataType.DT_FLOAT : DataType.DT_INT32;
-  const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
-  return {
-    name,
-    op: 'Const',
-    input: [],
-    attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytes, floatVal: [], doubleVal: [], intVal: [], int64Val: [] } } },
-  };
 }
 
 /** Where graft feeds the graph, and what size. */
@@ -276,79 +157,12 @@ export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOp
   if (!bottleneck) throw new BackboneError(`${o.origin}: no pooled output before a classifier found: pass --bottleneck NODE (graft inspect lists the nodes)`);
   if (!byName.has(bottleneck)) throw new BackboneError(`${o.origin} has no node ${JSON.stringify(bottleneck)} (graft inspect lists them)`);
 
-  // Everything the bottleneck needs, back to the input (control dependencies dropped: nothing runs for effect here).
-  const keep = new Set<string>();
-  const stack = [bottleneck, ...(o.alsoKeep ?? [])];
-  while (stack.length) {
-    const name = stack.pop()!;
-    if (keep.has(name)) continue;
-    keep.add(name);
-    if (name === input.name) continue;
-    for (const i of byName.get(name)!.input) if (!i.startsWith('^')) stack.push(nodeOf(i));
-  }
+  const keep = neededNodes(byName, [bottleneck, ...(o.alsoKeep ?? [])], input.name);
   if (!keep.has(input.name)) throw new BackboneError(`${o.origin}: ${bottleneck} does not depend on the input ${input.name}`);
 
-  const nodes: NodeDef[] = [];
-  for (const n of graph.node) {
-    if (!keep.has(n.name)) continue;
-    if (n.name === input.name) {
-      nodes.push({
-        name: n.name,
-        op: 'Placeholder',
-        input: [],
-        attr: { dtype: { type: DataType.DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: input.size }, { size: input.size }, { size: 3 }] } } },
-      });
-      continue;
-    }
-    const inputs = n.input.filter((i) => !i.startsWith('^'));
-    if (n.op === 'BatchNormWithGlobalNormalization') {
-      // y = (t - mean) * gamma / sqrt(var + eps) + beta, folded into y = t * scale + offset.
-      const [t, ...params] = inputs;
-      const [mean, variance, beta, gamma] = params.map((p) => {
-        const c = byName.get(nodeOf(p));
-        if (c?.op !== 'Const') throw new BackboneError(`${o.origin}: batch norm ${n.name} has a parameter ${p} that is not a constant`);
-        return floats(c, o.origin);
-      });
-      const eps = attrOf(n, 'variance_epsilon')?.f ?? 0.001;
-      const useGamma = attrOf(n, 'scale_after_normalization')?.b ?? false;
-      const scale = new Float32Array(mean.length);
-      const offset = new Float32Array(mean.length);
-      for (let c = 0; c < mean.length; c++) {
-        scale[c] = (useGamma ? gamma[c] : 1) / Math.sqrt(variance[c] + eps);
-        offset[c] = beta[c] - mean[c] * scale[c];
-      }
-      nodes.push(constNode(`${n.name}/graft_scale`, scale, [mean.length]), constNode(`${n.name}/graft_offset`, offset, [mean.length]));
-      nodes.push({ name: `${n.name}/graft_mul`, op: 'Mul', input: [t, `${n.name}/graft_scale`], attr: { T: { type: DataType.DT_FLOAT } } });
-      nodes.push({ name: n.name, op: 'Add', input: [`${n.name}/graft_mul`, `${n.name}/graft_offset`], attr: { T: { type: DataType.DT_FLOAT } } });
-      continue;
-    }
-    if (AS_IDENTITY.has(n.op)) {
-      nodes.push({ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } });
-      continue;
-    }
-    if (!SUPPORTED.has(n.op)) throw new BackboneError(`${o.origin}: node ${n.name} is a ${n.op}, an op graft cannot run in TF.js`);
-    nodes.push({ name: n.name, op: n.op, input: inputs, attr: { ...DEFAULT_ATTRS[n.op], ...n.attr } });
-  }
+  const nodes = graph.node.filter((n) => keep.has(n.name)).flatMap((n) => (n.name === input.name ? [inputPlaceholder(n.name, input.size)] : rewriteNode(n, byName, o.origin)));
 
-  // Const nodes become weights, in graph order, concatenated once.
-  const specs: { name: string; shape: number[]; dtype: string }[] = [];
-  const parts: Uint8Array[] = [];
-  const topology: Record<string, unknown>[] = [];
-  for (const n of nodes) {
-    if (n.op === 'Const') {
-      const v = constValues(n, o.origin);
-      specs.push({ name: n.name, shape: v.shape, dtype: v.dtype });
-      parts.push(v.bytes);
-      const dtype = v.dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
-      topology.push({ name: n.name, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: v.shape.map((s) => ({ size: String(s) })) } } } } });
-    } else {
-      // The proto's JSON form (camelCase, enums by name, bytes in base64) is what TF.js reads.
-      const json = tensorflow.NodeDef.toObject(n as unknown as tensorflow.NodeDef, { enums: String, longs: String, bytes: String });
-      delete json.device;
-      topology.push(json);
-    }
-  }
-  const all = Buffer.concat(parts);
+  const { specs, all, topology } = weightsAndTopology(nodes, o.origin);
   const source: GraphSource = {
     sha256: pbSha256,
     inputNode: input.name,
@@ -371,6 +185,42 @@ export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOp
     origin: o.origin,
     graph: source,
   };
+}
+
+/** Everything the outputs need, back to the input (control dependencies dropped: nothing runs for effect here). */
+function neededNodes(byName: Map<string, NodeDef>, outputs: string[], input: string): Set<string> {
+  const keep = new Set<string>();
+  const stack = [...outputs];
+  while (stack.length) {
+    const name = stack.pop()!;
+    if (keep.has(name)) continue;
+    keep.add(name);
+    if (name === input) continue;
+    for (const i of byName.get(name)!.input) if (!i.startsWith('^')) stack.push(nodeOf(i));
+  }
+  return keep;
+}
+
+/** Const nodes as weights (in graph order, concatenated once) and the other nodes as TF.js reads them. */
+function weightsAndTopology(nodes: NodeDef[], origin: string): { specs: { name: string; shape: number[]; dtype: string }[]; all: Buffer; topology: Record<string, unknown>[] } {
+  const specs: { name: string; shape: number[]; dtype: string }[] = [];
+  const parts: Uint8Array[] = [];
+  const topology: Record<string, unknown>[] = [];
+  for (const n of nodes) {
+    if (n.op === 'Const') {
+      const v = constValues(n, origin);
+      specs.push({ name: n.name, shape: v.shape, dtype: v.dtype });
+      parts.push(v.bytes);
+      const dtype = v.dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
+      topology.push({ name: n.name, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: v.shape.map((s) => ({ size: String(s) })) } } } } });
+    } else {
+      // The proto's JSON form (camelCase, enums by name, bytes in base64) is what TF.js reads.
+      const json = tensorflow.NodeDef.toObject(n as unknown as tensorflow.NodeDef, { enums: String, longs: String, bytes: String });
+      delete json.device;
+      topology.push(json);
+    }
+  }
+  return { specs, all: Buffer.concat(parts), topology };
 }
 
 /** Every node the input feeds, in graph order: what has an output shape once the graph is fed. */

@@ -128,22 +128,28 @@ function weightBytes(w: WeightSpec): number {
   return n * per[dtype];
 }
 
-async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
-  const spec = folder.manifest.backbone;
-  const layers = await headLayers(folder);
+type HeadConst = { name: string; values: Float32Array | Int32Array; shape: number[] };
+
+/** What the graph itself says: its input, its bottleneck, and the bottleneck's rank and size (one probe run). */
+async function probeGraph(spec: ModelFolder['manifest']['backbone'], files: ModelFiles): Promise<{ input: string; bottleneck: string; rank: number; dim: number }> {
   const S = spec.inputSize;
-  // Load it once to learn what the graph itself says: its input, and the bottleneck's rank.
   const loaded = await tf.loadGraphModel(tf.io.fromMemory(modelArtifacts(files)));
   const input = spec.inputNode || loaded.inputs[0].name.replace(/:0$/, '');
   const bottleneck = spec.bottleneck || loaded.outputs[0].name.replace(/:0$/, '');
   const probe = tf.zeros([1, S, S, 3]);
   const out = loaded.execute(probe, bottleneck) as tf.Tensor;
-  const rank = out.rank;
-  const dim = out.size;
+  const shape = { rank: out.rank, dim: out.size };
   tf.dispose([probe, out]);
   loaded.dispose();
+  return { input, bottleneck, ...shape };
+}
 
-  const topology = files.json.modelTopology as { node: GraphNode[]; [k: string]: unknown };
+/**
+ * The nodes graft adds to a graph: the image placeholder and its preprocessing, pooling (or flattening)
+ * of the bottleneck, and the head's dense layers ending in graft/probabilities; with their constants.
+ */
+function graftNodes(spec: ModelFolder['manifest']['backbone'], layers: Awaited<ReturnType<typeof headLayers>>, g: { bottleneck: string; rank: number; dim: number }): { added: GraphNode[]; headConsts: HeadConst[] } {
+  const S = spec.inputSize;
   const scale = PREPROCESS[spec.preprocess];
   const added: GraphNode[] = [
     { name: 'graft/image', op: 'Placeholder', attr: { dtype: FLOAT, shape: { shape: { dim: [-1, S, S, 3].map((s) => ({ size: String(s) })) } } } },
@@ -152,18 +158,18 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
     { name: 'graft/scaled', op: 'Mul', input: ['graft/image', 'graft/scale'], attr: { T: FLOAT } },
     { name: 'graft/preprocessed', op: 'AddV2', input: ['graft/scaled', 'graft/offset'], attr: { T: FLOAT } },
   ];
-  let features = bottleneck;
-  const headConsts: { name: string; values: Float32Array | Int32Array; shape: number[] }[] = [
+  let features = g.bottleneck;
+  const headConsts: HeadConst[] = [
     { name: 'graft/scale', values: Float32Array.of(scale.scale), shape: [] },
     { name: 'graft/offset', values: Float32Array.of(scale.offset), shape: [] },
   ];
-  if (rank === 4) {
-    added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), { name: 'graft/pool', op: 'Mean', input: [bottleneck, 'graft/pool_axes'], attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } });
+  if (g.rank === 4) {
+    added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), { name: 'graft/pool', op: 'Mean', input: [g.bottleneck, 'graft/pool_axes'], attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } });
     headConsts.push({ name: 'graft/pool_axes', values: Int32Array.of(1, 2), shape: [2] });
     features = 'graft/pool';
-  } else if (rank !== 2) {
-    added.push(constNode('graft/flat_shape', 'DT_INT32', [2]), { name: 'graft/flat', op: 'Reshape', input: [bottleneck, 'graft/flat_shape'], attr: { T: FLOAT, Tshape: { type: 'DT_INT32' } } });
-    headConsts.push({ name: 'graft/flat_shape', values: Int32Array.of(-1, dim), shape: [2] });
+  } else if (g.rank !== 2) {
+    added.push(constNode('graft/flat_shape', 'DT_INT32', [2]), { name: 'graft/flat', op: 'Reshape', input: [g.bottleneck, 'graft/flat_shape'], attr: { T: FLOAT, Tshape: { type: 'DT_INT32' } } });
+    headConsts.push({ name: 'graft/flat_shape', values: Int32Array.of(-1, g.dim), shape: [2] });
     features = 'graft/flat';
   }
   // The head: each dense layer as MatMul + AddV2, then Relu (hidden) or Softmax (the last, graft/probabilities).
@@ -180,12 +186,13 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
     headConsts.push({ name: `${p}/kernel`, values: l.kernel, shape: [l.inputs, l.units] }, { name: `${p}/bias`, values: l.bias, shape: [l.units] });
     h = `${p}/relu`;
   });
+  return { added, headConsts };
+}
 
-  // The backbone's input becomes an Identity of the preprocessed image; then keep only what the probabilities need.
-  const nodes = topology.node.map((n) => (n.name === input ? { name: input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n)).concat(added);
-  const byName = new Map(nodes.map((n) => [n.name, n]));
+/** The names of the nodes an output needs. */
+function neededBy(output: string, byName: Map<string, GraphNode>): Set<string> {
   const keep = new Set<string>();
-  const stack = ['graft/probabilities'];
+  const stack = [output];
   while (stack.length) {
     const name = stack.pop()!.replace(/^\^/, '').replace(/:\d+$/, '');
     if (keep.has(name)) continue;
@@ -194,8 +201,11 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
     keep.add(name);
     stack.push(...(n.input ?? []));
   }
+  return keep;
+}
 
-  // Weights: the kept ones, in manifest order, then the new constants.
+/** The kept weights, in manifest order, then the new constants, as one weights file. */
+function keptWeights(files: ModelFiles, keep: Set<string>, headConsts: HeadConst[]): { kept: WeightSpec[]; weights: Uint8Array } {
   const specs = files.json.weightsManifest.flatMap((g) => g.weights) as WeightSpec[];
   const data = new Uint8Array(files.weightData);
   const kept: WeightSpec[] = [];
@@ -214,12 +224,18 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
     kept.push({ name: c.name, shape: c.shape, dtype: c.values instanceof Int32Array ? 'int32' : 'float32' });
     parts.push(new Uint8Array(c.values.buffer, c.values.byteOffset, c.values.byteLength));
   }
-  const weights = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    weights.set(p, at);
-    at += p.byteLength;
-  }
+  return { kept, weights: new Uint8Array(Buffer.concat(parts)) };
+}
+
+async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
+  const spec = folder.manifest.backbone;
+  const g = await probeGraph(spec, files);
+  const { added, headConsts } = graftNodes(spec, await headLayers(folder), g);
+  const topology = files.json.modelTopology as { node: GraphNode[]; [k: string]: unknown };
+  // The backbone's input becomes an Identity of the preprocessed image; then keep only what the probabilities need.
+  const nodes = topology.node.map((n) => (n.name === g.input ? { name: g.input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n)).concat(added);
+  const keep = neededBy('graft/probabilities', new Map(nodes.map((n) => [n.name, n])));
+  const { kept, weights } = keptWeights(files, keep, headConsts);
   const { signature: _signature, ...rest } = files.json as Record<string, unknown>;
   return {
     format: 'graph-model',
