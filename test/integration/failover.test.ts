@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { nanos } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, LEASES, STREAMS, VectorDType, codecs, encodeVector, extractorConsumer, freePort, openBus, readJob, resultSubject, type Bus } from '@graft/protocol';
+import { JobState, LEASES, STREAMS, VectorDType, claimProof, codecs, createClaim, encodeVector, extractorConsumer, freePort, markClaimAnswered, openBus, readJob, renewClaim, resultSubject, type Bus, type ExtractionTask } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -178,6 +178,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const batch = codecs.vectorBatch.encode({
         jobId: task.jobId,
         taskId: task.taskId,
+        taskToken: task.token, // a worker given the task answers with its token
         backboneFingerprint: fp,
         vectors: task.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
       });
@@ -212,17 +213,17 @@ describe('failover - one coordinator leads, outages are waited out', () => {
         assert.ok(msg, `task ${i}`);
         msgs.push(msg);
       }
-      const held = [];
+      const held: ExtractionTask[] = [];
       for (const msg of msgs) {
         const task = codecs.task.decode(msg.data);
-        await c.bus.claims.create(task.taskId, new TextEncoder().encode('slow-worker'));
+        await createClaim(c.bus, task.taskId, 'slow-worker', claimProof(task.token, 'claim')); // a worker's claim proves it holds the task
         msg.nak();
         held.push(task);
       }
       // The slow worker is alive: it renews its claims, as a worker does three times per AckWait.
       const renewing = new Set(held.map((t) => t.taskId));
       const renewal = setInterval(() => {
-        for (const id of renewing) void c.bus.claims.put(id, new TextEncoder().encode('slow-worker')).catch(() => undefined);
+        for (const t of held) if (renewing.has(t.taskId)) void renewClaim(c.bus, t.taskId, 'slow-worker', claimProof(t.token, 'claim')).catch(() => undefined);
       }, 300);
       const port = await meteredWorker(c);
       await waitFor(async () => c.logs().includes('waiting for its answer'), 30_000, `the real worker to wait on the claim\n${c.logs()}`);
@@ -231,6 +232,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       const batch = codecs.vectorBatch.encode({
         jobId: answered.jobId,
         taskId: answered.taskId,
+        taskToken: answered.token,
         backboneFingerprint: fp,
         vectors: answered.imageSha256.map((sha) => ({ sha256: sha, vector: encodeVector(Float32Array.from([1, 2, 3]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
       });
@@ -242,7 +244,7 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       // the real worker acknowledges that task without running the backbone.
       renewing.delete(answered.taskId);
       clearInterval(renewal);
-      await c.bus.claims.put(answered.taskId, new TextEncoder().encode('answered:slow-worker'));
+      await markClaimAnswered(c.bus, answered.taskId, 'slow-worker', claimProof(answered.token, 'answered'));
       await waitFor(async () => /task came back already answered/.test(c.logs()), 30_000, `the real worker to see the answered claim\n${c.logs()}`);
       await c.bus.js.publish(resultSubject(answered.jobId), batch, { msgID: answered.taskId });
       const s = await c.waitForJob(p.jobId, 90_000);

@@ -103,6 +103,7 @@ describe('reliability - nothing lost', () => {
         const batch = codecs.vectorBatch.encode({
           jobId: task.jobId,
           taskId: task.taskId,
+          taskToken: task.token, // a worker given the task answers with its token
           backboneFingerprint: fp,
           vectors: task.imageSha256.map((sha, i) => ({ sha256: sha, vector: encodeVector(Float32Array.from([i, 1, 2]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
         });

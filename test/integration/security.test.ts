@@ -13,27 +13,9 @@ import { JobState, STREAMS, codecs, freePort, manifestSubject, openBus, readJob 
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
+import { PASSWORDS, deployedAuthorization } from '../helpers/deploy.js';
 import { writeConvModel } from '../helpers/models.js';
 import { runGraft, waitFor } from '../helpers/process.js';
-
-const PASSWORDS = {
-  GRAFT_COORDINATOR_PASSWORD: 'coord-s3cret-Xq1',
-  GRAFT_WORKER_PASSWORD: 'worker-s3cret-Zp9',
-  GRAFT_CLI_PASSWORD: 'cli-s3cret-Wm4',
-  GRAFT_MONITOR_PASSWORD: 'mon-s3cret-Kd7',
-};
-
-/** The authorization block of deploy/nats/nats-server.conf, exactly as deployed. */
-async function deployedAuthorization(): Promise<string> {
-  const conf = await readFile(join(ROOT, 'deploy/nats/nats-server.conf'), 'utf8');
-  const start = conf.indexOf('authorization {');
-  let depth = 0;
-  for (let i = start; i < conf.length; i++) {
-    if (conf[i] === '{') depth++;
-    if (conf[i] === '}' && --depth === 0) return conf.slice(start, i + 1);
-  }
-  throw new Error('no authorization block in deploy/nats/nats-server.conf');
-}
 
 describe('security - the deployed NATS permissions', () => {
   it('refuse anonymous clients, confine workers, and still run a job; secrets stay out of logs', { timeout: 180_000 }, async () => {

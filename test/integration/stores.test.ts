@@ -145,17 +145,18 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
   });
 
   it('claims: one holder, take-over only over the revision read, answered and released', async () => {
-    assert.equal(await createClaim(bus, 't1', 'w1'), true);
-    assert.equal(await createClaim(bus, 't1', 'w2'), false, 'a held claim is not claimed twice');
+    assert.equal(await createClaim(bus, 't1', 'w1', 'proof-1'), true);
+    assert.equal(await createClaim(bus, 't1', 'w2', 'proof-2'), false, 'a held claim is not claimed twice');
     const held = await readClaim(bus, 't1');
     assert.equal(held!.holder, 'w1');
+    assert.equal(held!.proof, 'proof-1');
     assert.equal(held!.answered, false);
     const now = await serverNow(bus, 'w2');
     assert.ok(now && now.getTime() >= held!.writtenAt.getTime(), 'the server clock is read from a probe write');
-    assert.equal(await takeOverClaim(bus, 't1', 'w2', held!.revision + 5), false, 'a stale revision takes nothing over');
-    assert.equal(await takeOverClaim(bus, 't1', 'w2', held!.revision), true);
-    await markClaimAnswered(bus, 't1', 'w2');
-    assert.deepEqual({ ...(await readClaim(bus, 't1'))!, revision: 0, writtenAt: null }, { holder: 'w2', answered: true, revision: 0, writtenAt: null });
+    assert.equal(await takeOverClaim(bus, 't1', 'w2', 'proof-2', held!.revision + 5), false, 'a stale revision takes nothing over');
+    assert.equal(await takeOverClaim(bus, 't1', 'w2', 'proof-2', held!.revision), true);
+    await markClaimAnswered(bus, 't1', 'w 2', 'proof-3');
+    assert.deepEqual({ ...(await readClaim(bus, 't1'))!, revision: 0, writtenAt: null }, { holder: 'w 2', proof: 'proof-3', answered: true, revision: 0, writtenAt: null });
     await releaseClaim(bus, 't1');
     assert.equal(await readClaim(bus, 't1'), undefined);
   });

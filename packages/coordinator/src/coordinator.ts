@@ -111,6 +111,7 @@ class CoordinatorImpl implements Coordinator {
 
   /** One term as the leader: resume unfinished jobs, then consume manifests and results. */
   private async lead(): Promise<void> {
+    await this.ctx.queue.loadKey();
     await this.recovery.recoverAll();
     const flush = () => this.records.flush((job) => this.recovery.reclaim(job));
     this.flushTimer = setInterval(() => void flush(), this.ctx.o.statusIntervalMs);

@@ -21,7 +21,7 @@ import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedS
 import type { CoordinatorContext } from './context.js';
 import type { JobFlow } from './job-flow.js';
 import type { JobRecords } from './job-records.js';
-import { ManifestError, validateManifest } from './manifest.js';
+import { ManifestError, subjectProblem, validateManifest } from './manifest.js';
 import { Abandoned } from './outage.js';
 import type { ActiveJob } from './tracker.js';
 
@@ -62,12 +62,12 @@ export class ManifestIntake {
       manifest = codecs.manifest.decode(msg.data, `manifest on ${msg.subject}`);
     } catch (err) {
       this.ctx.metrics.malformed.inc({ stream: STREAMS.manifests });
-      this.ctx.metrics.manifests.inc({ outcome: 'malformed' });
-      this.ctx.log.error({ err, subject: msg.subject }, 'malformed manifest: dropped');
-      await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, (err as Error).message);
-      msg.term();
-      return;
+      return this.refuse(msg, 'malformed', (err as Error).message);
     }
+    // The boundary: nothing is asked of the bus on a manifest's behalf before its id is checked
+    // (a 5,000-character id in a request subject would cost the connection).
+    const bad = subjectProblem(msg.subject, manifest);
+    if (bad) return this.refuse(msg, 'refused', bad);
     if (this.ctx.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
       msg.ack(); // a redelivery of a job in hand
       return;
@@ -86,7 +86,7 @@ export class ManifestIntake {
     const keepAlive = setInterval(() => msg.working(), 10_000);
     this.starting.add(manifest.jobId);
     try {
-      await this.startOrRefuse(manifest, existing?.status, existing?.revision ?? 0);
+      await this.startOrRefuse(manifest, existing?.status, existing?.revision ?? 0, msg);
     } finally {
       clearInterval(keepAlive);
       this.starting.delete(manifest.jobId);
@@ -94,8 +94,16 @@ export class ManifestIntake {
     msg.ack();
   }
 
+  /** A manifest that can never run: dead-lettered with why, terminated (never redelivered), counted. */
+  private async refuse(msg: JsMsg, outcome: 'malformed' | 'refused', reason: string): Promise<void> {
+    this.ctx.metrics.manifests.inc({ outcome });
+    this.ctx.log.error({ subject: msg.subject.slice(0, 200), reason }, `manifest ${outcome}: dead-lettered`);
+    await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, reason);
+    msg.term();
+  }
+
   /** Starts a queued job, or records why it cannot run. @throws JobRecordConflict, Abandoned (look again on redelivery). */
-  private async startOrRefuse(manifest: DatasetManifest, existing: JobStatus | undefined, revision: number): Promise<void> {
+  private async startOrRefuse(manifest: DatasetManifest, existing: JobStatus | undefined, revision: number, msg: JsMsg): Promise<void> {
     const log = this.ctx.log.child({ job: manifest.jobId });
     try {
       validateManifest(manifest);
@@ -108,6 +116,7 @@ export class ManifestIntake {
       const reason = cause instanceof ManifestError ? cause.message : `cannot start: ${(cause as Error).message}`;
       log.error({ err }, 'job refused');
       this.ctx.metrics.manifests.inc({ outcome: 'refused' });
+      if (cause instanceof ManifestError) await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, reason);
       const status = existing ?? queuedStatus(manifest);
       status.state = JobState.JOB_STATE_FAILED;
       status.error = reason;

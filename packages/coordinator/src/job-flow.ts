@@ -52,6 +52,11 @@ export class JobFlow {
     return missing.length;
   }
 
+  /** Sends images whose answer was refused to a worker again, for every job still waiting for them. */
+  async extractAgain(fp: string, imageIds: string[]): Promise<void> {
+    for (const job of this.ctx.jobs.waitingFor(fp, imageIds)) await this.enqueue(job, imageIds.filter((id) => job.pending.has(id)), true);
+  }
+
   /** Drops a job from memory (and from the vectors it waits for). */
   forget(job: ActiveJob): void {
     this.ctx.jobs.forget(job);
@@ -141,6 +146,7 @@ export class JobFlow {
         m.sweepBestAccuracy.set(this.sweepBest.get(s.jobId)!);
       },
       onEpoch: async (r: EpochResult) => {
+        if (!Number.isFinite(r.loss) || !Number.isFinite(r.valLoss)) throw new Error(`the loss is not finite at epoch ${r.epoch} (training ${r.loss}, validation ${r.valLoss}): the head diverged`);
         s.training = r;
         m.epoch.set(r.epoch);
         m.loss.set({ split: 'train' }, r.loss);

@@ -1,5 +1,7 @@
 import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft/protocol';
+import { countSweepHeads, parseSweepGrid, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
+import { headOptions } from './head-options.js';
 
 /** A manifest that cannot be run, with every problem listed. */
 export class ManifestError extends Error {
@@ -11,6 +13,26 @@ export class ManifestError extends Error {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** Bounds on what one manifest may ask for: beyond them it is refused, never half-run. */
+export const MANIFEST_LIMITS = {
+  classes: 100_000,
+  /** Characters of a class name, a path or a list source. */
+  text: 4096,
+  name: 1000,
+} as const;
+
+/**
+ * The job id a manifest's subject names (`graft.manifests.<job>`), checked against the manifest's
+ * own: a manifest can only start the job it was published for.
+ * @returns a reason to refuse it, or undefined.
+ */
+export function subjectProblem(subject: string, m: Pick<DatasetManifest, 'jobId'>): string | undefined {
+  const subjectId = subject.split('.').pop() ?? '';
+  if (!isValidJobId(m.jobId)) return `job id ${JSON.stringify(m.jobId.slice(0, 80))}${m.jobId.length > 80 ? ` (${m.jobId.length} characters)` : ''} is not valid: use up to 64 letters, digits, '-' and '_'`;
+  if (subjectId !== m.jobId) return `published on ${JSON.stringify(subject.slice(0, 120))} but names job ${m.jobId}: a manifest starts only the job its subject names`;
+  return undefined;
+}
+
 /** Checks what the coordinator relies on. @throws ManifestError listing the problems. */
 export function validateManifest(m: DatasetManifest): void {
   const problems: string[] = [];
@@ -21,7 +43,11 @@ export function validateManifest(m: DatasetManifest): void {
   if (m.images.length === 0) problems.push('has no images');
   const paths = new Set<string>();
   const perClass = new Map<string, number>();
+  if (m.classes.length > MANIFEST_LIMITS.classes) problems.push(`has ${m.classes.length} classes, over ${MANIFEST_LIMITS.classes}`);
+  if (m.name.length > MANIFEST_LIMITS.name) problems.push(`its name has ${m.name.length} characters, over ${MANIFEST_LIMITS.name}`);
+  for (const c of m.classes) if (!c || c.length > MANIFEST_LIMITS.text) problems.push(`class name ${JSON.stringify(c.slice(0, 80))} is empty or over ${MANIFEST_LIMITS.text} characters`);
   for (const img of m.images) {
+    if (img.path.length > MANIFEST_LIMITS.text || img.source.length > MANIFEST_LIMITS.text) problems.push(`${img.path.slice(0, 80)}...: path or source over ${MANIFEST_LIMITS.text} characters`);
     if (!classes.has(img.label)) problems.push(`${img.path}: unknown class ${JSON.stringify(img.label)}`);
     if (!SHA256.test(img.sha256)) problems.push(`${img.path}: bad sha256 ${JSON.stringify(img.sha256)}`);
     if (paths.has(img.path)) problems.push(`${img.path}: listed twice`);
@@ -33,6 +59,7 @@ export function validateManifest(m: DatasetManifest): void {
   const t = m.training;
   const splits = splitPercentsProblem(t);
   if (splits) problems.push(splits);
+  problems.push(...trainingProblems(m));
   if (t?.augment) {
     try {
       if (parseAugmentSpec(t.augment) !== t.augment) problems.push(`augmentation ${JSON.stringify(t.augment)} is not in canonical form (${parseAugmentSpec(t.augment)})`);
@@ -43,4 +70,30 @@ export function validateManifest(m: DatasetManifest): void {
     if (!Number.isInteger(k) || k < 1 || k > MAX_AUGMENT_COPIES) problems.push(`augmented copies must be 1 to ${MAX_AUGMENT_COPIES}, got ${k}`);
   }
   if (problems.length) throw new ManifestError(problems);
+}
+
+/**
+ * What is wrong with a manifest's training options and sweep grid, checked when it arrives (not
+ * after extraction): every option in range, and a sweep bounded in heads and in heads x epochs, so
+ * no manifest can ask for more training than a coordinator can do.
+ */
+function trainingProblems(m: DatasetManifest): string[] {
+  const t = m.training;
+  const problems: string[] = [];
+  let epochs = 0;
+  try {
+    epochs = resolveTrainOptions(headOptions(t), Math.max(1, m.classes.length)).epochs;
+  } catch (err) {
+    problems.push(`training options: ${(err as Error).message}`);
+  }
+  if (!t?.sweep) return problems;
+  try {
+    const grid = t.sweepGrid ? parseSweepGrid(t.sweepGrid, 'the sweep grid') : undefined;
+    const heads = grid ? countSweepHeads(grid) : 0;
+    if (heads > MAX_SWEEP_HEADS) problems.push(`the sweep grid asks for ${heads.toExponential(2)} heads, over ${MAX_SWEEP_HEADS}`);
+    else if (heads * epochs > MAX_SWEEP_EPOCHS) problems.push(`the sweep grid asks for ${heads} heads x ${epochs} epochs, over ${MAX_SWEEP_EPOCHS} epochs in all`);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  return problems;
 }

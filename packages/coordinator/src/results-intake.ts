@@ -9,11 +9,12 @@ import {
   isContentError,
   isStoreFull,
   readCachedVector,
+  readImage,
   storeFullMessage,
   type JsMsg,
   type VectorBatch,
 } from '@graft/protocol';
-import { parseImageId } from '@graft/vision';
+import { decodeImage, ImageError, parseImageId } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
 import type { JobFlow } from './job-flow.js';
 import type { JobRecords } from './job-records.js';
@@ -21,6 +22,12 @@ import type { ActiveJob } from './tracker.js';
 
 type BatchVector = VectorBatch['vectors'][number];
 const FINGERPRINT = /^[0-9a-f]{16}$/;
+/** Largest magnitude a vector component may have: bottleneck activations are small; 3e38 is an attack. */
+const MAX_COMPONENT = 1e6;
+/** Images a batch may answer (a task is far smaller): a bigger batch is refused unread. */
+const MAX_BATCH_IMAGES = 10_000;
+/** Refused answers an image may get before it fails for its jobs (each refusal sends it to a worker again). */
+const MAX_REFUSALS = 2;
 
 /**
  * Taking workers' vector batches in: each result checked against what a job waits for, vectors
@@ -28,6 +35,13 @@ const FINGERPRINT = /^[0-9a-f]{16}$/;
  * task taken off the queue, and whatever was refused dead-lettered with why.
  */
 export class ResultsIntake {
+  /** Images whose content error was disputed once (`<fp>.<id>`): sent to a worker again. */
+  private readonly disputed = new Set<string>();
+  /** Disputed twice: the job takes the failure, the cache does not (`<fp>.<id>`). */
+  private readonly uncached = new Set<string>();
+  /** Answers refused per image (`<fp>.<id>`): it is extracted again MAX_REFUSALS times, then fails. */
+  private readonly refusals = new Map<string, number>();
+
   constructor(
     private readonly ctx: CoordinatorContext,
     private readonly records: JobRecords,
@@ -40,16 +54,23 @@ export class ResultsIntake {
     const fp = batch.backboneFingerprint;
     const refused: string[] = [];
     const accepted: BatchVector[] = [];
+    const again: string[] = [];
     await Promise.all(
       batch.vectors.map(async (v) => {
         const problem = await this.checkVector(fp, v);
-        if (problem) return void refused.push(`${v.sha256.slice(0, 12)}: ${problem}`);
+        if (problem) {
+          refused.push(`${v.sha256.slice(0, 12)}: ${problem}`);
+          this.afterRefusal(fp, v.sha256, problem, again);
+          return;
+        }
         if (problem === undefined) accepted.push(v);
       }),
     );
+    // A disputed failure goes to a worker again (the task was acked): the job must not wait forever.
+    if (again.length) await this.flow.extractAgain(fp, again);
     await Promise.all(accepted.map((v) => this.cache(fp, v)));
     const touched = new Set<ActiveJob>();
-    for (const v of accepted) for (const job of this.flow.recordAnswer(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) if (v.errorCode && !isContentError(v.errorCode)) touched.add(job);
+    for (const v of accepted) for (const job of this.flow.recordAnswer(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) if (v.errorCode && !this.cachesFailure(fp, v)) touched.add(job);
     // A failure that is not cached lives only in its job's record: write it before the ack.
     for (const job of touched) await this.records.write(job);
     if (batch.taskSeq && accepted.length) await this.ctx.queue.remove(Number(batch.taskSeq), batch.taskId, this.ctx.log);
@@ -63,13 +84,31 @@ export class ResultsIntake {
     this.ctx.metrics.lastProgress.setToCurrentTime();
   }
 
+  /**
+   * A refused answer leaves its jobs waiting (the task was acked): the image goes to a worker again,
+   * or, refused too often, fails for its jobs with the reason.
+   */
+  private afterRefusal(fp: string, id: string, problem: string, again: string[]): void {
+    if (this.ctx.jobs.expectedDim(fp, id) === undefined) return; // nobody waits for it
+    const key = `${fp}.${id}`;
+    if (this.refusals.size > 100_000) this.refusals.clear(); // bounded: a flood of refusals cannot grow it forever
+    const n = (this.refusals.get(key) ?? 0) + 1;
+    this.refusals.set(key, n);
+    if (n <= MAX_REFUSALS) again.push(id);
+    else this.flow.recordAnswer(fp, id, ErrorCode.ERROR_CODE_INTERNAL, `${n} answers refused: ${problem}`);
+  }
+
   /** The batch, or undefined when it is malformed (then dead-lettered and terminated). */
   private async decode(msg: JsMsg): Promise<VectorBatch | undefined> {
     try {
       const batch = codecs.vectorBatch.decode(msg.data, `vector batch on ${msg.subject}`);
       if (!FINGERPRINT.test(batch.backboneFingerprint)) throw new Error(`vector batch on ${msg.subject} has no valid backbone fingerprint`);
+      if (batch.vectors.length === 0 || batch.vectors.length > MAX_BATCH_IMAGES) throw new Error(`vector batch on ${msg.subject} answers ${batch.vectors.length} images`);
       const bad = batch.vectors.find((v) => !parseImageId(v.sha256));
       if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256 (or an augmented copy of one)`);
+      if (msg.subject.split('.').pop() !== batch.jobId) throw new Error(`vector batch on ${msg.subject} says it is for job ${JSON.stringify(batch.jobId.slice(0, 80))}`);
+      const signed = { jobId: batch.jobId, taskId: batch.taskId, fingerprint: batch.backboneFingerprint, imageIds: batch.vectors.map((v) => v.sha256), token: batch.taskToken };
+      if (!this.ctx.queue.isAnswerOf(signed)) throw new Error(`vector batch from worker ${JSON.stringify(batch.workerId.slice(0, 80))} does not carry the token of task ${JSON.stringify(batch.taskId.slice(0, 80))} for these images: only a worker given that task can answer it`);
       return batch;
     } catch (err) {
       this.ctx.metrics.malformed.inc({ stream: STREAMS.results });
@@ -94,20 +133,56 @@ export class ResultsIntake {
       });
       return cached ? '' : 'no task asked for this image';
     }
-    if (v.errorCode) return undefined;
+    if (v.errorCode) return isContentError(v.errorCode) ? this.checkContentError(fp, v) : undefined;
     if (v.dim !== dim) return `a ${v.dim}-d vector where the backbone gives ${dim}-d`;
+    let values: Float32Array;
     try {
-      decodeVector(v.vector, dim, v.dtype);
+      values = decodeVector(v.vector, dim, v.dtype);
     } catch (err) {
       return (err as Error).message;
     }
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) return `its vector has ${values[i]} at ${i}`;
+      if (Math.abs(values[i]) > MAX_COMPONENT) return `its vector has ${values[i]} at ${i}, beyond any bottleneck (|x| <= ${MAX_COMPONENT})`;
+    }
     return undefined;
+  }
+
+  /**
+   * A worker says an image's bytes cannot be decoded (or are empty): the coordinator decodes it
+   * too before believing it, since the answer is cached for every later job with these bytes.
+   * The first dispute refuses the answer (the image goes to a worker again); a second one takes the
+   * failure for the job but keeps it out of the cache (a worker with tighter limits says TOO_LARGE).
+   * @returns a problem when the image decodes here (the worker is wrong, or lying), else undefined.
+   */
+  private async checkContentError(fp: string, v: BatchVector): Promise<string | undefined> {
+    const key = `${fp}.${v.sha256}`;
+    if (this.disputed.has(key)) {
+      this.uncached.add(key);
+      return undefined;
+    }
+    const photo = parseImageId(v.sha256)!.sha256;
+    const r = await this.ctx.persist('reading an image to check a failure', () => readImage(this.ctx.bus, photo, 256 * 1024 * 1024));
+    if (!r.ok) return undefined; // not readable here either
+    try {
+      await decodeImage(r.bytes, 8);
+    } catch (err) {
+      if (err instanceof ImageError) return undefined; // confirmed: these bytes do not decode
+      throw err;
+    }
+    this.disputed.add(key);
+    return `it says ${v.errorMessage?.slice(0, 100) || 'the image cannot be decoded'}, but the image decodes here: sent to a worker again`;
+  }
+
+  /** Whether an accepted failure is the image's own (cached for every later job) rather than this attempt's. */
+  private cachesFailure(fp: string, v: BatchVector): boolean {
+    return isContentError(v.errorCode) && !this.uncached.has(`${fp}.${v.sha256}`);
   }
 
   /** Caches an accepted result: a vector, or an error of the image's content (another attempt's failure is recorded on the job only). */
   private async cache(fp: string, v: BatchVector): Promise<void> {
     this.ctx.metrics.vectors.inc({ kind: v.errorCode ? 'error' : 'vector' });
-    if (v.errorCode && !isContentError(v.errorCode)) return;
+    if (v.errorCode && !this.cachesFailure(fp, v)) return;
     try {
       await this.ctx.persist('caching a vector', () => cacheVector(this.ctx.bus, fp, v.sha256, { vector: v.vector, dim: v.dim, dtype: v.dtype, errorCode: v.errorCode, errorMessage: v.errorMessage }));
     } catch (err) {

@@ -8,7 +8,10 @@ import {
   publishTask,
   queueFullDelayMs,
   removeAnsweredTask,
+  taskKey,
   taskQueueDepth,
+  taskToken,
+  isTaskToken,
   watchDeadTasks,
   type Bus,
   type ExtractionTask,
@@ -32,6 +35,9 @@ export interface TaskQueueOptions {
  * way, and the tasks JetStream gave up on.
  */
 export class TaskQueue {
+  /** The coordinators' key for task tokens (loaded when a term starts). */
+  private key?: Uint8Array;
+
   constructor(
     private readonly bus: Bus,
     private readonly o: TaskQueueOptions,
@@ -40,6 +46,17 @@ export class TaskQueue {
     /** Bus operations, tried again through outages. */
     private readonly persist: Persist,
   ) {}
+
+  /** Loads (or makes) the coordinators' task key: before any task is enqueued or any result checked. */
+  async loadKey(): Promise<void> {
+    this.key ??= await this.persist('reading the task key', () => taskKey(this.bus));
+  }
+
+  /** Whether a batch carries the token of the task it says it answers, for exactly that task's images. */
+  isAnswerOf(b: { jobId: string; taskId: string; fingerprint: string; imageIds: readonly string[]; token: string }): boolean {
+    if (!this.key) throw new Error('the task key is not loaded');
+    return isTaskToken(this.key, b, b.token);
+  }
 
   /**
    * Publishes tasks of `taskSize` images for a job's cache misses. Task ids are derived from
@@ -56,7 +73,9 @@ export class TaskQueue {
     for (let i = 0; i < shas.length; i += this.o.taskSize) {
       const chunk = shas.slice(i, i + this.o.taskSize);
       const taskId = `${jobId}-${createHash('sha256').update(salt + chunk.join(',')).digest('hex').slice(0, 16)}`;
-      await this.publishWhenRoom({ jobId, taskId, backbone: { ...ref, fingerprint: backbone.fingerprint }, imageSha256: chunk, vectorDtype: dtype }, log);
+      if (!this.key) throw new Error('the task key is not loaded');
+      const token = taskToken(this.key, { jobId, taskId, fingerprint: backbone.fingerprint, imageIds: chunk });
+      await this.publishWhenRoom({ jobId, taskId, token, backbone: { ...ref, fingerprint: backbone.fingerprint }, imageSha256: chunk, vectorDtype: dtype }, log);
       tasks++;
     }
     log.info({ tasks, images: shas.length }, 'tasks enqueued');

@@ -148,6 +148,13 @@ export class JobTracker {
     return undefined;
   }
 
+  /** The jobs waiting for any of these images of one backbone. */
+  waitingFor(fp: string, imageIds: readonly string[]): ActiveJob[] {
+    const ids = new Set<string>();
+    for (const sha of imageIds) for (const id of this.waiting.get(vectorKey(fp, sha)) ?? []) ids.add(id);
+    return [...ids].map((id) => this.jobs.get(id)).filter((j): j is ActiveJob => Boolean(j));
+  }
+
   /** Counts a result for every job waiting on it; returns those jobs. */
   resolve(fp: string, sha: string, code: ErrorCode, message: string): ActiveJob[] {
     const key = vectorKey(fp, sha);

@@ -25,6 +25,7 @@ export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, finger
   for (const img of manifest.images) {
     const v = vectors.get(img.sha256);
     if (!v) continue;
+    refuseNonFinite(v, img.path);
     const set = sets[splitOf(img, percents)];
     set.x.push(v);
     set.y.push(classIndex.get(img.label)!);
@@ -51,9 +52,15 @@ export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, finger
   for (const { id, label } of ids) {
     const v = copyVectors.get(id);
     if (!v) continue;
+    refuseNonFinite(v, id);
     sets.train.x.push(v);
     sets.train.y.push(label);
   }
   sets.augmented = copyVectors.size;
   return sets;
+}
+
+/** A head trained on NaN or infinity learns nothing and reports nonsense: refuse it, naming the image. */
+function refuseNonFinite(v: Float32Array, image: string): void {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new Error(`the cached vector of ${image} has ${v[i]} at ${i}: refusing to train on it`);
 }

@@ -42,7 +42,7 @@ export class Answers {
   }
 
   encode(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq = 0): Uint8Array {
-    return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings });
+    return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, taskToken: task.token, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings });
   }
 
   /** Publishes an encoded answer (the task id is its message id). */

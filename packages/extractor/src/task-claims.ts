@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { createClaim, hasCachedVectors, markClaimAnswered, readClaim, releaseClaim, renewClaim, serverNow, takeOverClaim, type Bus, type ExtractionTask, type JsMsg } from '@graft/protocol';
+import { claimProof, createClaim, hasCachedVectors, markClaimAnswered, readClaim, releaseClaim, renewClaim, serverNow, takeOverClaim, type Bus, type ExtractionTask, type JsMsg } from '@graft/protocol';
 
 /** What a worker does with a task it was delivered. */
 export type ClaimOutcome =
@@ -50,10 +50,11 @@ export class TaskClaims {
     // A redelivery may come after the answer was cached and the claim lapsed (the ack lost).
     if (msg.info.deliveryCount > 1 && (await this.isCached(task))) return 'answered';
     const until = performance.now() + maxWaitMs;
+    const proof = claimProof(task.token, 'claim');
     let waiting = false;
     for (;;) {
       try {
-        if (await createClaim(this.bus, task.taskId, this.workerId)) {
+        if (await createClaim(this.bus, task.taskId, this.workerId, proof)) {
           if (waiting) this.log.info({ task: task.taskId }, 'the claim on a redelivered task was released: taking the task');
           return 'claimed';
         }
@@ -67,6 +68,12 @@ export class TaskClaims {
       });
       if (!e) continue; // released meanwhile: claim it
       const holder = e.holder;
+      if (e.proof !== claimProof(task.token, e.answered ? 'answered' : 'claim')) {
+        // Written by someone who was never given the task: not a claim to wait for or believe.
+        this.log.warn({ task: task.taskId, holder, answered: e.answered }, 'a claim on this task does not prove it holds the task: ignored, taking the task');
+        if (await takeOverClaim(this.bus, task.taskId, this.workerId, proof, e.revision).catch(() => false)) return 'claimed';
+        continue;
+      }
       // Its holder published the answer and its ack was lost: the answer is on its way to the coordinator.
       if (e.answered) return 'answered';
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
@@ -77,7 +84,7 @@ export class TaskClaims {
       const age = await this.serverAge(e.writtenAt);
       if (age !== undefined && age > staleMs) {
         // Not renewed for a whole AckWait: its holder died or lost the bus. Take it over, unless someone else just did.
-        const took = await takeOverClaim(this.bus, task.taskId, this.workerId, e.revision).catch((err: unknown) => {
+        const took = await takeOverClaim(this.bus, task.taskId, this.workerId, proof, e.revision).catch((err: unknown) => {
           this.log.debug({ err, task: task.taskId }, 'cannot take the lapsed claim over: looking again');
           return false;
         });
@@ -114,10 +121,11 @@ export class TaskClaims {
    * Keeps this worker's claim alive while it holds the task, three times per AckWait (best effort:
    * a lost renewal risks only a second embedding).
    */
-  keep(taskId: string, ackWaitMs: number): ClaimKeeper {
+  keep(task: ExtractionTask, ackWaitMs: number): ClaimKeeper {
+    const taskId = task.taskId;
     let inFlight: Promise<unknown> = Promise.resolve();
     const timer = setInterval(() => {
-      inFlight = renewClaim(this.bus, taskId, this.workerId).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
+      inFlight = renewClaim(this.bus, taskId, this.workerId, claimProof(task.token, 'claim')).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
     }, Math.max(50, Math.floor(ackWaitMs / 3)));
     return {
       stop: async () => {
@@ -132,8 +140,8 @@ export class TaskClaims {
    * to (the ack lost) acknowledges it instead of waiting for the claim to lapse and embedding it again.
    * @throws when the bus does not take it (the caller retries while it can).
    */
-  async markAnswered(taskId: string): Promise<void> {
-    await markClaimAnswered(this.bus, taskId, this.workerId);
+  async markAnswered(task: ExtractionTask): Promise<void> {
+    await markClaimAnswered(this.bus, task.taskId, this.workerId, claimProof(task.token, 'answered'));
   }
 
   /** Gives a claim up (the task handed back or failed) so the next worker need not wait for it to lapse. */

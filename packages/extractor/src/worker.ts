@@ -278,7 +278,7 @@ class ExtractorWorker implements Worker {
     }
     if (claim === 'claimed') {
       p.owned = true;
-      p.claimKeeper = this.claims.keep(task.taskId, ackWait);
+      p.claimKeeper = this.claims.keep(task, ackWait);
     }
     return true;
   }
@@ -309,7 +309,7 @@ class ExtractorWorker implements Worker {
     // this worker answers it from memory, another finds the claim answered.
     await p.claimKeeper?.stop();
     await Promise.all([
-      p.owned && this.retryWhileRunning(msg, () => this.claims.markAnswered(task.taskId), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
+      p.owned && this.retryWhileRunning(msg, () => this.claims.markAnswered(task), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
       this.retryWhileRunning(msg, () => msg.ackAck(), ackWait * 0.8).catch((err) =>
         log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
       ),

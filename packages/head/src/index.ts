@@ -16,5 +16,5 @@ export {
 export type { ModelManifest, ModelFolder } from './model.js';
 export { loadClassifier, classifyFile } from './classifier.js';
 export type { Classifier, Prediction } from './classifier.js';
-export { DEFAULT_SWEEP_GRID, expandGrid, parseSweepGrid, pickWinner, runSweep, trainSweepHead, defaultSweepParallelism, SweepAborted } from './sweep.js';
+export { DEFAULT_SWEEP_GRID, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS, countSweepHeads, expandGrid, parseSweepGrid, pickWinner, runSweep, trainSweepHead, defaultSweepParallelism, SweepAborted } from './sweep.js';
 export type { SweepAxes, SweepGrid, SweepConfig, SweepHeadResult, SweepHooks } from './sweep.js';

@@ -84,12 +84,26 @@ function canonical(o: ResolvedTrainOptions): string {
   return JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k as keyof ResolvedTrainOptions]]));
 }
 
+/** Heads one sweep may train at most: a grid asking for more is refused before anything is expanded. */
+export const MAX_SWEEP_HEADS = 1000;
+/** Epochs one sweep may train at most, all heads together (heads x each head's epochs). */
+export const MAX_SWEEP_EPOCHS = 200_000;
+
+/** How many heads a grid asks for (duplicates counted), computed without expanding it. */
+export function countSweepHeads(grid: SweepGrid): number {
+  let total = 0;
+  for (const entry of grid) total += AXES.reduce((n, axis) => n * ((entry[axis] as unknown[] | undefined)?.length ?? 1), 1);
+  return total;
+}
+
 /**
  * Every head of a grid, each option the grid does not vary taken from base (the job's own).
  * Duplicates (the same resolved options twice) are trained once.
  * @throws RangeError for a value the head refuses (naming it).
  */
 export function expandGrid(grid: SweepGrid, base: TrainOptions, classes: number): SweepConfig[] {
+  const count = countSweepHeads(grid);
+  if (count > MAX_SWEEP_HEADS) throw new RangeError(`the sweep grid asks for ${count.toExponential(2)} heads, over ${MAX_SWEEP_HEADS}`);
   const out = new Map<string, SweepConfig>();
   for (const entry of grid) {
     let combos: TrainOptions[] = [{ ...base }];

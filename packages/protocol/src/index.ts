@@ -126,7 +126,9 @@ export {
 } from './stores/artifacts.js';
 export { createClaim, readClaim, takeOverClaim, renewClaim, markClaimAnswered, releaseClaim, serverNow } from './stores/claims.js';
 export type { Claim } from './stores/claims.js';
-export { readLease, createLease, writeLease, deleteLease } from './stores/leases.js';
+export { readLease, createLease, writeLease, deleteLease, taskKey } from './stores/leases.js';
+export { taskToken, isTaskToken, claimProof } from './policy/task-tokens.js';
+export type { SignedTask } from './policy/task-tokens.js';
 export type { StoredLease } from './stores/leases.js';
 export {
   ensureExtractorConsumer,

@@ -65,6 +65,8 @@ export const BUCKET_STREAMS = {
 export const LEASES = {
   /** The one active coordinator. */
   coordinator: 'coordinator',
+  /** The coordinators' key for task tokens (workers cannot read this bucket). */
+  taskKey: 'task-key',
 } as const;
 
 export const CONSUMERS = {

@@ -37,8 +37,11 @@ export const REDELIVERY_DELAY_MS = 2000;
 
 // ---- what is final ----------------------------------------------------------------------
 
-/** Errors that depend only on an image's bytes: cached like vectors, never retried. */
-const CONTENT_ERRORS: ReadonlySet<ErrorCode> = new Set([ErrorCode.ERROR_CODE_EMPTY, ErrorCode.ERROR_CODE_DECODE_FAILED, ErrorCode.ERROR_CODE_TOO_LARGE]);
+/**
+ * Errors that depend only on an image's bytes: cached like vectors (once the coordinator has seen
+ * the bytes fail too), never retried. TOO_LARGE is not one: it depends on the worker's limits.
+ */
+const CONTENT_ERRORS: ReadonlySet<ErrorCode> = new Set([ErrorCode.ERROR_CODE_EMPTY, ErrorCode.ERROR_CODE_DECODE_FAILED]);
 
 /**
  * Whether an image's error is final for its content, so it is cached under the image's

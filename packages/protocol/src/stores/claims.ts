@@ -2,8 +2,10 @@ import type { Bus } from '../bus.js';
 import { isRevisionConflict } from '../errors.js';
 
 /*
- * The claims bucket (graft-claims): who embeds a task. Under each task id, the id of the worker
- * embedding it, or `answered:<worker>` once its answer is in JetStream; entries expire by themselves
+ * The claims bucket (graft-claims): who embeds a task. Under each task id, `<worker> <proof>` while a
+ * worker embeds it, or `answered:<worker> <proof>` once its answer is in JetStream, the proof derived
+ * from the task's token (policy/task-tokens.ts), so only a holder of the task can write a claim others
+ * believe; entries expire by themselves
  * (TASK_CLAIM_TTL_MS). Each worker also writes a probe key, `probe.<worker>`, to read the server's
  * clock. This module is the bucket's only reader and writer, and owns those value formats.
  */
@@ -22,6 +24,8 @@ export interface Claim {
   holder: string;
   /** Whether its holder published the task's answer. */
   answered: boolean;
+  /** The holder's proof of holding the task ('' in a claim written without one). */
+  proof: string;
   /** The revision a take-over must name. */
   revision: number;
   /** When it was last written, on the NATS server's clock. */
@@ -32,9 +36,9 @@ export interface Claim {
  * Claims a task for a worker, if nobody holds it.
  * @returns false when somebody does. @throws when the bucket cannot be reached.
  */
-export async function createClaim(bus: Bus, taskId: string, workerId: string): Promise<boolean> {
+export async function createClaim(bus: Bus, taskId: string, workerId: string, proof: string): Promise<boolean> {
   try {
-    await bus.claims.create(taskId, text.encode(workerId));
+    await bus.claims.create(taskId, text.encode(`${workerId} ${proof}`));
     return true;
   } catch (err) {
     if (isRevisionConflict(err)) return false;
@@ -48,16 +52,18 @@ export async function readClaim(bus: Bus, taskId: string): Promise<Claim | undef
   if (!e || e.operation !== 'PUT') return undefined;
   const value = untext.decode(e.value);
   const answered = value.startsWith(ANSWERED);
-  return { holder: answered ? value.slice(ANSWERED.length) : value, answered, revision: e.revision, writtenAt: e.created };
+  const rest = answered ? value.slice(ANSWERED.length) : value;
+  const space = rest.lastIndexOf(' ');
+  return { holder: space < 0 ? rest : rest.slice(0, space), proof: space < 0 ? '' : rest.slice(space + 1), answered, revision: e.revision, writtenAt: e.created };
 }
 
 /**
  * Takes a lapsed claim over, if it is still the revision that was read.
  * @returns false when somebody wrote it meanwhile.
  */
-export async function takeOverClaim(bus: Bus, taskId: string, workerId: string, revision: number): Promise<boolean> {
+export async function takeOverClaim(bus: Bus, taskId: string, workerId: string, proof: string, revision: number): Promise<boolean> {
   try {
-    await bus.claims.update(taskId, text.encode(workerId), revision);
+    await bus.claims.update(taskId, text.encode(`${workerId} ${proof}`), revision);
     return true;
   } catch (err) {
     if (isRevisionConflict(err)) return false;
@@ -66,13 +72,13 @@ export async function takeOverClaim(bus: Bus, taskId: string, workerId: string, 
 }
 
 /** Renews a worker's claim (its TTL starts again). */
-export async function renewClaim(bus: Bus, taskId: string, workerId: string): Promise<void> {
-  await bus.claims.put(taskId, text.encode(workerId));
+export async function renewClaim(bus: Bus, taskId: string, workerId: string, proof: string): Promise<void> {
+  await bus.claims.put(taskId, text.encode(`${workerId} ${proof}`));
 }
 
 /** Marks a claim answered: the task's answer is in JetStream. */
-export async function markClaimAnswered(bus: Bus, taskId: string, workerId: string): Promise<void> {
-  await bus.claims.put(taskId, text.encode(`${ANSWERED}${workerId}`));
+export async function markClaimAnswered(bus: Bus, taskId: string, workerId: string, proof: string): Promise<void> {
+  await bus.claims.put(taskId, text.encode(`${ANSWERED}${workerId} ${proof}`));
 }
 
 /** Gives a claim up. */

@@ -1,11 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import type { Bus } from '../bus.js';
+import { isRevisionConflict } from '../errors.js';
 import { codecs, type CoordinatorLease } from '../messages.js';
 import { LEASES } from '../names.js';
 
 /*
- * The leases bucket (graft-leases): which coordinator leads, as a CoordinatorLease under
- * `coordinator`, written with revision checks. This module is its only reader and writer; the
- * coordinator's Leadership decides when to write.
+ * The leases bucket (graft-leases), which only coordinators may read: which coordinator leads, as a
+ * CoordinatorLease under `coordinator`, written with revision checks; and the coordinators' task key
+ * under `task-key`. This module is its only reader and writer; the coordinator's Leadership decides
+ * when to write the lease.
  */
 
 /** The lease as stored. */
@@ -44,4 +47,23 @@ export async function writeLease(bus: Bus, holder: string, ttlMs: number, revisi
 /** Frees the lease if it is still the revision named. */
 export async function deleteLease(bus: Bus, revision: number): Promise<void> {
   await bus.leases.delete(LEASES.coordinator, { previousSeq: revision });
+}
+
+/**
+ * The coordinators' secret for task tokens: made (32 random bytes) by the first coordinator that
+ * asks, read by every later one, so tokens of tasks queued before a restart or a takeover still
+ * verify. Workers and the CLI cannot read it.
+ */
+export async function taskKey(bus: Bus): Promise<Uint8Array> {
+  for (;;) {
+    const e = await bus.leases.get(LEASES.taskKey);
+    if (e && e.operation === 'PUT' && e.value.length === 32) return e.value;
+    try {
+      const key = randomBytes(32);
+      await bus.leases.create(LEASES.taskKey, key);
+      return key;
+    } catch (err) {
+      if (!isRevisionConflict(err)) throw err; // another coordinator made it first: read it
+    }
+  }
 }
