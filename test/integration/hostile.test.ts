@@ -22,6 +22,7 @@ import {
   readManifest,
   resultSubject,
   vectorOf,
+  WORKER_STREAMS,
   type Bus,
   type DatasetManifest,
 } from '@graft/protocol';
@@ -62,7 +63,7 @@ describe('hostile inputs (the deployed roles)', () => {
     c = new TestCluster(['--metrics-port', String(metricsPort)], ROLE_ENV);
     await c.start({ workers: 0, natsConfig: await deployedAuthorization(), busUser: { user: 'cli', pass: PASSWORDS.GRAFT_CLI_PASSWORD } });
     admin = await openBus({ servers: c.url, user: 'coordinator', pass: PASSWORDS.GRAFT_COORDINATOR_PASSWORD }, { create: false });
-    worker = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false });
+    worker = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS });
     model = await c.tinyModel();
     data = await generateSampleSet(join(c.work, 'shapes'), 4, 23, ['circle', 'square']);
   });
@@ -169,6 +170,35 @@ describe('hostile inputs (the deployed roles)', () => {
     assert.match(c.coordinator!.output(), /its vector has NaN at 0/);
     assert.match(c.coordinator!.output(), /its vector has 3\.0000000054977558e\+38 at 0, beyond any bottleneck/);
     assert.match(c.workers.at(-1)!.output(), /does not prove it holds the task/);
+  });
+
+  it('no role over-reaches: the cli, a worker and the monitor are refused everything beyond their job', { timeout: 120_000 }, async () => {
+    const fp = (await readJob(c.bus, 'victimX'))!.backbone!.fingerprint!;
+    const cli = c.bus;
+    const monitor = await openBus({ servers: c.url, user: 'monitor', pass: PASSWORDS.GRAFT_MONITOR_PASSWORD }, { create: false, uses: [] });
+    try {
+      const refused = async (what: string, op: () => Promise<unknown>) => assert.rejects(op(), (err: Error) => err instanceof Error, what);
+      await refused('cli: a stream capturing the coordinator\'s replies', () => cli.jsm.streams.add({ name: 'SNOOP', subjects: ['_INBOX_coordinator.>'] }));
+      await refused('cli: any new stream, unbounded', () => cli.jsm.streams.add({ name: 'MINE', subjects: ['mine.>'] }));
+      await refused('cli: changing the coordinator\'s results consumer', () => cli.jsm.consumers.update(STREAMS.results, 'coordinator-results', { max_deliver: 1 }));
+      await refused('cli: an extractor consumer that gives up at once', () => cli.jsm.consumers.add(STREAMS.tasks, { durable_name: extractorConsumer(fp), max_deliver: 1, ack_policy: 'explicit' as never }));
+      await refused('cli: pulling a task', async () => (await cli.js.consumers.get(STREAMS.tasks, extractorConsumer(fp))).next({ expires: 1000 }));
+      await refused('cli: purging the image store', () => cli.jsm.streams.purge('OBJ_graft-images'));
+      await refused('cli: writing a job record', () => cli.jobs.put('victimX', new Uint8Array([1]), { timeout: 2000 }));
+      await refused('cli: reading the vector cache', () => cli.vectors.get(`${fp}.${'a'.repeat(64)}`));
+      await refused('cli: reading the coordinators\' task key', () => cli.leases.get('task-key'));
+      await refused('worker: listing job ids through stream info', () => worker.jsm.streams.info('KV_graft-jobs', { subjects_filter: '>' }));
+      await refused('worker: listing job ids through the results stream', () => worker.jsm.streams.info(STREAMS.results, { subjects_filter: '>' }));
+      await refused('worker: reading the coordinators\' task key', () => worker.leases.get('task-key'));
+      await refused('worker: publishing a manifest', () => worker.js.publish(manifestSubject('evil'), new Uint8Array([1]), { timeout: 2000 }));
+      await refused('monitor: publishing a manifest', () => monitor.js.publish(manifestSubject('evil'), new Uint8Array([1]), { timeout: 2000 }));
+      await refused('monitor: deleting a stream', () => monitor.jsm.streams.delete(STREAMS.tasks));
+      assert.ok(await admin.jsm.streams.info(STREAMS.tasks), 'everything is still there');
+      // What each role is for still works: the cli reads a record and publishes, the worker reads the cache's subject counts.
+      assert.equal((await readJob(cli, 'victimX'))!.state, JobState.JOB_STATE_DONE);
+    } finally {
+      await monitor.close();
+    }
   });
 
   it('a NaN vector already in the cache fails the job that would train on it, naming the image', { timeout: 120_000 }, async () => {

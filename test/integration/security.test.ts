@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, STREAMS, codecs, freePort, manifestSubject, openBus, readJob } from '@graft/protocol';
+import { JobState, STREAMS, WORKER_STREAMS, codecs, freePort, manifestSubject, openBus, readJob } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -28,7 +28,7 @@ describe('security - the deployed NATS permissions', () => {
       await assert.rejects(connect({ servers: c.url, reconnect: false, user: 'worker', pass: 'wrong' }), /authorization/i);
 
       // A worker's credentials open the topology, but cannot change or read beyond their job.
-      const w = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false });
+      const w = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS });
       try {
         await assert.rejects(w.jsm.streams.delete(STREAMS.tasks), 'workers cannot delete streams');
         await assert.rejects(w.jsm.streams.purge(STREAMS.results), 'workers cannot purge streams');
@@ -62,7 +62,7 @@ describe('security - the deployed NATS permissions', () => {
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 10, cached: 0, extracted: 10, failed: 0 });
       await assert.rejects(
-        openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false }).then(async (w2) => {
+        openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS }).then(async (w2) => {
           try {
             await w2.models.putBlob({ name: 'evil/model.json' }, new Uint8Array(4));
           } finally {
@@ -73,7 +73,7 @@ describe('security - the deployed NATS permissions', () => {
       );
 
       // Replies are private per role: nobody reads another role's inbox (a coordinator's cache reads).
-      const w3 = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false });
+      const w3 = await openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS });
       try {
         for (const inbox of ['_INBOX_coordinator.>', '_INBOX.>', '_INBOX_cli.>']) {
           const sub = w3.nc.subscribe(inbox);

@@ -40,6 +40,8 @@ import {
   readClaim,
   readImage,
   readJobRecord,
+  readJob,
+  JobAlreadyPublished,
   readLease,
   readManifest,
   readModelFile,
@@ -175,10 +177,12 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
   it('jobs: records with revisions, listing, manifests (first one wins)', async () => {
     const manifest = codecs.manifest.create({ jobId: 'job-a', name: 'a', classes: ['x', 'y'], images: [{ path: 'x/1.jpg', label: 'x', sha256: 'a'.repeat(64) }] });
     await publishManifest(bus, manifest);
-    const rec = await readJobRecord(bus, 'job-a');
-    assert.equal(rec!.status.state, JobState.JOB_STATE_QUEUED);
+    assert.equal(await readJobRecord(bus, 'job-a'), undefined, 'the publisher writes no record: the coordinator does');
+    assert.equal((await readJob(bus, 'job-a'))!.state, JobState.JOB_STATE_QUEUED, 'shown queued from its manifest');
     assert.equal((await readManifest(bus, 'job-a'))!.images.length, 1);
-    await assert.rejects(publishManifest(bus, manifest), JobRecordConflict, 'a job is published once');
+    await assert.rejects(publishManifest(bus, manifest), JobAlreadyPublished, 'a job is published once');
+    await createJobRecord(bus, queuedStatus(manifest));
+    const rec = await readJobRecord(bus, 'job-a');
     const s = rec!.status;
     s.state = JobState.JOB_STATE_EXTRACTING;
     const r2 = await writeJobRecord(bus, s, rec!.revision);

@@ -98,25 +98,32 @@ export class ResultsIntake {
     else this.flow.recordAnswer(fp, id, ErrorCode.ERROR_CODE_INTERNAL, `${n} answers refused: ${problem}`);
   }
 
-  /** The batch, or undefined when it is malformed (then dead-lettered and terminated). */
+  /** The batch, or undefined when it is malformed or not its task's answer (then dead-lettered and terminated). */
   private async decode(msg: JsMsg): Promise<VectorBatch | undefined> {
+    let batch: VectorBatch;
     try {
-      const batch = codecs.vectorBatch.decode(msg.data, `vector batch on ${msg.subject}`);
+      batch = codecs.vectorBatch.decode(msg.data, `vector batch on ${msg.subject}`);
       if (!FINGERPRINT.test(batch.backboneFingerprint)) throw new Error(`vector batch on ${msg.subject} has no valid backbone fingerprint`);
       if (batch.vectors.length === 0 || batch.vectors.length > MAX_BATCH_IMAGES) throw new Error(`vector batch on ${msg.subject} answers ${batch.vectors.length} images`);
       const bad = batch.vectors.find((v) => !parseImageId(v.sha256));
       if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256 (or an augmented copy of one)`);
-      if (msg.subject.split('.').pop() !== batch.jobId) throw new Error(`vector batch on ${msg.subject} says it is for job ${JSON.stringify(batch.jobId.slice(0, 80))}`);
-      const signed = { jobId: batch.jobId, taskId: batch.taskId, fingerprint: batch.backboneFingerprint, imageIds: batch.vectors.map((v) => v.sha256), token: batch.taskToken };
-      if (!this.ctx.queue.isAnswerOf(signed)) throw new Error(`vector batch from worker ${JSON.stringify(batch.workerId.slice(0, 80))} does not carry the token of task ${JSON.stringify(batch.taskId.slice(0, 80))} for these images: only a worker given that task can answer it`);
-      return batch;
     } catch (err) {
       this.ctx.metrics.malformed.inc({ stream: STREAMS.results });
-      this.ctx.log.error({ err, subject: msg.subject }, 'malformed vector batch: dropped');
-      await deadLetter(this.ctx.bus, 'result', msg.data, msg.subject, (err as Error).message);
-      msg.term();
-      return undefined;
+      return this.refuse(msg, `malformed vector batch: ${(err as Error).message}`);
     }
+    const signed = { jobId: batch.jobId, taskId: batch.taskId, fingerprint: batch.backboneFingerprint, imageIds: batch.vectors.map((v) => v.sha256), token: batch.taskToken };
+    if (msg.subject.split('.').pop() !== batch.jobId || !this.ctx.queue.isAnswerOf(signed)) {
+      this.ctx.metrics.vectors.inc({ kind: 'refused' }, batch.vectors.length);
+      return this.refuse(msg, `vector batch from worker ${JSON.stringify(batch.workerId.slice(0, 80))} on ${msg.subject.slice(0, 120)} does not carry the token of task ${JSON.stringify(batch.taskId.slice(0, 80))} for these images: only a worker given that task can answer it`);
+    }
+    return batch;
+  }
+
+  private async refuse(msg: JsMsg, reason: string): Promise<undefined> {
+    this.ctx.log.error({ subject: msg.subject.slice(0, 200) }, `${reason}: dead-lettered`);
+    await deadLetter(this.ctx.bus, 'result', msg.data, msg.subject, reason);
+    msg.term();
+    return undefined;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { WORKER_STREAMS } from '@graft/protocol';
 import { join, resolve } from 'node:path';
 import { Gauge, Registry } from 'prom-client';
 import { startCoordinator } from '@graft/coordinator';
@@ -119,7 +120,7 @@ ${NATS_HELP}`,
         },
         { logger: log.child({ backend }), registry, backend },
       ),
-      { create: false },
+      { create: false, uses: WORKER_STREAMS },
     );
   },
 };

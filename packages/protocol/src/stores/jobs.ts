@@ -86,9 +86,15 @@ export async function readManifest(bus: Bus, jobId: string): Promise<DatasetMani
   return manifest;
 }
 
-/** A job's record, or undefined. */
+/**
+ * A job's record, or undefined. A job published but not yet taken by a coordinator has no record
+ * (the coordinator writes the first one): it is shown as queued, from its manifest.
+ */
 export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | undefined> {
-  return (await readJobRecord(bus, jobId))?.status;
+  const rec = await readJobRecord(bus, jobId);
+  if (rec) return rec.status;
+  const manifest = await readManifest(bus, jobId).catch(() => undefined); // unreadable: the coordinator fails the job
+  return manifest && queuedStatus(manifest);
 }
 
 /** The ids of every job with a record. */
@@ -120,19 +126,33 @@ export function maxMessageBytes(bus: Bus): number {
   return bus.nc.info?.max_payload ?? 1024 * 1024;
 }
 
+/** A job id that was published already: a job has one manifest. */
+export class JobAlreadyPublished extends Error {
+  constructor(
+    readonly jobId: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`job ${jobId} was published already: a job has one manifest`, options);
+    this.name = 'JobAlreadyPublished';
+  }
+}
+
 /**
- * Publishes a job's manifest (its images already stored), after a queued record so `graft status`
- * sees it at once. The job id is the message id, and the stream keeps only a job's first manifest.
- * @throws JobRecordConflict when the job exists; Error saying so when the manifests store is full.
+ * Publishes a job's manifest (its images already stored). The job id is the message id, and the
+ * stream keeps only a job's first manifest; the coordinator that takes it writes the job's first
+ * record (publishers cannot write records), and until then readJob shows it queued.
+ * @throws JobAlreadyPublished when the job exists; Error saying so when the manifests store is full.
  */
 export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest)): Promise<void> {
-  await createJobRecord(bus, queuedStatus(manifest));
+  let duplicate = false;
   try {
-    await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId });
+    duplicate = (await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId })).duplicate;
   } catch (err) {
+    if (/maximum messages per subject/i.test((err as Error).message)) throw new JobAlreadyPublished(manifest.jobId, { cause: err });
     if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
     throw err;
   }
+  if (duplicate) throw new JobAlreadyPublished(manifest.jobId);
 }
 
 /** The coordinator's stream of manifests (stop it to end). */
