@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { copyFile, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset } from '@graft/cli';
@@ -28,7 +29,7 @@ import {
 } from '@graft/protocol';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { PASSWORDS, deployedAuthorization } from '../helpers/deploy.js';
-import { waitFor } from '../helpers/process.js';
+import { runGraft, waitFor } from '../helpers/process.js';
 
 /*
  * Hostile messages against the shipped deploy config: a cli user's manifests and a worker's results
@@ -199,6 +200,46 @@ describe('hostile inputs (the deployed roles)', () => {
     } finally {
       await monitor.close();
     }
+  });
+
+  it('manifest URLs cannot probe the inside network, and errors never quote what a URL or file held', { timeout: 120_000 }, async () => {
+    const real = (await readManifest(c.bus, 'victimX'))!;
+    const cases: [string, string, RegExp][] = [
+      ['probe-metrics', `http://127.0.0.1:${metricsPort}/metrics#x`, /127\.0\.0\.1 is a private or local address/],
+      ['probe-metadata', 'http://169.254.169.254/latest/meta-data/model.json', /169\.254\.169\.254 is a private or local address/],
+      ['probe-name', `http://localhost:${metricsPort}/model.json`, /localhost resolves to (127\.0\.0\.1|::1), a private or local address/],
+      ['probe-file', 'file:///etc/passwd', /is not a TF\.js model\.json \(not JSON/],
+    ];
+    for (const [id, url] of cases) await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: id, backbone: { url } }));
+    for (const [id, , reason] of cases) {
+      const s = await c.waitForJob(id, 30_000);
+      assert.equal(s.state, JobState.JOB_STATE_FAILED, id);
+      assert.match(s.error, reason, id);
+      assert.doesNotMatch(s.error, /HELP|TYPE|root:x:0:0|graft_/, `${id}: nothing fetched is quoted`);
+    }
+    assert.equal(await ready(), 200);
+  });
+
+  it('an image list cannot upload the publisher\'s secrets: /proc, paths outside its folder, links out, non-images', { timeout: 60_000 }, async () => {
+    const dir = join(c.work, 'listed');
+    await mkdir(join(dir, 'photos'), { recursive: true });
+    await copyFile(join(data, 'circle', (await readdir(join(data, 'circle')))[0]), join(dir, 'photos', 'ok.jpg'));
+    await writeFile(join(dir, 'photos', 'notes.jpg'), 'GRAFT_CLI_PASSWORD=hunter2\n');
+    await symlink('/etc/passwd', join(dir, 'photos', 'link.jpg'));
+    const list = join(dir, 'list.csv');
+    await writeFile(list, ['file_name,label', 'photos/ok.jpg,circle', '/proc/self/environ,circle', '../../../../../../etc/passwd,square', 'photos/link.jpg,square', 'photos/notes.jpg,square'].join('\n'));
+    const before = (await admin.jsm.streams.info('OBJ_graft-images')).state.messages;
+    const r = await runGraft(['publish', list, '--nats', c.url, '--nats-user', 'cli'], { GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_CLI_PASSWORD, GRAFT_HOME: c.work });
+    assert.equal(r.code, 1, r.output);
+    assert.match(r.output, /line 3: \/proc\/self\/environ: is in \/proc, which holds no images/);
+    assert.match(r.output, /line 4: .*etc\/passwd: is outside the list's folder/);
+    assert.match(r.output, /line 5: photos\/link\.jpg: is outside the list's folder/);
+    assert.match(r.output, /line 6: photos\/notes\.jpg: is not an image/);
+    assert.equal((await admin.jsm.streams.info('OBJ_graft-images')).state.messages, before, 'nothing uploaded');
+    // Allowing outside paths still never reads /proc, and a file must be an image.
+    const wide = await runGraft(['publish', list, '--dry-run', '--allow-outside-paths'], { GRAFT_HOME: c.work });
+    assert.match(wide.output, /\/proc\/self\/environ: is in \/proc/);
+    assert.match(wide.output, /etc\/passwd: is not an image/);
   });
 
   it('a NaN vector already in the cache fails the job that would train on it, naming the image', { timeout: 120_000 }, async () => {

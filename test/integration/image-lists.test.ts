@@ -77,7 +77,7 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     ];
     const list = join(c.work, 'list.csv');
     await writeFile(list, `${rows.join('\n')}\n`);
-    const publish = () => runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--max-image-bytes', '200000', '--epochs', '2'], { GRAFT_HOME: c.work });
+    const publish = () => runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--max-image-bytes', '200000', '--epochs', '2', '--allow-private-urls'], { GRAFT_HOME: c.work }); // the test's server is on loopback
 
     const first = await publish();
     assert.equal(first.code, 0, first.output);
@@ -147,7 +147,8 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
 
   it("a failed image's status names its list line", { timeout: 60_000 }, async () => {
     const broken = join(photos, 'circle', 'broken.jpg');
-    await writeFile(broken, 'not a photo');
+    // A truncated JPEG: an image by its first bytes (what a list may name), undecodable all the same.
+    await writeFile(broken, (await readFile(join(photos, 'circle', 'circle_000.jpg'))).subarray(0, 300));
     const list = join(c.work, 'with-broken.csv');
     await writeFile(list, `file_name,label\nphotos/circle/circle_000.jpg,circle\nphotos/circle/broken.jpg,circle\nphotos/square/square_000.jpg,square\nphotos/square/square_001.jpg,square\n`);
     const r = await runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--epochs', '2'], { GRAFT_HOME: c.work });

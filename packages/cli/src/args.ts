@@ -152,6 +152,8 @@ export const PUBLISH_OPTIONS: Options = {
   'label-column': { type: 'string' },
   'split-column': { type: 'string' },
   'first-label': { type: 'boolean' },
+  'allow-outside-paths': { type: 'boolean' },
+  'allow-private-urls': { type: 'boolean' },
   'max-image-bytes': { type: 'string' },
   'max-side': { type: 'string' },
   'dry-run': { type: 'boolean' },
@@ -196,6 +198,8 @@ Lists (a .csv, .tsv or .jsonl file instead of a folder: path, URL or AutoML "[SE
   --image-column C, --label-column C, --split-column C   column names (default: file_name/image/path/url,
                             label/class, split/set)
   --first-label             take the first of several labels instead of refusing the row
+  --allow-outside-paths     a list may name files outside its own folder (never /proc, /sys, /dev)
+  --allow-private-urls      a list may name URLs on this machine or a private network (off: a list could probe it)
   --max-image-bytes N       largest image downloaded from a URL (default 52428800)`;
 
 /**
@@ -217,9 +221,9 @@ export function publishOptions(v: Values): PublishOptions {
     overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess'), inputNode: str(v, 'input-node') },
     splitsFile: str(v, 'splits'),
     vectorDType: dtype as PublishOptions['vectorDType'],
-    list: { format: listFormat(str(v, 'format')), imageColumn: str(v, 'image-column'), labelColumn: str(v, 'label-column'), splitColumn: str(v, 'split-column'), firstLabel: Boolean(v['first-label']) },
+    list: { format: listFormat(str(v, 'format')), imageColumn: str(v, 'image-column'), labelColumn: str(v, 'label-column'), splitColumn: str(v, 'split-column'), firstLabel: Boolean(v['first-label']), allowOutsidePaths: Boolean(v['allow-outside-paths']) },
     // Remembers what each URL held, so publishing a list again downloads nothing unchanged.
-    download: { maxBytes: int(v, 'max-image-bytes', 1), cacheFile: join(graftHome(), 'url-cache.json') },
+    download: { maxBytes: int(v, 'max-image-bytes', 1), cacheFile: join(graftHome(), 'url-cache.json'), allowPrivateHosts: Boolean(v['allow-private-urls']) },
     maxSide: int(v, 'max-side', 64),
     shrinkCacheDir: join(graftHome(), 'shrunk'),
     training: {

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startLocalNats, stopProcess, type LocalNats } from '@graft/protocol';
+import { serverCredentials, startLocalNats, stopProcess, type LocalNats } from '@graft/protocol';
 
 /** A whole graft cluster on this machine: nats-server, one coordinator, N workers. */
 export interface LocalCluster {
@@ -43,12 +43,15 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   await mkdir(join(o.dataDir, 'logs'), { recursive: true });
   const nats = o.natsUrl ? undefined : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log'), binary: process.env.GRAFT_NATS_SERVER });
   const url = o.natsUrl ?? nats!.url;
+  const given = serverCredentials(url);
+  const natsEnv: NodeJS.ProcessEnv = { GRAFT_NATS_URL: given.servers.join(','), ...(given.user ? { GRAFT_NATS_USER: given.user } : {}), ...(given.pass !== undefined ? { GRAFT_NATS_PASSWORD: given.pass } : {}) };
   const children: ChildProcess[] = [];
   const launch = (name: string, args: string[]) => {
     const files = o.output === 'files';
-    const child = spawn(process.execPath, [MAIN, ...args, '--nats', url], {
+    // Connection settings through the environment, never argv (where ps shows them to everyone).
+    const child = spawn(process.execPath, [MAIN, ...args], {
       stdio: files ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'],
-      env: { ...process.env, ...o.env },
+      env: { ...process.env, ...o.env, ...natsEnv },
     });
     if (files) {
       const log = createWriteStream(join(o.dataDir, 'logs', `${name}.log`), { flags: 'a' });
@@ -58,13 +61,13 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     children.push(child);
   };
   const metrics = (i: number) => (o.metricsBasePort ? ['--metrics-port', String(o.metricsBasePort + i)] : []);
-  // The operator's own machine: manifests may name local model files.
-  launch('coordinator', ['coordinator', '--allow-model-files', ...metrics(0)]);
+  // The operator's own machine: manifests may name local model files and hosts.
+  launch('coordinator', ['coordinator', '--allow-model-files', '--allow-private-model-hosts', ...metrics(0)]);
   const n = o.workers ?? defaultWorkers();
   for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...metrics(i), ...(o.workerArgs ?? [])]);
   let stopping: Promise<void> | undefined;
   return {
-    url,
+    url: given.servers.join(','),
     nats,
     children,
     stop() {

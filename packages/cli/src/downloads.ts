@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DOWNLOAD_ATTEMPTS, downloadRetryDelayMs, inPool, isImageStored, putImage, type Bus } from '@graft/protocol';
-import { FetchFailure, fetchCapped } from '@graft/vision';
+import { FetchFailure, fetchCapped, redactUrl } from '@graft/vision';
 
 /**
  * Downloading the images a list names by URL, into the image store: concurrent and bounded,
@@ -21,6 +21,8 @@ export interface DownloadOptions {
   timeoutMs?: number;
   /** JSON file remembering what each URL held. */
   cacheFile?: string;
+  /** Whether URLs on this machine or a private network may be downloaded. Default false. */
+  allowPrivateHosts?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -54,7 +56,7 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
       try {
         result.stored.set(url, await fetchOne(bus, url, cache, result, o));
       } catch (err) {
-        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : (err as Error).message);
+        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : redactUrl((err as Error).message));
       }
     },
     o.onProgress,
@@ -64,7 +66,7 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
 }
 
 async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, result: DownloadResult, o: DownloadOptions): Promise<{ sha256: string; size: number }> {
-  const known = cache.get(url);
+  const known = cache.get(urlKey(url));
   // Ask the server only "has it changed?" when the store still holds what it gave last time.
   const conditional = known && (known.etag || known.lastModified) && (await isImageStored(bus, known.sha256, known.size)) ? known : undefined;
   const attempts = o.attempts ?? DOWNLOAD_ATTEMPTS;
@@ -78,7 +80,7 @@ async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, r
         await putImage(bus, { name: sha256, description: url.slice(0, 200) }, got.bytes);
         result.uploaded++;
       }
-      cache.set(url, { etag: got.etag, lastModified: got.lastModified, sha256, size: got.bytes.byteLength });
+      cache.set(urlKey(url), { etag: got.etag, lastModified: got.lastModified, sha256, size: got.bytes.byteLength });
       return { sha256, size: got.bytes.byteLength };
     } catch (err) {
       if (!(err instanceof FetchFailure && err.retry) || attempt >= attempts) throw err;
@@ -91,9 +93,14 @@ async function get(url: string, known: Remembered | undefined, o: DownloadOption
   const headers: Record<string, string> = {};
   if (known?.etag) headers['if-none-match'] = known.etag;
   if (known?.lastModified) headers['if-modified-since'] = known.lastModified;
-  const got = await fetchCapped(url, { headers, timeoutMs: o.timeoutMs ?? 30_000, maxBytes: o.maxBytes ?? 50 * 1024 * 1024, notModifiedOk: Boolean(known) });
+  const got = await fetchCapped(url, { headers, timeoutMs: o.timeoutMs ?? 30_000, maxBytes: o.maxBytes ?? 50 * 1024 * 1024, notModifiedOk: Boolean(known), allowPrivateHosts: o.allowPrivateHosts ?? false });
   if (got.status === 304) return 'not-modified';
   return { bytes: got.bytes, etag: got.headers.get('etag') ?? undefined, lastModified: got.headers.get('last-modified') ?? undefined };
+}
+
+/** A URL as the cache file keys it: hashed, so the file never holds a URL's credentials. */
+function urlKey(url: string): string {
+  return createHash('sha256').update(url).digest('hex');
 }
 
 async function readCache(file: string | undefined): Promise<Map<string, Remembered>> {

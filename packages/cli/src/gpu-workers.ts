@@ -77,7 +77,7 @@ export function withoutOptions(argv: readonly string[], names: readonly string[]
  * Runs one `graft worker` per GPU until SIGINT/SIGTERM, then stops them all (each drains).
  * @param args the worker's own arguments, without --gpus or --metrics-port.
  */
-export async function superviseGpuWorkers(gpus: string[], args: string[], o: { workerId?: string; metricsPort?: number; log: Log }): Promise<number> {
+export async function superviseGpuWorkers(gpus: string[], args: string[], o: { workerId?: string; metricsPort?: number; metricsAddress?: string; log: Log }): Promise<number> {
   const log = o.log.child({ component: 'gpu-supervisor' });
   const base = o.workerId ?? `${hostname()}-${process.pid}`;
   const byGpu = new Map<string, ClusterWorker>();
@@ -105,7 +105,7 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
   const aggregator = new AggregatorRegistry<PrometheusContentType>();
   const alive = () => [...byGpu.values()].filter((c) => !c.isDead()).length;
   const server = o.metricsPort !== undefined
-    ? await serveMetrics(aggregator, o.metricsPort, () => alive() === gpus.length, '0.0.0.0', () => aggregator.clusterMetrics())
+    ? await serveMetrics(aggregator, o.metricsPort, () => alive() === gpus.length, o.metricsAddress, () => aggregator.clusterMetrics())
     : undefined;
 
   const signal = await untilSignal();

@@ -1,7 +1,8 @@
-import { stat } from 'node:fs/promises';
-import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { open, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, resolve, sep } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { Split, splitNamed } from '@graft/protocol';
+import { imageKind } from '@graft/vision';
 
 /**
  * Dataset manifest files: lists of images with labels and splits, read from CSV, TSV or JSONL.
@@ -35,6 +36,10 @@ export interface ImageListOptions {
   splitColumn?: string;
   /** Images with several labels take the first instead of being refused. */
   firstLabel?: boolean;
+  /** Local paths may point outside the list's folder (never into /proc, /sys or /dev). Default false. */
+  allowOutsidePaths?: boolean;
+  /** Largest local file a list may name, bytes. Default 50 MiB (the folder scan's cap). */
+  maxBytes?: number;
 }
 
 export interface ImageList {
@@ -103,9 +108,13 @@ export async function readImageList(path: string, text: string, o: ImageListOpti
       }
       image.url = url.toString();
     } else {
-      image.file = isAbsolute(location) ? location : resolve(base, location);
-      const st = await stat(image.file).catch(() => undefined); // missing: reported on the next line
-      if (!st?.isFile()) problems.push(`${at}: ${location}: no such file`);
+      const file = isAbsolute(location) ? location : resolve(base, location);
+      const problem = await localFileProblem(file, base, o);
+      if (problem) {
+        problems.push(`${at}: ${location}: ${problem}`);
+        continue;
+      }
+      image.file = file;
     }
     images.push(image);
   }
@@ -178,4 +187,32 @@ function jsonlRows(text: string, o: ImageListOptions): { rows: Row[]; problems: 
     rows.push({ line, location: img === undefined ? '' : String(obj[img] ?? ''), labels: label, split: spl === undefined ? '' : String(obj[spl] ?? '') });
   });
   return { rows, problems };
+}
+
+/** System folders whose files are never images, whatever a list says (secrets live there: /proc/self/environ). */
+const NEVER_READ = ['/proc', '/sys', '/dev'];
+
+/**
+ * Why a local file a list names may not be published, or undefined: it must exist, lie inside the
+ * list's folder (after links are followed) unless outside paths are allowed, never in a system
+ * folder, be no bigger than the cap, and start like an image.
+ */
+async function localFileProblem(file: string, base: string, o: ImageListOptions): Promise<string | undefined> {
+  const real = await realpath(file).catch(() => undefined);
+  if (!real) return 'no such file';
+  if (NEVER_READ.some((d) => real === d || real.startsWith(`${d}/`))) return `is in ${real.split('/').slice(0, 2).join('/')}, which holds no images: refused`;
+  const realBase = await realpath(base).catch(() => base);
+  if (!o.allowOutsidePaths && real !== realBase && !real.startsWith(`${realBase}${sep}`)) return `is outside the list's folder ${realBase} (pass --allow-outside-paths to publish it)`;
+  const st = await stat(real).catch(() => undefined);
+  if (!st?.isFile()) return 'no such file';
+  const max = o.maxBytes ?? 50 * 1024 * 1024;
+  if (st.size > max) return `${st.size} bytes is over the ${max}-byte limit`;
+  const head = new Uint8Array(16);
+  const fh = await open(real, 'r');
+  try {
+    await fh.read(head, 0, 16, 0);
+  } finally {
+    await fh.close();
+  }
+  return imageKind(head) ? undefined : 'is not an image (its first bytes are no image format graft reads)';
 }

@@ -1,11 +1,15 @@
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, type Registry } from 'prom-client';
 
+/** Where metrics listen unless told: this machine only (they have no authentication). */
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1';
+
 /**
  * /metrics (Prometheus text), /healthz (alive) and /readyz (ready to work) on one port.
+ * @param host the address to listen on (--metrics-address; compose passes 0.0.0.0 inside its network).
  * @param text what /metrics answers, when not the registry's own metrics (a supervisor's, summed over its children).
  */
-export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = '0.0.0.0', text?: () => Promise<string>): Promise<Server> {
+export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = DEFAULT_METRICS_ADDRESS, text?: () => Promise<string>): Promise<Server> {
   if (!text) collectDefaultMetrics({ register: registry });
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -19,7 +19,7 @@ import {
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
-import { backboneRequest, type BackboneOverrides } from '@graft/vision';
+import { backboneRequest, redactUrl, type BackboneOverrides } from '@graft/vision';
 import { downloadImages, type DownloadOptions } from './downloads.js';
 import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
@@ -203,8 +203,9 @@ async function scanList(bus: Bus, list: ImageList, o: PublishOptions, show: bool
     bar?.done(show ? `downloaded ${got.downloaded} images (${remote.length - got.downloaded - got.failed.size} unchanged), ${got.failed.size} failed` : undefined);
     for (const img of remote) {
       const ok = got.stored.get(img.url!);
-      if (ok) images.push({ path: img.location, label: img.label, sha256: ok.sha256, sizeBytes: ok.size, split: img.split, source: source(img.line) });
-      else skipped.push({ path: img.location, reason: `${source(img.line)}: ${got.failed.get(img.url!) ?? 'not downloaded'}` });
+      // Stored and shown without the URL's credentials: the manifest is readable by every cli user.
+      if (ok) images.push({ path: redactUrl(img.location), label: img.label, sha256: ok.sha256, sizeBytes: ok.size, split: img.split, source: source(img.line) });
+      else skipped.push({ path: redactUrl(img.location), reason: `${source(img.line)}: ${got.failed.get(img.url!) ?? 'not downloaded'}` });
     }
   }
   const classes = [...new Set(images.map((i) => i.label))].sort();

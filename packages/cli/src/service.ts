@@ -5,7 +5,7 @@ import { UsageError, busOptions, int, str, type Values } from './args.js';
 import { createLogger, type Log } from './logger.js';
 import { untilSignal } from './signals.js';
 import { isGpuChild, reportToSupervisor } from './gpu-workers.js';
-import { serveMetrics } from './metrics-server.js';
+import { DEFAULT_METRICS_ADDRESS, serveMetrics } from './metrics-server.js';
 
 /* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
 
@@ -43,6 +43,11 @@ export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
   } catch (err) {
     throw new UsageError((err as Error).message, { cause: err });
   }
+}
+
+/** The address /metrics listens on: --metrics-address, else $GRAFT_METRICS_ADDRESS, else 127.0.0.1. */
+export function metricsAddress(v: Values): string {
+  return str(v, 'metrics-address') ?? (process.env.GRAFT_METRICS_ADDRESS || DEFAULT_METRICS_ADDRESS);
 }
 
 /** Where a long-running process serves /metrics: --metrics-port, else $GRAFT_METRICS_PORT, else nowhere. */
@@ -86,7 +91,7 @@ export async function runService(
   if (isGpuChild()) reportToSupervisor(registry);
   const service = await start(bus, log, registry, backend.name);
   const port = metricsPort(v);
-  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && bus.isConnected()) : undefined;
+  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && bus.isConnected(), metricsAddress(v)) : undefined;
   await Promise.race([untilSignal(), service.closed]);
   await service.close();
   server?.close();

@@ -141,6 +141,7 @@ export class ManifestIntake {
         const fetched = await fetchBackbone(spec, {
           cacheDir: this.ctx.o.cacheDir,
           allowFiles: this.ctx.o.allowModelFiles,
+          allowPrivateHosts: this.ctx.o.allowPrivateModelHosts,
           maxBytes: this.ctx.o.maxModelBytes,
           onWarning: (w) => log.warn(w),
           onSource: (url) => log.info({ source: url }, 'auto backbone: loaded from this source'),

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { TASK_ACK_WAIT_MS, TASK_MAX_DELIVER } from '@graft/protocol';
-import { DEFAULT_ALLOW_MODEL_FILES, DEFAULT_MAX_MODEL_BYTES } from '@graft/vision';
+import { DEFAULT_ALLOW_MODEL_FILES, DEFAULT_ALLOW_PRIVATE_MODEL_HOSTS, DEFAULT_MAX_MODEL_BYTES } from '@graft/vision';
 
 /** Coordinator settings as users give them; all optional. */
 export interface CoordinatorOptions {
@@ -23,6 +23,11 @@ export interface CoordinatorOptions {
    * DEFAULT_ALLOW_MODEL_FILES (false, the model policy's): anyone who can publish a manifest could otherwise make the coordinator read any file.
    */
   allowModelFiles?: boolean;
+  /**
+   * Whether manifests may name backbone URLs on this machine or a private network. Default
+   * DEFAULT_ALLOW_PRIVATE_MODEL_HOSTS (false): a manifest could otherwise probe the inside network.
+   */
+  allowPrivateModelHosts?: boolean;
   /** Largest backbone a manifest may name, bytes. Default DEFAULT_MAX_MODEL_BYTES (1 GiB, the model policy's). */
   maxModelBytes?: number;
 }
@@ -35,6 +40,7 @@ export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedC
     coordinatorId: o.coordinatorId ?? `${hostname()}-${process.pid}`,
     leaseTtlMs: o.leaseTtlMs ?? 10_000,
     allowModelFiles: o.allowModelFiles ?? DEFAULT_ALLOW_MODEL_FILES,
+    allowPrivateModelHosts: o.allowPrivateModelHosts ?? DEFAULT_ALLOW_PRIVATE_MODEL_HOSTS,
     maxModelBytes: o.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES,
     taskSize: o.taskSize ?? 16,
     taskAckWaitMs: o.taskAckWaitMs ?? TASK_ACK_WAIT_MS,

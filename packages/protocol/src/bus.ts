@@ -110,34 +110,59 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/**
+ * Server URLs without credentials, and the credentials a URL carried (`nats://user:pw@host`):
+ * they log in as user and password and are never shown.
+ */
+export function serverCredentials(servers: string | string[] | undefined): { servers: string[]; user?: string; pass?: string } {
+  const list = (typeof servers === 'string' ? servers.split(',').map((s) => s.trim()) : servers) ?? [DEFAULT_NATS_URL];
+  let user: string | undefined;
+  let pass: string | undefined;
+  const clean = list.map((s) => {
+    const m = /^([a-z]+:\/\/)([^@/]*)@(.*)$/i.exec(s);
+    if (!m) return s;
+    const [u, p] = m[2].split(':');
+    user ??= decodeURIComponent(u ?? '');
+    if (p !== undefined) pass ??= decodeURIComponent(p);
+    return `${m[1]}${m[3]}`;
+  });
+  return { servers: clean, ...(user ? { user } : {}), ...(pass !== undefined ? { pass } : {}) };
+}
+
 /** Redacts credentials: what a log line may say about a bus config. */
 export function describeBus(opts: BusOptions): Record<string, unknown> {
+  const { servers, user } = serverCredentials(opts.servers);
   return {
-    servers: opts.servers ?? DEFAULT_NATS_URL,
+    servers: servers.join(','),
     name: opts.name,
-    auth: opts.token ? 'token' : opts.user ? `user ${opts.user}` : 'none',
+    auth: opts.token ? 'token' : (opts.user ?? user) ? `user ${opts.user ?? user}` : 'none',
     tls: opts.tls ? true : false,
   };
 }
 
 /** Connects and keeps reconnecting forever: a broker restart must not end a worker. */
 async function connectNats(opts: BusOptions = {}): Promise<NatsConnection> {
-  const servers = (typeof opts.servers === 'string' ? opts.servers.split(',').map((s) => s.trim()) : opts.servers) ?? [DEFAULT_NATS_URL];
+  const fromUrl = serverCredentials(opts.servers);
+  const servers = fromUrl.servers;
+  const user = opts.user ?? fromUrl.user;
   try {
     return await connect({
       servers,
       name: opts.name,
-      user: opts.user,
-      pass: opts.pass,
+      user,
+      pass: opts.pass ?? fromUrl.pass,
       token: opts.token,
       maxReconnectAttempts: -1,
       reconnectTimeWait: opts.reconnectWaitMs ?? 1000,
       waitOnFirstConnect: false,
       tls: opts.tls ? { caFile: opts.tls.caFile, certFile: opts.tls.certFile, keyFile: opts.tls.keyFile } : undefined,
-      inboxPrefix: opts.inboxPrefix ?? (opts.user ? `_INBOX_${opts.user}` : undefined),
+      inboxPrefix: opts.inboxPrefix ?? (user ? `_INBOX_${user}` : undefined),
     });
   } catch (err) {
-    throw new BusError(`cannot connect to NATS at ${servers.join(',')}: ${(err as Error).message}`, { cause: err });
+    // The client's own message may quote the URL it was given: only the clean list is shown, and the
+    // client's error is not kept as the cause (a logger would print it, credentials and all).
+    const why = (err as Error).message.replace(/[a-z]+:\/\/[^@\s/]*@/gi, '');
+    throw new BusError(`cannot connect to NATS at ${servers.join(',')}: ${why}`);
   }
 }
 

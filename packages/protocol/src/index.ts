@@ -90,7 +90,7 @@ export {
 export type { SplitName, SplitPercents } from './policy/splits.js';
 
 // ---- the bus and its stores ----
-export { openBus, describeBus, STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS, WORKER_STREAMS } from './bus.js';
+export { openBus, describeBus, serverCredentials, STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS, WORKER_STREAMS } from './bus.js';
 export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
 export {
   queuedStatus,

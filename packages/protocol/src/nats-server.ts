@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -45,6 +46,15 @@ export function findNatsServer(binary?: string): string {
   return candidate;
 }
 
+/** Whether nothing listens on 127.0.0.1:port. */
+async function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -64,12 +74,19 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   const bin = findNatsServer(opts.binary);
   const port = opts.port ?? (await freePort());
   const monitorPort = opts.monitorPort ?? (await freePort());
+  for (const [p, what] of [[port, 'client port'], [monitorPort, 'monitoring port']] as const) {
+    if (!(await isPortFree(p))) throw new Error(`cannot start nats-server: its ${what} 127.0.0.1:${p} is in use (another nats-server, or another program); choose another with --port, or use the running server with --nats URL`);
+  }
+  // Our server's name: the readiness check connects only to it, never to another on the same port.
+  const given = /server_name:\s*([A-Za-z0-9_-]+)/.exec(opts.extraConfig ?? '')?.[1];
+  const serverName = given ?? `graft-local-${randomBytes(6).toString('hex')}`;
   const storeDir = join(opts.dataDir, 'jetstream');
   await mkdir(storeDir, { recursive: true });
   const conf = join(opts.dataDir, 'nats-server.conf');
   await writeFile(
     conf,
     [
+      given ? '' : `server_name: ${serverName}`,
       `listen: 127.0.0.1:${port}`,
       `http: 127.0.0.1:${monitorPort}`,
       // Manifests of large datasets exceed the 1 MB default.
@@ -89,10 +106,16 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
     if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}: ${stderr.trim()}`);
     try {
       const nc = await connect({ servers: url, timeout: 1000, reconnect: false, ...(opts.extraConfig?.includes('authorization') ? { user: '_probe', pass: '_probe' } : {}) });
+      const name = nc.info?.server_name;
       await nc.close();
+      if (name !== serverName) throw new Error(`another server (${name}) answers on ${url}`);
       break;
     } catch (err) {
-      // An authorization error still proves the server is up.
+      if (/another server/.test((err as Error).message)) {
+        child.kill('SIGKILL');
+        throw err;
+      }
+      // An authorization error still proves the server is up (the port was ours: checked above).
       if (/authorization/i.test((err as Error).message)) break;
       if (Date.now() > deadline) {
         child.kill('SIGKILL');

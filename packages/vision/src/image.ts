@@ -82,3 +82,20 @@ function toRgb(data: Uint8Array, channels: number): Uint8Array {
 
 /** File extensions graft treats as images when scanning a folder. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
+
+/**
+ * What kind of image a file's first bytes say it is (JPEG, PNG, GIF, WebP, TIFF, AVIF/HEIF, BMP), or
+ * undefined when they are no image's: what a list may name is checked by content, not by its name.
+ */
+export function imageKind(head: Uint8Array): string | undefined {
+  const at = (i: number, ...b: number[]) => b.every((x, k) => head[i + k] === x);
+  const ascii = (i: number, t: string) => [...t].every((ch, k) => head[i + k] === ch.charCodeAt(0));
+  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
+  if (at(0, 0x89, 0x50, 0x4e, 0x47)) return 'png';
+  if (ascii(0, 'GIF8')) return 'gif';
+  if (ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'webp';
+  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
+  if (ascii(4, 'ftyp') && ['avif', 'avis', 'heic', 'heix', 'mif1'].some((b) => ascii(8, b))) return 'avif';
+  if (ascii(0, 'BM')) return 'bmp';
+  return undefined;
+}

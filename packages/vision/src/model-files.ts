@@ -92,7 +92,8 @@ export function filesFromBundle(modelJson: Uint8Array, weights: Uint8Array, orig
   try {
     json = JSON.parse(new TextDecoder().decode(modelJson)) as ModelJson;
   } catch (err) {
-    throw new BackboneError(`${origin} is not a model.json: ${(err as Error).message}`, { cause: err });
+    // Not quoted: the bytes came from a store anyone may have written.
+    throw new BackboneError(`${origin} is not a model.json (not JSON)`, { cause: err });
   }
   return modelFilesFrom(json, [weights], origin);
 }

@@ -12,8 +12,11 @@ export const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
 /** Whether `file://` models may be loaded when nobody says. */
 export const DEFAULT_ALLOW_MODEL_FILES = false;
 
-/** A user's own command line naming their own model: any file they can read. */
-export const USER_MODEL_POLICY = { allowFiles: true } as const;
+/** Whether models may be downloaded from this machine or a private network when nobody says. */
+export const DEFAULT_ALLOW_PRIVATE_MODEL_HOSTS = false;
+
+/** A user's own command line naming their own model: any file they can read, any host they can reach. */
+export const USER_MODEL_POLICY = { allowFiles: true, allowPrivateHosts: true } as const;
 
 /**
  * Where models may come from, and how big they may be. Whoever loads a model a stranger named
@@ -28,6 +31,8 @@ export interface FetchModelOptions {
   onProgress?: (file: string, bytes: number) => void;
   /** Whether `file://` models (any readable path on this machine) may be loaded. Default {@link DEFAULT_ALLOW_MODEL_FILES}. */
   allowFiles?: boolean;
+  /** Whether models may come from this machine or a private network (loopback, 10/8, 169.254/16...). Default false. */
+  allowPrivateHosts?: boolean;
   /** Largest model accepted (model.json plus weights), bytes. Default {@link DEFAULT_MAX_MODEL_BYTES}. */
   maxBytes?: number;
   /** The weights must hash to this (a catalogue entry's pinned digest). */

@@ -7,7 +7,7 @@ import vm from 'node:vm';
 import { extractMember } from './archives.js';
 import { BackboneError } from './errors.js';
 import { graphDefModel, type GraphSource } from './graphdef.js';
-import { FetchFailure, fetchCapped } from './http-fetch.js';
+import { FetchFailure, fetchCapped, redactUrl } from './http-fetch.js';
 import { defaultCacheDir, readCache, safeName, writeCache } from './model-cache.js';
 import { modelBundle, modelFilesFrom, shardPaths, type ModelFiles, type ModelJson } from './model-files.js';
 import { DEFAULT_MAX_MODEL_BYTES, maxModelBytes, refuseUnlessFilesAllowed, type FetchModelOptions } from './model-policy.js';
@@ -44,10 +44,28 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
       return files;
     }
   } catch (err) {
-    if (err instanceof BackboneError) throw err;
-    throw new BackboneError(`cannot load model ${url}: ${(err as Error).message}`, { cause: err });
+    // Whatever failed, the message never shows a URL's credentials.
+    if (err instanceof BackboneError) throw new BackboneError(hideCredentials(err.message), { cause: err.cause });
+    throw new BackboneError(`cannot load model ${redactUrl(url)}: ${hideCredentials((err as Error).message)}`, { cause: err });
   }
-  throw new BackboneError(`unsupported model URL ${url}: use file://, http(s):// or embedded:`);
+  throw new BackboneError(`unsupported model URL ${redactUrl(url)}: use file://, http(s):// or embedded:`);
+}
+
+/** A message with every URL's credentials replaced. */
+function hideCredentials(message: string): string {
+  return message.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@\s/]*@/gi, '$1***@');
+}
+
+/**
+ * model.json's content. @throws BackboneError that says it is not JSON without quoting it: the
+ * bytes may be anything a URL or path answered (a metrics page, /etc/passwd), and errors are shown.
+ */
+function parseModelJson(text: string, origin: string): ModelJson {
+  try {
+    return JSON.parse(text) as ModelJson;
+  } catch {
+    throw new BackboneError(`${redactUrl(origin)} is not a TF.js model.json (not JSON; ${text.length} characters)`);
+  }
 }
 
 /**
@@ -80,7 +98,7 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
     if (size > max) throw new BackboneError(`model ${path} has ${size} bytes, over the ${max}-byte limit`);
     bytes = await readFile(path);
   } else if (/^https?:/.test(src.fileUrl)) {
-    bytes = (await download(src.fileUrl, opts.timeoutMs ?? 120_000, src.fileUrl.split('/').pop() ?? 'model', { left: max, max }, opts.onProgress)).bytes;
+    bytes = (await download(src.fileUrl, opts.timeoutMs ?? 120_000, src.fileUrl.split('/').pop() ?? 'model', { left: max, max }, opts)).bytes;
   } else throw new BackboneError(`unsupported model URL ${url}: a .pb is read from file:// or http(s)://`);
   return src.member ? extractMember(bytes, src.member, src.fileUrl, max) : bytes;
 }
@@ -107,7 +125,7 @@ async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: Fe
 
 async function readLocal(path: string, maxBytes: number): Promise<ModelFiles> {
   const file = (await stat(path)).isDirectory() ? join(path, 'model.json') : path;
-  const json = JSON.parse(await readFile(file, 'utf8')) as ModelJson;
+  const json = parseModelJson(await readFile(file, 'utf8'), file);
   const dir = dirname(file);
   const paths = shardPaths(json);
   let total = 0;
@@ -164,19 +182,15 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
   const { modelUrl, fileUrl } = hubUrls(url);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const budget = { left: maxModelBytes(opts), max: maxModelBytes(opts) };
-  const { bytes: jsonBytes, url: finalUrl } = await download(modelUrl, timeoutMs, 'model.json', budget, opts.onProgress);
+  const { bytes: jsonBytes, url: finalUrl } = await download(modelUrl, timeoutMs, 'model.json', budget, opts);
   // Weights are next to where model.json really is, after redirects.
   // (TF Hub redirects to Kaggle: the query, ?tfjs-format=file, goes along.)
   const shardUrl = finalUrl === modelUrl ? fileUrl : (p: string) => Object.assign(new URL(p, finalUrl), { search: new URL(finalUrl).search }).toString();
   let json: ModelJson;
-  try {
-    json = JSON.parse(Buffer.from(jsonBytes).toString('utf8')) as ModelJson;
-  } catch (err) {
-    throw new BackboneError(`${modelUrl} did not return JSON: ${(err as Error).message}`, { cause: err });
-  }
+  json = parseModelJson(Buffer.from(jsonBytes).toString('utf8'), modelUrl);
   const paths = shardPaths(json);
   const shards: Uint8Array[] = [];
-  for (const p of paths) shards.push((await download(shardUrl(p), timeoutMs, p, budget, opts.onProgress)).bytes);
+  for (const p of paths) shards.push((await download(shardUrl(p), timeoutMs, p, budget, opts)).bytes);
   const files = modelFilesFrom(json, shards, url);
 
   await writeCache(dir, url, [['model.json', jsonBytes], ...paths.map((p, i) => [safeName(p), shards[i]] as [string, Uint8Array])]);
@@ -188,14 +202,15 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
  * byte budget (all its files together).
  * @throws BackboneError naming the URL and why.
  */
-async function download(url: string, timeoutMs: number, label: string, budget: { left: number; max: number }, onProgress?: FetchModelOptions['onProgress']): Promise<{ bytes: Uint8Array; url: string }> {
+async function download(url: string, timeoutMs: number, label: string, budget: { left: number; max: number }, opts: Pick<FetchModelOptions, 'onProgress' | 'allowPrivateHosts'>): Promise<{ bytes: Uint8Array; url: string }> {
+  const onProgress = opts.onProgress;
   let got;
   try {
-    got = await fetchCapped(url, { timeoutMs, maxBytes: budget.left, limitBytes: budget.max });
+    got = await fetchCapped(url, { timeoutMs, maxBytes: budget.left, limitBytes: budget.max, allowPrivateHosts: opts.allowPrivateHosts ?? false });
   } catch (err) {
     if (!(err instanceof FetchFailure)) throw err;
     const what = err.kind === 'too-large' ? `the model is ${err.message}` : err.message;
-    throw new BackboneError(`cannot download ${err.kind === 'too-large' || err.kind === 'redirect' ? url : err.url}: ${what}`, { cause: err });
+    throw new BackboneError(`cannot download ${err.kind === 'too-large' || err.kind === 'redirect' ? redactUrl(url) : err.url}: ${what}`, { cause: err });
   }
   budget.left -= got.bytes.byteLength;
   onProgress?.(label, got.bytes.byteLength);

@@ -1,5 +1,5 @@
 import { createReadStream, existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
@@ -27,10 +27,19 @@ export interface ServedFolder {
  * "/" leads to web/index.html when the folder has a bundle.
  */
 export async function serveModelFolder(dir: string, opts: { port?: number; host?: string } = {}): Promise<ServedFolder> {
-  const root = resolve(dir);
+  // The real folder: a link inside it that points out is followed, then refused.
+  const root = await realpath(resolve(dir));
+  const host = opts.host ?? '127.0.0.1';
+  let hosts = new Set<string>();
   const home = existsSync(join(root, 'web', 'index.html')) ? '/web/index.html' : existsSync(join(root, 'report.html')) ? '/report.html' : '/';
   const server = createServer(async (req, res) => {
     res.setHeader('X-Content-Type-Options', 'nosniff');
+    // Only the names this server answers to: a page of another site that resolves its own name to
+    // 127.0.0.1 (DNS rebinding) is refused.
+    if (!hosts.has((req.headers.host ?? '').toLowerCase())) {
+      res.writeHead(421).end('wrong host');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
       return;
@@ -47,7 +56,8 @@ export async function serveModelFolder(dir: string, opts: { port?: number; host?
       res.writeHead(302, { Location: home }).end();
       return;
     }
-    const file = resolve(root, `.${path}`);
+    const named = resolve(root, `.${path}`);
+    const file = await realpath(named).catch(() => named); // missing: answered 404 below
     if (file !== root && !file.startsWith(root + sep)) {
       res.writeHead(403).end('outside the model folder');
       return;
@@ -61,13 +71,13 @@ export async function serveModelFolder(dir: string, opts: { port?: number; host?
     if (req.method === 'HEAD') res.end();
     else createReadStream(file).pipe(res);
   });
-  const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(opts.port ?? 8080, host, ok);
   });
   const { port } = server.address() as AddressInfo;
   const shown = host.includes(':') ? `[${host}]` : host;
+  hosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `${shown}:${port}`.toLowerCase()]);
   return {
     server,
     url: `http://${shown}:${port}${home}`,

@@ -8,7 +8,7 @@ import { defaultWorkers, startLocalCluster } from '../cluster.js';
 import { isGpuChild, resolveGpus, superviseGpuWorkers, withoutOptions } from '../gpu-workers.js';
 import { createLogger } from '../logger.js';
 import { serveMetrics } from '../metrics-server.js';
-import { cacheDir, metricsPort, openWithRetry, runService } from '../service.js';
+import { cacheDir, metricsAddress, metricsPort, openWithRetry, runService } from '../service.js';
 import { untilSignal } from '../signals.js';
 import { BACKEND_HELP } from './command.js';
 import type { Command } from './command.js';
@@ -26,10 +26,11 @@ everything cleanly.
   --workers N         extractor processes (default: one per core = ${defaultWorkers()})
   --port P            client port of the started nats-server (default 4222)
   --metrics-port P    serve this process's /metrics on P, the coordinator's on P+1, worker i's on P+1+i
+  --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
   --data DIR          data folder
 ${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'metrics-port': { type: 'string' } },
+  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
@@ -57,7 +58,7 @@ ${NATS_HELP}`,
           this.set({ role: 'worker' }, Math.max(0, alive - (cluster.children[0].exitCode === null ? 1 : 0)));
         },
       });
-      server = await serveMetrics(registry, metricsPort, () => true);
+      server = await serveMetrics(registry, metricsPort, () => true, metricsAddress(v));
     }
     process.stderr.write(`graft cluster up: NATS at ${cluster.url}, data in ${dataDir}. Publish with: graft publish DIR --nats ${cluster.url}\n`);
     await untilSignal();
@@ -82,6 +83,7 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
                       fails its remaining images with TIMEOUT (default 300000)
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
+  --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
   --gpus all|LIST     one worker process per GPU (all: NVIDIA_VISIBLE_DEVICES's list, else nvidia-smi's;
                       or e.g. 0,1), each seeing only its own (CUDA_VISIBLE_DEVICES), restarted if it
                       dies; their metrics are served summed on --metrics-port
@@ -94,7 +96,7 @@ ${NATS_HELP}`,
     ...NATS_OPTIONS,
     backend: { type: 'string' },
     'batch-size': { type: 'string' },
-    'metrics-port': { type: 'string' },
+    'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
     'worker-id': { type: 'string' },
     'max-image-bytes': { type: 'string' },
     'max-image-pixels': { type: 'string' },
@@ -105,7 +107,7 @@ ${NATS_HELP}`,
     const { values: v } = parse(argv, this.options, false);
     const gpus = str(v, 'gpus');
     if (gpus && !isGpuChild()) {
-      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort: metricsPort(v), log: createLogger() });
+      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'metrics-address', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort: metricsPort(v), metricsAddress: metricsAddress(v), log: createLogger() });
     }
     return runService(v, 'worker', (bus, log, registry, backend) =>
       startWorker(
@@ -140,12 +142,15 @@ like: one leads (a lease in NATS), the others stand by and take over when it sto
   --lease-ttl MS        one coordinator leads; others stand by and take over this long after it stops (default 10000)
   --allow-model-files   let manifests name file:// backbones on this machine (off: anyone who can publish
                         could make the coordinator read any file; graft up and graft train turn it on)
+  --allow-private-model-hosts  let manifests name backbone URLs on this machine or a private network
+                      (off: a manifest could probe the inside network, a metrics port, a cloud metadata service)
   --max-model-bytes N   largest backbone a manifest may name (default 1073741824)
   --cache-dir DIR       downloaded backbones (default $GRAFT_CACHE_DIR or ~/.cache/graft/models)
   --replicas N          copies of each stream and bucket it creates (a JetStream cluster; see graft init)
 ${MAX_BYTES_HELP}
   --coordinator-id ID   name in the lease and logs (default host-pid)
   --metrics-port P      serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
+  --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
   options: {
@@ -155,11 +160,12 @@ ${NATS_HELP}`,
     'ack-wait': { type: 'string' },
     'max-deliver': { type: 'string' },
     'max-queued-tasks': { type: 'string' },
-    'metrics-port': { type: 'string' },
+    'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
     'cache-dir': { type: 'string' },
     'lease-ttl': { type: 'string' },
     'coordinator-id': { type: 'string' },
     'allow-model-files': { type: 'boolean' },
+    'allow-private-model-hosts': { type: 'boolean' },
     'max-model-bytes': { type: 'string' },
     replicas: { type: 'string' },
     'max-bytes': { type: 'string' },
@@ -181,6 +187,7 @@ ${NATS_HELP}`,
             leaseTtlMs: int(v, 'lease-ttl', 500),
             coordinatorId: str(v, 'coordinator-id'),
             allowModelFiles: Boolean(v['allow-model-files']) || process.env.GRAFT_ALLOW_MODEL_FILES === '1',
+            allowPrivateModelHosts: Boolean(v['allow-private-model-hosts']),
             maxModelBytes: int(v, 'max-model-bytes', 1),
           },
           { logger: log, registry, backend },
