@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { evaluatePredictions, loadClassifier, misclassifiedOf, modelFiles, packageModel, trainHead, writeModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
 import { decodeImage, fetchBackbone, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { confusedPairs, renderReport, serveModelFolder, thumbnailDataUrl, thumbnailsWanted, writeWebBundle } from '@graft/web';
+import { ROOT } from '../helpers/fixtures.js';
 import { seedGraph } from '../helpers/graphdef.js';
 import { writeConvModel } from '../helpers/models.js';
 
@@ -144,6 +146,18 @@ describe('report.html', () => {
     jobId: 'j1',
     createdAt: '2026-11-29T00:00:00Z',
   } as ModelManifest;
+
+  it('runs only its own script: the CSP names it by hash, no unsafe-inline script; the try-it page runs only its files', async () => {
+    const html = renderReport({ report, manifest });
+    const csp = /Content-Security-Policy" content="([^"]+)"/.exec(html)![1];
+    const script = /<script>([\s\S]*?)<\/script>/.exec(html)![1];
+    const hash = createHash('sha256').update(script).digest('base64');
+    assert.ok(csp.includes(`script-src 'sha256-${hash}'`), csp);
+    assert.doesNotMatch(/script-src[^;]*/.exec(csp)![0], /unsafe-inline/);
+    const page = await readFile(join(ROOT, 'packages/web/assets/index.html'), 'utf8');
+    assert.match(page, /Content-Security-Policy" content="default-src 'none'; script-src 'self';/);
+    assert.doesNotMatch(page, /<script>/, 'no inline script on the try-it page');
+  });
 
   it('lists wrong test images most confident first and the most confused pairs first', () => {
     assert.deepEqual(report.misclassified!.map((m) => [m.path, m.actual, m.predicted]), [

@@ -13,7 +13,8 @@ import { Agent, fetch as undiciFetch } from 'undici';
 /** Loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast and reserved ranges. */
 const PRIVATE = new BlockList();
 for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['::ffff:0:0', 96]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as its IPv4 in isPrivateAddress (a ::ffff:0:0/96 rule here would match every IPv4).
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
 
 /** Whether an IP address is on this machine or a private network (IPv4-mapped IPv6 judged as its IPv4). */
 export function isPrivateAddress(ip: string): boolean {
