@@ -9,6 +9,7 @@ import {
   hasModel,
   inPool,
   isTerminal,
+  isValidJobId,
   putModel,
   queuedStatus,
   readJobRecord,
@@ -94,11 +95,22 @@ export class ManifestIntake {
     msg.ack();
   }
 
-  /** A manifest that can never run: dead-lettered with why, terminated (never redelivered), counted. */
+  /**
+   * A manifest that can never run: dead-lettered with why, terminated (never redelivered), counted,
+   * and, when its subject names a usable job id that has no record yet, recorded as that job's
+   * failure (so `graft status` says why instead of showing it queued).
+   */
   private async refuse(msg: JsMsg, outcome: 'malformed' | 'refused', reason: string): Promise<void> {
     this.ctx.metrics.manifests.inc({ outcome });
-    this.ctx.log.error({ subject: msg.subject.slice(0, 200), reason }, `manifest ${outcome}: dead-lettered`);
+    this.ctx.log.error({ subject: msg.subject.slice(0, 200), reason }, outcome === 'malformed' ? 'malformed manifest: dropped (dead-lettered)' : 'manifest refused: dead-lettered');
     await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, reason);
+    const subjectId = msg.subject.split('.').pop() ?? '';
+    if (isValidJobId(subjectId)) {
+      const now = Date.now();
+      const status = codecs.jobStatus.create({ jobId: subjectId, name: subjectId, state: JobState.JOB_STATE_FAILED, error: `refused: ${reason}`, createdAtMs: now, updatedAtMs: now });
+      // Create only: a job that has a record is somebody's, and a refused manifest never changes it.
+      await this.records.put(status as JobStatus, 0).catch((err: unknown) => this.ctx.log.debug({ err, job: subjectId }, 'refused manifest not recorded (the job has a record)'));
+    }
     msg.term();
   }
 

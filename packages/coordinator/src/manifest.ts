@@ -44,10 +44,10 @@ export function validateManifest(m: DatasetManifest): void {
   const paths = new Set<string>();
   const perClass = new Map<string, number>();
   if (m.classes.length > MANIFEST_LIMITS.classes) problems.push(`has ${m.classes.length} classes, over ${MANIFEST_LIMITS.classes}`);
-  if (m.name.length > MANIFEST_LIMITS.name) problems.push(`its name has ${m.name.length} characters, over ${MANIFEST_LIMITS.name}`);
+  if ((m.name ?? '').length > MANIFEST_LIMITS.name) problems.push(`its name has ${m.name.length} characters, over ${MANIFEST_LIMITS.name}`);
   for (const c of m.classes) if (!c || c.length > MANIFEST_LIMITS.text) problems.push(`class name ${JSON.stringify(c.slice(0, 80))} is empty or over ${MANIFEST_LIMITS.text} characters`);
   for (const img of m.images) {
-    if (img.path.length > MANIFEST_LIMITS.text || img.source.length > MANIFEST_LIMITS.text) problems.push(`${img.path.slice(0, 80)}...: path or source over ${MANIFEST_LIMITS.text} characters`);
+    if ((img.path ?? '').length > MANIFEST_LIMITS.text || (img.source ?? '').length > MANIFEST_LIMITS.text) problems.push(`${img.path.slice(0, 80)}...: path or source over ${MANIFEST_LIMITS.text} characters`);
     if (!classes.has(img.label)) problems.push(`${img.path}: unknown class ${JSON.stringify(img.label)}`);
     if (!SHA256.test(img.sha256)) problems.push(`${img.path}: bad sha256 ${JSON.stringify(img.sha256)}`);
     if (paths.has(img.path)) problems.push(`${img.path}: listed twice`);

@@ -109,18 +109,18 @@ export class ResultsIntake {
       if (bad) throw new Error(`vector batch on ${msg.subject} names an image by ${JSON.stringify(bad.sha256.slice(0, 80))}, not a SHA-256 (or an augmented copy of one)`);
     } catch (err) {
       this.ctx.metrics.malformed.inc({ stream: STREAMS.results });
-      return this.refuse(msg, `malformed vector batch: ${(err as Error).message}`);
+      return this.refuse(msg, 'malformed vector batch: dropped', (err as Error).message);
     }
     const signed = { jobId: batch.jobId, taskId: batch.taskId, fingerprint: batch.backboneFingerprint, imageIds: batch.vectors.map((v) => v.sha256), token: batch.taskToken };
     if (msg.subject.split('.').pop() !== batch.jobId || !this.ctx.queue.isAnswerOf(signed)) {
       this.ctx.metrics.vectors.inc({ kind: 'refused' }, batch.vectors.length);
-      return this.refuse(msg, `vector batch from worker ${JSON.stringify(batch.workerId.slice(0, 80))} on ${msg.subject.slice(0, 120)} does not carry the token of task ${JSON.stringify(batch.taskId.slice(0, 80))} for these images: only a worker given that task can answer it`);
+      return this.refuse(msg, 'vector batch refused', `vector batch from worker ${JSON.stringify(batch.workerId.slice(0, 80))} on ${msg.subject.slice(0, 120)} does not carry the token of task ${JSON.stringify(batch.taskId.slice(0, 80))} for these images: only a worker given that task can answer it`);
     }
     return batch;
   }
 
-  private async refuse(msg: JsMsg, reason: string): Promise<undefined> {
-    this.ctx.log.error({ subject: msg.subject.slice(0, 200) }, `${reason}: dead-lettered`);
+  private async refuse(msg: JsMsg, what: string, reason: string): Promise<undefined> {
+    this.ctx.log.error({ subject: msg.subject.slice(0, 200), reason }, `${what} (dead-lettered)`);
     await deadLetter(this.ctx.bus, 'result', msg.data, msg.subject, reason);
     msg.term();
     return undefined;
