@@ -152,3 +152,116 @@ export function reference(w: SeedWeights, pixels: tf.Tensor4D): tf.Tensor2D {
     return tf.avgPool(join1, 8, 1, 'valid').reshape([pixels.shape[0], -1]) as tf.Tensor2D;
   });
 }
+
+// ---- retrain.py output graphs --------------------------------------------------------------
+
+const DT_QUINT8 = tensorflow.DataType.DT_QUINT8;
+const DT_QINT8 = tensorflow.DataType.DT_QINT8;
+
+/** 8-bit weights as quantize_graph.py "weights" mode stores them, and the floats they stand for. */
+export function quantized(name: string, shape: number[], seed: number, mode: 'MIN_COMBINED' | 'MIN_FIRST' = 'MIN_COMBINED', signed = false): { nodes: Node[]; values: Float32Array } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const q = Uint8Array.from(rand(n, seed, 1), (x) => Math.round((x + 1) * 127.5));
+  const [min, max] = [-0.6, 0.8];
+  const lowest = signed ? -128 : 0;
+  const stored = signed ? Int8Array.from(q, (v) => v - 128) : q;
+  // Hand-computed: min + (q - lowest) * (max - min) / 255.
+  const values = Float32Array.from(stored, (v) => min + (v - lowest) * ((max - min) / 255));
+  const dtype = signed ? DT_QINT8 : DT_QUINT8;
+  const nodes: Node[] = [
+    { name: `${name}_quint8_const`, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: new Uint8Array(stored.buffer) } } } },
+    floatConst(`${name}_min`, [], Float32Array.of(min), true),
+    floatConst(`${name}_max`, [], Float32Array.of(max), true),
+    { name, op: 'Dequantize', input: [`${name}_quint8_const`, `${name}_min`, `${name}_max`], attr: { T: { type: dtype }, mode: s(mode) } },
+  ];
+  return { nodes, values };
+}
+
+/** retrain.py's head on a bottleneck of `dim`: BottleneckInputPlaceholder, final_training_ops, final_result. */
+function retrainHeadNodes(bottleneck: string, dim: number, classes: number): { nodes: Node[]; kernel: Float32Array; bias: Float32Array } {
+  const kernel = rand(dim * classes, 41, 0.8);
+  const bias = rand(classes, 42, 0.2);
+  const nodes: Node[] = [
+    { name: 'input_1/BottleneckInputPlaceholder', op: 'PlaceholderWithDefault', input: [bottleneck], attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: dim }] } } } },
+    floatConst('final_training_ops/weights/final_weights', [dim, classes], kernel),
+    { name: 'final_training_ops/weights/final_weights/read', op: 'Identity', input: ['final_training_ops/weights/final_weights'], attr: T },
+    floatConst('final_training_ops/biases/final_biases', [classes], bias),
+    { name: 'final_training_ops/biases/final_biases/read', op: 'Identity', input: ['final_training_ops/biases/final_biases'], attr: T },
+    { name: 'final_training_ops/Wx_plus_b/MatMul', op: 'MatMul', input: ['input_1/BottleneckInputPlaceholder', 'final_training_ops/weights/final_weights/read'], attr: { ...T, transpose_a: { b: false }, transpose_b: { b: false } } },
+    { name: 'final_training_ops/Wx_plus_b/add', op: 'Add', input: ['final_training_ops/Wx_plus_b/MatMul', 'final_training_ops/biases/final_biases/read'], attr: T },
+    { name: 'final_result', op: 'Softmax', input: ['final_training_ops/Wx_plus_b/add'], attr: T },
+  ];
+  return { nodes, kernel, bias };
+}
+
+export const RETRAIN_MOBILENET_INPUT = 16;
+
+export interface RetrainGraph {
+  bytes: Uint8Array;
+  /** The bottleneck's size, and retrain.py's head on it. */
+  dim: number;
+  classes: number;
+  kernel: Float32Array;
+  bias: Float32Array;
+  /** The bottleneck computed with tf ops from hand-dequantized weights, for already-preprocessed input [n, S, S, 3]. */
+  reference?: (x: tf.Tensor4D) => tf.Tensor2D;
+}
+
+/**
+ * A retrain.py output graph of the MobileNetV1 `_quantized` kind: a float Placeholder `input`, 8-bit
+ * weights behind Dequantize (MIN_COMBINED and MIN_FIRST), Relu6, DepthwiseConv2dNative, AvgPool,
+ * MobilenetV1/Logits/SpatialSqueeze, then retrain.py's head. `groundTruth` adds retrain.py's second
+ * float placeholder; `extraOp` adds a node of that op on the logits (an op graft refuses).
+ */
+export function retrainMobileNetGraph(opts: { classes?: number; groundTruth?: boolean; extraOp?: string } = {}): RetrainGraph {
+  const S = RETRAIN_MOBILENET_INPUT;
+  const classes = opts.classes ?? 3;
+  const c0 = quantized('MobilenetV1/Conv2d_0/weights/read/_0__cf__0', [3, 3, 3, 4], 21);
+  const dw = rand(3 * 3 * 4, 22, 0.5);
+  const c1 = quantized('MobilenetV1/Conv2d_1_pointwise/weights/read/_1__cf__1', [1, 1, 4, 6], 23, 'MIN_FIRST');
+  const logits = rand(6 * 10, 24, 0.5);
+  const logitsBias = rand(10, 25, 0.1);
+  const head = retrainHeadNodes('MobilenetV1/Logits/SpatialSqueeze', 10, classes);
+  const nodes: Node[] = [
+    { name: 'input', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: S }, { size: S }, { size: 3 }] } } } },
+    ...(opts.groundTruth ? [{ name: 'input/GroundTruthInput', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: classes }] } } } }] : []),
+    ...c0.nodes,
+    { name: 'MobilenetV1/Conv2d_0/Conv2D', op: 'Conv2D', input: ['input', c0.nodes[3].name], attr: { ...T, strides: ints(1, 2, 2, 1), padding: s('SAME') } },
+    { name: 'MobilenetV1/Conv2d_0/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_0/Conv2D'], attr: T },
+    floatConst('MobilenetV1/Conv2d_1_depthwise/depthwise_weights', [3, 3, 4, 1], dw),
+    { name: 'MobilenetV1/Conv2d_1_depthwise/depthwise', op: 'DepthwiseConv2dNative', input: ['MobilenetV1/Conv2d_0/Relu6', 'MobilenetV1/Conv2d_1_depthwise/depthwise_weights'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    { name: 'MobilenetV1/Conv2d_1_depthwise/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_1_depthwise/depthwise'], attr: T },
+    ...c1.nodes,
+    { name: 'MobilenetV1/Conv2d_1_pointwise/Conv2D', op: 'Conv2D', input: ['MobilenetV1/Conv2d_1_depthwise/Relu6', c1.nodes[3].name], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    { name: 'MobilenetV1/Conv2d_1_pointwise/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_1_pointwise/Conv2D'], attr: T },
+    { name: 'MobilenetV1/Logits/AvgPool_1a/AvgPool', op: 'AvgPool', input: ['MobilenetV1/Conv2d_1_pointwise/Relu6'], attr: { ...T, ksize: ints(1, S / 2, S / 2, 1), strides: ints(1, 2, 2, 1), padding: s('VALID') } },
+    floatConst('MobilenetV1/Logits/Conv2d_1c_1x1/weights', [1, 1, 6, 10], logits),
+    { name: 'MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D', op: 'Conv2D', input: ['MobilenetV1/Logits/AvgPool_1a/AvgPool', 'MobilenetV1/Logits/Conv2d_1c_1x1/weights'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    floatConst('MobilenetV1/Logits/Conv2d_1c_1x1/biases', [10], logitsBias),
+    { name: 'MobilenetV1/Logits/Conv2d_1c_1x1/BiasAdd', op: 'BiasAdd', input: ['MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D', 'MobilenetV1/Logits/Conv2d_1c_1x1/biases'], attr: T },
+    { name: 'MobilenetV1/Logits/SpatialSqueeze', op: 'Squeeze', input: ['MobilenetV1/Logits/Conv2d_1c_1x1/BiasAdd'], attr: { ...T, squeeze_dims: ints(1, 2) } },
+    ...(opts.extraOp ? [{ name: 'MobilenetV1/Logits/odd', op: opts.extraOp, input: ['MobilenetV1/Logits/SpatialSqueeze'], attr: T }] : []),
+    ...head.nodes,
+  ];
+  const bytes = tensorflow.GraphDef.encode(tensorflow.GraphDef.fromObject({ node: nodes, versions: { producer: 21 } })).finish();
+  const reference = (x: tf.Tensor4D) =>
+    tf.tidy(() => {
+      const relu6 = (t: tf.Tensor4D) => tf.clipByValue(t, 0, 6) as tf.Tensor4D;
+      const a = relu6(tf.conv2d(x, tf.tensor4d(c0.values, [3, 3, 3, 4]), 2, 'same'));
+      const b = relu6(tf.depthwiseConv2d(a, tf.tensor4d(dw, [3, 3, 4, 1]), 1, 'same'));
+      const c = relu6(tf.conv2d(b, tf.tensor4d(c1.values, [1, 1, 4, 6]), 1, 'same'));
+      const p = tf.avgPool(c, S / 2, 2, 'valid');
+      const l = tf.conv2d(p, tf.tensor4d(logits, [1, 1, 6, 10]), 1, 'same').add(tf.tensor1d(logitsBias));
+      return l.reshape([x.shape[0], 10]) as tf.Tensor2D;
+    });
+  return { bytes, dim: 10, classes, kernel: head.kernel, bias: head.bias, reference };
+}
+
+/** A retrain.py output graph of the InceptionV3 kind: the seed graph's DecodeJpeg head and pool_3/_reshape, then retrain.py's head. */
+export function retrainInceptionGraph(classes = 4): RetrainGraph {
+  const base = tensorflow.GraphDef.decode(seedGraph().bytes);
+  const kept = base.node.filter((n) => !(n.name ?? '').startsWith('softmax'));
+  const head = retrainHeadNodes('pool_3/_reshape', 14, classes);
+  const graph = tensorflow.GraphDef.fromObject({ node: [...kept.map((n) => tensorflow.NodeDef.toObject(n as tensorflow.NodeDef)), ...head.nodes], versions: { producer: 9 } });
+  return { bytes: tensorflow.GraphDef.encode(graph).finish(), dim: 14, classes, kernel: head.kernel, bias: head.bias };
+}

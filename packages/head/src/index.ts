@@ -18,3 +18,5 @@ export { loadClassifier, classifyFile } from './classifier.js';
 export type { Classifier, Prediction } from './classifier.js';
 export { DEFAULT_SWEEP_GRID, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS, countSweepHeads, expandGrid, parseSweepGrid, pickWinner, runSweep, trainSweepHead, defaultSweepParallelism, SweepAborted } from './sweep.js';
 export type { SweepAxes, SweepGrid, SweepConfig, SweepHeadResult, SweepHooks } from './sweep.js';
+export { importRetrainGraph, IMPORT_TOLERANCE } from './retrain-import.js';
+export type { ImportOptions, ImportResult } from './retrain-import.js';

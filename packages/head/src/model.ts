@@ -31,6 +31,8 @@ export interface ModelManifest {
   };
   jobId?: string;
   createdAt: string;
+  /** Set by graft import: the model was not trained by graft but taken from this graph, and checked against it. */
+  importedFrom?: { kind: 'retrain.py'; graph: string; sha256: string; labels: string; pictures: number; maxDifference: number };
 }
 
 /** The files of a model folder, in memory: model.json, weights.bin, graft.json, report.json. */

@@ -27,6 +27,8 @@ export interface BackboneSpec {
   /** Square input edge, pixels. */
   inputSize: number;
   preprocess: Preprocess;
+  /** Whether the user chose the preprocessing (not the default): a graph's own convention then does not apply. Never on the wire. */
+  preprocessGiven?: boolean;
   /** A frozen TensorFlow graph (.pb): the node to feed; unset = found in the graph. */
   inputNode?: string;
   /** A .pb once resolved: SHA-256 of its bytes (other bytes are refused when it is loaded again). */
@@ -196,6 +198,7 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
   if (overrides.preprocess !== undefined) {
     if (!(overrides.preprocess in PREPROCESS)) throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(overrides.preprocess)}`);
     spec.preprocess = overrides.preprocess as Preprocess;
+    spec.preprocessGiven = true;
   }
   return spec;
 }

@@ -83,7 +83,11 @@ export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts:
  * gives, and no preprocessing by graft when the graph takes pixels and preprocesses them itself.
  */
 function fromGraphDef<T extends BackboneSpec>(spec: T, g: GraphSource): T {
-  return { ...spec, bottleneck: g.bottleneck, inputSize: spec.inputSize || g.inputSize, preprocess: g.pixelsIn ? 'none' : spec.preprocess, inputNode: g.inputNode, sourceSha256: g.sha256 };
+  // A graph that says nothing of its preprocessing follows its kind's convention, unless the user
+  // chose (or the spec is resolved already: then it says what was used).
+  const chosen = spec.preprocessGiven || 'fingerprint' in spec;
+  const preprocess = g.pixelsIn ? 'none' : !chosen && g.suggestedPreprocess ? g.suggestedPreprocess.name : spec.preprocess;
+  return { ...spec, bottleneck: g.bottleneck, inputSize: spec.inputSize || g.inputSize, preprocess, inputNode: g.inputNode, sourceSha256: g.sha256 };
 }
 
 /**

@@ -113,3 +113,27 @@ export function constNode(name: string, values: Float32Array | Int32Array, shape
   };
 }
 
+
+/**
+ * The integer values of an 8-bit Const (quint8, qint8, uint8, int8), as quantized weights store them.
+ * @throws BackboneError for another type, or a size that does not match the shape.
+ */
+export function quantizedValues(n: NodeDef, origin: string): { values: Int32Array; shape: number[]; signed: boolean } {
+  const t = attrOf(n, 'value')?.tensor;
+  if (!t) throw new BackboneError(`${origin}: Const node ${n.name} has no value`);
+  const shape = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
+  const size = shape.reduce((a, b) => a * b, 1);
+  const signed = t.dtype === DataType.DT_QINT8 || t.dtype === DataType.DT_INT8;
+  if (![DataType.DT_QUINT8, DataType.DT_QINT8, DataType.DT_UINT8, DataType.DT_INT8].includes(t.dtype)) throw new BackboneError(`${origin}: ${n.name} is a ${DataType[t.dtype] ?? t.dtype} constant, not 8-bit quantized values`);
+  const content = t.tensorContent && t.tensorContent.length ? t.tensorContent : undefined;
+  let values: Int32Array;
+  if (content) {
+    if (content.length !== size) throw new BackboneError(`${origin}: Const node ${n.name} has ${content.length} bytes for shape [${shape}] (truncated?)`);
+    values = signed ? Int32Array.from(new Int8Array(aligned(content))) : Int32Array.from(content);
+  } else {
+    const vals = t.intVal;
+    if (vals.length !== size && vals.length !== 1) throw new BackboneError(`${origin}: Const node ${n.name} has ${vals.length} values for shape [${shape}]`);
+    values = vals.length === size ? Int32Array.from(vals) : new Int32Array(size).fill(vals[0]);
+  }
+  return { values, shape, signed };
+}

@@ -1,5 +1,5 @@
 import { BackboneError } from './errors.js';
-import { DataType, attrOf, constNode, floats, nodeOf, type Attr, type NodeDef } from './graphdef-nodes.js';
+import { DataType, attrOf, constNode, floats, nodeOf, quantizedValues, type Attr, type NodeDef } from './graphdef-nodes.js';
 
 /* How each node of a frozen graph becomes what TF.js runs: kept, rewritten, or refused by name. */
 
@@ -30,9 +30,36 @@ export function inputPlaceholder(name: string, size: number): NodeDef {
 export function rewriteNode(n: NodeDef, byName: Map<string, NodeDef>, origin: string): NodeDef[] {
   const inputs = n.input.filter((i) => !i.startsWith('^'));
   if (n.op === 'BatchNormWithGlobalNormalization') return foldBatchNorm(n, inputs, byName, origin);
-  if (AS_IDENTITY.has(n.op)) return [{ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } }];
+  if (n.op === 'Dequantize') return [dequantizedConst(n, inputs, byName, origin)];
+  // Not fed, a PlaceholderWithDefault passes its default on (retrain.py's BottleneckInputPlaceholder).
+  if (AS_IDENTITY.has(n.op) || n.op === 'PlaceholderWithDefault') return [{ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } }];
+  if (QUANTIZED_COMPUTE.test(n.op)) throw new BackboneError(`${origin}: node ${n.name} is a ${n.op}: graft runs graphs whose weights are quantized (Dequantize of constants, quantize_graph.py "weights" and "weights_rounded" modes, retrain.py's _quantized architectures), not graphs that compute in 8 bits ("eightbit" mode)`);
   if (!SUPPORTED.has(n.op)) throw new BackboneError(`${origin}: node ${n.name} is a ${n.op}, an op graft cannot run in TF.js`);
   return [{ name: n.name, op: n.op, input: inputs, attr: { ...DEFAULT_ATTRS[n.op], ...n.attr } }];
+}
+
+/** Ops of graphs that compute in 8 bits ("eightbit" quantization): refused by name. */
+const QUANTIZED_COMPUTE = /^(QuantizeV2|Quantize|Quantized\w+|Requantize\w*|RequantizationRange)$/;
+
+/**
+ * A Dequantize of constant 8-bit weights, computed once here into a float constant, exactly as
+ * TensorFlow computes it: MIN_COMBINED and MIN_FIRST (for 8 bits both are
+ * min + (q - lowest) * (max - min) / 255, lowest = 0 for quint8, -128 for qint8). SCALED is refused.
+ * @throws BackboneError naming the node when its inputs are not constants or its mode is not one of those.
+ */
+function dequantizedConst(n: NodeDef, inputs: string[], byName: Map<string, NodeDef>, origin: string): NodeDef {
+  const [q, lo, hi] = inputs.map((i) => byName.get(nodeOf(i)));
+  if (q?.op !== 'Const' || lo?.op !== 'Const' || hi?.op !== 'Const') throw new BackboneError(`${origin}: Dequantize ${n.name} does not dequantize constants: graft runs only graphs whose weights are quantized`);
+  const mode = attrOf(n, 'mode')?.s ? new TextDecoder().decode(attrOf(n, 'mode')!.s) : 'MIN_COMBINED';
+  if (mode !== 'MIN_COMBINED' && mode !== 'MIN_FIRST') throw new BackboneError(`${origin}: Dequantize ${n.name} uses mode ${mode}; graft reads MIN_COMBINED and MIN_FIRST`);
+  const { values, shape, signed } = quantizedValues(q, origin);
+  const min = floats(lo, origin)[0];
+  const max = floats(hi, origin)[0];
+  const lowest = signed ? -128 : 0;
+  const scale = (max - min) / 255;
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = min + (values[i] - lowest) * scale;
+  return constNode(n.name, out, shape);
 }
 
 /** y = (t - mean) * gamma / sqrt(var + eps) + beta, folded into y = t * scale + offset. */

@@ -3,6 +3,7 @@ import { tensorflow } from '../gen/tensorflow.js';
 import { BackboneError } from './errors.js';
 import { DataType, aligned, attrOf, constValues, floats, nodeOf, type Attr, type GraphDef, type NodeDef } from './graphdef-nodes.js';
 import { inputPlaceholder, rewriteNode } from './graphdef-rewrite.js';
+import { RETRAIN_MOBILENET_PREPROCESS, retrainHead } from './retrain-graph.js';
 
 export type { GraphDef } from './graphdef-nodes.js';
 import type { GraphSource, ModelFiles, ModelJson } from './model-files.js';
@@ -100,7 +101,13 @@ export function findInput(graph: GraphDef, byName: Map<string, NodeDef>, o: Grap
     if (at === decode) throw new BackboneError(`${o.origin}: cannot follow the image decoding head after ${decode.name}: pass --input-node`);
     return need(at.name, sizeOf(at), true);
   }
-  const placeholders = graph.node.filter((n) => n.op === 'Placeholder' && (attrOf(n, 'dtype')?.type ?? DataType.DT_FLOAT) === DataType.DT_FLOAT);
+  let placeholders = graph.node.filter((n) => n.op === 'Placeholder' && (attrOf(n, 'dtype')?.type ?? DataType.DT_FLOAT) === DataType.DT_FLOAT);
+  // Several: the one the bottleneck reads (retrain.py's graphs also hold a ground-truth placeholder).
+  const target = nodeOf(o.bottleneck || retrainHead(graph)?.bottleneck || '');
+  if (placeholders.length > 1 && byName.has(target)) {
+    const feeding = ancestorsOf(byName, target);
+    placeholders = placeholders.filter((p) => feeding.has(p.name));
+  }
   if (placeholders.length === 1) return need(placeholders[0].name, sizeOf(placeholders[0]), false);
   throw new BackboneError(`${o.origin}: cannot tell which node takes the image (${placeholders.length} float placeholders, no image decoding): pass --input-node`);
 }
@@ -130,7 +137,10 @@ function describePreprocessing(input: string, graph: GraphDef, byName: Map<strin
 export function bottleneckCandidates(graph: GraphDef): string[] {
   const byName = new Map(graph.node.map((n) => [n.name, n]));
   const out: string[] = [];
-  if (byName.has('pool_3')) out.push('pool_3');
+  // A retrain.py graph says it: the node its head reads (not final_result).
+  const retrained = retrainHead(graph)?.bottleneck;
+  if (retrained) out.push(retrained);
+  if (byName.has('pool_3') && !out.includes('pool_3')) out.push('pool_3');
   for (const cls of graph.node.filter((n) => CLASSIFIER_OPS.has(n.op))) {
     let at = byName.get(nodeOf(cls.input[0] ?? ''));
     for (let hops = 0; at && hops < 8; hops++) {
@@ -160,16 +170,24 @@ export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOp
   const keep = neededNodes(byName, [bottleneck, ...(o.alsoKeep ?? [])], input.name);
   if (!keep.has(input.name)) throw new BackboneError(`${o.origin}: ${bottleneck} does not depend on the input ${input.name}`);
 
-  const nodes = graph.node.filter((n) => keep.has(n.name)).flatMap((n) => (n.name === input.name ? [inputPlaceholder(n.name, input.size)] : rewriteNode(n, byName, o.origin)));
+  const rewritten = graph.node.filter((n) => keep.has(n.name)).flatMap((n) => (n.name === input.name ? [inputPlaceholder(n.name, input.size)] : rewriteNode(n, byName, o.origin)));
+  // Rewrites can leave constants nothing reads (the 8-bit weights of a folded Dequantize): drop them.
+  const after = new Map(rewritten.map((n) => [n.name, n]));
+  const used = neededNodes(after, [bottleneck, ...(o.alsoKeep ?? [])], input.name);
+  const nodes = rewritten.filter((n) => used.has(n.name));
 
   const { specs, all, topology } = weightsAndTopology(nodes, o.origin);
+  const preprocessing = describePreprocessing(input.name, graph, byName, o.origin);
+  const head = retrainHead(graph);
   const source: GraphSource = {
     sha256: pbSha256,
     inputNode: input.name,
     inputSize: input.size,
     bottleneck,
     pixelsIn: input.pixelsIn,
-    preprocessing: describePreprocessing(input.name, graph, byName, o.origin),
+    preprocessing,
+    ...(head ? { retrain: { output: head.output, classes: head.classes, dim: head.dim } } : {}),
+    ...(head && !input.pixelsIn && !preprocessing ? { suggestedPreprocess: { ...RETRAIN_MOBILENET_PREPROCESS } } : {}),
   };
   const json: ModelJson = {
     format: 'graph-model',
@@ -185,6 +203,19 @@ export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOp
     origin: o.origin,
     graph: source,
   };
+}
+
+/** Every node the named one depends on (itself included). */
+function ancestorsOf(byName: Map<string, NodeDef>, name: string): Set<string> {
+  const seen = new Set<string>();
+  const stack = [name];
+  while (stack.length) {
+    const n = byName.get(stack.pop()!);
+    if (!n || seen.has(n.name)) continue;
+    seen.add(n.name);
+    for (const i of n.input) if (!i.startsWith('^')) stack.push(nodeOf(i));
+  }
+  return seen;
 }
 
 /** Everything the outputs need, back to the input (control dependencies dropped: nothing runs for effect here). */

@@ -15,6 +15,8 @@ export type { DecodeLimits, DecodeWindow } from './image.js';
 export { ImageError, BackboneError } from './errors.js';
 export type { ImageErrorCode } from './errors.js';
 export { graphDefModel, readGraphDef, tensorflow } from './graphdef.js';
+export { retrainHead, retrainHeadWeights, RETRAIN_MOBILENET_PREPROCESS } from './retrain-graph.js';
+export type { RetrainHead } from './retrain-graph.js';
 export type { GraphSource, GraphDefOptions } from './graphdef.js';
 export { inspectModel } from './inspect.js';
 export type { Inspection, InspectedNode } from './inspect.js';

@@ -3,6 +3,7 @@ import { isGraphModel, modelArtifacts } from './backbone.js';
 import { CATALOGUE, toUrl } from './backbone-record.js';
 import { BackboneError } from './errors.js';
 import { bottleneckCandidates, convertGraphDef, downstreamOf, findInput, readGraphDef, type GraphDef } from './graphdef.js';
+import { retrainHead } from './retrain-graph.js';
 import { fetchModel, graphDefSource, readGraphDefBytes, type FetchModelOptions, type ModelFiles } from './model-source.js';
 
 /*
@@ -21,8 +22,10 @@ export interface Inspection {
   origin: string;
   format: 'graphdef' | 'graph-model' | 'layers-model';
   nodes: InspectedNode[];
-  /** Where graft feeds the model, and what the graph does to pixels itself. */
-  input?: { name: string; size: number; preprocessing?: string; decodingReplaced: boolean };
+  /** Where graft feeds the model, and what the graph does to pixels itself (or, when it does none, the convention graft follows and why). */
+  input?: { name: string; size: number; preprocessing?: string; suggestedPreprocessing?: { name: string; formula: string; why: string }; decodingReplaced: boolean };
+  /** A retrain.py output graph: its head (final_result, classes) and the bottleneck it reads. */
+  retrain?: { output: string; classes: number; dim: number; bottleneck: string };
   /** Likely bottlenecks, best first: the pooled output before the classifier. */
   bottleneckCandidates: string[];
   /** Why shapes are missing, when they are. */
@@ -46,11 +49,13 @@ async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSiz
   const nodes: InspectedNode[] = graph.node.map((n) => ({ name: n.name, op: n.op, shape: n.op === 'Const' ? (n.attr.value?.tensor?.tensorShape?.dim ?? []).map((d) => Number(d.size)) : null }));
   const candidates = bottleneckCandidates(graph);
   const out: Inspection = { origin, format: 'graphdef', nodes, bottleneckCandidates: candidates };
+  const head = retrainHead(graph);
+  if (head) out.retrain = { output: head.output, classes: head.classes, dim: head.dim, bottleneck: head.bottleneck };
   try {
     const input = findInput(graph, new Map(graph.node.map((n) => [n.name, n])), { origin, inputSize: opts.inputSize, inputNode: opts.inputNode });
     const fed = downstreamOf(graph, input.name);
     const files = convertGraphDef(graph, '', { origin, inputNode: input.name, inputSize: input.size, bottleneck: fed[fed.length - 1], alsoKeep: fed });
-    out.input = { name: input.name, size: input.size, preprocessing: files.graph.preprocessing, decodingReplaced: input.pixelsIn };
+    out.input = { name: input.name, size: input.size, preprocessing: files.graph.preprocessing, decodingReplaced: input.pixelsIn, ...(files.graph.suggestedPreprocess ? { suggestedPreprocessing: files.graph.suggestedPreprocess } : {}) };
     const shapes = await runForShapes(files, input.size, fed);
     for (const n of nodes) n.shape = shapes.get(n.name) ?? n.shape;
   } catch (err) {

@@ -34,6 +34,10 @@ export interface GraphSource {
   pixelsIn: boolean;
   /** What the graph does to pixels before its first convolution, read from its constants (e.g. "(x - 128) * 0.0078125"). */
   preprocessing?: string;
+  /** When the graph does none and its kind has a known convention: the preprocessing to use unless told, and why. */
+  suggestedPreprocess?: { name: 'symmetric'; formula: string; why: string };
+  /** A retrain.py output graph: its head (cut off: the bottleneck is what it read). */
+  retrain?: { output: string; classes: number; dim: number };
 }
 
 export interface ModelJson {

@@ -42,6 +42,8 @@ before the classifier. Use one with --bottleneck.
     const summary = [
       `${r.origin} (${r.format}, ${r.nodes.length} ${r.format === 'layers-model' ? 'layers' : 'nodes'})`,
       r.input ? `input: ${r.input.name}, ${r.input.size}x${r.input.size} RGB${r.input.decodingReplaced ? ' (its image decoding head is replaced by graft\'s)' : ''}${r.input.preprocessing ? `; the graph computes ${r.input.preprocessing} itself` : ''}` : 'input: not found (pass --input-node)',
+      ...(r.input?.suggestedPreprocessing ? [`preprocessing: ${r.input.suggestedPreprocessing.formula} (${r.input.suggestedPreprocessing.why}; --preprocess overrides it)`] : []),
+      ...(r.retrain ? [`retrain.py head: ${r.retrain.output} over ${r.retrain.classes} classes, reading ${r.retrain.dim}-d ${r.retrain.bottleneck} (the bottleneck graft cuts at; graft import makes it a model folder)`] : []),
       `bottleneck candidates: ${r.bottleneckCandidates.join(', ') || 'none found (pick a pooled node below)'}`,
       ...(r.note ? [r.note] : []),
     ];
