@@ -102,6 +102,27 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal((await readImage(bus, sha(bytes), 1000)).ok, false, 'over the byte cap: refused before the download');
   });
 
+  it('images: multi-chunk reads at once while the event loop is busy all finish, and leave no consumer on the server', async () => {
+    const photos = Array.from({ length: 6 }, (_, k) => new Uint8Array(3_200_000).map((_, i) => (i * (k + 3)) % 253)); // phone-sized: 25 chunks each
+    for (const [k, b] of photos.entries()) await putImage(bus, { name: sha(b), description: `phone ${k}` }, b);
+    // A backbone holding the thread (as inference does) between the reads' round trips.
+    let busy = true;
+    const hog = (async () => {
+      while (busy) {
+        const until = Date.now() + 150;
+        while (Date.now() < until); // holds the event loop, as a backbone call does
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const reads = await Promise.all(photos.map((b) => readImage(bus, sha(b))));
+    busy = false;
+    await hog;
+    for (const [k, r] of reads.entries()) assert.ok(r.ok && Buffer.from(r.bytes).equals(Buffer.from(photos[k])), `photo ${k}`);
+    const consumers = [];
+    for await (const ci of bus.jsm.consumers.list('OBJ_graft-images')) consumers.push(ci.name);
+    assert.deepEqual(consumers, [], 'no consumer created, none left behind');
+  });
+
   it('vectors: cache, read, read many, has (by subject count), vector of an error is none', async () => {
     const v = new Float32Array([1, 2, 3, 4]);
     await cacheVector(bus, FP, 'a'.repeat(64), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 4, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });

@@ -21,9 +21,9 @@ export type ImageRead =
  * Reads an image's bytes from the image store, checked against its name (the hex SHA-256 of
  * the bytes), so nobody who can upload can pass one photo off as another.
  * - An image over `maxBytes` is refused from the store's object info, before any download.
- * - A photo that fits in one chunk (up to 128 KiB, most of them) is read with two message
- *   gets instead of the ordered consumer a generic object get creates and deletes: on the
- *   worker's hot path that consumer cost more bus time than the photo.
+ * - Every chunk is read with a message get (one for a photo up to 128 KiB, most of them), never
+ *   through the ordered consumer a generic object get creates: on the worker's hot path that
+ *   consumer cost more bus time than the photo, and one left behind by a stalled read stayed.
  * @throws Error only when the store cannot be read (the bus is down): the caller retries.
  */
 export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): Promise<ImageRead> {
@@ -39,18 +39,45 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
       return { ok: false, problem: 'corrupt', size: info.size, message: 'image is corrupt in the store: its bytes do not match the stored digest' };
     }
   } else {
-    try {
-      data = await bus.images.getBlob(sha256);
-    } catch (err) {
-      if (/digest/i.test((err as Error).message)) return { ok: false, problem: 'corrupt', size: info.size, message: `image is corrupt in the store: ${(err as Error).message}` };
-      throw err;
-    }
+    data = await readChunks(bus, info.nuid, info.chunks);
+    if (data && data.byteLength !== info.size) return { ok: false, problem: 'corrupt', size: info.size, message: `image is corrupt in the store: ${data.byteLength} bytes where its record says ${info.size}` };
   }
   if (!data) return { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' };
   if (createHash('sha256').update(data).digest('hex') !== sha256) {
     return { ok: false, problem: 'corrupt', size: data.byteLength, message: 'image content does not match its name (SHA-256): the stored object was replaced with other bytes' };
   }
   return { ok: true, bytes: data };
+}
+
+/** Tries of one chunk read that timed out (a busy or failing-over server) before the read fails. */
+const CHUNK_READ_TRIES = 3;
+
+/**
+ * An object's chunks, read one message get at a time (`next_by_subj` from the last one's sequence):
+ * no consumer is created, so nothing is left on the server whatever happens to this process, and a
+ * stalled read costs one request's timeout, tried again, not a whole task.
+ * @returns the bytes, or null when a chunk is missing.
+ */
+async function readChunks(bus: Bus, nuid: string, chunks: number): Promise<Uint8Array | null> {
+  const subject = chunkSubject(nuid);
+  const parts: Uint8Array[] = [];
+  let seq = 1;
+  for (let i = 0; i < chunks; i++) {
+    let m;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // next_by_subj: the first message on the subject at or after seq (server 2.9+).
+        m = await bus.jsm.streams.getMessage(IMAGES_STREAM, { seq, next_by_subj: subject } as unknown as { seq: number });
+        break;
+      } catch (err) {
+        if (attempt >= CHUNK_READ_TRIES || !/timeout|timed out/i.test((err as Error).message)) throw err;
+      }
+    }
+    if (!m) return null;
+    parts.push(m.data);
+    seq = m.seq + 1;
+  }
+  return Buffer.concat(parts);
 }
 
 /**
