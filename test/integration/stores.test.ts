@@ -5,6 +5,7 @@ import {
   ErrorCode,
   JobRecordConflict,
   JobState,
+  STREAMS,
   VectorDType,
   cacheVector,
   codecs,
@@ -216,6 +217,25 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const jobs = await listJobs(bus, (id) => unreadable.push(id));
     assert.deepEqual(jobs.map((j) => j.jobId).sort(), ['job-a', 'job-b']);
     assert.deepEqual(unreadable, ['job-bad'], 'an unreadable record is named, not hidden');
+  });
+
+  it('jobs: a manifest of 200,000 photos publishes in pages, reads back whole; a missing page is an error', async () => {
+    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(String(i)).digest('hex'), sizeBytes: 1000 + i }));
+    const manifest = codecs.manifest.create({ jobId: 'huge', name: 'huge', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images });
+    await publishManifest(bus, manifest);
+    const pages = (await bus.jsm.streams.info(STREAMS.manifestPages, { subjects_filter: 'graft.manifest-pages.huge.*' })).state.num_subjects ?? 0;
+    assert.ok(pages >= 20, `${pages} pages`);
+    const back = (await readManifest(bus, 'huge'))!;
+    assert.equal(back.images.length, 200_000);
+    const e = back.images[123_456];
+    assert.deepEqual({ path: e.path, label: e.label, sha256: e.sha256, sizeBytes: Number(e.sizeBytes) }, images[123_456]);
+    await assert.rejects(publishManifest(bus, manifest), JobAlreadyPublished, 'a large job is published once too');
+    // A page gone (or never published): the manifest is refused as unreadable, not read short.
+    const half = codecs.manifest.create({ ...manifest, jobId: 'half', images: images.slice(0, 20_000) });
+    await publishManifest(bus, half, undefined, 64 * 1024);
+    const seq = (await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: 'graft.manifest-pages.half.1' }))!.seq;
+    await bus.jsm.streams.deleteMessage(STREAMS.manifestPages, seq);
+    await assert.rejects(readManifest(bus, 'half'), /manifest of half is missing page 2 of/);
   });
 
   it('tasks: consumer, publish (deduplicated by id), queues and depth, on the way, pull, removal', async () => {

@@ -8,7 +8,6 @@ import {
   codecs,
   inPool,
   isImageStored,
-  maxMessageBytes,
   publishManifest,
   putImage,
   readManifest,
@@ -118,12 +117,6 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     createdAtMs: Date.now(),
     vectorDtype: o.vectorDType === 'float16' ? VectorDType.VECTOR_DTYPE_FLOAT16 : VectorDType.VECTOR_DTYPE_FLOAT32,
   });
-  const bytes = codecs.manifest.encode(manifest);
-  const maxPayload = maxMessageBytes(bus);
-  if (bytes.byteLength > maxPayload) {
-    throw new Error(`the manifest of ${dir} is ${bytes.byteLength} bytes, over the server's ${maxPayload}-byte max_payload: raise max_payload in nats-server's config or split the dataset`);
-  }
-
   // Upload: unique contents only, a few at a time.
   const unique = [...new Map(scan.images.filter((i) => i.file).map((i) => [i.sha256, i])).values()];
   const bar = show ? createProgress('uploading') : undefined;
@@ -144,7 +137,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   );
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
 
-  await publishManifest(bus, manifest, bytes);
+  await publishManifest(bus, manifest);
   return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
 }
 

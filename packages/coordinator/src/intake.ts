@@ -17,6 +17,8 @@ import {
   type DatasetManifest,
   type JobStatus,
   type JsMsg,
+  ProtocolError,
+  withPages,
 } from '@graft/protocol';
 import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
@@ -69,6 +71,15 @@ export class ManifestIntake {
     // (a 5,000-character id in a request subject would cost the connection).
     const bad = subjectProblem(msg.subject, manifest);
     if (bad) return this.refuse(msg, 'refused', bad);
+    if (manifest.imagePages) {
+      // A large job: its image list is in pages, read back before anything else (bounded, checked).
+      try {
+        manifest = await this.ctx.persist('reading the manifest\'s pages', () => withPages(this.ctx.bus, manifest));
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        return this.refuse(msg, 'refused', err.message);
+      }
+    }
     if (this.ctx.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
       msg.ack(); // a redelivery of a job in hand
       return;

@@ -185,6 +185,8 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
   return [
     // A job's first manifest is its manifest: later ones on the same subject are refused.
     { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true, max_bytes: capOf(o, 'manifests') },
+    // The pages of large manifests: each page once, like a manifest.
+    { ...base, name: STREAMS.manifestPages, subjects: [SUBJECTS.manifestPages], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true, max_bytes: capOf(o, 'manifests') },
     {
       ...base,
       name: STREAMS.tasks,

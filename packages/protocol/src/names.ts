@@ -12,6 +12,8 @@ export const SUBJECT_ROOT = 'graft';
 export const STREAMS = {
   /** One message per job: the dataset manifest (`graft.manifests.<job>`). */
   manifests: 'GRAFT_MANIFESTS',
+  /** Pages of the image lists of manifests too big for one message (`graft.manifest-pages.<job>.<page>`). */
+  manifestPages: 'GRAFT_MANIFEST_PAGES',
   /** Extraction tasks, work-queue retention (`graft.tasks.<fingerprint>`). */
   tasks: 'GRAFT_TASKS',
   /** Vector batches from workers to the coordinator (`graft.results.<job>`). */
@@ -24,6 +26,7 @@ export const STREAMS = {
 
 export const SUBJECTS = {
   manifests: `${SUBJECT_ROOT}.manifests.*`,
+  manifestPages: `${SUBJECT_ROOT}.manifest-pages.*.*`,
   tasks: `${SUBJECT_ROOT}.tasks.*`,
   results: `${SUBJECT_ROOT}.results.*`,
   events: `${SUBJECT_ROOT}.events.*`,
@@ -80,6 +83,11 @@ export const MAX_DELIVERIES_ADVISORY = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERI
 /** Subject a job's manifest is published on. */
 export function manifestSubject(jobId: string): string {
   return `${SUBJECT_ROOT}.manifests.${token(jobId, 'job id')}`;
+}
+
+/** Subject of one page of a large manifest's image list. */
+export function manifestPageSubject(jobId: string, page: number): string {
+  return `${SUBJECT_ROOT}.manifest-pages.${token(jobId, 'job id')}.${Math.trunc(page)}`;
 }
 
 /** Subject of extraction tasks for one backbone. */

@@ -1,14 +1,15 @@
 import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Bus } from '../bus.js';
-import { codecs, isTerminal, JobState, type DatasetManifest, type JobEvent, type JobStatus } from '../messages.js';
+import { codecs, isTerminal, JobState, pb, type DatasetManifest, type JobEvent, type JobStatus } from '../messages.js';
 import { JobRecordConflict, ProtocolError, isRevisionConflict } from '../errors.js';
-import { CONSUMERS, STREAMS, eventSubject, manifestSubject } from '../names.js';
+import { CONSUMERS, STREAMS, eventSubject, manifestPageSubject, manifestSubject } from '../names.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
 
 /*
  * Jobs: their records (one JobStatus per job in graft-jobs, under the job id), their manifests
- * (GRAFT_MANIFESTS, the first one per job kept) and their events (GRAFT_EVENTS). This module is
- * the only reader and writer of all three. Record writes name the revision they read, so two
+ * (GRAFT_MANIFESTS, the first one per job kept; the image lists of large ones in pages, in
+ * GRAFT_MANIFEST_PAGES) and their events (GRAFT_EVENTS). This module is the only reader and writer
+ * of all four. Record writes name the revision they read, so two
  * writers (a publisher and a coordinator, or two coordinators) can never overwrite each other.
  */
 
@@ -73,17 +74,42 @@ export async function readJobRecord(bus: Bus, jobId: string): Promise<JobRecord 
   return { status: codecs.jobStatus.decode(e.value, `job record ${jobId}`), revision: e.revision };
 }
 
+/** Pages a manifest may have, and images in all: a header asking for more is refused unread. */
+export const MANIFEST_LIMITS = { pages: 100_000, images: 20_000_000 } as const;
+
 /**
- * A job's manifest as published (the manifests stream keeps the last one per job).
+ * A job's manifest as published, its image list read back from its pages when it has them (the
+ * manifests stream keeps the first one per job).
  * @returns undefined when the stream no longer holds it.
- * @throws ProtocolError when what it holds is not a readable manifest of this job.
+ * @throws ProtocolError when what it holds is not a readable manifest of this job, or a page is missing or another's.
  */
 export async function readManifest(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
   const stored = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
   if (!stored) return undefined;
   const manifest = codecs.manifest.decode(stored.data, `stored manifest of ${jobId}`);
   if (manifest.jobId !== jobId) throw new ProtocolError(`the stored manifest of ${jobId} is for job ${JSON.stringify(manifest.jobId)}`);
-  return manifest;
+  return manifest.imagePages ? withPages(bus, manifest) : manifest;
+}
+
+/**
+ * A paged manifest with its image list read back, page by page (a page is at most a message).
+ * @throws ProtocolError for a header over the limits, a missing page, a page of another job, or a count that does not add up.
+ */
+export async function withPages(bus: Bus, header: DatasetManifest): Promise<DatasetManifest> {
+  const pages = header.imagePages;
+  const count = Number(header.imageCount);
+  if (pages > MANIFEST_LIMITS.pages || count > MANIFEST_LIMITS.images) throw new ProtocolError(`manifest of ${header.jobId} asks for ${pages} pages and ${count} images, over ${MANIFEST_LIMITS.pages} and ${MANIFEST_LIMITS.images}`);
+  const images: DatasetManifest['images'] = [];
+  for (let page = 0; page < pages; page++) {
+    const m = await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: manifestPageSubject(header.jobId, page) });
+    if (!m) throw new ProtocolError(`manifest of ${header.jobId} is missing page ${page + 1} of ${pages}`);
+    const p = codecs.manifestPage.decode(m.data, `page ${page + 1} of the manifest of ${header.jobId}`);
+    if (p.jobId !== header.jobId || p.page !== page) throw new ProtocolError(`page ${page + 1} of the manifest of ${header.jobId} is page ${p.page + 1} of ${JSON.stringify(p.jobId)}`);
+    for (const img of p.images) images.push(img);
+    if (images.length > count) break;
+  }
+  if (images.length !== count) throw new ProtocolError(`manifest of ${header.jobId} says ${count} images; its pages hold ${images.length}`);
+  return { ...header, images };
 }
 
 /**
@@ -137,22 +163,56 @@ export class JobAlreadyPublished extends Error {
   }
 }
 
+/** Bytes of image list per page: well inside any server's max_payload. */
+const PAGE_BYTES = 512 * 1024;
+
 /**
- * Publishes a job's manifest (its images already stored). The job id is the message id, and the
- * stream keeps only a job's first manifest; the coordinator that takes it writes the job's first
- * record (publishers cannot write records), and until then readJob shows it queued.
+ * Publishes a job's manifest (its images already stored). One too big for a message goes as a
+ * header (no images, a page count) after its image list in pages, so a job has no size limit but
+ * the stores'. The job id is the message id, and the streams keep only a job's first manifest and
+ * pages; the coordinator that takes it writes the job's first record (publishers cannot write
+ * records), and until then readJob shows it queued.
+ * @param pageBytes bytes of image list per page (tests make it small to page small jobs).
  * @throws JobAlreadyPublished when the job exists; Error saying so when the manifests store is full.
  */
-export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest)): Promise<void> {
-  let duplicate = false;
-  try {
-    duplicate = (await bus.js.publish(manifestSubject(manifest.jobId), bytes, { msgID: manifest.jobId })).duplicate;
-  } catch (err) {
-    if (/maximum messages per subject/i.test((err as Error).message)) throw new JobAlreadyPublished(manifest.jobId, { cause: err });
-    if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
-    throw err;
+export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest), pageBytes = PAGE_BYTES): Promise<void> {
+  const whole = bytes.byteLength <= Math.min(pageBytes, maxMessageBytes(bus) - 64 * 1024);
+  const pages = whole ? [] : paginate(manifest, pageBytes);
+  const header = whole ? bytes : codecs.manifest.encode({ ...manifest, images: [], imagePages: pages.length, imageCount: manifest.images.length });
+  const publish = async (subject: string, data: Uint8Array, msgID: string) => {
+    let duplicate = false;
+    try {
+      duplicate = (await bus.js.publish(subject, data, { msgID })).duplicate;
+    } catch (err) {
+      if (/maximum messages per subject/i.test((err as Error).message)) throw new JobAlreadyPublished(manifest.jobId, { cause: err });
+      if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
+      throw err;
+    }
+    if (duplicate) throw new JobAlreadyPublished(manifest.jobId);
+  };
+  // Pages first: a header names only pages that are there.
+  for (const [i, page] of pages.entries()) await publish(manifestPageSubject(manifest.jobId, i), page, `${manifest.jobId}.p${i}`);
+  await publish(manifestSubject(manifest.jobId), header, manifest.jobId);
+}
+
+/** A manifest's image list as pages of at most pageBytes each (one image per page at least). */
+function paginate(manifest: DatasetManifest, pageBytes: number): Uint8Array[] {
+  const pages: Uint8Array[] = [];
+  let batch: DatasetManifest['images'] = [];
+  let size = 0;
+  const flush = () => {
+    pages.push(codecs.manifestPage.encode({ jobId: manifest.jobId, page: pages.length, images: batch }));
+    batch = [];
+    size = 0;
+  };
+  for (const img of manifest.images) {
+    const n = pb.ImageEntry.encode(img).len + 4;
+    if (batch.length && size + n > pageBytes) flush();
+    batch.push(img);
+    size += n;
   }
-  if (duplicate) throw new JobAlreadyPublished(manifest.jobId);
+  if (batch.length) flush();
+  return pages;
 }
 
 /** The coordinator's stream of manifests (stop it to end). */
