@@ -1,6 +1,10 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { COMMANDS } from './commands.js';
 import { UsageError } from './args.js';
+
+/** This graft's version (the cli package's). */
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const HELP = `graft: distributed transfer learning of image classifiers over NATS JetStream
 
@@ -15,13 +19,22 @@ Start here: graft train PHOTOS_DIR   (one folder per class)
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`graft ${VERSION}\n`);
+    return 0;
+  }
+  // graft help CMD: that command's help.
+  if (name === 'help' && rest[0] && COMMANDS[rest[0]]) {
+    process.stdout.write(`${COMMANDS[rest[0]].usage}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(HELP);
     return name ? 0 : 2;
   }
   const cmd = COMMANDS[name];
   if (!cmd) {
-    process.stderr.write(`graft: unknown command ${JSON.stringify(name)}\n\n${HELP}`);
+    process.stderr.write(`graft: unknown command ${JSON.stringify(name)} (see graft --help)\n`);
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -32,7 +45,8 @@ async function main(argv: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`graft ${name}: ${err.message}\n\n${cmd.usage}\n`);
+      // One line and where to read more: the whole help would scroll the reason away.
+      process.stderr.write(`graft ${name}: ${err.message}\nsee graft ${name} --help\n`);
       return 2;
     }
     process.stderr.write(`graft ${name}: ${(err as Error).message}\n`);
