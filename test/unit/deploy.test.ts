@@ -106,6 +106,17 @@ describe('deploy - compose', () => {
 });
 
 describe('deploy - Prometheus and Grafana', () => {
+  it('every alert rule passes promtool check rules and its promtool test (alerts.test.yml)', (t) => {
+    const check = spawnSync('promtool', ['check', 'rules', join(DEPLOY, 'prometheus', 'alerts.yml')], { encoding: 'utf8' });
+    if (check.error) return t.skip('promtool not installed (apt-get install prometheus)');
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    const rules = readFileSync(join(DEPLOY, 'prometheus', 'alerts.yml'), 'utf8');
+    const tests = readFileSync(join(DEPLOY, 'prometheus', 'alerts.test.yml'), 'utf8');
+    for (const [, name] of rules.matchAll(/- alert: (\w+)/g)) assert.match(tests, new RegExp(`alertname: ${name}\\b`), `${name} has a test`);
+    const r = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: join(DEPLOY, 'prometheus'), encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
   it('prometheus.yml passes promtool check config', (t) => {
     const r = spawnSync('promtool', ['check', 'config', join(DEPLOY, 'prometheus', 'prometheus.yml')], { encoding: 'utf8' });
     if (r.error) return t.skip('promtool not installed (apt-get install prometheus)');

@@ -145,6 +145,7 @@ export class ManifestIntake {
       status.error = reason;
       const at = err instanceof JobStartFailed ? err.recordRevision : revision;
       await this.ctx.persist('recording a refused job', () => this.records.put(status, at));
+      this.ctx.metrics.jobsFinished.inc({ outcome: 'failed' });
       await this.records.event(status.jobId, { state: status.state });
       await this.records.event(status.jobId, { message: reason });
     }

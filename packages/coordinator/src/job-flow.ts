@@ -177,6 +177,7 @@ export class JobFlow {
       return;
     }
     await this.records.event(job.status.jobId, { state: job.status.state });
+    this.ctx.metrics.jobsFinished.inc({ outcome: job.status.state === JobState.JOB_STATE_DONE ? 'done' : 'failed' });
     this.forget(job);
   }
 

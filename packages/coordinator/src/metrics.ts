@@ -39,6 +39,7 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
     tasksEnqueued: new Counter({ name: 'graft_tasks_enqueued_total', help: 'Extraction tasks published', registers }),
     malformed: new Counter({ name: 'graft_malformed_messages_total', help: 'Messages that were not the protobuf their subject carries', labelNames: ['stream'] as const, registers }),
     jobs: new Gauge({ name: 'graft_jobs', help: 'Jobs this coordinator knows, by state', labelNames: ['state'] as const, registers }),
+    jobsFinished: zeroed(new Counter({ name: 'graft_jobs_finished_total', help: 'Jobs this coordinator ended, by outcome (done, or failed: refused, or failed in training)', labelNames: ['outcome'] as const, registers }), 'outcome', ['done', 'failed']),
     epoch: new Gauge({ name: 'graft_training_epoch', help: 'Epoch of the head being trained', registers }),
     loss: new Gauge({ name: 'graft_training_loss', help: 'Cross-entropy of the head, by split', labelNames: ['split'] as const, registers }),
     accuracy: new Gauge({ name: 'graft_training_accuracy_ratio', help: 'Accuracy of the head, by split', labelNames: ['split'] as const, registers }),
@@ -50,3 +51,9 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
 }
 
 export type CoordinatorMetrics = ReturnType<typeof coordinatorMetrics>;
+
+/** A labelled counter with a series at 0 for each known label: an alert sees its first increase. */
+function zeroed<L extends string>(c: Counter<L>, label: L, values: readonly string[]): Counter<L> {
+  for (const v of values) c.inc({ [label]: v } as Record<L, string>, 0);
+  return c;
+}
