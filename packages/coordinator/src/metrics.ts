@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { STREAMS } from '@graft/protocol';
 
 /** Reads the task queue's depth at scrape time (JetStream consumer info), summed over backbones. */
 export type QueueProbe = () => Promise<{ pending: number; unacked: number }>;
@@ -32,12 +33,12 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
     leader: new Gauge({ name: 'graft_coordinator_leader', help: 'Whether this coordinator holds the lease and leads (1) or stands by (0)', registers }),
     info: new Gauge({ name: 'graft_coordinator_info', help: 'Backend of the coordinator (value 1)', labelNames: ['backend'] as const, registers }),
     vectorsCached: new Counter({ name: 'graft_vectors_cached_total', help: 'Vectors (and content errors) written to the vector cache', registers }),
-    manifests: new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }),
-    vectors: new Counter({ name: 'graft_vectors_received_total', help: 'Per-image results received from workers, by kind', labelNames: ['kind'] as const, registers }),
+    manifests: zeroed(new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }), 'outcome', ['accepted', 'refused', 'malformed']),
+    vectors: zeroed(new Counter({ name: 'graft_vectors_received_total', help: 'Per-image results received from workers, by kind', labelNames: ['kind'] as const, registers }), 'kind', ['vector', 'error', 'refused', 'dead_letter']),
     cacheHits: new Counter({ name: 'graft_cache_hits_total', help: 'Images whose vector was already cached when their job started', registers }),
     cacheMisses: new Counter({ name: 'graft_cache_misses_total', help: 'Images that had to be extracted', registers }),
     tasksEnqueued: new Counter({ name: 'graft_tasks_enqueued_total', help: 'Extraction tasks published', registers }),
-    malformed: new Counter({ name: 'graft_malformed_messages_total', help: 'Messages that were not the protobuf their subject carries', labelNames: ['stream'] as const, registers }),
+    malformed: zeroed(new Counter({ name: 'graft_malformed_messages_total', help: 'Messages that were not the protobuf their subject carries', labelNames: ['stream'] as const, registers }), 'stream', [STREAMS.manifests, STREAMS.results]),
     jobs: new Gauge({ name: 'graft_jobs', help: 'Jobs this coordinator knows, by state', labelNames: ['state'] as const, registers }),
     jobsFinished: zeroed(new Counter({ name: 'graft_jobs_finished_total', help: 'Jobs this coordinator ended, by outcome (done, or failed: refused, or failed in training)', labelNames: ['outcome'] as const, registers }), 'outcome', ['done', 'failed']),
     epoch: new Gauge({ name: 'graft_training_epoch', help: 'Epoch of the head being trained', registers }),
