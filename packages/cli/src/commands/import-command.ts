@@ -34,7 +34,7 @@ ${BACKEND_HELP}`,
     const out = str(v, 'out');
     if (!labels) throw new UsageError('--labels OUTPUT_LABELS.txt is required (retrain.py writes it beside the graph)');
     if (!out) throw new UsageError('--out DIR is required');
-    const log = createLogger();
+    const log = createLogger({ toStderr: true }); // stdout is the summary
     await backendFor(v, log);
     const dir = resolve(out);
     const r = await importRetrainGraph(positionals[0], labels, dir, { preprocess: str(v, 'preprocess'), cacheDir: cacheDir(v) });

@@ -51,7 +51,8 @@ const status: Command = {
   usage: `graft status [JOB] [--follow] [--json] [--failed]
 
   --follow      stream progress until the job ends
-  --json        machine-readable output
+  --json        machine-readable output: one JSON document; with --follow, one JSON object per line
+                as the job moves (JSON Lines), the last one its end
   --failed      list every image that failed, with its reason
 ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, follow: { type: 'boolean' }, json: { type: 'boolean' }, failed: { type: 'boolean' } },

@@ -26,7 +26,8 @@ before the classifier. Use one with --bottleneck.
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model');
-    const log = createLogger();
+    // Logs go to stderr: stdout is the answer (with --json, exactly one JSON document).
+    const log = createLogger({ toStderr: true });
     await backendFor(v, log);
     // The user names their own model: any file they can read.
     const r = await inspectModel(positionals[0], { ...USER_MODEL_POLICY, cacheDir: cacheDir(v), inputSize: int(v, 'input-size', 1), inputNode: str(v, 'input-node') });
@@ -57,7 +58,7 @@ const classify: Command = {
   usage: `graft classify MODEL_DIR IMAGE... [--top K] [--json]
 
   --top K       labels to show per image (default 3)
-  --json        one JSON object per image
+  --json        one JSON document: an object for one image, an array of them for several
 ${BACKEND_HELP}`,
   options: { top: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
@@ -68,19 +69,21 @@ ${BACKEND_HELP}`,
     const c = await loadClassifier(positionals[0], { cacheDir: cacheDir(v) });
     const k = int(v, 'top', 1) ?? 3;
     let failed = 0;
+    const answers: object[] = [];
     for (const img of positionals.slice(1)) {
       try {
         const preds = await classifyFile(c, img, k);
-        if (v.json) process.stdout.write(`${JSON.stringify({ image: img, predictions: preds })}\n`);
+        if (v.json) answers.push({ image: img, predictions: preds });
         else process.stdout.write(`${img}: ${preds.map((p) => `${p.label} ${(100 * p.probability).toFixed(1)}%`).join(', ')}\n`);
       } catch (err) {
         failed++;
         const reason = (err as Error).message;
-        if (v.json) process.stdout.write(`${JSON.stringify({ image: img, error: reason })}\n`);
+        if (v.json) answers.push({ image: img, error: reason });
         else process.stderr.write(`${img}: ${reason}\n`);
       }
     }
     c.dispose();
+    if (v.json) process.stdout.write(`${JSON.stringify(answers.length === 1 ? answers[0] : answers)}\n`);
     return failed ? 1 : 0;
   },
 };
