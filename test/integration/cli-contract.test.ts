@@ -37,6 +37,9 @@ describe('graft CLI - contract', () => {
       assert.match(lines[0], new RegExp(`^graft ${args[0]}: `));
       assert.equal(lines[1], `see graft ${args[0]} --help`);
     }
+    const noBroker = await runGraft(['status', '--nats', 'nats://127.0.0.1:1']);
+    assert.equal(noBroker.code, 1);
+    assert.match(noBroker.output, /^graft status: cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*start a cluster with graft up, or pass --nats URL\)$/m, 'a missing broker says how to get one');
     const unknown = await runGraft(['nope']);
     assert.equal(unknown.code, 2);
     assert.equal(unknown.output.trim(), 'graft: unknown command "nope" (see graft --help)');

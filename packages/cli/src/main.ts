@@ -49,7 +49,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`graft ${name}: ${err.message}\nsee graft ${name} --help\n`);
       return 2;
     }
-    process.stderr.write(`graft ${name}: ${(err as Error).message}\n`);
+    // No broker: say how to get one, not only that the connection was refused.
+    const hint = (err as Error).name === 'BusError' && /cannot connect/.test((err as Error).message) ? ' (no NATS server there: start a cluster with graft up, or pass --nats URL)' : '';
+    process.stderr.write(`graft ${name}: ${(err as Error).message}${hint}\n`);
     if (process.env.GRAFT_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     return 1;
   }

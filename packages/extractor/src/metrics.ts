@@ -19,8 +19,9 @@ export function extractorMetrics(registry: Registry) {
     }),
     batchSize: new Histogram({ name: 'graft_batch_size', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
     inFlight: new Gauge({ name: 'graft_worker_tasks_in_flight', help: 'Tasks this worker holds (processing or prefetched)', registers }),
-    info: new Gauge({ name: 'graft_worker_info', help: 'Backend and backbone of this worker (value 1)', labelNames: ['backend', 'backbone'] as const, registers }),
-    lastProgress: new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task', registers }),
+    // Under the GPU supervisor children's metrics are summed: a flag and a timestamp take the max instead.
+    info: new Gauge({ name: 'graft_worker_info', help: 'Backend and backbone of this worker (value 1)', labelNames: ['backend', 'backbone'] as const, registers, aggregator: 'max' }),
+    lastProgress: new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task', registers, aggregator: 'max' }),
   };
 }
 
