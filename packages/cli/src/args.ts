@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { DEFAULT_NATS_URL, STORE_LIMIT_NAMES, type BusOptions, type StoreLimitName } from '@graft/protocol';
+import { DEFAULT_NATS_URL, STORE_LIMIT_NAMES, splitPercentsProblem, type BusOptions, type StoreLimitName } from '@graft/protocol';
 import { expandGrid, parseSweepGrid } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import type { PublishOptions } from './publish.js';
@@ -214,7 +214,9 @@ export function publishOptions(v: Values): PublishOptions {
   if (optimizer !== undefined && !['rmsprop', 'adam', 'sgd'].includes(optimizer)) throw new UsageError(`--optimizer must be rmsprop, adam or sgd, got ${optimizer}`);
   const val = int(v, 'validation-percent');
   const test = int(v, 'test-percent');
-  if ((val ?? 10) + (test ?? 10) >= 100) throw new UsageError('--validation-percent plus --test-percent must be under 100');
+  // The split policy's own check: the CLI and the coordinator refuse the same percentages.
+  const splits = splitPercentsProblem({ validationPercent: val, testPercent: test });
+  if (splits) throw new UsageError(`--validation-percent and --test-percent: ${splits}`);
   return {
     name: str(v, 'name'),
     backbone: str(v, 'backbone') ?? 'auto',

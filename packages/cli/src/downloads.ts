@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DOWNLOAD_ATTEMPTS, downloadRetryDelayMs, inPool, isImageStored, putImage, type Bus } from '@graft/protocol';
-import { FetchFailure, fetchCapped, redactUrl } from '@graft/vision';
+import { FetchFailure, fetchCapped, hideUrlCredentials } from '@graft/vision';
 
 /**
  * Downloading the images a list names by URL, into the image store: concurrent and bounded,
@@ -56,7 +56,7 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
       try {
         result.stored.set(url, await fetchOne(bus, url, cache, result, o));
       } catch (err) {
-        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : redactUrl((err as Error).message));
+        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : hideUrlCredentials((err as Error).message));
       }
     },
     o.onProgress,

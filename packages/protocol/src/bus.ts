@@ -86,7 +86,7 @@ export interface TopologyOptions {
    * worker does, which may not create or change streams.
    */
   create?: boolean;
-  /** Opening only: the streams to check exist (default every one). A least-privilege role may look at no others. */
+  /** Opening only: the streams to check exist (default every graft stream and bucket). A least-privilege role may look at no others. */
   uses?: readonly string[];
 }
 
@@ -238,7 +238,7 @@ export async function openBus(opts: BusOptions = {}, topology: TopologyOptions =
 
 /** {@link openBus} on a connection (closing the Bus closes it). */
 async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Promise<Bus> {
-  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, uses: [], ...topology, maxBytes: topology.maxBytes ?? {} };
+  const o: Required<TopologyOptions> = { maxQueuedTasks: 100_000, memory: false, replicas: 1, create: true, uses: [...Object.values(STREAMS), ...Object.values(BUCKET_STREAMS)], ...topology, maxBytes: topology.maxBytes ?? {} };
   const jsm = await jetstreamManager(nc, { timeout: 10_000, checkAPI: o.create });
   const js = jetstream(nc, { timeout: 10_000 });
   const kvm = new Kvm(js);
@@ -246,8 +246,7 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   if (!o.create) {
     // Open only: every stream and bucket must exist already (graft init or the coordinator made it;
     // the buckets come last, so a process opening while they are made waits for them too).
-    const all = [...streamConfigs(o).map((c) => c.name), ...Object.values(BUCKET_STREAMS)];
-    for (const name of topology.uses ?? all) await jsm.streams.info(name).catch((err: Error) => {
+    for (const name of o.uses) await jsm.streams.info(name).catch((err: Error) => {
       throw new BusError(`stream ${name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
     });
     return makeBus(nc, js, jsm, await openBuckets(kvm, objm, undefined));

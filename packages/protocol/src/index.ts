@@ -60,7 +60,6 @@ export {
   storeFullMessage,
   isTransient,
   isBusNotReady,
-  backoffMs,
   outageDelayMs,
   queueFullDelayMs,
   downloadRetryDelayMs,
@@ -80,8 +79,6 @@ export {
 } from './policy/retry.js';
 export type { FailureAction } from './policy/retry.js';
 export {
-  DEFAULT_VALIDATION_PERCENT,
-  DEFAULT_TEST_PERCENT,
   assignSplit,
   splitOf,
   splitPercents,
@@ -108,11 +105,10 @@ export {
   publishManifest,
   JobAlreadyPublished,
   consumeManifests,
-  maxMessageBytes,
 } from './stores/jobs.js';
 export type { JobRecord, JobEventBody } from './stores/jobs.js';
 export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, vectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
-export { readImage, putImage, isImageStored, hasImage, objectDigest, shaOfDigest } from './stores/images.js';
+export { readImage, putImage, isImageStored, hasImage } from './stores/images.js';
 export type { ImageRead } from './stores/images.js';
 export { hasModel, putModel, getModel } from './stores/models.js';
 export type { ModelBlobs } from './stores/models.js';

@@ -103,10 +103,10 @@ export function findInput(graph: GraphDef, byName: Map<string, NodeDef>, o: Grap
   }
   let placeholders = graph.node.filter((n) => n.op === 'Placeholder' && (attrOf(n, 'dtype')?.type ?? DataType.DT_FLOAT) === DataType.DT_FLOAT);
   // Several: the one the bottleneck reads (retrain.py's graphs also hold a ground-truth placeholder).
-  const target = nodeOf(o.bottleneck || retrainHead(graph)?.bottleneck || '');
-  if (placeholders.length > 1 && byName.has(target)) {
-    const feeding = ancestorsOf(byName, target);
-    placeholders = placeholders.filter((p) => feeding.has(p.name));
+  if (placeholders.length > 1) {
+    const target = nodeOf(o.bottleneck || retrainHead(graph)?.bottleneck || '');
+    const feeding = byName.has(target) ? ancestorsOf(byName, target) : undefined;
+    if (feeding) placeholders = placeholders.filter((p) => feeding.has(p.name));
   }
   if (placeholders.length === 1) return need(placeholders[0].name, sizeOf(placeholders[0]), false);
   throw new BackboneError(`${o.origin}: cannot tell which node takes the image (${placeholders.length} float placeholders, no image decoding): pass --input-node`);

@@ -51,8 +51,13 @@ export function redactUrl(url: string): string {
     u.password = u.password ? '***' : '';
     return u.toString();
   } catch {
-    return url.replace(/\/\/[^@/]*@/, '//***@'); // not a URL: hide what looks like credentials anyway
+    return hideUrlCredentials(url); // not a URL: hide what looks like credentials anyway
   }
+}
+
+/** A text (an error message, say) with the credentials of every URL in it replaced. */
+export function hideUrlCredentials(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@\s/]*@/gi, '$1***@');
 }
 
 /** Redirects followed per request. */
@@ -169,5 +174,5 @@ function networkFailure(err: unknown, url: string, timeoutMs: number): FetchFail
   if ((err as Error).name === 'TimeoutError') return new FetchFailure('timeout', `no answer within ${timeoutMs} ms`, true, url, { cause: err });
   const cause = (err as { cause?: Error }).cause;
   // The client's message can quote the URL it was given, credentials and all.
-  return new FetchFailure('network', redactUrl(cause?.message ?? (err as Error).message), true, url, { cause: err });
+  return new FetchFailure('network', hideUrlCredentials(cause?.message ?? (err as Error).message), true, url, { cause: err });
 }

@@ -7,7 +7,7 @@ import vm from 'node:vm';
 import { extractMember } from './archives.js';
 import { BackboneError } from './errors.js';
 import { graphDefModel, type GraphSource } from './graphdef.js';
-import { FetchFailure, fetchCapped, redactUrl } from './http-fetch.js';
+import { FetchFailure, fetchCapped, hideUrlCredentials, redactUrl } from './http-fetch.js';
 import { defaultCacheDir, readCache, safeName, writeCache } from './model-cache.js';
 import { modelBundle, modelFilesFrom, shardPaths, type ModelFiles, type ModelJson } from './model-files.js';
 import { DEFAULT_MAX_MODEL_BYTES, maxModelBytes, refuseUnlessFilesAllowed, type FetchModelOptions } from './model-policy.js';
@@ -45,15 +45,10 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
     }
   } catch (err) {
     // Whatever failed, the message never shows a URL's credentials.
-    if (err instanceof BackboneError) throw new BackboneError(hideCredentials(err.message), { cause: err.cause });
-    throw new BackboneError(`cannot load model ${redactUrl(url)}: ${hideCredentials((err as Error).message)}`, { cause: err });
+    if (err instanceof BackboneError) throw new BackboneError(hideUrlCredentials(err.message), { cause: err.cause });
+    throw new BackboneError(`cannot load model ${redactUrl(url)}: ${hideUrlCredentials((err as Error).message)}`, { cause: err });
   }
   throw new BackboneError(`unsupported model URL ${redactUrl(url)}: use file://, http(s):// or embedded:`);
-}
-
-/** A message with every URL's credentials replaced. */
-function hideCredentials(message: string): string {
-  return message.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@\s/]*@/gi, '$1***@');
 }
 
 /**

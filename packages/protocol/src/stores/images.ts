@@ -31,19 +31,15 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
   if (!info || info.deleted) return { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' };
   if (info.size > maxBytes) return { ok: false, problem: 'too-large', size: info.size, message: `file is ${info.size} bytes, over the ${maxBytes}-byte limit` };
   if (info.size === 0) return { ok: true, bytes: new Uint8Array(0) };
-  let data: Uint8Array | null;
-  if (info.chunks === 1) {
-    const msg = await bus.jsm.streams.getMessage(IMAGES_STREAM, { last_by_subj: chunkSubject(info.nuid) });
-    data = msg?.data ?? null;
-    if (data && createHash('sha256').update(data).digest('hex') !== shaOfDigest(info.digest)) {
-      return { ok: false, problem: 'corrupt', size: info.size, message: 'image is corrupt in the store: its bytes do not match the stored digest' };
-    }
-  } else {
-    data = await readChunks(bus, info.nuid, info.chunks);
-    if (data && data.byteLength !== info.size) return { ok: false, problem: 'corrupt', size: info.size, message: `image is corrupt in the store: ${data.byteLength} bytes where its record says ${info.size}` };
-  }
+  const data = info.chunks === 1 ? ((await bus.jsm.streams.getMessage(IMAGES_STREAM, { last_by_subj: chunkSubject(info.nuid) }))?.data ?? null) : await readChunks(bus, info.nuid, info.chunks);
   if (!data) return { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' };
-  if (createHash('sha256').update(data).digest('hex') !== sha256) {
+  // One hash serves both checks (every image on the worker's hot path).
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (info.chunks === 1 && actual !== shaOfDigest(info.digest)) {
+    return { ok: false, problem: 'corrupt', size: info.size, message: 'image is corrupt in the store: its bytes do not match the stored digest' };
+  }
+  if (info.chunks > 1 && data.byteLength !== info.size) return { ok: false, problem: 'corrupt', size: info.size, message: `image is corrupt in the store: ${data.byteLength} bytes where its record says ${info.size}` };
+  if (actual !== sha256) {
     return { ok: false, problem: 'corrupt', size: data.byteLength, message: 'image content does not match its name (SHA-256): the stored object was replaced with other bytes' };
   }
   return { ok: true, bytes: data };
@@ -106,11 +102,11 @@ export async function hasImage(bus: Bus, sha256: string): Promise<boolean> {
 }
 
 /** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + padded base64url). */
-export function objectDigest(sha256Hex: string): string {
+function objectDigest(sha256Hex: string): string {
   return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
 }
 
 /** The inverse of {@link objectDigest}: the hex SHA-256 an object's digest names. */
-export function shaOfDigest(digest: string): string {
+function shaOfDigest(digest: string): string {
   return Buffer.from(digest.replace(/^SHA-256=/, '').replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('hex');
 }

@@ -75,7 +75,7 @@ export async function readJobRecord(bus: Bus, jobId: string): Promise<JobRecord 
 }
 
 /** Pages a manifest may have, and images in all: a header asking for more is refused unread. */
-export const MANIFEST_LIMITS = { pages: 100_000, images: 20_000_000 } as const;
+export const PAGED_MANIFEST_LIMITS = { pages: 100_000, images: 20_000_000 } as const;
 
 /**
  * A job's manifest as published, its image list read back from its pages when it has them (the
@@ -98,7 +98,7 @@ export async function readManifest(bus: Bus, jobId: string): Promise<DatasetMani
 export async function withPages(bus: Bus, header: DatasetManifest): Promise<DatasetManifest> {
   const pages = header.imagePages;
   const count = Number(header.imageCount);
-  if (pages > MANIFEST_LIMITS.pages || count > MANIFEST_LIMITS.images) throw new ProtocolError(`manifest of ${header.jobId} asks for ${pages} pages and ${count} images, over ${MANIFEST_LIMITS.pages} and ${MANIFEST_LIMITS.images}`);
+  if (pages > PAGED_MANIFEST_LIMITS.pages || count > PAGED_MANIFEST_LIMITS.images) throw new ProtocolError(`manifest of ${header.jobId} asks for ${pages} pages and ${count} images, over ${PAGED_MANIFEST_LIMITS.pages} and ${PAGED_MANIFEST_LIMITS.images}`);
   const images: DatasetManifest['images'] = [];
   for (let page = 0; page < pages; page++) {
     const m = await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: manifestPageSubject(header.jobId, page) });
@@ -148,7 +148,7 @@ export async function listJobs(bus: Bus, onUnreadable: (jobId: string, err: unkn
 }
 
 /** The largest message the server takes, bytes (what a manifest must fit in). */
-export function maxMessageBytes(bus: Bus): number {
+function maxMessageBytes(bus: Bus): number {
   return bus.nc.info?.max_payload ?? 1024 * 1024;
 }
 
