@@ -49,7 +49,9 @@ export function graft(args, env = {}) {
 }
 
 export async function scrape(port) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  // A kept-alive connection the worker just closed fails once: ask again.
+  const get1 = () => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+  const text = await get1().catch(() => sleep(200).then(get1));
   const get = (re) => [...text.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
   const stage = (s) => get(new RegExp(`^graft_batch_stage_seconds_sum\\{stage="${s}"\\} ([0-9.e+-]+)`, 'gm'));
   return {

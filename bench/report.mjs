@@ -3,6 +3,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { auditSection } from './report-audit.mjs';
 
 const f = (x, d = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
 const pct = (x) => `${f(100 * x, 1)} %`;
@@ -72,6 +73,7 @@ export function renderMarkdown(out) {
   }
   if (out.pipeline) lines.push(...pipelineSection(out.pipeline, out.machine));
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
+  if (out.audit) lines.push(...auditSection(out.audit, out));
   if (out.head) {
     const h = out.head;
     lines.push(

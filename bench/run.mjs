@@ -2,7 +2,7 @@
 // graft's benchmark: every figure measured in this one run on this machine, then written to
 // bench/results/<backbone>.json and BENCHMARKS.md. Not a test: `npm run bench`.
 //
-//   node bench/run.mjs [--images N] [--backbones default,shared] [--sections pipeline,backbones,head,sweep] [--quick]
+//   node bench/run.mjs [--images N] [--backbones default,shared] [--sections pipeline,backbones,head,sweep,audit] [--quick]
 //
 // Uses ../shared/datasets/clothing-small when present, else a generated photo set.
 import { existsSync } from 'node:fs';
@@ -11,12 +11,13 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { evaluatePredictions, loadHeadModel, packageModel, predict, trainHead } from '@graft/head';
-import { VectorDType, codecs, decodeVector, encodeVector, vectorKey } from '@graft/protocol';
+import { VectorDType, codecs, decodeVector, encodeVector, readManifest, vectorKey } from '@graft/protocol';
 import { decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
 import * as tf from '@tensorflow/tfjs';
 import { ROOT, SHARED, cluster, dataset, imagesOf, now, runJob, scrape, subset } from './lib.mjs';
 import { benchPipeline } from './pipeline.mjs';
 import { benchSweep } from './sweep.mjs';
+import { benchAudit } from './audit.mjs';
 
 const { values: args } = parseArgs({ options: { images: { type: 'string' }, backbones: { type: 'string' }, quick: { type: 'boolean' }, sections: { type: 'string' } } });
 
@@ -98,8 +99,8 @@ async function benchHead(spec, data, work) {
   try {
     const run = await runJob(c, data.dir, spec, data.splits);
     const s = run.status;
-    const manifestMsg = await c.bus.jsm.streams.getMessage('GRAFT_MANIFESTS', { last_by_subj: `graft.manifests.${run.jobId}` });
-    const m = codecs.manifest.decode(manifestMsg.data);
+    // The manifest's image list may be in pages: read it as the coordinator does.
+    const m = await readManifest(c.bus, run.jobId);
     const fp = s.backbone.fingerprint;
     const sets = { 1: { x: [], y: [] }, 2: { x: [], y: [] }, 3: { x: [], y: [] } };
     const classIndex = new Map(m.classes.map((c, i) => [c, i]));
@@ -140,7 +141,7 @@ try {
   console.error(`machine: ${machine.cores} x ${machine.cpu}, backend ${machine.backend}; data: ${data.name}`);
   const sharedModel = join(SHARED, 'models/mobilenet_v2_0.35_224');
   const wanted = (args.backbones ?? 'shared,default').split(',');
-  const sections = (args.sections ?? 'pipeline,backbones,head,sweep').split(',');
+  const sections = (args.sections ?? 'pipeline,backbones,head,sweep,audit').split(',');
   const pipeline = sections.includes('pipeline') ? await benchPipeline(work, data, { quick }) : undefined;
   const results = [];
   if (sections.includes('backbones') && wanted.includes('shared') && existsSync(sharedModel)) {
@@ -153,10 +154,11 @@ try {
   }
   const head = sections.includes('head') && wanted.includes('shared') && existsSync(sharedModel) && !quick ? await benchHead(sharedModel, data, work) : undefined;
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;
+  const audit = sections.includes('audit') && existsSync(sharedModel) && data.splits && !quick ? await benchAudit(work, data, sharedModel) : undefined;
   // A run of some sections keeps the other sections' figures from the last full run (said in BENCHMARKS.md).
   const previous = args.sections ? JSON.parse(await readFile(join(ROOT, 'bench/results/latest.json'), 'utf8').catch(() => '{}')) : {};
   const kept = (k, v) => (v === undefined || (Array.isArray(v) && v.length === 0) ? previous[k] : v);
-  const out = { machine, data: data.name, results: kept('results', results), head: kept('head', head), pipeline: kept('pipeline', pipeline), sweep: kept('sweep', sweep), sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined };
+  const out = { machine, data: data.name, results: kept('results', results), head: kept('head', head), pipeline: kept('pipeline', pipeline), sweep: kept('sweep', sweep), audit: kept('audit', audit), sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined };
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   const { renderMarkdown } = await import('./report.mjs');

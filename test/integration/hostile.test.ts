@@ -119,6 +119,11 @@ describe('hostile inputs (the deployed roles)', () => {
     const s = await c.waitForJob('huge-sweep', 30_000);
     assert.equal(s.state, JobState.JOB_STATE_FAILED);
     assert.match(s.error, /the sweep grid asks for 6\.10e\+9 heads, over 1000/);
+    // An audit of 4 billion folds is refused the same way.
+    await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: 'huge-audit', training: { ...real.training, audit: true, auditFolds: 4_000_000_000 } }));
+    const a = await c.waitForJob('huge-audit', 30_000);
+    assert.equal(a.state, JobState.JOB_STATE_FAILED);
+    assert.match(a.error, /audit folds must be an integer from 2 to 20, got 4000000000/);
     await c.coordinator!.stop(10_000);
     c.startCoordinator();
     await waitFor(async () => (await ready().catch(() => 0)) === 200, 60_000, 'the restarted coordinator to be ready');

@@ -120,6 +120,12 @@ describe('report.html and the try-it page in Chromium', { skip: CHROMIUM ? false
     if (report.misclassified.length > 0) {
       const thumbs = await page.$$eval('#pairs .thumb img', (imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
       assert.ok(thumbs.length > 0 && thumbs.every((w) => w > 0), 'thumbnails of misclassified photos load from the file itself');
+      // A click on a confused cell shows that pair's photos.
+      const m = report.misclassified.at(-1) as { actual: string; predicted: string };
+      await page.$$eval('#confusion-matrix rect.cell', (cells, a, p) => cells.find((c) => c.getAttribute('data-actual') === a && c.getAttribute('data-predicted') === p)!.dispatchEvent(new MouseEvent('click', { bubbles: true })), m.actual, m.predicted);
+      const shown = await page.$eval('.pair.selected', (d) => [d.getAttribute('data-actual'), d.getAttribute('data-predicted'), getComputedStyle(d).display]);
+      assert.deepEqual(shown.slice(0, 2), [m.actual, m.predicted]);
+      assert.notEqual(shown[2], 'none', 'the pair is visible');
     }
     assert.ok(!/(src|href)\s*=\s*["']?(https?:)?\/\/|url\(/i.test(html), 'nothing in the file points outside it');
     assert.deepEqual(outside, [], 'no request left the file');

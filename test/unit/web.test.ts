@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { evaluatePredictions, loadClassifier, misclassifiedOf, modelFiles, packageModel, trainHead, writeModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
+import { evaluatePredictions, loadClassifier, misclassifiedOf, modelFiles, packageModel, trainHead, writeModelFolder, type AuditReport, type EvaluationReport, type ModelManifest } from '@graft/head';
 import { decodeImage, fetchBackbone, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { confusedPairs, renderReport, serveModelFolder, thumbnailDataUrl, thumbnailsWanted, writeWebBundle } from '@graft/web';
 import { ROOT } from '../helpers/fixtures.js';
@@ -186,6 +186,28 @@ describe('report.html', () => {
     assert.deepEqual(data.confusion, report.confusion);
     assert.ok(html.includes('77.8%') || html.includes('66.7%'), 'top-1 shown');
     assert.equal(await thumbnailDataUrl(new Uint8Array([1, 2, 3])), undefined, 'an unreadable image gives no thumbnail');
+  });
+
+  it('shows an audit: its findings with thumbnails, escaped; every confused pair is reachable from its matrix cell', () => {
+    const ref = (path: string, sha: string) => ({ path, sha256: sha, label: 'cat', split: 'train' as const });
+    const audit = {
+      formatVersion: 1, photos: 9, classes, method: 'confident learning', estimatedErrors: 1, outOfSampleAccuracy: 0.8, seconds: 1.5, foldsRestored: 0,
+      options: { folds: 5, duplicateThreshold: 0.8, outlierNeighbours: 5, outlierZ: 3.5 },
+      labelIssues: [{ ...ref('photos/<odd>.jpg', 'shaL'), suggested: 'dog', margin: -0.7, selfConfidence: 0.1, suggestedProbability: 0.8 }],
+      duplicates: [{ kind: 'exact', similarity: 1, photos: [ref('a.jpg', 'shaD'), ref('b.jpg', 'shaD')], conflictingLabels: false }],
+      leaks: { pairs: [{ kind: 'near', similarity: 0.9, a: ref('c.jpg', 'shaC'), b: { ...ref('d.jpg', 'shaE'), split: 'test' as const } }], leakedTestPhotos: 1, testAccuracy: { all: 0.75, withoutLeaked: 0.7, testPhotos: 9 } },
+      outliers: [{ ...ref('e.jpg', 'shaO'), distance: 0.9, z: 6 }],
+    } as AuditReport;
+    assert.deepEqual(thumbnailsWanted(report, audit).filter((s) => s.startsWith('shaL') || s.startsWith('shaD') || s.startsWith('shaO')).sort(), ['shaD', 'shaL', 'shaO']);
+    const html = renderReport({ report, manifest, audit });
+    assert.match(html, /<section id="audit">/);
+    assert.match(html, /Likely label errors: 1/);
+    assert.match(html, /Duplicates: 1 groups/);
+    assert.match(html, /Split leaks: 1 pairs/);
+    assert.match(html, /75\.0%[^<]*70\.0% without the 1 leaked/);
+    assert.ok(html.includes('photos/&lt;odd&gt;.jpg') && !html.includes('<odd>'), 'paths are escaped');
+    assert.equal((html.match(/class="pair( hidden)?" data-actual=/g) ?? []).length, confusedPairs(report, Infinity).length, 'a block per confused pair, for the matrix to open');
+    assert.doesNotMatch(renderReport({ report, manifest }), /id="audit"/, 'no audit, no section');
   });
 
   it('says so when a report has no training history', () => {

@@ -147,6 +147,10 @@ export const PUBLISH_OPTIONS: Options = {
   'sweep-grid': { type: 'string' },
   augment: { type: 'string' },
   'augment-copies': { type: 'string' },
+  audit: { type: 'boolean' },
+  'audit-folds': { type: 'string' },
+  exclude: { type: 'string' },
+  relabel: { type: 'string' },
   format: { type: 'string' },
   'image-column': { type: 'string' },
   'label-column': { type: 'string' },
@@ -187,6 +191,11 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --augment LIST            augmented copies of each training image: flip, crop, scale, brightness (comma separated),
                             computed by the workers and cached (a rerun computes none; validation and test never)
   --augment-copies K        copies per training image (default 4 with --augment; at most 32)
+  --audit                   after training, audit the photos from their cached vectors: likely label errors,
+                            duplicates, split leaks, outliers (audit.json, the report's Audit section); see graft audit
+  --audit-folds K           folds of the audit's out-of-sample probabilities (default 10, 2 to 20)
+  --exclude FILE            leave out the photos an audit's fixes list names (graft audit --write-fixes)
+  --relabel FILE            give the photos it names their suggested label (none suggested: left out)
   --vector-dtype T          float32 (default) or float16 on the wire and in the cache
   --max-side N              store photos whose longer side is over N px as N px JPEG copies (orientation
                             applied; kept in ~/.graft/shrunk): 12 MP phone photos move and decode ~50x
@@ -228,6 +237,7 @@ export function publishOptions(v: Values): PublishOptions {
     download: { maxBytes: int(v, 'max-image-bytes', 1), cacheFile: join(graftHome(), 'url-cache.json'), allowPrivateHosts: Boolean(v['allow-private-urls']) },
     maxSide: int(v, 'max-side', 64),
     shrinkCacheDir: join(graftHome(), 'shrunk'),
+    ...fixesOption(v),
     training: {
       optimizer,
       learningRate: num(v, 'learning-rate'),
@@ -245,8 +255,29 @@ export function publishOptions(v: Values): PublishOptions {
       dropout: nonNegative(v, 'dropout'),
       ...(v.sweep || str(v, 'sweep-grid') ? { sweep: true, sweepGrid: sweepGridOption(v) } : {}),
       ...augmentOptions(v),
+      ...auditOptions(v),
     },
   };
+}
+
+/** --audit and --audit-folds K as training options. */
+function auditOptions(v: Values): { audit?: boolean; auditFolds?: number } {
+  const folds = int(v, 'audit-folds', 2);
+  if (folds !== undefined && folds > 20) throw new UsageError(`--audit-folds must be from 2 to 20, got ${folds}`);
+  if (!v.audit) {
+    if (folds !== undefined) throw new UsageError('--audit-folds needs --audit');
+    return {};
+  }
+  return { audit: true, ...(folds !== undefined ? { auditFolds: folds } : {}) };
+}
+
+/** --exclude FILE or --relabel FILE (not both: a photo would be in two minds). */
+function fixesOption(v: Values): { fixes?: { mode: 'exclude' | 'relabel'; file: string } } {
+  const exclude = str(v, 'exclude');
+  const relabel = str(v, 'relabel');
+  if (exclude && relabel) throw new UsageError('--exclude and --relabel: give one fixes list (edit it: an empty suggested label leaves the photo out)');
+  if (exclude) return { fixes: { mode: 'exclude', file: exclude } };
+  return relabel ? { fixes: { mode: 'relabel', file: relabel } } : {};
 }
 
 /** --augment LIST and --augment-copies K as training options (the spec in its canonical form). */

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MODEL_FILES, readModelFolder, writeModelFolder, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
+import { AUDIT_FILE, MODEL_FILES, readModelFolder, writeModelFolder, type AuditReport, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
 import { getModel, readImage, readModelFile, type Bus } from '@graft/protocol';
 import { USER_MODEL_POLICY, fetchBackbone, filesFromBundle } from '@graft/vision';
 import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
@@ -16,6 +16,8 @@ export interface ExportOptions {
 
 export interface ExportResult {
   folder: ModelFolder;
+  /** The job's audit (audit.json), when it was audited. */
+  audit?: AuditReport;
   /** Thumbnails in report.html, and those the image store could not give. */
   thumbnails: { shown: number; missing: number };
   bundle?: WebBundle;
@@ -23,7 +25,7 @@ export interface ExportResult {
   bundleError?: string;
 }
 
-/** The model folder's files of a finished job, from the artifacts store. @throws Error when it has none. */
+/** The model folder's files of a finished job, from the artifacts store (audit.json too when it has one). @throws Error when it has none. */
 export async function readJobModel(bus: Bus, jobId: string): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {};
   for (const name of MODEL_FILES) {
@@ -31,7 +33,20 @@ export async function readJobModel(bus: Bus, jobId: string): Promise<Record<stri
     if (!bytes) throw new Error(`job ${jobId} has no stored ${name}: is it finished? (graft status ${jobId})`);
     files[name] = bytes;
   }
+  const audit = await readModelFile(bus, jobId, AUDIT_FILE);
+  if (audit) files[AUDIT_FILE] = audit;
   return files;
+}
+
+/** A job's audit.json, or undefined when it was not audited. @throws Error when it is not JSON. */
+export async function readJobAudit(bus: Bus, jobId: string): Promise<AuditReport | undefined> {
+  const bytes = await readModelFile(bus, jobId, AUDIT_FILE);
+  if (!bytes) return undefined;
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as AuditReport;
+  } catch (err) {
+    throw new Error(`the stored ${AUDIT_FILE} of job ${jobId} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Thumbnails of these photos (thumbnailsWanted), read from the image store (an unreadable one is left out). */
@@ -45,9 +60,9 @@ export async function reportThumbnails(bus: Bus, shas: readonly string[]): Promi
   return out;
 }
 
-/** Writes a report.html. */
-export async function writeReport(path: string, report: EvaluationReport, manifest: ModelManifest, thumbnails: ReadonlyMap<string, string>): Promise<void> {
-  await writeFile(path, renderReport({ report, manifest, thumbnails }));
+/** Writes a report.html (with its Audit section when there is an audit). */
+export async function writeReport(path: string, report: EvaluationReport, manifest: ModelManifest, thumbnails: ReadonlyMap<string, string>, audit?: AuditReport): Promise<void> {
+  await writeFile(path, renderReport({ report, manifest, thumbnails, ...(audit ? { audit } : {}) }));
 }
 
 /**
@@ -76,11 +91,12 @@ export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: s
 export async function exportModel(bus: Bus, jobId: string, dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
   await writeModelFolder(dir, await readJobModel(bus, jobId));
   const folder = await readModelFolder(dir);
+  const audit = await readJobAudit(bus, jobId);
   opts.onProgress?.('writing report.html');
-  const wanted = thumbnailsWanted(folder.report);
+  const wanted = thumbnailsWanted(folder.report, audit);
   const thumbs = await reportThumbnails(bus, wanted);
-  await writeReport(join(dir, 'report.html'), folder.report, folder.manifest, thumbs);
-  const result: ExportResult = { folder, thumbnails: { shown: thumbs.size, missing: wanted.length - thumbs.size } };
+  await writeReport(join(dir, 'report.html'), folder.report, folder.manifest, thumbs, audit);
+  const result: ExportResult = { folder, ...(audit ? { audit } : {}), thumbnails: { shown: thumbs.size, missing: wanted.length - thumbs.size } };
   if (opts.bundle) {
     opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
     try {
@@ -96,6 +112,7 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
 /** What an export wrote, in lines a person reads. */
 export function exportSummary(dir: string, r: ExportResult): string[] {
   const lines = [`model written to ${dir}`, `report: ${join(dir, 'report.html')}${r.thumbnails.missing ? ` (${r.thumbnails.missing} thumbnails not in the image store)` : ''}`];
+  if (r.audit) lines.push(`audit: ${join(dir, 'audit.json')} (graft audit's findings; the report's Audit section shows them)`);
   if (r.bundleError) lines.push(`browser bundle not written: ${r.bundleError} (graft export JOB ${dir} --bundle tries again)`);
   if (r.bundle) {
     const mb = (r.bundle.weightBytes / 1e6).toFixed(1);

@@ -8,6 +8,7 @@ import {
   codecs,
   inPool,
   isImageStored,
+  JobAlreadyPublished,
   publishManifest,
   putImage,
   readManifest,
@@ -20,6 +21,7 @@ import {
 } from '@graft/protocol';
 import { backboneRequest, redactUrl, type BackboneOverrides } from '@graft/vision';
 import { downloadImages, type DownloadOptions } from './downloads.js';
+import { applyFixes, readFixes, type FixesOption } from './fixes.js';
 import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
@@ -45,6 +47,8 @@ export interface PublishOptions {
   maxSide?: number;
   /** Where those copies are kept between runs (default: a temporary folder). */
   shrinkCacheDir?: string;
+  /** An audit's fixes list applied before publishing (--exclude or --relabel). */
+  fixes?: FixesOption;
 }
 
 export interface Published {
@@ -84,8 +88,14 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const show = o.progress ?? true;
   const ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
   const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
+  const fixes = o.fixes ? await readFixes(o.fixes) : undefined;
   const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
+  if (fixes) {
+    const a = applyFixes(scan, fixes, o.fixes!.mode);
+    if (show) process.stderr.write(`--${o.fixes!.mode} ${o.fixes!.file}: ${a.excluded} photos left out, ${a.relabelled} relabelled${a.stale.length ? `; ${a.stale.length} lines not applied:\n  ${a.stale.slice(0, 20).join('\n  ')}` : ''}\n`);
+  }
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
+  if (scan.classes.length < 2) throw new Error(`${dir} has ${scan.classes.length} class${fixes ? ' left after the fixes' : ''}: a classifier needs at least 2`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
   let shrunk = 0;
   if (o.maxSide) {
@@ -151,6 +161,31 @@ export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string):
   const manifest = codecs.manifest.create({ ...old, jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
   await publishManifest(bus, manifest);
   return manifest.jobId;
+}
+
+/** The audit job of a job with K folds: one id per (job, K), so running graft audit again follows the same job. */
+export function auditJobId(jobId: string, folds: number): string {
+  const id = `${jobId}-audit-k${folds}`;
+  return id.length <= 64 ? id : `a${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+}
+
+/**
+ * A job's images again as a job that trains its head and audits the photos (the vectors are cached:
+ * no backbone call). A sweep's job is audited with its winning head's options, not swept again.
+ * @returns the audit job's id and whether it already existed (an earlier graft audit published it).
+ * @throws Error when the job's manifest is gone.
+ */
+export async function publishAudit(bus: Bus, old: DatasetManifest, folds: number, winner?: TrainingOptions): Promise<{ jobId: string; existed: boolean }> {
+  const jobId = auditJobId(old.jobId, folds);
+  const base = old.training?.sweep && winner ? { ...old.training, ...winner, sweep: false, sweepGrid: '' } : (old.training ?? {});
+  const manifest = codecs.manifest.create({ ...old, jobId, createdAtMs: Date.now(), training: { ...base, audit: true, auditFolds: folds } });
+  try {
+    await publishManifest(bus, manifest);
+    return { jobId, existed: false };
+  } catch (err) {
+    if (err instanceof JobAlreadyPublished) return { jobId, existed: true };
+    throw err;
+  }
 }
 
 async function scanFolder(dir: string, show: boolean): Promise<ScanResult> {

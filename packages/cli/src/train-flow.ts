@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { formatReport, formatSweep } from '@graft/head';
+import { formatAudit, formatReport, formatSweep } from '@graft/head';
 import { JobState, type Bus } from '@graft/protocol';
 import { busOptions, graftHome, int, publishOptions, str, sweepGridOption, type Values } from './args.js';
 import { startLocalCluster } from './cluster.js';
@@ -54,7 +54,8 @@ export async function followAndExport(bus: Bus, jobId: string, out: string, v: V
   // The model is what the user asked for; a bundle that cannot be made is said, not fatal.
   const r = await exportModel(bus, jobId, out, { bundle: bundle && 'if-possible', cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) });
   const sweep = r.folder.report.sweep ? ['', formatSweep(r.folder.report.sweep)] : [];
-  const lines = ['', jobDetails(s, true), ...sweep, '', formatReport(r.folder.report), '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
+  const audit = r.audit ? ['', formatAudit(r.audit)] : [];
+  const lines = ['', jobDetails(s, true), ...sweep, '', formatReport(r.folder.report), ...audit, '', ...exportSummary(out, r), `classify a photo with: graft classify ${out} PHOTO.jpg`];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
 }

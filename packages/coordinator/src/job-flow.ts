@@ -140,6 +140,9 @@ export class JobFlow {
       log: job.log,
       persist: this.ctx.persist,
       shouldStop: () => !this.ctx.mayAct(),
+      onAuditFold: (restored: boolean) => {
+        if (!restored) m.auditFolds.inc();
+      },
       onSweepHead: (r: SweepHeadResult) => {
         if (!r.restored) m.sweepHeads.inc();
         if (r.valAccuracy > (this.sweepBest.get(s.jobId) ?? -1)) this.sweepBest.set(s.jobId, r.valAccuracy);
@@ -165,7 +168,25 @@ export class JobFlow {
     s.state = JobState.JOB_STATE_DONE;
     s.evaluation = { top1: result.report.top1, top5: result.report.top5, testImages: result.report.images, trainImages: result.trainImages, validationImages: result.validationImages };
     this.ctx.metrics.testAccuracy.set(result.report.top1);
+    this.recordAudit(job, result);
     job.log.info({ top1: result.report.top1, top5: result.report.top5, test: result.report.images, resumedFromEpoch: result.resumedFromEpoch }, `job done\n${formatReport(result.report)}`);
+  }
+
+  /** An audit's counts in the metrics, or why it was skipped in the job's warning. */
+  private recordAudit(job: ActiveJob, result: TrainJobResult): void {
+    const a = result.audit;
+    if (!a) return;
+    const m = this.ctx.metrics;
+    if ('skipped' in a) {
+      job.status.warning = `audit skipped: ${a.skipped}`;
+      m.audits.inc({ outcome: 'skipped' });
+      return;
+    }
+    m.audits.inc({ outcome: 'done' });
+    m.auditFindings.inc({ kind: 'label_issue' }, a.report.labelIssues.length);
+    m.auditFindings.inc({ kind: 'duplicate_group' }, a.report.duplicates.length);
+    m.auditFindings.inc({ kind: 'leaked_pair' }, a.report.leaks.pairs.length);
+    m.auditFindings.inc({ kind: 'outlier' }, a.report.outliers.length);
   }
 
   private async writeFinalRecord(job: ActiveJob): Promise<void> {

@@ -1,5 +1,5 @@
 import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft/protocol';
-import { countSweepHeads, parseSweepGrid, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
+import { countSweepHeads, parseSweepGrid, resolveAuditOptions, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import { headOptions } from './head-options.js';
 
@@ -85,6 +85,13 @@ function trainingProblems(m: DatasetManifest): string[] {
     epochs = resolveTrainOptions(headOptions(t), Math.max(1, m.classes.length)).epochs;
   } catch (err) {
     problems.push(`training options: ${(err as Error).message}`);
+  }
+  if (t?.audit) {
+    try {
+      resolveAuditOptions({ folds: t.auditFolds ?? undefined });
+    } catch (err) {
+      problems.push(`audit options: ${(err as Error).message}`);
+    }
   }
   if (!t?.sweep) return problems;
   try {

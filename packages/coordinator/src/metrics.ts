@@ -47,6 +47,9 @@ export function coordinatorMetrics(registry: Registry, queue?: QueueProbe) {
     testAccuracy: new Gauge({ name: 'graft_test_accuracy_ratio', help: 'Top-1 test accuracy of the last finished job', registers }),
     sweepHeads: new Counter({ name: 'graft_sweep_heads_trained_total', help: 'Heads trained by sweeps (heads restored after a takeover are not counted again)', registers }),
     sweepBestAccuracy: new Gauge({ name: 'graft_sweep_best_validation_accuracy_ratio', help: 'Best validation accuracy among the heads of the sweep being trained', registers }),
+    audits: zeroed(new Counter({ name: 'graft_audits_total', help: 'Audits of jobs ended, by outcome (done, or skipped: too few photos per class)', labelNames: ['outcome'] as const, registers }), 'outcome', ['done', 'skipped']),
+    auditFolds: new Counter({ name: 'graft_audit_folds_trained_total', help: 'Out-of-sample heads trained by audits (folds restored after a takeover are not counted again)', registers }),
+    auditFindings: zeroed(new Counter({ name: 'graft_audit_findings_total', help: 'What audits found, by kind (label_issue, duplicate_group, leaked_pair, outlier)', labelNames: ['kind'] as const, registers }), 'kind', ['label_issue', 'duplicate_group', 'leaked_pair', 'outlier']),
     lastProgress: new Gauge({ name: 'graft_coordinator_last_progress_timestamp_seconds', help: 'When the coordinator last recorded progress', registers }),
   };
 }

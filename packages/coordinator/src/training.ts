@@ -21,8 +21,10 @@ import {
   type SweepRow,
   type TrainedHead,
   type TrainingCheckpoint,
+  AUDIT_FILE,
 } from '@graft/head';
 import type { ResolvedBackbone } from '@graft/vision';
+import { auditJob, deleteStoredFolds, type AuditOutcome } from './audit-job.js';
 import { headOptions } from './head-options.js';
 import { checkpointFromProto, checkpointToProto, sweepHeadFromProto, sweepHeadToProto } from './head-records.js';
 import type { Persist } from './outage.js';
@@ -40,10 +42,14 @@ export interface TrainJobInput {
   /** A sweep's head, trained (and stored) or restored from storage. */
   onSweepHead?: (r: SweepHeadResult, finished: number, total: number) => void | Promise<void>;
   shouldStop: () => boolean;
+  /** An audit fold trained (or restored from storage). */
+  onAuditFold?: (restored: boolean) => void;
 }
 
 export interface TrainJobResult {
   report: EvaluationReport;
+  /** The audit, when the job asked for one. */
+  audit?: AuditOutcome;
   trainImages: number;
   validationImages: number;
   resumedFromEpoch: number;
@@ -106,8 +112,8 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const resumeFrom = await storedCheckpoint(bus, manifest.jobId, log, persist);
   log.info({ train: sets.train.x.length - sets.augmented, augmented: sets.augmented, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
   const trained: { head: TrainedHead; sweep?: EvaluationReport['sweep'] } = manifest.training?.sweep ? await trainSweep(input, sets) : { head: await trainOneHead(input, sets, resumeFrom) };
-  const report = await evaluateAndStore(input, sets, trained.head, trained.sweep);
-  return { report, trainImages: sets.train.x.length - sets.augmented, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
+  const { report, audit } = await evaluateAndStore(input, sets, trained.head, trained.sweep);
+  return { report, ...(audit ? { audit } : {}), trainImages: sets.train.x.length - sets.augmented, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
 }
 
 /** Trains one head with the job's options, checkpointing every epoch. */
@@ -152,9 +158,11 @@ async function trainSweep(input: TrainJobInput, sets: JobVectors): Promise<{ hea
 
 /**
  * Evaluates the exported (folded) model itself, so the figures describe exactly what users get,
- * stores the model folder's files, and removes the checkpoint and sweep heads it no longer needs.
+ * audits the photos when asked (before anything is stored: a takeover mid-audit resumes from the
+ * checkpoint and the stored folds), stores the model folder's files (and audit.json), and removes
+ * the checkpoint, sweep heads and audit folds it no longer needs.
  */
-async function evaluateAndStore(input: TrainJobInput, sets: JobVectors, head: TrainedHead, sweep: EvaluationReport['sweep']): Promise<EvaluationReport> {
+async function evaluateAndStore(input: TrainJobInput, sets: JobVectors, head: TrainedHead, sweep: EvaluationReport['sweep']): Promise<{ report: EvaluationReport; audit?: AuditOutcome }> {
   const { bus, manifest, backbone, log, persist } = input;
   const jobId = manifest.jobId;
   const provisional = await packageModel(head, backbone, evaluatePredictions([], [], manifest.classes), jobId);
@@ -169,10 +177,22 @@ async function evaluateAndStore(input: TrainJobInput, sets: JobVectors, head: Tr
     misclassified: misclassifiedOf(probs, sets.test.y, manifest.classes, sets.test.images),
     ...(sweep ? { sweep } : {}),
   };
-  await persist('storing the model files', () => writeModelFiles(bus, jobId, modelFiles({ ...provisional, report })));
+  const audit = manifest.training?.audit
+    ? await auditJob({ bus, manifest, sets, dim: backbone.dim, options: head.options, testPredicted: Int32Array.from(probs, argmax), log, persist, shouldStop: input.shouldStop, onFold: input.onAuditFold })
+    : undefined;
+  const files: Record<string, Uint8Array> = modelFiles({ ...provisional, report });
+  if (audit && 'report' in audit) files[AUDIT_FILE] = new TextEncoder().encode(`${JSON.stringify(audit.report, null, 2)}\n`);
+  await persist('storing the model files', () => writeModelFiles(bus, jobId, files));
   // Leftovers cost only space: a checkpoint of a finished job is never read again.
   await persist('deleting the checkpoint', () => deleteCheckpoint(bus, jobId)).catch((err: unknown) => log.warn({ err }, 'checkpoint not deleted'));
   const left = await deleteSweepHeads(bus, jobId, sweep?.heads.map((h) => h.id) ?? []);
   if (left.length) log.warn({ heads: left.length }, 'stored sweep heads not deleted');
-  return report;
+  if (audit) await deleteStoredFolds(bus, manifest, log);
+  return { report, ...(audit ? { audit } : {}) };
+}
+
+function argmax(p: Float32Array): number {
+  let best = 0;
+  for (let c = 1; c < p.length; c++) if (p[c] > p[best]) best = c;
+  return best;
 }

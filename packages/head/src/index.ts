@@ -6,6 +6,7 @@ export { evaluatePredictions, formatReport, formatSweep, misclassifiedOf, MAX_MI
 export type { EvaluationReport, Misclassified, SweepRow } from './evaluate.js';
 export {
   MODEL_FILES,
+  AUDIT_FILE,
   packageModel,
   modelFiles,
   writeModelFolder,
@@ -20,3 +21,15 @@ export { DEFAULT_SWEEP_GRID, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS, countSweepHeads,
 export type { SweepAxes, SweepGrid, SweepConfig, SweepHeadResult, SweepHooks } from './sweep.js';
 export { importRetrainGraph, IMPORT_TOLERANCE } from './retrain-import.js';
 export type { ImportOptions, ImportResult } from './retrain-import.js';
+export { auditDataset, auditProblem, resolveAuditOptions, DEFAULT_AUDIT_FOLDS, NEAR_DUPLICATE_SIMILARITY, MIN_PHOTOS_PER_CLASS, LABEL_ISSUE_METHOD } from './audit/audit.js';
+export type { AuditStage } from './audit/audit.js';
+export type { AuditInput, AuditOptions, AuditPhoto, AuditReport, AuditRef, DuplicateGroup, LabelIssue, LeakedPair, Outlier, ResolvedAuditOptions, SplitName } from './audit/audit-types.js';
+export { findLabelIssues, classThresholds, confidentJoint, calibratedJoint, normalizedMargin } from './audit/confident-learning.js';
+export type { ConfidentLearningFilter, ConfidentLearningResult } from './audit/confident-learning.js';
+export { outOfSampleProbabilities, foldOf, FoldsAborted } from './audit/folds.js';
+export type { FoldHooks } from './audit/folds.js';
+export { nearestNeighbours, unitRows } from './audit/neighbours.js';
+export { headProbabilities } from './audit/probabilities.js';
+export { fixesOf, formatFixes, parseFixes, FIXES_HEADER } from './audit/fixes.js';
+export type { Fix } from './audit/fixes.js';
+export { formatAudit } from './audit/summary.js';

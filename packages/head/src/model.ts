@@ -44,6 +44,8 @@ export interface ModelFolder {
 }
 
 export const MODEL_FILES = ['model.json', 'weights.bin', 'graft.json', 'report.json'] as const;
+/** The audit's findings (graft audit, train --audit): beside the model files when the job was audited. */
+export const AUDIT_FILE = 'audit.json';
 
 /** One dense layer of an exported head: kernel [inputs, units] row-major. */
 export interface HeadLayer {

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend, type BackendName } from '@graft/vision';
-import { rowsOf, trainSweepHead, type SweepConfig, type SweepThreadData } from './sweep.js';
+import { rowsOf } from './thread-pool.js';
+import { trainSweepHead, type SweepConfig, type SweepThreadData } from './sweep.js';
 
 /* One sweep thread: gets the vectors once (shared memory), then trains the heads it is sent. */
 

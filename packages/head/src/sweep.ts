@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
+import { runOnThreads, sharedRows } from './thread-pool.js';
 import { trainHead, type HeadDataset, type TrainedHead } from './train.js';
 
 /*
@@ -163,18 +163,6 @@ export interface SweepThreadData {
   validation: { x: SharedArrayBuffer; y: number[] };
 }
 
-function shared(vectors: Float32Array[], dim: number): SharedArrayBuffer {
-  const buf = new SharedArrayBuffer(vectors.length * dim * 4);
-  const view = new Float32Array(buf);
-  vectors.forEach((v, i) => view.set(v, i * dim));
-  return buf;
-}
-
-/** Views over shared rows, as trainHead takes them (no copy). */
-export function rowsOf(buf: SharedArrayBuffer, dim: number): Float32Array[] {
-  const n = buf.byteLength / 4 / dim;
-  return Array.from({ length: n }, (_, i) => new Float32Array(buf, i * dim * 4, dim));
-}
 
 /** Trains one head of a sweep and scores it at its best epoch. */
 export async function trainSweepHead(data: HeadDataset, c: SweepConfig): Promise<SweepHeadResult> {
@@ -221,35 +209,10 @@ export async function runSweep(data: HeadDataset, configs: readonly SweepConfig[
       dim: data.dim,
       classes: data.classes,
       backend: tf.getBackend(),
-      train: { x: shared(data.train.x, data.dim), y: data.train.y },
-      validation: { x: shared(data.validation.x, data.dim), y: data.validation.y },
+      train: { x: sharedRows(data.train.x, data.dim), y: data.train.y },
+      validation: { x: sharedRows(data.validation.x, data.dim), y: data.validation.y },
     };
-    const runThread = async () => {
-      const worker = new Worker(new URL('./sweep-thread.js', import.meta.url), { workerData: threadData });
-      try {
-        for (let c = take(); c; c = take()) {
-          const config = c;
-          const r = await new Promise<SweepHeadResult>((resolve, reject) => {
-            const onMessage = (m: { ok: true; result: SweepHeadResult } | { ok: false; error: string }) => {
-              worker.off('error', onError);
-              if (m.ok) resolve(m.result);
-              else reject(new Error(`sweep head ${config.id}: ${m.error}`));
-            };
-            const onError = (err: Error) => {
-              worker.off('message', onMessage);
-              reject(err);
-            };
-            worker.once('message', onMessage);
-            worker.once('error', onError);
-            worker.postMessage(config);
-          });
-          await finish(r);
-        }
-      } finally {
-        await worker.terminate();
-      }
-    };
-    await Promise.all(Array.from({ length: parallel }, runThread));
+    await runOnThreads<SweepConfig, SweepHeadResult>(new URL('./sweep-thread.js', import.meta.url), threadData, parallel, take, (_, r) => finish(r), (c) => `sweep head ${c.id}`);
   }
   if (stopped) throw new SweepAborted(results.size);
   return configs.map((c) => results.get(c.id)!);

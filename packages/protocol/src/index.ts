@@ -46,6 +46,7 @@ export type {
   JobEvent,
   NamedTensor,
   SweepHead,
+  AuditFold,
   Checkpoint,
   CachedVector,
 } from './messages.js';
@@ -120,6 +121,9 @@ export {
   writeSweepHead,
   hasSweepHead,
   deleteSweepHeads,
+  readAuditFold,
+  writeAuditFold,
+  deleteAuditFolds,
   writeModelFiles,
   readModelFile,
 } from './stores/artifacts.js';

@@ -44,6 +44,7 @@ export type SweepHead = Omit<graft.v1.SweepHead, 'history' | 'weights' | 'mean' 
   std: Full<graft.v1.NamedTensor.$Properties>;
 };
 export type CoordinatorLease = graft.v1.CoordinatorLease;
+export type AuditFold = graft.v1.AuditFold;
 export type ManifestPage = Omit<graft.v1.ManifestPage, 'images'> & { images: Full<graft.v1.ImageEntry.$Properties>[] };
 
 
@@ -86,6 +87,7 @@ export const codecs = {
   cachedVector: codec<graft.v1.CachedVector.$Properties, CachedVector>('CachedVector', pb.CachedVector),
   checkpoint: codec<graft.v1.Checkpoint.$Properties, Checkpoint>('Checkpoint', pb.Checkpoint),
   sweepHead: codec<graft.v1.SweepHead.$Properties, SweepHead>('SweepHead', pb.SweepHead),
+  auditFold: codec<graft.v1.AuditFold.$Properties, AuditFold>('AuditFold', pb.AuditFold),
   coordinatorLease: codec<graft.v1.CoordinatorLease.$Properties, CoordinatorLease>('CoordinatorLease', pb.CoordinatorLease),
   manifestPage: codec<graft.v1.ManifestPage.$Properties, ManifestPage>('ManifestPage', pb.ManifestPage),
 } as const;

@@ -146,6 +146,8 @@ export const artifactNames = {
   sweepHead: (jobId: string, configId: string) => `${jobId}/sweep/${token(configId, 'sweep config id')}.pb`,
   /** Where a job's sweep heads are: list and delete by this prefix. */
   sweepPrefix: (jobId: string) => `${jobId}/sweep/`,
+  /** One fold of a job's audit (AuditFold): out-of-sample probabilities of that fold's photos. */
+  auditFold: (jobId: string, fold: number) => `${jobId}/audit/fold-${fold}.pb`,
   /** A file of the exported model folder (model.json, weights.bin, graft.json, report.json). */
   modelFile: (jobId: string, file: string) => `${jobId}/${file}`,
 } as const;

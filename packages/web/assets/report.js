@@ -67,6 +67,28 @@
     tip.style.display = 'block';
   });
   holder.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
+  // A click on a cell shows its misclassified test photos (every confused pair is in the page, the
+  // less confused ones hidden until asked for).
+  var note = document.getElementById('cell-note');
+  holder.addEventListener('click', function (e) {
+    var t = e.target;
+    if (!t.classList || !t.classList.contains('cell')) return;
+    var a = t.getAttribute('data-actual');
+    var p = t.getAttribute('data-predicted');
+    var found = null;
+    document.querySelectorAll('.pair').forEach(function (d) {
+      d.classList.remove('selected');
+      if (d.getAttribute('data-actual') === a && d.getAttribute('data-predicted') === p) found = d;
+    });
+    if (!found) {
+      note.textContent = a === p ? a + ': the test photos it got right are not listed' : 'no misclassified photo of ' + a + ' taken for ' + p;
+      return;
+    }
+    note.textContent = '';
+    found.classList.remove('hidden');
+    found.classList.add('selected');
+    found.scrollIntoView({ block: 'center' });
+  });
   var select = document.getElementById('matrix-order');
   select.addEventListener('change', function () { draw(select.value); });
   draw(select.value);

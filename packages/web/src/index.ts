@@ -1,4 +1,5 @@
-export { renderReport, confusedPairs, thumbnailsWanted, REPORT_PAIRS, PHOTOS_PER_PAIR } from './report.js';
+export { renderReport, confusedPairs, thumbnailsWanted, REPORT_PAIRS, PHOTOS_PER_PAIR, MAX_THUMBNAILS } from './report.js';
+export { auditSection, auditThumbnailsWanted, AUDIT_SHOWN } from './audit-section.js';
 export type { ReportInput, ConfusedPair } from './report.js';
 export { thumbnailDataUrl, THUMBNAIL_EDGE } from './thumbnails.js';
 export { writeWebBundle, buildWebModel, loadWebModel, compareWithClassifier, tfjsBrowserScript, BundleError, BUNDLE_TOLERANCE, EMBED_LIMIT_BYTES, WEB_FORMAT_VERSION } from './bundle.js';

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EvaluationReport, Misclassified, ModelManifest } from '@graft/head';
+import type { AuditReport, EvaluationReport, Misclassified, ModelManifest } from '@graft/head';
+import { auditSection, auditThumbnailsWanted } from './audit-section.js';
 
 /*
  * report.html: one self-contained file (inline CSS, JS and SVG, thumbnails as data URLs; it loads
@@ -19,6 +20,8 @@ export interface ReportInput {
   manifest: ModelManifest;
   /** Thumbnail data URLs by image SHA-256 (see thumbnailsWanted); missing ones show the image's name. */
   thumbnails?: ReadonlyMap<string, string>;
+  /** The model's audit (audit.json), shown as its own section. */
+  audit?: AuditReport;
 }
 
 export interface ConfusedPair {
@@ -49,9 +52,13 @@ export function confusedPairs(r: EvaluationReport, limit = REPORT_PAIRS): Confus
   return top;
 }
 
-/** The images whose thumbnails report.html shows. */
-export function thumbnailsWanted(r: EvaluationReport): string[] {
-  return [...new Set(confusedPairs(r).flatMap((p) => p.images.map((i) => i.sha256)))];
+/** Thumbnails report.html holds at most: every confused pair's photos can be asked for from the matrix. */
+export const MAX_THUMBNAILS = 600;
+
+/** The images whose thumbnails report.html shows: the confused pairs' (most confused first), then the audit's. */
+export function thumbnailsWanted(r: EvaluationReport, audit?: AuditReport): string[] {
+  const pairs = confusedPairs(r, Infinity).flatMap((p) => p.images.map((i) => i.sha256));
+  return [...new Set([...pairs.slice(0, MAX_THUMBNAILS), ...(audit ? auditThumbnailsWanted(audit) : [])])];
 }
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -136,10 +143,11 @@ function curves(r: EvaluationReport, bestEpoch: number): string {
 }
 
 function pairsSection(r: EvaluationReport, thumbs: ReadonlyMap<string, string>): string {
-  const pairs = confusedPairs(r);
+  // Every confused pair is in the page (a click on its matrix cell shows it); the first REPORT_PAIRS are visible.
+  const pairs = confusedPairs(r, Infinity);
   if (pairs.length === 0) return '<p class="muted">No test image was misclassified.</p>';
   return pairs
-    .map((p) => {
+    .map((p, i) => {
       const photos = p.images
         .map((m) => {
           const src = thumbs.get(m.sha256);
@@ -150,7 +158,7 @@ function pairsSection(r: EvaluationReport, thumbs: ReadonlyMap<string, string>):
         })
         .join('');
       const more = p.count > p.images.length ? `<span class="muted">+${p.count - p.images.length} more</span>` : '';
-      return `<div class="pair"><h3><span class="actual">${esc(p.actual)}</span> taken for <span class="predicted">${esc(p.predicted)}</span> <span class="muted">${p.count} image${p.count === 1 ? '' : 's'}, ${pct(p.fraction)} of ${esc(p.actual)}</span></h3><div class="thumbs">${photos}${more}</div></div>`;
+      return `<div class="pair${i >= REPORT_PAIRS ? ' hidden' : ''}" data-actual="${esc(p.actual)}" data-predicted="${esc(p.predicted)}"><h3><span class="actual">${esc(p.actual)}</span> taken for <span class="predicted">${esc(p.predicted)}</span> <span class="muted">${p.count} image${p.count === 1 ? '' : 's'}, ${pct(p.fraction)} of ${esc(p.actual)}</span></h3><div class="thumbs">${photos}${more}</div></div>`;
     })
     .join('');
 }
@@ -228,7 +236,9 @@ export function renderReport(input: ReportInput): string {
   .controls { margin-bottom: 8px; display: flex; gap: 14px; align-items: center; flex-wrap: wrap; }
   #matrix-tip { position: fixed; pointer-events: none; background: #1d2330; color: #fff; padding: 4px 8px; border-radius: 4px; font-size: 12px; display: none; z-index: 10; }
   #confusion-matrix text { font-size: inherit; fill: var(--fg); }
-  #confusion-matrix rect.cell:hover { stroke: #000; stroke-width: 1; }
+  #confusion-matrix rect.cell:hover { stroke: #000; stroke-width: 1; cursor: pointer; }
+  .pair.hidden { display: none; } .pair.selected { outline: 2px solid var(--accent); }
+  .finding { display: flex; flex-direction: column; align-items: center; font-size: 11px; text-align: center; width: 104px; }
 </style>
 </head>
 <body>
@@ -244,11 +254,12 @@ ${card('classes', String(r.classes.length))}
 </div></section>
 <section id="per-class"><h2>Accuracy per class <span class="muted">(test set, worst first)</span></h2>${perClassChart(r)}</section>
 <section id="confusion"><h2>Confusion matrix <span class="muted">(rows: actual class, columns: predicted; colour: share of the row)</span></h2>
-<div class="controls"><label>Order <select id="matrix-order"><option value="name">class name</option><option value="accuracy">accuracy, worst first</option><option value="confusion">most confused first</option></select></label><span class="muted">hover a cell for its count</span></div>
+<div class="controls"><label>Order <select id="matrix-order"><option value="name">class name</option><option value="accuracy">accuracy, worst first</option><option value="confusion">most confused first</option></select></label><span class="muted">hover a cell for its count, click it for its photos</span><span id="cell-note" class="muted"></span></div>
 <div id="matrix-holder"></div><div id="matrix-tip"></div></section>
 <section id="pairs"><h2>Most confused pairs <span class="muted">(misclassified test images)</span></h2><div class="pairs">${pairsSection(r, thumbs)}</div></section>
 <section id="training"><h2>Training</h2><div class="curves">${curves(r, t.bestEpoch)}</div></section>
 ${sweepSection(r)}
+${auditSection(input.audit, thumbs)}
 <section id="setup"><h2>Backbone and options</h2>${detailsTable([
     ['backbone', `${b.id} (${b.format} model, ${b.dim}-d bottleneck)`],
     ['source', b.url],

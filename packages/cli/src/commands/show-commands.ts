@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { readModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
+import { AUDIT_FILE, readModelFolder, type AuditReport, type EvaluationReport, type ModelManifest } from '@graft/head';
 import { serveModelFolder, thumbnailsWanted } from '@graft/web';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from '../args.js';
 import type { Command } from './command.js';
@@ -44,8 +45,9 @@ ${NATS_HELP}`,
       path = resolve(str(v, 'out') ?? join(target, 'report.html'));
       if (v.refresh || str(v, 'out') || !existsSync(path)) {
         const folder = await readModelFolder(target);
-        const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report))) : new Map<string, string>();
-        await writeReport(path, folder.report, folder.manifest, thumbs);
+        const audit = existsSync(join(target, AUDIT_FILE)) ? json<AuditReport>(await readFile(join(target, AUDIT_FILE))) : undefined;
+        const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report, audit))) : new Map<string, string>();
+        await writeReport(path, folder.report, folder.manifest, thumbs, audit);
       }
     } else {
       if (existsSync(target)) throw new UsageError(`${target} is not a model folder (no graft.json)`);
@@ -53,7 +55,8 @@ ${NATS_HELP}`,
       await withBus(busOptions(v, 'graft-cli'), async (bus) => {
         const files = await readJobModel(bus, target);
         const r = json<EvaluationReport>(files['report.json']);
-        await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r)));
+        const audit = files[AUDIT_FILE] ? json<AuditReport>(files[AUDIT_FILE]) : undefined;
+        await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r, audit)), audit);
       });
     }
     process.stdout.write(`${path}\n`);

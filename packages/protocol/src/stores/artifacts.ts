@@ -1,10 +1,10 @@
 import type { Bus } from '../bus.js';
-import { codecs, type Checkpoint, type SweepHead } from '../messages.js';
+import { codecs, type AuditFold, type Checkpoint, type SweepHead } from '../messages.js';
 import { artifactNames } from '../names.js';
 
 /*
  * The artifacts store (graft-artifacts): per job, its training checkpoint, the finished heads of its
- * sweep, and the files of its exported model folder, under `<job>/`. This module is its only reader
+ * sweep, the folds of its audit, and the files of its exported model folder, under `<job>/`. This module is its only reader
  * and writer.
  */
 
@@ -54,6 +54,27 @@ export async function hasSweepHead(bus: Bus, jobId: string, configId: string): P
 export async function deleteSweepHeads(bus: Bus, jobId: string, configIds: readonly string[]): Promise<string[]> {
   const left: string[] = [];
   for (const id of configIds) await bus.artifacts.delete(artifactNames.sweepHead(jobId, id)).catch(() => left.push(id));
+  return left;
+}
+
+/**
+ * One fold of a job's audit, or undefined when it is not stored.
+ * @throws ProtocolError when the stored bytes are not an AuditFold.
+ */
+export async function readAuditFold(bus: Bus, jobId: string, fold: number): Promise<AuditFold | undefined> {
+  const bytes = await bus.artifacts.getBlob(artifactNames.auditFold(jobId, fold));
+  return bytes ? codecs.auditFold.decode(bytes, `audit fold ${fold} of ${jobId}`) : undefined;
+}
+
+/** Stores one fold of a job's audit (a coordinator that takes over trains only the rest). */
+export async function writeAuditFold(bus: Bus, jobId: string, fold: { fold: number; folds: number; photos: number; probabilities: Float32Array }): Promise<void> {
+  await bus.artifacts.putBlob({ name: artifactNames.auditFold(jobId, fold.fold) }, codecs.auditFold.encode({ ...fold, probabilities: Array.from(fold.probabilities) }));
+}
+
+/** Deletes the folds of a job's audit (once audit.json is stored). @returns how many could not be deleted. */
+export async function deleteAuditFolds(bus: Bus, jobId: string, folds: number): Promise<number> {
+  let left = 0;
+  for (let k = 0; k < folds; k++) await bus.artifacts.delete(artifactNames.auditFold(jobId, k)).catch(() => left++);
   return left;
 }
 
