@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
+import { generateSampleSet } from '@graft/cli';
+import { TestCluster } from '../helpers/cluster.js';
 import { CLI, ROOT } from '../helpers/fixtures.js';
 import { retrainMobileNetGraph } from '../helpers/graphdef.js';
 import { runGraft } from '../helpers/process.js';
@@ -68,5 +74,79 @@ describe('graft CLI - contract', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('graft CLI - system errors as one line naming the input', () => {
+  it('a missing file, a file for a folder, a bad --splits, a mistyped model name and a port in use', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'graft-errno-'));
+    try {
+      await writeFile(join(dir, 'single.jpg'), 'x');
+      await writeFile(join(dir, 'spaces.tsv'), 'a.jpg train\n');
+      await mkdir(join(dir, 'model', 'web'), { recursive: true });
+      await writeFile(join(dir, 'model', 'graft.json'), '{}');
+      await writeFile(join(dir, 'model', 'web', 'index.html'), '');
+      const folder = await generateSampleSet(join(dir, 'photos'), 2, 1, ['circle', 'square']);
+      const server = createServer().listen(0, '127.0.0.1');
+      after(() => server.close());
+      await once(server, 'listening');
+      const port = (server.address() as AddressInfo).port;
+      const cases: [string[], RegExp][] = [
+        [['publish', join(dir, 'nosuch.csv'), '--dry-run'], /nosuch\.csv: no such file or folder \(check the path\)$/],
+        [['train', join(dir, 'single.jpg'), '--dry-run'], /single\.jpg is a file, not a folder: give a folder of class folders/],
+        [['train', folder, '--splits', join(dir, 'nosuch.tsv'), '--dry-run'], /cannot read --splits [^ ]*nosuch\.tsv: [^ ]*nosuch\.tsv: no such file or folder/],
+        [['train', folder, '--splits', join(dir, 'spaces.tsv'), '--dry-run'], /spaces\.tsv:1: expected "path<TAB>train\|validation\|test" \(a tab between them\)/],
+        [['inspect', 'mobilenet_v5'], /mobilenet_v5: no such model file here, and not a catalogue name \(mobilenet_v2_035, /],
+        [['serve', join(dir, 'model'), '--port', String(port)], new RegExp(`127\\.0\\.0\\.1:${port} is already in use .*--port`)],
+      ];
+      for (const [args, want] of cases) {
+        const r = stdoutOf(args);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+        const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+        assert.equal(lines.length, 1, `${args.join(' ')}: one line: ${r.stderr}`);
+        assert.match(lines[0], want);
+        assert.doesNotMatch(lines[0], /ENOENT|ENOTDIR|EADDRINUSE/, 'no raw errno');
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/* Success that is not one: a class with nothing to train on fails the job; no accuracy over 0 images. */
+
+describe('graft CLI - results that would mislead', () => {
+  let c: TestCluster;
+  before(async () => {
+    c = new TestCluster();
+    await c.start({ workers: 1 });
+  });
+  after(() => c.stop());
+
+  it('a class whose every photo is corrupt fails the job before training, naming the class', { timeout: 120_000 }, async () => {
+    const dir = await generateSampleSet(join(c.work, 'corrupt'), 8, 3, ['circle', 'square']);
+    await mkdir(join(dir, 'blue'), { recursive: true });
+    for (let i = 0; i < 6; i++) await writeFile(join(dir, 'blue', `${i}.jpg`), Buffer.from(`not a jpeg ${i}`));
+    const r = await runGraft(['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--no-bundle', '--out', join(c.work, 'm1')], { GRAFT_HOME: c.work });
+    assert.equal(r.code, 1, r.output);
+    assert.match(r.output, /class blue has no training image left \(all failed, or none in the training split\)/);
+    assert.ok(!existsSync(join(c.work, 'm1', 'graft.json')), 'no model written');
+  });
+
+  it('graft status and graft export of a job that does not exist say so and where to look', async () => {
+    for (const args of [['status', 'jnope'], ['export', 'jnope', join(c.work, 'x')]]) {
+      const r = stdoutOf([...args, '--nats', c.url]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr.trim(), new RegExp(`^graft ${args[0]}: no job jnope \\(graft status lists the jobs\\)$`));
+    }
+  });
+
+  it('a split that leaves classes without test photos says so, and prints no accuracy over 0 images', { timeout: 120_000 }, async () => {
+    const dir = await generateSampleSet(join(c.work, 'few'), 4, 4, ['circle', 'square']);
+    const r = await runGraft(['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--test-percent', '0', '--no-bundle', '--out', join(c.work, 'm2')], { GRAFT_HOME: c.work });
+    assert.equal(r.code, 0, r.output);
+    assert.match(r.output, /warning +no class has no test image[^\n]*raise --test-percent/);
+    assert.match(r.output, /test accuracy: no test images \(give some with --test-percent or --splits\)/);
+    assert.doesNotMatch(r.output, /0\.0% on 0 images/);
   });
 });

@@ -1,12 +1,23 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
+import { findNatsServer } from '@graft/protocol';
 import { ROOT } from '../helpers/fixtures.js';
+
+/** nats-server's path, or undefined where it is not installed. */
+const natsServer = (): string | undefined => {
+  try {
+    return findNatsServer();
+  } catch {
+    return undefined;
+  }
+};
 
 const DEPLOY = join(ROOT, 'deploy');
 const require = createRequire(import.meta.url);
@@ -88,6 +99,28 @@ describe('deploy - compose', () => {
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const port of svc.ports ?? []) assert.match(withDefaults(String(port)), /^127\.0\.0\.1:/, `${name} publishes ${port} on loopback by default`);
     }
+  });
+
+  it('deploy/setup.sh writes .env with passwords the shipped nats-server config accepts (hex ones can read as numbers)', (t) => {
+    if (!natsServer()) return t.skip('nats-server not found');
+    const dir = mkdtempSync(join(tmpdir(), 'graft-setup-'));
+    const env = join(dir, '.env');
+    const run = spawnSync('sh', [join(ROOT, 'deploy/setup.sh'), env], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    const vars = Object.fromEntries(readFileSync(env, 'utf8').split('\n').filter((l) => /^\w+=/.test(l)).map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string])) as Record<string, string>;
+    const passwords = Object.entries(vars).filter(([k]) => k.endsWith('_PASSWORD'));
+    assert.ok(passwords.length >= 5 && passwords.every(([, v]) => /^g[0-9a-f]{48}$/.test(v)), 'every password set, a letter then 48 hex digits');
+    assert.equal(statSync(env).mode & 0o777, 0o600, 'readable by its owner only');
+    const check = (pw: Record<string, string>) => spawnSync(natsServer()!, ['-c', join(ROOT, 'deploy/nats/nats-server.conf'), '-t'], { encoding: 'utf8', env: { ...process.env, ...pw } });
+    assert.equal(check(vars).status, 0, check(vars).stderr);
+    // What `openssl rand -hex 24` can give, and why the script does not use it.
+    const numeric = check({ ...vars, GRAFT_CLI_PASSWORD: '1e10aaaa0123456789abcdef0123456789abcdef01234567' });
+    assert.notEqual(numeric.status, 0);
+    assert.match(numeric.stderr + numeric.stdout, /could not be parsed/);
+    const again = spawnSync('sh', [join(ROOT, 'deploy/setup.sh'), env], { encoding: 'utf8' });
+    assert.equal(again.status, 1, 'an existing .env is kept');
+    assert.match(again.stderr, /exists; keeping it \(pass --force/);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('TLS is one setting away: the TLS config is the shipped one plus a tls block, and compose can select it', () => {

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AUDIT_FILE, MODEL_FILES, readModelFolder, writeModelFolder, type AuditReport, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
-import { getModel, readImage, readModelFile, type Bus } from '@graft/protocol';
+import { getModel, jobStateName, readImage, readJob, readModelFile, type Bus } from '@graft/protocol';
 import { USER_MODEL_POLICY, fetchBackbone, filesFromBundle } from '@graft/vision';
 import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
 
@@ -30,7 +30,11 @@ export async function readJobModel(bus: Bus, jobId: string): Promise<Record<stri
   const files: Record<string, Uint8Array> = {};
   for (const name of MODEL_FILES) {
     const bytes = await readModelFile(bus, jobId, name);
-    if (!bytes) throw new Error(`job ${jobId} has no stored ${name}: is it finished? (graft status ${jobId})`);
+    if (!bytes) {
+      const s = await readJob(bus, jobId);
+      if (!s) throw new Error(`no job ${jobId} (graft status lists the jobs)`);
+      throw new Error(`job ${jobId} has no stored ${name}: it is ${jobStateName(s.state)}${s.error ? ` (${s.error})` : ''}; a job's model is stored when it is done (graft status ${jobId})`);
+    }
     files[name] = bytes;
   }
   const audit = await readModelFile(bus, jobId, AUDIT_FILE);

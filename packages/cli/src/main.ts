@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { COMMANDS } from './commands.js';
 import { UsageError } from './args.js';
+import { describeError } from './errors.js';
 
 /** This graft's version (the cli package's). */
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -51,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
     }
     // No broker: say how to get one, not only that the connection was refused.
     const hint = (err as Error).name === 'BusError' && /cannot connect/.test((err as Error).message) ? ' (no NATS server there: start a cluster with graft up, or pass --nats URL)' : '';
-    process.stderr.write(`graft ${name}: ${(err as Error).message}${hint}\n`);
+    process.stderr.write(`graft ${name}: ${describeError(err)}${hint}\n`);
     if (process.env.GRAFT_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     return 1;
   }

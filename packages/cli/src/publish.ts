@@ -21,6 +21,7 @@ import {
 } from '@graft/protocol';
 import { backboneRequest, redactUrl, type BackboneOverrides } from '@graft/vision';
 import { downloadImages, type DownloadOptions } from './downloads.js';
+import { describeError } from './errors.js';
 import { applyFixes, readFixes, type FixesOption } from './fixes.js';
 import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
 import { createProgress } from './progress.js';
@@ -67,8 +68,15 @@ export function newJobId(): string {
 
 async function readSplits(file: string): Promise<Map<string, Split>> {
   const map = new Map<string, Split>();
-  for (const [i, line] of (await readFile(file, 'utf8')).split('\n').entries()) {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read --splits ${file}: ${describeError(err)}`, { cause: err });
+  }
+  for (const [i, line] of text.split('\n').entries()) {
     if (!line.trim()) continue;
+    if (!line.includes('\t')) throw new Error(`${file}:${i + 1}: expected "path<TAB>train|validation|test" (a tab between them), got ${JSON.stringify(line.slice(0, 80))}`);
     const [path, split] = line.split('\t');
     // A splits file fixes every listed image's set: "unassigned" or nothing is refused here.
     const s = splitNamed(split ?? '');

@@ -41,7 +41,10 @@ export async function scanDataset(root: string, opts: ScanOptions = {}): Promise
   try {
     entries = await readdir(root, { withFileTypes: true });
   } catch (err) {
-    throw new Error(`cannot read dataset folder ${root}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw new Error(`${root} is a file, not a folder: give a folder of class folders (DIR/cat/*.jpg, DIR/dog/*.jpg) or a .csv, .tsv or .jsonl list`, { cause: err });
+    if (code === 'ENOENT') throw new Error(`${root}: no such folder (check the path)`, { cause: err });
+    throw new Error(`cannot read dataset folder ${root}: ${code ?? (err as Error).message}`, { cause: err });
   }
   const skipped: ScanResult['skipped'] = [];
   const classes = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();

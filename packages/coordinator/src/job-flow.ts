@@ -168,6 +168,7 @@ export class JobFlow {
     s.state = JobState.JOB_STATE_DONE;
     s.evaluation = { top1: result.report.top1, top5: result.report.top5, testImages: result.report.images, trainImages: result.trainImages, validationImages: result.validationImages };
     this.ctx.metrics.testAccuracy.set(result.report.top1);
+    if (result.warning) s.warning = [s.warning, result.warning].filter(Boolean).join('; ');
     this.recordAudit(job, result);
     job.log.info({ top1: result.report.top1, top5: result.report.top5, test: result.report.images, resumedFromEpoch: result.resumedFromEpoch }, `job done\n${formatReport(result.report)}`);
   }
@@ -178,7 +179,7 @@ export class JobFlow {
     if (!a) return;
     const m = this.ctx.metrics;
     if ('skipped' in a) {
-      job.status.warning = `audit skipped: ${a.skipped}`;
+      job.status.warning = [job.status.warning, `audit skipped: ${a.skipped}`].filter(Boolean).join('; ');
       m.audits.inc({ outcome: 'skipped' });
       return;
     }

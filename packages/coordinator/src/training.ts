@@ -50,6 +50,8 @@ export interface TrainJobResult {
   report: EvaluationReport;
   /** The audit, when the job asked for one. */
   audit?: AuditOutcome;
+  /** What the split left short (splitWarning). */
+  warning?: string;
   trainImages: number;
   validationImages: number;
   resumedFromEpoch: number;
@@ -109,11 +111,36 @@ async function storedCheckpoint(bus: Bus, jobId: string, log: Logger, persist: P
 export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const { bus, manifest, backbone, log, persist } = input;
   const sets = await loadJobVectors(bus, manifest, backbone.fingerprint, persist);
+  refuseEmptyClasses(manifest, sets);
   const resumeFrom = await storedCheckpoint(bus, manifest.jobId, log, persist);
   log.info({ train: sets.train.x.length - sets.augmented, augmented: sets.augmented, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
   const trained: { head: TrainedHead; sweep?: EvaluationReport['sweep'] } = manifest.training?.sweep ? await trainSweep(input, sets) : { head: await trainOneHead(input, sets, resumeFrom) };
   const { report, audit } = await evaluateAndStore(input, sets, trained.head, trained.sweep);
-  return { report, ...(audit ? { audit } : {}), trainImages: sets.train.x.length - sets.augmented, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
+  const warning = splitWarning(manifest.classes, sets);
+  return { report, ...(audit ? { audit } : {}), ...(warning ? { warning } : {}), trainImages: sets.train.x.length - sets.augmented, validationImages: sets.validation.x.length, resumedFromEpoch: resumeFrom?.epoch ?? 0 };
+}
+
+/**
+ * A class with no training photo left (every one failed to decode, or none was in the training
+ * split) would give a model that never predicts it: the job fails before training, naming it.
+ */
+function refuseEmptyClasses(manifest: DatasetManifest, sets: JobVectors): void {
+  const photos = sets.train.y.length - sets.augmented;
+  const counts = new Array<number>(manifest.classes.length).fill(0);
+  for (const y of sets.train.y.slice(0, photos)) counts[y]++;
+  const empty = manifest.classes.filter((_, i) => counts[i] === 0);
+  if (empty.length) throw new Error(`${empty.length === 1 ? 'class' : 'classes'} ${empty.join(', ')} ${empty.length === 1 ? 'has' : 'have'} no training image left (all failed, or none in the training split): graft status ${manifest.jobId} --failed lists the failures`);
+}
+
+/** What a split leaves short: classes with no validation or no test image (accuracy on them says nothing). */
+export function splitWarning(classes: readonly string[], sets: JobVectors): string | undefined {
+  const missing = (ys: readonly number[]) => classes.filter((_, i) => !ys.includes(i));
+  const parts: string[] = [];
+  for (const [name, ys] of [['test', sets.test.y], ['validation', sets.validation.y]] as const) {
+    const m = missing(ys);
+    if (m.length) parts.push(`${m.length === classes.length ? 'no class has' : `${m.slice(0, 5).join(', ')}${m.length > 5 ? ', ...' : ''} ${m.length === 1 ? 'has' : 'have'}`} no ${name} image`);
+  }
+  return parts.length ? `${parts.join('; ')}: raise --test-percent / --validation-percent or fix the sets with --splits` : undefined;
 }
 
 /** Trains one head with the job's options, checkpointing every epoch. */

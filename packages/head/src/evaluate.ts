@@ -107,9 +107,10 @@ export function evaluatePredictions(probabilities: Float32Array[], labels: numbe
 /** A few lines a person reads at the end of a run. */
 export function formatReport(r: EvaluationReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const lines = [`test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images`];
+  // An accuracy over 0 images is no accuracy: say there were none instead of printing 0.0 %.
+  const lines = [r.images ? `test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images` : 'test accuracy: no test images (give some with --test-percent or --splits)'];
   const width = Math.max(...r.classes.map((c) => c.length));
-  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${pct(c.accuracy).padStart(6)}  (${c.images} images${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`);
+  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${c.images ? pct(c.accuracy).padStart(6) : '     -'}  (${c.images} test image${c.images === 1 ? '' : 's'}${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`);
   return lines.join('\n');
 }
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { isGraphModel, modelArtifacts } from './backbone.js';
 import { CATALOGUE, toUrl } from './backbone-record.js';
@@ -38,6 +39,10 @@ export interface Inspection {
  * @throws BackboneError when it cannot be read.
  */
 export async function inspectModel(nameOrUrl: string, opts: FetchModelOptions & { inputSize?: number; inputNode?: string } = {}): Promise<Inspection> {
+  // A bare word that is neither a catalogue name nor a file here is most likely a mistyped name.
+  if (!CATALOGUE[nameOrUrl] && !/^(file|https?|embedded):/.test(nameOrUrl) && !existsSync(nameOrUrl)) {
+    throw new BackboneError(`${nameOrUrl}: no such model file here, and not a catalogue name (${Object.keys(CATALOGUE).join(', ')})`);
+  }
   const url = CATALOGUE[nameOrUrl]?.url ?? toUrl(nameOrUrl);
   if (graphDefSource(url)) return inspectGraphDef(readGraphDef(await readGraphDefBytes(url, opts), url), url, opts);
   const files = await fetchModel(url, opts);

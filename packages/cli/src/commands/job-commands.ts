@@ -68,7 +68,7 @@ ${NATS_HELP}`,
       const id = positionals[0];
       let s = await readJob(bus, id);
       if (!s) {
-        process.stderr.write(`no job ${id}\n`);
+        process.stderr.write(`graft status: no job ${id} (graft status lists the jobs)\n`);
         return 1;
       }
       if (v.follow) s = await followJob(bus, id, { progress: !v.json, onUpdate: v.json ? (x) => process.stdout.write(`${JSON.stringify(jobJson(x))}\n`) : undefined });
