@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -107,6 +107,34 @@ describe('graft CLI - system errors as one line naming the input', () => {
         assert.match(lines[0], want);
         assert.doesNotMatch(lines[0], /ENOENT|ENOTDIR|EADDRINUSE/, 'no raw errno');
       }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('graft CLI - --dry-run refuses what a real run refuses', () => {
+  it('an unknown backbone, a one-class list, --splits naming missing files, class folders with no images', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'graft-dry-'));
+    try {
+      const folder = await generateSampleSet(join(dir, 'photos'), 3, 1, ['circle', 'square']);
+      await writeFile(join(dir, 'one.csv'), 'path,label\nphotos/circle/' + (await readdir(join(folder, 'circle')))[0] + ',circle\n');
+      await writeFile(join(dir, 'splits.tsv'), 'circle/nosuch.jpg\ttest\n');
+      await mkdir(join(dir, 'empty', 'a'), { recursive: true });
+      await mkdir(join(dir, 'empty', 'b'), { recursive: true });
+      const cases: [string[], RegExp][] = [
+        [['train', folder, '--backbone', 'mobilenet_v9', '--dry-run'], /--backbone: unknown backbone "mobilenet_v9"/],
+        [['publish', join(dir, 'one.csv'), '--dry-run'], /only 1 class \(circle\): a classifier needs at least 2/],
+        [['train', folder, '--splits', join(dir, 'splits.tsv'), '--dry-run'], /--splits [^ ]+ names 1 file not among the images: circle\/nosuch\.jpg/],
+        [['train', join(dir, 'empty'), '--dry-run'], /no images found/],
+      ];
+      for (const [args, want] of cases) {
+        const r = stdoutOf(args);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout + r.stderr, want);
+      }
+      const ok = stdoutOf(['train', folder, '--dry-run']);
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -201,7 +201,8 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
                             applied; kept in ~/.graft/shrunk): 12 MP phone photos move and decode ~50x
                             faster. Use at least the backbone's input (299 for InceptionV3); cached apart
                             from the originals' vectors
-  --dry-run                 print the classes, the images per split and every problem; upload nothing
+  --dry-run                 print the classes, the images per split and every problem a real publish
+                            would refuse (exit 1 when there is one); upload nothing
 Lists (a .csv, .tsv or .jsonl file instead of a folder: path, URL or AutoML "[SET,]location,label" rows):
   --format F                csv, tsv or jsonl (default: from the extension)
   --image-column C, --label-column C, --split-column C   column names (default: file_name/image/path/url,

@@ -103,7 +103,9 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     if (show) process.stderr.write(`--${o.fixes!.mode} ${o.fixes!.file}: ${a.excluded} photos left out, ${a.relabelled} relabelled${a.stale.length ? `; ${a.stale.length} lines not applied:\n  ${a.stale.slice(0, 20).join('\n  ')}` : ''}\n`);
   }
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
-  if (scan.classes.length < 2) throw new Error(`${dir} has ${scan.classes.length} class${fixes ? ' left after the fixes' : ''}: a classifier needs at least 2`);
+  // The same checks as --dry-run: what one refuses, the other refuses.
+  const problems = planProblems(scan.images, o, splits);
+  if (problems.length) throw new Error(`${dir}${fixes ? ' (after the fixes)' : ''}: ${problems.join('; ')}`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
   let shrunk = 0;
   if (o.maxSide) {
@@ -268,6 +270,12 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
     skipped = scan.skipped;
     entries = scan.images.map((i) => ({ path: i.path, label: i.label, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED }));
   }
+  if (o.fixes) {
+    const scan = { root: source, classes: [...new Set(entries.map((e) => e.label))].sort(), images: entries.map((e) => ({ ...e, sha256: '', sizeBytes: 0 })), skipped };
+    applyFixes(scan, await readFixes(o.fixes), o.fixes.mode);
+    entries = scan.images;
+  }
+  problems.push(...planProblems(entries, o, splits));
   const counts = new Map<string, { train: number; validation: number; test: number }>();
   for (const e of entries) {
     const c = counts.get(e.label) ?? { train: 0, validation: 0, test: 0 };
@@ -275,9 +283,28 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
     counts.set(e.label, c);
   }
   const width = Math.max(5, ...[...counts.keys()].map((k) => k.length));
-  const lines = [`${source}: ${entries.length} images in ${counts.size} classes (dry run: nothing uploaded)`, `  ${'class'.padEnd(width)}  train  validation  test`];
+  const lines = [`${source}: ${entries.length} image${entries.length === 1 ? '' : 's'} in ${counts.size} class${counts.size === 1 ? '' : 'es'} (dry run: nothing uploaded)`, `  ${'class'.padEnd(width)}  train  validation  test`];
   for (const [label, c] of [...counts].sort((a, b) => a[0].localeCompare(b[0]))) lines.push(`  ${label.padEnd(width)}  ${String(c.train).padStart(5)}  ${String(c.validation).padStart(10)}  ${String(c.test).padStart(4)}`);
   for (const s of skipped) lines.push(`skipped ${s.path}: ${s.reason}`);
   if (problems.length) lines.push(`${problems.length} problem${problems.length > 1 ? 's' : ''}:`, ...problems.map((p) => `  ${p}`));
-  return { text: lines.join('\n'), ok: problems.length === 0 && entries.length > 0 };
+  return { text: lines.join('\n'), ok: problems.length === 0 };
+}
+
+/** What a real publish (or the coordinator) would refuse, found without uploading anything. */
+function planProblems(entries: readonly { path: string; label: string }[], o: PublishOptions, splits?: ReadonlyMap<string, Split>): string[] {
+  const problems: string[] = [];
+  try {
+    backboneRequest(o.backbone ?? 'auto', o.overrides);
+  } catch (err) {
+    problems.push(`--backbone: ${(err as Error).message}`);
+  }
+  const classes = new Set(entries.map((e) => e.label));
+  if (entries.length === 0) problems.push('no images found (a folder needs one sub-folder per class holding images; a list needs rows)');
+  else if (classes.size < 2) problems.push(`only ${classes.size} class (${[...classes][0]}): a classifier needs at least 2`);
+  if (splits) {
+    const paths = new Set(entries.map((e) => e.path));
+    const unknown = [...splits.keys()].filter((p) => !paths.has(p));
+    if (unknown.length) problems.push(`--splits ${o.splitsFile} names ${unknown.length} file${unknown.length > 1 ? 's' : ''} not among the images: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', ...' : ''}`);
+  }
+  return problems;
 }
