@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,16 @@ import { TestCluster } from '../helpers/cluster.js';
 import { CLI, ROOT } from '../helpers/fixtures.js';
 import { retrainMobileNetGraph } from '../helpers/graphdef.js';
 import { runGraft } from '../helpers/process.js';
+
+/** Whether @tensorflow/tfjs-node is installed here (then --backend tfjs-node starts). */
+function nativeInstalled(): boolean {
+  try {
+    createRequire(join(ROOT, 'packages', 'vision', 'package.json')).resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** stdout alone (logs go to stderr), and the exit code. */
 function stdoutOf(args: string[]): { code: number | null; stdout: string; stderr: string } {
@@ -107,6 +118,10 @@ describe('graft CLI - system errors as one line naming the input', () => {
         assert.match(lines[0], want);
         assert.doesNotMatch(lines[0], /ENOENT|ENOTDIR|EADDRINUSE/, 'no raw errno');
       }
+      // A backend asked for by name that is not installed: how to get it (a flag's problem: exit 2).
+      const native = stdoutOf(['inspect', 'mobilenet_v2_035', '--backend', 'tfjs-node']);
+      if (!nativeInstalled()) assert.equal(native.code, 2);
+      if (!nativeInstalled()) assert.match(native.stderr.split('\n')[0], /backend tfjs-node cannot start: @tensorflow\/tfjs-node is not installed \(npm install @tensorflow\/tfjs-node: its install step downloads libtensorflow/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -133,8 +148,9 @@ describe('graft CLI - --dry-run refuses what a real run refuses', () => {
         assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
         assert.match(r.stdout + r.stderr, want);
       }
-      const ok = stdoutOf(['train', folder, '--dry-run']);
-      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      const ok = stdoutOf(['train', folder, '--dry-run', '--cache-dir', join(dir, 'models')]);
+      assert.equal(ok.code, 0, `--cache-dir is a train option: ${ok.stdout}${ok.stderr}`);
+      for (const cmd of ['train', 'up', 'demo', 'export', 'classify', 'inspect', 'sweep']) assert.match(stdoutOf([cmd, '--help']).stdout, /--cache-dir DIR|\$GRAFT_CACHE_DIR/, `${cmd} --help documents --cache-dir`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

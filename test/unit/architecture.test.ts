@@ -136,6 +136,14 @@ describe('architecture', () => {
     for (const f of named) assert.ok(existsSync(join(ROOT, f)), `${f} (named in the README) exists`);
   });
 
+  it('documents every GRAFT_* variable the command line reads, in the README\'s table', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('### Environment variables'), readme.indexOf('\n## Tests'));
+    const read = new Set(SOURCES.filter((f) => rel(f).startsWith('packages/cli/')).flatMap((f) => [...text.get(f)!.matchAll(/\bGRAFT_[A-Z_]+\b/g)].map((m) => m[0])));
+    assert.ok(read.size >= 10, `the CLI reads ${read.size} variables`);
+    for (const v of read) assert.ok(table.includes(`\`${v}\``), `${v} is read by the CLI and listed under "Environment variables"`);
+  });
+
   it('keeps files small: none over 400 lines', () => {
     const big = SOURCES.filter((f) => !rel(f).includes('/gen/')).map((f) => [rel(f), text.get(f)!.split('\n').length] as const).filter(([, n]) => n > 400);
     assert.deepEqual(big, []);

@@ -10,6 +10,11 @@ export function jobJson(s: JobStatus): Record<string, unknown> {
 
 const pct = (x: number | null | undefined) => `${(100 * (x ?? 0)).toFixed(1)}%`;
 
+/** `1 image`, `2 images`, `3 classes`: a count with its noun. */
+export function count(n: number, noun: string): string {
+  return `${n} ${n === 1 ? noun : /(s|sh|ch|x)$/.test(noun) ? `${noun}es` : `${noun}s`}`;
+}
+
 /** One line per job: id, state, counts, accuracy. */
 export function jobLine(s: JobStatus): string {
   const c = s.counts ?? {};

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { OPEN_RETRY, describeBus, isBusNotReady, openBus, type Bus, type BusOptions, type TopologyOptions } from '@graft/protocol';
 import { initBackend, type BackendChoice, type BackendName } from '@graft/vision';
@@ -20,6 +21,12 @@ export interface Service {
 /** Downloaded backbones: --cache-dir, else $GRAFT_CACHE_DIR, else vision's default (~/.cache/graft/models). */
 export function cacheDir(v: Values): string | undefined {
   return str(v, 'cache-dir') ?? process.env.GRAFT_CACHE_DIR;
+}
+
+/** --cache-dir for a local cluster's processes (they read $GRAFT_CACHE_DIR). */
+export function cacheEnv(v: Values): NodeJS.ProcessEnv {
+  const dir = cacheDir(v);
+  return dir ? { GRAFT_CACHE_DIR: resolve(dir) } : {};
 }
 
 /** Runs fn on a bus opened for it, and closes the bus afterwards. */

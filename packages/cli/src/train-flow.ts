@@ -5,9 +5,9 @@ import { busOptions, graftHome, int, publishOptions, str, sweepGridOption, type 
 import { startLocalCluster } from './cluster.js';
 import { exportModel, exportSummary } from './export.js';
 import { createLogger } from './logger.js';
-import { followJob, jobDetails } from './jobs.js';
+import { count, followJob, jobDetails } from './jobs.js';
 import { publishDataset, publishSweep } from './publish.js';
-import { backendFor, cacheDir, withBus } from './service.js';
+import { backendFor, cacheDir, cacheEnv, withBus } from './service.js';
 import { untilSignal } from './signals.js';
 
 /**
@@ -21,8 +21,8 @@ export async function trainFolder(dir: string, v: Values, out: string): Promise<
   const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
   const cluster = natsUrl
     ? undefined
-    : await startLocalCluster({ dataDir, workers: int(v, 'workers', 1), output: 'files', workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [] });
-  if (cluster) process.stderr.write(`started a local cluster (${cluster.children.length - 1} workers, data and logs in ${dataDir})\n`);
+    : await startLocalCluster({ dataDir, workers: int(v, 'workers', 1), output: 'files', workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [], env: cacheEnv(v) });
+  if (cluster) process.stderr.write(`started a local cluster (${count(cluster.children.length - 1, 'worker')}, data and logs in ${dataDir})\n`);
   void untilSignal().then(async () => {
     process.stderr.write('\ninterrupted: stopping (the job resumes when you run graft up or train again)\n');
     await cluster?.stop();
@@ -31,7 +31,7 @@ export async function trainFolder(dir: string, v: Values, out: string): Promise<
   try {
     return await withBus({ ...busOptions(v, 'graft-cli'), servers: cluster?.url ?? natsUrl }, async (bus) => {
       const p = await publishDataset(bus, dir, po);
-      process.stderr.write(`job ${p.jobId}: ${p.scan.images.length} images in ${p.scan.classes.length} classes (${p.scan.classes.join(', ')})\n`);
+      process.stderr.write(`job ${p.jobId}: ${count(p.scan.images.length, 'image')} in ${count(p.scan.classes.length, 'class')} (${p.scan.classes.join(', ')})\n`);
       return followAndExport(bus, p.jobId, out, v);
     });
   } finally {

@@ -67,10 +67,13 @@ async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
       opts.log?.(choice);
       return choice;
     } catch (err) {
-      skipped.push({ name, reason: firstLine(err) });
+      // A missing native package is the usual case: say how to get it, not only that the import failed.
+      const missing = c.module && /Cannot find (package|module)/.test(firstLine(err));
+      skipped.push({ name, reason: missing ? `${c.module} is not installed (npm install ${c.module}: its install step downloads libtensorflow; the Docker images have it)` : firstLine(err) });
     }
   }
   current = undefined;
+  if (opts.preferred && opts.preferred !== 'auto') throw new Error(`backend ${skipped[0].name} cannot start: ${skipped[0].reason}`);
   throw new Error(`no TensorFlow.js backend could start: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')}`);
 }
 

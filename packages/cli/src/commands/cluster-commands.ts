@@ -8,7 +8,7 @@ import { defaultWorkers, startLocalCluster } from '../cluster.js';
 import { isGpuChild, resolveGpus, superviseGpuWorkers, withoutOptions } from '../gpu-workers.js';
 import { createLogger } from '../logger.js';
 import { serveMetrics } from '../metrics-server.js';
-import { cacheDir, metricsAddress, metricsPort, openWithRetry, runService } from '../service.js';
+import { cacheDir, cacheEnv, metricsAddress, metricsPort, openWithRetry, runService } from '../service.js';
 import { untilSignal } from '../signals.js';
 import { BACKEND_HELP } from './command.js';
 import type { Command } from './command.js';
@@ -28,9 +28,11 @@ everything cleanly.
   --metrics-port P    serve this process's /metrics on P, the coordinator's on P+1, worker i's on P+1+i
   --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
   --data DIR          data folder
+  --cache-dir DIR     the model disk cache of the coordinator and workers (default $GRAFT_CACHE_DIR,
+                      else ~/.cache/graft/models)
 ${BACKEND_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
+  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
@@ -43,6 +45,7 @@ ${NATS_HELP}`,
       output: 'inherit',
       workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [],
       metricsBasePort: metricsPort !== undefined ? metricsPort + 1 : undefined,
+      env: cacheEnv(v),
     });
     let server: Awaited<ReturnType<typeof serveMetrics>> | undefined;
     if (metricsPort !== undefined) {
@@ -128,7 +131,7 @@ ${NATS_HELP}`,
 };
 
 const coordinator: Command = {
-  summary: 'run the coordinator (one per cluster)',
+  summary: 'run a coordinator (start several: one leads, the others stand by)',
   usage: `graft coordinator [--nats URL] [--metrics-port P]
 
 Consumes manifests, enqueues cache misses, collects vectors into the cache, trains and

@@ -11,3 +11,4 @@ export interface Command {
 }
 
 export const BACKEND_HELP = `  --backend NAME      auto (default, or $GRAFT_BACKEND), ${BACKEND_NAMES.join(', ')}`;
+export const CACHE_HELP = `  --cache-dir DIR     model disk cache (default $GRAFT_CACHE_DIR, else ~/.cache/graft/models)`;

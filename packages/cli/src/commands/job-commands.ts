@@ -2,12 +2,12 @@ import { join, resolve } from 'node:path';
 import { JobState, listJobs, readJob } from '@graft/protocol';
 import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, parse, publishOptions, str } from '../args.js';
 import { exportModel, exportSummary } from '../export.js';
-import { followJob, jobDetails, jobJson, jobLine } from '../jobs.js';
+import { count, followJob, jobDetails, jobJson, jobLine } from '../jobs.js';
 import { createLogger } from '../logger.js';
 import { planDataset, publishDataset } from '../publish.js';
 import { backendFor, cacheDir, withBus } from '../service.js';
 import { sweepJob } from '../train-flow.js';
-import { BACKEND_HELP } from './command.js';
+import { BACKEND_HELP, CACHE_HELP } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands about jobs on a running cluster: graft publish, status, export, sweep. */
@@ -36,7 +36,7 @@ ${NATS_HELP}`,
     }
     return withBus(busOptions(v, 'graft-cli'), async (bus) => {
       const p = await publishDataset(bus, positionals[0], po);
-      process.stderr.write(`published ${p.scan.images.length} images in ${p.scan.classes.length} classes${p.scan.skipped.length ? `, skipped ${p.scan.skipped.length} files` : ''}\n`);
+      process.stderr.write(`published ${count(p.scan.images.length, 'image')} in ${count(p.scan.classes.length, 'class')}${p.scan.skipped.length ? `, skipped ${count(p.scan.skipped.length, 'file')}` : ''}\n`);
       process.stdout.write(`${p.jobId}\n`);
       if (!v.follow) return 0;
       const s = await followJob(bus, p.jobId);
@@ -93,6 +93,7 @@ uses the folder without NATS.
   --bundle            also write DIR/web: backbone and head as one TF.js model for browsers,
                       labels.json and a try-it page (graft serve DIR)
 ${BACKEND_HELP}
+${CACHE_HELP}
 ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, bundle: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
@@ -119,6 +120,7 @@ list every head).
   --sweep-grid FILE   the grid as JSON (default grid: see README)
   --out DIR           model folder (default ./graft-model)
   --no-bundle         skip DIR/web
+${CACHE_HELP}
 ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, 'sweep-grid': { type: 'string' }, out: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {

@@ -4,7 +4,7 @@ import { USER_MODEL_POLICY, inspectModel } from '@graft/vision';
 import { UsageError, int, parse, str } from '../args.js';
 import { createLogger } from '../logger.js';
 import { backendFor, cacheDir } from '../service.js';
-import { BACKEND_HELP } from './command.js';
+import { BACKEND_HELP, CACHE_HELP } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands about models, no cluster needed: graft inspect, classify. */
@@ -21,7 +21,9 @@ before the classifier. Use one with --bottleneck.
 
   --json              one JSON object, for scripts
   --input-size N      input edge when the model does not say it
-  --input-node NODE   the node to feed, when graft cannot tell (a .pb without a decoding head)`,
+  --input-node NODE   the node to feed, when graft cannot tell (a .pb without a decoding head)
+${BACKEND_HELP}
+${CACHE_HELP}`,
   options: { json: { type: 'boolean' }, 'input-size': { type: 'string' }, 'input-node': { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
@@ -59,7 +61,8 @@ const classify: Command = {
 
   --top K       labels to show per image (default 3)
   --json        one JSON document: an object for one image, an array of them for several
-${BACKEND_HELP}`,
+${BACKEND_HELP}
+${CACHE_HELP}`,
   options: { top: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);

@@ -8,12 +8,12 @@ import { isImageListFile } from '../image-list.js';
 import { planDataset } from '../publish.js';
 import { backendFor } from '../service.js';
 import { trainFolder } from '../train-flow.js';
-import { BACKEND_HELP } from './command.js';
+import { BACKEND_HELP, CACHE_HELP } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands that do the whole job on a local cluster: graft train, demo. */
 
-const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'no-bundle': { type: 'boolean' } };
+const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-bundle': { type: 'boolean' } };
 
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
@@ -27,6 +27,8 @@ extraction and training progress, prints the evaluation and writes the model to 
   --out DIR                 model folder (default ./graft-model)
   --workers N               workers of the local cluster (default one per core)
   --data DIR                local cluster data folder (default ~/.graft/cluster); the vector cache lives here
+  --cache-dir DIR           model disk cache of this command and the local cluster (default $GRAFT_CACHE_DIR,
+                            else ~/.cache/graft/models)
   --no-bundle               skip the browser bundle (DIR/web: the model as one TF.js model and a try-it page)
 ${PUBLISH_HELP}
 ${BACKEND_HELP}
@@ -59,7 +61,8 @@ the test accuracy per class, and classifies a photo it never saw.
   --out DIR           model folder (default ./graft-model)
   --workers N         extractor processes (default one per core)
   --backbone SPEC     default mobilenet_v2_035 (embedded, no network)
-${BACKEND_HELP}`,
+${BACKEND_HELP}
+${CACHE_HELP}`,
   options: TRAIN_OPTIONS,
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
