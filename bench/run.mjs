@@ -150,7 +150,7 @@ try {
   }
   if (sections.includes('backbones') && wanted.includes('default')) {
     const dir = await subset(data.dir, quick ? 3 : 12, work, 'default');
-    results.push(await benchBackbone('InceptionV3 to mixed5 (embedded default, 768-d)', 'inception_v3_mixed5', dir, work, { images: Number(args.images ?? 1e9), seedImages: quick ? 8 : 40 }));
+    results.push(await benchBackbone('InceptionV3 to mixed5 (embedded, 768-d)', 'inception_v3_mixed5', dir, work, { images: Number(args.images ?? 1e9), seedImages: quick ? 8 : 40 }));
   }
   const head = sections.includes('head') && wanted.includes('shared') && existsSync(sharedModel) && !quick ? await benchHead(sharedModel, data, work) : undefined;
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;

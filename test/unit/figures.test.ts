@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ROOT } from '../helpers/fixtures.js';
+
+/*
+ * The README's measured figures come from bench/results/latest.json (what BENCHMARKS.md renders):
+ * each figure the README quotes is recomputed from the JSON here, so a new bench run that changes
+ * one fails this test until the README says the new value.
+ */
+
+const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const bench = JSON.parse(readFileSync(join(ROOT, 'bench/results/latest.json'), 'utf8'));
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+const fixed = (x: number, d: number) => x.toFixed(d);
+
+/** Every phrase must appear in the README, written from the bench's own numbers. */
+function quoted(phrases: string[]): void {
+  for (const p of phrases) assert.ok(readme.includes(p), `the README quotes ${JSON.stringify(p)} (from bench/results/latest.json)`);
+}
+
+describe('README figures - backed by the bench', () => {
+  it('the measured run on clothing-small: accuracy, split sizes, extraction time', () => {
+    const plain = bench.sweep.plain;
+    const v = bench.head.vectors;
+    quoted([
+      `**${pct(plain.top1)} top-1** on ${v.test} test images (${v.train.toLocaleString('en')} train, ${v.validation} validation)`,
+      `${plain.counts.total.toLocaleString('en')} images in ${fixed(plain.extractSeconds, 0)} s with 2 workers; ${fixed(plain.totalSeconds, 0)} s from publishing`,
+    ]);
+  });
+
+  it('sweeps and augmented vectors', () => {
+    const w = bench.sweep;
+    quoted([
+      `today's default head ${pct(w.plain.top1)} test top-1`,
+      `the sweep winner ${pct(w.sweep.top1)} (${w.sweep.sweep.heads} heads in ${fixed(w.sweep.sweep.seconds, 0)} s`,
+      `${pct(w.augmented.top1)} (+${fixed(100 * (w.augmented.top1 - w.plain.top1), 1)} points; ${w.augmented.augmented.total.toLocaleString('en')} copies`,
+    ]);
+  });
+
+  it('the audit: label errors, near-copies, leaks, time', () => {
+    const a = bench.audit;
+    const ten = a.noise.find((n: { fraction: number }) => n.fraction === 0.1);
+    quoted([
+      `${ten.audit.flagged} photos flagged, precision ${fixed(ten.audit.precision, 2)} and recall ${fixed(ten.audit.recall, 2)}`,
+      `(${fixed(ten.audit.precisionWithoutThose, 2)} precision when the ${ten.audit.alsoFlaggedWithOriginalLabels} flagged photos`,
+      `in ${fixed(ten.audit.seconds, 1)} s with ${ten.backboneCalls} backbone calls`,
+      `top-1 from ${pct(ten.top1)} back to ${pct(ten.cleanedTop1)} (${pct(ten.cleanTop1)} with clean labels)`,
+      `recall ${fixed(a.duplicates.recall, 2)}, precision ${fixed(a.duplicates.precision, 2)}`,
+      `test accuracy ${pct(a.duplicates.testAccuracy.all)} with the leaked copies, ${pct(a.duplicates.testAccuracy.withoutLeaked)} without them`,
+    ]);
+  });
+});
