@@ -106,7 +106,11 @@ describe('failover - one coordinator leads, outages are waited out', () => {
           throw new Error(`${err.message}; job: ${JSON.stringify(s && { state: s.state, counts: countsOf(s), epoch: s.training?.epoch })}\n${c.logs()}`);
         });
         await c.nats.crashAndRestart(downMs);
-        const s = await c.waitForJob(p.jobId, 240_000);
+        const s = await c.waitForJob(p.jobId, 240_000).catch(async (err: Error) => {
+          // Say where the job stood and what every process said: a timeout alone explains nothing.
+          const last = await readJob(c.bus, p.jobId).catch(() => undefined);
+          throw new Error(`${err.message}; job: ${JSON.stringify(last && { state: last.state, counts: countsOf(last), epoch: last.training?.epoch, error: last.error })}\n${c.logs()}`);
+        });
         assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
         assert.deepEqual(countsOf(s), { total: 80, cached: 0, extracted: 80, failed: 0 });
         assert.equal(s.training!.epoch, 1500);
