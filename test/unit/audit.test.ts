@@ -4,6 +4,7 @@ import {
   FoldsAborted,
   auditDataset,
   auditProblem,
+  photosPerClass,
   calibratedJoint,
   classThresholds,
   findLabelIssues,
@@ -203,7 +204,7 @@ describe('audit - findings', () => {
   it('a set with too few photos per class is refused, naming the classes', async () => {
     const { vectors, labels } = clusters(2, 3, 4, 1);
     const photos = labels.map((label, i) => ({ sha256: `s${i}`, path: `${i}.jpg`, label, split: 'train' as const }));
-    const why = auditProblem({ classes: ['cats', 'dogs'], photos }, 5);
+    const why = auditProblem(['cats', 'dogs'], photosPerClass(labels, 2), 5);
     assert.match(why!, /too small to audit: 2 classes have fewer than 5 photos with vectors \(cats \(3\), dogs \(3\)\)/);
     await assert.rejects(auditDataset({ dim: 4, classes: ['cats', 'dogs'], photos, vectors, options: {} }), /too small to audit/);
   });

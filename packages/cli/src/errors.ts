@@ -6,7 +6,7 @@
 
 const REASONS: Record<string, (e: NodeJS.ErrnoException & { address?: string; port?: number }) => string> = {
   ENOENT: (e) => `${e.path}: no such file or folder (check the path)`,
-  ENOTDIR: (e) => `${e.path}: not a folder (graft train and publish take a folder of class folders, or a .csv/.tsv/.jsonl list)`,
+  ENOTDIR: (e) => `${e.path}: part of this path is a file, not a folder`,
   EISDIR: (e) => `${e.path}: a folder where a file was expected`,
   EACCES: (e) => `${e.path ?? e.address}: permission denied`,
   EPERM: (e) => `${e.path ?? e.address}: not permitted`,

@@ -42,14 +42,13 @@ export async function readJobModel(bus: Bus, jobId: string): Promise<Record<stri
   return files;
 }
 
-/** A job's audit.json, or undefined when it was not audited. @throws Error when it is not JSON. */
-export async function readJobAudit(bus: Bus, jobId: string): Promise<AuditReport | undefined> {
-  const bytes = await readModelFile(bus, jobId, AUDIT_FILE);
+/** A model folder's audit.json (its bytes, when it has one) as an audit. @throws Error naming where it came from when it is not JSON. */
+export function parseAudit(bytes: Uint8Array | undefined, where: string): AuditReport | undefined {
   if (!bytes) return undefined;
   try {
     return JSON.parse(new TextDecoder().decode(bytes)) as AuditReport;
   } catch (err) {
-    throw new Error(`the stored ${AUDIT_FILE} of job ${jobId} is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new Error(`the ${AUDIT_FILE} of ${where} is not JSON: ${(err as Error).message}`, { cause: err });
   }
 }
 
@@ -93,9 +92,10 @@ export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: s
  * @throws Error when the job has no stored model; BundleError when the bundle cannot be made.
  */
 export async function exportModel(bus: Bus, jobId: string, dir: string, opts: ExportOptions = {}): Promise<ExportResult> {
-  await writeModelFolder(dir, await readJobModel(bus, jobId));
+  const files = await readJobModel(bus, jobId);
+  await writeModelFolder(dir, files);
   const folder = await readModelFolder(dir);
-  const audit = await readJobAudit(bus, jobId);
+  const audit = parseAudit(files[AUDIT_FILE], `job ${jobId}`);
   opts.onProgress?.('writing report.html');
   const wanted = thumbnailsWanted(folder.report, audit);
   const thumbs = await reportThumbnails(bus, wanted);

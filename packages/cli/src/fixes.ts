@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseFixes, type Fix } from '@graft/head';
-import type { ScanResult } from './scan.js';
+import { describeError } from './errors.js';
 
 /*
  * --exclude FILE and --relabel FILE: an audit's fixes list (graft audit --write-fixes), perhaps
@@ -26,40 +26,39 @@ export async function readFixes(o: FixesOption): Promise<Fix[]> {
   try {
     text = await readFile(o.file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read --${o.mode} ${o.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new Error(`cannot read --${o.mode} ${o.file}: ${describeError(err)}`, { cause: err });
   }
   return parseFixes(text, `--${o.mode} ${o.file}`);
 }
 
 /**
  * Drops (exclude) or relabels (relabel: to the suggested label; an empty suggestion drops it) the
- * listed photos of a scan, in place, and recomputes its classes.
+ * listed photos, and recomputes the classes: the given order kept, a class a relabel introduced
+ * after them, sorted. Relabelled photos are changed in place.
  */
-export function applyFixes(scan: ScanResult, fixes: readonly Fix[], mode: FixesOption['mode']): FixesApplied {
+export function applyFixes<T extends { path: string; label: string }>(images: readonly T[], classes: readonly string[], fixes: readonly Fix[], mode: FixesOption['mode']): { images: T[]; classes: string[]; applied: FixesApplied } {
   const byPath = new Map(fixes.map((f) => [f.path, f]));
-  const out: FixesApplied = { excluded: 0, relabelled: 0, stale: [] };
+  const applied: FixesApplied = { excluded: 0, relabelled: 0, stale: [] };
   const found = new Set<string>();
-  scan.images = scan.images.filter((img) => {
+  const kept = images.filter((img) => {
     const f = byPath.get(img.path);
     if (!f) return true;
     found.add(f.path);
     if (f.given && f.given !== img.label) {
-      out.stale.push(`${f.path}: listed as ${f.given}, now ${img.label} (left as it is)`);
+      applied.stale.push(`${f.path}: listed as ${f.given}, now ${img.label} (left as it is)`);
       return true;
     }
     if (mode === 'exclude' || !f.suggested) {
-      out.excluded++;
+      applied.excluded++;
       return false;
     }
     if (f.suggested !== img.label) {
       img.label = f.suggested;
-      out.relabelled++;
+      applied.relabelled++;
     }
     return true;
   });
-  for (const f of fixes) if (!found.has(f.path)) out.stale.push(`${f.path}: not in this folder or list`);
-  const labels = new Set(scan.images.map((i) => i.label));
-  // Keep the folder's class order; a class a relabel introduced comes after, sorted.
-  scan.classes = [...scan.classes.filter((c) => labels.has(c)), ...[...labels].filter((l) => !scan.classes.includes(l)).sort()];
-  return out;
+  for (const f of fixes) if (!found.has(f.path)) applied.stale.push(`${f.path}: not in this folder or list`);
+  const labels = new Set(kept.map((i) => i.label));
+  return { images: kept, classes: [...classes.filter((c) => labels.has(c)), ...[...labels].filter((l) => !classes.includes(l)).sort()], applied };
 }

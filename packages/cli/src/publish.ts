@@ -99,7 +99,9 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   const fixes = o.fixes ? await readFixes(o.fixes) : undefined;
   const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
   if (fixes) {
-    const a = applyFixes(scan, fixes, o.fixes!.mode);
+    const { images, classes, applied: a } = applyFixes(scan.images, scan.classes, fixes, o.fixes!.mode);
+    scan.images = images;
+    scan.classes = classes;
     if (show) process.stderr.write(`--${o.fixes!.mode} ${o.fixes!.file}: ${a.excluded} photos left out, ${a.relabelled} relabelled${a.stale.length ? `; ${a.stale.length} lines not applied:\n  ${a.stale.slice(0, 20).join('\n  ')}` : ''}\n`);
   }
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
@@ -270,11 +272,7 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
     skipped = scan.skipped;
     entries = scan.images.map((i) => ({ path: i.path, label: i.label, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED }));
   }
-  if (o.fixes) {
-    const scan = { root: source, classes: [...new Set(entries.map((e) => e.label))].sort(), images: entries.map((e) => ({ ...e, sha256: '', sizeBytes: 0 })), skipped };
-    applyFixes(scan, await readFixes(o.fixes), o.fixes.mode);
-    entries = scan.images;
-  }
+  if (o.fixes) entries = applyFixes(entries, [], await readFixes(o.fixes), o.fixes.mode).images;
   problems.push(...planProblems(entries, o, splits));
   const counts = new Map<string, { train: number; validation: number; test: number }>();
   for (const e of entries) {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { deleteAuditFolds, readAuditFold, writeAuditFold, type Bus, type DatasetManifest } from '@graft/protocol';
-import { auditDataset, auditProblem, defaultSweepParallelism, foldOf, resolveAuditOptions, type AuditPhoto, type AuditReport, type SplitName, type TrainOptions } from '@graft/head';
+import { auditDataset, auditProblem, defaultSweepParallelism, photosPerClass, foldOf, resolveAuditOptions, type AuditPhoto, type AuditReport, type SplitName, type TrainOptions } from '@graft/head';
 import type { Persist } from './outage.js';
 import type { JobVectors } from './training-vectors.js';
 
@@ -51,7 +51,7 @@ export async function auditJob(input: AuditJobInput): Promise<AuditOutcome> {
   const o = resolveAuditOptions({ folds: manifest.training?.auditFolds ?? undefined });
   const { photos, vectors, predicted, testStart } = auditPhotos(input.sets);
   predicted.set(input.testPredicted, testStart);
-  const problem = auditProblem({ classes: manifest.classes, photos }, o.folds);
+  const problem = auditProblem(manifest.classes, photosPerClass(photos.map((p) => p.label), manifest.classes.length), o.folds);
   if (problem) {
     log.warn({ problem }, 'audit skipped');
     return { skipped: problem };

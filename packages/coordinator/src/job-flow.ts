@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorCode, JobRecordConflict, JobState, BUCKETS, isStoreFull, isVectorCacheFull, storeFullMessage, type ExtractionTask } from '@graft/protocol';
+import { ErrorCode, JobRecordConflict, JobState, BUCKETS, isStoreFull, isVectorCacheFull, storeFullMessage, type ExtractionTask, type JobStatus } from '@graft/protocol';
 import { formatReport, SweepAborted, TrainingAborted, type EpochResult, type SweepHeadResult } from '@graft/head';
 import type { CoordinatorContext } from './context.js';
 import type { JobRecords } from './job-records.js';
@@ -168,7 +168,7 @@ export class JobFlow {
     s.state = JobState.JOB_STATE_DONE;
     s.evaluation = { top1: result.report.top1, top5: result.report.top5, testImages: result.report.images, trainImages: result.trainImages, validationImages: result.validationImages };
     this.ctx.metrics.testAccuracy.set(result.report.top1);
-    if (result.warning) s.warning = [s.warning, result.warning].filter(Boolean).join('; ');
+    if (result.warning) addWarning(s, result.warning);
     this.recordAudit(job, result);
     job.log.info({ top1: result.report.top1, top5: result.report.top5, test: result.report.images, resumedFromEpoch: result.resumedFromEpoch }, `job done\n${formatReport(result.report)}`);
   }
@@ -179,7 +179,7 @@ export class JobFlow {
     if (!a) return;
     const m = this.ctx.metrics;
     if ('skipped' in a) {
-      job.status.warning = [job.status.warning, `audit skipped: ${a.skipped}`].filter(Boolean).join('; ');
+      addWarning(job.status, `audit skipped: ${a.skipped}`);
       m.audits.inc({ outcome: 'skipped' });
       return;
     }
@@ -230,4 +230,9 @@ export class JobFlow {
     await this.enqueueRest(job);
     return true;
   }
+}
+
+/** Adds a warning to a job's record after any it already has (the publisher's, the split's, the audit's). */
+function addWarning(s: JobStatus, text: string): void {
+  s.warning = s.warning ? `${s.warning}; ${text}` : text;
 }

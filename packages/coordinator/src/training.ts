@@ -22,6 +22,7 @@ import {
   type TrainedHead,
   type TrainingCheckpoint,
   AUDIT_FILE,
+  photosPerClass,
 } from '@graft/head';
 import type { ResolvedBackbone } from '@graft/vision';
 import { auditJob, deleteStoredFolds, type AuditOutcome } from './audit-job.js';
@@ -125,16 +126,17 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
  * split) would give a model that never predicts it: the job fails before training, naming it.
  */
 function refuseEmptyClasses(manifest: DatasetManifest, sets: JobVectors): void {
-  const photos = sets.train.y.length - sets.augmented;
-  const counts = new Array<number>(manifest.classes.length).fill(0);
-  for (const y of sets.train.y.slice(0, photos)) counts[y]++;
+  const counts = photosPerClass(sets.train.y.slice(0, sets.train.y.length - sets.augmented), manifest.classes.length);
   const empty = manifest.classes.filter((_, i) => counts[i] === 0);
   if (empty.length) throw new Error(`${empty.length === 1 ? 'class' : 'classes'} ${empty.join(', ')} ${empty.length === 1 ? 'has' : 'have'} no training image left (all failed, or none in the training split): graft status ${manifest.jobId} --failed lists the failures`);
 }
 
 /** What a split leaves short: classes with no validation or no test image (accuracy on them says nothing). */
-export function splitWarning(classes: readonly string[], sets: JobVectors): string | undefined {
-  const missing = (ys: readonly number[]) => classes.filter((_, i) => !ys.includes(i));
+function splitWarning(classes: readonly string[], sets: JobVectors): string | undefined {
+  const missing = (ys: readonly number[]) => {
+    const counts = photosPerClass(ys, classes.length);
+    return classes.filter((_, i) => counts[i] === 0);
+  };
   const parts: string[] = [];
   for (const [name, ys] of [['test', sets.test.y], ['validation', sets.validation.y]] as const) {
     const m = missing(ys);

@@ -21,7 +21,7 @@ export { DEFAULT_SWEEP_GRID, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS, countSweepHeads,
 export type { SweepAxes, SweepGrid, SweepConfig, SweepHeadResult, SweepHooks } from './sweep.js';
 export { importRetrainGraph, IMPORT_TOLERANCE } from './retrain-import.js';
 export type { ImportOptions, ImportResult } from './retrain-import.js';
-export { auditDataset, auditProblem, resolveAuditOptions, DEFAULT_AUDIT_FOLDS, NEAR_DUPLICATE_SIMILARITY, MIN_PHOTOS_PER_CLASS, LABEL_ISSUE_METHOD } from './audit/audit.js';
+export { auditDataset, auditProblem, photosPerClass, resolveAuditOptions, DEFAULT_AUDIT_FOLDS, NEAR_DUPLICATE_SIMILARITY, MIN_PHOTOS_PER_CLASS, LABEL_ISSUE_METHOD } from './audit/audit.js';
 export type { AuditStage } from './audit/audit.js';
 export type { AuditInput, AuditOptions, AuditPhoto, AuditReport, AuditRef, DuplicateGroup, LabelIssue, LeakedPair, Outlier, ResolvedAuditOptions, SplitName } from './audit/audit-types.js';
 export { findLabelIssues, classThresholds, confidentJoint, calibratedJoint, normalizedMargin } from './audit/confident-learning.js';

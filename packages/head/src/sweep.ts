@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
-import { runOnThreads, sharedRows } from './thread-pool.js';
+import { runQueue, sharedRows } from './thread-pool.js';
 import { trainHead, type HeadDataset, type TrainedHead } from './train.js';
 
 /*
@@ -185,35 +185,27 @@ export async function runSweep(data: HeadDataset, configs: readonly SweepConfig[
     results.set(c.id, { ...r, restored: true });
     await hooks.onHead?.(results.get(c.id)!, results.size, configs.length);
   }
-  const todo = configs.filter((c) => !results.has(c.id));
-  const parallel = Math.max(1, Math.min(hooks.parallel ?? defaultSweepParallelism(), todo.length));
-  let next = 0;
-  let stopped = false;
-  const finish = async (r: SweepHeadResult) => {
-    results.set(r.id, r);
-    await hooks.onHead?.(r, results.size, configs.length);
-  };
-  const take = (): SweepConfig | undefined => {
-    if (stopped || next >= todo.length) return undefined;
-    if (hooks.shouldStop?.()) {
-      stopped = true;
-      return undefined;
-    }
-    return todo[next++];
-  };
-
-  if (parallel === 1) {
-    for (let c = take(); c; c = take()) await finish(await trainSweepHead(data, c));
-  } else {
-    const threadData: SweepThreadData = {
-      dim: data.dim,
-      classes: data.classes,
-      backend: tf.getBackend(),
-      train: { x: sharedRows(data.train.x, data.dim), y: data.train.y },
-      validation: { x: sharedRows(data.validation.x, data.dim), y: data.validation.y },
-    };
-    await runOnThreads<SweepConfig, SweepHeadResult>(new URL('./sweep-thread.js', import.meta.url), threadData, parallel, take, (_, r) => finish(r), (c) => `sweep head ${c.id}`);
-  }
+  const stopped = await runQueue<SweepConfig, SweepHeadResult>({
+    jobs: configs.filter((c) => !results.has(c.id)),
+    parallel: hooks.parallel ?? defaultSweepParallelism(),
+    shouldStop: hooks.shouldStop,
+    here: (c) => trainSweepHead(data, c),
+    threads: {
+      script: new URL('./sweep-thread.js', import.meta.url),
+      data: (): SweepThreadData => ({
+        dim: data.dim,
+        classes: data.classes,
+        backend: tf.getBackend(),
+        train: { x: sharedRows(data.train.x, data.dim), y: data.train.y },
+        validation: { x: sharedRows(data.validation.x, data.dim), y: data.validation.y },
+      }),
+      describe: (c) => `sweep head ${c.id}`,
+    },
+    finish: async (_, r) => {
+      results.set(r.id, r);
+      await hooks.onHead?.(r, results.size, configs.length);
+    },
+  });
   if (stopped) throw new SweepAborted(results.size);
   return configs.map((c) => results.get(c.id)!);
 }

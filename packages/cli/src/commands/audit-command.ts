@@ -21,8 +21,9 @@ async function winnerOptions(bus: Bus, jobId: string): Promise<TrainingOptions |
 
 /** Why a job's manifest is too small to audit (counted from its photos: failed ones can only make it smaller). */
 function tooSmall(m: DatasetManifest, folds: number): string | undefined {
-  const index = new Map(m.classes.map((c, i) => [c, i]));
-  return auditProblem({ classes: m.classes, photos: m.images.map((i) => ({ sha256: i.sha256, path: i.path, label: index.get(i.label) ?? 0, split: 'train' as const })) }, folds);
+  const counts = new Map<string, number>();
+  for (const i of m.images) counts.set(i.label, (counts.get(i.label) ?? 0) + 1);
+  return auditProblem(m.classes, m.classes.map((c) => counts.get(c) ?? 0), folds);
 }
 
 async function runAudit(bus: Bus, jobId: string, v: Values): Promise<number> {

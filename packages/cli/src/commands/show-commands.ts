@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AUDIT_FILE, readModelFolder, type AuditReport, type EvaluationReport, type ModelManifest } from '@graft/head';
+import { AUDIT_FILE, readModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
 import { serveModelFolder, thumbnailsWanted } from '@graft/web';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from '../args.js';
 import type { Command } from './command.js';
-import { readJobModel, reportThumbnails, writeReport } from '../export.js';
+import { parseAudit, readJobModel, reportThumbnails, writeReport } from '../export.js';
 import { withBus } from '../service.js';
 import { untilSignal } from '../signals.js';
 
@@ -45,7 +45,7 @@ ${NATS_HELP}`,
       path = resolve(str(v, 'out') ?? join(target, 'report.html'));
       if (v.refresh || str(v, 'out') || !existsSync(path)) {
         const folder = await readModelFolder(target);
-        const audit = existsSync(join(target, AUDIT_FILE)) ? json<AuditReport>(await readFile(join(target, AUDIT_FILE))) : undefined;
+        const audit = parseAudit(existsSync(join(target, AUDIT_FILE)) ? await readFile(join(target, AUDIT_FILE)) : undefined, target);
         const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report, audit))) : new Map<string, string>();
         await writeReport(path, folder.report, folder.manifest, thumbs, audit);
       }
@@ -55,7 +55,7 @@ ${NATS_HELP}`,
       await withBus(busOptions(v, 'graft-cli'), async (bus) => {
         const files = await readJobModel(bus, target);
         const r = json<EvaluationReport>(files['report.json']);
-        const audit = files[AUDIT_FILE] ? json<AuditReport>(files[AUDIT_FILE]) : undefined;
+        const audit = parseAudit(files[AUDIT_FILE], `job ${target}`);
         await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r, audit)), audit);
       });
     }

@@ -39,13 +39,18 @@ export function resolveAuditOptions(o: AuditOptions = {}): ResolvedAuditOptions 
   return r;
 }
 
-/** Why these photos cannot be audited (too few of a class for the folds), or undefined when they can. */
-export function auditProblem(input: Pick<AuditInput, 'classes' | 'photos'>, folds: number): string | undefined {
+/** Photos per class index. */
+export function photosPerClass(labels: ArrayLike<number>, C: number): number[] {
+  const counts = new Array<number>(C).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+  return counts;
+}
+
+/** Why a set with these photos per class cannot be audited (too few of a class for the folds), or undefined when it can. */
+export function auditProblem(classes: readonly string[], counts: readonly number[], folds: number): string | undefined {
   const need = Math.max(MIN_PHOTOS_PER_CLASS, folds);
-  const counts = new Array<number>(input.classes.length).fill(0);
-  for (const p of input.photos) counts[p.label]++;
-  const small = input.classes.map((c, i) => [c, counts[i]] as const).filter(([, n]) => n < need);
-  if (input.classes.length < 2) return 'an audit needs at least 2 classes';
+  const small = classes.map((c, i) => [c, counts[i] ?? 0] as const).filter(([, n]) => n < need);
+  if (classes.length < 2) return 'an audit needs at least 2 classes';
   if (small.length === 0) return undefined;
   const shown = small.slice(0, 5).map(([c, n]) => `${c} (${n})`).join(', ');
   return `too small to audit: ${small.length} class${small.length > 1 ? 'es have' : ' has'} fewer than ${need} photos with vectors (${shown}${small.length > 5 ? ', ...' : ''}); an audit trains ${folds} heads, each judging photos it never saw, and needs ${need} photos per class`;
@@ -61,11 +66,11 @@ export type AuditStage = 'folds' | 'duplicates' | 'outliers';
 export async function auditDataset(input: AuditInput, options: AuditOptions = {}, hooks: FoldHooks & { onStage?: (s: AuditStage) => void } = {}): Promise<AuditReport> {
   const t0 = performance.now();
   const o = resolveAuditOptions(options);
-  const problem = auditProblem(input, o.folds);
-  if (problem) throw new RangeError(problem);
   const { photos, classes, dim } = input;
   const C = classes.length;
   const labels = photos.map((p) => p.label);
+  const problem = auditProblem(classes, photosPerClass(labels, C), o.folds);
+  if (problem) throw new RangeError(problem);
   hooks.onStage?.('folds');
   const probs = await outOfSampleProbabilities(input.vectors, labels, dim, classes, o.folds, input.options, { ...hooks, parallel: hooks.parallel ?? o.parallel });
   const cl = findLabelIssues(probs, labels, C);

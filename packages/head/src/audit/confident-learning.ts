@@ -51,39 +51,63 @@ export function findLabelIssues(probs: Float32Array, labels: ArrayLike<number>, 
   const thresholds = classThresholds(probs, labels, C);
   const { joint, confidentTrue } = confidentJoint(probs, labels, C, thresholds);
   const Q = calibratedJoint(joint, labels, C);
-  let estimated = 0;
-  const flaggedSet = new Set<number>();
-  const byGiven: number[][] = Array.from({ length: C }, () => []);
-  for (let i = 0; i < n; i++) byGiven[labels[i]].push(i);
-  for (let i = 0; i < C; i++) {
-    if (filter === 'prune_by_class') {
-      // PBC: the round(n * sum over j != i of Q[i][j]) photos labelled i with the lowest self-confidence.
-      const count = Math.round(n * Q[i].reduce((a, q, j) => (j === i ? a : a + q), 0));
-      const ranked = byGiven[i].map((x) => [x, probs[x * C + i]] as const).sort((a, b) => a[1] - b[1]);
-      for (const [x] of ranked.slice(0, count)) flaggedSet.add(x);
-    }
-    for (let j = 0; j < C; j++) {
-      if (i === j) continue;
-      const count = Math.round(n * Q[i][j]);
-      estimated += n * Q[i][j];
-      if (count === 0 || filter === 'prune_by_class') continue;
-      // PBNR: the photos labelled i that look most like j (largest p_j - p_i), never more than the class holds.
-      const ranked = byGiven[i].map((x) => [x, probs[x * C + j] - probs[x * C + i]] as const).sort((a, b) => b[1] - a[1]);
-      for (const [x] of ranked.slice(0, count)) flaggedSet.add(x);
-    }
-  }
-  if (filter === 'low_self_confidence') {
-    // As many photos as the confident joint counts off its diagonal, lowest self-confidence first.
-    const offDiagonal = joint.reduce((a, row, i) => a + row.reduce((x, v, j) => (i === j ? x : x + v), 0), 0);
-    const ranked = Array.from({ length: n }, (_, x) => x).sort((a, b) => probs[a * C + labels[a]] - probs[b * C + labels[b]] || a - b);
-    flaggedSet.clear();
-    for (const x of ranked.slice(0, offDiagonal)) flaggedSet.add(x);
-  }
+  const offDiagonalMass = offDiagonal(Q);
+  const flaggedSet = new Set(
+    filter === 'low_self_confidence' ? lowSelfConfidence(probs, labels, C, joint) : filter === 'prune_by_class' ? pruneByClass(probs, labels, C, Q) : pruneByNoiseRate(probs, labels, C, Q),
+  );
   const keep = (x: number) => filter !== 'both' || (confidentTrue[x] >= 0 && confidentTrue[x] !== labels[x]);
   const scored = [...flaggedSet].filter(keep).map((x) => ({ x, ...normalizedMargin(probs, C, x, labels[x]) }));
   const self = (x: number) => probs[x * C + labels[x]];
   scored.sort((a, b) => (filter === 'low_self_confidence' ? self(a.x) - self(b.x) : a.margin - b.margin) || a.x - b.x);
-  return { flagged: scored.map((s) => s.x), suggested: scored.map((s) => s.other), margins: scored.map((s) => s.margin), estimatedErrors: Math.round(estimated), thresholds };
+  return { flagged: scored.map((s) => s.x), suggested: scored.map((s) => s.other), margins: scored.map((s) => s.margin), estimatedErrors: Math.round(n * offDiagonalMass), thresholds };
+}
+
+/** Row i of a square matrix without its diagonal cell, summed. */
+const rowOffDiagonal = (row: readonly number[], i: number) => row.reduce((a, v, j) => (j === i ? a : a + v), 0);
+
+/** A square matrix's cells off its diagonal, summed. */
+const offDiagonal = (m: readonly number[][]) => m.reduce((a, row, i) => a + rowOffDiagonal(row, i), 0);
+
+/** Photo indices by given label. */
+function byGivenLabel(labels: ArrayLike<number>, C: number): number[][] {
+  const out: number[][] = Array.from({ length: C }, () => []);
+  for (let i = 0; i < labels.length; i++) out[labels[i]].push(i);
+  return out;
+}
+
+/** PBNR: for each off-diagonal cell (i, j), the round(n * Q[i][j]) photos labelled i with the largest p_j - p_i. */
+function pruneByNoiseRate(probs: Float32Array, labels: ArrayLike<number>, C: number, Q: number[][]): number[] {
+  const n = labels.length;
+  const out: number[] = [];
+  byGivenLabel(labels, C).forEach((members, i) => {
+    for (let j = 0; j < C; j++) {
+      const count = i === j ? 0 : Math.round(n * Q[i][j]);
+      if (count === 0) continue;
+      const ranked = members.map((x) => [x, probs[x * C + j] - probs[x * C + i]] as const).sort((a, b) => b[1] - a[1]);
+      for (const [x] of ranked.slice(0, count)) out.push(x);
+    }
+  });
+  return out;
+}
+
+/** PBC: per class i, the round(n * sum over j != i of Q[i][j]) photos labelled i with the lowest self-confidence. */
+function pruneByClass(probs: Float32Array, labels: ArrayLike<number>, C: number, Q: number[][]): number[] {
+  const n = labels.length;
+  return byGivenLabel(labels, C).flatMap((members, i) => {
+    const count = Math.round(n * rowOffDiagonal(Q[i], i));
+    return members
+      .map((x) => [x, probs[x * C + i]] as const)
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, count)
+      .map(([x]) => x);
+  });
+}
+
+/** As many photos as the confident joint counts off its diagonal, lowest self-confidence first. */
+function lowSelfConfidence(probs: Float32Array, labels: ArrayLike<number>, C: number, joint: number[][]): number[] {
+  return Array.from({ length: labels.length }, (_, x) => x)
+    .sort((a, b) => probs[a * C + labels[a]] - probs[b * C + labels[b]] || a - b)
+    .slice(0, offDiagonal(joint));
 }
 
 /** Mean self-confidence per class (a class with no photos: 1, so nothing is confidently it). */

@@ -19,7 +19,11 @@ export const refOf = (p: AuditPhoto, classes: readonly string[]): AuditRef => ({
 export function duplicatePairs(photos: readonly AuditPhoto[], nn: Neighbours, threshold: number): Pair[] {
   const pairs: Pair[] = [];
   const bySha = new Map<string, number[]>();
-  photos.forEach((p, i) => bySha.set(p.sha256, [...(bySha.get(p.sha256) ?? []), i]));
+  photos.forEach((p, i) => {
+    const group = bySha.get(p.sha256);
+    if (group) group.push(i);
+    else bySha.set(p.sha256, [i]);
+  });
   for (const group of bySha.values()) for (let x = 0; x < group.length; x++) for (let y = x + 1; y < group.length; y++) pairs.push({ a: group[x], b: group[y], similarity: 1, kind: 'exact' });
   const seen = new Set<string>();
   for (let i = 0; i < photos.length; i++) {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../head-training.js';
 import type { HeadDataset } from '../head-types.js';
 import type { TrainOptions } from '../options.js';
-import { runOnThreads, sharedRows } from '../thread-pool.js';
+import { runQueue, sharedRows } from '../thread-pool.js';
 import { trainHead } from '../train.js';
 import { headProbabilities } from './probabilities.js';
 
@@ -102,27 +102,20 @@ export async function outOfSampleProbabilities(rows: readonly Float32Array[], la
     if (stored) place(k, stored);
     else todo.push(k);
   }
-  let stopped = false;
-  const take = () => {
-    if (stopped || todo.length === 0) return undefined;
-    if (hooks.shouldStop?.()) {
-      stopped = true;
-      return undefined;
-    }
-    return todo.shift();
-  };
-  const finish = async (k: number, probs: Float32Array) => {
-    await hooks.onFold?.(k, probs);
-    place(k, probs);
-  };
-  const parallel = Math.max(1, Math.min(hooks.parallel ?? 1, todo.length));
-  if (parallel === 1) {
-    for (let k = take(); k !== undefined; k = take()) await finish(k, await trainFold(rows, labels, fold, k, dim, classes, options));
-  } else {
-    const data = threadData(rows, labels, fold, dim, classes, options);
-    await runOnThreads<number, Float32Array>(new URL('./fold-thread.js', import.meta.url), data, parallel, take, finish, (k) => `audit fold ${k}`);
-  }
-  if (stopped) throw new FoldsAborted(K - todo.length);
+  let finished = K - todo.length;
+  const stopped = await runQueue<number, Float32Array>({
+    jobs: todo,
+    parallel: hooks.parallel ?? 1,
+    shouldStop: hooks.shouldStop,
+    here: (k) => trainFold(rows, labels, fold, k, dim, classes, options),
+    threads: { script: new URL('./fold-thread.js', import.meta.url), data: () => threadData(rows, labels, fold, dim, classes, options), describe: (k) => `audit fold ${k}` },
+    finish: async (k, probs) => {
+      await hooks.onFold?.(k, probs);
+      place(k, probs);
+      finished++;
+    },
+  });
+  if (stopped) throw new FoldsAborted(finished);
   return out;
 }
 
