@@ -11,10 +11,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { generateSampleSet } from '@graft/cli';
+import { freePort, startLocalNats, type LocalNats } from '@graft/protocol';
 import { TestCluster } from '../helpers/cluster.js';
 import { CLI, ROOT } from '../helpers/fixtures.js';
 import { retrainMobileNetGraph } from '../helpers/graphdef.js';
-import { runGraft } from '../helpers/process.js';
+import { runGraft, spawnGraft, waitFor } from '../helpers/process.js';
 
 /** Whether @tensorflow/tfjs-node is installed here (then --backend tfjs-node starts). */
 function nativeInstalled(): boolean {
@@ -124,6 +125,28 @@ describe('graft CLI - system errors as one line naming the input', () => {
       if (!nativeInstalled()) assert.match(native.stderr.split('\n')[0], /backend tfjs-node cannot start: @tensorflow\/tfjs-node is not installed \(npm install @tensorflow\/tfjs-node: its install step downloads libtensorflow/);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('graft CLI - a service started before its broker', () => {
+  it('graft worker waits for the broker and the topology, saying so, then starts', { timeout: 120_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'graft-late-broker-'));
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const worker = spawnGraft(['worker', '--nats', url]);
+    let nats: LocalNats | undefined;
+    try {
+      await waitFor(async () => worker.output().includes(`cannot connect to NATS at ${url}: connection refused (waiting for it`), 30_000, `the worker says it waits\n${worker.output()}`);
+      nats = await startLocalNats({ dataDir, port });
+      await waitFor(async () => /stream GRAFT_TASKS does not exist .*run graft init or start the coordinator first \(waiting for it/.test(worker.output()), 30_000, `the worker waits for the topology\n${worker.output()}`);
+      assert.equal(worker.child.exitCode, null, 'still running while the topology is missing');
+      assert.equal((await runGraft(['init', '--nats', url])).code, 0);
+      await waitFor(async () => worker.output().includes('worker started'), 30_000, `the worker starts once the broker is there\n${worker.output()}`);
+    } finally {
+      await worker.stop();
+      await nats?.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });

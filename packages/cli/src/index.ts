@@ -7,3 +7,4 @@ export { generateSampleSet, sampleImage } from './sample.js';
 export { REDACT_PATHS } from './logger.js';
 export { createProgress } from './progress.js';
 export { resolveGpus, withoutOptions } from './gpu-workers.js';
+export { COMMANDS } from './commands.js';

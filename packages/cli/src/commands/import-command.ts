@@ -17,7 +17,7 @@ Reads a graph TensorFlow's retrain.py wrote (and the "TensorFlow for Poets" code
 weights too (Dequantize): its base becomes the backbone, cut where retrain.py's head reads it, and
 its final_training_ops the head. The folder is checked against the original graph run whole to
 final_result (probabilities within 1e-4) before it is written; then graft classify, graft serve and
-the browser bundle (web/) work on it, and --backbone OUTPUT_GRAPH.pb retrains its base on new classes.
+the browser bundle (web/) work on it, and graft train --backbone OUTPUT_GRAPH.pb retrains its base on new classes.
 
   --labels FILE       retrain.py's output_labels.txt (one class per line, in the head's order)
   --out DIR           the model folder to write

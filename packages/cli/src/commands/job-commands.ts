@@ -120,6 +120,7 @@ list every head).
   --sweep-grid FILE   the grid as JSON (default grid: see README)
   --out DIR           model folder (default ./graft-model)
   --no-bundle         skip DIR/web
+${BACKEND_HELP}
 ${CACHE_HELP}
 ${NATS_HELP}`,
   options: { ...NATS_OPTIONS, 'sweep-grid': { type: 'string' }, out: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },

@@ -17,7 +17,7 @@ MODEL is a frozen TensorFlow GraphDef (.pb, or ARCHIVE.zip#member.pb / .tgz#memb
 model.json (file or folder), a URL of either, or a catalogue name. Prints every node or layer with
 its op and output shape (for one image), the input graft feeds (and, for a .pb, the decoding head it
 replaces and the preprocessing the graph does itself) and the likely bottlenecks: the pooled output
-before the classifier. Use one with --bottleneck.
+before the classifier. Use one with graft train --bottleneck.
 
   --json              one JSON object, for scripts
   --input-size N      input edge when the model does not say it

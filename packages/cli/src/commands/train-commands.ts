@@ -60,10 +60,12 @@ the test accuracy per class, and classifies a photo it never saw.
 
   --out DIR           model folder (default ./graft-model)
   --workers N         extractor processes (default one per core)
+  --data DIR          local cluster data folder (default ~/.graft/cluster)
   --backbone SPEC     default mobilenet_v2_035 (embedded, no network)
+  --no-bundle         skip the browser bundle (DIR/web)
 ${BACKEND_HELP}
 ${CACHE_HELP}`,
-  options: TRAIN_OPTIONS,
+  options: { out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backbone: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const data = join(SAMPLES, 'clothing');
