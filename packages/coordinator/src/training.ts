@@ -140,7 +140,8 @@ function splitWarning(classes: readonly string[], sets: JobVectors): string | un
   const parts: string[] = [];
   for (const [name, ys] of [['test', sets.test.y], ['validation', sets.validation.y]] as const) {
     const m = missing(ys);
-    if (m.length) parts.push(`${m.length === classes.length ? 'no class has' : `${m.slice(0, 5).join(', ')}${m.length > 5 ? ', ...' : ''} ${m.length === 1 ? 'has' : 'have'}`} no ${name} image`);
+    if (m.length === classes.length) parts.push(`no class has a ${name} image`);
+    else if (m.length) parts.push(`${m.slice(0, 5).join(', ')}${m.length > 5 ? ', ...' : ''} ${m.length === 1 ? 'has' : 'have'} no ${name} image`);
   }
   return parts.length ? `${parts.join('; ')}: raise --test-percent / --validation-percent or fix the sets with --splits` : undefined;
 }

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generateSampleSet } from '@graft/cli';
+import { ROOT } from '../helpers/fixtures.js';
+
+/*
+ * graft as a user installs it: `npm run pack` makes the tarball, `npm install -g` puts it in an
+ * empty prefix, and the installed `graft` runs from a folder outside the repository, finding its
+ * embedded model and its own code without the checkout. The third-party packages come from npm's
+ * cache (filled by npm ci) or the registry.
+ */
+
+describe('installable graft - npm pack, npm install -g, used from any folder', () => {
+  let dir: string;
+  let graft: string;
+  const env = () => ({ ...process.env, GRAFT_HOME: join(dir, 'home'), GRAFT_LOG_LEVEL: 'warn', PATH: `${join(dir, 'prefix', 'bin')}:${process.env.PATH}` });
+  /** Runs the installed graft in the user's folder (outside the repository). */
+  const run = (args: string[]) => spawnSync('graft', args, { cwd: join(dir, 'user'), env: env(), encoding: 'utf8', timeout: 180_000 });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'graft-install-'));
+    const tarball = execFileSync(process.execPath, [join(ROOT, 'scripts', 'pack.mjs'), join(dir, 'pack')], { encoding: 'utf8' }).trim();
+    assert.match(tarball, /graft-\d+\.\d+\.\d+\.tgz$/);
+    execFileSync('npm', ['install', '-g', '--prefix', join(dir, 'prefix'), '--prefer-offline', '--no-audit', '--no-fund', '--loglevel', 'error', tarball], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+    await generateSampleSet(join(dir, 'user', 'photos'), 6, 1, ['circle', 'square']);
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('graft --version and graft help CMD work from the PATH', async () => {
+    const version = run(['--version']);
+    assert.equal(version.status, 0, version.stderr);
+    const cli = JSON.parse(await readFile(join(ROOT, 'packages', 'cli', 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version.stdout.trim(), `graft ${cli.version}`);
+    assert.match(run(['help', 'classify']).stdout, /^graft classify MODEL_DIR IMAGE/);
+  });
+
+  it('graft train on a small folder with the embedded model, then graft classify, outside the repository', { timeout: 300_000 }, () => {
+    const train = run(['train', 'photos', '--out', 'model', '--workers', '1', '--no-bundle', '--epochs', '20']);
+    assert.equal(train.status, 0, `${train.stdout}\n${train.stderr}`);
+    assert.match(train.stdout, /backbone +mobilenet_v2_035 \(1280-d/, 'the embedded model, found inside the installed package');
+    assert.match(train.stdout, /model written to .*graft-install-[^/]+\/user\/model/);
+    const classify = run(['classify', 'model', join('photos', 'square', 'square_000.jpg'), '--json']);
+    assert.equal(classify.status, 0, classify.stderr);
+    const answer = JSON.parse(classify.stdout) as { image: string; predictions: { label: string }[] };
+    assert.deepEqual(answer.predictions.map((t) => t.label).sort(), ['circle', 'square'], 'one JSON document naming both classes');
+  });
+});
