@@ -1,19 +1,22 @@
 // The real deploy/compose.yaml, run in Docker on this machine: images built from the real
 // Dockerfiles (on base images made from Debian packages: no registry is reachable here), the
-// CPU profile with three extractors, a job published from the host as the cli user, Prometheus
+// CPU profile with three extractors, jobs published from the host as the cli user (one with its own
+// local model, uploaded), Prometheus
 // inside compose scraping them, an extractor killed mid-job, and the vector cache surviving
 // `down` and `up` on its volume. Skips, saying why, where Docker cannot run.
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { generateSampleSet, publishDataset } from '@graft/cli';
 import { JobState, freePort, openBus, readJob, type Bus, type JobStatus } from '@graft/protocol';
+import { initBackend } from '@graft/vision';
 import { countsOf } from '../helpers/cluster.js';
+import { writeTinyModel } from '../helpers/models.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/process.js';
 
@@ -185,5 +188,16 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
     assert.deepEqual(countsOf(s3), { total: total1, cached: total1, extracted: 0, failed: 0 });
     const embedded = await Promise.all((await containers('extractor-cpu')).map(embeddedIn));
     assert.deepEqual(embedded, Array(EXTRACTORS).fill(0), 'no extractor ran the backbone');
+
+    // 4. Your own model: a TF.js folder on this host, which no container can see. The cli user's
+    // publish uploads it; the coordinator (no --allow-model-files) reads the upload; workers run it.
+    await initBackend();
+    const mine = join(work, 'my-model');
+    await mkdir(mine);
+    await writeTinyModel(mine);
+    const p4 = await publishDataset(bus, first, { progress: false, backbone: mine, training: { epochs: 3 } });
+    const s4 = await finished(p4.jobId);
+    assert.deepEqual(countsOf(s4), { total: total1, cached: 0, extracted: total1, failed: 0 });
+    assert.equal(s4.backbone?.dim, 3, 'the tiny model ran, not a catalogue one');
   });
 });

@@ -44,7 +44,7 @@ describe('policies shared by the CLI and the coordinator', () => {
       const dry = await runGraft(['publish', SAMPLES, '--dry-run', ...flags]);
       assert.equal(dry.code, 0, dry.output);
       const planned = dryRunCounts(dry.output);
-      assert.equal(planned.size, 10, dry.output);
+      assert.equal(planned.size, 6, dry.output);
       const pub = await runGraft(['publish', SAMPLES, '--nats', nats.url, ...flags], { GRAFT_LOG_LEVEL: 'warn' });
       assert.equal(pub.code, 0, pub.output);
       const jobId = pub.output.trim().split('\n').at(-1)!; // publish prints the job id last

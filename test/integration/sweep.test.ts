@@ -39,6 +39,8 @@ describe('sweeps of heads over cached vectors', () => {
     const r = await runGraft(['train', data, '--nats', c.url, '--backbone', model, '--sweep', '--sweep-grid', grid, '--epochs', '20', '--patience', '0', '--out', out, '--no-bundle'], { GRAFT_HOME: c.work });
     assert.equal(r.code, 0, r.output + c.logs());
     assert.match(r.output, /sweep: 5 heads in [\d.]+ s/);
+    assert.match(r.output, /^sweep +5\/5 heads trained, best validation [\d.]+%$/m, 'the summary counts heads as heads');
+    assert.doesNotMatch(r.output, /^training +epoch/m, 'not as epochs with the last head\'s loss');
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as EvaluationReport;
     const heads = report.sweep!.heads;
     assert.equal(heads.length, 5);

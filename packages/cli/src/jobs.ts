@@ -20,6 +20,7 @@ export function jobLine(s: JobStatus): string {
   const c = s.counts ?? {};
   const parts = [s.jobId, jobStateName(s.state).padEnd(10), `${s.name}`, `images ${c.total ?? 0} (cached ${c.cached ?? 0}, extracted ${c.extracted ?? 0}, failed ${c.failed ?? 0})`];
   if (s.training?.epoch) parts.push(`epoch ${s.training.epoch} loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
+  if (s.sweep?.heads) parts.push(`sweep ${s.sweep.headsDone}/${s.sweep.heads} heads, best val ${pct(s.sweep.bestValAccuracy)}`);
   if (s.evaluation?.testImages) parts.push(`test top-1 ${pct(s.evaluation.top1)}`);
   if (s.error) parts.push(`error: ${s.error}`);
   return parts.join('  ');
@@ -38,6 +39,7 @@ export function jobDetails(s: JobStatus, withFailures = false): string {
   const a = s.augmented;
   if (a?.total) lines.push(`augmented ${a.total} copies of training images: ${a.cached ?? 0} cached, ${a.extracted ?? 0} extracted, ${a.failed ?? 0} failed`);
   if (s.training?.epoch) lines.push(`training  epoch ${s.training.epoch}/${s.training.epochs}: loss ${(s.training.loss ?? 0).toFixed(4)}, train ${pct(s.training.accuracy)}, validation ${pct(s.training.valAccuracy)}`);
+  if (s.sweep?.heads) lines.push(`sweep     ${s.sweep.headsDone}/${count(s.sweep.heads, 'head')} trained, best validation ${pct(s.sweep.bestValAccuracy)}`);
   if (s.evaluation?.testImages) lines.push(`test      top-1 ${pct(s.evaluation.top1)}, top-5 ${pct(s.evaluation.top5)} on ${s.evaluation.testImages} images (${s.evaluation.trainImages} train, ${s.evaluation.validationImages} validation)`);
   if (s.warning) lines.push(`warning   ${s.warning}`);
   if (s.error) lines.push(`error     ${s.error}`);
@@ -87,6 +89,10 @@ export async function followJob(bus: Bus, jobId: string, opts: { progress?: bool
       if (s.training?.epoch) {
         training ??= createProgress('training');
         training.update(s.training.epoch, s.training.epochs ?? 0, `loss ${(s.training.loss ?? 0).toFixed(3)} val ${pct(s.training.valAccuracy)}`);
+      }
+      if (s.sweep?.heads) {
+        training ??= createProgress('sweep');
+        training.update(s.sweep.headsDone ?? 0, s.sweep.heads, `heads, best val ${pct(s.sweep.bestValAccuracy)}`);
       }
     }
     if (isTerminal(s.state)) {

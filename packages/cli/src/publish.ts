@@ -19,7 +19,8 @@ import {
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
-import { backboneRequest, redactUrl, type BackboneOverrides } from '@graft/vision';
+import { backboneRequest, redactUrl, type BackboneFields, type BackboneOverrides } from '@graft/vision';
+import { prepareLocalModel, uploadModel } from './model-upload.js';
 import { downloadImages, type DownloadOptions } from './downloads.js';
 import { describeError } from './errors.js';
 import { applyFixes, readFixes, type FixesOption } from './fixes.js';
@@ -94,7 +95,7 @@ async function readSplits(file: string): Promise<Map<string, Split>> {
  */
 export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = {}): Promise<Published> {
   const show = o.progress ?? true;
-  const ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
+  let ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
   const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
   const fixes = o.fixes ? await readFixes(o.fixes) : undefined;
   const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
@@ -107,6 +108,8 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
   // The same checks as --dry-run: what one refuses, the other refuses.
   const problems = planProblems(scan.images, o, splits);
+  const model = await prepareLocalModel(ref);
+  if (model.problem) problems.push(model.problem);
   if (problems.length) throw new Error(`${dir}${fixes ? ' (after the fixes)' : ''}: ${problems.join('; ')}`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
   let shrunk = 0;
@@ -117,6 +120,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     bar?.done(show ? `${shrunk} of ${scan.images.length} images over ${o.maxSide} px: stored as ${o.maxSide} px copies` : undefined);
   }
 
+  if (model.upload) ref = await uploadModel(bus, ref, model.upload, show);
   const jobId = newJobId();
   const manifest: DatasetManifest = codecs.manifest.create({
     jobId,
@@ -274,6 +278,8 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
   }
   if (o.fixes) entries = applyFixes(entries, [], await readFixes(o.fixes), o.fixes.mode).images;
   problems.push(...planProblems(entries, o, splits));
+  const { problem } = await prepareLocalModel(backboneOrAuto(o));
+  if (problem) problems.push(problem);
   const counts = new Map<string, { train: number; validation: number; test: number }>();
   for (const e of entries) {
     const c = counts.get(e.label) ?? { train: 0, validation: 0, test: 0 };
@@ -286,6 +292,15 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
   for (const s of skipped) lines.push(`skipped ${s.path}: ${s.reason}`);
   if (problems.length) lines.push(`${problems.length} problem${problems.length > 1 ? 's' : ''}:`, ...problems.map((p) => `  ${p}`));
   return { text: lines.join('\n'), ok: problems.length === 0 };
+}
+
+/** The request --backbone makes, or auto's when it names nothing the catalogue or a path knows (planProblems says so). */
+function backboneOrAuto(o: PublishOptions): BackboneFields {
+  try {
+    return backboneRequest(o.backbone ?? 'auto', o.overrides);
+  } catch {
+    return backboneRequest('auto');
+  }
 }
 
 /** What a real publish (or the coordinator) would refuse, found without uploading anything. */

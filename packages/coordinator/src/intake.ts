@@ -12,6 +12,7 @@ import {
   isValidJobId,
   putModel,
   queuedStatus,
+  readImage,
   readJobRecord,
   STORE_READ_CONCURRENCY,
   type DatasetManifest,
@@ -167,6 +168,7 @@ export class ManifestIntake {
           allowFiles: this.ctx.o.allowModelFiles,
           allowPrivateHosts: this.ctx.o.allowPrivateModelHosts,
           maxBytes: this.ctx.o.maxModelBytes,
+          readUpload: (sha256, maxBytes) => this.readUpload(sha256, maxBytes),
           onWarning: (w) => log.warn(w),
           onSource: (url) => log.info({ source: url }, 'auto backbone: loaded from this source'),
         });
@@ -179,6 +181,13 @@ export class ManifestIntake {
       p.catch(() => this.backbones.delete(key)); // tried again by the next manifest naming it
     }
     return p;
+  }
+
+  /** A blob of a model its publisher uploaded (graft publish --backbone ./my-model): in the image store, checked by vision. */
+  private async readUpload(sha256: string, maxBytes: number): Promise<Uint8Array> {
+    const r = await this.ctx.persist('reading an uploaded model', () => readImage(this.ctx.bus, sha256, maxBytes));
+    if (!r.ok) throw new Error(r.problem === 'missing' ? 'not in the cluster (was it uploaded to another one?)' : r.message);
+    return r.bytes;
   }
 
   /** Puts a resolved backbone in the model store (once: the fingerprint names its content). */

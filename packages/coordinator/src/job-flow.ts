@@ -143,10 +143,14 @@ export class JobFlow {
       onAuditFold: (restored: boolean) => {
         if (!restored) m.auditFolds.inc();
       },
-      onSweepHead: (r: SweepHeadResult) => {
+      onSweepHead: async (r: SweepHeadResult, finished: number, total: number) => {
         if (!r.restored) m.sweepHeads.inc();
         if (r.valAccuracy > (this.sweepBest.get(s.jobId) ?? -1)) this.sweepBest.set(s.jobId, r.valAccuracy);
         m.sweepBestAccuracy.set(this.sweepBest.get(s.jobId)!);
+        m.lastProgress.setToCurrentTime();
+        // Heads are not epochs: the record says how far the sweep is, not one head's loss.
+        s.sweep = { headsDone: finished, heads: total, bestValAccuracy: this.sweepBest.get(s.jobId)! };
+        await this.records.write(job);
       },
       onEpoch: async (r: EpochResult) => {
         if (!Number.isFinite(r.loss) || !Number.isFinite(r.valLoss)) throw new Error(`the loss is not finite at epoch ${r.epoch} (training ${r.loss}, validation ${r.valLoss}): the head diverged`);

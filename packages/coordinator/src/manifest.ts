@@ -56,6 +56,8 @@ export function validateManifest(m: DatasetManifest): void {
   }
   for (const c of m.classes) if (!perClass.get(c)) problems.push(`class ${JSON.stringify(c)} has no images`);
   if (!m.backbone?.url && !m.backbone?.id) problems.push('names no backbone');
+  const upload = m.backbone?.uploadSha256;
+  if (upload && (!SHA256.test(upload) || !m.backbone?.url?.startsWith('file:'))) problems.push(`backbone upload ${JSON.stringify(upload.slice(0, 80))} is not a SHA-256 standing for a file:// model`);
   const t = m.training;
   const splits = splitPercentsProblem(t);
   if (splits) problems.push(splits);

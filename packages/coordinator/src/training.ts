@@ -38,7 +38,7 @@ export interface TrainJobInput {
   log: Logger;
   /** Bus operations go through this: tried again through outages. */
   persist: Persist;
-  /** After each epoch, before its checkpoint: a checkpoint is written only after this succeeds. In a sweep: after each head (epoch = heads done). */
+  /** After each epoch, before its checkpoint: a checkpoint is written only after this succeeds. Not in a sweep (onSweepHead). */
   onEpoch: (r: EpochResult) => void | Promise<void>;
   /** A sweep's head, trained (and stored) or restored from storage. */
   onSweepHead?: (r: SweepHeadResult, finished: number, total: number) => void | Promise<void>;
@@ -176,9 +176,7 @@ async function trainSweep(input: TrainJobInput, sets: JobVectors): Promise<{ hea
     onHead: async (r, finished, total) => {
       if (!r.restored) await persist('storing a sweep head', () => writeSweepHead(bus, jobId, sweepHeadToProto(r)));
       log.info({ head: r.id, restored: Boolean(r.restored), valAccuracy: r.valAccuracy, valLoss: r.valLoss, seconds: r.seconds, finished, total }, r.restored ? 'sweep head restored' : 'sweep head trained');
-      const best = r.head.history.find((h) => h.epoch === r.head.bestEpoch) ?? r.head.history.at(-1)!;
       await input.onSweepHead?.(r, finished, total);
-      await input.onEpoch({ ...best, epoch: finished, epochs: total });
     },
   });
   const winner = pickWinner(results);

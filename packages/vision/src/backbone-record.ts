@@ -33,6 +33,8 @@ export interface BackboneSpec {
   inputNode?: string;
   /** A .pb once resolved: SHA-256 of its bytes (other bytes are refused when it is loaded again). */
   sourceSha256?: string;
+  /** A local model its publisher uploaded to the cluster: read from there by SHA-256, not from url (model-upload.ts). */
+  uploadSha256?: string;
   /** Expected bottleneck dimension, when known in advance. */
   dim?: number;
   /** Pinned SHA-256 of the concatenated weights (catalogue entries): other bytes are refused. */
@@ -66,6 +68,7 @@ export interface BackboneFields {
   format?: string | null;
   inputNode?: string | null;
   sourceSha256?: string | null;
+  uploadSha256?: string | null;
 }
 
 /** The embedded default: always present, no network (ImageNet MobileNetV2-0.35, shipped in this package). */
@@ -232,7 +235,8 @@ export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides 
  */
 export function requestedSpec(ref: BackboneFields): BackboneSpec {
   const name = ref.id && ref.id !== 'custom' ? ref.id : (ref.url ?? '');
-  return parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined, inputNode: ref.inputNode ?? undefined });
+  const spec = parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined, inputNode: ref.inputNode ?? undefined });
+  return ref.uploadSha256 && spec.id === 'custom' ? { ...spec, uploadSha256: ref.uploadSha256 } : spec;
 }
 
 /** A resolved backbone as it travels in tasks and job records: every field set (a .pb's too). */

@@ -47,7 +47,7 @@ export interface FetchedBackbone {
  */
 export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<FetchedBackbone> {
   if (spec.id !== 'auto' || 'fingerprint' in spec) {
-    const files = await fetchModel(spec.url, { ...opts, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize, inputNode: spec.inputNode } });
+    const files = await fetchModel(spec.url, { ...opts, upload: spec.uploadSha256, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize, inputNode: spec.inputNode } });
     if (files.graph && spec.sourceSha256 && files.graph.sha256 !== spec.sourceSha256) {
       throw new BackboneError(`${spec.url} has SHA-256 ${files.graph.sha256}, not the ${spec.sourceSha256} this backbone was resolved from: refusing it`);
     }

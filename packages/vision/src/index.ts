@@ -7,7 +7,9 @@ export type { Backbone, FetchedBackbone, LoadBackboneOptions } from './backbone.
 export { modelBundle, filesFromBundle } from './model-files.js';
 export type { ModelFiles } from './model-files.js';
 export { DEFAULT_ALLOW_MODEL_FILES, DEFAULT_ALLOW_PRIVATE_MODEL_HOSTS, DEFAULT_MAX_MODEL_BYTES, USER_MODEL_POLICY } from './model-policy.js';
-export type { FetchModelOptions } from './model-policy.js';
+export type { FetchModelOptions, ReadUpload } from './model-policy.js';
+export { localModelUpload } from './model-source.js';
+export type { ModelUpload, UploadBlob } from './model-upload.js';
 export { fetchCapped, FetchFailure, MAX_REDIRECTS, hideUrlCredentials, isPrivateAddress, redactUrl } from './http-fetch.js';
 export type { CappedFetchOptions, FetchedBody, FetchFailureKind } from './http-fetch.js';
 export { decodeImage, decodeResized, imageKind, resolveDecodeLimits, IMAGE_EXTENSIONS } from './image.js';

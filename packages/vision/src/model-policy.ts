@@ -1,5 +1,8 @@
 import { BackboneError } from './errors.js';
 
+/** Reads one uploaded blob by its SHA-256, refusing one over maxBytes before reading it. */
+export type ReadUpload = (sha256: string, maxBytes: number) => Promise<Uint8Array>;
+
 /*
  * graft's one model trust policy: where a model may be read from and how big it may be. The
  * default is the careful one (no local files): whoever loads a model a stranger named (the
@@ -39,6 +42,10 @@ export interface FetchModelOptions {
   expectWeightsSha256?: string;
   /** Told when something was set right by itself (a corrupt cache entry removed and downloaded again). */
   onWarning?: (message: string) => void;
+  /** The SHA-256 a manifest names an uploaded model by: read with readUpload instead of the URL (model-upload.ts). */
+  upload?: string;
+  /** Reads an uploaded blob from the cluster (the coordinator's image store). Without it an upload is refused. */
+  readUpload?: ReadUpload;
   /** For a TensorFlow GraphDef (.pb): where to cut it and, if it does not say, its input size. */
   graph?: { bottleneck?: string; inputSize?: number; inputNode?: string };
 }

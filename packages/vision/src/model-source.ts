@@ -10,7 +10,8 @@ import { graphDefModel, type GraphSource } from './graphdef.js';
 import { FetchFailure, fetchCapped, hideUrlCredentials, redactUrl } from './http-fetch.js';
 import { defaultCacheDir, readCache, safeName, writeCache } from './model-cache.js';
 import { modelBundle, modelFilesFrom, shardPaths, type ModelFiles, type ModelJson } from './model-files.js';
-import { DEFAULT_MAX_MODEL_BYTES, maxModelBytes, refuseUnlessFilesAllowed, type FetchModelOptions } from './model-policy.js';
+import { DEFAULT_MAX_MODEL_BYTES, USER_MODEL_POLICY, maxModelBytes, refuseUnlessFilesAllowed, type FetchModelOptions } from './model-policy.js';
+import { graphDefUpload, readUploadedBlob, readUploadedModel, tfjsUpload, type ModelUpload } from './model-upload.js';
 
 /*
  * Where a model's files come from: the models shipped inside graft, local files, HTTP (TF Hub and
@@ -30,8 +31,11 @@ export { defaultCacheDir } from './model-cache.js';
 export async function fetchModel(url: string, opts: FetchModelOptions = {}): Promise<ModelFiles> {
   try {
     let files: ModelFiles | undefined;
+    // An upload stands for the publisher's own file; it never stands in for a URL (whose cache it would fill).
+    if (opts.upload && !url.startsWith('file:')) throw new BackboneError(`model ${redactUrl(url)}: an upload stands for a local file:// model only`);
     const graphDef = graphDefSource(url);
     if (graphDef) files = await readGraphDefModel(url, graphDef, opts);
+    else if (opts.upload) files = await readUploadedModel(opts.upload, opts.readUpload, maxModelBytes(opts), `${url} (uploaded, ${opts.upload})`);
     else if (url.startsWith('embedded:')) files = await readEmbedded(url);
     else if (url.startsWith('file:')) {
       refuseUnlessFilesAllowed(url, opts);
@@ -85,6 +89,8 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
   const src = graphDefSource(url);
   if (!src) throw new BackboneError(`${url} is not a .pb (or an archive holding one)`);
   const max = maxModelBytes(opts);
+  // An uploaded .pb is the graph itself, already out of any archive.
+  if (opts.upload) return readUploadedBlob(opts.upload, opts.readUpload, max);
   let bytes: Uint8Array;
   if (src.fileUrl.startsWith('file:')) {
     refuseUnlessFilesAllowed(url, opts);
@@ -96,6 +102,17 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
     bytes = (await download(src.fileUrl, opts.timeoutMs ?? 120_000, src.fileUrl.split('/').pop() ?? 'model', { left: max, max }, opts)).bytes;
   } else throw new BackboneError(`unsupported model URL ${url}: a .pb is read from file:// or http(s)://`);
   return src.member ? extractMember(bytes, src.member, src.fileUrl, max) : bytes;
+}
+
+/**
+ * What `graft publish` uploads for a local model (`file://`, a folder, a .pb or an archive#member):
+ * read and checked here, on the user's machine, under the size cap the cluster applies.
+ * @throws BackboneError naming the file and what is wrong.
+ */
+export async function localModelUpload(url: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): Promise<ModelUpload> {
+  const src = graphDefSource(url);
+  if (src) return graphDefUpload(await readGraphDefBytes(url, { ...USER_MODEL_POLICY, maxBytes }), src.member ?? src.fileUrl.split('/').pop()!);
+  return tfjsUpload(await fetchModel(url, { ...USER_MODEL_POLICY, maxBytes }));
 }
 
 /**
@@ -119,8 +136,14 @@ async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: Fe
 }
 
 async function readLocal(path: string, maxBytes: number): Promise<ModelFiles> {
-  const file = (await stat(path)).isDirectory() ? join(path, 'model.json') : path;
-  const json = parseModelJson(await readFile(file, 'utf8'), file);
+  const found = await stat(path).catch(() => undefined);
+  if (!found) throw new BackboneError(`model ${path}: no such file or folder (check the path)`);
+  const file = found.isDirectory() ? join(path, 'model.json') : path;
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new BackboneError(err.code === 'ENOENT' ? `model folder ${path} has no model.json` : `cannot read model ${file}: ${err.message}`);
+  });
+  const json = parseModelJson(text, file);
+  if (!json || typeof json !== 'object' || !json.modelTopology || !Array.isArray(json.weightsManifest)) throw new BackboneError(`${file} is not a TF.js model.json (no modelTopology/weightsManifest)`);
   const dir = dirname(file);
   const paths = shardPaths(json);
   let total = 0;

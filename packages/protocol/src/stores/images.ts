@@ -4,7 +4,7 @@ import type { Bus } from '../bus.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
 
 /*
- * The image store (graft-images): photo bytes named by their hex SHA-256. This module is its only
+ * The image store (graft-images): photo bytes (and the blobs of uploaded models) named by their hex SHA-256. This module is its only
  * reader and writer: uploads, checked reads, and whether an image is stored.
  */
 
