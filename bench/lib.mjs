@@ -57,7 +57,7 @@ export async function scrape(port) {
   return {
     calls: get(/^graft_backbone_calls_total ([0-9.e+-]+)/gm),
     images: get(/^graft_images_extracted_total ([0-9.e+-]+)/gm),
-    bytesFetched: get(/^graft_image_bytes_fetched_total ([0-9.e+-]+)/gm),
+    bytesFetched: get(/^graft_image_fetched_bytes_total ([0-9.e+-]+)/gm),
     fetch: stage('fetch'),
     decode: stage('decode'),
     infer: stage('infer'),

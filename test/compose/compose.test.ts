@@ -64,9 +64,10 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
   let envFile = '';
   let natsPort = 0;
   let promPort = 0;
+  let amPort = 0;
   let bus: Bus | undefined;
   const compose = (...args: string[]) => sh([...composeCommand()!, '-p', project, '-f', join(ROOT, 'deploy', 'compose.yaml'), '--env-file', envFile, ...args], `compose ${args[0]}`);
-  const up = () => compose('up', '-d', '--no-build', '--scale', `extractor-cpu=${EXTRACTORS}`, 'nats', 'init', 'coordinator', 'extractor-cpu', 'prometheus');
+  const up = () => compose('up', '-d', '--no-build', '--scale', `extractor-cpu=${EXTRACTORS}`, 'nats', 'init', 'coordinator', 'extractor-cpu', 'prometheus', 'alertmanager');
   const containers = async (service: string) => (await compose('ps', '-q', service)).split('\n').filter(Boolean);
   const logs = async () => (await compose('logs', '--no-color', '--tail', '60').catch((e: Error) => e.message)).slice(-12_000);
 
@@ -79,6 +80,13 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
   async function prometheus(path: string): Promise<any> {
     const r = await fetch(`http://127.0.0.1:${promPort}${path}`);
     return ((await r.json()) as { data: unknown }).data;
+  }
+
+  /** The alerts Alertmanager holds now, by name. */
+  async function firing(): Promise<string[]> {
+    const r = await fetch(`http://127.0.0.1:${amPort}/api/v2/alerts?active=true`).catch(() => undefined);
+    if (!r?.ok) return [];
+    return ((await r.json()) as { labels: { alertname: string }; status: { state: string } }[]).filter((a) => a.status.state === 'active').map((a) => a.labels.alertname);
   }
 
   async function openCliBus(): Promise<Bus> {
@@ -109,7 +117,7 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), 'graft-compose-'));
-    [natsPort, promPort] = [await freePort(), await freePort()];
+    [natsPort, promPort, amPort] = [await freePort(), await freePort(), await freePort()];
     envFile = join(work, '.env');
     const env = {
       COMPOSE_PROFILES: 'cpu',
@@ -117,6 +125,8 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
       GRAFT_BIND_ADDRESS: '127.0.0.1',
       GRAFT_NATS_PORT: String(natsPort),
       GRAFT_PROMETHEUS_PORT: String(promPort),
+      GRAFT_ALERTMANAGER_PORT: String(amPort),
+      ALERTMANAGER_IMAGE: 'graft-offline/alertmanager:debian',
       NATS_IMAGE: 'graft-offline/nats:debian',
       PROMETHEUS_IMAGE: 'graft-offline/prometheus:debian',
     };
@@ -199,5 +209,27 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
     const s4 = await finished(p4.jobId);
     assert.deepEqual(countsOf(s4), { total: total1, cached: 0, extracted: total1, failed: 0 });
     assert.equal(s4.backbone?.dim, 3, 'the tiny model ran, not a catalogue one');
+
+    // 5. Every extractor gone while a job has tasks pending: Alertmanager gets the alert; when
+    // extractors come back, the job finishes with nothing lost.
+    await compose('stop', 'extractor-cpu');
+    const third = await generateSampleSet(join(work, 'third'), 20, 33);
+    const p5 = await publishDataset(bus, third, { progress: false, backbone: 'mobilenet_v2_035', training: { epochs: 3 } });
+    const alerts = await waitFor(async () => {
+      const a = await firing();
+      return a.includes('GraftNoExtractorWhileTasksPending') ? a : undefined;
+    }, 420_000, `GraftNoExtractorWhileTasksPending firing in Alertmanager\n${await logs()}`);
+    assert.ok(alerts.includes('GraftNoExtractorWhileTasksPending'));
+    await up();
+    const s5 = await finished(p5.jobId);
+    const total5 = s5.counts?.total ?? 0;
+    assert.deepEqual(countsOf(s5), { total: total5, cached: 0, extracted: total5, failed: 0 });
+
+    // The jobs gauge reads true: five jobs done, from the job records (a finished job is not forgotten).
+    const done = await waitFor(async () => {
+      const r = (await prometheus(`/api/v1/query?query=${encodeURIComponent('max(graft_jobs{state="done"})')}`)) as { result: { value: [number, string] }[] };
+      return Number(r.result[0]?.value[1]) === 5 ? 5 : undefined;
+    }, 120_000, 'graft_jobs{state="done"} to read 5 in Prometheus');
+    assert.equal(done, 5);
   });
 });

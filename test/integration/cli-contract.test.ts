@@ -130,7 +130,7 @@ describe('graft CLI - system errors as one line naming the input', () => {
 });
 
 describe('graft CLI - a service started before its broker', () => {
-  it('graft worker waits for the broker and the topology, saying so, then starts', { timeout: 120_000 }, async () => {
+  it('graft worker waits for the broker and the topology, saying so, then starts; a signal while it waits stops it', { timeout: 120_000 }, async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'graft-late-broker-'));
     const port = await freePort();
     const url = `nats://127.0.0.1:${port}`;
@@ -138,6 +138,12 @@ describe('graft CLI - a service started before its broker', () => {
     let nats: LocalNats | undefined;
     try {
       await waitFor(async () => worker.output().includes(`cannot connect to NATS at ${url}: connection refused (waiting for it`), 30_000, `the worker says it waits\n${worker.output()}`);
+      // Stopped while it waits (docker compose stop before the broker is up): it stops, cleanly.
+      const early = spawnGraft(['worker', '--nats', url]);
+      await waitFor(async () => early.output().includes('(waiting for it'), 30_000, `the second worker waits\n${early.output()}`);
+      early.child.kill('SIGTERM');
+      assert.equal(await early.exited, 0, early.output());
+      assert.match(early.output(), /worker stopped before it connected/);
       nats = await startLocalNats({ dataDir, port });
       await waitFor(async () => /stream GRAFT_TASKS does not exist .*run graft init or start the coordinator first \(waiting for it/.test(worker.output()), 30_000, `the worker waits for the topology\n${worker.output()}`);
       assert.equal(worker.child.exitCode, null, 'still running while the topology is missing');

@@ -28,7 +28,7 @@ describe('worker --gpus - one process per GPU', () => {
     assert.deepEqual(withoutOptions(['--gpus', 'all', '--nats', 'u', '--metrics-port=9', '--batch-size', '8'], ['gpus', 'metrics-port']), ['--nats', 'u', '--batch-size', '8']);
   });
 
-  it('starts a worker per GPU that sees only its own, sums their metrics, restarts one that dies, and stops them all on SIGTERM', { timeout: 180_000 }, async () => {
+  it('starts a worker per GPU that sees only its own, labels their metrics by GPU, restarts one that dies (counted), and stops them all on SIGTERM', { timeout: 180_000 }, async () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
     try {
       const port = await freePort();
@@ -43,13 +43,23 @@ describe('worker --gpus - one process per GPU', () => {
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 16, cached: 0, extracted: 16, failed: 0 });
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      assert.equal(Number(/^graft_images_extracted_total (\d+)/m.exec(text)?.[1]), 16, 'one target: the children\'s counts summed');
+      const perGpu = [...text.matchAll(/^graft_images_extracted_total\{gpu="(\d)"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])] as const);
+      assert.deepEqual(perGpu.map(([g]) => g).sort(), ['0', '1'], 'one target: each GPU\'s worker as its own series');
+      assert.equal(perGpu.reduce((n, [, v]) => n + v, 0), 16, 'their counts add up to the job');
+      const info = [...text.matchAll(/^graft_worker_info\{(.*)\} (\d+)$/gm)];
+      assert.ok(info.length >= 1, 'the workers that loaded the backbone say so');
+      for (const [, labels, v] of info) assert.ok(/gpu="\d"/.test(labels) && v === '1', `one info series per GPU worker, never a sum: ${labels} ${v}`);
+      assert.match(text, /^graft_gpu_workers_live 2$/m);
+      assert.match(text, /^graft_gpu_worker_restarts_total\{gpu="0"\} 0$/m, 'restarts counted from 0 for each GPU');
       assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
 
       const [gpu0, pid0] = started[0];
       process.kill(pid0, 'SIGKILL');
       const again = await waitFor(async () => children(sup.output()).find(([g, pid]) => g === gpu0 && pid !== pid0), 30_000, `the worker for GPU ${gpu0} to be started again\n${sup.output().slice(-3000)}`);
       assert.equal(await envOf(again[1], 'CUDA_VISIBLE_DEVICES'), gpu0);
+      const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      assert.match(after, new RegExp(`^graft_gpu_worker_restarts_total\\{gpu="${gpu0}"\\} 1$`, 'm'), 'the restart is counted (GraftGpuWorkersRestarting)');
 
       assert.equal(await sup.stop(30_000), 0, 'SIGTERM stops the supervisor cleanly');
       for (const pid of [again[1], started[1][1]]) assert.throws(() => process.kill(pid, 0), 'no worker outlives its supervisor');

@@ -28,6 +28,7 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
   const procs: Spawned[] = [];
   const ports = { coordinator: 0, workers: [] as number[] };
   let job: JobStatus;
+  const started = Math.floor(Date.now() / 1000);
 
   before(async () => {
     nats = await startTestNats();
@@ -72,7 +73,8 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
     const data = await generateSampleSet(join(work, 'shapes'), 6, 5, ['circle', 'square']);
     const bad = await sampleImage('circle', 1);
     await writeFile(join(data, 'circle', 'broken.jpg'), bad.subarray(0, 300));
-    const p = await publishDataset(bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 20 } });
+    // Long enough (no early stop) for Prometheus to scrape the training gauges, which exist only while a head trains.
+    const p = await publishDataset(bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 500, patience: 0 } });
     job = await followJob(bus, p.jobId, { progress: false });
     assert.equal(job.state, JobState.JOB_STATE_DONE, job.error);
     assert.equal(job.counts!.failed, 1);
@@ -88,6 +90,26 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
       assert.deepEqual(problems, [], `port ${port}`);
       assert.match(text, /^graft_/m);
     }
+  });
+
+  it("the broker's own numbers and the jobs gauge say what the job did, on a standby coordinator too", { timeout: 60_000 }, async () => {
+    const text = await metricsText(ports.coordinator);
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    assert.equal(value(/^graft_jobs\{state="done"\} (\d+)$/m), 1, 'the finished job is counted, not forgotten');
+    assert.equal(value(/^graft_jobs\{state="extracting"\} (\d+)$/m), 0);
+    assert.equal(value(/^graft_store_messages\{store="manifests"\} (\d+)$/m), 1, 'one manifest published');
+    assert.ok(value(/^graft_store_bytes\{store="images"\} (\d+)$/m) > 0, 'the uploaded photos');
+    assert.equal(value(/^graft_store_limit_bytes\{store="results"\} (-?\d+)$/m), 1024 ** 3, "the results stream's default cap");
+    assert.equal(value(/^graft_store_limit_bytes\{store="images"\} (-?\d+)$/m), -1, 'no cap on the images store by default');
+    assert.equal(value(/^graft_consumer_pending_messages\{store="tasks"\} (\d+)$/m), 0, 'nothing left in the task queue');
+    assert.ok(value(/^graft_jetstream_storage_bytes (\d+)$/m) > 0);
+    assert.doesNotMatch(text, /^graft_training_loss\{/m, 'no training gauges between jobs');
+    // A standby coordinator reads the same job records: the numbers survive a takeover.
+    const port = await freePort();
+    const standby = spawnGraft(['coordinator', '--nats', nats.url, '--metrics-port', String(port)], { GRAFT_HOME: work });
+    procs.push(standby);
+    await waitFor(async () => /^graft_jobs\{state="done"\} 1$/m.test(await metricsText(port).catch(() => '')), 30_000, `the standby's graft_jobs\n${standby.output().slice(-2000)}`);
+    assert.match(await metricsText(port), /^graft_coordinator_leader 0$/m, 'it stands by');
   });
 
   it('graft up serves metrics for itself, its coordinator and its workers', { timeout: 120_000 }, async () => {
@@ -116,11 +138,16 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
       return Number(r.data.result[0]?.value[1]) === extracted;
     }, 30_000, `sum(graft_images_extracted_total) == ${extracted}`);
     await new Promise((r) => setTimeout(r, 3000));
-    const dash = JSON.parse(await readFile(join(ROOT, 'deploy/grafana/dashboards/graft.json'), 'utf8')) as { panels: { title: string; targets?: { expr: string }[] }[] };
+    const dash = JSON.parse(await readFile(join(ROOT, 'deploy/grafana/dashboards/graft.json'), 'utf8')) as { panels: { title: string; type: string; targets?: { expr: string; instant?: boolean }[] }[] };
     const empty: string[] = [];
+    // As Grafana asks: a time series over the dashboard's range (here, since the test began), a stat or
+    // table panel at one instant. Grafana's own variables get the values it would give them.
+    const end = Date.now() / 1000;
     for (const panel of dash.panels) {
       for (const t of panel.targets ?? []) {
-        const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(t.expr)}`);
+        const expr = t.expr.replace(/\$__rate_interval/g, '1m').replace(/\$__range/g, `${Math.ceil(end - started)}s`).replace(/\$instance/g, '.*');
+        const instant = t.instant || panel.type !== 'timeseries';
+        const res = await fetch(`${promUrl}/api/v1/${instant ? 'query' : 'query_range'}?query=${encodeURIComponent(expr)}${instant ? '' : `&start=${started}&end=${end}&step=1`}`);
         const body = (await res.json()) as { status: string; error?: string; data?: { result: unknown[] } };
         assert.equal(body.status, 'success', `${panel.title}: ${t.expr}: ${body.error}`);
         if (!body.data?.result.length) empty.push(`${panel.title}: ${t.expr}`);

@@ -194,7 +194,7 @@ describe('untrusted input - names, bytes and messages are checked', () => {
       const r = await runGraft(['status', p.jobId, '--failed', '--nats', c.url]);
       assert.match(r.output, /square\/phone\.jpg: too_large: file is \d+ bytes, over the 200000-byte limit/);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      const m = /^graft_image_bytes_fetched_total (\d+)/m.exec(metrics);
+      const m = /^graft_image_fetched_bytes_total (\d+)/m.exec(metrics);
       assert.ok(m, 'the worker counts the bytes it fetches');
       assert.ok(Number(m[1]) > 0 && Number(m[1]) < big.length, `the worker fetched ${m[1]} bytes in all, less than the ${big.length}-byte photo`);
     } finally {

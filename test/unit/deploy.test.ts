@@ -159,13 +159,44 @@ describe('deploy - Prometheus and Grafana', () => {
   it('every dashboard panel queries the provisioned datasource', () => {
     const ds = parse(readFileSync(join(DEPLOY, 'grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: { uid: string }[] };
     const uid = ds.datasources[0].uid;
-    const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/dashboards/graft.json'), 'utf8')) as { panels: { type: string; datasource?: { uid: string }; targets?: { expr: string }[] }[] };
+    type Dash = { templating: { list: { name: string; type: string; current?: { value: unknown } }[] }; panels: { title: string; type: string; datasource?: { uid: string }; targets?: { expr: string; instant?: boolean; datasource?: { uid: string } }[] }[] };
+    const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/dashboards/graft.json'), 'utf8')) as Dash;
+    const source = dash.templating.list.find((v) => v.type === 'datasource');
+    assert.equal(source?.current?.value, uid, 'the datasource variable starts on the provisioned datasource');
+    assert.ok(dash.templating.list.some((v) => v.name === 'instance' && v.type === 'query'), 'an instance variable');
     const panels = dash.panels.filter((p) => p.type !== 'row');
     assert.ok(panels.length >= 10);
     for (const p of panels) {
-      assert.equal(p.datasource?.uid, uid);
+      assert.equal(p.datasource?.uid, `\${${source!.name}}`, `${p.title}: the datasource variable`);
       assert.ok(p.targets?.length && p.targets.every((t) => t.expr.trim()), 'each panel has queries');
+      for (const t of p.targets!) {
+        assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `${p.title}: ${t.expr}: $__rate_interval or $__range, not a fixed window`);
+        if (p.type === 'stat' || p.type === 'table') assert.equal(t.instant, true, `${p.title}: one instant, not a range`);
+        if (p.type === 'stat') assert.doesNotMatch(t.expr, /^sum\(graft_\w+_total\)$/, `${p.title}: a total is an increase over the range (raw counters drop when a process restarts)`);
+      }
     }
+  });
+
+  it('compose: an init in every graft container, rotated logs, Prometheus capped in size and health-checked, the CUDA cache kept', () => {
+    type Service = { image?: string; init?: boolean; logging?: { options?: Record<string, string> }; command?: string[]; healthcheck?: unknown; volumes?: string[] };
+    const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8')) as { services: Record<string, Service> };
+    for (const [name, svc] of Object.entries(compose.services)) {
+      assert.ok(svc.logging?.options?.['max-size'], `${name}: its logs rotate`);
+      if (/graft-(cpu|gpu)/.test(svc.image ?? '')) assert.equal(svc.init, true, `${name}: signals reach node through an init`);
+    }
+    assert.ok(compose.services.prometheus.command?.some((c) => c.startsWith('--storage.tsdb.retention.size=')));
+    for (const name of ['prometheus', 'alertmanager', 'nats']) assert.ok(compose.services[name].healthcheck, `${name}: a health check`);
+    assert.ok(compose.services.extractor.volumes?.some((v) => v.endsWith(':/home/graft/.nv/ComputeCache')), 'the GPU extractor keeps its compiled kernels');
+  });
+
+  it('the Alertmanager config passes amtool, and compose sends Prometheus\'s alerts to it', (t) => {
+    const r = spawnSync('amtool', ['check-config', join(DEPLOY, 'alertmanager', 'alertmanager.yml')], { encoding: 'utf8' });
+    if (r.error) return t.skip('amtool not installed (apt-get install prometheus-alertmanager)');
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8')) as { services: Record<string, { volumes?: string[] }> };
+    assert.ok(compose.services.alertmanager?.volumes?.some((v) => v.startsWith('./alertmanager/alertmanager.yml:')), 'compose runs Alertmanager with the shipped config');
+    const prom = parse(readFileSync(join(DEPLOY, 'prometheus', 'prometheus.yml'), 'utf8')) as { alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] } };
+    assert.deepEqual(prom.alerting.alertmanagers[0].static_configs[0].targets, ['alertmanager:9093']);
   });
 
   it('Dockerfiles: base images and the native backend as build arguments, no dev dependencies back, caches owned by a fixed uid', () => {
@@ -179,6 +210,8 @@ describe('deploy - Prometheus and Grafana', () => {
       const afterPrune = text.slice(text.indexOf('npm prune'));
       for (const install of afterPrune.match(/npm install[^\n]*/g) ?? []) assert.match(install, /--omit=dev/, `${file}: ${install}`);
       assert.match(text, /useradd --system --uid 10001/, `${file}: fixed uid`);
+      assert.match(text, /^COPY --from=build \/app \/app$/m, `${file}: the code owned by root (the process cannot rewrite it)`);
+      assert.match(text, /rm -rf test scripts proto [^\n]*packages\/\*\/src/, `${file}: no tests, scripts or sources in the final image`);
       assert.match(text, /mkdir -p \/home\/graft\/\.cache\/graft.*chown -R graft:graft \/home\/graft/, `${file}: the model cache exists and is the graft user's`);
     }
     const gpu = readFileSync(join(DEPLOY, 'docker', 'Dockerfile.gpu'), 'utf8');

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import cluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { hostname } from 'node:os';
-import { AggregatorRegistry, collectDefaultMetrics, type PrometheusContentType, type Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { UsageError } from './args.js';
+import { nodeMetrics, supervisorMetrics } from './gpu-metrics.js';
 import { serveMetrics } from './metrics-server.js';
 import type { Log } from './logger.js';
 import { untilSignal } from './signals.js';
@@ -12,10 +13,10 @@ import { untilSignal } from './signals.js';
  * and a container given every GPU of its node (compose `count: all`) must not leave all but the
  * first idle. Each child sees only its GPU (CUDA_VISIBLE_DEVICES); the supervisor restarts a child
  * that dies, forwards SIGTERM (each child drains its task), and serves the children's metrics
- * summed on one port, so Prometheus scrapes one target per node as before.
+ * (each labelled with its gpu, gpu-metrics.ts) on one port, so Prometheus scrapes one target per node.
  */
 
-/** Marks a child started by the supervisor (its metrics go to the supervisor, not a port). */
+/** Marks a child started by the supervisor, holding its GPU (its metrics go to the supervisor, not a port). */
 const CHILD_ENV = 'GRAFT_GPU_CHILD';
 /** A child that dies is started again after this, doubling up to a minute while it keeps dying. */
 const RESTART_MS = 1000;
@@ -51,14 +52,12 @@ function nvidiaSmiGpus(): string[] {
 
 /** Whether this process is a child of the GPU supervisor. */
 export function isGpuChild(): boolean {
-  return cluster.isWorker && process.env[CHILD_ENV] === '1';
+  return cluster.isWorker && Boolean(process.env[CHILD_ENV]);
 }
 
-/** In a child: hands its registry to the supervisor's aggregated /metrics. */
-export function reportToSupervisor(registry: Registry): void {
-  collectDefaultMetrics({ register: registry });
-  new AggregatorRegistry(); // installs the child's answer to the supervisor's metric requests
-  AggregatorRegistry.setRegistries([registry]);
+/** The GPU a supervisor's child drives (its metrics' gpu label). */
+export function childGpu(): string {
+  return process.env[CHILD_ENV] ?? '';
 }
 
 /** argv without the named options (`--name value` and `--name=value`). */
@@ -83,10 +82,14 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
   const byGpu = new Map<string, ClusterWorker>();
   const restarts = new Map<string, number>();
   let stopping = false;
+  const alive = () => [...byGpu.values()].filter((c) => !c.isDead()).length;
+  const own = new Registry();
+  const metrics = supervisorMetrics(own, alive);
+  for (const gpu of gpus) metrics.restarts.inc({ gpu }, 0);
 
   const start = (gpu: string, i: number) => {
     cluster.setupPrimary({ exec: process.argv[1], args: ['worker', ...args, '--worker-id', `${base}-gpu${i}`], silent: false });
-    const child = cluster.fork({ [CHILD_ENV]: '1', CUDA_VISIBLE_DEVICES: gpu, GRAFT_METRICS_PORT: '' });
+    const child = cluster.fork({ [CHILD_ENV]: gpu, CUDA_VISIBLE_DEVICES: gpu, GRAFT_METRICS_PORT: '' });
     byGpu.set(gpu, child);
     const pid = child.process.pid;
     log.info({ gpu, pid, workerId: `${base}-gpu${i}` }, `worker for GPU ${gpu} started`);
@@ -94,6 +97,7 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
       if (stopping) return;
       const delay = Math.min(60_000, RESTART_MS * 2 ** (restarts.get(gpu) ?? 0));
       restarts.set(gpu, (restarts.get(gpu) ?? 0) + 1);
+      metrics.restarts.inc({ gpu });
       log.error({ gpu, pid, code, signal, restartInMs: delay }, `worker for GPU ${gpu} exited: starting it again`);
       setTimeout(() => !stopping && start(gpu, i), delay).unref();
     });
@@ -102,10 +106,8 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
   };
   gpus.forEach(start);
 
-  const aggregator = new AggregatorRegistry<PrometheusContentType>();
-  const alive = () => [...byGpu.values()].filter((c) => !c.isDead()).length;
   const server = o.metricsPort !== undefined
-    ? await serveMetrics(aggregator, o.metricsPort, () => alive() === gpus.length, o.metricsAddress, () => aggregator.clusterMetrics())
+    ? await serveMetrics(own, o.metricsPort, { ready: () => alive() === gpus.length, healthy: () => alive() > 0 }, o.metricsAddress, () => nodeMetrics(byGpu, own, metrics))
     : undefined;
 
   const signal = await untilSignal();

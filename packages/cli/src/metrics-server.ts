@@ -4,13 +4,17 @@ import { collectDefaultMetrics, type Registry } from 'prom-client';
 /** Where metrics listen unless told: this machine only (they have no authentication). */
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1';
 
+/** What /readyz and /healthz answer: ready to work; alive (default: always, while it answers at all). */
+export type Probes = { ready: () => boolean; healthy?: () => boolean };
+
 /**
  * /metrics (Prometheus text), /healthz (alive) and /readyz (ready to work) on one port.
  * @param host the address to listen on (--metrics-address; compose passes 0.0.0.0 inside its network).
- * @param text what /metrics answers, when not the registry's own metrics (a supervisor's, summed over its children).
+ * @param text what /metrics answers, when not the registry's own metrics (a supervisor's, with its children's).
  */
-export async function serveMetrics(registry: Registry, port: number, ready: () => boolean, host = DEFAULT_METRICS_ADDRESS, text?: () => Promise<string>): Promise<Server> {
+export async function serveMetrics(registry: Registry, port: number, probes: Probes | (() => boolean), host = DEFAULT_METRICS_ADDRESS, text?: () => Promise<string>): Promise<Server> {
   if (!text) collectDefaultMetrics({ register: registry });
+  const { ready, healthy = () => true } = typeof probes === 'function' ? { ready: probes } : probes;
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
@@ -25,7 +29,8 @@ export async function serveMetrics(registry: Registry, port: number, ready: () =
         },
       );
     } else if (path === '/healthz') {
-      res.writeHead(200).end('ok\n');
+      const ok = healthy();
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ok\n' : 'unhealthy\n');
     } else if (path === '/readyz') {
       const ok = ready();
       res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n');

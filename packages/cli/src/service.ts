@@ -5,7 +5,8 @@ import { initBackend, type BackendChoice, type BackendName } from '@graft/vision
 import { UsageError, busOptions, int, str, type Values } from './args.js';
 import { createLogger, type Log } from './logger.js';
 import { untilSignal } from './signals.js';
-import { isGpuChild, reportToSupervisor } from './gpu-workers.js';
+import { childGpu, isGpuChild } from './gpu-workers.js';
+import { reportToSupervisor } from './gpu-metrics.js';
 import { DEFAULT_METRICS_ADDRESS, serveMetrics } from './metrics-server.js';
 
 /* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
@@ -66,17 +67,21 @@ export function metricsPort(v: Values): number | undefined {
  * Opens the bus, waiting rather than exiting while it is not ready: a worker only opens the
  * topology (least privilege), so it waits for graft init or the coordinator to create it; and a
  * JetStream cluster answers "temporarily unavailable" until its servers have elected a leader.
+ * @returns undefined when `stop` settles first (a signal while waiting).
  */
-export async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: Log): Promise<Bus> {
-  for (let attempt = 1; ; attempt++) {
+export async function openWithRetry(opts: BusOptions, topology: TopologyOptions, log: Log, stop?: Promise<unknown>): Promise<Bus | undefined> {
+  let stopped = false;
+  void stop?.then(() => (stopped = true));
+  for (let attempt = 1; !stopped; attempt++) {
     try {
       return await openBus(opts, topology);
     } catch (err) {
       if (!isBusNotReady(err, topology.create !== false) || attempt > OPEN_RETRY.attempts) throw err;
       if (attempt === 1 || attempt % 10 === 0) log.warn(`${(err as Error).message} (waiting for it: trying again every ${OPEN_RETRY.delayMs / 1000} s)`);
-      await new Promise((r) => setTimeout(r, OPEN_RETRY.delayMs));
+      await Promise.race([new Promise((r) => setTimeout(r, OPEN_RETRY.delayMs)), stop]);
     }
   }
+  return undefined;
 }
 
 /**
@@ -90,16 +95,22 @@ export async function runService(
   topology: TopologyOptions = {},
 ): Promise<number> {
   const log = createLogger();
+  // Handlers first: `docker compose stop` while the broker is not up yet stops at once, not after the grace period.
+  const signal = untilSignal();
   const backend = await backendFor(v, log);
   const opts = busOptions(v, `graft-${role}-${process.pid}`);
   log.info({ bus: describeBus(opts) }, 'connecting');
-  const bus = await openWithRetry(opts, topology, log);
+  const bus = await openWithRetry(opts, topology, log, signal);
+  if (!bus) {
+    log.info(`${role} stopped before it connected`);
+    return 0;
+  }
   const registry = new Registry();
-  if (isGpuChild()) reportToSupervisor(registry);
+  if (isGpuChild()) reportToSupervisor(registry, childGpu());
   const service = await start(bus, log, registry, backend.name);
   const port = metricsPort(v);
   const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && bus.isConnected(), metricsAddress(v)) : undefined;
-  await Promise.race([untilSignal(), service.closed]);
+  await Promise.race([signal, service.closed]);
   await service.close();
   server?.close();
   await bus.close();

@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { REDELIVERY_DELAY_MS, consumeManifests, consumeResults, type Bus, type ConsumerMessages, type JsMsg } from '@graft/protocol';
+import { JobState, REDELIVERY_DELAY_MS, brokerStats, consumeManifests, consumeResults, type Bus, type ConsumerMessages, type JobStatus, type JsMsg } from '@graft/protocol';
 import type { CoordinatorContext } from './context.js';
 import { ManifestIntake } from './intake.js';
 import { JobFlow } from './job-flow.js';
 import { JobRecords } from './job-records.js';
 import { Leadership } from './leadership.js';
+import { JobCensus } from './job-census.js';
 import { coordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
 import { Abandoned, retryThroughOutages } from './outage.js';
@@ -52,13 +53,20 @@ class CoordinatorImpl implements Coordinator {
   private leading = false;
   private readonly consumers: ConsumerMessages[] = [];
   private flushTimer?: NodeJS.Timeout;
+  private readonly census = new JobCensus();
 
   constructor(bus: Bus, o: ResolvedCoordinatorOptions, deps: CoordinatorDeps) {
     const log = deps.logger.child({ component: 'coordinator', coordinator: o.coordinatorId });
     const persist = retryThroughOutages(log, () => this.state === 'running' && this.leading);
     const queue = new TaskQueue(bus, { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver }, () => this.state === 'running', persist);
     this.leadership = new Leadership(bus, o.coordinatorId, o.leaseTtlMs, log);
-    const metrics = coordinatorMetrics(deps.registry ?? new Registry(), () => queue.depth());
+    this.census.start(bus, log);
+    const metrics = coordinatorMetrics(deps.registry ?? new Registry(), {
+      queue: () => queue.depth(),
+      broker: () => brokerStats(bus),
+      jobCounts: () => this.census.counts(),
+      remaining: () => [...this.ctx.jobs.values()].filter((j) => j.status.state === JobState.JOB_STATE_EXTRACTING).map((j) => [j.status.jobId, imagesRemaining(j.status)]),
+    });
     this.ctx = {
       bus,
       o,
@@ -78,7 +86,6 @@ class CoordinatorImpl implements Coordinator {
     this.results = new ResultsIntake(this.ctx, this.records, this.flow);
     metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
     metrics.leader.set(0);
-    this.records.updateJobGauge();
     this.closed = this.run();
   }
 
@@ -101,10 +108,10 @@ class CoordinatorImpl implements Coordinator {
       clearInterval(this.flushTimer);
       // A clean slate for the next term: the next leader (maybe this one) rebuilds from JetStream.
       this.ctx.jobs = new JobTracker(this.ctx.bus);
-      this.records.updateJobGauge();
       if (this.state === 'running') await sleep(1000);
     }
     await this.leadership.release();
+    this.census.close();
     this.state = 'closed';
     this.ctx.log.info('coordinator stopped');
   }
@@ -167,4 +174,10 @@ class CoordinatorImpl implements Coordinator {
  */
 export async function startCoordinator(bus: Bus, options: CoordinatorOptions, deps: CoordinatorDeps): Promise<Coordinator> {
   return new CoordinatorImpl(bus, resolveCoordinatorOptions(options), deps);
+}
+
+/** Images and augmented copies of a job not yet cached, extracted or failed. */
+function imagesRemaining(s: JobStatus): number {
+  const left = (c: JobStatus['counts']) => Math.max(0, (c?.total ?? 0) - (c?.cached ?? 0) - (c?.extracted ?? 0) - (c?.failed ?? 0));
+  return left(s.counts) + left(s.augmented);
 }

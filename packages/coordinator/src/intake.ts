@@ -206,7 +206,6 @@ export class ManifestIntake {
     status.backbone = resolvedFields(backbone);
     status.warning = backbone.warning ?? '';
     const job = this.ctx.jobs.track(manifest, status, backbone, revision, log);
-    this.records.updateJobGauge();
     try {
       await this.ctx.persist('reading the vector cache', () => this.ctx.jobs.scan(job, true));
       const misses = [...job.pending.keys()].sort();

@@ -4,6 +4,7 @@ import { formatReport, SweepAborted, TrainingAborted, type EpochResult, type Swe
 import type { CoordinatorContext } from './context.js';
 import type { JobRecords } from './job-records.js';
 import { Abandoned } from './outage.js';
+import type { CoordinatorMetrics } from './metrics.js';
 import type { ActiveJob } from './tracker.js';
 import { trainJob, type TrainJobResult } from './training.js';
 
@@ -61,7 +62,6 @@ export class JobFlow {
   forget(job: ActiveJob): void {
     this.ctx.jobs.forget(job);
     this.sweepBest.delete(job.manifest.jobId);
-    this.records.updateJobGauge();
   }
 
   /** Counts an image's answer for every job waiting on it; jobs with nothing left move on to training. @returns those jobs. */
@@ -133,6 +133,7 @@ export class JobFlow {
   private runTraining(job: ActiveJob): Promise<TrainJobResult> {
     const s = job.status;
     const m = this.ctx.metrics;
+    clearTrainingGauges(m);
     return trainJob({
       bus: this.ctx.bus,
       manifest: job.manifest,
@@ -164,7 +165,7 @@ export class JobFlow {
         await this.records.write(job);
         await this.records.event(s.jobId, { epoch: r });
       },
-    });
+    }).finally(() => clearTrainingGauges(m)); // between jobs they would show the last job's
   }
 
   private finishedTraining(job: ActiveJob, result: TrainJobResult): void {
@@ -239,4 +240,12 @@ export class JobFlow {
 /** Adds a warning to a job's record after any it already has (the publisher's, the split's, the audit's). */
 function addWarning(s: JobStatus, text: string): void {
   s.warning = s.warning ? `${s.warning}; ${text}` : text;
+}
+
+/** No training sample while no head is being trained. */
+function clearTrainingGauges(m: CoordinatorMetrics): void {
+  m.epoch.remove();
+  m.loss.reset();
+  m.accuracy.reset();
+  m.sweepBestAccuracy.remove();
 }

@@ -1,4 +1,4 @@
-import { JobRecordConflict, JobState, createJobRecord, jobStateName, publishJobEvent, writeJobRecord, type JobEventBody, type JobStatus } from '@graft/protocol';
+import { JobRecordConflict, createJobRecord, publishJobEvent, writeJobRecord, type JobEventBody, type JobStatus } from '@graft/protocol';
 import type { CoordinatorContext } from './context.js';
 import { Abandoned } from './outage.js';
 import type { ActiveJob } from './tracker.js';
@@ -66,12 +66,5 @@ export class JobRecords {
     } finally {
       this.flushing = false;
     }
-  }
-
-  /** Sets the jobs gauge from the books. Every state always has a series (0 when empty), so dashboards never go blank. */
-  updateJobGauge(): void {
-    const counts = new Map(Object.values(JobState).filter((v): v is JobState => typeof v === 'number' && v > 0).map((s) => [jobStateName(s), 0]));
-    for (const j of this.ctx.jobs.values()) counts.set(jobStateName(j.status.state), (counts.get(jobStateName(j.status.state)) ?? 0) + 1);
-    for (const [state, n] of counts) this.ctx.metrics.jobs.set({ state }, n);
   }
 }

@@ -61,7 +61,6 @@ export class JobRecovery {
       return;
     }
     const job = this.ctx.jobs.track(manifest, status, resolvedFromFields(status.backbone), revision, log);
-    this.records.updateJobGauge();
     await this.ctx.persist('reading the vector cache', () => this.ctx.jobs.scan(job, false));
     if (status.state === JobState.JOB_STATE_EXTRACTING) {
       const enqueued = await this.flow.enqueueRest(job);

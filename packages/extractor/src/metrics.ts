@@ -8,7 +8,7 @@ export function extractorMetrics(registry: Registry) {
     augmented: new Counter({ name: 'graft_augmented_images_extracted_total', help: 'Augmented copies of training images turned into vectors by this worker (not in graft_images_extracted_total)', registers }),
     failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
     tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
-    bytesFetched: new Counter({ name: 'graft_image_bytes_fetched_total', help: 'Image bytes this worker read from the image store', registers }),
+    bytesFetched: new Counter({ name: 'graft_image_fetched_bytes_total', help: 'Image bytes this worker read from the image store', registers }),
     backboneCalls: new Counter({ name: 'graft_backbone_calls_total', help: 'Backbone forward passes run by this worker', registers }),
     stage: new Histogram({
       name: 'graft_batch_stage_seconds',
@@ -17,12 +17,19 @@ export function extractorMetrics(registry: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
-    batchSize: new Histogram({ name: 'graft_batch_size', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
+    taskImages: new Histogram({ name: 'graft_task_images', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
     inFlight: new Gauge({ name: 'graft_worker_tasks_in_flight', help: 'Tasks this worker holds (processing or prefetched)', registers }),
-    // Under the GPU supervisor children's metrics are summed: a flag and a timestamp take the max instead.
+    // Each GPU worker's series carry its gpu label; 'max' keeps a flag and a timestamp whole wherever series are merged.
     info: new Gauge({ name: 'graft_worker_info', help: 'Backend and backbone of this worker (value 1)', labelNames: ['backend', 'backbone'] as const, registers, aggregator: 'max' }),
-    lastProgress: new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task', registers, aggregator: 'max' }),
+    // No sample until the first task: 0 would read as "stalled since 1970".
+    lastProgress: unset(new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task (absent until its first)', registers, aggregator: 'max' })),
   };
 }
 
 export type ExtractorMetrics = ReturnType<typeof extractorMetrics>;
+
+/** A gauge with no sample until it is first set (prom-client starts a label-less gauge at 0). */
+function unset(g: Gauge): Gauge {
+  g.remove();
+  return g;
+}

@@ -323,7 +323,7 @@ class ExtractorWorker implements Worker {
     this.stats.failed += failed;
     for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
     this.metrics.tasks.inc({ outcome: 'ok' });
-    this.metrics.batchSize.observe(out.length);
+    this.metrics.taskImages.observe(out.length);
     this.metrics.stage.observe({ stage: 'fetch' }, t.fetchSeconds);
     this.metrics.stage.observe({ stage: 'decode' }, t.decodeSeconds);
     this.metrics.stage.observe({ stage: 'infer' }, t.inferSeconds);

@@ -102,6 +102,7 @@ export {
   listJobIds,
   listJobs,
   watchJob,
+  watchJobStates,
   publishJobEvent,
   publishManifest,
   JobAlreadyPublished,
@@ -148,3 +149,5 @@ export { publishResults, consumeResults } from './stores/results.js';
 export { deadLetter } from './stores/dead-letters.js';
 export { startLocalNats, findNatsServer, freePort, stopProcess } from './nats-server.js';
 export type { LocalNats, LocalNatsOptions } from './nats-server.js';
+export { BROKER_STORES, brokerStats } from './broker-stats.js';
+export type { BrokerStats, ConsumerStats, StoreStats } from './broker-stats.js';

@@ -215,7 +215,11 @@ ${NATS_HELP}`,
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const log = createLogger({ toStderr: true, level: 'warn' });
-    const bus = await openWithRetry(busOptions(v, 'graft-init'), { replicas: int(v, 'replicas', 1), maxBytes: storeCaps(v) }, log);
+    const bus = await openWithRetry(busOptions(v, 'graft-init'), { replicas: int(v, 'replicas', 1), maxBytes: storeCaps(v) }, log, untilSignal());
+    if (!bus) {
+      process.stderr.write('graft init: stopped before the broker was ready: nothing created\n');
+      return 1;
+    }
     await bus.close();
     process.stderr.write('graft topology ready\n');
     return 0;

@@ -239,6 +239,26 @@ export async function* watchJob(bus: Bus, jobId: string): AsyncGenerator<JobStat
   }
 }
 
+/**
+ * Calls onState with every job's state: each record's latest first, then every change, until the
+ * returned stop is called. A deleted or unreadable record reports undefined.
+ */
+export async function watchJobStates(bus: Bus, onState: (jobId: string, state: JobState | undefined) => void): Promise<() => void> {
+  const watch = await bus.jobs.watch({ key: '>' });
+  void (async () => {
+    for await (const e of watch) {
+      let state: JobState | undefined;
+      try {
+        state = e.operation === 'PUT' ? codecs.jobStatus.decode(e.value, `job record ${e.key}`).state : undefined;
+      } catch {
+        state = undefined;
+      }
+      onState(e.key, state);
+    }
+  })();
+  return () => watch.stop();
+}
+
 /** What an event says (one of its oneof fields). */
 export type JobEventBody = Omit<Parameters<typeof codecs.jobEvent.encode>[0], 'jobId' | 'atMs'>;
 
