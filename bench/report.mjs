@@ -74,6 +74,7 @@ export function renderMarkdown(out) {
   if (out.pipeline) lines.push(...pipelineSection(out.pipeline, out.machine));
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
   if (out.audit) lines.push(...auditSection(out.audit, out));
+  if (out.tracking) lines.push(...trackingSection(out.tracking));
   if (out.head) {
     const h = out.head;
     lines.push(
@@ -198,4 +199,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const out = JSON.parse(await readFile(join(root, 'bench/results/latest.json'), 'utf8'));
   await writeFile(join(root, 'BENCHMARKS.md'), renderMarkdown(out));
+}
+
+/** The coordinator's memory per photo of a running job (bench/tracking.mjs). */
+function trackingSection(rows) {
+  return [
+    "## The coordinator's memory per photo",
+    '',
+    'What the coordinator holds per photo while a job runs, measured in-process on synthetic manifests (heap after full',
+    'collections, typed arrays included): the manifest itself (protobuf objects: SHA-256, label, path), and the tracking of',
+    'which images the job still waits for. Before: maps from each image id to its paths, to its entries waiting, and from',
+    'each `fingerprint.id` to the jobs waiting. Now (`JobImages`): one id-to-index map and typed arrays.',
+    '',
+    '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.photos.toLocaleString('en')} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`),
+    '',
+  ];
 }

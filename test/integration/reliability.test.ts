@@ -340,7 +340,9 @@ describe('reliability - nothing lost', () => {
       const p = await publishDataset(c.bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
       const s1 = await waitFor(async () => {
         const s = await readJob(c.bus, p.jobId);
-        return s?.backbone?.fingerprint && (await consumerState(c.bus, s.backbone.fingerprint)).unacked > 0 ? s : undefined;
+        // The record names the backbone a moment before the coordinator has made its queue.
+        const held = s?.backbone?.fingerprint ? await consumerState(c.bus, s.backbone.fingerprint).catch(() => undefined) : undefined;
+        return held && held.unacked > 0 ? s : undefined;
       }, 60_000, 'the worker to hold a task');
       const fp = s1.backbone!.fingerprint!;
       const code = await c.workers[0].stop(25_000);

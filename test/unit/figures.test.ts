@@ -51,4 +51,13 @@ describe('README figures - backed by the bench', () => {
       `test accuracy ${pct(a.duplicates.testAccuracy.all)} with the leaked copies, ${pct(a.duplicates.testAccuracy.withoutLeaked)} without them`,
     ]);
   });
+
+  it("the coordinator's memory per photo", () => {
+    const t = bench.tracking.at(-1);
+    assert.equal(t.photos, 1_000_000);
+    quoted([
+      `its image list (${fixed(t.manifestBytesPerPhoto, 0)} bytes per photo at 1,000,000 photos)`,
+      `(${fixed(t.trackingBytesPerPhoto, 0)} bytes per photo: an index and typed arrays; it was\n  ${fixed(t.oldTrackingBytesPerPhoto, 0)} with maps)`,
+    ]);
+  });
 });

@@ -6,3 +6,4 @@ export { headOptions } from './head-options.js';
 export { loadJobVectors } from './training-vectors.js';
 export type { JobVectors } from './training-vectors.js';
 export { resolveCoordinatorOptions } from './options.js';
+export { JobImages } from './job-images.js';

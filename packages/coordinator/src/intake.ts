@@ -23,6 +23,7 @@ import {
 } from '@graft/protocol';
 import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
+import { entriesOfPhotos } from './job-images.js';
 import type { JobFlow } from './job-flow.js';
 import type { JobRecords } from './job-records.js';
 import { ManifestError, subjectProblem, validateManifest } from './manifest.js';
@@ -226,12 +227,13 @@ export class ManifestIntake {
 
   /** Refuses a manifest naming images that were never uploaded: nothing is enqueued for it. */
   private async checkImagesStored(job: ActiveJob, ids: string[]): Promise<void> {
-    const missing: string[] = [];
+    const missing = new Set<string>();
     // An augmented copy is made from its photo: the photo must be stored.
     const shas = [...new Set(ids.map((id) => parseImageId(id)?.sha256 ?? id))];
     await inPool(shas, STORE_READ_CONCURRENCY, async (sha) => {
-      if (!(await this.ctx.persist('reading the image store', () => hasImage(this.ctx.bus, sha)))) missing.push(...(job.pathsBySha.get(sha) ?? [sha]));
+      if (!(await this.ctx.persist('reading the image store', () => hasImage(this.ctx.bus, sha)))) missing.add(sha);
     });
-    if (missing.length) throw new ManifestError(missing.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+    const paths = entriesOfPhotos(job.manifest, missing).map((e) => e.path);
+    if (missing.size) throw new ManifestError(paths.sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
   }
 }
