@@ -9,7 +9,7 @@ import { localModelUpload, redactUrl, type BackboneFields, type ModelUpload } fr
  */
 
 /** Whether a backbone request names a model on this machine. */
-export function isLocalModel(ref: BackboneFields): boolean {
+function isLocalModel(ref: BackboneFields): boolean {
   return ref.id === 'custom' && Boolean(ref.url?.startsWith('file:'));
 }
 

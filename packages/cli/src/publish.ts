@@ -19,7 +19,7 @@ import {
   type DatasetManifest,
   type TrainingOptions,
 } from '@graft/protocol';
-import { backboneRequest, redactUrl, type BackboneFields, type BackboneOverrides } from '@graft/vision';
+import { backboneRequest, redactUrl, type BackboneOverrides, type ModelUpload } from '@graft/vision';
 import { prepareLocalModel, uploadModel } from './model-upload.js';
 import { downloadImages, type DownloadOptions } from './downloads.js';
 import { describeError } from './errors.js';
@@ -107,9 +107,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   }
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
   // The same checks as --dry-run: what one refuses, the other refuses.
-  const problems = planProblems(scan.images, o, splits);
-  const model = await prepareLocalModel(ref);
-  if (model.problem) problems.push(model.problem);
+  const { problems, model } = await planProblems(scan.images, o, splits);
   if (problems.length) throw new Error(`${dir}${fixes ? ' (after the fixes)' : ''}: ${problems.join('; ')}`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
   let shrunk = 0;
@@ -120,7 +118,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     bar?.done(show ? `${shrunk} of ${scan.images.length} images over ${o.maxSide} px: stored as ${o.maxSide} px copies` : undefined);
   }
 
-  if (model.upload) ref = await uploadModel(bus, ref, model.upload, show);
+  if (model) ref = await uploadModel(bus, ref, model, show);
   const jobId = newJobId();
   const manifest: DatasetManifest = codecs.manifest.create({
     jobId,
@@ -277,9 +275,7 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
     entries = scan.images.map((i) => ({ path: i.path, label: i.label, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED }));
   }
   if (o.fixes) entries = applyFixes(entries, [], await readFixes(o.fixes), o.fixes.mode).images;
-  problems.push(...planProblems(entries, o, splits));
-  const { problem } = await prepareLocalModel(backboneOrAuto(o));
-  if (problem) problems.push(problem);
+  problems.push(...(await planProblems(entries, o, splits)).problems);
   const counts = new Map<string, { train: number; validation: number; test: number }>();
   for (const e of entries) {
     const c = counts.get(e.label) ?? { train: 0, validation: 0, test: 0 };
@@ -294,20 +290,17 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
   return { text: lines.join('\n'), ok: problems.length === 0 };
 }
 
-/** The request --backbone makes, or auto's when it names nothing the catalogue or a path knows (planProblems says so). */
-function backboneOrAuto(o: PublishOptions): BackboneFields {
-  try {
-    return backboneRequest(o.backbone ?? 'auto', o.overrides);
-  } catch {
-    return backboneRequest('auto');
-  }
-}
-
-/** What a real publish (or the coordinator) would refuse, found without uploading anything. */
-function planProblems(entries: readonly { path: string; label: string }[], o: PublishOptions, splits?: ReadonlyMap<string, Split>): string[] {
+/**
+ * What a real publish (or the coordinator) would refuse, found without uploading anything; and a
+ * local model --backbone names, read and checked (what a real publish then uploads).
+ */
+async function planProblems(entries: readonly { path: string; label: string }[], o: PublishOptions, splits?: ReadonlyMap<string, Split>): Promise<{ problems: string[]; model?: ModelUpload }> {
   const problems: string[] = [];
+  let model: ModelUpload | undefined;
   try {
-    backboneRequest(o.backbone ?? 'auto', o.overrides);
+    const prepared = await prepareLocalModel(backboneRequest(o.backbone ?? 'auto', o.overrides));
+    if (prepared.problem) problems.push(prepared.problem);
+    model = prepared.upload;
   } catch (err) {
     problems.push(`--backbone: ${(err as Error).message}`);
   }
@@ -319,5 +312,5 @@ function planProblems(entries: readonly { path: string; label: string }[], o: Pu
     const unknown = [...splits.keys()].filter((p) => !paths.has(p));
     if (unknown.length) problems.push(`--splits ${o.splitsFile} names ${unknown.length} file${unknown.length > 1 ? 's' : ''} not among the images: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', ...' : ''}`);
   }
-  return problems;
+  return { problems, model };
 }

@@ -109,7 +109,7 @@ export async function runService(
   if (isGpuChild()) reportToSupervisor(registry, childGpu());
   const service = await start(bus, log, registry, backend.name);
   const port = metricsPort(v);
-  const server = port !== undefined ? await serveMetrics(registry, port, () => service.state === 'running' && bus.isConnected(), metricsAddress(v)) : undefined;
+  const server = port !== undefined ? await serveMetrics(registry, port, { ready: () => service.state === 'running' && bus.isConnected() }, metricsAddress(v)) : undefined;
   await Promise.race([signal, service.closed]);
   await service.close();
   server?.close();

@@ -56,7 +56,7 @@ export async function readCache(dir: string, onWarning?: (message: string) => vo
     if (sha256Hex(jsonBytes) !== index.files['model.json']) throw new Error('model.json hash mismatch');
     const json = JSON.parse(jsonBytes.toString('utf8')) as ModelJson;
     const shards = await Promise.all(
-      shardPaths(json).map(async (p) => {
+      shardPaths(json, dir).map(async (p) => {
         const name = safeName(p);
         const bytes = await readFile(join(dir, name));
         if (sha256Hex(bytes) !== index.files[name]) throw new Error(`${name} hash mismatch`);

@@ -52,20 +52,26 @@ export interface ModelJson {
  * @throws BackboneError when the JSON is not a TF.js model.
  */
 export function modelFilesFrom(json: ModelJson, shards: Uint8Array[], origin: string): ModelFiles {
-  if (!json || typeof json !== 'object' || !json.modelTopology || !Array.isArray(json.weightsManifest)) {
-    throw new BackboneError(`${origin} is not a TF.js model.json (no modelTopology/weightsManifest)`);
-  }
+  assertModelJson(json, origin);
   const all = Buffer.concat(shards);
   const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer;
   return { json, weightData, weightsSha256: createHash('sha256').update(all).digest('hex'), origin };
 }
 
+/** @throws BackboneError when parsed JSON is not a TF.js model.json (every reader checks before reading weights). */
+function assertModelJson(json: ModelJson, origin: string): void {
+  if (!json || typeof json !== 'object' || !json.modelTopology || !Array.isArray(json.weightsManifest)) {
+    throw new BackboneError(`${origin} is not a TF.js model.json (no modelTopology/weightsManifest)`);
+  }
+}
+
 /**
  * The weight files a model.json names, each checked to be a plain relative name inside the
  * model's folder: a model.json cannot make a loader read or fetch anything else.
- * @throws BackboneError naming the bad path.
+ * @throws BackboneError naming the bad path, or origin when the JSON is not a model.json at all.
  */
-export function shardPaths(json: ModelJson): string[] {
+export function shardPaths(json: ModelJson, origin: string): string[] {
+  assertModelJson(json, origin);
   const paths = json.weightsManifest.flatMap((g) => g.paths);
   for (const p of paths) {
     if (typeof p !== 'string' || !p || p.startsWith('/') || p.includes('\\') || /^[a-z][a-z0-9+.-]*:/i.test(p) || p.split('/').some((seg) => seg === '..' || seg === '.')) {

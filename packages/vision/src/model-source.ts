@@ -143,9 +143,8 @@ async function readLocal(path: string, maxBytes: number): Promise<ModelFiles> {
     throw new BackboneError(err.code === 'ENOENT' ? `model folder ${path} has no model.json` : `cannot read model ${file}: ${err.message}`);
   });
   const json = parseModelJson(text, file);
-  if (!json || typeof json !== 'object' || !json.modelTopology || !Array.isArray(json.weightsManifest)) throw new BackboneError(`${file} is not a TF.js model.json (no modelTopology/weightsManifest)`);
   const dir = dirname(file);
-  const paths = shardPaths(json);
+  const paths = shardPaths(json, file);
   let total = 0;
   for (const p of paths) total += (await stat(join(dir, p))).size;
   if (total > maxBytes) throw new BackboneError(`model ${file} has ${total} bytes of weights, over the ${maxBytes}-byte limit`);
@@ -177,7 +176,7 @@ async function readEmbedded(url: string): Promise<ModelFiles> {
     return mod.exports;
   };
   const json = JSON.parse(JSON.stringify(await load('model'))) as ModelJson;
-  const shards = await Promise.all(shardPaths(json).map(async (p) => Buffer.from((await load(p)) as string, 'base64')));
+  const shards = await Promise.all(shardPaths(json, url).map(async (p) => Buffer.from((await load(p)) as string, 'base64')));
   return modelFilesFrom(json, shards, `${url} (${dir})`);
 }
 
@@ -206,7 +205,7 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
   const shardUrl = finalUrl === modelUrl ? fileUrl : (p: string) => Object.assign(new URL(p, finalUrl), { search: new URL(finalUrl).search }).toString();
   let json: ModelJson;
   json = parseModelJson(Buffer.from(jsonBytes).toString('utf8'), modelUrl);
-  const paths = shardPaths(json);
+  const paths = shardPaths(json, redactUrl(modelUrl));
   const shards: Uint8Array[] = [];
   for (const p of paths) shards.push((await download(shardUrl(p), timeoutMs, p, budget, opts)).bytes);
   const files = modelFilesFrom(json, shards, url);

@@ -70,10 +70,9 @@ export async function readUploadedModel(sha256: string, read: ReadUpload | undef
   } catch {
     throw new BackboneError(`uploaded model ${sha256} is not a TF.js model.json (not JSON)`);
   }
-  if (!json || !Array.isArray(json.weightsManifest)) throw new BackboneError(`uploaded model ${sha256} is not a TF.js model.json (no weightsManifest)`);
   let left = maxBytes - jsonBytes.byteLength;
   const shards: Uint8Array[] = [];
-  for (const p of shardPaths(json)) {
+  for (const p of shardPaths(json, `uploaded model ${sha256}`)) {
     if (!SHA256.test(p)) throw new BackboneError(`uploaded model ${sha256} names a weights file ${JSON.stringify(p.slice(0, 80))} that is not a SHA-256`);
     const shard = await readUploadedBlob(p, read, left);
     left -= shard.byteLength;

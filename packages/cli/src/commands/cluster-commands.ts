@@ -61,7 +61,7 @@ ${NATS_HELP}`,
           this.set({ role: 'worker' }, Math.max(0, alive - (cluster.children[0].exitCode === null ? 1 : 0)));
         },
       });
-      server = await serveMetrics(registry, metricsPort, () => true, metricsAddress(v));
+      server = await serveMetrics(registry, metricsPort, { ready: () => true }, metricsAddress(v));
     }
     process.stderr.write(`graft cluster up: NATS at ${cluster.url}, data in ${dataDir}. Publish with: graft publish DIR --nats ${cluster.url}\n`);
     await untilSignal();
