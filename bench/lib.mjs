@@ -63,11 +63,13 @@ export async function scrape(port) {
     infer: stage('infer'),
     publish: stage('publish'),
     rss: get(/^process_resident_memory_bytes ([0-9.e+-]+)/gm),
+    preparedReused: get(/^graft_prepared_inputs_total\{outcome="reused"\} ([0-9.e+-]+)/gm),
+    preparedMade: get(/^graft_prepared_inputs_total\{outcome="made"\} ([0-9.e+-]+)/gm),
   };
 }
 
 /** A fresh cluster (nats-server, coordinator, N workers with metrics), ready to extract. */
-export async function cluster(work, workers, backboneSpec) {
+export async function cluster(work, workers, backboneSpec, workerArgs = []) {
   const dataDir = await mkdtemp(join(work, 'nats-'));
   const nats = await startLocalNats({ dataDir });
   const procs = [graft(['coordinator', '--nats', nats.url, '--allow-model-files'])];
@@ -75,7 +77,7 @@ export async function cluster(work, workers, backboneSpec) {
   for (let i = 0; i < workers; i++) {
     const port = await freePort();
     ports.push(port);
-    procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(port)]));
+    procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(port), ...workerArgs]));
   }
   for (const p of ports) {
     for (let i = 0; ; i++) {
@@ -91,11 +93,11 @@ export async function cluster(work, workers, backboneSpec) {
     nats,
     /** Process ids: coordinator, workers..., nats-server. */
     pids: [...procs.map((p) => p.child.pid), nats.process.pid],
-    async warm() {
+    async warm(spec = backboneSpec) {
       // Load the backbone in every worker before timing: a tiny job over one image per worker.
       const warmDir = join(work, `warm-${Date.now()}`);
       await generateSampleSet(warmDir, workers * 2, 99, ['circle', 'square']);
-      await runJob(this, warmDir, backboneSpec, undefined);
+      await runJob(this, warmDir, spec, undefined);
     },
     async stop() {
       await bus.close();
@@ -113,10 +115,18 @@ export async function runJob(c, dir, spec, splits, dtype, extra = {}) {
   const p = await publishDataset(c.bus, dir, { progress: false, ...o, splitsFile: splits, vectorDType: dtype, training: { epochs: 1 }, ...extra });
   const t0 = now();
   let extractedAt;
+  let first;
   for (;;) {
     const s = await readJob(c.bus, p.jobId);
+    const done = (s?.counts?.extracted ?? 0) + (s?.counts?.cached ?? 0) + (s?.counts?.failed ?? 0);
+    if (!first && done > 0) first = { at: now(), done };
     if (s && !extractedAt && s.state > 2) extractedAt = now();
-    if (s && isTerminal(s.state)) return { status: s, seconds: (extractedAt ?? now()) - t0, jobId: p.jobId, publishSeconds: t0 - tp };
+    if (s && isTerminal(s.state)) {
+      const end = extractedAt ?? now();
+      // From the first vector counted: the images after it over the time after it (what a worker sustains, without the job's start).
+      const steady = first && first.done < done ? (done - first.done) / (end - first.at) : undefined;
+      return { status: s, seconds: end - t0, jobId: p.jobId, publishSeconds: t0 - tp, firstVectorSeconds: first ? first.at - t0 : undefined, steadyImagesPerSecond: steady };
+    }
     await sleep(50);
   }
 }

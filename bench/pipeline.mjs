@@ -2,23 +2,28 @@
 // fetch, hash check, decode, resize, batch, publish) and what the coordinator and nats-server
 // spend around it. Small photos and 12 MP phone-sized JPEGs, before and after each change,
 // all in this one run. Part of `npm run bench` (`--sections pipeline` runs only this).
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
+import { openBus, putImage, readImage, startLocalNats } from '@graft/protocol';
 import { decodeImage } from '@graft/vision';
-import { cluster, connectionBytes, cpuSeconds, imagesOf, now, runJob, scrape, subset } from './lib.mjs';
+import { cluster, connectionBytes, cpuSeconds, imagesOf, now, runJob, scrape, sleep, subset } from './lib.mjs';
 
 /** Published GPU rates the sizing table is for (images/s; see BENCHMARKS.md for the sources). */
 export const GPU_RATES = { 'InceptionV3 (299 px)': 3600, 'MobileNetV2 (224 px)': 10000 };
 
-/** A model that costs nothing: global average pool, then a 3 -> 1280 dense layer (vectors as large as MobileNetV2's). */
-async function zeroCostModel(dir) {
+/**
+ * A model that costs nothing: global average pool, then a 3 -> 1280 dense layer (vectors as large as
+ * MobileNetV2's). Another seed is another backbone (another fingerprint) at the same input size.
+ */
+export async function zeroCostModel(dir, { seed = 1, size = 224 } = {}) {
   await mkdir(dir, { recursive: true });
-  const input = tf.input({ shape: [224, 224, 3] });
+  const input = tf.input({ shape: [size, size, 3] });
   const pooled = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(input);
-  const out = tf.layers.dense({ units: 1280, name: 'feat', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(pooled);
+  const out = tf.layers.dense({ units: 1280, name: 'feat', kernelInitializer: tf.initializers.glorotUniform({ seed }) }).apply(pooled);
   const model = tf.model({ inputs: input, outputs: out });
   await model.save(
     tf.io.withSaveHandler(async (a) => {
@@ -80,41 +85,129 @@ async function decodeRows(small, large) {
   return rows;
 }
 
-/** One worker with the zero-cost backbone over a folder: rate, CPU per image by process, stages, bytes. */
-async function ceilingRun(work, dir, model, label, extra = {}) {
-  const files = await imagesOf(dir);
-  const c = await cluster(work, 1, model);
+/** The image store's bytes as read before: the JetStream message get (JSON, base64), one request per chunk. */
+async function readByMessageGet(bus, sha) {
+  const info = await bus.images.info(sha);
+  const subject = `$O.graft-images.C.${info.nuid}`;
+  const parts = [];
+  let seq = 1;
+  for (let i = 0; i < info.chunks; i++) {
+    const m = await bus.jsm.streams.getMessage('OBJ_graft-images', info.chunks === 1 ? { last_by_subj: subject } : { seq, next_by_subj: subject });
+    parts.push(m.data);
+    seq = m.seq + 1;
+  }
+  return createHash('sha256').update(Buffer.concat(parts)).digest('hex') === sha;
+}
+
+/**
+ * Reading photos from the image store three ways, in this process against one nats-server, 4 reads at
+ * a time (as a task does): the object store's own get (an ordered consumer per object, graft's first
+ * way), message gets (JSON with base64 bodies, the way before this one) and graft's direct gets now.
+ * Wall and CPU (this process and nats-server) per photo, and consumers left on the server.
+ */
+async function fetchRows(work, small, large) {
+  const dataDir = await mkdtemp(join(work, 'nats-fetch-'));
+  const nats = await startLocalNats({ dataDir });
+  const bus = await openBus({ servers: nats.url });
   try {
-    await c.warm();
-    const cpu0 = await Promise.all(c.pids.map(cpuSeconds));
-    const m0 = await scrape(c.ports[0]);
-    const b0 = await connectionBytes(c.nats.monitorPort);
-    const t0 = now();
-    const run = await runJob(c, dir, model, undefined, undefined, extra);
-    const wall = now() - t0;
-    const cpu1 = await Promise.all(c.pids.map(cpuSeconds));
-    const m1 = await scrape(c.ports[0]);
-    const b1 = await connectionBytes(c.nats.monitorPort);
-    const n = files.length;
-    const cpu = cpu1.map((x, i) => (x - cpu0[i]) / n);
-    const workerConn = (b) => b.filter((x) => x.name.startsWith('graft-worker-')).reduce((a, x) => ({ sent: a.sent + x.sent, received: a.received + x.received }), { sent: 0, received: 0 });
-    const w0 = workerConn(b0);
-    const w1 = workerConn(b1);
-    const stages = Object.fromEntries(['fetch', 'decode', 'infer', 'publish'].map((k) => [k, (m1[k] - m0[k]) / n]));
-    const r = {
-      label,
-      images: n,
-      publishSeconds: run.publishSeconds,
-      imagesPerSecond: n / run.seconds,
-      wallSeconds: wall,
-      cpuPerImage: { coordinator: cpu[0], worker: cpu[1], natsServer: cpu[2], total: cpu.reduce((a, b) => a + b, 0) },
-      stageSecondsPerImage: stages,
-      bytesPerImage: { fetched: (m1.bytesFetched - m0.bytesFetched) / n, workerReceived: (w1.received - w0.received) / n, workerSent: (w1.sent - w0.sent) / n },
-      counts: { ...run.status.counts },
+    // The ways before read photos uploaded in the object store's 128 KiB chunks; graft now uploads 1 MiB chunks.
+    const asBefore = (sha, bytes) => bus.images.putBlob({ name: sha }, bytes);
+    const asNow = (sha, bytes) => putImage(bus, { name: sha, description: sha }, bytes);
+    const ways = {
+      objectGet: [asBefore, async (sha) => createHash('sha256').update(await bus.images.getBlob(sha)).digest('hex') === sha],
+      messageGet: [asBefore, (sha) => readByMessageGet(bus, sha)],
+      directGet: [asNow, async (sha) => (await readImage(bus, sha)).ok],
     };
-    r.imagesPerCoreSecond = 1 / r.cpuPerImage.total;
-    console.error(`${label}: ${r.imagesPerSecond.toFixed(1)} img/s, ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (worker ${(1000 * r.cpuPerImage.worker).toFixed(1)}), ${(r.bytesPerImage.workerReceived / 1e3).toFixed(0)} KB in per image`);
-    return r;
+    const rows = {};
+    for (const [kind, files] of [['small', small.slice(0, 120)], ['large', large.slice(0, 16)]]) {
+      const photos = await Promise.all(files.map(async (f) => { const bytes = await readFile(f); return { bytes, sha: createHash('sha256').update(bytes).digest('hex') }; }));
+      const shas = photos.map((p) => p.sha);
+      rows[kind] = {};
+      for (const [way, [upload, read]] of Object.entries(ways)) {
+        for (const p of photos) await upload(p.sha, p.bytes);
+        const consumers = async () => {
+          let k = 0;
+          for await (const _ of bus.jsm.consumers.list('OBJ_graft-images')) k++;
+          return k;
+        };
+        await read(shas[0]); // warm-up
+        await sleep(1000);
+        const consumers0 = await consumers();
+        const c0 = process.cpuUsage();
+        const n0 = await cpuSeconds(nats.process.pid);
+        const t0 = now();
+        let next = 0;
+        let ok = 0;
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            while (next < shas.length) if (await read(shas[next++])) ok++;
+          }),
+        );
+        if (ok !== shas.length) throw new Error(`${way}: ${shas.length - ok} of ${shas.length} reads did not return the photo`);
+        const wall = now() - t0;
+        const c1 = process.cpuUsage(c0);
+        const n1 = await cpuSeconds(nats.process.pid);
+        await sleep(1000); // an ordered consumer is deleted after its read; what stays, stays
+        const left = (await consumers()) - consumers0;
+        rows[kind][way] = { msPerImage: (1000 * wall) / shas.length, clientCpuMs: (c1.user + c1.system) / 1000 / shas.length, natsCpuMs: (1000 * (n1 - n0)) / shas.length, ok, consumersLeft: left };
+        console.error(`fetch ${kind} by ${way}: ${rows[kind][way].msPerImage.toFixed(2)} ms per photo, client CPU ${rows[kind][way].clientCpuMs.toFixed(2)} ms, nats-server ${rows[kind][way].natsCpuMs.toFixed(2)} ms, ${left} consumers left of ${shas.length} reads`);
+      }
+    }
+    return rows;
+  } finally {
+    await bus.close();
+    await nats.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** One job through a running cluster, measured: rate, CPU per image by process, stages, bytes. */
+async function measuredJob(c, dir, model, label, extra = {}) {
+  const n = (await imagesOf(dir)).length;
+  const cpu0 = await Promise.all(c.pids.map(cpuSeconds));
+  const m0 = await scrape(c.ports[0]);
+  const b0 = await connectionBytes(c.nats.monitorPort);
+  const t0 = now();
+  const run = await runJob(c, dir, model, undefined, undefined, extra);
+  const wall = now() - t0;
+  const cpu1 = await Promise.all(c.pids.map(cpuSeconds));
+  const m1 = await scrape(c.ports[0]);
+  const b1 = await connectionBytes(c.nats.monitorPort);
+  const cpu = cpu1.map((x, i) => (x - cpu0[i]) / n);
+  const workerConn = (b) => b.filter((x) => x.name.startsWith('graft-worker-')).reduce((a, x) => ({ sent: a.sent + x.sent, received: a.received + x.received }), { sent: 0, received: 0 });
+  const w0 = workerConn(b0);
+  const w1 = workerConn(b1);
+  const stages = Object.fromEntries(['fetch', 'decode', 'infer', 'publish'].map((k) => [k, (m1[k] - m0[k]) / n]));
+  const r = {
+    label,
+    images: n,
+    publishSeconds: run.publishSeconds,
+    imagesPerSecond: n / run.seconds,
+    firstVectorSeconds: run.firstVectorSeconds,
+    wallSeconds: wall,
+    cpuPerImage: { coordinator: cpu[0], worker: cpu[1], natsServer: cpu[2], total: cpu.reduce((a, b) => a + b, 0) },
+    stageSecondsPerImage: stages,
+    bytesPerImage: { fetched: (m1.bytesFetched - m0.bytesFetched) / n, workerReceived: (w1.received - w0.received) / n, workerSent: (w1.sent - w0.sent) / n },
+    prepared: { reused: m1.preparedReused - m0.preparedReused, made: m1.preparedMade - m0.preparedMade },
+    counts: { ...run.status.counts },
+  };
+  r.imagesPerCoreSecond = 1 / r.cpuPerImage.total;
+  console.error(`${label}: ${r.imagesPerSecond.toFixed(1)} img/s, ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (worker ${(1000 * r.cpuPerImage.worker).toFixed(1)}), ${(r.bytesPerImage.workerReceived / 1e3).toFixed(0)} KB in per image, prepared ${r.prepared.made} made / ${r.prepared.reused} reused`);
+  return r;
+}
+
+/** One worker with the zero-cost backbones: the jobs given, in order, on one cluster (so later jobs find what earlier ones prepared). */
+async function ceilingRuns(work, jobs, workerArgs = []) {
+  const c = await cluster(work, 1, jobs[0].model, workerArgs);
+  try {
+    // Before each timed job a tiny one on its backbone: the model is loaded and the worker is pulling
+    // from that backbone's queue (a job on another backbone would first wait out a pull on the last one's).
+    const out = [];
+    for (const j of jobs) {
+      await c.warm(j.model);
+      out.push(await measuredJob(c, j.dir, j.model, j.label, j.extra));
+    }
+    return out;
   } finally {
     await c.stop();
   }
@@ -124,6 +217,8 @@ async function ceilingRun(work, dir, model, label, extra = {}) {
 export async function benchPipeline(work, data, { quick }) {
   console.error('\n== the worker pipeline with a zero-cost backbone');
   const model = await zeroCostModel(join(work, 'zero-model'));
+  const other = await zeroCostModel(join(work, 'zero-model-2'), { seed: 2 });
+  const third = await zeroCostModel(join(work, 'zero-model-3'), { seed: 3 });
   const smallDir = data.splits ? await subset(data.dir, quick ? 10 : 40, work, 'pipeline-small') : data.dir;
   const small = await imagesOf(smallDir);
   const t0 = now();
@@ -133,14 +228,23 @@ export async function benchPipeline(work, data, { quick }) {
   console.error(`generated ${large.length} 12 MP photos (${(sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6).toFixed(1)} MB each on average) in ${(now() - t0).toFixed(0)} s`);
 
   const decode = await decodeRows(small, large);
-  const runs = {
-    small: await ceilingRun(work, smallDir, model, `small photos (${data.splits ? 'clothing-small' : 'generated'})`),
-    large: await ceilingRun(work, largeDir, model, '12 MP photos as published'),
-    largeShrunk: await ceilingRun(work, largeDir, model, '12 MP photos, graft publish --max-side 512', { maxSide: 512, shrinkCacheDir: join(work, 'shrunk') }),
-  };
+  const fetch = await fetchRows(work, small, large);
+  const smallName = data.splits ? 'clothing-small' : 'generated';
+  const [small0, large0] = await ceilingRuns(work, [
+    { dir: smallDir, model, label: `small photos (${smallName}), originals only (--no-prepared-inputs)` },
+    { dir: largeDir, model, label: '12 MP photos as published, originals only (--no-prepared-inputs)' },
+  ], ['--no-prepared-inputs']);
+  const [smallFirst, smallPrepared, largeFirst, largePrepared] = await ceilingRuns(work, [
+    { dir: smallDir, model, label: `small photos (${smallName}), first job: originals, prepared inputs made` },
+    { dir: smallDir, model: other, label: `small photos (${smallName}), a later backbone at 224 px: prepared inputs` },
+    { dir: largeDir, model, label: '12 MP photos as published, first job: originals, prepared inputs made' },
+    { dir: largeDir, model: other, label: '12 MP photos, a later backbone at 224 px: prepared inputs' },
+  ]);
+  const [largeShrunk] = await ceilingRuns(work, [{ dir: largeDir, model: third, label: '12 MP photos, graft publish --max-side 512 (first job)', extra: { maxSide: 512, shrinkCacheDir: join(work, 'shrunk') } }]);
+  const runs = { small: small0, smallFirst, smallPrepared, large: large0, largeFirst, largePrepared, largeShrunk };
   const sizing = {};
   for (const [kind, r] of Object.entries(runs)) {
     sizing[kind] = Object.fromEntries(Object.entries(GPU_RATES).map(([name, rate]) => [name, { cores: rate * r.cpuPerImage.total, workerCores: rate * r.cpuPerImage.worker }]));
   }
-  return { photoMB: sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6, decode, runs, sizing };
+  return { photoMB: sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6, decode, fetch, runs, sizing };
 }

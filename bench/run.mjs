@@ -2,7 +2,7 @@
 // graft's benchmark: every figure measured in this one run on this machine, then written to
 // bench/results/<backbone>.json and BENCHMARKS.md. Not a test: `npm run bench`.
 //
-//   node bench/run.mjs [--images N] [--backbones default,shared] [--sections pipeline,backbones,head,sweep,audit,tracking] [--quick]
+//   node bench/run.mjs [--images N] [--backbones default,shared] [--sections pipeline,backbones,head,sweep,audit,tracking,scale,training] [--quick]
 //
 // Uses ../shared/datasets/clothing-small when present, else a generated photo set.
 import { existsSync } from 'node:fs';
@@ -19,6 +19,8 @@ import { benchPipeline } from './pipeline.mjs';
 import { benchSweep } from './sweep.mjs';
 import { benchAudit } from './audit.mjs';
 import { benchTracking } from './tracking.mjs';
+import { benchScale } from './scale.mjs';
+import { benchTraining } from './training-memory.mjs';
 
 const { values: args } = parseArgs({ options: { images: { type: 'string' }, backbones: { type: 'string' }, quick: { type: 'boolean' }, sections: { type: 'string' } } });
 
@@ -142,7 +144,7 @@ try {
   console.error(`machine: ${machine.cores} x ${machine.cpu}, backend ${machine.backend}; data: ${data.name}`);
   const sharedModel = join(SHARED, 'models/mobilenet_v2_0.35_224');
   const wanted = (args.backbones ?? 'shared,default').split(',');
-  const sections = (args.sections ?? 'pipeline,backbones,head,sweep,audit,tracking').split(',');
+  const sections = (args.sections ?? 'pipeline,backbones,head,sweep,audit,tracking,scale,training').split(',');
   const pipeline = sections.includes('pipeline') ? await benchPipeline(work, data, { quick }) : undefined;
   const results = [];
   if (sections.includes('backbones') && wanted.includes('shared') && existsSync(sharedModel)) {
@@ -157,10 +159,12 @@ try {
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;
   const audit = sections.includes('audit') && existsSync(sharedModel) && data.splits && !quick ? await benchAudit(work, data, sharedModel) : undefined;
   const tracking = sections.includes('tracking') ? await benchTracking(quick ? [100_000] : [100_000, 1_000_000]) : undefined;
+  const scale = sections.includes('scale') ? await benchScale(work, { quick }) : undefined;
+  const training = sections.includes('training') ? await benchTraining({ quick }) : undefined;
   // A run of some sections keeps the other sections' figures from the last full run (said in BENCHMARKS.md).
   const previous = args.sections ? JSON.parse(await readFile(join(ROOT, 'bench/results/latest.json'), 'utf8').catch(() => '{}')) : {};
   const kept = (k, v) => (v === undefined || (Array.isArray(v) && v.length === 0) ? previous[k] : v);
-  const out = { machine, data: data.name, results: kept('results', results), head: kept('head', head), pipeline: kept('pipeline', pipeline), sweep: kept('sweep', sweep), audit: kept('audit', audit), tracking: kept('tracking', tracking), sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined };
+  const out = { machine, data: data.name, results: kept('results', results), head: kept('head', head), pipeline: kept('pipeline', pipeline), sweep: kept('sweep', sweep), audit: kept('audit', audit), tracking: kept('tracking', tracking), scale: kept('scale', scale), training: kept('training', training), sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined };
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   const { renderMarkdown } = await import('./report.mjs');

@@ -101,6 +101,7 @@ describe('observability - metrics, Prometheus and the dashboard', { skip: hasPro
     assert.ok(value(/^graft_store_bytes\{store="images"\} (\d+)$/m) > 0, 'the uploaded photos');
     assert.equal(value(/^graft_store_limit_bytes\{store="results"\} (-?\d+)$/m), 1024 ** 3, "the results stream's default cap");
     assert.equal(value(/^graft_store_limit_bytes\{store="images"\} (-?\d+)$/m), -1, 'no cap on the images store by default');
+    assert.equal(value(/^graft_store_limit_bytes\{store="prepared"\} (-?\d+)$/m), 2 * 1024 ** 3, 'prepared inputs: a cache with a 2 GiB cap');
     assert.equal(value(/^graft_consumer_pending_messages\{store="tasks"\} (\d+)$/m), 0, 'nothing left in the task queue');
     assert.ok(value(/^graft_jetstream_storage_bytes (\d+)$/m) > 0);
     assert.doesNotMatch(text, /^graft_training_loss\{/m, 'no training gauges between jobs');

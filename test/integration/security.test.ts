@@ -51,7 +51,7 @@ describe('security - the deployed NATS permissions', () => {
       const model = await writeConvModel(join(c.work, 'm'));
       c.startWorker([], { GRAFT_NATS_USER: 'worker', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_WORKER_PASSWORD, GRAFT_LOG_LEVEL: 'trace' });
       const data = await generateSampleSet(join(c.work, 'shapes'), 4, 21, ['circle', 'square']);
-      // Phone-sized photos: objects of many chunks, read through flow-controlled consumers.
+      // Phone-sized photos: objects of many chunks, read by direct gets.
       for (const [i, cls] of ['circle', 'square'].entries()) {
         const phone = await sharp(randomBytes(2000 * 1500 * 3), { raw: { width: 2000, height: 1500, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
         assert.ok(phone.length > 3_000_000, `${phone.length} bytes`);
@@ -61,6 +61,8 @@ describe('security - the deployed NATS permissions', () => {
       const s = await c.waitForJob(p.jobId, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 10, cached: 0, extracted: 10, failed: 0 });
+      const prepared = await c.bus.jsm.streams.info(STREAMS.prepared);
+      assert.equal(prepared.state.messages, 10, `the worker role stores prepared inputs\n${c.logs()}`);
       await assert.rejects(
         openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS }).then(async (w2) => {
           try {

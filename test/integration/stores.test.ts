@@ -37,9 +37,12 @@ import {
   queuedStatus,
   readCachedVector,
   readCachedVectors,
+  scanCachedVectors,
   readCheckpoint,
   readClaim,
   readImage,
+  readPrepared,
+  putPrepared,
   readJobRecord,
   readJob,
   JobAlreadyPublished,
@@ -80,7 +83,7 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
   });
 
   it('images: put, checked read, stored-by-digest, missing and replaced bytes', async () => {
-    const bytes = new Uint8Array(200_000).map((_, i) => (i * 7) % 251); // two chunks
+    const bytes = new Uint8Array(1_500_000).map((_, i) => (i * 7) % 251); // two chunks or more
     const small = new TextEncoder().encode('a small image');
     await putImage(bus, { name: sha(bytes), description: 'big' }, bytes);
     await putImage(bus, { name: sha(small), description: 'small' }, small);
@@ -124,6 +127,56 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.deepEqual(consumers, [], 'no consumer created, none left behind');
   });
 
+  it('images: objects uploaded at the same time (their chunks interleaved in the stream) read back whole', async () => {
+    const photos = Array.from({ length: 4 }, (_, k) => new Uint8Array(3_000_000 + k * 50_000).map((_, i) => (i * (k + 5)) % 241));
+    const before = (await bus.jsm.streams.info('OBJ_graft-images')).state.last_seq;
+    await Promise.all(photos.map((b, k) => putImage(bus, { name: sha(b), description: `together ${k}` }, b)));
+    const after = (await bus.jsm.streams.info('OBJ_graft-images')).state.last_seq;
+    // The stream holds their chunks mixed: a read cannot assume one object's chunks follow one another.
+    let switches = 0;
+    let last = '';
+    for (let seq = before + 1; seq <= after; seq++) {
+      const subject = (await bus.jsm.direct.getMessage('OBJ_graft-images', { seq }))!.subject;
+      if (subject.includes('.C.') && subject !== last) switches++;
+      if (subject.includes('.C.')) last = subject;
+    }
+    assert.ok(switches > photos.length, `the uploads interleaved (${switches} switches between objects)`);
+    for (const [k, b] of photos.entries()) {
+      const r = await readImage(bus, sha(b));
+      assert.ok(r.ok && Buffer.from(r.bytes).equals(Buffer.from(b)), `photo ${k}`);
+    }
+  });
+
+  it('prepared inputs: stored and read back checked; another size or rule is another copy; a damaged one is said so', async () => {
+    const sha64 = 'c'.repeat(64);
+    const px = new Uint8Array(8 * 8 * 3).map((_, i) => i % 251);
+    assert.deepEqual(await readPrepared(bus, 'rule-a', 8, sha64), { ok: false, problem: 'missing', message: 'not prepared' });
+    await putPrepared(bus, 'rule-a', 8, sha64, px);
+    const r = await readPrepared(bus, 'rule-a', 8, sha64);
+    assert.ok(r.ok && Buffer.from(r.pixels).equals(Buffer.from(px)));
+    assert.equal((await readPrepared(bus, 'rule-b', 8, sha64)).ok, false, 'another rule');
+    assert.equal((await readPrepared(bus, 'rule-a', 9, sha64)).ok, false, 'another size');
+    await assert.rejects(putPrepared(bus, 'rule-a', 9, sha64, px), /not 9x9x3/);
+    await assert.rejects(putPrepared(bus, 'rule.a', 8, sha64, px), /invalid resize rule/);
+    await bus.js.publish(`graft.prepared.rule-a.8.${sha64}`, new Uint8Array([9, 9, 9]));
+    assert.equal((await readPrepared(bus, 'rule-a', 8, sha64)).ok, false);
+    assert.equal((await readPrepared(bus, 'rule-a', 8, sha64) as { problem: string }).problem, 'damaged');
+  });
+
+  it('prepared inputs at their cap: the oldest copies go, writes never fail', async () => {
+    const capped = await openBus({ servers: nats.url }, { maxBytes: { prepared: 200_000 } });
+    try {
+      const px = new Uint8Array(100 * 100 * 3).fill(5);
+      const shas = Array.from({ length: 10 }, (_, i) => createHash('sha256').update(`cap ${i}`).digest('hex'));
+      for (const s of shas) await putPrepared(capped, 'rule-cap', 100, s, px);
+      assert.equal((await readPrepared(capped, 'rule-cap', 100, shas[0])).ok, false, 'the oldest is gone');
+      assert.equal((await readPrepared(capped, 'rule-cap', 100, shas[9])).ok, true, 'the newest is there');
+      assert.ok((await capped.jsm.streams.info(STREAMS.prepared)).state.bytes <= 200_000);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('vectors: cache, read, read many, has (by subject count), vector of an error is none', async () => {
     const v = new Float32Array([1, 2, 3, 4]);
     await cacheVector(bus, FP, 'a'.repeat(64), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 4, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
@@ -138,6 +191,31 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal(await hasCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64)]), true);
     assert.equal(await hasCachedVectors(bus, FP, ['a'.repeat(64), 'c'.repeat(64)]), false);
     assert.equal(await hasCachedVectors(bus, 'fedcba9876543210', ['a'.repeat(64)]), false, 'keyed by backbone too');
+  });
+
+  it('vectors: a scan of many images lists the backbone\'s keys and reads only the errors, never the vectors', async () => {
+    const fp = 'aaaabbbbccccdddd';
+    const id = (i: number) => createHash('sha256').update(`scan ${i}`).digest('hex');
+    const v = new Float32Array(1280).fill(0.5);
+    for (let i = 0; i < 600; i++) await cacheVector(bus, fp, id(i), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 1280, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
+    for (let i = 600; i < 610; i++) await cacheVector(bus, fp, id(i), { errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: `not an image ${i} ${'x'.repeat(2000)}` });
+    const ids = Array.from({ length: 1200 }, (_, i) => id(i));
+    const seen = new Map<string, { errorCode?: number; errorMessage?: string } | undefined>();
+    const before = bus.nc.stats().inBytes;
+    await scanCachedVectors(bus, fp, ids, 1280, (i, a) => seen.set(i, a));
+    const read = bus.nc.stats().inBytes - before;
+    assert.equal(seen.size, 1200);
+    assert.equal(ids.slice(0, 600).filter((i) => seen.get(i)?.errorCode === 0).length, 600, 'vectors');
+    for (let i = 600; i < 610; i++) {
+      assert.equal(seen.get(id(i))?.errorCode, ErrorCode.ERROR_CODE_DECODE_FAILED);
+      assert.equal(seen.get(id(i))?.errorMessage?.length, 300, 'a cached error message is cut to 300 characters');
+    }
+    assert.equal(ids.slice(610).filter((i) => seen.get(i) === undefined).length, 590, 'not cached');
+    assert.ok(read < 600 * 5120 / 4, `read ${read} bytes for 600 cached vectors of 5,120 bytes: their keys, not their values`);
+    // A backbone with a small dimension (an error may be as large as its vector): every entry is read.
+    const small = new Map<string, unknown>();
+    await scanCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)], 4, (i, a) => small.set(i[0], a === undefined ? 'none' : a.errorCode ? 'error' : 'vector'));
+    assert.deepEqual(Object.fromEntries(small), { a: 'vector', b: 'error', c: 'none' });
   });
 
   it('models: stored under a fingerprint, complete only with model.json', async () => {

@@ -60,4 +60,31 @@ describe('README figures - backed by the bench', () => {
       `(${fixed(t.trackingBytesPerPhoto, 0)} bytes per photo: an index and typed arrays; it was\n  ${fixed(t.oldTrackingBytesPerPhoto, 0)} with maps)`,
     ]);
   });
+
+  it('jobs of any size: the scale section and head training at a million vectors', () => {
+    const s = bench.scale;
+    const t = bench.training;
+    quoted([
+      `${fixed(s.manifest.publishSeconds, 1)} s as ${s.manifest.pages} pages`,
+      `${fixed(s.allRate, 0)} images/s over all of them against ${fixed(s.firstWindowRate, 0)}`,
+      `moving again ${fixed(s.movingAgainSeconds, 1)} s later`,
+      `training ${fixed(s.trainingStartSeconds, 1)} s after extraction`,
+      `${fixed(s.statusSeconds, 2)} s. While`,
+      `${fixed(s.heapBytesPerPhoto.atEnd, 0)} bytes per photo`,
+      `(${fixed(t.heldBytesPerVector, 0)} bytes per 1,280-d vector measured)`,
+      `${t.vectors.toLocaleString('en')} vectors trained an epoch in ${fixed(t.seconds, 0)} s`,
+    ]);
+  });
+
+  it("the worker's own ceiling: CPU per photo, prepared inputs, GPU sizing", () => {
+    const r = bench.pipeline.runs;
+    const ms = (x: number) => (1000 * x).toFixed(1);
+    const inception = (k: string) => bench.pipeline.sizing[k]['InceptionV3 (299 px)'].workerCores.toFixed(0);
+    quoted([
+      `costs ${ms(r.small.cpuPerImage.total)} ms of CPU per small photo (**${(1 / r.small.cpuPerImage.total).toFixed(0)} photos per CPU-second**)`,
+      `${ms(r.smallPrepared.cpuPerImage.total)} ms per small photo (${(1 / r.smallPrepared.cpuPerImage.total).toFixed(0)} per`,
+      `for InceptionV3 ${inception('small')} worker cores on small photos from`,
+      `originals, ${inception('smallPrepared')} from prepared inputs, ${inception('large')} on phone photos as published and ${inception('largePrepared')} once prepared`,
+    ]);
+  });
 });

@@ -37,6 +37,16 @@ describe('head - training', () => {
     assert.ok(head.history[0].loss > last.loss, 'loss goes down');
   });
 
+  it('holds the vectors once, as rows: no tensor of the whole set lives while it trains, and scoring a set larger than one pass agrees with the labels', async () => {
+    const big: HeadDataset = { dim: 64, classes: ['a', 'b', 'c'], train: blobs(3000, 3, 64, 3), validation: blobs(1500, 3, 64, 4) };
+    const setBytes = big.train.x.length * 64 * 4;
+    const between: number[] = [];
+    const head = await trainHead(big, { epochs: 2, patience: 0 }, { onEpoch: () => void between.push(tf.memory().numBytes) });
+    assert.ok(Math.max(...between) < setBytes / 4, `tensors between epochs: ${Math.max(...between)} bytes, the training set is ${setBytes}`);
+    // 4,500 validation rows: scored in more than one pass of 4,096.
+    assert.ok(head.history.at(-1)!.valAccuracy > 0.9, `validation accuracy ${head.history.at(-1)!.valAccuracy}`);
+  });
+
   it('resumes from a checkpoint onto the same path as an uninterrupted run', async () => {
     const full = await trainHead(data, { epochs: 12, patience: 0, seed: 7 });
     const saved: TrainingCheckpoint[] = [];

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { errorCodeName, readCachedVectors, type Bus, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
+import { errorCodeName, scanCachedVectors, type Bus, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
 import { isAugmentedId, type ResolvedBackbone } from '@graft/vision';
 import { JobImages, entriesOfPhotos } from './job-images.js';
 
@@ -73,7 +73,7 @@ export class JobTracker {
       (isAugmentedId(sha) ? found.augmented : found.plain).errors += job.pending.entriesOf(sha);
       return false;
     });
-    await readCachedVectors(this.bus, job.backbone.fingerprint, unknown, (sha, v) => {
+    await scanCachedVectors(this.bus, job.backbone.fingerprint, unknown, job.backbone.dim, (sha, v) => {
       const n = job.pending.entriesOf(sha);
       const f = isAugmentedId(sha) ? found.augmented : found.plain;
       if (!v) {
@@ -82,7 +82,7 @@ export class JobTracker {
       }
       if (v.errorCode) {
         f.errors += n;
-        this.recordFailure(job, sha, v.errorCode, v.errorMessage);
+        this.recordFailure(job, sha, v.errorCode, v.errorMessage ?? '');
       } else f.vectors += n;
     });
     for (const [counts, f] of [[job.status.counts!, found.plain], [job.status.augmented, found.augmented]] as const) {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { PixelTiming } from './pixels.js';
 
 /** Every metric an extractor records, registered once on the given registry. */
 export function extractorMetrics(registry: Registry) {
@@ -8,7 +9,8 @@ export function extractorMetrics(registry: Registry) {
     augmented: new Counter({ name: 'graft_augmented_images_extracted_total', help: 'Augmented copies of training images turned into vectors by this worker (not in graft_images_extracted_total)', registers }),
     failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
     tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
-    bytesFetched: new Counter({ name: 'graft_image_fetched_bytes_total', help: 'Image bytes this worker read from the image store', registers }),
+    bytesFetched: new Counter({ name: 'graft_image_fetched_bytes_total', help: 'Bytes this worker read for images: originals from the image store and prepared inputs', registers }),
+    prepared: new Counter({ name: 'graft_prepared_inputs_total', help: 'Photos at the input size: reused (no original fetched or decoded), made (stored for later tasks), failed (could not be stored), refused (a damaged copy, made again)', labelNames: ['outcome'] as const, registers }),
     backboneCalls: new Counter({ name: 'graft_backbone_calls_total', help: 'Backbone forward passes run by this worker', registers }),
     stage: new Histogram({
       name: 'graft_batch_stage_seconds',
@@ -27,6 +29,13 @@ export function extractorMetrics(registry: Registry) {
 }
 
 export type ExtractorMetrics = ReturnType<typeof extractorMetrics>;
+
+/** Counts what reading a task's images took: bytes, and prepared inputs reused or refused. */
+export function countFetched(m: ExtractorMetrics, t: PixelTiming): void {
+  m.bytesFetched.inc(t.fetchedBytes);
+  m.prepared.inc({ outcome: 'reused' }, t.preparedReused);
+  m.prepared.inc({ outcome: 'refused' }, t.preparedRefused);
+}
 
 /** A gauge with no sample until it is first set (prom-client starts a label-less gauge at 0). */
 function unset(g: Gauge): Gauge {

@@ -21,6 +21,8 @@ export interface WorkerOptions {
   decodeThreads?: number;
   /** Decoding limits that protect the worker from hostile images. */
   limits?: DecodeLimits;
+  /** Read photos' prepared inputs (decoded at the input size once) and store those it makes. Default true. */
+  preparedInputs?: boolean;
 }
 
 export type ResolvedWorkerOptions = Required<WorkerOptions> & { limits: Required<DecodeLimits> };
@@ -38,6 +40,7 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, b
     maxDeliver: o.maxDeliver ?? TASK_MAX_DELIVER,
     decodeThreads: o.decodeThreads ?? 4,
     limits: resolveDecodeLimits(o.limits),
+    preparedInputs: o.preparedInputs ?? true,
   };
   for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver', 'decodeThreads'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);

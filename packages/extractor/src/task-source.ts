@@ -41,11 +41,14 @@ export class TaskSource {
     let msg: JsMsg | null = null;
     try {
       let consumer = this.lastConsumer;
-      if (!consumer) {
-        const name = await this.pickConsumer(loaded);
-        if (name) consumer = await openTaskQueue(this.bus, name);
-      }
       if (consumer) msg = await consumer.next(this.o.pullExpiresMs);
+      // The last queue ran dry (its job done, or another backbone's job queued): look for work
+      // elsewhere at once, not after an idle wait.
+      if (!msg) {
+        const name = await this.pickConsumer(loaded);
+        consumer = name ? await openTaskQueue(this.bus, name) : undefined;
+        if (consumer) msg = await consumer.next(this.o.pullExpiresMs);
+      }
       this.lastConsumer = msg ? consumer : undefined;
     } catch (err) {
       this.lastConsumer = undefined;

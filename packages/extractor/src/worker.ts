@@ -2,28 +2,16 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import {
-  ErrorCode,
-  TASK_CLAIM_TTL_MS,
-  ProtocolError,
-  UNREPORTED_FAILURE_DELAY_MS,
-  WORKER_RETRY_MS,
-  codecs,
-  deadLetter,
-  errorCodeName,
-  taskFailureAction,
-  type Bus,
-  type ExtractionTask,
-  type ImageVector,
-  type JsMsg,
-} from '@graft/protocol';
-import { isAugmentedId } from '@graft/vision';
+import { ErrorCode, TASK_CLAIM_TTL_MS, ProtocolError, UNREPORTED_FAILURE_DELAY_MS, WORKER_RETRY_MS, codecs, deadLetter, errorCodeName, taskFailureAction } from '@graft/protocol';
+import type { Bus, ExtractionTask, ImageVector, JsMsg } from '@graft/protocol';
+import { RESIZE_METHOD, isAugmentedId } from '@graft/vision';
 import { Answers, withDeadline, type TaskTimings } from './answers.js';
 import { BackboneCache } from './backbone-cache.js';
 import { Inference } from './inference.js';
-import { extractorMetrics, type ExtractorMetrics } from './metrics.js';
+import { countFetched, extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
-import { failure, fetchAndDecode, type PixelTiming } from './pixels.js';
+import { failure, fetchAndDecode, newPixelTiming, type PixelTiming } from './pixels.js';
+import { PreparedWrites } from './prepared-writes.js';
 import { TaskClaims, type ClaimKeeper } from './task-claims.js';
 import { TaskSource } from './task-source.js';
 import type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
@@ -34,10 +22,8 @@ export type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
 interface Prepared {
   msg: JsMsg;
   task: ExtractionTask;
-  /** Per image: pixels, or the error that ends it. */
-  pixels: Promise<(Uint8Array | ImageVector)[]>;
-  /** Filled in as the stages finish. */
-  timing: PixelTiming;
+  pixels: Promise<(Uint8Array | ImageVector)[]>; // per image: pixels, or the error that ends it
+  timing: PixelTiming; // filled in as the stages finish
   /** Set once the task's claim is this worker's: renewed while held, released when handed back. */
   owned: boolean;
   claimKeeper?: ClaimKeeper;
@@ -69,6 +55,7 @@ class ExtractorWorker implements Worker {
   /** This worker's recent answers: a task that comes back is answered again from here, not the backbone. */
   private readonly answers: Answers;
   private readonly backendName: string;
+  private readonly prepared?: PreparedWrites; // undefined with --no-prepared-inputs
 
   constructor(
     private readonly bus: Bus,
@@ -82,13 +69,15 @@ class ExtractorWorker implements Worker {
     this.source = new TaskSource(bus, { pullExpiresMs: o.pullExpiresMs, idleWaitMs: o.idleWaitMs, maxDeliver: o.maxDeliver }, this.log);
     this.claims = new TaskClaims(bus, o.workerId, this.log);
     this.answers = new Answers(bus, o.workerId);
+    this.prepared = o.preparedInputs ? new PreparedWrites(bus, RESIZE_METHOD, (outcome) => this.metrics.prepared.inc({ outcome })) : undefined;
     this.backbones = new BackboneCache(
       bus,
       this.log,
       (b) => this.metrics.info.set({ backend: this.backendName, backbone: b.info.id }, 1),
       (b) => this.metrics.info.remove({ backend: this.backendName, backbone: b.info.id }),
     );
-    this.closed = this.loop().finally(() => {
+    this.closed = this.loop().finally(async () => {
+      await this.prepared?.drain();
       this.backbones.disposeAll();
       this.state = 'closed';
       this.log.info(this.stats, 'worker stopped');
@@ -178,11 +167,11 @@ class ExtractorWorker implements Worker {
     }
     this.metrics.inFlight.inc();
     const keepAlive = this.source.keepLease(msg);
-    const timing: PixelTiming = { fetchSeconds: 0, decodeSeconds: 0, fetchedBytes: 0 };
+    const timing = newPixelTiming();
     // Fetches and decodes (sharp's thread pool) overlap the previous task's inference, which holds the main thread.
     const pixels = this.answers.has(task.taskId)
       ? Promise.resolve([]) // answered already: nothing to fetch
-      : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs }, timing);
+      : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs, prepared: this.prepared }, timing);
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
     return { msg, task, pixels, timing, keepAlive, owned: false };
   }
@@ -212,7 +201,7 @@ class ExtractorWorker implements Worker {
       const tClaim = performance.now();
       if (!(await this.claimForBackbone(p, log))) return;
       deadline += performance.now() - tClaim; // waiting on another's claim is not this task's time
-      this.metrics.bytesFetched.inc(p.timing.fetchedBytes);
+      countFetched(this.metrics, p.timing);
       const tLoad = performance.now();
       const backbone = await this.backbones.get(task);
       const tInfer = performance.now();

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedTrainOptions } from './options.js';
+import { SCORE_ROWS, VectorBatches } from './vector-batches.js';
 import type { EpochResult, HeadDataset, SavedTensor, TrainedHead, TrainingCheckpoint } from './head-types.js';
 
 /** Where a training run stands: what a checkpoint keeps. */
@@ -23,10 +24,10 @@ export class HeadTraining {
   private readonly H: number;
   private readonly mean: Float32Array;
   private readonly std: Float32Array;
-  private readonly xTrain: tf.Tensor2D;
+  private readonly xTrain: VectorBatches;
   private readonly yTrain: tf.Tensor1D;
   private readonly wTrain?: tf.Tensor1D;
-  private readonly xVal?: tf.Tensor2D;
+  private readonly xVal?: VectorBatches;
   private readonly yVal?: tf.Tensor1D;
   private readonly rng: () => number;
   private readonly shapes: [string, number[]][];
@@ -41,12 +42,13 @@ export class HeadTraining {
     this.n = data.train.x.length;
     this.C = data.classes.length;
     ({ mean: this.mean, std: this.std } = opts.standardize ? moments(data.train.x, data.dim) : { mean: new Float32Array(data.dim), std: new Float32Array(data.dim).fill(1) });
-    this.xTrain = standardized(data.train.x, this.mean, this.std, data.dim);
+    // The vectors stay the caller's rows: only one batch at a time becomes a tensor.
+    this.xTrain = new VectorBatches(data.train.x, this.mean, this.std, data.dim);
     this.yTrain = tf.tensor1d(data.train.y, 'int32');
     const weights = opts.classWeights === 'balanced' ? balancedWeights(data.train.y, this.C) : undefined;
     this.wTrain = weights ? tf.tensor1d(data.train.y.map((c) => weights[c])) : undefined;
     if (data.validation.x.length > 0) {
-      this.xVal = standardized(data.validation.x, this.mean, this.std, data.dim);
+      this.xVal = new VectorBatches(data.validation.x, this.mean, this.std, data.dim);
       this.yVal = tf.tensor1d(data.validation.y, 'int32');
     }
     this.rng = seededRandom(opts.seed);
@@ -111,9 +113,10 @@ export class HeadTraining {
     const { opts, n, C } = this;
     const order = permutation(n, this.rng);
     for (let i = 0, step = 0; i < n; i += opts.batchSize, step++) {
-      const idx = tf.tensor1d(order.subarray(i, Math.min(n, i + opts.batchSize)), 'int32');
+      const rows = order.subarray(i, Math.min(n, i + opts.batchSize));
+      const idx = tf.tensor1d(rows, 'int32');
       tf.tidy(() => {
-        const xb = tf.gather(this.xTrain, idx);
+        const xb = this.xTrain.batch(rows);
         const yb = tf.oneHot(tf.gather(this.yTrain, idx), C);
         const wb = this.wTrain ? tf.gather(this.wTrain, idx) : undefined;
         // Dropout masks from the seed, epoch and step: a resumed run draws the same ones.
@@ -175,9 +178,9 @@ export class HeadTraining {
   }
 
   dispose(): void {
-    tf.dispose([this.xTrain, this.yTrain, ...this.params]);
+    tf.dispose([this.yTrain, ...this.params]);
     this.wTrain?.dispose();
-    if (this.xVal) tf.dispose([this.xVal, this.yVal!]);
+    this.yVal?.dispose();
     this.optimizer.dispose();
   }
 }
@@ -192,16 +195,22 @@ async function save(name: string, t: tf.Tensor): Promise<SavedTensor> {
   return { name, shape: t.shape, values: new Float32Array((await t.data()) as Float32Array) };
 }
 
-async function score(x: tf.Tensor2D, y: tf.Tensor1D, logitsOf: (x: tf.Tensor2D) => tf.Tensor2D, C: number): Promise<{ loss: number; acc: number }> {
-  const [loss, acc] = tf.tidy(() => {
-    const logits = logitsOf(x);
-    const l = tf.losses.softmaxCrossEntropy(tf.oneHot(y, C), logits);
-    const a = logits.argMax(1).equal(y).cast('float32').mean();
-    return [l, a];
-  });
-  const [l, a] = [(await loss.data())[0], (await acc.data())[0]];
-  tf.dispose([loss, acc]);
-  return { loss: l, acc: a };
+/** Mean loss and accuracy over a set, SCORE_ROWS rows at a time. */
+async function score(x: VectorBatches, y: tf.Tensor1D, logitsOf: (x: tf.Tensor2D) => tf.Tensor2D, C: number): Promise<{ loss: number; acc: number }> {
+  let loss = 0;
+  let correct = 0;
+  for (let i = 0; i < x.length; i += SCORE_ROWS) {
+    const end = Math.min(x.length, i + SCORE_ROWS);
+    const [l, a] = tf.tidy(() => {
+      const yb = y.slice(i, end - i);
+      const logits = logitsOf(x.batch(VectorBatches.range(i, end)));
+      return [tf.losses.softmaxCrossEntropy(tf.oneHot(yb, C), logits, undefined, undefined, tf.Reduction.SUM), logits.argMax(1).equal(yb).cast('float32').sum()];
+    });
+    loss += (await l.data())[0];
+    correct += (await a.data())[0];
+    tf.dispose([l, a]);
+  }
+  return { loss: loss / x.length, acc: correct / x.length };
 }
 
 /** n / (classes * count) per class: every class weighs as much in the loss (0 for a class with no examples). */
@@ -223,15 +232,9 @@ export function moments(x: Float32Array[], dim: number): { mean: Float32Array; s
   return { mean: Float32Array.from(mean), std };
 }
 
-/** Stacks vectors into one standardised [n, dim] tensor. */
+/** Stacks vectors into one standardised [n, dim] tensor (for small sets: training never holds one of the whole set). */
 export function standardized(x: Float32Array[], mean: Float32Array, std: Float32Array, dim: number): tf.Tensor2D {
-  const flat = new Float32Array(x.length * dim);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i];
-    if (v.length !== dim) throw new RangeError(`vector ${i} has dimension ${v.length}, expected ${dim}`);
-    for (let j = 0; j < dim; j++) flat[i * dim + j] = (v[j] - mean[j]) / std[j];
-  }
-  return tf.tensor2d(flat, [x.length, dim]);
+  return new VectorBatches(x, mean, std, dim).batch(VectorBatches.range(0, x.length));
 }
 
 /** A small, fast, seeded generator of floats in [0, 1) (mulberry32): same seed, same sequence. */

@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { SCORE_ROWS } from './vector-batches.js';
 import type { ResolvedBackbone } from '@graft/vision';
 import type { EvaluationReport } from './evaluate.js';
 import type { TrainedHead } from './train.js';
@@ -184,13 +185,18 @@ export async function loadHeadModel(m: ModelFolder): Promise<tf.LayersModel> {
 
 /** Class probabilities for raw bottleneck vectors. */
 export async function predict(model: tf.LayersModel, vectors: Float32Array[], dim: number): Promise<Float32Array[]> {
-  if (vectors.length === 0) return [];
-  const flat = new Float32Array(vectors.length * dim);
-  vectors.forEach((v, i) => flat.set(v, i * dim));
-  const x = tf.tensor2d(flat, [vectors.length, dim]);
-  const y = model.predict(x) as tf.Tensor2D;
-  const data = (await y.data()) as Float32Array;
-  tf.dispose([x, y]);
-  const C = y.shape[1];
-  return vectors.map((_, i) => data.slice(i * C, (i + 1) * C));
+  const out: Float32Array[] = [];
+  // SCORE_ROWS at a time: a million test vectors are never one tensor.
+  for (let i = 0; i < vectors.length; i += SCORE_ROWS) {
+    const rows = vectors.slice(i, i + SCORE_ROWS);
+    const flat = new Float32Array(rows.length * dim);
+    rows.forEach((v, k) => flat.set(v, k * dim));
+    const x = tf.tensor2d(flat, [rows.length, dim]);
+    const y = model.predict(x) as tf.Tensor2D;
+    const data = (await y.data()) as Float32Array;
+    const C = y.shape[1];
+    tf.dispose([x, y]);
+    for (let k = 0; k < rows.length; k++) out.push(data.slice(k * C, (k + 1) * C));
+  }
+  return out;
 }

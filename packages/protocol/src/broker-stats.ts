@@ -14,6 +14,7 @@ export const BROKER_STORES: Readonly<Record<string, string>> = {
   manifest_pages: STREAMS.manifestPages,
   events: STREAMS.events,
   dead_letters: STREAMS.deadLetters,
+  prepared: STREAMS.prepared,
   ...BUCKET_STREAMS,
 };
 

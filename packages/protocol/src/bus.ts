@@ -49,14 +49,16 @@ export interface BusOptions {
 }
 
 /** Stores whose size a deployment can cap (`graft init --max-bytes STORE=SIZE`). */
-export const STORE_LIMIT_NAMES = ['images', 'vectors', 'artifacts', 'models', 'results', 'manifests'] as const;
+export const STORE_LIMIT_NAMES = ['images', 'vectors', 'artifacts', 'models', 'results', 'manifests', 'prepared'] as const;
 export type StoreLimitName = (typeof STORE_LIMIT_NAMES)[number];
 
 /**
  * Default caps, bytes (-1: none but the server's own). Results drain as the coordinator reads them:
  * 1 GiB of them means it has been away a long time, and workers then hold their answers and retry.
+ * Prepared inputs are a cache that drops its oldest copies at its cap (2 GiB: about 14,000 photos at
+ * 224 px); nats-server sets a cap's bytes aside when the stream is made, so the default stays small.
  */
-export const DEFAULT_STORE_LIMITS: Readonly<Record<StoreLimitName, number>> = { images: -1, vectors: -1, artifacts: -1, models: -1, results: 1024 ** 3, manifests: -1 };
+export const DEFAULT_STORE_LIMITS: Readonly<Record<StoreLimitName, number>> = { images: -1, vectors: -1, artifacts: -1, models: -1, results: 1024 ** 3, manifests: -1, prepared: 2 * 1024 ** 3 };
 
 /** The stream under each capped store. */
 const LIMITED_STREAMS: Readonly<Record<StoreLimitName, string>> = {
@@ -66,6 +68,7 @@ const LIMITED_STREAMS: Readonly<Record<StoreLimitName, string>> = {
   models: BUCKET_STREAMS.models,
   results: STREAMS.results,
   manifests: STREAMS.manifests,
+  prepared: STREAMS.prepared,
 };
 
 /** Options of the JetStream topology graft creates. */
@@ -91,7 +94,7 @@ export interface TopologyOptions {
 }
 
 /** The streams a worker uses: all it may look at (its role cannot read what the job streams hold). */
-export const WORKER_STREAMS: readonly string[] = [STREAMS.tasks, BUCKET_STREAMS.images, BUCKET_STREAMS.models, BUCKET_STREAMS.claims, BUCKET_STREAMS.vectors];
+export const WORKER_STREAMS: readonly string[] = [STREAMS.tasks, STREAMS.prepared, BUCKET_STREAMS.images, BUCKET_STREAMS.models, BUCKET_STREAMS.claims, BUCKET_STREAMS.vectors];
 
 /** A connected bus with every stream and bucket opened. */
 export interface Bus {
@@ -201,6 +204,8 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
     { ...base, name: STREAMS.events, subjects: [SUBJECTS.events], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs_per_subject: 10_000 },
     // Bounded: a flood of garbage costs at most this much, oldest dropped first.
     { ...base, name: STREAMS.deadLetters, subjects: [SUBJECTS.deadLetters], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs: 10_000, max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old },
+    // A cache: one copy per photo, size and rule; at its cap the oldest go (made again when needed).
+    { ...base, name: STREAMS.prepared, subjects: [SUBJECTS.prepared], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.Old, max_bytes: capOf(o, 'prepared'), allow_direct: true },
   ];
 }
 

@@ -109,8 +109,11 @@ export {
   consumeManifests,
 } from './stores/jobs.js';
 export type { JobRecord, JobEventBody } from './stores/jobs.js';
-export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, vectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
+export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, scanCachedVectors, vectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
+export type { CacheAnswer } from './stores/vectors.js';
 export { readImage, putImage, isImageStored, hasImage } from './stores/images.js';
+export { readPrepared, putPrepared } from './stores/prepared.js';
+export type { PreparedRead } from './stores/prepared.js';
 export type { ImageRead } from './stores/images.js';
 export { hasModel, putModel, getModel } from './stores/models.js';
 export type { ModelBlobs } from './stores/models.js';

@@ -90,6 +90,7 @@ export const codecs = {
   auditFold: codec<graft.v1.AuditFold.$Properties, AuditFold>('AuditFold', pb.AuditFold),
   coordinatorLease: codec<graft.v1.CoordinatorLease.$Properties, CoordinatorLease>('CoordinatorLease', pb.CoordinatorLease),
   manifestPage: codec<graft.v1.ManifestPage.$Properties, ManifestPage>('ManifestPage', pb.ManifestPage),
+  preparedInput: codec<graft.v1.PreparedInput.$Properties, graft.v1.PreparedInput>('PreparedInput', pb.PreparedInput),
 } as const;
 
 /** Readable names for enum values, for logs and the CLI. */

@@ -22,6 +22,8 @@ export const STREAMS = {
   events: 'GRAFT_EVENTS',
   /** Messages refused as malformed or untrustworthy, kept for inspection, bounded (`graft.deadletters.<kind>`). */
   deadLetters: 'GRAFT_DEADLETTERS',
+  /** Photos at a backbone's input size, one per photo, size and rule, oldest evicted (`graft.prepared.<rule>.<size>.<sha256>`). */
+  prepared: 'GRAFT_PREPARED',
 } as const;
 
 export const SUBJECTS = {
@@ -31,6 +33,7 @@ export const SUBJECTS = {
   results: `${SUBJECT_ROOT}.results.*`,
   events: `${SUBJECT_ROOT}.events.*`,
   deadLetters: `${SUBJECT_ROOT}.deadletters.*`,
+  prepared: `${SUBJECT_ROOT}.prepared.*.*.*`,
 } as const;
 
 export const BUCKETS = {
@@ -110,6 +113,12 @@ export function deadLetterSubject(kind: 'manifest' | 'result' | 'task'): string 
   return `${SUBJECT_ROOT}.deadletters.${kind}`;
 }
 
+/** Subject of a photo prepared at one input size by one decode-and-resize rule. */
+export function preparedSubject(rule: string, size: number, sha256: string): string {
+  if (!Number.isSafeInteger(size) || size < 1) throw new TypeError(`invalid input size ${size}`);
+  return `${SUBJECT_ROOT}.prepared.${token(rule, 'resize rule')}.${size}.${token(sha256, 'sha256')}`;
+}
+
 /** Durable pull consumer shared by every extractor serving one backbone. */
 export function extractorConsumer(fingerprint: string): string {
   return `extract-${token(fingerprint, 'fingerprint')}`;
@@ -122,7 +131,12 @@ export function fingerprintOfConsumer(name: string): string | undefined {
 
 /** Vector cache key: the backbone and the image content, nothing else. */
 export function vectorKey(fingerprint: string, sha256: string): string {
-  return `${token(fingerprint, 'fingerprint')}.${token(sha256, 'sha256')}`;
+  return `${vectorKeyPrefix(fingerprint)}${token(sha256, 'sha256')}`;
+}
+
+/** What every vector cache key of one backbone starts with. */
+export function vectorKeyPrefix(fingerprint: string): string {
+  return `${token(fingerprint, 'fingerprint')}.`;
 }
 
 /**

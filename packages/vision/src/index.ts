@@ -1,6 +1,6 @@
 export { initBackend, backendPlan, BACKEND_NAMES } from './backend.js';
 export type { BackendName, BackendChoice, BackendOptions } from './backend.js';
-export { PREPROCESS, parseBackbone, backboneRequest, requestedSpec, resolvedFields, resolvedFromFields } from './backbone-record.js';
+export { PREPROCESS, RESIZE_METHOD, parseBackbone, backboneRequest, requestedSpec, resolvedFields, resolvedFromFields } from './backbone-record.js';
 export type { BackboneSpec, ResolvedBackbone, BackboneFields, BackboneOverrides, Preprocess } from './backbone-record.js';
 export { loadBackbone, fetchBackbone, backboneFromFiles, cutAt, isGraphModel, modelArtifacts } from './backbone.js';
 export type { Backbone, FetchedBackbone, LoadBackboneOptions } from './backbone.js';

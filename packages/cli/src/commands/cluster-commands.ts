@@ -85,6 +85,8 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
   --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
                       fails its remaining images with TIMEOUT (default 300000)
+  --no-prepared-inputs  always fetch and decode originals: read no prepared inputs (photos decoded at the
+                      input size once, by the first worker that needed them) and store none
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
   --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
   --gpus all|LIST     one worker process per GPU (all: NVIDIA_VISIBLE_DEVICES's list, else nvidia-smi's;
@@ -104,6 +106,7 @@ ${NATS_HELP}`,
     'max-image-bytes': { type: 'string' },
     'max-image-pixels': { type: 'string' },
     'task-timeout': { type: 'string' },
+    'no-prepared-inputs': { type: 'boolean' },
     gpus: { type: 'string' },
   },
   async run(argv) {
@@ -120,6 +123,7 @@ ${NATS_HELP}`,
           inferBatchSize: int(v, 'batch-size', 1),
           limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
           taskTimeoutMs: int(v, 'task-timeout', 1),
+          preparedInputs: !v['no-prepared-inputs'],
           // bin/graft.js sizes libuv's pool (sharp decodes on it) before anything starts.
           decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
         },

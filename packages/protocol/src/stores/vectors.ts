@@ -1,6 +1,8 @@
 import type { Bus } from '../bus.js';
 import { codecs, VectorDType, type CachedVector } from '../messages.js';
-import { BUCKETS, BUCKET_STREAMS, kvKeyLocation, vectorKey } from '../names.js';
+import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import { BUCKETS, BUCKET_STREAMS, kvKeyLocation, vectorKey, vectorKeyPrefix } from '../names.js';
 import { inPool, STORE_READ_CONCURRENCY } from '../pool.js';
 
 /*
@@ -9,9 +11,13 @@ import { inPool, STORE_READ_CONCURRENCY } from '../pool.js';
  * owns the key and the bytes of a vector on the wire.
  */
 
+/** Longest error message cached with an image (an error entry then stays far smaller than any vector of a real backbone). */
+const CACHED_MESSAGE_CHARS = 300;
+
 /** Caches an image's answer under its backbone. @throws as JetStream (isStoreFull when the cache is full). */
 export async function cacheVector(bus: Bus, fingerprint: string, imageId: string, entry: Parameters<typeof codecs.cachedVector.encode>[0]): Promise<void> {
-  await bus.vectors.put(vectorKey(fingerprint, imageId), codecs.cachedVector.encode(entry));
+  const e = entry.errorMessage && entry.errorMessage.length > CACHED_MESSAGE_CHARS ? { ...entry, errorMessage: entry.errorMessage.slice(0, CACHED_MESSAGE_CHARS) } : entry;
+  await bus.vectors.put(vectorKey(fingerprint, imageId), codecs.cachedVector.encode(e));
 }
 
 /**
@@ -30,6 +36,66 @@ export async function readCachedVector(bus: Bus, fingerprint: string, imageId: s
  */
 export async function readCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], each: (imageId: string, entry: CachedVector | undefined) => void): Promise<void> {
   await inPool(imageIds, STORE_READ_CONCURRENCY, async (id) => each(id, await readCachedVector(bus, fingerprint, id)));
+}
+
+/** What the cache says of an image without its vector: none, a vector (errorCode 0), or a final error. */
+export type CacheAnswer = Pick<CachedVector, 'errorCode' | 'errorMessage'> | undefined;
+
+/** From this many images on, {@link scanCachedVectors} lists the backbone's keys instead of reading each entry. */
+const LIST_FROM = 1000;
+
+/**
+ * What the cache holds for each of these images, without reading the vectors themselves: the
+ * backbone's entries are listed headers-only (each key and its size) and only entries too small to
+ * be a vector of `dim` floats are read (the errors). What a coordinator taking over a job of a
+ * million photos reads is then their keys, not gigabytes of vectors. Small sets, small backbones
+ * (where an error can be as large as a vector) and a cache holding many more of the backbone's
+ * entries than asked for are read entry by entry.
+ */
+export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], dim: number, each: (imageId: string, answer: CacheAnswer) => void): Promise<void> {
+  // float16 is the smallest a vector travels as; an error entry is a code and at most CACHED_MESSAGE_CHARS characters.
+  const minVectorBytes = 2 * dim;
+  if (imageIds.length < LIST_FROM || minVectorBytes <= 4 * CACHED_MESSAGE_CHARS + 16) return readCachedVectors(bus, fingerprint, imageIds, each);
+  const sizes = await listEntrySizes(bus, fingerprint, 4 * imageIds.length);
+  if (!sizes) return readCachedVectors(bus, fingerprint, imageIds, each);
+  const small: string[] = [];
+  for (const id of imageIds) {
+    const size = sizes.get(id);
+    if (size === undefined) each(id, undefined);
+    else if (size >= minVectorBytes) each(id, { errorCode: 0, errorMessage: '' } as CacheAnswer);
+    else small.push(id);
+  }
+  await readCachedVectors(bus, fingerprint, small, each);
+}
+
+/**
+ * The size of every entry under a backbone (the last of each key, deletes left out), from a
+ * headers-only consumer; undefined when there are more than `most` (reading the entries asked for is then cheaper).
+ */
+async function listEntrySizes(bus: Bus, fingerprint: string, most: number): Promise<Map<string, number> | undefined> {
+  const prefix = kvKeyLocation(BUCKETS.vectors, vectorKeyPrefix(fingerprint)).subject;
+  const oc = await bus.js.consumers.getPushConsumer(BUCKET_STREAMS.vectors, {
+    filter_subject: `${prefix}*`,
+    deliver_policy: DeliverPolicy.LastPerSubject,
+    ack_policy: AckPolicy.None,
+    headers_only: true,
+    flow_control: true,
+    idle_heartbeat: nanos(5000),
+  } as unknown as Parameters<typeof bus.js.consumers.getPushConsumer>[1]);
+  const sizes = new Map<string, number>();
+  const total = (await oc.info()).num_pending;
+  if (total === 0 || total > most) {
+    await oc.delete().catch(() => undefined);
+    return total === 0 ? sizes : undefined;
+  }
+  const msgs = await oc.consume();
+  for await (const m of msgs) {
+    const op = m.headers?.get('KV-Operation');
+    if (op !== 'DEL' && op !== 'PURGE') sizes.set(m.subject.slice(prefix.length), Number(m.headers?.get('Nats-Msg-Size') ?? m.data.length));
+    if (m.info.pending === 0) break;
+  }
+  await msgs.close();
+  return sizes;
 }
 
 /** A cached answer's vector as floats, or undefined when the image failed. */
