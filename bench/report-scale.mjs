@@ -65,7 +65,7 @@ export function trainingMemorySection(t) {
   return [
     '## Head training on a million vectors',
     '',
-    `${k(t.vectors)} vectors of ${k(t.dim)} floats (10 classes, 5 % of them for validation), one epoch, batches of 256, on the **${t.backend}** backend, in a process of its own with V8's heap capped at 4 GB. The vectors are held once, as rows in host memory (outside V8's heap and the backend's); each batch becomes a tensor only while it trains, and scoring runs 4,096 rows at a time. Before, the set was also copied flat and put whole into one tensor: three times the vectors, and a tensor the wasm backend's 4 GB heap cannot hold past about 840,000 such vectors (4 GB / 5,120 bytes).`,
+    `${k(Math.round(t.vectors / 1.05))} training and ${k(t.vectors - Math.round(t.vectors / 1.05))} validation vectors of ${k(t.dim)} floats (10 classes), one epoch, batches of 256, on the **${t.backend}** backend, in a process of its own with V8's heap capped at 4 GB. The vectors are held once, as rows in host memory (outside V8's heap and the backend's); each batch becomes a tensor only while it trains, and scoring runs 4,096 rows at a time. Before, the set was also copied flat and put whole into one tensor: three times the vectors, and a tensor the wasm backend's 4 GB heap cannot hold past about 840,000 such vectors (4 GB / 5,120 bytes).`,
     '',
     '| measurement | result |',
     '|---|---|',

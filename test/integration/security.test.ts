@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, STREAMS, WORKER_STREAMS, codecs, freePort, manifestSubject, openBus, readJob } from '@graft/protocol';
+import { JobState, STREAMS, VectorDType, WORKER_STREAMS, cacheVector, codecs, encodeVector, freePort, manifestSubject, openBus, readJob, scanCachedVectors } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -85,6 +85,17 @@ describe('security - the deployed NATS permissions', () => {
         }
       } finally {
         await w3.close();
+      }
+      // The coordinator's role can list the cache's keys (a headers-only consumer delivering to its own inbox).
+      const co = await openBus({ servers: c.url, user: 'coordinator', pass: PASSWORDS.GRAFT_COORDINATOR_PASSWORD }, { create: false });
+      try {
+        const ids = Array.from({ length: 1000 }, (_, i) => i.toString(16).padStart(64, '0'));
+        await cacheVector(co, 'feedfacefeedface', ids[7], { vector: encodeVector(new Float32Array(1280).fill(1), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 1280, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
+        const found: string[] = [];
+        await scanCachedVectors(co, 'feedfacefeedface', ids, 1280, (id, a) => void (a ? found.push(id) : undefined));
+        assert.deepEqual(found, [ids[7]]);
+      } finally {
+        await co.close();
       }
       // The monitor reads jobs and cannot change them.
       const mon = await openBus({ servers: c.url, user: 'monitor', pass: PASSWORDS.GRAFT_MONITOR_PASSWORD }, { create: false });
