@@ -68,6 +68,23 @@ export async function scrape(port) {
   };
 }
 
+/** A process's resident memory now and at its peak, bytes (Linux /proc; 'self' for this one). */
+export async function procMemory(pid = 'self') {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const kb = (k) => 1024 * Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Waits for a graft process's /readyz on a port: to say ready, or (`anyAnswer`: a standby coordinator) to answer at all. */
+export async function waitForReadyz(port, { anyAnswer = false, what = `the process on ${port}` } = {}) {
+  for (let i = 0; i <= 600; i++) {
+    const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+    if (r && (r.ok || anyAnswer)) return;
+    await sleep(100);
+  }
+  throw new Error(`${what} never became ready`);
+}
+
 /** A fresh cluster (nats-server, coordinator, N workers with metrics), ready to extract. */
 export async function cluster(work, workers, backboneSpec, workerArgs = []) {
   const dataDir = await mkdtemp(join(work, 'nats-'));
@@ -79,13 +96,7 @@ export async function cluster(work, workers, backboneSpec, workerArgs = []) {
     ports.push(port);
     procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(port), ...workerArgs]));
   }
-  for (const p of ports) {
-    for (let i = 0; ; i++) {
-      if ((await fetch(`http://127.0.0.1:${p}/readyz`).catch(() => undefined))?.ok) break;
-      if (i > 600) throw new Error(`worker on ${p} never became ready: ${procs.map((x) => x.err()).join('\n')}`);
-      await sleep(100);
-    }
-  }
+  for (const p of ports) await waitForReadyz(p, { what: `worker on ${p}: ${procs.map((x) => x.err()).join('\n')}` });
   const bus = await openBus({ servers: nats.url });
   return {
     bus,
@@ -115,18 +126,10 @@ export async function runJob(c, dir, spec, splits, dtype, extra = {}) {
   const p = await publishDataset(c.bus, dir, { progress: false, ...o, splitsFile: splits, vectorDType: dtype, training: { epochs: 1 }, ...extra });
   const t0 = now();
   let extractedAt;
-  let first;
   for (;;) {
     const s = await readJob(c.bus, p.jobId);
-    const done = (s?.counts?.extracted ?? 0) + (s?.counts?.cached ?? 0) + (s?.counts?.failed ?? 0);
-    if (!first && done > 0) first = { at: now(), done };
     if (s && !extractedAt && s.state > 2) extractedAt = now();
-    if (s && isTerminal(s.state)) {
-      const end = extractedAt ?? now();
-      // From the first vector counted: the images after it over the time after it (what a worker sustains, without the job's start).
-      const steady = first && first.done < done ? (done - first.done) / (end - first.at) : undefined;
-      return { status: s, seconds: end - t0, jobId: p.jobId, publishSeconds: t0 - tp, firstVectorSeconds: first ? first.at - t0 : undefined, steadyImagesPerSecond: steady };
-    }
+    if (s && isTerminal(s.state)) return { status: s, seconds: (extractedAt ?? now()) - t0, jobId: p.jobId, publishSeconds: t0 - tp };
     await sleep(50);
   }
 }

@@ -183,7 +183,6 @@ async function measuredJob(c, dir, model, label, extra = {}) {
     images: n,
     publishSeconds: run.publishSeconds,
     imagesPerSecond: n / run.seconds,
-    firstVectorSeconds: run.firstVectorSeconds,
     wallSeconds: wall,
     cpuPerImage: { coordinator: cpu[0], worker: cpu[1], natsServer: cpu[2], total: cpu.reduce((a, b) => a + b, 0) },
     stageSecondsPerImage: stages,

@@ -1,7 +1,5 @@
 // BENCHMARKS.md's audit section (bench/audit.mjs).
-const f = (x, d = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
-const pct = (x) => (x === undefined ? 'n/a' : `${f(100 * x, 1)} %`);
-const mark = (ok) => (ok ? 'met' : '**missed**');
+import { f, mark, pct } from './format.mjs';
 
 export function auditSection(a, out) {
   const d = a.duplicates;

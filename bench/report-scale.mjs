@@ -1,6 +1,6 @@
 // BENCHMARKS.md's scale section (bench/scale.mjs) and its projection to 1 and 10 million photos.
-const f = (x, d = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
-const mark = (ok) => (ok ? 'met' : '**missed**');
+import { f, mark } from './format.mjs';
+
 const gb = (bytes) => `${f(bytes / 1e9, 1)} GB`;
 const mib = (bytes) => `${f(bytes / 2 ** 20, 0)} MiB`;
 

@@ -3,12 +3,10 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { f, mark, pct } from './format.mjs';
 import { auditSection } from './report-audit.mjs';
 import { scaleSection, trainingMemorySection } from './report-scale.mjs';
 
-const f = (x, d = 2) => (x === undefined || Number.isNaN(x) ? 'n/a' : Number(x).toFixed(d));
-const pct = (x) => `${f(100 * x, 1)} %`;
-const mark = (ok) => (ok ? 'met' : '**missed**');
 
 export function renderMarkdown(out) {
   const m = out.machine;

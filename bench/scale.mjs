@@ -5,13 +5,13 @@
 // the wait from extraction to training, and `graft status` at that size. `--sections scale`.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { generateSampleSet, publishDataset } from '@graft/cli';
 import { JobState, STREAMS, codecs, freePort, isTerminal, openBus, publishManifest, readJob, readLease, readManifest, startLocalNats } from '@graft/protocol';
-import { CLI, graft, now, sleep } from './lib.mjs';
+import { CLI, graft, now, procMemory, sleep, waitForReadyz } from './lib.mjs';
 import { zeroCostModel } from './pipeline.mjs';
 
 const run = promisify(execFile);
@@ -35,32 +35,17 @@ async function photos(dir, n) {
   if (seen.size !== n) throw new Error(`only ${seen.size} of ${n} generated photos are distinct`);
 }
 
-/** A process's resident memory now and at its peak, bytes (Linux /proc). */
-async function memory(pid) {
-  const s = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
-  const kb = (k) => 1024 * Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
-
-/** The coordinator's V8 heap in use, bytes (its /metrics). */
-async function heapOf(port) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text().catch(() => '');
-  return Number(/^nodejs_heap_size_used_bytes ([0-9.e+]+)/m.exec(text)?.[1] ?? NaN);
-}
-
-async function ready(port) {
-  for (let i = 0; i < 600; i++) {
-    if ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status !== undefined) return;
-    await sleep(100);
-  }
-  throw new Error(`nothing answers on port ${port}`);
+/** A coordinator's memory now: V8 heap in use (its /metrics), resident and peak (/proc). */
+async function snapshot(c) {
+  const text = await (await fetch(`http://127.0.0.1:${c.port}/metrics`)).text().catch(() => '');
+  return { heap: Number(/^nodejs_heap_size_used_bytes ([0-9.e+]+)/m.exec(text)?.[1] ?? NaN), ...(await procMemory(c.child.pid)) };
 }
 
 /** Starts a coordinator with metrics: its process and port. */
 async function coordinator(url) {
   const port = await freePort();
   const p = graft(['coordinator', '--nats', url, '--allow-model-files', '--metrics-port', String(port)]);
-  await ready(port);
+  await waitForReadyz(port, { anyAnswer: true }); // a standby answers, not ready
   return { ...p, port };
 }
 
@@ -80,9 +65,9 @@ async function follow(bus, jobId, n, leader, standby, nats) {
     if (r.firstVectorSeconds === undefined && done > 0) r.firstVectorSeconds = now() - t0;
     if (!r.firstWindowSeconds && done >= r.firstWindow) {
       r.firstWindowSeconds = now() - t0 - r.firstVectorSeconds;
-      r.at10k = { done, heap: await heapOf(leader.port), ...(await memory(leader.child.pid)) };
+      r.at10k = { done, ...(await snapshot(leader)) };
     }
-    if (s?.state === JobState.JOB_STATE_EXTRACTING && !killedAt) last = { done, heap: await heapOf(leader.port), ...(await memory(leader.child.pid)) };
+    if (s?.state === JobState.JOB_STATE_EXTRACTING && !killedAt) last = { done, ...(await snapshot(leader)) };
     if (!killedAt && done >= 0.9 * n && s?.state === JobState.JOB_STATE_EXTRACTING) {
       killedAt = now();
       doneAtKill = done;
@@ -93,7 +78,7 @@ async function follow(bus, jobId, n, leader, standby, nats) {
     }
     // Moving again: the standby holds the lease and the job's count has grown since (a write the dead leader had in flight does not count).
     if (killedAt && !r.movingAgainSeconds && done > doneAtKill && (await readLease(bus))?.lease.holder !== holderAtKill) r.movingAgainSeconds = now() - killedAt;
-    if (killedAt && s?.state === JobState.JOB_STATE_EXTRACTING) last = { done, heap: await heapOf(standby.port), ...(await memory(standby.child.pid)) };
+    if (killedAt && s?.state === JobState.JOB_STATE_EXTRACTING) last = { done, ...(await snapshot(standby)) };
     if (s && s.state > JobState.JOB_STATE_EXTRACTING && !r.extractedSeconds) {
       r.extractedSeconds = now() - t0;
       r.atEnd = last;
@@ -106,8 +91,8 @@ async function follow(bus, jobId, n, leader, standby, nats) {
     }
     await sleep(200);
   }
-  r.coordinatorPeak = Math.max((await memory(standby.child.pid)).peak, r.beforeKill?.peak ?? 0);
-  r.natsPeak = (await memory(nats.process.pid)).peak;
+  r.coordinatorPeak = Math.max((await procMemory(standby.child.pid)).peak, r.beforeKill?.peak ?? 0);
+  r.natsPeak = (await procMemory(nats.process.pid)).peak;
   return r;
 }
 
@@ -153,16 +138,16 @@ export async function benchScale(work, { quick }) {
     procs.push(leader);
     const workerPorts = [await freePort(), await freePort()];
     for (const p of workerPorts) procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(p)]));
-    for (const p of workerPorts) await ready(p);
+    for (const p of workerPorts) await waitForReadyz(p);
     const bus = await openBus({ servers: nats.url }, { create: false });
     // A warm-up job (the model loaded everywhere), then a standby coordinator, then the measured job.
     const warm = await publishDataset(bus, await generateSampleSet(join(work, 'scale-warm'), 4, 3, ['circle', 'square']), { progress: false, backbone: model, training: { epochs: 1 } });
     while (!isTerminal((await readJob(bus, warm.jobId))?.state)) await sleep(200);
-    const idle = { heap: await heapOf(leader.port), ...(await memory(leader.child.pid)) };
+    const idle = await snapshot(leader);
     const standby = await coordinator(nats.url);
     procs.push(standby);
     await sleep(2000);
-    const standbyIdle = { heap: await heapOf(standby.port), ...(await memory(standby.child.pid)) };
+    const standbyIdle = await snapshot(standby);
     t = now();
     const job = await publishDataset(bus, dir, { progress: false, backbone: model, training: { epochs: 1 } });
     const publishSeconds = now() - t;

@@ -3,24 +3,19 @@
 // backend graft picks here (wasm: its heap stops at 4 GB, less than the vectors). Part of
 // `npm run bench` (`--sections training`).
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { procMemory } from './lib.mjs';
 
 const run = promisify(execFile);
 
-async function rss() {
-  const s = await readFile('/proc/self/status', 'utf8');
-  const kb = (k) => 1024 * Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
 
 /** In the child: n vectors around 10 class centres, one epoch of training, memory before and after. */
 async function child(n, dim) {
   const { initBackend } = await import('@graft/vision');
   const { trainHead } = await import('@graft/head');
   const backend = (await initBackend()).name;
-  const base = await rss();
+  const base = await procMemory();
   let s = 12345;
   const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
   const make = (count) => {
@@ -37,11 +32,11 @@ async function child(n, dim) {
   };
   const train = make(n);
   const validation = make(Math.round(n / 20));
-  const held = await rss();
+  const held = await procMemory();
   const t0 = performance.now();
   const head = await trainHead({ dim, classes: Array.from({ length: 10 }, (_, c) => `c${c}`), train, validation }, { epochs: 1, patience: 0, batchSize: 256 });
   const seconds = (performance.now() - t0) / 1000;
-  const after = await rss();
+  const after = await procMemory();
   const vectors = n + validation.x.length;
   process.stdout.write(
     JSON.stringify({

@@ -11,7 +11,9 @@ import { isStoreFull, storeFullMessage } from '../policy/retry.js';
 /** The object store's stream and chunk subjects (its documented storage layout). */
 const IMAGES_STREAM = BUCKET_STREAMS.images;
 const chunkSubject = (nuid: string) => `$O.${BUCKETS.images}.C.${nuid}`;
-const metaSubject = (name: string) => `$O.${BUCKETS.images}.M.${Buffer.from(name).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+/** Base64url with padding: how the object store writes names in subjects and digests. */
+const paddedBase64Url = (bytes: Buffer) => bytes.toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+const metaSubject = (name: string) => `$O.${BUCKETS.images}.M.${paddedBase64Url(Buffer.from(name))}`;
 
 /** What reading one image gave: its bytes, or why there are none (each ends that image alone). */
 export type ImageRead =
@@ -172,7 +174,7 @@ export async function hasImage(bus: Bus, sha256: string): Promise<boolean> {
 
 /** The object store's digest of bytes whose hex SHA-256 is given ("SHA-256=" + padded base64url). */
 function objectDigest(sha256Hex: string): string {
-  return `SHA-256=${Buffer.from(sha256Hex, 'hex').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}`;
+  return `SHA-256=${paddedBase64Url(Buffer.from(sha256Hex, 'hex'))}`;
 }
 
 /** The inverse of {@link objectDigest}: the hex SHA-256 an object's digest names. */

@@ -62,7 +62,7 @@ export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds:
   for (const id of imageIds) {
     const size = sizes.get(id);
     if (size === undefined) each(id, undefined);
-    else if (size >= minVectorBytes) each(id, { errorCode: 0, errorMessage: '' } as CacheAnswer);
+    else if (size >= minVectorBytes) each(id, { errorCode: 0, errorMessage: '' });
     else small.push(id);
   }
   await readCachedVectors(bus, fingerprint, small, each);
