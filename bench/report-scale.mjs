@@ -5,7 +5,7 @@ const gb = (bytes) => `${f(bytes / 1e9, 1)} GB`;
 const mib = (bytes) => `${f(bytes / 2 ** 20, 0)} MiB`;
 
 /** The scale section, from one run. */
-export function scaleSection(s, tracking) {
+export function scaleSection(s, tracking, training) {
   const n = s.photos;
   const k = (x) => x.toLocaleString('en');
   const perPhoto = (name) => (s.streamBytes?.[name] ?? 0) / n;
@@ -13,9 +13,11 @@ export function scaleSection(s, tracking) {
   const ratio = s.allRate / s.firstWindowRate;
   const mem = s.coordinatorBytesPerPhoto;
   const heap = s.heapBytesPerPhoto;
-  const vectorBytes = 1280 * 4;
+  // Training memory per vector as measured ("Head training on a million vectors"), else its data alone.
+  const vectorBytes = training?.heldBytesPerVector ?? 1280 * 4;
+  const halfBytes = training?.float16?.heldBytesPerVector ?? 1280 * 2;
   const project = (m) => [
-    `| ${k(m)} | ${gb(stores.images * m)} | ${gb(stores.vectors * m)} (${gb((stores.vectors * m) / 2)} as float16) | ${gb(stores.prepared * m)} | ${gb(stores.manifests * m)} | ${gb(heap.atEnd * m)} | ${gb(vectorBytes * m)} |`,
+    `| ${k(m)} | ${gb(stores.images * m)} | ${gb(stores.vectors * m)} (${gb((stores.vectors * m) / 2)} as float16) | ${gb(stores.prepared * m)} | ${gb(stores.manifests * m)} | ${gb(heap.atEnd * m)} | ${gb(vectorBytes * m)} / ${gb(halfBytes * m)} |`,
   ];
   return [
     '## Scale: 100,000 photos end to end',
@@ -47,14 +49,14 @@ export function scaleSection(s, tracking) {
     '',
     '### Projected to 1 and 10 million photos',
     '',
-    'From the per-photo figures above (a store scales with its photos; the image store holds what was published: 32 px photos here, about 40 KB for clothing-small photos, 3-5 MB for phone photos as published). Training holds the vectors once (1,280-d float32, outside the V8 heap: "Head training on a million vectors" below).',
+    'From the per-photo figures above (a store scales with its photos; the image store holds what was published: 32 px photos here, about 40 KB for clothing-small photos, 3-5 MB for phone photos as published). Training holds the vectors once (1,280-d, outside the V8 heap, at the bytes per vector measured in "Head training on a million vectors" below).',
     '',
-    '| photos | image store (these photos) | vector cache | prepared inputs (32 px here; 150 KB a photo at 224 px) | manifest | coordinator heap (manifest, tracking) | training vectors in memory (float32) |',
+    '| photos | image store (these photos) | vector cache | prepared inputs (32 px here; 150 KB a photo at 224 px) | manifest | coordinator heap (manifest, tracking) | training vectors in memory (float32 / float16) |',
     '|---|---|---|---|---|---|---|',
     ...project(1e6),
     ...project(1e7),
     '',
-    `What would have to be sharded, and how: at 10,000,000 photos one nats-server holds the image store (${gb(40e3 * 1e7)} of clothing-small-sized photos) and the vector cache (${gb(stores.vectors * 1e7)}); both are plain JetStream streams, so a NATS cluster with the streams placed on different servers (or \`graft init --replicas 3\`) spreads them, and the vector cache could be split by fingerprint prefix across buckets. The coordinator holds the manifest and its tracking (${f((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0), 0)} bytes per photo measured in-process at 1,000,000: ${gb(((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0)) * 1e7)} at 10 million), one job at a time per leader: past that, jobs would be split into sub-jobs by class or by page of the manifest. Training vectors at 10 million are ${gb(vectorBytes * 1e7)} (float32): the head trains on them a batch at a time ("Head training on a million vectors"), so they must fit in RAM once (float32), or be read page by page.`,
+    `What would have to be sharded, and how: at 10,000,000 photos one nats-server holds the image store (${gb(40e3 * 1e7)} of clothing-small-sized photos) and the vector cache (${gb(stores.vectors * 1e7)}); both are plain JetStream streams, so a NATS cluster with the streams placed on different servers (or \`graft init --replicas 3\`) spreads them, and the vector cache could be split by fingerprint prefix across buckets. The coordinator holds the manifest and its tracking (${f((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0), 0)} bytes per photo measured in-process at 1,000,000: ${gb(((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0)) * 1e7)} at 10 million), one job at a time per leader: past that, jobs would be split into sub-jobs by class or by page of the manifest. Training vectors at 10 million are ${gb(vectorBytes * 1e7)} as float32 and ${gb(halfBytes * 1e7)} as float16 (\`--vector-dtype float16\`): the head trains on them a batch at a time ("Head training on a million vectors"), so they must fit in RAM once; past that they would have to be read page by page from the cache, which graft does not do yet.`,
     '',
   ];
 }
@@ -62,19 +64,31 @@ export function scaleSection(s, tracking) {
 /** Head training at a million vectors (bench/training-memory.mjs). */
 export function trainingMemorySection(t) {
   const k = (x) => x.toLocaleString('en');
+  const h = t.float16;
   return [
     '## Head training on a million vectors',
     '',
     `${k(Math.round(t.vectors / 1.05))} training and ${k(t.vectors - Math.round(t.vectors / 1.05))} validation vectors of ${k(t.dim)} floats (10 classes), one epoch, batches of 256, on the **${t.backend}** backend, in a process of its own with V8's heap capped at 4 GB. The vectors are held once, as rows in host memory (outside V8's heap and the backend's); each batch becomes a tensor only while it trains, and scoring runs 4,096 rows at a time. Before, the set was also copied flat and put whole into one tensor: three times the vectors, and a tensor the wasm backend's 4 GB heap cannot hold past about 840,000 such vectors (4 GB / 5,120 bytes).`,
     '',
-    '| measurement | result |',
-    '|---|---|',
-    `| memory per vector held (${k(t.dim)} float32 = ${k(4 * t.dim)} bytes of data) | ${f(t.heldBytesPerVector, 0)} bytes |`,
-    `| training's own peak beyond the vectors, per vector | ${f(t.trainingExtraBytesPerVector, 0)} bytes |`,
-    `| peak resident memory of the process | ${f(t.peakGB, 1)} GB |`,
-    `| one epoch and its scoring | ${f(t.seconds, 0)} s (validation accuracy ${f(100 * t.valAccuracy, 1)} %) |`,
-    '',
-    'Vectors are float32 in memory whatever their dtype on the wire and in the cache (`--vector-dtype float16` halves those, not this).',
+    ...(h
+      ? [
+          '| measurement | float32 | float16 (`--vector-dtype float16`) |',
+          '|---|---|---|',
+          `| memory per vector held (data: ${k(4 * t.dim)} / ${k(2 * t.dim)} bytes) | ${f(t.heldBytesPerVector, 0)} bytes | ${f(h.heldBytesPerVector, 0)} bytes (${f(t.heldBytesPerVector / h.heldBytesPerVector, 2)}x less) |`,
+          `| training's own peak beyond the vectors, per vector | ${f(t.trainingExtraBytesPerVector, 0)} bytes | ${f(h.trainingExtraBytesPerVector, 0)} bytes |`,
+          `| peak resident memory of the process | ${f(t.peakGB, 1)} GB | ${f(h.peakGB, 1)} GB |`,
+          `| one epoch and its scoring | ${f(t.seconds, 0)} s (validation accuracy ${f(100 * t.valAccuracy, 1)} %) | ${f(h.seconds, 0)} s (validation accuracy ${f(100 * h.valAccuracy, 1)} %) |`,
+          '',
+          `A job published with \`--vector-dtype float16\` has its vectors travel, be cached and be held for training as half floats, decoded to float32 a batch at a time as each batch becomes a tensor (a float32 job holds float32): ${f(t.heldBytesPerVector / h.heldBytesPerVector, 2)}x less memory for ${f(100 * (h.seconds / t.seconds - 1), 0)} % more time per epoch here, the decoding (a table lookup per value: the standardisation moments once per training, then each epoch the training pass and the scoring of the training and validation sets).`,
+        ]
+      : [
+          '| measurement | result |',
+          '|---|---|',
+          `| memory per vector held (${k(t.dim)} float32 = ${k(4 * t.dim)} bytes of data) | ${f(t.heldBytesPerVector, 0)} bytes |`,
+          `| training's own peak beyond the vectors, per vector | ${f(t.trainingExtraBytesPerVector, 0)} bytes |`,
+          `| peak resident memory of the process | ${f(t.peakGB, 1)} GB |`,
+          `| one epoch and its scoring | ${f(t.seconds, 0)} s (validation accuracy ${f(100 * t.valAccuracy, 1)} %) |`,
+        ]),
     '',
   ];
 }

@@ -74,7 +74,7 @@ export function renderMarkdown(out) {
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
   if (out.audit) lines.push(...auditSection(out.audit, out));
   if (out.tracking) lines.push(...trackingSection(out.tracking));
-  if (out.scale) lines.push(...scaleSection(out.scale, out.tracking?.at(-1)));
+  if (out.scale) lines.push(...scaleSection(out.scale, out.tracking?.at(-1), out.training));
   if (out.training) lines.push(...trainingMemorySection(out.training));
   if (out.head) {
     const h = out.head;

@@ -6,12 +6,14 @@ import {
   JobRecordConflict,
   JobState,
   STREAMS,
+  Split,
   VectorDType,
   cacheVector,
   codecs,
   createClaim,
   createJobRecord,
   createLease,
+  decodeVector,
   deleteCheckpoint,
   deleteLease,
   deleteSweepHeads,
@@ -63,6 +65,7 @@ import {
   writeSweepHead,
   type Bus,
 } from '@graft/protocol';
+import { loadJobVectors } from '@graft/coordinator';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 
 /* Each store module against a real nats-server: what it writes, it reads back; what it refuses, it refuses. */
@@ -218,6 +221,28 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.deepEqual(Object.fromEntries(small), { a: 'vector', b: 'error', c: 'none' });
   });
 
+  it('vectors: a job that asked for float16 trains on the cached half floats as they are (half the bytes), a float32 job on floats', async () => {
+    const fp = 'f16f16f16f16f16f';
+    const ids = Array.from({ length: 6 }, (_, i) => createHash('sha256').update(`f16 ${i}`).digest('hex'));
+    const x = (i: number) => Float32Array.from({ length: 32 }, (_, j) => Math.sin(i * 32 + j) * 3);
+    for (const [i, id] of ids.entries()) await cacheVector(bus, fp, id, { vector: encodeVector(x(i), VectorDType.VECTOR_DTYPE_FLOAT16), dim: 32, dtype: VectorDType.VECTOR_DTYPE_FLOAT16 });
+    const images = ids.map((sha256, i) => ({ sha256, label: i % 2 ? 'y' : 'x', path: `${i % 2 ? 'y' : 'x'}/${i}.jpg`, split: [Split.SPLIT_TRAIN, Split.SPLIT_VALIDATION, Split.SPLIT_TEST][i % 3] }));
+    const persist = <T>(_what: string, op: () => Promise<T>) => op();
+    const manifest = (vectorDtype: VectorDType) => codecs.manifest.create({ jobId: 'f16', name: 'f16', classes: ['x', 'y'], images, vectorDtype });
+    const half = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT16), fp, persist);
+    const full = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT32), fp, persist);
+    for (const split of ['train', 'validation', 'test'] as const) {
+      assert.equal(half[split].x.length, 2, split);
+      for (const [k, row] of half[split].x.entries()) {
+        const i = ids.indexOf(half[split].images[k].sha256);
+        assert.ok(row instanceof Uint16Array, `${split} row held as half floats`);
+        assert.deepEqual(new Uint8Array(row.buffer), encodeVector(x(i), VectorDType.VECTOR_DTYPE_FLOAT16), 'bit for bit what the cache holds');
+        assert.ok(full[split].x[k] instanceof Float32Array);
+        assert.deepEqual([...full[split].x[k]], [...decodeVector(encodeVector(x(i), VectorDType.VECTOR_DTYPE_FLOAT16), 32, VectorDType.VECTOR_DTYPE_FLOAT16)]);
+      }
+    }
+  });
+
   it('models: stored under a fingerprint, complete only with model.json', async () => {
     assert.equal(await hasModel(bus, FP), false);
     assert.equal(await getModel(bus, FP), undefined);
@@ -297,7 +322,7 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.deepEqual(unreadable, ['job-bad'], 'an unreadable record is named, not hidden');
   });
 
-  it('jobs: a manifest of 200,000 photos publishes in pages, reads back whole; a missing page is an error', async () => {
+  it('jobs: a manifest of 200,000 photos publishes in pages, reads back whole, is shown queued from its header alone; a missing page is an error', async () => {
     const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(String(i)).digest('hex'), sizeBytes: 1000 + i }));
     const manifest = codecs.manifest.create({ jobId: 'huge', name: 'huge', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images });
     await publishManifest(bus, manifest);
@@ -308,6 +333,13 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const e = back.images[123_456];
     assert.deepEqual({ path: e.path, label: e.label, sha256: e.sha256, sizeBytes: Number(e.sizeBytes) }, images[123_456]);
     await assert.rejects(publishManifest(bus, manifest), JobAlreadyPublished, 'a large job is published once too');
+    // Not yet taken by a coordinator: its status comes from the header, not from 20 MB of pages.
+    const before = bus.nc.stats().inBytes;
+    const queued = (await readJob(bus, 'huge'))!;
+    const read = bus.nc.stats().inBytes - before;
+    assert.equal(queued.state, JobState.JOB_STATE_QUEUED);
+    assert.equal(queued.counts!.total, 200_000);
+    assert.ok(read < 64 * 1024, `read ${read} bytes to show a queued job`);
     // A page gone (or never published): the manifest is refused as unreadable, not read short.
     const half = codecs.manifest.create({ ...manifest, jobId: 'half', images: images.slice(0, 20_000) });
     await publishManifest(bus, half, undefined, 64 * 1024);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { evaluatePredictions, loadHeadModel, packageModel, predict, trainHead, type HeadDataset, type TrainingCheckpoint } from '@graft/head';
+import { evaluatePredictions, headProbabilities, loadHeadModel, outOfSampleProbabilities, packageModel, predict, rowBytes, trainHead, unitRows, type HeadDataset, type TrainingCheckpoint } from '@graft/head';
+import { decodeHalf, encodeHalf } from '@graft/protocol';
 import { initBackend, type ResolvedBackbone } from '@graft/vision';
 
 /** Gaussian blobs around class centres: linearly separable, with an offset and scale standardisation must handle. */
@@ -45,6 +46,27 @@ describe('head - training', () => {
     assert.ok(Math.max(...between) < setBytes / 4, `tensors between epochs: ${Math.max(...between)} bytes, the training set is ${setBytes}`);
     // 4,500 validation rows: scored in more than one pass of 4,096.
     assert.ok(head.history.at(-1)!.valAccuracy > 0.9, `validation accuracy ${head.history.at(-1)!.valAccuracy}`);
+  });
+
+  it('half-float rows (a float16 job) train, score and predict exactly as floats of the same values, in half the bytes', async () => {
+    const half = { x: data.train.x.map((v) => encodeHalf(v)), y: data.train.y };
+    const halfVal = { x: data.validation.x.map((v) => encodeHalf(v)), y: data.validation.y };
+    const asFloats = (rows: Uint16Array[]) => rows.map((r) => decodeHalf(r));
+    const h16: HeadDataset = { ...data, train: half, validation: halfVal };
+    const h32: HeadDataset = { ...data, train: { x: asFloats(half.x), y: half.y }, validation: { x: asFloats(halfVal.x), y: halfVal.y } };
+    assert.equal(rowBytes(h16.train.x) * 2, rowBytes(h32.train.x));
+    const a = await trainHead(h16, { epochs: 5, patience: 0, seed: 3 });
+    const b = await trainHead(h32, { epochs: 5, patience: 0, seed: 3 });
+    assert.deepEqual(a.history, b.history, 'the same path, epoch for epoch');
+    assert.ok(a.history.at(-1)!.valAccuracy > 0.9);
+    assert.deepEqual(headProbabilities(a, h16.validation.x), headProbabilities(b, h32.validation.x));
+    assert.deepEqual(unitRows(h16.validation.x, 12), unitRows(h32.validation.x, 12));
+    const model = await loadHeadModel(await packageModel(a, backbone, evaluatePredictions([], [], data.classes)));
+    assert.deepEqual(await predict(model, h16.validation.x, 12), await predict(model, h32.validation.x, 12));
+    model.dispose();
+    const labels = [...h16.train.y];
+    const folds = { epochs: 2, patience: 0, seed: 1 };
+    assert.deepEqual(await outOfSampleProbabilities(h16.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }), await outOfSampleProbabilities(h32.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }));
   });
 
   it('resumes from a checkpoint onto the same path as an uninterrupted run', async () => {

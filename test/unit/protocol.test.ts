@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ErrorCode, ProtocolError, Split, VectorDType, codecs, decodeVector, encodeVector, taskSubject, vectorKey } from '@graft/protocol';
+import { ErrorCode, ProtocolError, Split, VectorDType, codecs, decodeHalf, decodeVector, encodeHalf, encodeVector, halfVectorOf, taskSubject, toHalf, vectorKey } from '@graft/protocol';
 
 describe('protocol - messages', () => {
   it('round-trips a manifest with every field', () => {
@@ -47,6 +47,32 @@ describe('protocol - messages', () => {
     const x = Float32Array.from({ length: 500 }, (_, i) => Math.sin(i) * (i % 7) * 3.7);
     const back = decodeVector(encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT16), x.length, VectorDType.VECTOR_DTYPE_FLOAT16);
     for (let i = 0; i < x.length; i++) assert.ok(Math.abs(back[i] - x[i]) <= Math.abs(x[i]) * 1e-3 + 1e-4, `${x[i]} -> ${back[i]}`);
+  });
+
+  it('half floats: each of the 65,536 bit patterns decodes to a value that encodes back to it (NaN stays NaN)', () => {
+    const bits = Uint16Array.from({ length: 65536 }, (_, i) => i);
+    const values = decodeHalf(bits);
+    let nans = 0;
+    for (let h = 0; h < 65536; h++) {
+      if (Number.isNaN(values[h])) {
+        nans++;
+        assert.ok(Number.isNaN(decodeHalf(Uint16Array.of(toHalf(values[h])))[0]), `NaN ${h.toString(16)}`);
+      } else assert.equal(toHalf(values[h]), h, `0x${h.toString(16)} = ${values[h]}`);
+    }
+    assert.equal(nans, 2 * 1023, 'exponent all ones with a mantissa');
+    assert.deepEqual([...decodeHalf(encodeHalf([1, -2.5, 65504, 1e6, 2 ** -24]))], [1, -2.5, 65504, Infinity, 2 ** -24]);
+  });
+
+  it('a cached vector as half floats: the float16 bytes bit for bit, a float32 one rounded to its nearest', () => {
+    const x = Float32Array.from({ length: 64 }, (_, i) => Math.cos(i) * 7);
+    const wire = encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT16);
+    const half = halfVectorOf(codecs.cachedVector.create({ vector: wire, dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: 0, errorMessage: '' }))!;
+    assert.ok(half instanceof Uint16Array);
+    assert.deepEqual(new Uint8Array(half.buffer), wire);
+    const fromFloat = halfVectorOf(codecs.cachedVector.create({ vector: encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT32, errorCode: 0, errorMessage: '' }))!;
+    assert.deepEqual([...fromFloat], [...half]);
+    assert.equal(halfVectorOf(codecs.cachedVector.create({ vector: new Uint8Array(0), dim: 0, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: 'x' })), undefined);
+    assert.throws(() => halfVectorOf(codecs.cachedVector.create({ vector: new Uint8Array(10), dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: 0, errorMessage: '' })), RangeError);
   });
 
   it('rejects vector bytes of the wrong length', () => {

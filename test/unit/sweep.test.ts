@@ -12,12 +12,14 @@ import {
   pickWinner,
   predict,
   runSweep,
+  sharedRows,
   trainHead,
   type HeadDataset,
   type SweepHeadResult,
   type TrainingCheckpoint,
 } from '@graft/head';
 import { initBackend, type ResolvedBackbone } from '@graft/vision';
+import { decodeHalf, encodeHalf } from '@graft/protocol';
 
 /** Three noisy clusters in 24 dimensions: easy but not trivial. */
 function clusters(n: number, seed: number, dim = 24): HeadDataset['train'] {
@@ -75,7 +77,7 @@ describe('head options a sweep varies', () => {
     model.dispose();
     // By hand, on standardised inputs, with the trained (unfolded) weights.
     for (let i = 0; i < 5; i++) {
-      const x = tf.tensor2d(data.validation.x[i].map((v, j) => (v - head.mean[j]) / head.std[j]), [1, 24]);
+      const x = tf.tensor2d(Array.from(data.validation.x[i], (v, j) => (v - head.mean[j]) / head.std[j]), [1, 24]);
       const h = tf.relu(x.matMul(tf.tensor2d(head.hidden!.kernel, [24, 16])).add(tf.tensor1d(head.hidden!.bias)));
       const p = tf.softmax(h.matMul(tf.tensor2d(head.kernel, [16, 3])).add(tf.tensor1d(head.bias))).dataSync();
       for (let c = 0; c < 3; c++) assert.ok(Math.abs(p[c] - got[i][c]) < 1e-5, `image ${i} class ${c}: ${p[c]} vs ${got[i][c]}`);
@@ -122,6 +124,18 @@ describe('runSweep', () => {
     const w = pickWinner(threads);
     assert.ok(threads.every((r) => r.valAccuracy < w.valAccuracy || (r.valAccuracy === w.valAccuracy && r.valLoss >= w.valLoss)));
     assert.ok(threads.every((r) => r.head.history.length === 12));
+  });
+
+  it('half-float rows (a float16 job) go to the threads as half floats: the same heads as floats of the same values', async () => {
+    const half = (s: HeadDataset['train']) => ({ x: s.x.map((v) => encodeHalf(v)), y: s.y });
+    const h16: HeadDataset = { ...data, train: half(data.train), validation: half(data.validation) };
+    const h32: HeadDataset = { ...h16, train: { x: h16.train.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.train.y }, validation: { x: h16.validation.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.validation.y } };
+    const shared = sharedRows(h16.train.x, data.dim);
+    assert.equal(shared.half, true);
+    assert.equal(shared.buffer.byteLength, h16.train.x.length * data.dim * 2, 'two bytes a value');
+    const a = await runSweep(h16, configs.slice(0, 2), { parallel: 2 });
+    const b = await runSweep(h32, configs.slice(0, 2), { parallel: 2 });
+    assert.deepEqual(a.map((r) => [r.valAccuracy, r.valLoss]), b.map((r) => [r.valAccuracy, r.valLoss]));
   });
 
   it('does not train the heads it is given as done, and stops between heads when asked', async () => {

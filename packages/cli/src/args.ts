@@ -197,7 +197,7 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --audit-folds K           folds of the audit's out-of-sample probabilities (default 10, 2 to 20)
   --exclude FILE            leave out the photos an audit's fixes list names (graft audit --write-fixes)
   --relabel FILE            give the photos it names their suggested label (none suggested: left out)
-  --vector-dtype T          float32 (default) or float16 on the wire and in the cache
+  --vector-dtype T          float32 (default) or float16: on the wire, in the cache and in training memory
   --max-side N              store photos whose longer side is over N px as N px JPEG copies (orientation
                             applied; kept in ~/.graft/shrunk): 12 MP phone photos at 512 measured 41x
                             fewer bytes moved, 8.9x less worker CPU, 3x the images/s (BENCHMARKS.md). Use at

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { deleteAuditFolds, readAuditFold, writeAuditFold, type Bus, type DatasetManifest } from '@graft/protocol';
-import { auditDataset, auditProblem, defaultSweepParallelism, photosPerClass, foldOf, resolveAuditOptions, type AuditPhoto, type AuditReport, type SplitName, type TrainOptions } from '@graft/head';
+import { auditDataset, auditProblem, defaultSweepParallelism, photosPerClass, foldOf, resolveAuditOptions, type AuditPhoto, type AuditReport, type SplitName, type TrainOptions, type VectorRow } from '@graft/head';
 import type { Persist } from './outage.js';
 import type { JobVectors } from './training-vectors.js';
 
@@ -29,9 +29,9 @@ export interface AuditJobInput {
 export type AuditOutcome = { report: AuditReport } | { skipped: string };
 
 /** The photos of a job's splits, in one list (augmented copies left out: they are not photos). */
-export function auditPhotos(sets: JobVectors): { photos: AuditPhoto[]; vectors: Float32Array[]; predicted: Int32Array; testStart: number } {
+export function auditPhotos(sets: JobVectors): { photos: AuditPhoto[]; vectors: VectorRow[]; predicted: Int32Array; testStart: number } {
   const photos: AuditPhoto[] = [];
-  const vectors: Float32Array[] = [];
+  const vectors: VectorRow[] = [];
   let testStart = 0;
   for (const split of ['train', 'validation', 'test'] as SplitName[]) {
     const s = sets[split];

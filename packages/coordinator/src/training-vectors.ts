@@ -1,5 +1,5 @@
-import { readCachedVectors, splitOf, splitPercents, vectorOf, type Bus, type DatasetManifest } from '@graft/protocol';
-import type { LabelledVectors } from '@graft/head';
+import { halfVectorOf, readCachedVectors, splitOf, splitPercents, vectorOf, VectorDType, type Bus, type CachedVector, type DatasetManifest } from '@graft/protocol';
+import { floatsOf, type LabelledVectors, type VectorRow } from '@graft/head';
 import { augmentedId } from '@graft/vision';
 import type { Persist } from './outage.js';
 
@@ -14,13 +14,18 @@ export interface JobVectors {
   augmented: number;
 }
 
-/** The cached vectors of a job's images, by split (images that failed are left out; augmented copies join training). */
+/**
+ * The cached vectors of a job's images, by split (images that failed are left out; augmented copies
+ * join training). A job that asked for float16 vectors has them held as half floats too: half the
+ * memory of float32, and nothing lost that the cache had kept.
+ */
 export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, fingerprint: string, persist: Persist): Promise<JobVectors> {
   const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
   const sets: JobVectors = { train: { x: [], y: [], images: [] }, validation: { x: [], y: [], images: [] }, test: { x: [], y: [], images: [] }, augmented: 0 };
-  const vectors = new Map<string, Float32Array | undefined>();
+  const rowOf: (e: CachedVector | undefined) => VectorRow | undefined = manifest.vectorDtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? halfVectorOf : vectorOf;
+  const vectors = new Map<string, VectorRow | undefined>();
   const shas = [...new Set(manifest.images.map((i) => i.sha256))];
-  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, shas, (sha, e) => vectors.set(sha, vectorOf(e))));
+  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, shas, (sha, e) => vectors.set(sha, rowOf(e))));
   const percents = splitPercents(manifest.training);
   for (const img of manifest.images) {
     const v = vectors.get(img.sha256);
@@ -37,14 +42,14 @@ export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, finger
   if (!copies) return sets;
   const train = manifest.images.filter((img) => vectors.get(img.sha256) && splitOf(img, percents) === 'train');
   const ids = train.flatMap((img) => Array.from({ length: copies }, (_, k) => ({ id: augmentedId(img.sha256, t!.augment!, k), label: classIndex.get(img.label)! })));
-  const copyVectors = new Map<string, Float32Array>();
+  const copyVectors = new Map<string, VectorRow>();
   await persist('reading the vector cache', () =>
     readCachedVectors(
       bus,
       fingerprint,
       ids.map((i) => i.id),
       (id, e) => {
-        const v = vectorOf(e);
+        const v = rowOf(e);
         if (v) copyVectors.set(id, v);
       },
     ),
@@ -61,6 +66,7 @@ export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, finger
 }
 
 /** A head trained on NaN or infinity learns nothing and reports nonsense: refuse it, naming the image. */
-function refuseNonFinite(v: Float32Array, image: string): void {
+function refuseNonFinite(row: VectorRow, image: string): void {
+  const v = floatsOf(row, new Float32Array(row.length));
   for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new Error(`the cached vector of ${image} has ${v[i]} at ${i}: refusing to train on it`);
 }

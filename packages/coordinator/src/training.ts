@@ -13,6 +13,7 @@ import {
   modelFiles,
   packageModel,
   predict,
+  rowBytes,
   trainHead,
   type EpochResult,
   type EvaluationReport,
@@ -114,7 +115,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const sets = await loadJobVectors(bus, manifest, backbone.fingerprint, persist);
   refuseEmptyClasses(manifest, sets);
   const resumeFrom = await storedCheckpoint(bus, manifest.jobId, log, persist);
-  log.info({ train: sets.train.x.length - sets.augmented, augmented: sets.augmented, validation: sets.validation.x.length, test: sets.test.x.length, resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
+  log.info({ train: sets.train.x.length - sets.augmented, augmented: sets.augmented, validation: sets.validation.x.length, test: sets.test.x.length, vectorBytes: rowBytes(sets.train.x) + rowBytes(sets.validation.x) + rowBytes(sets.test.x), resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
   const trained: { head: TrainedHead; sweep?: EvaluationReport['sweep'] } = manifest.training?.sweep ? await trainSweep(input, sets) : { head: await trainOneHead(input, sets, resumeFrom) };
   const { report, audit } = await evaluateAndStore(input, sets, trained.head, trained.sweep);
   const warning = splitWarning(manifest.classes, sets);

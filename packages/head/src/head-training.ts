@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ResolvedTrainOptions } from './options.js';
 import { SCORE_ROWS, VectorBatches } from './vector-batches.js';
+import { floatsOf, type VectorRow } from './rows.js';
 import type { EpochResult, HeadDataset, SavedTensor, TrainedHead, TrainingCheckpoint } from './head-types.js';
 
 /** Where a training run stands: what a checkpoint keeps. */
@@ -220,20 +221,31 @@ export function balancedWeights(y: readonly number[], classes: number): number[]
   return counts.map((k) => (k ? y.length / (classes * k) : 0));
 }
 
-/** Per-dimension mean and standard deviation (deviation floored so constant dimensions stay finite). */
-export function moments(x: Float32Array[], dim: number): { mean: Float32Array; std: Float32Array } {
+/**
+ * Per-dimension mean and standard deviation (deviation floored so constant dimensions stay finite),
+ * in one pass over the rows (sums in float64: a million half-float rows are decoded once, not twice).
+ */
+export function moments(x: readonly VectorRow[], dim: number): { mean: Float32Array; std: Float32Array } {
   const mean = new Float64Array(dim);
   const sq = new Float64Array(dim);
-  for (const v of x) for (let j = 0; j < dim; j++) mean[j] += v[j];
-  for (let j = 0; j < dim; j++) mean[j] /= x.length;
-  for (const v of x) for (let j = 0; j < dim; j++) sq[j] += (v[j] - mean[j]) ** 2;
+  const scratch = new Float32Array(dim);
+  for (const row of x) {
+    const v = floatsOf(row, scratch);
+    for (let j = 0; j < dim; j++) {
+      mean[j] += v[j];
+      sq[j] += v[j] * v[j];
+    }
+  }
   const std = new Float32Array(dim);
-  for (let j = 0; j < dim; j++) std[j] = Math.max(Math.sqrt(sq[j] / x.length), 1e-6);
+  for (let j = 0; j < dim; j++) {
+    mean[j] /= x.length;
+    std[j] = Math.max(Math.sqrt(Math.max(sq[j] / x.length - mean[j] * mean[j], 0)), 1e-6);
+  }
   return { mean: Float32Array.from(mean), std };
 }
 
 /** Stacks vectors into one standardised [n, dim] tensor (for small sets: training never holds one of the whole set). */
-export function standardized(x: Float32Array[], mean: Float32Array, std: Float32Array, dim: number): tf.Tensor2D {
+export function standardized(x: readonly VectorRow[], mean: Float32Array, std: Float32Array, dim: number): tf.Tensor2D {
   return new VectorBatches(x, mean, std, dim).batch(VectorBatches.range(0, x.length));
 }
 

@@ -1,9 +1,10 @@
 import type { ResolvedTrainOptions } from './options.js';
+import type { VectorRow } from './rows.js';
 
 /* What a head is trained on and what training gives back. */
 
 export interface LabelledVectors {
-  x: Float32Array[];
+  x: VectorRow[];
   y: number[];
 }
 

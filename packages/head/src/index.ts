@@ -29,6 +29,10 @@ export type { ConfidentLearningFilter, ConfidentLearningResult } from './audit/c
 export { outOfSampleProbabilities, foldOf, FoldsAborted } from './audit/folds.js';
 export type { FoldHooks } from './audit/folds.js';
 export { nearestNeighbours, unitRows } from './audit/neighbours.js';
+export { floatsOf, rowBytes } from './rows.js';
+export { sharedRows } from './thread-pool.js';
+export type { SharedRows } from './thread-pool.js';
+export type { VectorRow } from './rows.js';
 export { headProbabilities } from './audit/probabilities.js';
 export { fixesOf, formatFixes, parseFixes, FIXES_HEADER } from './audit/fixes.js';
 export type { Fix } from './audit/fixes.js';

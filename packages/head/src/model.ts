@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { SCORE_ROWS } from './vector-batches.js';
+import { floatsOf, type VectorRow } from './rows.js';
 import type { ResolvedBackbone } from '@graft/vision';
 import type { EvaluationReport } from './evaluate.js';
 import type { TrainedHead } from './train.js';
@@ -184,13 +185,13 @@ export async function loadHeadModel(m: ModelFolder): Promise<tf.LayersModel> {
 }
 
 /** Class probabilities for raw bottleneck vectors. */
-export async function predict(model: tf.LayersModel, vectors: Float32Array[], dim: number): Promise<Float32Array[]> {
+export async function predict(model: tf.LayersModel, vectors: readonly VectorRow[], dim: number): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   // SCORE_ROWS at a time: a million test vectors are never one tensor.
   for (let i = 0; i < vectors.length; i += SCORE_ROWS) {
     const rows = vectors.slice(i, i + SCORE_ROWS);
     const flat = new Float32Array(rows.length * dim);
-    rows.forEach((v, k) => flat.set(v, k * dim));
+    rows.forEach((v, k) => flat.set(floatsOf(v, flat.subarray(k * dim, (k + 1) * dim)), k * dim));
     const x = tf.tensor2d(flat, [rows.length, dim]);
     const y = model.predict(x) as tf.Tensor2D;
     const data = (await y.data()) as Float32Array;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
-import { runQueue, sharedRows } from './thread-pool.js';
+import { runQueue, sharedRows, type SharedRows } from './thread-pool.js';
 import { trainHead, type HeadDataset, type TrainedHead } from './train.js';
 
 /*
@@ -159,8 +159,8 @@ export interface SweepThreadData {
   dim: number;
   classes: string[];
   backend: string;
-  train: { x: SharedArrayBuffer; y: number[] };
-  validation: { x: SharedArrayBuffer; y: number[] };
+  train: { x: SharedRows; y: number[] };
+  validation: { x: SharedRows; y: number[] };
 }
 
 

@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { floatsOf, type VectorRow } from './rows.js';
 
 /*
  * A queue of jobs that may stop between jobs, run on this thread or on worker threads: `parallel`
@@ -82,16 +83,30 @@ async function runOnThreads<J, R>(script: URL, workerData: unknown, parallel: nu
   await Promise.all(Array.from({ length: parallel }, runThread));
 }
 
-/** Vectors as one shared buffer of rows: what threads get once, without a copy each. */
-export function sharedRows(vectors: readonly Float32Array[], dim: number): SharedArrayBuffer {
-  const buf = new SharedArrayBuffer(vectors.length * dim * 4);
-  const view = new Float32Array(buf);
-  vectors.forEach((v, i) => view.set(v, i * dim));
-  return buf;
+/** Rows in one shared buffer: float32, or half floats when every row was (a float16 job's). */
+export interface SharedRows {
+  buffer: SharedArrayBuffer;
+  half: boolean;
+}
+
+/** Vectors as one shared buffer of rows, in their own dtype: what threads get once, without a copy each. */
+export function sharedRows(vectors: readonly VectorRow[], dim: number): SharedRows {
+  const half = vectors.length > 0 && vectors.every((v) => v instanceof Uint16Array);
+  const buffer = new SharedArrayBuffer(vectors.length * dim * (half ? 2 : 4));
+  if (half) {
+    const view = new Uint16Array(buffer);
+    vectors.forEach((v, i) => view.set(v as Uint16Array, i * dim));
+  } else {
+    const view = new Float32Array(buffer);
+    const scratch = new Float32Array(dim);
+    vectors.forEach((v, i) => view.set(floatsOf(v, scratch), i * dim));
+  }
+  return { buffer, half };
 }
 
 /** Views over shared rows, as trainHead takes them (no copy). */
-export function rowsOf(buf: SharedArrayBuffer, dim: number): Float32Array[] {
-  const n = buf.byteLength / 4 / dim;
-  return Array.from({ length: n }, (_, i) => new Float32Array(buf, i * dim * 4, dim));
+export function rowsOf({ buffer, half }: SharedRows, dim: number): VectorRow[] {
+  const width = half ? 2 : 4;
+  const n = buffer.byteLength / width / dim;
+  return Array.from({ length: n }, (_, i) => (half ? new Uint16Array(buffer, i * dim * width, dim) : new Float32Array(buffer, i * dim * width, dim)));
 }

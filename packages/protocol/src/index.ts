@@ -109,8 +109,9 @@ export {
   consumeManifests,
 } from './stores/jobs.js';
 export type { JobRecord, JobEventBody } from './stores/jobs.js';
-export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, scanCachedVectors, vectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
+export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, scanCachedVectors, vectorOf, halfVectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
 export type { CacheAnswer } from './stores/vectors.js';
+export { toHalf, encodeHalf, decodeHalf } from './half.js';
 export { readImage, putImage, isImageStored, hasImage } from './stores/images.js';
 export { readPrepared, putPrepared } from './stores/prepared.js';
 export type { PreparedRead } from './stores/prepared.js';

@@ -1,4 +1,5 @@
 import type { TrainOptions } from '../options.js';
+import type { VectorRow } from '../rows.js';
 
 /* What an audit reads and what it finds. */
 
@@ -18,7 +19,7 @@ export interface AuditInput {
   classes: string[];
   /** Parallel to vectors. */
   photos: AuditPhoto[];
-  vectors: Float32Array[];
+  vectors: VectorRow[];
   /** The job's head options: every fold head trains with them (seeded). */
   options: TrainOptions;
   /** The job's trained head's prediction for each photo (class index), -1 where it has none: test accuracy with and without leaked photos. */

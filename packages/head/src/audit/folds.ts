@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../head-training.js';
 import type { HeadDataset } from '../head-types.js';
+import type { VectorRow } from '../rows.js';
 import type { TrainOptions } from '../options.js';
-import { runQueue, sharedRows } from '../thread-pool.js';
+import { runQueue, sharedRows, type SharedRows } from '../thread-pool.js';
 import { trainHead } from '../train.js';
 import { headProbabilities } from './probabilities.js';
 
@@ -30,7 +31,7 @@ export function foldOf(labels: ArrayLike<number>, C: number, K: number, seed: nu
 }
 
 /** What one fold head trains on: the other folds, a tenth of them (seeded) held out for early stopping. */
-export function foldDataset(rows: readonly Float32Array[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], seed: number): { data: HeadDataset; held: number[] } {
+export function foldDataset(rows: readonly VectorRow[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], seed: number): { data: HeadDataset; held: number[] } {
   const rng = seededRandom(seed * 104_729 + k);
   const data: HeadDataset = { dim, classes, train: { x: [], y: [] }, validation: { x: [], y: [] } };
   const held: number[] = [];
@@ -46,7 +47,7 @@ export function foldDataset(rows: readonly Float32Array[], labels: ArrayLike<num
 }
 
 /** Trains fold k's head and returns the held-out photos' probabilities ([held, C]). */
-export async function trainFold(rows: readonly Float32Array[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], options: TrainOptions): Promise<Float32Array> {
+export async function trainFold(rows: readonly VectorRow[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], options: TrainOptions): Promise<Float32Array> {
   const { data, held } = foldDataset(rows, labels, fold, k, dim, classes, options.seed ?? 1);
   const head = await trainHead(data, options);
   return headProbabilities(
@@ -78,7 +79,7 @@ export interface FoldThreadData {
   dim: number;
   classes: string[];
   backend: string;
-  rows: SharedArrayBuffer;
+  rows: SharedRows;
   labels: number[];
   fold: Int32Array;
   options: TrainOptions;
@@ -88,7 +89,7 @@ export interface FoldThreadData {
  * Out-of-sample probabilities of every photo ([n, C]), K folds, `parallel` heads at a time.
  * @throws FoldsAborted when shouldStop says so between folds.
  */
-export async function outOfSampleProbabilities(rows: readonly Float32Array[], labels: number[], dim: number, classes: string[], K: number, options: TrainOptions, hooks: FoldHooks = {}): Promise<Float32Array> {
+export async function outOfSampleProbabilities(rows: readonly VectorRow[], labels: number[], dim: number, classes: string[], K: number, options: TrainOptions, hooks: FoldHooks = {}): Promise<Float32Array> {
   const C = classes.length;
   const fold = foldOf(labels, C, K, options.seed ?? 1);
   const out = new Float32Array(rows.length * C);
@@ -119,6 +120,6 @@ export async function outOfSampleProbabilities(rows: readonly Float32Array[], la
   return out;
 }
 
-function threadData(rows: readonly Float32Array[], labels: number[], fold: Int32Array, dim: number, classes: string[], options: TrainOptions): FoldThreadData {
+function threadData(rows: readonly VectorRow[], labels: number[], fold: Int32Array, dim: number, classes: string[], options: TrainOptions): FoldThreadData {
   return { dim, classes, backend: tf.getBackend(), rows: sharedRows(rows, dim), labels, fold, options };
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../head-training.js';
+import { floatsOf, type VectorRow } from '../rows.js';
 
 /*
  * Nearest neighbours by centered cosine similarity: vectors minus the set's mean, scaled to unit
@@ -17,12 +18,17 @@ export const PROJECTED_DIM = 128;
 const BLOCK_CELLS = 8_000_000;
 
 /** Centered, unit-length rows as one [n, dim] array. */
-export function unitRows(vectors: readonly Float32Array[], dim: number): Float32Array {
+export function unitRows(vectors: readonly VectorRow[], dim: number): Float32Array {
   const mean = new Float64Array(dim);
-  for (const v of vectors) for (let j = 0; j < dim; j++) mean[j] += v[j];
+  const scratch = new Float32Array(dim);
+  for (const row of vectors) {
+    const v = floatsOf(row, scratch);
+    for (let j = 0; j < dim; j++) mean[j] += v[j];
+  }
   for (let j = 0; j < dim; j++) mean[j] /= Math.max(1, vectors.length);
   const out = new Float32Array(vectors.length * dim);
-  vectors.forEach((v, i) => {
+  vectors.forEach((row, i) => {
+    const v = floatsOf(row, scratch);
     let norm = 0;
     for (let j = 0; j < dim; j++) norm += (v[j] - mean[j]) ** 2;
     const s = norm > 0 ? 1 / Math.sqrt(norm) : 0;

@@ -1,11 +1,12 @@
 import type { TrainedHead } from '../head-types.js';
+import { floatsOf, type VectorRow } from '../rows.js';
 
 /**
  * Class probabilities of a trained head for each row, in plain JavaScript: the head is a few
  * thousand multiply-adds per row, less than a tensor round trip costs on a worker thread.
  * @returns [rows.length, classes] row-major.
  */
-export function headProbabilities(head: TrainedHead, rows: readonly Float32Array[]): Float32Array {
+export function headProbabilities(head: TrainedHead, rows: readonly VectorRow[]): Float32Array {
   const { dim, mean, std } = head;
   const C = head.classes.length;
   const out = new Float32Array(rows.length * C);
@@ -13,7 +14,9 @@ export function headProbabilities(head: TrainedHead, rows: readonly Float32Array
   const hiddenUnits = head.hidden?.units ?? 0;
   const h = new Float64Array(hiddenUnits);
   const logits = new Float64Array(C);
-  rows.forEach((row, r) => {
+  const scratch = new Float32Array(dim);
+  rows.forEach((vector, r) => {
+    const row = floatsOf(vector, scratch);
     for (let j = 0; j < dim; j++) x[j] = (row[j] - mean[j]) / std[j];
     let input: Float64Array = x;
     let inDim = dim;

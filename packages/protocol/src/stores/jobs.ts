@@ -20,13 +20,14 @@ export interface JobRecord {
 }
 
 /** The first record of a job, as its publisher writes it: QUEUED, counts from the manifest. */
-export function queuedStatus(manifest: Pick<DatasetManifest, 'jobId' | 'name' | 'classes' | 'images' | 'skipped'>): JobStatus {
+export function queuedStatus(manifest: Pick<DatasetManifest, 'jobId' | 'name' | 'classes' | 'images' | 'skipped' | 'imagePages' | 'imageCount'>): JobStatus {
   const now = Date.now();
   return codecs.jobStatus.create({
     jobId: manifest.jobId,
     name: manifest.name,
     state: JobState.JOB_STATE_QUEUED,
-    counts: { total: manifest.images.length, cached: 0, extracted: 0, failed: 0 },
+    // A paged manifest's header says how many photos its pages hold: a status needs no page.
+    counts: { total: manifest.imagePages ? Number(manifest.imageCount) : manifest.images.length, cached: 0, extracted: 0, failed: 0 },
     classes: manifest.classes,
     createdAtMs: now,
     updatedAtMs: now,
@@ -84,11 +85,20 @@ export const PAGED_MANIFEST_LIMITS = { pages: 100_000, images: 20_000_000 } as c
  * @throws ProtocolError when what it holds is not a readable manifest of this job, or a page is missing or another's.
  */
 export async function readManifest(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
+  const manifest = await readManifestHeader(bus, jobId);
+  return manifest?.imagePages ? withPages(bus, manifest) : manifest;
+}
+
+/**
+ * A job's manifest as published, without reading its pages: a paged manifest's `images` is then
+ * empty and `imageCount` says how many its pages hold (what a status needs of a million photos).
+ */
+async function readManifestHeader(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
   const stored = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
   if (!stored) return undefined;
   const manifest = codecs.manifest.decode(stored.data, `stored manifest of ${jobId}`);
   if (manifest.jobId !== jobId) throw new ProtocolError(`the stored manifest of ${jobId} is for job ${JSON.stringify(manifest.jobId)}`);
-  return manifest.imagePages ? withPages(bus, manifest) : manifest;
+  return manifest;
 }
 
 /**
@@ -119,7 +129,7 @@ export async function withPages(bus: Bus, header: DatasetManifest): Promise<Data
 export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | undefined> {
   const rec = await readJobRecord(bus, jobId);
   if (rec) return rec.status;
-  const manifest = await readManifest(bus, jobId).catch(() => undefined); // unreadable: the coordinator fails the job
+  const manifest = await readManifestHeader(bus, jobId).catch(() => undefined); // unreadable: the coordinator fails the job
   return manifest && queuedStatus(manifest);
 }
 

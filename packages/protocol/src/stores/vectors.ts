@@ -4,6 +4,7 @@ import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import { BUCKETS, BUCKET_STREAMS, kvKeyLocation, vectorKey, vectorKeyPrefix } from '../names.js';
 import { inPool, STORE_READ_CONCURRENCY } from '../pool.js';
+import { decodeHalf, encodeHalf } from '../half.js';
 
 /*
  * The vector cache (graft-vectors): one CachedVector (a vector, or the final error of an image's
@@ -104,6 +105,14 @@ export function vectorOf(entry: CachedVector | undefined): Float32Array | undefi
   return decodeVector(entry.vector, entry.dim, entry.dtype);
 }
 
+/** A cached answer's vector as half-float bits (half the memory of floats), or undefined when the image failed. */
+export function halfVectorOf(entry: CachedVector | undefined): Uint16Array | undefined {
+  if (!entry || entry.errorCode) return undefined;
+  if (entry.dtype !== VectorDType.VECTOR_DTYPE_FLOAT16) return encodeHalf(decodeVector(entry.vector, entry.dim, entry.dtype));
+  if (entry.vector.byteLength !== 2 * entry.dim) throw new RangeError(`vector has ${entry.vector.byteLength} bytes, expected ${2 * entry.dim} for dim ${entry.dim}`);
+  return new Uint16Array(new Uint8Array(entry.vector).buffer);
+}
+
 /**
  * Whether the cache holds an answer (vector or final failure) for every one of these images.
  * Asked of the stream's subject counts, not the values: workers may not read the cache.
@@ -130,9 +139,7 @@ export async function isVectorCacheFull(bus: Bus): Promise<boolean> {
  */
 export function encodeVector(v: Float32Array, dtype: VectorDType): Uint8Array {
   if (dtype === VectorDType.VECTOR_DTYPE_FLOAT16) {
-    const out = new Uint16Array(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = toHalf(v[i]);
-    return new Uint8Array(out.buffer);
+    return new Uint8Array(encodeHalf(v).buffer);
   }
   const copy = new Float32Array(v);
   return new Uint8Array(copy.buffer);
@@ -145,42 +152,5 @@ export function decodeVector(bytes: Uint8Array, dim: number, dtype: VectorDType)
   // Copy to an aligned buffer: protobuf byte fields are views at arbitrary offsets.
   const aligned = new Uint8Array(bytes).buffer;
   if (width === 4) return new Float32Array(aligned);
-  const half = new Uint16Array(aligned);
-  const out = new Float32Array(dim);
-  for (let i = 0; i < dim; i++) out[i] = fromHalf(half[i]);
-  return out;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-function toHalf(x: number): number {
-  f32[0] = x;
-  const b = u32[0];
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf / nan
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00; // overflow -> inf
-  if (e <= 0) {
-    if (e < -10) return sign; // underflow -> 0
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    if ((mant >>> (shift - 1)) & 1) half += 1; // round half up
-    return sign | half;
-  }
-  let half = sign | (e << 10) | (mant >>> 13);
-  if (mant & 0x1000) half += 1; // round to nearest; carry into the exponent is correct
-  return half;
-}
-
-function fromHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  return decodeHalf(new Uint16Array(aligned));
 }
