@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -50,6 +51,9 @@ import {
   JobAlreadyPublished,
   readLease,
   readManifest,
+  readManifestHeader,
+  imagePages,
+  publishOver,
   readModelFile,
   readSweepHead,
   releaseClaim,
@@ -64,9 +68,11 @@ import {
   writeModelFiles,
   writeSweepHead,
   type Bus,
+  type DatasetManifest,
 } from '@graft/protocol';
 import { loadJobVectors } from '@graft/coordinator';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
+import { ROOT } from '../helpers/fixtures.js';
 
 /* Each store module against a real nats-server: what it writes, it reads back; what it refuses, it refuses. */
 
@@ -346,6 +352,43 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const seq = (await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: 'graft.manifest-pages.half.1' }))!.seq;
     await bus.jsm.streams.deleteMessage(STREAMS.manifestPages, seq);
     await assert.rejects(readManifest(bus, 'half'), /manifest of half is missing page 2 of/);
+  });
+
+  it('jobs: a job over a published job\'s photos (a sweep, an audit) copies its pages one at a time; cut off before its header, it publishes when tried again', async () => {
+    const images = Array.from({ length: 5000 }, (_, i) => ({ path: `c${i % 3}/p${i}.jpg`, label: `c${i % 3}`, sha256: createHash('sha256').update(`over ${i}`).digest('hex') }));
+    await publishManifest(bus, codecs.manifest.create({ jobId: 'over-src', name: 'src', classes: ['c0', 'c1', 'c2'], images, training: { epochs: 3 } }), undefined, 16 * 1024);
+    const from = (await readManifestHeader(bus, 'over-src'))!;
+    assert.equal(from.images.length, 0, 'the header alone');
+    const pages: DatasetManifest['images'][] = [];
+    for await (const p of imagePages(bus, from)) pages.push(p);
+    assert.equal(pages.length, from.imagePages);
+    assert.ok(pages.length >= 10 && Math.max(...pages.map((p) => p.length)) < 1000, `${pages.length} pages`);
+    // Cut off after two pages of the audit: the same pages are there already when it is tried again.
+    for (const page of [0, 1]) await bus.js.publish(`graft.manifest-pages.over-audit.${page}`, codecs.manifestPage.encode({ jobId: 'over-audit', page, images: pages[page] }));
+    const audit = codecs.manifest.create({ ...from, images: [], jobId: 'over-audit', training: { ...from.training, audit: true } });
+    await publishOver(bus, from, audit);
+    const back = (await readManifest(bus, 'over-audit'))!;
+    assert.deepEqual(back.images.map((i) => i.sha256), images.map((i) => i.sha256));
+    assert.equal(back.training?.audit, true);
+    assert.equal(back.training?.epochs, 3);
+    await assert.rejects(publishOver(bus, from, audit), JobAlreadyPublished, 'published once');
+    // A page of other bytes under the job is not taken for its own.
+    await bus.js.publish('graft.manifest-pages.over-other.0', codecs.manifestPage.encode({ jobId: 'over-other', page: 0, images: pages[1] }));
+    await assert.rejects(publishOver(bus, from, { ...audit, jobId: 'over-other' }), JobAlreadyPublished);
+  });
+
+  it('jobs: a sweep of a 200,000-photo job is published in a process whose heap could not hold its image list', async () => {
+    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`big ${i}`).digest('hex'), sizeBytes: 1000 + i }));
+    await publishManifest(bus, codecs.manifest.create({ jobId: 'big', name: 'big', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }));
+    const child = (body: string) =>
+      spawnSync(process.execPath, ['--max-old-space-size=40', '--input-type=module', '-e', `import * as p from '@graft/protocol'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const whole = child(`const m = await p.readManifest(bus, 'big'); console.log(m.images.length)`);
+    assert.notEqual(whole.status, 0, 'the whole list does not fit in 40 MB of heap (else this test shows nothing)');
+    const over = child(`const from = await p.readManifestHeader(bus, 'big'); await p.publishOver(bus, from, p.codecs.manifest.create({ ...from, images: [], jobId: 'big-sweep', training: { sweep: true } }))`);
+    assert.equal(over.status, 0, over.stderr.slice(-2000));
+    const header = (await readManifestHeader(bus, 'big-sweep'))!;
+    assert.equal(Number(header.imageCount), 200_000);
+    assert.equal(header.training?.sweep, true);
   });
 
   it('tasks: consumer, publish (deduplicated by id), queues and depth, on the way, pull, removal', async () => {

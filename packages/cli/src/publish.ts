@@ -10,8 +10,9 @@ import {
   isImageStored,
   JobAlreadyPublished,
   publishManifest,
+  publishOver,
   putImage,
-  readManifest,
+  readManifestHeader,
   splitNamed,
   splitOf,
   splitPercents,
@@ -167,13 +168,13 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
 
 /**
  * A finished job's images and classes as a new job that sweeps heads (the vectors are cached:
- * no backbone call). @throws Error when the job's manifest is gone.
+ * no backbone call; the image list copied a page at a time). @throws Error when the job's manifest is gone.
  */
 export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string): Promise<string> {
-  const old = await readManifest(bus, jobId);
+  const old = await readManifestHeader(bus, jobId);
   if (!old) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
-  const manifest = codecs.manifest.create({ ...old, jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
-  await publishManifest(bus, manifest);
+  const manifest = codecs.manifest.create({ ...old, images: [], jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
+  await publishOver(bus, old, manifest);
   return manifest.jobId;
 }
 
@@ -185,16 +186,18 @@ export function auditJobId(jobId: string, folds: number): string {
 
 /**
  * A job's images again as a job that trains its head and audits the photos (the vectors are cached:
- * no backbone call). A sweep's job is audited with its winning head's options, not swept again.
+ * no backbone call; the image list copied a page at a time). A sweep's job is audited with its
+ * winning head's options, not swept again.
+ * @param old the job's manifest as readManifestHeader gives it.
  * @returns the audit job's id and whether it already existed (an earlier graft audit published it).
  * @throws Error when the job's manifest is gone.
  */
 export async function publishAudit(bus: Bus, old: DatasetManifest, folds: number, winner?: TrainingOptions): Promise<{ jobId: string; existed: boolean }> {
   const jobId = auditJobId(old.jobId, folds);
   const base = old.training?.sweep && winner ? { ...old.training, ...winner, sweep: false, sweepGrid: '' } : (old.training ?? {});
-  const manifest = codecs.manifest.create({ ...old, jobId, createdAtMs: Date.now(), training: { ...base, audit: true, auditFolds: folds } });
+  const manifest = codecs.manifest.create({ ...old, images: [], jobId, createdAtMs: Date.now(), training: { ...base, audit: true, auditFolds: folds } });
   try {
-    await publishManifest(bus, manifest);
+    await publishOver(bus, old, manifest);
     return { jobId, existed: false };
   } catch (err) {
     if (err instanceof JobAlreadyPublished) return { jobId, existed: true };

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DEFAULT_AUDIT_FOLDS, auditProblem, fixesOf, formatAudit, formatFixes, type ModelManifest } from '@graft/head';
-import { JobState, readManifest, readModelFile, type Bus, type DatasetManifest, type TrainingOptions } from '@graft/protocol';
+import { JobState, imagePages, readManifestHeader, readModelFile, type Bus, type DatasetManifest, type TrainingOptions } from '@graft/protocol';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str, type Values } from '../args.js';
 import { exportModel, exportSummary } from '../export.js';
 import { followJob, jobDetails } from '../jobs.js';
@@ -19,19 +19,19 @@ async function winnerOptions(bus: Bus, jobId: string): Promise<TrainingOptions |
   return { optimizer: t.optimizer, learningRate: t.learningRate, batchSize: t.batchSize, weightDecay: t.weightDecay ?? 0, labelSmoothing: t.labelSmoothing ?? 0, hiddenUnits: t.hiddenUnits ?? 0, ...(t.hiddenUnits ? { dropout: t.dropout } : {}) };
 }
 
-/** Why a job's manifest is too small to audit (counted from its photos: failed ones can only make it smaller). */
-function tooSmall(m: DatasetManifest, folds: number): string | undefined {
+/** Why a job's manifest is too small to audit (counted from its photos, a page at a time: failed ones can only make it smaller). */
+async function tooSmall(bus: Bus, m: DatasetManifest, folds: number): Promise<string | undefined> {
   const counts = new Map<string, number>();
-  for (const i of m.images) counts.set(i.label, (counts.get(i.label) ?? 0) + 1);
+  for await (const page of imagePages(bus, m)) for (const i of page) counts.set(i.label, (counts.get(i.label) ?? 0) + 1);
   return auditProblem(m.classes, m.classes.map((c) => counts.get(c) ?? 0), folds);
 }
 
 async function runAudit(bus: Bus, jobId: string, v: Values): Promise<number> {
   const folds = int(v, 'folds', 2) ?? DEFAULT_AUDIT_FOLDS;
   if (folds > 20) throw new UsageError(`--folds must be from 2 to 20, got ${folds}`);
-  const old = await readManifest(bus, jobId);
+  const old = await readManifestHeader(bus, jobId);
   if (!old) throw new Error(`no job ${jobId} (graft status lists the jobs)`);
-  const small = tooSmall(old, folds);
+  const small = await tooSmall(bus, old, folds);
   if (small) throw new Error(`job ${jobId} is ${small}`);
   const winner = old.training?.sweep ? await winnerOptions(bus, jobId) : undefined;
   const a = await publishAudit(bus, old, folds, winner);

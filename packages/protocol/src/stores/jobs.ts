@@ -93,7 +93,7 @@ export async function readManifest(bus: Bus, jobId: string): Promise<DatasetMani
  * A job's manifest as published, without reading its pages: a paged manifest's `images` is then
  * empty and `imageCount` says how many its pages hold (what a status needs of a million photos).
  */
-async function readManifestHeader(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
+export async function readManifestHeader(bus: Bus, jobId: string): Promise<DatasetManifest | undefined> {
   const stored = await bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
   if (!stored) return undefined;
   const manifest = codecs.manifest.decode(stored.data, `stored manifest of ${jobId}`);
@@ -106,20 +106,35 @@ async function readManifestHeader(bus: Bus, jobId: string): Promise<DatasetManif
  * @throws ProtocolError for a header over the limits, a missing page, a page of another job, or a count that does not add up.
  */
 export async function withPages(bus: Bus, header: DatasetManifest): Promise<DatasetManifest> {
+  const images: DatasetManifest['images'] = [];
+  for await (const page of imagePages(bus, header)) for (const img of page) images.push(img);
+  return { ...header, images };
+}
+
+/**
+ * A manifest's image list a page at a time, never whole: a paged manifest's pages in order, a
+ * whole manifest's list as one page.
+ * @throws ProtocolError as {@link withPages}, by the page where it finds the problem.
+ */
+export async function* imagePages(bus: Bus, header: DatasetManifest): AsyncGenerator<DatasetManifest['images']> {
   const pages = header.imagePages;
+  if (!pages) {
+    yield header.images;
+    return;
+  }
   const count = Number(header.imageCount);
   if (pages > PAGED_MANIFEST_LIMITS.pages || count > PAGED_MANIFEST_LIMITS.images) throw new ProtocolError(`manifest of ${header.jobId} asks for ${pages} pages and ${count} images, over ${PAGED_MANIFEST_LIMITS.pages} and ${PAGED_MANIFEST_LIMITS.images}`);
-  const images: DatasetManifest['images'] = [];
+  let seen = 0;
   for (let page = 0; page < pages; page++) {
     const m = await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: manifestPageSubject(header.jobId, page) });
     if (!m) throw new ProtocolError(`manifest of ${header.jobId} is missing page ${page + 1} of ${pages}`);
     const p = codecs.manifestPage.decode(m.data, `page ${page + 1} of the manifest of ${header.jobId}`);
     if (p.jobId !== header.jobId || p.page !== page) throw new ProtocolError(`page ${page + 1} of the manifest of ${header.jobId} is page ${p.page + 1} of ${JSON.stringify(p.jobId)}`);
-    for (const img of p.images) images.push(img);
-    if (images.length > count) break;
+    seen += p.images.length;
+    if (seen > count) break;
+    yield p.images;
   }
-  if (images.length !== count) throw new ProtocolError(`manifest of ${header.jobId} says ${count} images; its pages hold ${images.length}`);
-  return { ...header, images };
+  if (seen !== count) throw new ProtocolError(`manifest of ${header.jobId} says ${count} images; its pages hold ${seen}`);
 }
 
 /**
@@ -189,20 +204,50 @@ export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes
   const whole = bytes.byteLength <= Math.min(pageBytes, maxMessageBytes(bus) - 64 * 1024);
   const pages = whole ? [] : paginate(manifest, pageBytes);
   const header = whole ? bytes : codecs.manifest.encode({ ...manifest, images: [], imagePages: pages.length, imageCount: manifest.images.length });
-  const publish = async (subject: string, data: Uint8Array, msgID: string) => {
-    let duplicate = false;
-    try {
-      duplicate = (await bus.js.publish(subject, data, { msgID })).duplicate;
-    } catch (err) {
-      if (/maximum messages per subject/i.test((err as Error).message)) throw new JobAlreadyPublished(manifest.jobId, { cause: err });
-      if (isStoreFull(err)) throw new Error(`cannot publish job ${manifest.jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
+  // Pages first: a header names only pages that are there.
+  for (const [i, page] of pages.entries()) await publishOnce(bus, manifest.jobId, manifestPageSubject(manifest.jobId, i), page, `${manifest.jobId}.p${i}`);
+  await publishOnce(bus, manifest.jobId, manifestSubject(manifest.jobId), header, manifest.jobId);
+}
+
+/**
+ * Publishes a new job over the photos of a published one (a sweep or an audit of it): `job` is the
+ * new manifest without images (its header: id, options); the image list is `from`'s, copied a page
+ * at a time, so a job of a million photos is never held whole.
+ * @param from the published job's manifest as {@link readManifestHeader} gives it.
+ * @throws as publishManifest, and ProtocolError when `from`'s pages are not readable.
+ */
+export async function publishOver(bus: Bus, from: DatasetManifest, job: DatasetManifest): Promise<void> {
+  if (!from.imagePages) return publishManifest(bus, { ...job, images: from.images });
+  let page = 0;
+  for await (const images of imagePages(bus, from)) {
+    await publishOnce(bus, job.jobId, manifestPageSubject(job.jobId, page), codecs.manifestPage.encode({ jobId: job.jobId, page, images }), `${job.jobId}.p${page}`);
+    page++;
+  }
+  await publishOnce(bus, job.jobId, manifestSubject(job.jobId), codecs.manifest.encode({ ...job, images: [], imagePages: page, imageCount: from.imageCount }), job.jobId);
+}
+
+/**
+ * One message of a job's manifest, kept once: a second header is JobAlreadyPublished. A page that
+ * is there already with the same bytes is left as it is (a publish cut off before its header, tried
+ * again: the job is published when its header is).
+ */
+async function publishOnce(bus: Bus, jobId: string, subject: string, data: Uint8Array, msgID: string): Promise<void> {
+  let conflict: unknown;
+  try {
+    if (!(await bus.js.publish(subject, data, { msgID })).duplicate) return;
+  } catch (err) {
+    // Checked first: JetStream words a second message on a subject as a full store too.
+    if (!/maximum messages per subject/i.test((err as Error).message)) {
+      if (isStoreFull(err)) throw new Error(`cannot publish job ${jobId}: ${storeFullMessage('manifests', STREAMS.manifests)}`, { cause: err });
       throw err;
     }
-    if (duplicate) throw new JobAlreadyPublished(manifest.jobId);
-  };
-  // Pages first: a header names only pages that are there.
-  for (const [i, page] of pages.entries()) await publish(manifestPageSubject(manifest.jobId, i), page, `${manifest.jobId}.p${i}`);
-  await publish(manifestSubject(manifest.jobId), header, manifest.jobId);
+    conflict = err;
+  }
+  if (subject !== manifestSubject(jobId)) {
+    const stored = await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: subject });
+    if (stored && Buffer.from(stored.data).equals(data)) return;
+  }
+  throw new JobAlreadyPublished(jobId, conflict ? { cause: conflict } : undefined);
 }
 
 /** A manifest's image list as pages of at most pageBytes each (one image per page at least). */
