@@ -65,8 +65,12 @@ export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, finger
   return sets;
 }
 
+/** Where a half-float row is decoded to be checked (one, reused: a job may have a million rows). */
+let scratch = new Float32Array(0);
+
 /** A head trained on NaN or infinity learns nothing and reports nonsense: refuse it, naming the image. */
 function refuseNonFinite(row: VectorRow, image: string): void {
-  const v = floatsOf(row, new Float32Array(row.length));
+  if (scratch.length !== row.length) scratch = new Float32Array(row.length);
+  const v = floatsOf(row, scratch);
   for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw new Error(`the cached vector of ${image} has ${v[i]} at ${i}: refusing to train on it`);
 }

@@ -191,7 +191,11 @@ export async function predict(model: tf.LayersModel, vectors: readonly VectorRow
   for (let i = 0; i < vectors.length; i += SCORE_ROWS) {
     const rows = vectors.slice(i, i + SCORE_ROWS);
     const flat = new Float32Array(rows.length * dim);
-    rows.forEach((v, k) => flat.set(floatsOf(v, flat.subarray(k * dim, (k + 1) * dim)), k * dim));
+    rows.forEach((v, k) => {
+      const place = flat.subarray(k * dim, (k + 1) * dim);
+      const values = floatsOf(v, place); // half floats are decoded in place
+      if (values !== place) place.set(values);
+    });
     const x = tf.tensor2d(flat, [rows.length, dim]);
     const y = model.predict(x) as tf.Tensor2D;
     const data = (await y.data()) as Float32Array;
