@@ -244,11 +244,6 @@ export function moments(x: readonly VectorRow[], dim: number): { mean: Float32Ar
   return { mean: Float32Array.from(mean), std };
 }
 
-/** Stacks vectors into one standardised [n, dim] tensor (for small sets: training never holds one of the whole set). */
-export function standardized(x: readonly VectorRow[], mean: Float32Array, std: Float32Array, dim: number): tf.Tensor2D {
-  return new VectorBatches(x, mean, std, dim).batch(VectorBatches.range(0, x.length));
-}
-
 /** A small, fast, seeded generator of floats in [0, 1) (mulberry32): same seed, same sequence. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;

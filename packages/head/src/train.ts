@@ -2,7 +2,7 @@ import { HeadTraining } from './head-training.js';
 import { resolveTrainOptions, type TrainOptions } from './options.js';
 import type { EpochResult, HeadDataset, TrainedHead, TrainingCheckpoint } from './head-types.js';
 
-export { balancedWeights, moments, standardized, seededRandom } from './head-training.js';
+export { balancedWeights, moments, seededRandom } from './head-training.js';
 export type { LabelledVectors, HeadDataset, EpochResult, SavedTensor, TrainingCheckpoint, TrainedHead } from './head-types.js';
 
 /** Vectors and their class indices. */

@@ -109,8 +109,7 @@ export function vectorOf(entry: CachedVector | undefined): Float32Array | undefi
 export function halfVectorOf(entry: CachedVector | undefined): Uint16Array | undefined {
   if (!entry || entry.errorCode) return undefined;
   if (entry.dtype !== VectorDType.VECTOR_DTYPE_FLOAT16) return encodeHalf(decodeVector(entry.vector, entry.dim, entry.dtype));
-  if (entry.vector.byteLength !== 2 * entry.dim) throw new RangeError(`vector has ${entry.vector.byteLength} bytes, expected ${2 * entry.dim} for dim ${entry.dim}`);
-  return new Uint16Array(new Uint8Array(entry.vector).buffer);
+  return new Uint16Array(alignedVector(entry.vector, entry.dim, entry.dtype));
 }
 
 /**
@@ -147,10 +146,16 @@ export function encodeVector(v: Float32Array, dtype: VectorDType): Uint8Array {
 
 /** @throws RangeError when the byte length does not match dim and dtype. */
 export function decodeVector(bytes: Uint8Array, dim: number, dtype: VectorDType): Float32Array {
+  const aligned = alignedVector(bytes, dim, dtype);
+  return dtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? decodeHalf(new Uint16Array(aligned)) : new Float32Array(aligned);
+}
+
+/**
+ * A vector's bytes copied to an aligned buffer (protobuf byte fields are views at arbitrary offsets).
+ * @throws RangeError when the byte length does not match dim and dtype.
+ */
+function alignedVector(bytes: Uint8Array, dim: number, dtype: VectorDType): ArrayBuffer {
   const width = dtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? 2 : 4;
   if (bytes.byteLength !== dim * width) throw new RangeError(`vector has ${bytes.byteLength} bytes, expected ${dim * width} for dim ${dim}`);
-  // Copy to an aligned buffer: protobuf byte fields are views at arbitrary offsets.
-  const aligned = new Uint8Array(bytes).buffer;
-  if (width === 4) return new Float32Array(aligned);
-  return decodeHalf(new Uint16Array(aligned));
+  return new Uint8Array(bytes).buffer;
 }
