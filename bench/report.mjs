@@ -254,17 +254,25 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 
 /** The coordinator's memory per photo of a running job (bench/tracking.mjs). */
 function trackingSection(rows) {
+  // Runs before the entries were measured apart held the decoded list and said so.
+  const columns = rows.every((r) => r.entriesBytesPerPhoto !== undefined);
   return [
     "## The coordinator's memory per photo",
     '',
     'What the coordinator holds per photo while a job runs, measured in-process on synthetic manifests (heap after full',
-    'collections, typed arrays included): the manifest itself (protobuf objects: SHA-256, label, path), and the tracking of',
-    'which images the job still waits for. Before: maps from each image id to its paths, to its entries waiting, and from',
-    'each `fingerprint.id` to the jobs waiting. Now (`JobImages`): one id-to-index map and typed arrays.',
+    'collections, typed arrays included): the job\'s entries (SHA-256, label, path), and the tracking of which images the',
+    'job still waits for. Entries before: the decoded image list (a protobuf object per photo); now (`ImageList`): read a',
+    'page at a time into columns (the hash, the class and set as numbers, paths as UTF-8 in one buffer). Tracking before:',
+    'maps from each image id to its paths, to its entries waiting, and from each `fingerprint.id` to the jobs waiting; now',
+    '(`JobImages`): one id-to-index map and typed arrays.',
     '',
-    '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
-    '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.photos.toLocaleString('en')} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`),
+    columns ? '| photos | entries now, bytes per photo | entries before (decoded list) | tracking now | tracking before | entries and tracking at 1,000,000 photos, now | the same, before (decoded list) |' : '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
+    columns ? '|---|---|---|---|---|---|---|' : '|---|---|---|---|---|',
+    ...rows.map((r) =>
+      columns
+        ? `| ${r.photos.toLocaleString('en')} | ${f(r.entriesBytesPerPhoto, 0)} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.entriesBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`
+        : `| ${r.photos.toLocaleString('en')} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`,
+    ),
     '',
   ];
 }

@@ -133,6 +133,25 @@ describe('hostile inputs (the deployed roles)', () => {
     assert.equal(c.coordinator!.child.exitCode, null);
   });
 
+  it('a manifest header that lies about its pages (pages never published, 10^12 photos) is refused and dead-lettered; the coordinator serves the next', { timeout: 60_000 }, async () => {
+    const real = (await readManifest(c.bus, 'victimX'))!;
+    const before = (await deadLetterReasons(admin)).length;
+    // Published as bare headers: the pages they name were never written (or could never be).
+    await c.bus.js.publish(manifestSubject('lying-pages'), codecs.manifest.encode({ ...real, jobId: 'lying-pages', images: [], imagePages: 3, imageCount: 90 }));
+    await c.bus.js.publish(manifestSubject('absurd-count'), codecs.manifest.encode({ ...real, jobId: 'absurd-count', images: [], imagePages: 1, imageCount: 1e12 }));
+    const lying = await c.waitForJob('lying-pages', 30_000);
+    assert.equal(lying.state, JobState.JOB_STATE_FAILED);
+    assert.match(lying.error, /manifest of lying-pages is missing page 1 of 3/);
+    const absurd = await c.waitForJob('absurd-count', 30_000);
+    assert.equal(absurd.state, JobState.JOB_STATE_FAILED);
+    assert.match(absurd.error, /asks for 1 pages and 1000000000000 images, over 100000 and 20000000/);
+    const reasons = (await deadLetterReasons(admin)).slice(before);
+    assert.equal(reasons.filter((r) => /missing page|over 100000 and 20000000/.test(r)).length, 2, reasons.join('\n'));
+    assert.equal(c.coordinator!.child.exitCode, null, 'the coordinator is alive');
+    const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+    assert.equal((await c.waitForJob(p.jobId, 90_000)).state, JobState.JOB_STATE_DONE, c.logs());
+  });
+
   it('a worker cannot poison the vector cache: forged results, NaN and huge vectors, false failures and forged claims are refused', { timeout: 180_000 }, async () => {
     for (const w of c.workers) await w.stop(10_000);
     const data2 = await generateSampleSet(join(c.work, 'shapes2'), 10, 24, ['circle', 'square']); // 20 images: two tasks of 16 and 4

@@ -7,6 +7,7 @@ import {
   JobRecordConflict,
   JobState,
   STREAMS,
+  assignSplit,
   Split,
   VectorDType,
   cacheVector,
@@ -32,6 +33,7 @@ import {
   listTaskQueues,
   markClaimAnswered,
   openBus,
+  inPool,
   openTaskQueue,
   publishManifest,
   publishTask,
@@ -70,9 +72,10 @@ import {
   type Bus,
   type DatasetManifest,
 } from '@graft/protocol';
-import { loadJobVectors } from '@graft/coordinator';
+import { ImageList, loadJobVectors } from '@graft/coordinator';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { ROOT } from '../helpers/fixtures.js';
+import { freezingProxy } from '../helpers/proxy.js';
 
 /* Each store module against a real nats-server: what it writes, it reads back; what it refuses, it refuses. */
 
@@ -227,6 +230,29 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.deepEqual(Object.fromEntries(small), { a: 'vector', b: 'error', c: 'none' });
   });
 
+  it('vectors: a listing of the cache that stops receiving mid-way times out (to be tried again), never waits for ever', async () => {
+    const fp = 'stallstallstall1';
+    const ids = Array.from({ length: 4000 }, (_, i) => createHash('sha256').update(`stall ${i}`).digest('hex'));
+    const vector = encodeVector(new Float32Array(640).fill(0.5), VectorDType.VECTOR_DTYPE_FLOAT16);
+    await inPool(ids, 32, (id) => cacheVector(bus, fp, id, { vector, dim: 640, dtype: VectorDType.VECTOR_DTYPE_FLOAT16 }));
+    const proxy = await freezingProxy(nats.port);
+    const through = await openBus({ servers: `nats://127.0.0.1:${proxy.port}` }, { create: false });
+    try {
+      // About 300 bytes an entry, headers only: 4,000 entries are over a megabyte; the broker goes quiet after 300 KB.
+      proxy.arm(300_000);
+      await assert.rejects(scanCachedVectors(through, fp, ids, 640, () => undefined, 1000), (e: Error) => e.name === 'TimeoutError' && /listing the vector cache of stallstallstall1 timed out: no entry for 1 s \(\d+ of 4000 listed\)/.test(e.message));
+      assert.ok(proxy.frozen, 'the proxy froze mid-listing (else this test shows nothing)');
+      proxy.thaw();
+      let seen = 0;
+      await scanCachedVectors(through, fp, ids, 640, (_id, a) => void (seen += a?.errorCode === 0 ? 1 : 0), 1000);
+      assert.equal(seen, 4000, 'tried again once the broker answers, the listing is whole');
+    } finally {
+      proxy.thaw();
+      await through.close().catch(() => undefined);
+      await proxy.close();
+    }
+  });
+
   it('vectors: a job that asked for float16 trains on the cached half floats as they are (half the bytes), a float32 job on floats', async () => {
     const fp = 'f16f16f16f16f16f';
     const ids = Array.from({ length: 6 }, (_, i) => createHash('sha256').update(`f16 ${i}`).digest('hex'));
@@ -235,8 +261,8 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const images = ids.map((sha256, i) => ({ sha256, label: i % 2 ? 'y' : 'x', path: `${i % 2 ? 'y' : 'x'}/${i}.jpg`, split: [Split.SPLIT_TRAIN, Split.SPLIT_VALIDATION, Split.SPLIT_TEST][i % 3] }));
     const persist = <T>(_what: string, op: () => Promise<T>) => op();
     const manifest = (vectorDtype: VectorDType) => codecs.manifest.create({ jobId: 'f16', name: 'f16', classes: ['x', 'y'], images, vectorDtype });
-    const half = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT16), fp, persist);
-    const full = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT32), fp, persist);
+    const half = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT16), ImageList.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT16)), fp, persist);
+    const full = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT32), ImageList.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT32)), fp, persist);
     for (const split of ['train', 'validation', 'test'] as const) {
       assert.equal(half[split].x.length, 2, split);
       for (const [k, row] of half[split].x.entries()) {
@@ -389,6 +415,20 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const header = (await readManifestHeader(bus, 'big-sweep'))!;
     assert.equal(Number(header.imageCount), 200_000);
     assert.equal(header.training?.sweep, true);
+  });
+
+  it('jobs: the coordinator reads a 200,000-photo job\'s entries a page at a time into columns, in a heap the decoded list does not fit', async () => {
+    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/фото_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`columns ${i}`).digest('hex'), sizeBytes: 1000 + i, source: i % 2 ? `list.txt:${i + 1}` : '' }));
+    await publishManifest(bus, codecs.manifest.create({ jobId: 'columns', name: 'columns', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }));
+    const child = (body: string) =>
+      spawnSync(process.execPath, ['--max-old-space-size=72', '--input-type=module', '-e', `import * as p from '@graft/protocol'; import * as c from '@graft/coordinator'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+    const whole = child(`const m = await p.readManifest(bus, 'columns'); console.log(m.images.length)`);
+    assert.notEqual(whole.status, 0, 'the decoded list does not fit in 72 MB of heap (else this test shows nothing)');
+    const read = child(`const h = await p.readManifestHeader(bus, 'columns'); const l = await c.ImageList.read(h, p.imagePages(bus, h)); const j = new c.JobImages(l, h.training); const e = 199_999; console.log(JSON.stringify({ n: l.length, ids: j.all().length, problems: l.problems, sha: l.sha(e), path: l.path(e), source: l.source(e), label: l.label(e), split: l.split(e), first: l.source(0) }))`);
+    assert.equal(read.status, 0, read.stderr.slice(-2000));
+    const got = JSON.parse(read.stdout);
+    const last = images[199_999];
+    assert.deepEqual(got, { n: 200_000, ids: 200_000, problems: [], sha: last.sha256, path: last.path, source: last.source, label: 9, split: assignSplit(last.path), first: '' });
   });
 
   it('tasks: consumer, publish (deduplicated by id), queues and depth, on the way, pull, removal', async () => {

@@ -56,7 +56,7 @@ describe('README figures - backed by the bench', () => {
     const t = bench.tracking.at(-1);
     assert.equal(t.photos, 1_000_000);
     quoted([
-      `its image list (${fixed(t.manifestBytesPerPhoto, 0)} bytes per photo at 1,000,000 photos)`,
+      `its entries in columns (${fixed(t.entriesBytesPerPhoto, 0)} bytes per photo at 1,000,000\n  photos; ${fixed(t.manifestBytesPerPhoto, 0)} as the decoded list it held before)`,
       `(${fixed(t.trackingBytesPerPhoto, 0)} bytes per photo: an index and typed arrays; it was\n  ${fixed(t.oldTrackingBytesPerPhoto, 0)} with maps)`,
     ]);
   });

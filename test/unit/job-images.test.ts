@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { JobImages } from '@graft/coordinator';
-import { Split } from '@graft/protocol';
+import { ImageList, JobImages } from '@graft/coordinator';
+import { Split, assignSplit } from '@graft/protocol';
 
 /* The coordinator's compact record of a job's images: ids once, entries counted, waiting as a bit. */
 
@@ -14,7 +15,7 @@ describe('JobImages - what a job still waits for, without an object per image', 
       { sha256: sha('a'), path: 'y/1.jpg', label: 'y', split: Split.SPLIT_TRAIN, sizeBytes: 1, source: '', originalSha256: '' },
       { sha256: sha('b'), path: 'x/2.jpg', label: 'x', split: Split.SPLIT_TEST, sizeBytes: 1, source: '', originalSha256: '' },
     ];
-    const j = new JobImages({ images, training: {} });
+    const j = new JobImages(ImageList.of({ images, classes: ['x', 'y'], training: {} }), {});
     assert.deepEqual(j.all(), [sha('a'), sha('b')]);
     assert.equal(j.entriesOf(sha('a')), 2);
     assert.equal(j.entriesOf(sha('c')), 0, 'not the job\'s');
@@ -35,9 +36,60 @@ describe('JobImages - what a job still waits for, without an object per image', 
       { sha256: sha('a'), path: 'x/1.jpg', label: 'x', split: Split.SPLIT_TRAIN, sizeBytes: 1, source: '', originalSha256: '' },
       { sha256: sha('b'), path: 'x/2.jpg', label: 'x', split: Split.SPLIT_VALIDATION, sizeBytes: 1, source: '', originalSha256: '' },
     ];
-    const j = new JobImages({ images, training: { augment: 'flip', augmentCopies: 3 } });
+    const j = new JobImages(ImageList.of({ images, classes: ['x'], training: {} }), { augment: 'flip', augmentCopies: 3 });
     assert.equal(j.augmented, 3);
     assert.equal(j.all().length, 5, '2 photos and 3 copies of the training one');
     assert.ok(j.all().slice(1, 4).every((id) => id.startsWith(sha('a'))));
+  });
+});
+
+/** FNV-1a of a string's UTF-8, as the list hashes paths: to find two paths that meet. */
+function fnv(s: string): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(s)) h = Math.imul(h ^ b, 0x01000193);
+  return h >>> 0;
+}
+
+describe('ImageList - a job\'s entries in columns, checked as they come', () => {
+  const entry = (path: string, label = 'x', sha = createHash('sha256').update(path).digest('hex')) => ({ sha256: sha, path, label, split: Split.SPLIT_UNSPECIFIED, sizeBytes: 1, source: '', originalSha256: '' });
+
+  it('gives back every entry as added, past the columns\' first growth, in any script', () => {
+    const images = Array.from({ length: 5000 }, (_, i) => ({ ...entry(`${i % 2 ? 'x' : 'y'}/照片-${i}-${'é'.repeat(i % 40)}.jpg`, i % 2 ? 'x' : 'y'), source: i % 3 ? `list.txt:${i}` : '' }));
+    const list = ImageList.of({ images, classes: ['y', 'x'], training: {} });
+    assert.equal(list.length, 5000);
+    assert.deepEqual(list.problems, []);
+    for (const i of [0, 1, 1023, 1024, 2047, 4999]) {
+      assert.equal(list.path(i), images[i].path);
+      assert.equal(list.sha(i), images[i].sha256);
+      assert.equal(list.source(i), images[i].source);
+      assert.equal(list.label(i), i % 2);
+      assert.equal(list.split(i), assignSplit(images[i].path));
+    }
+    assert.deepEqual([...list.perClass], [2500, 2500]);
+    assert.deepEqual(list.entriesOf(new Set([images[7].sha256])), [{ sha256: images[7].sha256, path: images[7].path, source: images[7].source }]);
+  });
+
+  it('finds a path listed twice, also among paths whose hashes meet', () => {
+    const first = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; !pair; i++) {
+      const p = `p/${i}.jpg`;
+      const other = first.get(fnv(p));
+      if (other) pair = [other, p];
+      else first.set(fnv(p), p);
+    }
+    const [a, b] = pair;
+    const list = ImageList.of({ images: [entry(a), entry(b), entry('c.jpg'), entry(b, 'x', 'b'.repeat(64)), entry(a)], classes: ['x', 'y'], training: {} });
+    assert.deepEqual(list.problems, [`${b}: listed twice`, `${a}: listed twice`], 'two paths that share a hash are two paths; each listed again is a duplicate');
+  });
+
+  it('names each bad entry, up to a bound, then counts the rest', () => {
+    const images = Array.from({ length: 1500 }, (_, i) => entry(`z/${i}.jpg`, 'zebra'));
+    images.push(entry('q.jpg', 'x', 'not-a-hash'), entry(`${'d/'.repeat(2100)}long.jpg`));
+    const list = ImageList.of({ images, classes: ['x', 'y'], training: {} });
+    assert.equal(list.problems.length, 1001);
+    assert.equal(list.problems[0], 'z/0.jpg: unknown class "zebra"');
+    assert.equal(list.problems.at(-1), 'and 502 more problems with entries');
+    assert.equal(list.length, 1502, 'every entry kept, so indices match the manifest');
   });
 });

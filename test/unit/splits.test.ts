@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { validateManifest, ManifestError } from '@graft/coordinator';
+import { ImageList, validateManifest, ManifestError } from '@graft/coordinator';
 import { assignSplit } from '@graft/protocol';
 import { codecs } from '@graft/protocol';
 
@@ -42,7 +42,9 @@ describe('coordinator - manifest validation', () => {
       backbone: { id: 'auto' },
     });
 
-  it('accepts a good manifest', () => validateManifest(base()));
+  const check = (m: ReturnType<typeof base>) => validateManifest(m, ImageList.of(m));
+
+  it('accepts a good manifest', () => check(base()));
 
   it('lists an unknown class, a duplicate entry and a bad hash', () => {
     const m = base();
@@ -50,7 +52,7 @@ describe('coordinator - manifest validation', () => {
     m.images.push({ sha256: sha('a'), label: 'a', path: 'a/1.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
     m.images.push({ sha256: 'xyz', label: 'b', path: 'b/2.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
     assert.throws(
-      () => validateManifest(m),
+      () => check(m),
       (e: Error) => e instanceof ManifestError && /unknown class "zebra"/.test(e.message) && /a\/1.jpg: listed twice/.test(e.message) && /bad sha256/.test(e.message),
     );
   });

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import { deleteAuditFolds, readAuditFold, writeAuditFold, type Bus, type DatasetManifest } from '@graft/protocol';
+import { deleteAuditFolds, readAuditFold, writeAuditFold, type Bus } from '@graft/protocol';
 import { auditDataset, auditProblem, defaultSweepParallelism, photosPerClass, foldOf, resolveAuditOptions, type AuditPhoto, type AuditReport, type SplitName, type TrainOptions, type VectorRow } from '@graft/head';
+import type { JobManifest } from './image-list.js';
 import type { Persist } from './outage.js';
 import type { JobVectors } from './training-vectors.js';
 
@@ -13,7 +14,7 @@ import type { JobVectors } from './training-vectors.js';
 
 export interface AuditJobInput {
   bus: Bus;
-  manifest: DatasetManifest;
+  manifest: JobManifest;
   sets: JobVectors;
   dim: number;
   options: TrainOptions;
@@ -103,7 +104,7 @@ async function storedFolds(input: AuditJobInput, photos: AuditPhoto[], K: number
 }
 
 /** Removes a finished audit's folds (leftovers only cost space). */
-export async function deleteStoredFolds(bus: Bus, manifest: DatasetManifest, log: Logger): Promise<void> {
+export async function deleteStoredFolds(bus: Bus, manifest: JobManifest, log: Logger): Promise<void> {
   const left = await deleteAuditFolds(bus, manifest.jobId, resolveAuditOptions({ folds: manifest.training?.auditFolds ?? undefined }).folds);
   if (left) log.warn({ folds: left }, 'stored audit folds not deleted');
 }

@@ -7,3 +7,5 @@ export { loadJobVectors } from './training-vectors.js';
 export type { JobVectors } from './training-vectors.js';
 export { resolveCoordinatorOptions } from './options.js';
 export { JobImages } from './job-images.js';
+export { ImageList } from './image-list.js';
+export type { JobManifest } from './image-list.js';

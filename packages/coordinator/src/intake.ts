@@ -19,11 +19,11 @@ import {
   type JobStatus,
   type JsMsg,
   ProtocolError,
-  withPages,
+  imagePages,
 } from '@graft/protocol';
 import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
-import { entriesOfPhotos } from './job-images.js';
+import { ImageList, type JobManifest } from './image-list.js';
 import type { JobFlow } from './job-flow.js';
 import type { JobRecords } from './job-records.js';
 import { ManifestError, subjectProblem, validateManifest } from './manifest.js';
@@ -31,7 +31,10 @@ import { Abandoned } from './outage.js';
 import type { ActiveJob } from './tracker.js';
 
 /** Picks up a job that already has a record (a redelivered manifest after a restart). */
-export type ResumeJob = (status: JobStatus, revision: number, manifest: DatasetManifest) => Promise<void>;
+export type ResumeJob = (status: JobStatus, revision: number, manifest: ListedManifest) => Promise<void>;
+
+/** A manifest as stored: a small one's list in it, a large one's in pages. */
+export type ListedManifest = JobManifest & { images?: DatasetManifest['images'] };
 
 /** A job failed to start after its record was written: the failure must be recorded over that revision. */
 class JobStartFailed extends Error {
@@ -73,15 +76,6 @@ export class ManifestIntake {
     // (a 5,000-character id in a request subject would cost the connection).
     const bad = subjectProblem(msg.subject, manifest);
     if (bad) return this.refuse(msg, 'refused', bad);
-    if (manifest.imagePages) {
-      // A large job: its image list is in pages, read back before anything else (bounded, checked).
-      try {
-        manifest = await this.ctx.persist('reading the manifest\'s pages', () => withPages(this.ctx.bus, manifest));
-      } catch (err) {
-        if (!(err instanceof ProtocolError)) throw err;
-        return this.refuse(msg, 'refused', err.message);
-      }
-    }
     if (this.ctx.jobs.has(manifest.jobId) || this.starting.has(manifest.jobId)) {
       msg.ack(); // a redelivery of a job in hand
       return;
@@ -130,9 +124,11 @@ export class ManifestIntake {
   /** Starts a queued job, or records why it cannot run. @throws JobRecordConflict, Abandoned (look again on redelivery). */
   private async startOrRefuse(manifest: DatasetManifest, existing: JobStatus | undefined, revision: number, msg: JsMsg): Promise<void> {
     const log = this.ctx.log.child({ job: manifest.jobId });
+    let images: ImageList | undefined;
     try {
-      validateManifest(manifest);
-      await this.startJob(manifest, revision, log);
+      images = await this.readImages(manifest);
+      validateManifest(manifest, images);
+      await this.startJob(headerOf(manifest), images, revision, log);
       this.ctx.metrics.manifests.inc({ outcome: 'accepted' });
     } catch (err) {
       const cause = err instanceof JobStartFailed ? err.cause : err;
@@ -142,7 +138,7 @@ export class ManifestIntake {
       log.error({ err }, 'job refused');
       this.ctx.metrics.manifests.inc({ outcome: 'refused' });
       if (cause instanceof ManifestError) await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, reason);
-      const status = existing ?? queuedStatus(manifest);
+      const status = existing ?? queuedStatus(manifest, images?.length);
       status.state = JobState.JOB_STATE_FAILED;
       status.error = reason;
       const at = err instanceof JobStartFailed ? err.recordRevision : revision;
@@ -154,11 +150,25 @@ export class ManifestIntake {
   }
 
   /**
+   * A job's entries, read from its manifest's pages one at a time (or from its own list when it has
+   * none) into columns, each entry checked as it comes.
+   * @throws ManifestError when the pages cannot be read as this job's (missing, another job's, over the limits).
+   */
+  async readImages(manifest: ListedManifest): Promise<ImageList> {
+    try {
+      return await this.ctx.persist("reading the manifest's images", () => ImageList.read(manifest, imagePages(this.ctx.bus, { ...manifest, images: manifest.images ?? [] })));
+    } catch (err) {
+      if (err instanceof ProtocolError || err instanceof RangeError) throw new ManifestError([err.message]);
+      throw err;
+    }
+  }
+
+  /**
    * The backbone a manifest asks for, resolved once per process: fetched under the operator's
    * source policy (no local files unless allowed; size, redirect and path checks), loaded to learn
    * its fingerprint and dimension, and put in the model store, where workers load it from.
    */
-  private resolveBackbone(manifest: DatasetManifest, log: Logger): Promise<ResolvedBackbone> {
+  private resolveBackbone(manifest: JobManifest, log: Logger): Promise<ResolvedBackbone> {
     const spec = requestedSpec(manifest.backbone ?? {});
     const key = JSON.stringify(spec);
     let p = this.backbones.get(key);
@@ -200,13 +210,13 @@ export class ManifestIntake {
   }
 
   /** Starts extracting a job from scratch (also a resumed job whose backbone was never resolved). */
-  async startJob(manifest: DatasetManifest, revision: number, log: Logger): Promise<void> {
+  async startJob(manifest: JobManifest, images: ImageList, revision: number, log: Logger): Promise<void> {
     const backbone = await this.resolveBackbone(manifest, log);
-    const status = queuedStatus(manifest);
+    const status = queuedStatus(manifest, images.length);
     status.state = JobState.JOB_STATE_EXTRACTING;
     status.backbone = resolvedFields(backbone);
     status.warning = backbone.warning ?? '';
-    const job = this.ctx.jobs.track(manifest, status, backbone, revision, log);
+    const job = this.ctx.jobs.track(manifest, images, status, backbone, revision, log);
     try {
       await this.ctx.persist('reading the vector cache', () => this.ctx.jobs.scan(job, true));
       const misses = [...job.pending.keys()].sort();
@@ -215,7 +225,7 @@ export class ManifestIntake {
       await this.records.event(status.jobId, { state: status.state });
       this.ctx.metrics.cacheHits.inc(status.counts!.cached!);
       this.ctx.metrics.cacheMisses.inc(misses.length);
-      log.info({ images: manifest.images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
+      log.info({ images: images.length, cached: status.counts!.cached, toExtract: misses.length, backbone: backbone.id, fingerprint: backbone.fingerprint }, 'job started');
       if (misses.length) await this.flow.enqueue(job, misses);
     } catch (err) {
       this.flow.forget(job);
@@ -234,6 +244,12 @@ export class ManifestIntake {
       if (!(await this.ctx.persist('reading the image store', () => hasImage(this.ctx.bus, sha)))) missing.add(sha);
     });
     // Their paths only when some are missing: no pass over the manifest on every job start.
-    if (missing.size) throw new ManifestError(entriesOfPhotos(job.manifest, missing).map((e) => e.path).sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+    if (missing.size) throw new ManifestError(job.images.entriesOf(missing).map((e) => e.path).sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
   }
+}
+
+/** A manifest without its image list (a small manifest's list lives on as an ImageList, not twice). */
+export function headerOf(manifest: ListedManifest): JobManifest {
+  const { images: _, ...header } = manifest;
+  return header;
 }

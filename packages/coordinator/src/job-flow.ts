@@ -137,6 +137,7 @@ export class JobFlow {
     return trainJob({
       bus: this.ctx.bus,
       manifest: job.manifest,
+      images: job.images,
       backbone: job.backbone,
       log: job.log,
       persist: this.ctx.persist,

@@ -1,5 +1,6 @@
-import { splitOf, splitPercents, type DatasetManifest } from '@graft/protocol';
+import type { DatasetManifest } from '@graft/protocol';
 import { augmentedId } from '@graft/vision';
+import type { ImageList } from './image-list.js';
 
 /*
  * One job's images as the coordinator tracks them: each image id (a photo's SHA-256, or an
@@ -18,7 +19,7 @@ export class JobImages {
   /** Augmented copies in all (entries of the augmented ids). */
   readonly augmented: number;
 
-  constructor(manifest: Pick<DatasetManifest, 'images' | 'training'>) {
+  constructor(list: ImageList, training: DatasetManifest['training']) {
     const counts: number[] = [];
     const add = (id: string) => {
       const i = this.index.get(id);
@@ -29,15 +30,15 @@ export class JobImages {
         counts.push(1);
       }
     };
-    const t = manifest.training;
+    const t = training;
     const copies = t?.augment ? (t.augmentCopies ?? 0) : 0;
-    const percents = splitPercents(t);
     let augmented = 0;
-    for (const img of manifest.images) {
-      add(img.sha256);
+    for (let e = 0; e < list.length; e++) {
+      const sha = list.sha(e);
+      add(sha);
       // Training images only: validation and test images are never augmented.
-      if (copies && splitOf(img, percents) === 'train') {
-        for (let k = 0; k < copies; k++) add(augmentedId(img.sha256, t!.augment!, k));
+      if (copies && list.split(e) === 'train') {
+        for (let k = 0; k < copies; k++) add(augmentedId(sha, t!.augment!, k));
         augmented += copies;
       }
     }
@@ -89,11 +90,4 @@ export class JobImages {
     this.waitingCount--;
     return this.entries[i];
   }
-}
-
-/** The manifest entries (path and list line) of photos, in one pass over the manifest. */
-export function entriesOfPhotos(manifest: Pick<DatasetManifest, 'images'>, shas: ReadonlySet<string>): { sha256: string; path: string; source: string }[] {
-  const out: { sha256: string; path: string; source: string }[] = [];
-  for (const img of manifest.images) if (shas.has(img.sha256)) out.push({ sha256: img.sha256, path: img.path, source: img.source ?? '' });
-  return out;
 }

@@ -2,6 +2,7 @@ import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft
 import { countSweepHeads, parseSweepGrid, resolveAuditOptions, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import { headOptions } from './head-options.js';
+import { MAX_ENTRY_TEXT, type ImageList, type JobManifest } from './image-list.js';
 
 /** A manifest that cannot be run, with every problem listed. */
 export class ManifestError extends Error {
@@ -17,7 +18,7 @@ const SHA256 = /^[0-9a-f]{64}$/;
 export const MANIFEST_LIMITS = {
   classes: 100_000,
   /** Characters of a class name, a path or a list source. */
-  text: 4096,
+  text: MAX_ENTRY_TEXT,
   name: 1000,
 } as const;
 
@@ -33,28 +34,24 @@ export function subjectProblem(subject: string, m: Pick<DatasetManifest, 'jobId'
   return undefined;
 }
 
-/** Checks what the coordinator relies on. @throws ManifestError listing the problems. */
-export function validateManifest(m: DatasetManifest): void {
+/**
+ * Checks what the coordinator relies on: the header, and the entries as their list found them
+ * (read from the manifest's pages, or from its own list when it has no pages).
+ * @throws ManifestError listing the problems.
+ */
+export function validateManifest(m: JobManifest, list: ImageList): void {
   const problems: string[] = [];
   if (!isValidJobId(m.jobId)) problems.push(`job id ${JSON.stringify(m.jobId)} is not valid`);
   if (m.classes.length < 2) problems.push(`needs at least 2 classes, has ${m.classes.length}`);
-  const classes = new Set(m.classes);
-  if (classes.size !== m.classes.length) problems.push('class names repeat');
-  if (m.images.length === 0) problems.push('has no images');
-  const paths = new Set<string>();
-  const perClass = new Map<string, number>();
+  if (new Set(m.classes).size !== m.classes.length) problems.push('class names repeat');
+  if (list.length === 0) problems.push('has no images');
   if (m.classes.length > MANIFEST_LIMITS.classes) problems.push(`has ${m.classes.length} classes, over ${MANIFEST_LIMITS.classes}`);
   if ((m.name ?? '').length > MANIFEST_LIMITS.name) problems.push(`its name has ${m.name.length} characters, over ${MANIFEST_LIMITS.name}`);
   for (const c of m.classes) if (!c || c.length > MANIFEST_LIMITS.text) problems.push(`class name ${JSON.stringify(c.slice(0, 80))} is empty or over ${MANIFEST_LIMITS.text} characters`);
-  for (const img of m.images) {
-    if ((img.path ?? '').length > MANIFEST_LIMITS.text || (img.source ?? '').length > MANIFEST_LIMITS.text) problems.push(`${img.path.slice(0, 80)}...: path or source over ${MANIFEST_LIMITS.text} characters`);
-    if (!classes.has(img.label)) problems.push(`${img.path}: unknown class ${JSON.stringify(img.label)}`);
-    if (!SHA256.test(img.sha256)) problems.push(`${img.path}: bad sha256 ${JSON.stringify(img.sha256)}`);
-    if (paths.has(img.path)) problems.push(`${img.path}: listed twice`);
-    paths.add(img.path);
-    perClass.set(img.label, (perClass.get(img.label) ?? 0) + 1);
-  }
-  for (const c of m.classes) if (!perClass.get(c)) problems.push(`class ${JSON.stringify(c)} has no images`);
+  problems.push(...list.problems);
+  m.classes.forEach((c, i) => {
+    if (!list.perClass[i]) problems.push(`class ${JSON.stringify(c.slice(0, 80))} has no images`);
+  });
   if (!m.backbone?.url && !m.backbone?.id) problems.push('names no backbone');
   const upload = m.backbone?.uploadSha256;
   if (upload && (!SHA256.test(upload) || !m.backbone?.url?.startsWith('file:'))) problems.push(`backbone upload ${JSON.stringify(upload.slice(0, 80))} is not a SHA-256 standing for a file:// model`);
@@ -79,7 +76,7 @@ export function validateManifest(m: DatasetManifest): void {
  * after extraction): every option in range, and a sweep bounded in heads and in heads x epochs, so
  * no manifest can ask for more training than a coordinator can do.
  */
-function trainingProblems(m: DatasetManifest): string[] {
+function trainingProblems(m: JobManifest): string[] {
   const t = m.training;
   const problems: string[] = [];
   let epochs = 0;

@@ -1,9 +1,10 @@
-import { JobState, ProtocolError, isTerminal, jobStateName, listJobIds, readJobRecord, readManifest, type DatasetManifest, type JobStatus } from '@graft/protocol';
+import { JobState, ProtocolError, isTerminal, jobStateName, listJobIds, readJobRecord, readManifestHeader, type DatasetManifest, type JobStatus } from '@graft/protocol';
 import { resolvedFromFields } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
-import type { ManifestIntake } from './intake.js';
+import { headerOf, type ListedManifest, type ManifestIntake } from './intake.js';
 import type { JobFlow } from './job-flow.js';
 import type { JobRecords } from './job-records.js';
+import { ManifestError } from './manifest.js';
 import { Abandoned } from './outage.js';
 import type { ActiveJob } from './tracker.js';
 
@@ -36,7 +37,7 @@ export class JobRecovery {
     let manifest: DatasetManifest | undefined;
     let unreadable = false;
     try {
-      manifest = await this.ctx.persist('reading a stored manifest', () => readManifest(this.ctx.bus, id));
+      manifest = await this.ctx.persist('reading a stored manifest', () => readManifestHeader(this.ctx.bus, id));
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.ctx.log.error({ err, job: id }, 'stored manifest unreadable');
@@ -44,23 +45,36 @@ export class JobRecovery {
     }
     if (!manifest) {
       // One unreadable job must not stop the coordinator from serving the others.
-      rec.status.state = JobState.JOB_STATE_FAILED;
-      rec.status.error = unreadable ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream';
-      await this.ctx.persist('recording a failed job', () => this.records.put(rec.status, rec.revision)).catch((err: unknown) => this.ctx.log.error({ err, job: id }, 'cannot record the failure'));
+      await this.fail(rec.status, rec.revision, unreadable ? 'its stored manifest is not a readable manifest for this job' : 'its manifest is no longer in the manifests stream');
       return;
     }
     await this.resume(rec.status, rec.revision, manifest);
   }
 
+  private async fail(status: JobStatus, revision: number, reason: string): Promise<void> {
+    status.state = JobState.JOB_STATE_FAILED;
+    status.error = reason;
+    await this.ctx.persist('recording a failed job', () => this.records.put(status, revision)).catch((err: unknown) => this.ctx.log.error({ err, job: status.jobId }, 'cannot record the failure'));
+  }
+
   /** Carries on with a job from its record: extracting what is not on its way, or training. */
-  async resume(status: JobStatus, revision: number, manifest: DatasetManifest): Promise<void> {
+  async resume(status: JobStatus, revision: number, manifest: ListedManifest): Promise<void> {
     const log = this.ctx.log.child({ job: status.jobId });
-    if (!status.backbone?.fingerprint) {
-      // Stopped before the backbone was resolved: start over.
-      await this.intake().startJob(manifest, revision, log);
+    let images;
+    try {
+      images = await this.intake().readImages(manifest);
+    } catch (err) {
+      if (!(err instanceof ManifestError)) throw err;
+      log.error({ err }, "the stored manifest's images are unreadable");
+      await this.fail(status, revision, `its stored manifest's images are unreadable: ${err.problems.join('; ')}`);
       return;
     }
-    const job = this.ctx.jobs.track(manifest, status, resolvedFromFields(status.backbone), revision, log);
+    if (!status.backbone?.fingerprint) {
+      // Stopped before the backbone was resolved: start over.
+      await this.intake().startJob(headerOf(manifest), images, revision, log);
+      return;
+    }
+    const job = this.ctx.jobs.track(headerOf(manifest), images, status, resolvedFromFields(status.backbone), revision, log);
     await this.ctx.persist('reading the vector cache', () => this.ctx.jobs.scan(job, false));
     if (status.state === JobState.JOB_STATE_EXTRACTING) {
       const enqueued = await this.flow.enqueueRest(job);

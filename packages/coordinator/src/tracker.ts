@@ -1,14 +1,18 @@
 import type { Logger } from 'pino';
-import { errorCodeName, scanCachedVectors, type Bus, type DatasetManifest, type ErrorCode, type JobStatus } from '@graft/protocol';
+import { errorCodeName, scanCachedVectors, type Bus, type ErrorCode, type JobStatus } from '@graft/protocol';
 import { isAugmentedId, type ResolvedBackbone } from '@graft/vision';
-import { JobImages, entriesOfPhotos } from './job-images.js';
+import type { ImageList, JobManifest } from './image-list.js';
+import { JobImages } from './job-images.js';
 
 /** Failures listed on a job record; the rest are counted. About 200 bytes each, far below max_payload. */
 const MAX_LISTED_FAILURES = 200;
 
 /** A job the coordinator is extracting or training, with what it still waits for. */
 export interface ActiveJob {
-  manifest: DatasetManifest;
+  /** The manifest's header; its entries are in `images`. */
+  manifest: JobManifest;
+  /** The manifest's entries, in columns. */
+  images: ImageList;
   status: JobStatus;
   backbone: ResolvedBackbone;
   /** Every image id (a sha256, or an augmented copy's `<sha256>_<spec>_<variant>`) and which the job still waits for. */
@@ -46,10 +50,10 @@ export class JobTracker {
     return this.jobs.values();
   }
 
-  track(manifest: DatasetManifest, status: JobStatus, backbone: ResolvedBackbone, revision: number, log: Logger): ActiveJob {
-    const pending = new JobImages(manifest);
+  track(manifest: JobManifest, images: ImageList, status: JobStatus, backbone: ResolvedBackbone, revision: number, log: Logger): ActiveJob {
+    const pending = new JobImages(images, manifest.training);
     if (pending.augmented) status.augmented = { total: pending.augmented, cached: status.augmented?.cached ?? 0, extracted: status.augmented?.extracted ?? 0, failed: status.augmented?.failed ?? 0 };
-    const job: ActiveJob = { manifest, status, backbone, pending, log, dirty: false, revision, writes: Promise.resolve() };
+    const job: ActiveJob = { manifest, images, status, backbone, pending, log, dirty: false, revision, writes: Promise.resolve() };
     this.jobs.set(manifest.jobId, job);
     return job;
   }
@@ -108,7 +112,7 @@ export class JobTracker {
       return [];
     }
     const listed: string[] = [];
-    for (const { path, source } of entriesOfPhotos(job.manifest, new Set([sha]))) {
+    for (const { path, source } of job.images.entriesOf(new Set([sha]))) {
       if (s.failures.length < MAX_LISTED_FAILURES) {
         s.failures.push({ path, sha256: sha, code, message: message.slice(0, 500), source });
         listed.push(path);

@@ -1,6 +1,7 @@
-import { halfVectorOf, readCachedVectors, splitOf, splitPercents, vectorOf, VectorDType, type Bus, type CachedVector, type DatasetManifest } from '@graft/protocol';
+import { halfVectorOf, readCachedVectors, vectorOf, VectorDType, type Bus, type CachedVector } from '@graft/protocol';
 import { floatsOf, type LabelledVectors, type VectorRow } from '@graft/head';
 import { augmentedId } from '@graft/vision';
+import type { ImageList, JobManifest } from './image-list.js';
 import type { Persist } from './outage.js';
 
 /** One split's vectors, labels and the photos they came from. */
@@ -19,29 +20,32 @@ export interface JobVectors {
  * join training). A job that asked for float16 vectors has them held as half floats too: half the
  * memory of float32, and nothing lost that the cache had kept.
  */
-export async function loadJobVectors(bus: Bus, manifest: DatasetManifest, fingerprint: string, persist: Persist): Promise<JobVectors> {
-  const classIndex = new Map(manifest.classes.map((c, i) => [c, i]));
+export async function loadJobVectors(bus: Bus, manifest: JobManifest, list: ImageList, fingerprint: string, persist: Persist): Promise<JobVectors> {
   const sets: JobVectors = { train: { x: [], y: [], images: [] }, validation: { x: [], y: [], images: [] }, test: { x: [], y: [], images: [] }, augmented: 0 };
   const rowOf: (e: CachedVector | undefined) => VectorRow | undefined = manifest.vectorDtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? halfVectorOf : vectorOf;
   const vectors = new Map<string, VectorRow | undefined>();
-  const shas = [...new Set(manifest.images.map((i) => i.sha256))];
-  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, shas, (sha, e) => vectors.set(sha, rowOf(e))));
-  const percents = splitPercents(manifest.training);
-  for (const img of manifest.images) {
-    const v = vectors.get(img.sha256);
+  const shas = new Set<string>();
+  for (let i = 0; i < list.length; i++) shas.add(list.sha(i));
+  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, [...shas], (sha, e) => vectors.set(sha, rowOf(e))));
+  const train: number[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const sha = list.sha(i);
+    const v = vectors.get(sha);
     if (!v) continue;
-    refuseNonFinite(v, img.path);
-    const set = sets[splitOf(img, percents)];
+    const path = list.path(i);
+    refuseNonFinite(v, path);
+    const split = list.split(i);
+    if (split === 'train') train.push(i);
+    const set = sets[split];
     set.x.push(v);
-    set.y.push(classIndex.get(img.label)!);
-    set.images.push({ sha256: img.sha256, path: img.path });
+    set.y.push(list.label(i));
+    set.images.push({ sha256: sha, path });
   }
   // Augmented copies join the training set (only training images have them).
   const t = manifest.training;
   const copies = t?.augment ? (t.augmentCopies ?? 0) : 0;
   if (!copies) return sets;
-  const train = manifest.images.filter((img) => vectors.get(img.sha256) && splitOf(img, percents) === 'train');
-  const ids = train.flatMap((img) => Array.from({ length: copies }, (_, k) => ({ id: augmentedId(img.sha256, t!.augment!, k), label: classIndex.get(img.label)! })));
+  const ids = train.flatMap((i) => Array.from({ length: copies }, (_, k) => ({ id: augmentedId(list.sha(i), t!.augment!, k), label: list.label(i) })));
   const copyVectors = new Map<string, VectorRow>();
   await persist('reading the vector cache', () =>
     readCachedVectors(

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { deleteCheckpoint, deleteSweepHeads, readCheckpoint, readSweepHead, writeCheckpoint, writeModelFiles, writeSweepHead, type Bus, type DatasetManifest } from '@graft/protocol';
+import { deleteCheckpoint, deleteSweepHeads, readCheckpoint, readSweepHead, writeCheckpoint, writeModelFiles, writeSweepHead, type Bus } from '@graft/protocol';
 import {
   DEFAULT_SWEEP_GRID,
   defaultSweepParallelism,
@@ -28,13 +28,16 @@ import {
 import type { ResolvedBackbone } from '@graft/vision';
 import { auditJob, deleteStoredFolds, type AuditOutcome } from './audit-job.js';
 import { headOptions } from './head-options.js';
+import type { ImageList, JobManifest } from './image-list.js';
 import { checkpointFromProto, checkpointToProto, sweepHeadFromProto, sweepHeadToProto } from './head-records.js';
 import type { Persist } from './outage.js';
 import { loadJobVectors, type JobVectors } from './training-vectors.js';
 
 export interface TrainJobInput {
   bus: Bus;
-  manifest: DatasetManifest;
+  manifest: JobManifest;
+  /** The manifest's entries. */
+  images: ImageList;
   backbone: ResolvedBackbone;
   log: Logger;
   /** Bus operations go through this: tried again through outages. */
@@ -112,7 +115,7 @@ async function storedCheckpoint(bus: Bus, jobId: string, log: Logger, persist: P
  */
 export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
   const { bus, manifest, backbone, log, persist } = input;
-  const sets = await loadJobVectors(bus, manifest, backbone.fingerprint, persist);
+  const sets = await loadJobVectors(bus, manifest, input.images, backbone.fingerprint, persist);
   refuseEmptyClasses(manifest, sets);
   const resumeFrom = await storedCheckpoint(bus, manifest.jobId, log, persist);
   log.info({ train: sets.train.x.length - sets.augmented, augmented: sets.augmented, validation: sets.validation.x.length, test: sets.test.x.length, vectorBytes: rowBytes(sets.train.x) + rowBytes(sets.validation.x) + rowBytes(sets.test.x), resumeFromEpoch: resumeFrom?.epoch ?? 0 }, 'training the head');
@@ -126,7 +129,7 @@ export async function trainJob(input: TrainJobInput): Promise<TrainJobResult> {
  * A class with no training photo left (every one failed to decode, or none was in the training
  * split) would give a model that never predicts it: the job fails before training, naming it.
  */
-function refuseEmptyClasses(manifest: DatasetManifest, sets: JobVectors): void {
+function refuseEmptyClasses(manifest: JobManifest, sets: JobVectors): void {
   const counts = photosPerClass(sets.train.y.slice(0, sets.train.y.length - sets.augmented), manifest.classes.length);
   const empty = manifest.classes.filter((_, i) => counts[i] === 0);
   if (empty.length) throw new Error(`${empty.length === 1 ? 'class' : 'classes'} ${empty.join(', ')} ${empty.length === 1 ? 'has' : 'have'} no training image left (all failed, or none in the training split): graft status ${manifest.jobId} --failed lists the failures`);

@@ -19,15 +19,15 @@ export interface JobRecord {
   revision: number;
 }
 
-/** The first record of a job, as its publisher writes it: QUEUED, counts from the manifest. */
-export function queuedStatus(manifest: Pick<DatasetManifest, 'jobId' | 'name' | 'classes' | 'images' | 'skipped' | 'imagePages' | 'imageCount'>): JobStatus {
+/** The first record of a job, as its publisher writes it: QUEUED, counts from the manifest (or `total`, its entries counted). */
+export function queuedStatus(manifest: Pick<DatasetManifest, 'jobId' | 'name' | 'classes' | 'skipped' | 'imagePages' | 'imageCount'> & { images?: unknown[] }, total?: number): JobStatus {
   const now = Date.now();
   return codecs.jobStatus.create({
     jobId: manifest.jobId,
     name: manifest.name,
     state: JobState.JOB_STATE_QUEUED,
     // A paged manifest's header says how many photos its pages hold: a status needs no page.
-    counts: { total: manifest.imagePages ? Number(manifest.imageCount) : manifest.images.length, cached: 0, extracted: 0, failed: 0 },
+    counts: { total: total ?? (manifest.imagePages ? Number(manifest.imageCount) : (manifest.images?.length ?? 0)), cached: 0, extracted: 0, failed: 0 },
     classes: manifest.classes,
     createdAtMs: now,
     updatedAtMs: now,

@@ -45,6 +45,9 @@ export type CacheAnswer = Pick<CachedVector, 'errorCode' | 'errorMessage'> | und
 /** From this many images on, {@link scanCachedVectors} lists the backbone's keys instead of reading each entry. */
 const LIST_FROM = 1000;
 
+/** A listing of the cache that receives nothing for this long has stalled. */
+const LIST_STALL_MS = 15_000;
+
 /**
  * What the cache holds for each of these images, without reading the vectors themselves: the
  * backbone's entries are listed headers-only (each key and its size) and only entries too small to
@@ -53,11 +56,11 @@ const LIST_FROM = 1000;
  * (where an error can be as large as a vector) and a cache holding many more of the backbone's
  * entries than asked for are read entry by entry.
  */
-export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], dim: number, each: (imageId: string, answer: CacheAnswer) => void): Promise<void> {
+export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], dim: number, each: (imageId: string, answer: CacheAnswer) => void, stallMs = LIST_STALL_MS): Promise<void> {
   // float16 is the smallest a vector travels as; an error entry is a code and at most CACHED_MESSAGE_CHARS characters.
   const minVectorBytes = 2 * dim;
   if (imageIds.length < LIST_FROM || minVectorBytes <= 4 * CACHED_MESSAGE_CHARS + 16) return readCachedVectors(bus, fingerprint, imageIds, each);
-  const sizes = await listEntrySizes(bus, fingerprint, 4 * imageIds.length);
+  const sizes = await listEntrySizes(bus, fingerprint, 4 * imageIds.length, stallMs);
   if (!sizes) return readCachedVectors(bus, fingerprint, imageIds, each);
   const small: string[] = [];
   for (const id of imageIds) {
@@ -73,7 +76,7 @@ export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds:
  * The size of every entry under a backbone (the last of each key, deletes left out), from a
  * headers-only consumer; undefined when there are more than `most` (reading the entries asked for is then cheaper).
  */
-async function listEntrySizes(bus: Bus, fingerprint: string, most: number): Promise<Map<string, number> | undefined> {
+async function listEntrySizes(bus: Bus, fingerprint: string, most: number, stallMs: number): Promise<Map<string, number> | undefined> {
   const prefix = kvKeyLocation(BUCKETS.vectors, vectorKeyPrefix(fingerprint)).subject;
   const oc = await bus.js.consumers.getPushConsumer(BUCKET_STREAMS.vectors, {
     filter_subject: `${prefix}*`,
@@ -90,10 +93,34 @@ async function listEntrySizes(bus: Bus, fingerprint: string, most: number): Prom
     return total === 0 ? sizes : undefined;
   }
   const msgs = await oc.consume();
-  for await (const m of msgs) {
-    const op = m.headers?.get('KV-Operation');
-    if (op !== 'DEL' && op !== 'PURGE') sizes.set(m.subject.slice(prefix.length), Number(m.headers?.get('Nats-Msg-Size') ?? m.data.length));
-    if (m.info.pending === 0) break;
+  // Its own deadline: a listing that stops receiving (a broker stopped, a lost flow-control reply)
+  // ends in a timeout the caller tries again, not in a coordinator waiting for ever.
+  let last = Date.now();
+  let stalled = false;
+  let complete = false;
+  const watch = setInterval(() => {
+    if (Date.now() - last < stallMs) return;
+    stalled = true;
+    void msgs.close();
+  }, Math.min(1000, stallMs));
+  try {
+    for await (const m of msgs) {
+      last = Date.now();
+      const op = m.headers?.get('KV-Operation');
+      if (op !== 'DEL' && op !== 'PURGE') sizes.set(m.subject.slice(prefix.length), Number(m.headers?.get('Nats-Msg-Size') ?? m.data.length));
+      if (m.info.pending === 0) {
+        complete = true;
+        break;
+      }
+    }
+  } finally {
+    clearInterval(watch);
+  }
+  if (!complete) {
+    void oc.delete().catch(() => undefined);
+    const err = new Error(stalled ? `listing the vector cache of ${fingerprint} timed out: no entry for ${stallMs / 1000} s (${sizes.size} of ${total} listed)` : `listing the vector cache of ${fingerprint} ended after ${sizes.size} of ${total} entries`);
+    err.name = 'TimeoutError'; // tried again through the outage policy
+    throw err;
   }
   await msgs.close();
   return sizes;
