@@ -16,6 +16,8 @@ export function scaleSection(s, tracking, training) {
   // Training memory per vector as measured ("Head training on a million vectors"), else its data alone.
   const vectorBytes = training?.heldBytesPerVector ?? 1280 * 4;
   const halfBytes = training?.float16?.heldBytesPerVector ?? 1280 * 2;
+  // The job's entries as the coordinator holds them (in columns; runs before them measured the decoded list) and its tracking.
+  const held = (tracking?.entriesBytesPerPhoto ?? tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0);
   const project = (m) => [
     `| ${k(m)} | ${gb(stores.images * m)} | ${gb(stores.vectors * m)} (${gb((stores.vectors * m) / 2)} as float16) | ${gb(stores.prepared * m)} | ${gb(stores.manifests * m)} | ${gb(heap.atEnd * m)} | ${gb(vectorBytes * m)} / ${gb(halfBytes * m)} |`,
   ];
@@ -37,11 +39,12 @@ export function scaleSection(s, tracking, training) {
     `| extraction done -> first training epoch recorded | ${f(s.trainingStartSeconds, 1)} s |`,
     `| \`graft status JOB --json\` at ${k(n)} photos (a new process, median of 3) | ${f(s.statusSeconds, 2)} s |`,
     '',
+    ...sameDay(s),
     'Targets:',
     '',
     `- ${k(n)} vs ${k(s.firstWindow)} images/s within 10 %: ${f(ratio)}, ${mark(ratio >= 0.9)}`,
-    `- coordinator memory <= 1 KB per photo beyond the vectors: ${f(heap.atEnd, 0)} B of V8 heap per photo (the manifest and the job's tracking: what grows with the photos), ${mark(heap.atEnd <= 1024)}. Resident memory grew by ${f(mem.atEnd, 0)} B per photo over the idle process, but it stood at ${mib(s.at10k.rss)} with ${k(s.at10k.done)} photos done and ${mib(s.beforeKill?.rss)} with ${k(s.beforeKill?.done ?? 0)}: that growth comes at the job's start (its ${k(n)}-photo manifest read in pages, the cache looked up), and the allocator keeps it; it does not grow with the photos extracted`,
-    `- kill -9 at 90 %: moving again in <= 15 s: ${f(s.movingAgainSeconds, 1)} s, ${mark(s.movingAgainSeconds <= 15)}`,
+    `- coordinator memory <= 1 KB per photo beyond the vectors: ${f(heap.atEnd, 0)} B of V8 heap per photo (the job's entries and its tracking: what grows with the photos), ${mark(heap.atEnd <= 1024)}. Resident memory grew by ${f(mem.atEnd, 0)} B per photo over the idle process, but it stood at ${mib(s.at10k.rss)} with ${k(s.at10k.done)} photos done and ${mib(s.beforeKill?.rss)} with ${k(s.beforeKill?.done ?? 0)}: that growth comes at the job's start (its ${k(n)}-photo manifest read in pages, the cache looked up), and the allocator keeps it; it does not grow with the photos extracted`,
+    `- kill -9 at 90 %: moving again in <= 15 s: ${f(s.movingAgainSeconds, 1)} s, ${mark(s.movingAgainSeconds <= 15)} (a standby takes the lease once it went unrenewed for a whole TTL, 10 s; the rest is the standby reading the job back: its record, its manifest's pages, the cache's keys, the tasks on their way)`,
     `- training starts within 30 s of extraction ending: ${f(s.trainingStartSeconds, 1)} s, ${mark(s.trainingStartSeconds <= 30)}`,
     s.manifest
       ? `- a ${k(s.manifest.photos)}-photo manifest publishes (generated list, no extraction): published in ${f(s.manifest.publishSeconds, 1)} s as ${k(s.manifest.pages)} pages (${f(s.manifest.bytes / 1e6, 0)} MB, ${f(s.manifest.bytes / s.manifest.photos, 0)} bytes per photo) and read back whole (${k(s.manifest.readBack)} photos) in ${f(s.manifest.readSeconds, 1)} s, ${mark(s.manifest.readBack === s.manifest.photos)}`
@@ -51,12 +54,12 @@ export function scaleSection(s, tracking, training) {
     '',
     'From the per-photo figures above (a store scales with its photos; the image store holds what was published: 32 px photos here, about 40 KB for clothing-small photos, 3-5 MB for phone photos as published). Training holds the vectors once (1,280-d, outside the V8 heap, at the bytes per vector measured in "Head training on a million vectors" below).',
     '',
-    '| photos | image store (these photos) | vector cache | prepared inputs (32 px here; 150 KB a photo at 224 px) | manifest | coordinator heap (manifest, tracking) | training vectors in memory (float32 / float16) |',
+    '| photos | image store (these photos) | vector cache | prepared inputs (32 px here; 150 KB a photo at 224 px) | manifest | coordinator heap (entries, tracking) | training vectors in memory (float32 / float16) |',
     '|---|---|---|---|---|---|---|',
     ...project(1e6),
     ...project(1e7),
     '',
-    `What would have to be sharded, and how: at 10,000,000 photos one nats-server holds the image store (${gb(40e3 * 1e7)} of clothing-small-sized photos) and the vector cache (${gb(stores.vectors * 1e7)}); both are plain JetStream streams, so a NATS cluster with the streams placed on different servers (or \`graft init --replicas 3\`) spreads them, and the vector cache could be split by fingerprint prefix across buckets. The coordinator holds the manifest and its tracking (${f((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0), 0)} bytes per photo measured in-process at 1,000,000: ${gb(((tracking?.manifestBytesPerPhoto ?? 0) + (tracking?.trackingBytesPerPhoto ?? 0)) * 1e7)} at 10 million), one job at a time per leader: past that, jobs would be split into sub-jobs by class or by page of the manifest. Training vectors at 10 million are ${gb(vectorBytes * 1e7)} as float32 and ${gb(halfBytes * 1e7)} as float16 (\`--vector-dtype float16\`): the head trains on them a batch at a time ("Head training on a million vectors"), so they must fit in RAM once; past that they would have to be read page by page from the cache, which graft does not do yet.`,
+    `What would have to be sharded, and how: at 10,000,000 photos one nats-server holds the image store (${gb(40e3 * 1e7)} of clothing-small-sized photos) and the vector cache (${gb(stores.vectors * 1e7)}); both are plain JetStream streams, so a NATS cluster with the streams placed on different servers (or \`graft init --replicas 3\`) spreads them, and the vector cache could be split by fingerprint prefix across buckets. The coordinator holds the job's entries and its tracking (${f(held, 0)} bytes per photo measured in-process at 1,000,000: ${gb(held * 1e7)} at 10 million), one job at a time per leader: past that, jobs would be split into sub-jobs by class or by page of the manifest. Training vectors at 10 million are ${gb(vectorBytes * 1e7)} as float32 and ${gb(halfBytes * 1e7)} as float16 (\`--vector-dtype float16\`): the head trains on them a batch at a time ("Head training on a million vectors"), so they must fit in RAM once; past that they would have to be read page by page from the cache, which graft does not do yet.`,
     '',
   ];
 }
@@ -89,6 +92,18 @@ export function trainingMemorySection(t) {
           `| peak resident memory of the process | ${f(t.peakGB, 1)} GB |`,
           `| one epoch and its scoring | ${f(t.seconds, 0)} s (validation accuracy ${f(100 * t.valAccuracy, 1)} %) |`,
         ]),
+    '',
+  ];
+}
+
+/** The same section measured the same day on the commit before, and what an earlier run of this machine measured: the machine's speed moves between days. */
+function sameDay(s) {
+  const b = s.sameDayBefore;
+  const e = s.earlierRun;
+  if (!b) return [];
+  return [
+    `Against ${b.label} (${b.commit}), measured right after on the same machine: ${f(b.allRate, 0)} images/s over all (${f(s.allRate, 0)} now), moving again ${f(b.movingAgainSeconds, 1)} s after the kill (${f(s.movingAgainSeconds, 1)}), training ${f(b.trainingStartSeconds, 1)} s after extraction (${f(s.trainingStartSeconds, 1)}), ${f(b.heapAtEnd, 0)} B of coordinator heap per photo at the end (${f(s.heapBytesPerPhoto.atEnd, 0)}).` +
+      (e ? ` The machine ran slower that day than on the section's earlier run (${e.date}: ${f(e.allRate, 0)} images/s over all, moving again in ${f(e.movingAgainSeconds, 1)} s, the 100,000 photos published in ${f(e.publishSeconds, 0)} s and the 1,000,000-photo manifest in ${f(e.manifestPublishSeconds, 1)} s, code that did not change: ${f(s.publishSeconds, 0)} s and ${f(s.manifest?.publishSeconds ?? 0, 1)} s now), so compare rates within one run.` : ''),
     '',
   ];
 }
