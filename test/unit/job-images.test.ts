@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ImageList, JobImages } from '@graft/coordinator';
-import { Split, assignSplit } from '@graft/protocol';
+import { ImageList, JobImages, headerOf } from '@graft/coordinator';
+import { Split, VectorDType, assignSplit, codecs } from '@graft/protocol';
 
 /* The coordinator's compact record of a job's images: ids once, entries counted, waiting as a bit. */
 
@@ -91,5 +91,20 @@ describe('ImageList - a job\'s entries in columns, checked as they come', () => 
     assert.equal(list.problems[0], 'z/0.jpg: unknown class "zebra"');
     assert.equal(list.problems.at(-1), 'and 502 more problems with entries');
     assert.equal(list.length, 1502, 'every entry kept, so indices match the manifest');
+  });
+});
+
+describe('headerOf - a decoded manifest without its list', () => {
+  it('keeps every field as the decoded message reads it, unset ones as their defaults, and drops the list', () => {
+    const bytes = codecs.manifest.encode(codecs.manifest.create({ jobId: 'j', classes: ['a', 'b'], images: [{ sha256: 'a'.repeat(64), label: 'a', path: 'a/1.jpg' }], vectorDtype: VectorDType.VECTOR_DTYPE_FLOAT16 }));
+    const decoded = codecs.manifest.decode(bytes, 'test');
+    const h = headerOf(decoded) as typeof decoded;
+    assert.equal(h.jobId, 'j');
+    assert.deepEqual(h.classes, ['a', 'b']);
+    assert.equal(h.vectorDtype, VectorDType.VECTOR_DTYPE_FLOAT16);
+    assert.equal(h.name, decoded.name, 'an unset name reads as its default, as on the message');
+    assert.equal(h.maxSide, decoded.maxSide);
+    assert.ok(!Object.prototype.hasOwnProperty.call(h, 'images') && (h.images?.length ?? 0) === 0, 'no list of its own');
+    assert.equal(decoded.images.length, 1, 'the message itself is left whole');
   });
 });

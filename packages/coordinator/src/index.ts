@@ -9,3 +9,4 @@ export { resolveCoordinatorOptions } from './options.js';
 export { JobImages } from './job-images.js';
 export { ImageList } from './image-list.js';
 export type { JobManifest } from './image-list.js';
+export { headerOf } from './intake.js';

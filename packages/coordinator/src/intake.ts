@@ -250,6 +250,8 @@ export class ManifestIntake {
 
 /** A manifest without its image list (a small manifest's list lives on as an ImageList, not twice). */
 export function headerOf(manifest: ListedManifest): JobManifest {
-  const { images: _, ...header } = manifest;
+  // A copy under the decoded message's prototype: its unset fields still read as their defaults.
+  const header = Object.assign(Object.create(Object.getPrototypeOf(manifest) as object) as ListedManifest, manifest);
+  delete header.images;
   return header;
 }
