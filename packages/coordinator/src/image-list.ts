@@ -18,7 +18,8 @@ const MAX_PROBLEMS = 1000;
 /** Characters of a path or list source an entry may have. */
 export const MAX_ENTRY_TEXT = 4096;
 
-const SHA256 = /^[0-9a-f]{64}$/;
+/** A SHA-256 as the manifest writes it: 64 lowercase hex digits. */
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /*
  * A job's manifest entries as the coordinator keeps them while the job runs, read from the
@@ -85,7 +86,7 @@ export class ImageList {
     const sha = img.sha256 ?? '';
     const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;
     if (path.length > MAX_ENTRY_TEXT || source.length > MAX_ENTRY_TEXT) this.problem(`${shown}: path or source over ${MAX_ENTRY_TEXT} characters`);
-    if (!SHA256.test(sha)) this.problem(`${shown}: bad sha256 ${JSON.stringify(sha.slice(0, 80))}`);
+    if (!SHA256_HEX.test(sha)) this.problem(`${shown}: bad sha256 ${JSON.stringify(sha.slice(0, 80))}`);
     const label = this.classIndex.get(img.label ?? '');
     if (label === undefined) this.problem(`${shown}: unknown class ${JSON.stringify((img.label ?? '').slice(0, 80))}`);
     else this.perClass[label]++;

@@ -156,7 +156,7 @@ export class ManifestIntake {
    */
   async readImages(manifest: ListedManifest): Promise<ImageList> {
     try {
-      return await this.ctx.persist("reading the manifest's images", () => ImageList.read(manifest, imagePages(this.ctx.bus, { ...manifest, images: manifest.images ?? [] })));
+      return await this.ctx.persist("reading the manifest's images", () => ImageList.read(manifest, imagePages(this.ctx.bus, manifest)));
     } catch (err) {
       if (err instanceof ProtocolError || err instanceof RangeError) throw new ManifestError([err.message]);
       throw err;

@@ -2,7 +2,7 @@ import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft
 import { countSweepHeads, parseSweepGrid, resolveAuditOptions, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import { headOptions } from './head-options.js';
-import { MAX_ENTRY_TEXT, type ImageList, type JobManifest } from './image-list.js';
+import { MAX_ENTRY_TEXT, SHA256_HEX, type ImageList, type JobManifest } from './image-list.js';
 
 /** A manifest that cannot be run, with every problem listed. */
 export class ManifestError extends Error {
@@ -11,8 +11,6 @@ export class ManifestError extends Error {
     this.name = 'ManifestError';
   }
 }
-
-const SHA256 = /^[0-9a-f]{64}$/;
 
 /** Bounds on what one manifest may ask for: beyond them it is refused, never half-run. */
 export const MANIFEST_LIMITS = {
@@ -54,7 +52,7 @@ export function validateManifest(m: JobManifest, list: ImageList): void {
   });
   if (!m.backbone?.url && !m.backbone?.id) problems.push('names no backbone');
   const upload = m.backbone?.uploadSha256;
-  if (upload && (!SHA256.test(upload) || !m.backbone?.url?.startsWith('file:'))) problems.push(`backbone upload ${JSON.stringify(upload.slice(0, 80))} is not a SHA-256 standing for a file:// model`);
+  if (upload && (!SHA256_HEX.test(upload) || !m.backbone?.url?.startsWith('file:'))) problems.push(`backbone upload ${JSON.stringify(upload.slice(0, 80))} is not a SHA-256 standing for a file:// model`);
   const t = m.training;
   const splits = splitPercentsProblem(t);
   if (splits) problems.push(splits);

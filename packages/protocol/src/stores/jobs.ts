@@ -116,10 +116,10 @@ export async function withPages(bus: Bus, header: DatasetManifest): Promise<Data
  * whole manifest's list as one page.
  * @throws ProtocolError as {@link withPages}, by the page where it finds the problem.
  */
-export async function* imagePages(bus: Bus, header: DatasetManifest): AsyncGenerator<DatasetManifest['images']> {
+export async function* imagePages(bus: Bus, header: Pick<DatasetManifest, 'jobId' | 'imagePages' | 'imageCount'> & { images?: DatasetManifest['images'] }): AsyncGenerator<DatasetManifest['images']> {
   const pages = header.imagePages;
   if (!pages) {
-    yield header.images;
+    yield header.images ?? [];
     return;
   }
   const count = Number(header.imageCount);
