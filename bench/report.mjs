@@ -252,6 +252,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   await writeFile(join(root, 'BENCHMARKS.md'), renderMarkdown(out));
 }
 
+/** What the columns cost when they still kept each hash as a hex string (the commit before), where the run says. */
+function stringsBefore(r) {
+  const b = r?.hashesAsStrings;
+  return b ? [`The commit before kept each hash as a hex string in the columns and an id-to-index map: ${f(b.entriesBytesPerPhoto, 0)} + ${f(b.trackingBytesPerPhoto, 0)} bytes per photo at ${r.photos.toLocaleString('en')} photos (${b.measured}), against ${f(r.entriesBytesPerPhoto, 0)} + ${f(r.trackingBytesPerPhoto, 0)} now.`] : [];
+}
+
 /** The coordinator's memory per photo of a running job (bench/tracking.mjs). */
 function trackingSection(rows) {
   // Runs before the entries were measured apart held the decoded list and said so.
@@ -262,9 +268,11 @@ function trackingSection(rows) {
     'What the coordinator holds per photo while a job runs, measured in-process on synthetic manifests (heap after full',
     'collections, typed arrays included): the job\'s entries (SHA-256, label, path), and the tracking of which images the',
     'job still waits for. Entries before: the decoded image list (a protobuf object per photo); now (`ImageList`): read a',
-    'page at a time into columns (the hash, the class and set as numbers, paths as UTF-8 in one buffer). Tracking before:',
-    'maps from each image id to its paths, to its entries waiting, and from each `fingerprint.id` to the jobs waiting; now',
-    '(`JobImages`): one id-to-index map and typed arrays.',
+    'page at a time into columns (the hash as its 32 bytes, the class and set as numbers, paths as UTF-8 in one buffer).',
+    'Tracking before: maps from each image id to its paths, to its entries waiting, and from each `fingerprint.id` to the',
+    'jobs waiting; now (`JobImages`): image ids as numbers (a photo and its augmented copies), found by an index of typed',
+    "arrays over the list's column of hashes, and typed arrays of entries and waiting.",
+    ...stringsBefore(rows.at(-1)),
     '',
     columns ? '| photos | entries now, bytes per photo | entries before (decoded list) | tracking now | tracking before | entries and tracking at 1,000,000 photos, now | the same, before (decoded list) |' : '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
     columns ? '|---|---|---|---|---|---|---|' : '|---|---|---|---|---|',

@@ -71,7 +71,11 @@ describe('failover - one coordinator leads, outages are waited out', () => {
       await waitFor(async () => {
         const s = await readJob(c.bus, p.jobId);
         return s?.state === JobState.JOB_STATE_TRAINING && (s.training?.epoch ?? 0) >= 5;
-      }, 120_000, 'training to be under way');
+      }, 120_000, 'training to be under way').catch(async (err: Error) => {
+        // Say where the job stood and what every process said: a timeout alone explains nothing.
+        const s = await readJob(c.bus, p.jobId).catch(() => undefined);
+        throw new Error(`${err.message}; job: ${JSON.stringify(s && { state: s.state, counts: countsOf(s), epoch: s.training?.epoch, error: s.error })}\n${c.logs()}`);
+      });
       b.child.kill('SIGKILL');
       const s = await c.waitForJob(p.jobId, 180_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ImageList, JobImages, headerOf } from '@graft/coordinator';
+import { ImageList, JobImages, ShaIndex, headerOf } from '@graft/coordinator';
 import { Split, VectorDType, assignSplit, codecs } from '@graft/protocol';
 
 /* The coordinator's compact record of a job's images: ids once, entries counted, waiting as a bit. */
@@ -16,7 +16,8 @@ describe('JobImages - what a job still waits for, without an object per image', 
       { sha256: sha('b'), path: 'x/2.jpg', label: 'x', split: Split.SPLIT_TEST, sizeBytes: 1, source: '', originalSha256: '' },
     ];
     const j = new JobImages(ImageList.of({ images, classes: ['x', 'y'], training: {} }), {});
-    assert.deepEqual(j.all(), [sha('a'), sha('b')]);
+    assert.deepEqual([...j.all()], [sha('a'), sha('b')]);
+    assert.equal(j.count, 2);
     assert.equal(j.entriesOf(sha('a')), 2);
     assert.equal(j.entriesOf(sha('c')), 0, 'not the job\'s');
     assert.equal(j.size, 0);
@@ -38,8 +39,54 @@ describe('JobImages - what a job still waits for, without an object per image', 
     ];
     const j = new JobImages(ImageList.of({ images, classes: ['x'], training: {} }), { augment: 'flip', augmentCopies: 3 });
     assert.equal(j.augmented, 3);
-    assert.equal(j.all().length, 5, '2 photos and 3 copies of the training one');
-    assert.ok(j.all().slice(1, 4).every((id) => id.startsWith(sha('a'))));
+    assert.deepEqual([...j.all()], [sha('a'), `${sha('a')}_flip_0`, `${sha('a')}_flip_1`, `${sha('a')}_flip_2`, sha('b')], '2 photos and 3 copies of the training one');
+    assert.equal(j.count, 5);
+    for (const id of [...j.all()]) j.wait(id);
+    assert.equal(j.size, 5);
+    assert.equal(j.settle(`${sha('a')}_flip_1`), 1);
+    for (const id of [`${sha('b')}_flip_0`, `${sha('a')}_flip_3`, `${sha('a')}_crop_0`, `${sha('a')}_flip_01`, `${sha('c')}_flip_0`, sha('A'), `${sha('a')}x`, ''])
+      assert.equal(j.entriesOf(id) + j.settle(id) + Number(j.has(id)), 0, `${id.slice(60)} is not the job's: a test photo's copy, a copy past the count, another spec, another spelling, another photo`);
+    assert.deepEqual([...j.keys()], [sha('a'), `${sha('a')}_flip_0`, `${sha('a')}_flip_2`, sha('b')]);
+  });
+});
+
+describe('ShaIndex - SHA-256s in typed arrays, numbered as added', () => {
+  it('numbers each hash once, finds it by bytes or hex, past many growths', () => {
+    const index = new ShaIndex();
+    const hashes = Array.from({ length: 50_000 }, (_, i) => createHash('sha256').update(String(i)).digest());
+    hashes.forEach((h, i) => assert.equal(index.add(h, 0), i));
+    assert.equal(index.add(Buffer.concat([Buffer.alloc(7), hashes[123]]), 7), 123, 'a hash added again keeps its number, wherever its bytes lie');
+    assert.equal(index.size, 50_000);
+    for (const i of [0, 1, 16, 4095, 49_999]) {
+      assert.equal(index.findHex(hashes[i].toString('hex')), i);
+      assert.equal(index.hex(i), hashes[i].toString('hex'));
+    }
+    assert.equal(index.find(createHash('sha256').update('absent').digest(), 0), -1);
+    for (const text of [hashes[5].toString('hex').toUpperCase(), hashes[5].toString('hex').slice(1), `${hashes[5].toString('hex').slice(0, 63)}g`, '']) assert.equal(index.findHex(text), -1, JSON.stringify(text));
+  });
+
+  it('indexes a column\'s distinct hashes where they lie, numbered by first appearance', () => {
+    const h = (i: number) => createHash('sha256').update(`col ${i}`).digest();
+    const order = [3, 1, 3, 2, 1, 0, 3];
+    const column = Buffer.concat(order.map(h));
+    const { index, numbers } = ShaIndex.distinct(column, order.length);
+    assert.deepEqual([...numbers], [0, 1, 0, 2, 1, 3, 0]);
+    assert.equal(index.size, 4);
+    assert.deepEqual([0, 1, 2, 3].map((n) => index.hex(n)), [3, 1, 2, 0].map((i) => h(i).toString('hex')));
+    assert.equal(index.findHex(h(2).toString('hex')), 2);
+    assert.equal(index.find(h(9), 0), -1);
+    assert.throws(() => index.add(h(9), 0), /takes no hashes of its own/);
+  });
+
+  it('hashes that share their first bytes (as a hostile manifest could write them) are told apart by all 32', () => {
+    const index = new ShaIndex();
+    const crafted = Array.from({ length: 2000 }, (_, i) => {
+      const b = Buffer.alloc(32, 0xab);
+      b.writeUInt32BE(i, 28);
+      return b;
+    });
+    crafted.forEach((b, i) => assert.equal(index.add(b, 0), i));
+    crafted.forEach((b, i) => assert.equal(index.find(b, 0), i));
   });
 });
 

@@ -1,3 +1,4 @@
+import { SHA_BYTES, ShaIndex, parseSha } from './sha-index.js';
 import { splitOf, splitPercents, type DatasetManifest, type ImageEntry, type SplitName } from '@graft/protocol';
 
 /** A job's manifest without its image list: what the coordinator keeps of the header once the list is an {@link ImageList}. */
@@ -18,20 +19,18 @@ const MAX_PROBLEMS = 1000;
 /** Characters of a path or list source an entry may have. */
 export const MAX_ENTRY_TEXT = 4096;
 
-/** A SHA-256 as the manifest writes it: 64 lowercase hex digits. */
-export const SHA256_HEX = /^[0-9a-f]{64}$/;
-
 /*
  * A job's manifest entries as the coordinator keeps them while the job runs, read from the
  * manifest's pages one at a time and never held as the decoded list: columns instead of an object
- * per entry (the photo's hash, the class as a number, the set as a byte, the path and list source
- * as UTF-8 in one buffer), about 130 bytes an entry against the list's 330. Each entry's problems
+ * per entry (the photo's hash as its 32 bytes, the class as a number, the set as a byte, the path
+ * and list source as UTF-8 in one buffer), about 80 bytes an entry against the list's 330. Each entry's problems
  * (an unknown class, a bad hash, a path listed twice, text over its bound) are found as it is
  * added, so reading the list is checking it.
  */
 export class ImageList {
-  /** Each entry's photo hash (the decoded string, shared with the job's {@link JobImages} index). */
-  private readonly shas: string[] = [];
+  /** Each entry's photo hash, 32 bytes at 32i (zeros for an entry whose hash is not one: the list has a problem then). */
+  private shas = Buffer.alloc(1024 * SHA_BYTES);
+  private count = 0;
   private labels = new Uint32Array(1024);
   private splits = new Uint8Array(1024);
   /** Entry i's path is text[starts[2i], starts[2i+1]), its source text[starts[2i+1], starts[2i+2]). */
@@ -69,7 +68,7 @@ export class ImageList {
   }
 
   get length(): number {
-    return this.shas.length;
+    return this.count;
   }
 
   /** What is wrong with the entries added, the first {@link MAX_PROBLEMS} word for word, then a count. */
@@ -80,18 +79,18 @@ export class ImageList {
 
   /** Adds a manifest entry, noting what is wrong with it (the entry is kept either way, so indices match the manifest). */
   add(img: ImageEntry): void {
-    const i = this.shas.length;
+    const i = this.count;
     const path = img.path ?? '';
     const source = img.source ?? '';
     const sha = img.sha256 ?? '';
     const shown = path.length > 80 ? `${path.slice(0, 80)}...` : path;
     if (path.length > MAX_ENTRY_TEXT || source.length > MAX_ENTRY_TEXT) this.problem(`${shown}: path or source over ${MAX_ENTRY_TEXT} characters`);
-    if (!SHA256_HEX.test(sha)) this.problem(`${shown}: bad sha256 ${JSON.stringify(sha.slice(0, 80))}`);
+    this.grow(i + 1);
+    if (!parseSha(sha, this.shas, i * SHA_BYTES)) this.problem(`${shown}: bad sha256 ${JSON.stringify(sha.slice(0, 80))}`);
     const label = this.classIndex.get(img.label ?? '');
     if (label === undefined) this.problem(`${shown}: unknown class ${JSON.stringify((img.label ?? '').slice(0, 80))}`);
     else this.perClass[label]++;
-    this.grow(i + 1);
-    this.shas.push(sha);
+    this.count++;
     this.labels[i] = label ?? NO_CLASS;
     this.splits[i] = SPLITS.indexOf(splitOf({ path, split: img.split }, this.percents));
     this.starts[2 * i + 1] = this.append(path);
@@ -100,7 +99,12 @@ export class ImageList {
   }
 
   sha(i: number): string {
-    return this.shas[i];
+    return this.shas.toString('hex', i * SHA_BYTES, (i + 1) * SHA_BYTES);
+  }
+
+  /** Every entry's hash, entry i's at 32i: for indexing them without a string each. */
+  get shaColumn(): Buffer {
+    return this.shas;
   }
 
   /** The entry's class, as an index into the manifest's classes. */
@@ -123,8 +127,11 @@ export class ImageList {
 
   /** The entries of these photos (path and list line), in one pass over the list. */
   entriesOf(shas: ReadonlySet<string>): { sha256: string; path: string; source: string }[] {
+    const wanted = new ShaIndex(shas.size);
+    const scratch = Buffer.alloc(SHA_BYTES);
+    for (const sha of shas) if (parseSha(sha, scratch)) wanted.add(scratch, 0);
     const out: { sha256: string; path: string; source: string }[] = [];
-    for (let i = 0; i < this.shas.length; i++) if (shas.has(this.shas[i])) out.push({ sha256: this.shas[i], path: this.path(i), source: this.source(i) });
+    for (let i = 0; i < this.count; i++) if (wanted.find(this.shas, i * SHA_BYTES) >= 0) out.push({ sha256: this.sha(i), path: this.path(i), source: this.source(i) });
     return out;
   }
 
@@ -132,7 +139,8 @@ export class ImageList {
   private done(): this {
     this.pathHashes.clear();
     this.collided.clear();
-    const n = this.shas.length;
+    const n = this.count;
+    this.shas = Buffer.from(this.shas.subarray(0, n * SHA_BYTES));
     this.labels = this.labels.slice(0, n);
     this.splits = this.splits.slice(0, n);
     this.starts = this.starts.slice(0, 2 * n + 1);
@@ -158,6 +166,9 @@ export class ImageList {
     const starts = new Uint32Array(2 * cap + 1);
     starts.set(this.starts);
     this.starts = starts;
+    const shas = Buffer.alloc(cap * SHA_BYTES);
+    this.shas.copy(shas);
+    this.shas = shas;
   }
 
   /** Appends UTF-8 text. @returns where the text now ends. */

@@ -8,5 +8,6 @@ export type { JobVectors } from './training-vectors.js';
 export { resolveCoordinatorOptions } from './options.js';
 export { JobImages } from './job-images.js';
 export { ImageList } from './image-list.js';
+export { ShaIndex } from './sha-index.js';
 export type { JobManifest } from './image-list.js';
 export { headerOf } from './intake.js';

@@ -2,7 +2,8 @@ import { isValidJobId, splitPercentsProblem, type DatasetManifest } from '@graft
 import { countSweepHeads, parseSweepGrid, resolveAuditOptions, resolveTrainOptions, MAX_SWEEP_HEADS, MAX_SWEEP_EPOCHS } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import { headOptions } from './head-options.js';
-import { MAX_ENTRY_TEXT, SHA256_HEX, type ImageList, type JobManifest } from './image-list.js';
+import { MAX_ENTRY_TEXT, type ImageList, type JobManifest } from './image-list.js';
+import { SHA256_HEX } from './sha-index.js';
 
 /** A manifest that cannot be run, with every problem listed. */
 export class ManifestError extends Error {

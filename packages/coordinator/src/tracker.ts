@@ -72,7 +72,7 @@ export class JobTracker {
     // Unlisted failures are counted again below (cached ones), or tried again (the others).
     job.status.failuresOmitted = 0;
     const found = { plain: { vectors: 0, errors: 0 }, augmented: { vectors: 0, errors: 0 } };
-    const unknown = job.pending.all().filter((sha) => {
+    const unknown = [...job.pending.all()].filter((sha) => {
       if (!failedShas.has(sha)) return true;
       (isAugmentedId(sha) ? found.augmented : found.plain).errors += job.pending.entriesOf(sha);
       return false;
