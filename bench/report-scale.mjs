@@ -103,6 +103,7 @@ function sameDay(s) {
   if (!b) return [];
   return [
     `Against ${b.label} (${b.commit}), measured right after on the same machine: ${f(b.allRate, 0)} images/s over all (${f(s.allRate, 0)} now), moving again ${f(b.movingAgainSeconds, 1)} s after the kill (${f(s.movingAgainSeconds, 1)}), training ${f(b.trainingStartSeconds, 1)} s after extraction (${f(s.trainingStartSeconds, 1)}), ${f(b.heapAtEnd, 0)} B of coordinator heap per photo at the end (${f(s.heapBytesPerPhoto.atEnd, 0)}).` +
+      ` Heap figures here are the heap in use as /metrics reads it, with no collection forced, so they move between runs of the same code${b.heapAtEndEarlier ? ` (the commit before read ${f(b.heapAtEndEarlier, 0)} B per photo at the end in an earlier run)` : ''}, and a negative one means less garbage than when idle; the coordinator's own structures are measured after full collections in the section above.` +
       (e ? ` The machine ran slower that day than on the section's earlier run (${e.date}: ${f(e.allRate, 0)} images/s over all, moving again in ${f(e.movingAgainSeconds, 1)} s, the 100,000 photos published in ${f(e.publishSeconds, 0)} s and the 1,000,000-photo manifest in ${f(e.manifestPublishSeconds, 1)} s, code that did not change: ${f(s.publishSeconds, 0)} s and ${f(s.manifest?.publishSeconds ?? 0, 1)} s now), so compare rates within one run.` : ''),
     '',
   ];
