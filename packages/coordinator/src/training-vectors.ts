@@ -2,6 +2,7 @@ import { halfVectorOf, readCachedVectors, vectorOf, VectorDType, type Bus, type 
 import { floatsOf, type LabelledVectors, type VectorRow } from '@graft/head';
 import { augmentedId } from '@graft/vision';
 import type { ImageList, JobManifest } from './image-list.js';
+import { ShaIndex } from './sha-index.js';
 import type { Persist } from './outage.js';
 
 /** One split's vectors, labels and the photos they came from. */
@@ -23,14 +24,14 @@ export interface JobVectors {
 export async function loadJobVectors(bus: Bus, manifest: JobManifest, list: ImageList, fingerprint: string, persist: Persist): Promise<JobVectors> {
   const sets: JobVectors = { train: { x: [], y: [], images: [] }, validation: { x: [], y: [], images: [] }, test: { x: [], y: [], images: [] }, augmented: 0 };
   const rowOf: (e: CachedVector | undefined) => VectorRow | undefined = manifest.vectorDtype === VectorDType.VECTOR_DTYPE_FLOAT16 ? halfVectorOf : vectorOf;
-  const vectors = new Map<string, VectorRow | undefined>();
-  const shas = new Set<string>();
-  for (let i = 0; i < list.length; i++) shas.add(list.sha(i));
-  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, [...shas], (sha, e) => vectors.set(sha, rowOf(e))));
+  // Each photo read once however many entries list it, its row kept by the photo's number.
+  const { index: photos, numbers: photoOf } = ShaIndex.distinct(list.shaColumn, list.length);
+  const vectors: (VectorRow | undefined)[] = new Array(photos.size);
+  const photoIds = Array.from({ length: photos.size }, (_, n) => photos.hex(n));
+  await persist('reading the vector cache', () => readCachedVectors(bus, fingerprint, photoIds, (sha, e) => (vectors[photos.findHex(sha)] = rowOf(e))));
   const train: number[] = [];
   for (let i = 0; i < list.length; i++) {
-    const sha = list.sha(i);
-    const v = vectors.get(sha);
+    const v = vectors[photoOf[i]];
     if (!v) continue;
     const path = list.path(i);
     refuseNonFinite(v, path);
@@ -39,7 +40,7 @@ export async function loadJobVectors(bus: Bus, manifest: JobManifest, list: Imag
     const set = sets[split];
     set.x.push(v);
     set.y.push(list.label(i));
-    set.images.push({ sha256: sha, path });
+    set.images.push({ sha256: list.sha(i), path });
   }
   // Augmented copies join the training set (only training images have them).
   const t = manifest.training;
