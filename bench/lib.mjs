@@ -86,10 +86,10 @@ export async function waitForReadyz(port, { anyAnswer = false, what = `the proce
 }
 
 /** A fresh cluster (nats-server, coordinator, N workers with metrics), ready to extract. */
-export async function cluster(work, workers, backboneSpec, workerArgs = []) {
+export async function cluster(work, workers, backboneSpec, workerArgs = [], coordinatorArgs = []) {
   const dataDir = await mkdtemp(join(work, 'nats-'));
   const nats = await startLocalNats({ dataDir });
-  const procs = [graft(['coordinator', '--nats', nats.url, '--allow-model-files'])];
+  const procs = [graft(['coordinator', '--nats', nats.url, '--allow-model-files', ...coordinatorArgs])];
   const ports = [];
   for (let i = 0; i < workers; i++) {
     const port = await freePort();

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { f, mark, pct } from './format.mjs';
 import { auditSection } from './report-audit.mjs';
+import { backbonesSection, defaultHeadRows, gpuSection } from './report-backbones.mjs';
 import { scaleSection, trainingMemorySection } from './report-scale.mjs';
 
 
@@ -13,7 +14,7 @@ export function renderMarkdown(out) {
   const lines = [
     '# Benchmarks',
     '',
-    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)}: ${m.cores} cores (${m.cpu}), Node ${m.node}, TensorFlow.js backend **${m.backend}**.`,
+    `Measured by \`npm run bench\` on ${m.date.slice(0, 10)}: ${m.cores} cores (${m.cpu}), Node ${m.node}, backbones on **${m.backend}**${m.tfjs ? ` (TensorFlow.js backend ${m.tfjs} for heads and the wasm rows)` : ''}.`,
     `Data: ${out.data}. All figures of a row come from the same run on the same machine; ratios are between them.`,
     '',
     'Rerun: `npm ci && npm run bench` (needs `nats-server` on PATH, as the tests do; `--quick` for a short run).',
@@ -21,67 +22,20 @@ export function renderMarkdown(out) {
     '',
     ...(out.note ? [out.note, ''] : []),
   ];
-  for (const r of out.results) {
-    const w1 = r.workers1;
-    const w2 = r.workers2;
-    const split = w1?.split ?? {};
-    const total = Object.values(split).reduce((a, b) => a + b, 0) || 1;
-    lines.push(
-      `## ${r.label}`,
-      '',
-      `${r.images} images, input ${r.backbone.inputSize}x${r.backbone.inputSize}, ${r.backbone.dim}-d vectors, batches of 8.`,
-      '',
-      '| # | measurement | result | ratio |',
-      '|---|---|---|---|',
-      `| 1 | bare loop: the backbone alone on pre-decoded tensors (the ceiling) | ${f(r.bareLoop)} images/s | 1.00 |`,
-      `| 2 | the seed's way: one process, one image at a time, decode then infer | ${f(r.seedWay)} images/s | ${f(r.seedWay / r.bareLoop)} of (1) |`,
-      `| 3 | one graft worker through NATS, manifest published to vectors stored | ${f(w1?.imagesPerSecond)} images/s | ${f(w1?.imagesPerSecond / r.bareLoop)} of (1) |`,
-      `| 4 | two graft workers | ${f(w2?.imagesPerSecond)} images/s | ${f(w2?.imagesPerSecond / w1?.imagesPerSecond)}x (3) |`,
-      `| 5 | the same job again, fully cached | ${f(r.cached?.seconds)} s, ${r.cached?.backboneCalls} backbone calls | ${pct(r.cached?.ratioToFirst)} of the first run |`,
-      `| 7 | one worker's time split: fetch / decode / infer / publish | ${['fetch', 'decode', 'infer', 'publish'].map((k) => pct((split[k] ?? 0) / total)).join(' / ')} | |`,
-      '',
-    );
-    // CPU budget: one worker runs inference on one core while decoding uses another; two workers
-    // on two cores must also fit the decoding (and the bus) into the same two cores.
-    const infer = 1 / r.bareLoop;
-    // The pipeline's CPU per image, measured with the zero-cost backbone (worker + coordinator + nats-server),
-    // less that backbone's own call (tensor conversion), which the bare loop already pays.
-    const small = out.pipeline?.runs.small;
-    const pipe = small ? small.cpuPerImage.total - small.stageSecondsPerImage.infer : undefined;
-    const decode = pipe ?? Math.max(0, 1 / r.seedWay - 1 / r.bareLoop);
-    const ceiling = (2 * infer) / (infer + decode);
-    lines.push(
-      `Stage times are each stage's wall time; fetch and decode run while the previous task is in the backbone, so they overlap inference rather than add to it. ` +
-        (pipe !== undefined
-          ? `Inference costs ${f(1000 * infer, 0)} ms of CPU per image (row 1); everything else (fetch, hash check, decode, publish, the coordinator and nats-server) costs ${f(1000 * pipe, 1)} ms (the pipeline section below: all CPU of the three processes per image with a zero-cost backbone, less that backbone's call). `
-          : `From rows 1 and 2: inference costs ${f(1000 * infer, 0)} ms of CPU per image and fetching plus decoding about ${f(1000 * decode, 0)} ms. `) +
-        `One worker runs inference on one core and the rest on the other; two workers must fit all of it into the same ${out.machine.cores} cores, so they can reach at most 2 x ${f(1000 * infer, 0)} / (${f(1000 * infer, 0)} + ${f(1000 * decode, 1)}) = ${f(ceiling)} times the bare loop` +
-        (w2 ? `; they measured ${f(w2.imagesPerSecond / r.bareLoop)} times it (${f(w2.imagesPerSecond / w1.imagesPerSecond)}x one worker, which itself ran at ${f(w1.imagesPerSecond / r.bareLoop)} of the bare loop).` : '.'),
-      '',
-    );
-    if (r.tensors) lines.push(`Memory: ${r.tensors.after100} tensors after 100 images, ${r.tensors.after1000} after 1,000 (process RSS ${r.tensors.rssMiB} MiB).`, '');
-    lines.push(
-      'Targets (2-core machine, wasm backend):',
-      '',
-      `- one worker >= 0.90 of the bare loop: ${f(w1?.imagesPerSecond / r.bareLoop)}, ${mark(w1?.imagesPerSecond / r.bareLoop >= 0.9)}`,
-      `- two workers >= 1.7x one worker: ${f(w2?.imagesPerSecond / w1?.imagesPerSecond)}x, ${mark(w2?.imagesPerSecond / w1?.imagesPerSecond >= 1.7)}`,
-      `- fully cached rerun: ${r.cached?.backboneCalls} backbone calls and ${pct(r.cached?.ratioToFirst)} of the first run's time: ${mark(r.cached?.backboneCalls === 0 && r.cached?.ratioToFirst <= 0.1)}`,
-      r.tensors ? `- memory flat over 1,000 images: ${mark(r.tensors.after100 === r.tensors.after1000)}` : '- memory flat: checked on the faster backbone (and by the unit tests)',
-      '',
-    );
-  }
+  if (out.backbones) lines.push(...backbonesSection(out.backbones, out));
   if (out.pipeline) lines.push(...pipelineSection(out.pipeline, out.machine));
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
   if (out.audit) lines.push(...auditSection(out.audit, out));
   if (out.tracking) lines.push(...trackingSection(out.tracking));
   if (out.scale) lines.push(...scaleSection(out.scale, out.tracking?.at(-1), out.training));
   if (out.training) lines.push(...trainingMemorySection(out.training));
+  lines.push(...gpuSection(out.gpu, out.pipeline));
   if (out.head) {
     const h = out.head;
     lines.push(
       '## Head training and float16 vectors',
       '',
-      `${h.vectors.train} training vectors of dimension ${h.dim}, ${h.classes} classes, batch = classes clamped to 32..256, RMSProp.`,
+      `${h.vectors.train} training vectors of dimension ${h.dim} (${h.backbone ?? 'the shared MobileNetV2-0.35'}), ${h.classes} classes, batch = classes clamped to 32..256, RMSProp.`,
       '',
       '| # | measurement | float32 | float16 |',
       '|---|---|---|---|',
@@ -90,6 +44,7 @@ export function renderMarkdown(out) {
       '',
       `float16 on the wire and in the cache costs ${f(h.float16CostPoints)} points of test accuracy (target: under 0.5): ${mark(h.float16CostPoints < 0.5)}.`,
       '',
+      ...defaultHeadRows(h),
     );
   }
   lines.push(

@@ -2,6 +2,7 @@
 // Regenerates the static protobufjs code of each proto/ file, into the package that owns it:
 //   proto/graft.proto            -> packages/protocol/gen/graft.{js,d.ts}   (graft's wire contract)
 //   proto/tensorflow_graph.proto -> packages/vision/gen/tensorflow.{js,d.ts} (reading frozen .pb models)
+//   proto/onnx.proto             -> packages/vision/gen/onnx.{js,d.ts}       (writing and reading ONNX models)
 // Generated files are committed and never edited by hand; a target whose header's hash of its
 // .proto matches is skipped, so a build from a clean clone needs no codegen run.
 import { createHash } from 'node:crypto';
@@ -15,6 +16,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TARGETS = [
   { proto: 'graft.proto', out: 'packages/protocol/gen/graft' },
   { proto: 'tensorflow_graph.proto', out: 'packages/vision/gen/tensorflow' },
+  { proto: 'onnx.proto', out: 'packages/vision/gen/onnx' },
 ];
 const force = process.argv.includes('--force');
 const bin = (name) => join(root, 'node_modules/.bin', name);

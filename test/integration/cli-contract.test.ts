@@ -108,7 +108,7 @@ describe('graft CLI - system errors as one line naming the input', () => {
         [['train', join(dir, 'single.jpg'), '--dry-run'], /single\.jpg is a file, not a folder: give a folder of class folders/],
         [['train', folder, '--splits', join(dir, 'nosuch.tsv'), '--dry-run'], /cannot read --splits [^ ]*nosuch\.tsv: [^ ]*nosuch\.tsv: no such file or folder/],
         [['train', folder, '--splits', join(dir, 'spaces.tsv'), '--dry-run'], /spaces\.tsv:1: expected "path<TAB>train\|validation\|test" \(a tab between them\)/],
-        [['inspect', 'mobilenet_v5'], /mobilenet_v5: no such model file here, and not a catalogue name \(mobilenet_v2_035, /],
+        [['inspect', 'mobilenet_v5'], /mobilenet_v5: no such model file here, and not a catalogue name \(mobilenet_v2_100, mobilenet_v2_035, /],
         [['serve', join(dir, 'model'), '--port', String(port)], new RegExp(`127\\.0\\.0\\.1:${port} is already in use .*--port`)],
       ];
       for (const [args, want] of cases) {

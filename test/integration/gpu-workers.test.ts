@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { generateSampleSet, publishDataset, resolveGpus, withoutOptions } from '@graft/cli';
+import { generateSampleSet, gpuPinning, publishDataset, resolveGpus, withoutOptions } from '@graft/cli';
 import { JobState, freePort } from '@graft/protocol';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/process.js';
@@ -28,13 +28,24 @@ describe('worker --gpus - one process per GPU', () => {
     assert.deepEqual(withoutOptions(['--gpus', 'all', '--nats', 'u', '--metrics-port=9', '--batch-size', '8'], ['gpus', 'metrics-port']), ['--nats', 'u', '--batch-size', '8']);
   });
 
-  it('starts a worker per GPU that sees only its own, labels their metrics by GPU, restarts one that dies (counted), and stops them all on SIGTERM', { timeout: 180_000 }, async () => {
+  it('pins a child to its GPU: ONNX Runtime by CUDA device id (nvidia-smi numbering), tfjs-node-gpu and UUIDs by what CUDA is shown', () => {
+    assert.deepEqual(gpuPinning('2', 'auto'), { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }, deviceId: 2 });
+    assert.deepEqual(gpuPinning('1', 'onnxruntime'), { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }, deviceId: 1 });
+    assert.deepEqual(gpuPinning('1', 'tfjs-node-gpu'), { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: '1' }, deviceId: 0 });
+    assert.deepEqual(gpuPinning('GPU-8f0e', 'auto'), { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: 'GPU-8f0e' }, deviceId: 0 });
+  });
+
+  it('starts a worker per GPU pinned to its own, labels their metrics by GPU, restarts one that dies (counted), and stops them all on SIGTERM', { timeout: 180_000 }, async () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 0 });
     try {
       const port = await freePort();
       const sup = c.startWorker(['--gpus', '0,1', '--metrics-port', String(port)]);
       const started = await waitFor(async () => (children(sup.output()).length >= 2 ? children(sup.output()) : undefined), 60_000, `two GPU workers\n${c.logs()}`);
-      for (const [gpu, pid] of started) assert.equal(await envOf(pid, 'CUDA_VISIBLE_DEVICES'), gpu, `the worker for GPU ${gpu} sees only it`);
+      const pinned = (gpu: string, pid: number) => new RegExp(`"pid":${pid},.*"gpu":"${gpu}","cudaDevice":${gpu},"pinnedBy":"device id"`);
+      for (const [gpu, pid] of started) {
+        assert.equal(await envOf(pid, 'GRAFT_GPU_CHILD'), gpu);
+        await waitFor(async () => pinned(gpu, pid).test(sup.output()), 30_000, `the worker for GPU ${gpu} to say it runs on CUDA device ${gpu}\n${sup.output().slice(-2000)}`);
+      }
 
       const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 8, 41, ['circle', 'square']);
@@ -57,7 +68,7 @@ describe('worker --gpus - one process per GPU', () => {
       const [gpu0, pid0] = started[0];
       process.kill(pid0, 'SIGKILL');
       const again = await waitFor(async () => children(sup.output()).find(([g, pid]) => g === gpu0 && pid !== pid0), 30_000, `the worker for GPU ${gpu0} to be started again\n${sup.output().slice(-3000)}`);
-      assert.equal(await envOf(again[1], 'CUDA_VISIBLE_DEVICES'), gpu0);
+      await waitFor(async () => pinned(gpu0, again[1]).test(sup.output()), 30_000, `the restarted worker for GPU ${gpu0} to be pinned to it`);
       const after = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       assert.match(after, new RegExp(`^graft_gpu_worker_restarts_total\\{gpu="${gpu0}"\\} 1$`, 'm'), 'the restart is counted (GraftGpuWorkersRestarting)');
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet } from '@graft/cli';
 import { JobState, WORKER_STREAMS, codecs, openBus, publishManifest, readManifest, type Bus } from '@graft/protocol';
@@ -16,6 +18,7 @@ import { runGraft } from '../helpers/process.js';
  * there, checked against its SHA-256; the workers run it from the model store.
  */
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ROLE_ENV = { GRAFT_NATS_USER: 'coordinator', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_COORDINATOR_PASSWORD };
 const CLI_ENV = { GRAFT_NATS_USER: 'cli', GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_CLI_PASSWORD, GRAFT_LOG_LEVEL: 'warn' };
 
@@ -65,6 +68,19 @@ describe('your model to the cluster - graft publish --backbone ./my-model', () =
     assert.equal(g.state, JobState.JOB_STATE_DONE, `${g.error}\n${c.logs()}`);
     assert.equal(g.backbone!.format, 'graph');
     assert.doesNotMatch(c.logs(), /--allow-model-files/, 'nothing asked the operator to open the coordinator\'s disk');
+  });
+
+  it('an ONNX model written as PyTorch writes one is uploaded by the cli user and run by the workers on ONNX Runtime', { timeout: 180_000 }, async () => {
+    const onnxFile = join(ROOT, 'test', 'fixtures', 'onnx', 'torchvision-style.onnx');
+    const p = await publish(['--backbone', onnxFile, '--preprocess', 'imagenet']);
+    assert.match(p.output, /torchvision-style\.onnx: uploaded to the cluster \(.* MB, SHA-256 [0-9a-f]{12}\)/);
+    const manifest = (await readManifest(c.bus, p.jobId))!;
+    assert.equal(manifest.backbone!.uploadSha256, createHash('sha256').update(await readFile(onnxFile)).digest('hex'), 'named by the file\'s own SHA-256');
+    const done = await c.waitForJob(p.jobId, 90_000);
+    assert.equal(done.state, JobState.JOB_STATE_DONE, `${done.error}\n${c.logs()}`);
+    assert.equal(done.backbone!.format, 'onnx');
+    assert.equal(done.backbone!.dim, 16);
+    assert.deepEqual(done.runtimes, ['onnxruntime/cpu']);
   });
 
   it('--dry-run checks the model as a real publish does', async () => {

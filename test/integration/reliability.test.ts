@@ -409,7 +409,7 @@ describe('reliability - nothing lost', () => {
         assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       }
       const out = c.workers[0].output();
-      assert.equal(out.match(/"msg":"backbone loaded"/g)?.length, 3);
+      assert.equal(out.match(/"msg":"backbone loaded, running on /g)?.length, 3);
       assert.equal(out.match(/backbone unloaded \(least recently used\)/g)?.length, 1, 'the first of three was unloaded');
     } finally {
       await c.stop();

@@ -200,7 +200,7 @@ describe('deploy - Prometheus and Grafana', () => {
   });
 
   it('Dockerfiles: base images and the native backend as build arguments, no dev dependencies back, caches owned by a fixed uid', () => {
-    for (const [file, base] of [['Dockerfile.cpu', /ARG NODE_IMAGE=node:22-/], ['Dockerfile.gpu', /ARG CUDA_IMAGE=nvidia\/cuda:11\.8\.\d+-cudnn8-runtime-ubuntu22\.04/]] as const) {
+    for (const [file, base] of [['Dockerfile.cpu', /ARG NODE_IMAGE=node:22-/], ['Dockerfile.gpu', /ARG CUDA_IMAGE=nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04/]] as const) {
       const text = readFileSync(join(DEPLOY, 'docker', file), 'utf8');
       assert.match(text, base, `${file}: base image argument`);
       assert.match(text, /^FROM \$\{/m, `${file}: FROM uses the arguments`);
@@ -213,8 +213,15 @@ describe('deploy - Prometheus and Grafana', () => {
       assert.match(text, /^COPY --from=build \/app \/app$/m, `${file}: the code owned by root (the process cannot rewrite it)`);
       assert.match(text, /rm -rf test scripts proto [^\n]*packages\/\*\/src/, `${file}: no tests, scripts or sources in the final image`);
       assert.match(text, /mkdir -p \/home\/graft\/\.cache\/graft.*chown -R graft:graft \/home\/graft/, `${file}: the model cache exists and is the graft user's`);
+      assert.match(text, /^COPY package\.json package-lock\.json \.npmrc /m, `${file}: the repository's npm settings (onnxruntime-node's install) go into the build`);
+      assert.match(text, /rm -rf "\$ort\/darwin" "\$ort\/win32"/, `${file}: only this platform's ONNX Runtime binaries`);
     }
+    const cpu = readFileSync(join(DEPLOY, 'docker', 'Dockerfile.cpu'), 'utf8');
+    assert.doesNotMatch(cpu, /ONNXRUNTIME_NODE_INSTALL/, 'the CPU image downloads no CUDA provider (the .npmrc skips it)');
     const gpu = readFileSync(join(DEPLOY, 'docker', 'Dockerfile.gpu'), 'utf8');
+    assert.match(gpu, /ARG ONNXRUNTIME_NODE_INSTALL=cuda12/, 'the GPU image installs ONNX Runtime with its CUDA 12 provider');
+    assert.match(gpu, /ONNXRUNTIME_NODE_INSTALL=\$ONNXRUNTIME_NODE_INSTALL npm ci/);
+    assert.doesNotMatch(gpu.replace(/^#.*$/gm, ''), /GRAFT_BACKEND/, 'backbones on ONNX Runtime by default (auto)');
     assert.match(gpu, /CUDA_CACHE_PATH=\/home\/graft\/\.nv/);
     assert.match(gpu, /--start-period=(\d{3,})s/, 'a first start that JIT-compiles kernels is not killed');
   });

@@ -6,30 +6,60 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { BackboneError, ImageError, backendPlan, decodeImage, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
+import { BackboneError, ImageError, backendPlan, chooseBackend, decodeImage, initBackend, loadBackbone, parseBackbone, USER_MODEL_POLICY } from '@graft/vision';
 import { writeTinyModel } from '../helpers/models.js';
 
 describe('vision - backend choice', () => {
-  it('plans tfjs-node-gpu, tfjs-node, wasm, cpu for auto', () => {
-    assert.deepEqual(backendPlan('auto'), ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']);
+  it('plans ONNX Runtime, then tfjs-node-gpu, tfjs-node, wasm, cpu for auto', () => {
+    assert.deepEqual(backendPlan('auto'), ['onnxruntime', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']);
     assert.deepEqual(backendPlan('cpu'), ['cpu']);
     assert.throws(() => backendPlan('gpu' as never), /unknown backend "gpu"/);
   });
 
-  it('falls back past missing native packages and says why', async () => {
+  const without = (missing: RegExp) => async (m: string) => {
+    if (missing.test(m)) throw new Error(`Cannot find package '${m}'`);
+    return import(m);
+  };
+
+  it('auto: backbones on ONNX Runtime (its CPU provider where there is no GPU), TF.js on the best backend that loads, and why the rest were passed over', async () => {
     const tried: string[] = [];
-    const choice = await initBackend({
-      importModule: async (m) => {
-        tried.push(m);
-        if (m.includes('tfjs-node')) throw new Error(`Cannot find package '${m}'`);
-        return import(m);
-      },
-    });
-    assert.equal(choice.name, 'wasm');
-    assert.deepEqual(tried.slice(0, 2), ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
-    assert.deepEqual(choice.skipped.map((s) => s.name), ['tfjs-node-gpu', 'tfjs-node']);
-    assert.match(choice.skipped[0].reason, /@tensorflow\/tfjs-node-gpu is not installed \(npm install @tensorflow\/tfjs-node-gpu: its install step downloads libtensorflow/);
+    const choice = await initBackend({ importModule: async (m) => (tried.push(m), without(/tfjs-node/)(m)) });
+    assert.equal(choice.name, 'onnxruntime');
+    assert.deepEqual(choice.onnx, { provider: 'cpu', deviceId: 0, threads: 1 });
+    assert.equal(choice.tfjs, 'wasm');
+    assert.deepEqual(tried.slice(0, 3), ['onnxruntime-node', '@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
+    assert.deepEqual(choice.skipped.map((s) => s.name), ['onnxruntime (cuda)', 'tfjs-node-gpu', 'tfjs-node']);
+    assert.match(choice.skipped[1].reason, /@tensorflow\/tfjs-node-gpu is not installed \(npm install @tensorflow\/tfjs-node-gpu: its install step downloads libtensorflow/);
     assert.equal(tf.getBackend(), 'wasm');
+  });
+
+  it('auto without onnxruntime-node: backbones on the best TF.js backend; asked for by name, a clear error', async () => {
+    const choice = await chooseBackend({ importModule: without(/onnxruntime|tfjs-node/) });
+    assert.equal(choice.name, 'wasm');
+    assert.equal(choice.onnx, undefined);
+    assert.match(choice.skipped[0].reason, /onnxruntime-node is not installed/);
+    await assert.rejects(chooseBackend({ preferred: 'onnxruntime', importModule: without(/onnxruntime/) }), /backend onnxruntime cannot start: onnxruntime-node is not installed/);
+  });
+
+  it('a GPU with a working CUDA provider: ONNX Runtime on that GPU, and TF.js kept off it', async () => {
+    const fakeOrt = { listSupportedBackends: () => [{ name: 'cpu' }, { name: 'cuda' }] };
+    const probed: number[] = [];
+    const importModule = async (m: string) => (m === 'onnxruntime-node' ? fakeOrt : without(/tfjs-node/)(m));
+    const gpu = await chooseBackend({ importModule, gpu: '3', probeCuda: async (d) => (probed.push(d), undefined), hasGpu: () => true });
+    assert.deepEqual(gpu.onnx, { provider: 'cuda', deviceId: 3, threads: 1 });
+    assert.deepEqual(probed, [3], 'the provider is probed on the GPU it will use');
+    assert.ok(!gpu.skipped.some((s) => s.name === 'tfjs-node-gpu'), 'tfjs-node-gpu is not even tried beside CUDA');
+    const broken = await chooseBackend({ importModule, probeCuda: async () => 'libcudnn.so.9: cannot open shared object file', hasGpu: () => true });
+    assert.equal(broken.onnx?.provider, 'cpu');
+    assert.match(broken.skipped[0].reason, /libcudnn/);
+    const none = await chooseBackend({ importModule, probeCuda: async () => undefined, hasGpu: () => false });
+    assert.equal(none.onnx?.provider, 'cpu');
+    assert.match(none.skipped[0].reason, /no NVIDIA GPU/);
+  });
+
+  it('threads: a positive whole number', async () => {
+    await assert.rejects(chooseBackend({ threads: 0 }), /threads must be a positive integer/);
+    assert.equal((await chooseBackend({ threads: 2, importModule: without(/tfjs-node/) })).onnx?.threads, 2);
   });
 });
 
@@ -199,35 +229,38 @@ describe('vision - backbones', () => {
     }
   });
 
-  it('auto: the first source failing, the second serving; each failed source tried once per process', async () => {
+  it('mirrors: the address failing, a mirror serving; each failed address tried once per process', async () => {
     const cacheDir = await mkdtemp(join(tmpdir(), 'graft-cache-'));
     try {
       const seen: string[] = [];
       const warnings: string[] = [];
-      const autoSources = [`${base}/down-hub/model.json`, `${base}/tiny16/model.json?kaggle`];
-      const a = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { ...USER_MODEL_POLICY, cacheDir, autoSources, onSource: (u) => seen.push(u), onWarning: (w) => warnings.push(w) });
-      assert.deepEqual(seen, [autoSources[1]]);
-      assert.deepEqual(warnings, []);
-      assert.equal(a.info.id, 'auto');
-      assert.equal(a.info.url, autoSources[1], 'the source that served is recorded');
+      const spec = { ...parseBackbone(`${base}/down-hub/model.json`, { inputSize: 16 }), id: 'mirrored', mirrors: [`${base}/tiny16/model.json?kaggle`] };
+      const a = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir, onSource: (u) => seen.push(u), onWarning: (w) => warnings.push(w) });
+      assert.deepEqual(seen, [spec.mirrors[0]]);
+      assert.match(warnings[0], /mirrored: .*down-hub.*loaded from .*tiny16/);
+      assert.equal(a.info.id, 'mirrored');
+      assert.equal(a.info.url, spec.mirrors[0], 'the address that served is recorded');
       a.dispose();
       const before = requests;
-      const b = await loadBackbone(parseBackbone('auto', { inputSize: 16 }), { ...USER_MODEL_POLICY, cacheDir, autoSources, onSource: (u) => seen.push(u) });
-      assert.equal(requests, before, 'the failed source is not asked again, the served one comes from the cache');
+      const b = await loadBackbone(spec, { ...USER_MODEL_POLICY, cacheDir, onSource: (u) => seen.push(u) });
+      assert.equal(requests, before, 'the failed address is not asked again, the mirror comes from the cache');
       b.dispose();
     } finally {
       await rm(cacheDir, { recursive: true, force: true });
     }
   });
 
-  it('auto: every source failing falls back to the embedded ImageNet MobileNetV2, with a warning', async () => {
-    const warnings: string[] = [];
-    const seen: string[] = [];
-    const b = await loadBackbone(parseBackbone('auto'), { ...USER_MODEL_POLICY, autoSources: [`${base}/gone-1/model.json`, `${base}/gone-2/model.json`], onWarning: (w) => warnings.push(w), onSource: (u) => seen.push(u) });
-    assert.equal(b.info.id, 'mobilenet_v2_035');
+  it('mirrors: every address failing is an error naming each, and the offline default', async () => {
+    const spec = { ...parseBackbone(`${base}/gone-1/model.json`), id: 'mirrored', mirrors: [`${base}/gone-2/model.json`] };
+    await assert.rejects(loadBackbone(spec, USER_MODEL_POLICY), /cannot load backbone mirrored from any of its 2 addresses: .*gone-1.*gone-2.*--backbone auto, needs no network/s);
+  });
+
+  it('auto is the embedded ImageNet MobileNetV2-1.0: no network, pinned weights, 1280-d', async () => {
+    const b = await loadBackbone(parseBackbone('auto'), USER_MODEL_POLICY);
+    assert.equal(b.info.id, 'mobilenet_v2_100');
+    assert.equal(b.info.url, 'embedded:mobilenet_v2_1.0_224');
     assert.equal(b.info.dim, 1280);
-    assert.deepEqual(seen, ['embedded:mobilenet_v2_0.35_224']);
-    assert.match(warnings[0], /gone-1.*gone-2.*using the embedded mobilenet_v2_035/s);
+    assert.equal(b.info.inputSize, 224);
     b.dispose();
   });
 

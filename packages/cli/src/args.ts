@@ -164,16 +164,19 @@ export const PUBLISH_OPTIONS: Options = {
 };
 
 export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
-  --backbone SPEC           auto (default: MobileNetV2 1.0 from TF Hub or Kaggle, else the embedded one),
-                            mobilenet_v2_035 (embedded ImageNet MobileNetV2 0.35), inception_v3_mixed5 (embedded),
+  --backbone SPEC           auto (default: mobilenet_v2_100, the embedded ImageNet MobileNetV2 1.0, no network),
+                            mobilenet_v2_035 (embedded MobileNetV2 0.35: faster, weaker), inception_v3_mixed5 (embedded),
                             mobilenet_v2, mobilenet_v3_large, inception_v3, inception_dec_2015 or inception_2015_12_05
                             (the 2015 frozen graph retrain.py used),
-                            a TF.js model path / file:// / http(s):// URL, or a TensorFlow .pb (ARCHIVE.zip#member.pb too)
-  --bottleneck NAME         layer or node to cut at (global-average-pooled); default the model's output
-                            (a .pb: pool_3, else the pooled node before its classifier; see graft inspect)
+                            a TF.js model path / file:// / http(s):// URL, a TensorFlow .pb (ARCHIVE.zip#member.pb too),
+                            or an ONNX model (.onnx: NCHW or NHWC, opset 13+)
+  --bottleneck NAME         layer, node or (ONNX) value to cut at (global-average-pooled); default the model's output
+                            (a .pb: pool_3, else the pooled node before its classifier; an .onnx: the pooled value
+                            before its classifier; see graft inspect)
   --input-size N            square input edge for a custom model (default: from the model)
   --input-node NODE         a .pb: the node to feed (default: where its image decoding head ends, else its placeholder)
-  --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1) or none
+  --preprocess MODE         unit (x/255, default), symmetric (x/127.5-1), imagenet ((x/255 - mean) / std, torchvision's)
+                            or none
   --splits FILE             TSV of "path<TAB>train|validation|test" fixing each image's set
   --validation-percent N    default 10;  --test-percent N  default 10 (stable hash of the file name; 0 = none)
   --optimizer NAME          rmsprop (default), adam, sgd

@@ -9,9 +9,10 @@ import type { Log } from './logger.js';
 import { untilSignal } from './signals.js';
 
 /*
- * One worker process per GPU, under one supervisor: TensorFlow in one process drives one GPU well,
- * and a container given every GPU of its node (compose `count: all`) must not leave all but the
- * first idle. Each child sees only its GPU (CUDA_VISIBLE_DEVICES); the supervisor restarts a child
+ * One worker process per GPU, under one supervisor: one process drives one GPU well, and a
+ * container given every GPU of its node (compose `count: all`) must not leave all but the first
+ * idle. Each child is pinned to its GPU (gpuPinning: ONNX Runtime's CUDA device id, or
+ * CUDA_VISIBLE_DEVICES for tfjs-node-gpu and GPUs named by UUID); the supervisor restarts a child
  * that dies, forwards SIGTERM (each child drains its task), and serves the children's metrics
  * (each labelled with its gpu, gpu-metrics.ts) on one port, so Prometheus scrapes one target per node.
  */
@@ -60,6 +61,17 @@ export function childGpu(): string {
   return process.env[CHILD_ENV] ?? '';
 }
 
+/**
+ * How a child drives its GPU: a GPU named by number is ONNX Runtime's CUDA device of that number
+ * (CUDA counting in nvidia-smi's PCI bus order); one named by UUID, or any GPU under tfjs-node-gpu
+ * (TensorFlow takes every GPU it sees), is the only one the process is shown.
+ * @returns the environment to set before any CUDA library loads, and the device id for ONNX Runtime.
+ */
+export function gpuPinning(gpu: string, backend: string): { env: Record<string, string>; deviceId: number } {
+  if (/^\d+$/.test(gpu) && backend !== 'tfjs-node-gpu') return { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID' }, deviceId: Number(gpu) };
+  return { env: { CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: gpu }, deviceId: 0 };
+}
+
 /** argv without the named options (`--name value` and `--name=value`). */
 export function withoutOptions(argv: readonly string[], names: readonly string[]): string[] {
   const out: string[] = [];
@@ -89,7 +101,7 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
 
   const start = (gpu: string, i: number) => {
     cluster.setupPrimary({ exec: process.argv[1], args: ['worker', ...args, '--worker-id', `${base}-gpu${i}`], silent: false });
-    const child = cluster.fork({ [CHILD_ENV]: gpu, CUDA_VISIBLE_DEVICES: gpu, GRAFT_METRICS_PORT: '' });
+    const child = cluster.fork({ [CHILD_ENV]: gpu, GRAFT_METRICS_PORT: '' });
     byGpu.set(gpu, child);
     const pid = child.process.pid;
     log.info({ gpu, pid, workerId: `${base}-gpu${i}` }, `worker for GPU ${gpu} started`);

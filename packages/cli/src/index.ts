@@ -6,5 +6,5 @@ export { exportModel } from './export.js';
 export { generateSampleSet, sampleImage } from './sample.js';
 export { REDACT_PATHS } from './logger.js';
 export { createProgress } from './progress.js';
-export { resolveGpus, withoutOptions } from './gpu-workers.js';
+export { gpuPinning, resolveGpus, withoutOptions } from './gpu-workers.js';
 export { COMMANDS } from './commands.js';

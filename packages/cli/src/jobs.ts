@@ -32,7 +32,7 @@ export function jobDetails(s: JobStatus, withFailures = false): string {
   const lines = [
     `job       ${s.jobId} (${s.name})`,
     `state     ${jobStateName(s.state)}`,
-    `backbone  ${s.backbone?.id ? `${s.backbone.id} (${s.backbone.dim}-d, fingerprint ${s.backbone.fingerprint})` : '(not resolved yet)'}`,
+    `backbone  ${s.backbone?.id ? `${s.backbone.id} (${s.backbone.dim}-d, fingerprint ${s.backbone.fingerprint})${s.runtimes?.length ? `, run on ${s.runtimes.join(', ')}` : ''}` : '(not resolved yet)'}`,
     `classes   ${s.classes.join(', ')}`,
     `images    ${c.total ?? 0}: ${c.cached ?? 0} cached, ${c.extracted ?? 0} extracted, ${c.failed ?? 0} failed${s.skipped ? `; ${s.skipped} files skipped at publish` : ''}`,
   ];

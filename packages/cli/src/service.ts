@@ -5,7 +5,7 @@ import { initBackend, type BackendChoice, type BackendName } from '@graft/vision
 import { UsageError, busOptions, int, str, type Values } from './args.js';
 import { createLogger, type Log } from './logger.js';
 import { untilSignal } from './signals.js';
-import { childGpu, isGpuChild } from './gpu-workers.js';
+import { childGpu, gpuPinning, isGpuChild } from './gpu-workers.js';
 import { reportToSupervisor } from './gpu-metrics.js';
 import { DEFAULT_METRICS_ADDRESS, serveMetrics } from './metrics-server.js';
 
@@ -40,13 +40,33 @@ export async function withBus<T>(opts: BusOptions, fn: (bus: Bus) => Promise<T>)
   }
 }
 
-/** Picks the TensorFlow.js backend (--backend, $GRAFT_BACKEND or the best available) and logs it. */
+/** What a backend choice says in one line: where backbones run, and TF.js's backend. */
+export function describeBackend(c: BackendChoice): string {
+  const backbones = c.onnx ? `onnxruntime (${c.onnx.provider} provider${c.onnx.provider === 'cuda' ? `, device ${c.onnx.deviceId}` : `, ${c.onnx.threads} thread${c.onnx.threads === 1 ? '' : 's'}`})` : c.name;
+  return `backbones on ${backbones}; TensorFlow.js backend ${c.tfjs}`;
+}
+
+/** Where backbones run here, as results and job records say it (`onnxruntime/cpu`, `wasm`...). */
+export function runtimeOf(c: BackendChoice): string {
+  return c.onnx ? `onnxruntime/${c.onnx.provider}` : c.name;
+}
+
+/**
+ * Picks the backends (--backend, $GRAFT_BACKEND or the best available; --threads or $GRAFT_THREADS
+ * ONNX Runtime threads) and logs the choice. A `worker --gpus` child is pinned to its GPU first
+ * (gpuPinning), before any CUDA library loads.
+ */
 export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
   const preferred = (str(v, 'backend') ?? process.env.GRAFT_BACKEND ?? 'auto') as BackendName | 'auto';
+  const threads = int(v, 'threads', 1) ?? (process.env.GRAFT_THREADS ? Number(process.env.GRAFT_THREADS) : undefined);
+  const pin = isGpuChild() ? gpuPinning(childGpu(), preferred) : undefined;
+  if (pin) Object.assign(process.env, pin.env);
   try {
     return await initBackend({
       preferred,
-      log: (c) => log.info({ backend: c.name, skipped: c.skipped }, `TensorFlow.js backend: ${c.name}`),
+      threads,
+      gpu: pin ? String(pin.deviceId) : undefined,
+      log: (c) => log.info({ backend: c.name, tfjs: c.tfjs, onnx: c.onnx, skipped: c.skipped, ...(pin ? { gpu: childGpu(), cudaDevice: pin.deviceId, pinnedBy: pin.env.CUDA_VISIBLE_DEVICES ? 'CUDA_VISIBLE_DEVICES' : 'device id' } : {}) }, describeBackend(c)),
     });
   } catch (err) {
     throw new UsageError((err as Error).message, { cause: err });
@@ -107,7 +127,7 @@ export async function runService(
   }
   const registry = new Registry();
   if (isGpuChild()) reportToSupervisor(registry, childGpu());
-  const service = await start(bus, log, registry, backend.name);
+  const service = await start(bus, log, registry, runtimeOf(backend));
   const port = metricsPort(v);
   const server = port !== undefined ? await serveMetrics(registry, port, { ready: () => service.state === 'running' && bus.isConnected() }, metricsAddress(v)) : undefined;
   await Promise.race([signal, service.closed]);

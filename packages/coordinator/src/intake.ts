@@ -181,9 +181,10 @@ export class ManifestIntake {
           maxBytes: this.ctx.o.maxModelBytes,
           readUpload: (sha256, maxBytes) => this.readUpload(sha256, maxBytes),
           onWarning: (w) => log.warn(w),
-          onSource: (url) => log.info({ source: url }, 'auto backbone: loaded from this source'),
+          onSource: (url) => log.info({ source: url }, 'backbone loaded from this address'),
         });
-        const b = await backboneFromFiles(fetched);
+        // Resolving needs the fingerprint and dimension only: no conversion here (workers convert for their runtime).
+        const b = await backboneFromFiles(fetched, { runtime: 'resolve' });
         b.dispose(); // the coordinator needs the fingerprint and dimension, not the model
         await this.storeModel(b.info, fetched.files, log);
         return b.info;

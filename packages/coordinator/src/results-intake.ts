@@ -29,6 +29,20 @@ const MAX_BATCH_IMAGES = 10_000;
 /** Refused answers an image may get before it fails for its jobs (each refusal sends it to a worker again). */
 const MAX_REFUSALS = 2;
 
+/** What a worker may say of where it ran the backbone: `onnxruntime/cpu`, `wasm`... (anything else is not recorded). */
+const RUNTIME = /^[a-z][a-z0-9-]{0,30}(\/[a-z0-9]{1,10})?$/;
+/** Runtimes a job record lists. */
+const MAX_RUNTIMES = 8;
+
+/** Records on the job where a batch's backbone ran (each runtime once). */
+function noteRuntime(job: ActiveJob, runtime: string): void {
+  const listed = (job.status.runtimes ??= []);
+  if (!RUNTIME.test(runtime) || listed.includes(runtime) || listed.length >= MAX_RUNTIMES) return;
+  listed.push(runtime);
+  job.dirty = true;
+  job.log.info({ runtime }, `a worker runs this job's backbone on ${runtime}`);
+}
+
 /**
  * Taking workers' vector batches in: each result checked against what a job waits for, vectors
  * and content errors written to the vector cache, answers counted on their jobs, the answered
@@ -70,7 +84,14 @@ export class ResultsIntake {
     if (again.length) await this.flow.extractAgain(fp, again);
     await Promise.all(accepted.map((v) => this.cache(fp, v)));
     const touched = new Set<ActiveJob>();
-    for (const v of accepted) for (const job of this.flow.recordAnswer(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) if (v.errorCode && !this.cachesFailure(fp, v)) touched.add(job);
+    const answered = new Set<ActiveJob>();
+    for (const v of accepted) {
+      for (const job of this.flow.recordAnswer(fp, v.sha256, v.errorCode ?? 0, v.errorMessage ?? '')) {
+        answered.add(job);
+        if (v.errorCode && !this.cachesFailure(fp, v)) touched.add(job);
+      }
+    }
+    for (const job of answered) noteRuntime(job, batch.runtime);
     // A failure that is not cached lives only in its job's record: write it before the ack.
     for (const job of touched) await this.records.write(job);
     if (batch.taskSeq && accepted.length) await this.ctx.queue.remove(Number(batch.taskSeq), batch.taskId, this.ctx.log);

@@ -34,15 +34,16 @@ export class Answers {
   }
 
   /** Encodes a task's answer and keeps it for a redelivery. */
-  encodeAndKeep(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq = 0): Uint8Array {
-    const batch = this.encode(task, vectors, timings, taskSeq);
+  encodeAndKeep(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq: number, runtime: string): Uint8Array {
+    const batch = this.encode(task, vectors, timings, taskSeq, runtime);
     this.kept.set(task.taskId, batch);
     while (this.kept.size > MAX_ANSWERS) this.kept.delete(this.kept.keys().next().value!);
     return batch;
   }
 
-  encode(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq = 0): Uint8Array {
-    return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, taskToken: task.token, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings });
+  /** @param runtime where the backbone ran (see runtimeLabel), '' when it did not. */
+  encode(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq = 0, runtime = ''): Uint8Array {
+    return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, taskToken: task.token, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings, runtime });
   }
 
   /** Publishes an encoded answer (the task id is its message id). */

@@ -17,6 +17,8 @@ export class BackboneCache {
     private readonly log: Logger,
     private readonly onLoaded: (b: Backbone) => void,
     private readonly onUnloaded: (b: Backbone) => void,
+    /** Where converted backbones are cached (the model cache's folder). */
+    private readonly cacheDir?: string,
   ) {}
 
   /** Fingerprints of the backbones loaded (or loading). */
@@ -37,7 +39,8 @@ export class BackboneCache {
     this.loaded.set(fp, b);
     b.then(
       (x) => {
-        this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim }, 'backbone loaded');
+        const where = x.runtime.provider ? `${x.runtime.name} (${x.runtime.provider} provider)` : x.runtime.name;
+        this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim, runtime: x.runtime.name, provider: x.runtime.provider, runtimeNote: x.runtime.note }, `backbone loaded, running on ${where}`);
         this.onLoaded(x);
       },
       () => this.loaded.delete(fp), // the task fails (and is retried); the next one loads it again
@@ -73,6 +76,9 @@ export class BackboneCache {
     const spec = resolvedFromFields(task.backbone!);
     const blobs = await getModel(this.bus, spec.fingerprint);
     if (!blobs) throw new Error(`backbone ${spec.fingerprint} is not in the model store (the coordinator puts it there when it starts a job)`);
-    return backboneFromFiles({ spec, files: filesFromBundle(blobs.modelJson, blobs.weights, `model store ${spec.fingerprint}`) });
+    return backboneFromFiles(
+      { spec, files: filesFromBundle(blobs.modelJson, blobs.weights, `model store ${spec.fingerprint}`) },
+      { cacheDir: this.cacheDir, onRuntimeNote: (note) => this.log.warn({ fingerprint: spec.fingerprint }, note) },
+    );
   }
 }

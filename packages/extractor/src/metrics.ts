@@ -22,7 +22,7 @@ export function extractorMetrics(registry: Registry) {
     taskImages: new Histogram({ name: 'graft_task_images', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
     inFlight: new Gauge({ name: 'graft_worker_tasks_in_flight', help: 'Tasks this worker holds (processing or prefetched)', registers }),
     // Each GPU worker's series carry its gpu label; 'max' keeps a flag and a timestamp whole wherever series are merged.
-    info: new Gauge({ name: 'graft_worker_info', help: 'Backend and backbone of this worker (value 1)', labelNames: ['backend', 'backbone'] as const, registers, aggregator: 'max' }),
+    info: new Gauge({ name: 'graft_worker_info', help: 'Where this worker runs each loaded backbone (value 1): backend onnxruntime (provider cpu or cuda) or a TF.js backend', labelNames: ['backend', 'provider', 'backbone'] as const, registers, aggregator: 'max' }),
     // No sample until the first task: 0 would read as "stalled since 1970".
     lastProgress: unset(new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task (absent until its first)', registers, aggregator: 'max' })),
   };

@@ -5,7 +5,7 @@ import { resolveDecodeLimits, type DecodeLimits } from '@graft/vision';
 export interface WorkerOptions {
   /** Shown in logs and results. Default `<hostname>-<pid>`. */
   workerId?: string;
-  /** Most images per backbone call within a task. Default by backend: 32 on tfjs-node-gpu, 16 on tfjs-node, 8 otherwise. */
+  /** Most images per backbone call within a task. Default by backend: 32 on a GPU (onnxruntime/cuda, tfjs-node-gpu), 16 on tfjs-node, 8 otherwise. */
   inferBatchSize?: number;
   /** A task still running after this long (fetch, decode and inference) fails its remaining images with TIMEOUT, ms. Default 300000. */
   taskTimeoutMs?: number;
@@ -23,16 +23,18 @@ export interface WorkerOptions {
   limits?: DecodeLimits;
   /** Read photos' prepared inputs (decoded at the input size once) and store those it makes. Default true. */
   preparedInputs?: boolean;
+  /** Model cache folder; backbones converted to ONNX are cached in its onnx/ folder. Default ~/.cache/graft/models. */
+  cacheDir?: string;
 }
 
-export type ResolvedWorkerOptions = Required<WorkerOptions> & { limits: Required<DecodeLimits> };
+export type ResolvedWorkerOptions = Required<Omit<WorkerOptions, 'cacheDir'>> & { limits: Required<DecodeLimits>; cacheDir?: string };
 
 /** Fills defaults. @throws RangeError naming the bad field. */
 export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, backend = 'wasm'): ResolvedWorkerOptions {
   const r = {
     workerId: o.workerId ?? defaultId,
-    // A GPU wants big batches; a single-threaded CPU backend gains little past a few images.
-    inferBatchSize: o.inferBatchSize ?? (backend === 'tfjs-node-gpu' ? 32 : backend === 'tfjs-node' ? 16 : 8),
+    // A GPU wants big batches; on CPU cores a batch costs the same per image past a few.
+    inferBatchSize: o.inferBatchSize ?? (backend === 'tfjs-node-gpu' || backend === 'onnxruntime/cuda' ? 32 : backend === 'tfjs-node' ? 16 : 8),
     taskTimeoutMs: o.taskTimeoutMs ?? 300_000,
     pullExpiresMs: o.pullExpiresMs ?? 2000,
     idleWaitMs: o.idleWaitMs ?? 1000,
@@ -41,6 +43,7 @@ export function resolveWorkerOptions(o: WorkerOptions = {}, defaultId: string, b
     decodeThreads: o.decodeThreads ?? 4,
     limits: resolveDecodeLimits(o.limits),
     preparedInputs: o.preparedInputs ?? true,
+    cacheDir: o.cacheDir,
   };
   for (const k of ['inferBatchSize', 'taskTimeoutMs', 'pullExpiresMs', 'idleWaitMs', 'maxDeliver', 'decodeThreads'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);

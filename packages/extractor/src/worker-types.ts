@@ -24,6 +24,6 @@ export interface Worker {
 export interface WorkerDeps {
   logger: Logger;
   registry?: Registry;
-  /** Backend in use, for the graft_worker_info metric. */
+  /** Where backbones run here (`onnxruntime/cpu`, `onnxruntime/cuda`, or a TF.js backend): picks the default batch size. */
   backend?: string;
 }

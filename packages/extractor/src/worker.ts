@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ErrorCode, TASK_CLAIM_TTL_MS, ProtocolError, UNREPORTED_FAILURE_DELAY_MS, WORKER_RETRY_MS, codecs, deadLetter, errorCodeName, taskFailureAction } from '@graft/protocol';
 import type { Bus, ExtractionTask, ImageVector, JsMsg } from '@graft/protocol';
-import { RESIZE_METHOD, isAugmentedId } from '@graft/vision';
+import { RESIZE_METHOD, isAugmentedId, type Backbone, type BackboneRuntime } from '@graft/vision';
 import { Answers, withDeadline, type TaskTimings } from './answers.js';
 import { BackboneCache } from './backbone-cache.js';
 import { Inference } from './inference.js';
@@ -54,7 +54,6 @@ class ExtractorWorker implements Worker {
   private inHand?: Prepared;
   /** This worker's recent answers: a task that comes back is answered again from here, not the backbone. */
   private readonly answers: Answers;
-  private readonly backendName: string;
   private readonly prepared?: PreparedWrites; // undefined with --no-prepared-inputs
 
   constructor(
@@ -65,16 +64,17 @@ class ExtractorWorker implements Worker {
     this.id = o.workerId;
     this.log = deps.logger.child({ component: 'extractor', worker: o.workerId });
     this.metrics = extractorMetrics(deps.registry ?? new Registry());
-    this.backendName = deps.backend ?? 'unknown';
     this.source = new TaskSource(bus, { pullExpiresMs: o.pullExpiresMs, idleWaitMs: o.idleWaitMs, maxDeliver: o.maxDeliver }, this.log);
     this.claims = new TaskClaims(bus, o.workerId, this.log);
     this.answers = new Answers(bus, o.workerId);
     this.prepared = o.preparedInputs ? new PreparedWrites(bus, RESIZE_METHOD, (outcome) => this.metrics.prepared.inc({ outcome })) : undefined;
+    const infoLabels = (b: Backbone) => ({ backend: b.runtime.name, provider: b.runtime.provider ?? '', backbone: b.info.id });
     this.backbones = new BackboneCache(
       bus,
       this.log,
-      (b) => this.metrics.info.set({ backend: this.backendName, backbone: b.info.id }, 1),
-      (b) => this.metrics.info.remove({ backend: this.backendName, backbone: b.info.id }),
+      (b) => this.metrics.info.set(infoLabels(b), 1),
+      (b) => this.metrics.info.remove(infoLabels(b)),
+      o.cacheDir,
     );
     this.closed = this.loop().finally(async () => {
       await this.prepared?.drain();
@@ -220,7 +220,7 @@ class ExtractorWorker implements Worker {
       this.lastTaskSeconds = inferSeconds;
       this.countEmbedded(out);
       const timings: TaskTimings = { fetchSeconds: p.timing.fetchSeconds, decodeSeconds: p.timing.decodeSeconds, inferSeconds, publishSeconds: 0 };
-      const batch = this.answers.encodeAndKeep(task, out, timings, msg.info.streamSequence);
+      const batch = this.answers.encodeAndKeep(task, out, timings, msg.info.streamSequence, runtimeLabel(backbone.runtime));
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
       timings.publishSeconds = await this.publishAndAck(p, batch, log);
       this.recordDone(task, out, timings, log);
@@ -374,6 +374,11 @@ class ExtractorWorker implements Worker {
       msg.nak(UNREPORTED_FAILURE_DELAY_MS);
     }
   }
+}
+
+/** Where a backbone ran, as results and job records say it: `onnxruntime/cpu`, `onnxruntime/cuda`, or the TF.js backend. */
+export function runtimeLabel(r: BackboneRuntime): string {
+  return r.provider ? `${r.name}/${r.provider}` : r.name;
 }
 
 /**

@@ -101,7 +101,7 @@ async function compareWithGraph(bytes: Uint8Array, output: string, backbone: Bac
     const { scale, offset } = PREPROCESS[b.preprocess];
     let worst = 0;
     for (let i = 0; i < pixels.length; i++) {
-      const x = tf.tidy(() => tf.tensor4d(Float32Array.from(pixels[i], (v) => v * scale + offset), [1, S, S, 3]));
+      const x = tf.tidy(() => tf.tensor4d(Float32Array.from(pixels[i], (v, j) => v * scale[j % 3] + offset[j % 3]), [1, S, S, 3]));
       const y = original.execute(x, output) as tf.Tensor;
       const theirs = (await y.data()) as Float32Array;
       tf.dispose([x, y]);

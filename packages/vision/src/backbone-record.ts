@@ -1,17 +1,37 @@
+import { createHash } from 'node:crypto';
 import { BackboneError } from './errors.js';
+import type { ModelFiles } from './model-files.js';
 
 /**
- * How pixels (0..255) become model input, written once for every backbone:
- * - unit:      x / 255           -> [0, 1]  (TF Hub image models, Darknet, nsfwjs)
- * - symmetric: x / 127.5 - 1     -> [-1, 1] (Keras MobileNet/Inception "tf" mode)
- * - none:      x                 -> [0, 255]
+ * How pixels (0..255) become model input, written once for every backbone, per channel (R, G, B):
+ * - unit:      x / 255                            -> [0, 1]  (TF Hub image models, Darknet, nsfwjs)
+ * - symmetric: x / 127.5 - 1                      -> [-1, 1] (Keras MobileNet/Inception "tf" mode)
+ * - none:      x                                  -> [0, 255]
+ * - imagenet:  (x / 255 - mean[c]) / std[c]        (torchvision: mean 0.485, 0.456, 0.406; std 0.229, 0.224, 0.225)
  */
-export type Preprocess = 'unit' | 'symmetric' | 'none';
-export const PREPROCESS: Readonly<Record<Preprocess, { scale: number; offset: number }>> = {
-  unit: { scale: 1 / 255, offset: 0 },
-  symmetric: { scale: 1 / 127.5, offset: -1 },
-  none: { scale: 1, offset: 0 },
+export type Preprocess = 'unit' | 'symmetric' | 'none' | 'imagenet';
+export interface ChannelAffine {
+  /** y[c] = x[c] * scale[c] + offset[c], c = R, G, B. */
+  scale: readonly [number, number, number];
+  offset: readonly [number, number, number];
+}
+const same = (scale: number, offset: number): ChannelAffine => ({ scale: [scale, scale, scale], offset: [offset, offset, offset] });
+const IMAGENET_MEAN = [0.485, 0.456, 0.406];
+const IMAGENET_STD = [0.229, 0.224, 0.225];
+export const PREPROCESS: Readonly<Record<Preprocess, ChannelAffine>> = {
+  unit: same(1 / 255, 0),
+  symmetric: same(1 / 127.5, -1),
+  none: same(1, 0),
+  imagenet: {
+    scale: IMAGENET_STD.map((s) => 1 / (255 * s)) as [number, number, number],
+    offset: IMAGENET_MEAN.map((m, c) => -m / IMAGENET_STD[c]) as [number, number, number],
+  },
 };
+
+/** The scale and offset when every channel shares them (else undefined). */
+export function uniformAffine(a: ChannelAffine): { scale: number; offset: number } | undefined {
+  return a.scale.every((v) => v === a.scale[0]) && a.offset.every((v) => v === a.offset[0]) ? { scale: a.scale[0], offset: a.offset[0] } : undefined;
+}
 
 /** Resize used for every backbone (sharp's linear kernel, aspect not kept); part of the fingerprint. */
 export const RESIZE_METHOD = 'bilinear-fill';
@@ -37,6 +57,8 @@ export interface BackboneSpec {
   uploadSha256?: string;
   /** Expected bottleneck dimension, when known in advance. */
   dim?: number;
+  /** Other addresses of the same model, tried in order when url cannot be fetched (each once per process). */
+  mirrors?: readonly string[];
   /** Pinned SHA-256 of the concatenated weights (catalogue entries): other bytes are refused. */
   weightsSha256?: string;
   /** Shown to users: what it is and how good it is. */
@@ -48,8 +70,8 @@ export interface ResolvedBackbone extends BackboneSpec {
   /** 16 hex chars: SHA-256 of weights + preprocessing + bottleneck + input size + resize method. */
   fingerprint: string;
   dim: number;
-  format: 'layers' | 'graph';
-  /** Set when `auto` fell back to the embedded model: why, and what to do. */
+  format: 'layers' | 'graph' | 'onnx';
+  /** Set when the model came from a mirror of its url: which, and why. */
   warning?: string;
 }
 
@@ -71,26 +93,36 @@ export interface BackboneFields {
   uploadSha256?: string | null;
 }
 
-/** The embedded default: always present, no network (ImageNet MobileNetV2-0.35, shipped in this package). */
-export const EMBEDDED_ID = 'mobilenet_v2_035';
+/** The default backbone, shipped inside graft: what `auto` is (ImageNet MobileNetV2-1.0, no network). */
+export const DEFAULT_ID = 'mobilenet_v2_100';
 
 /**
- * Named backbones. URLs are the models' published TF.js locations (TF Hub handles take
- * [0, 1] input); the embedded one ships in the nsfwjs npm package (MIT). Entries whose weights
- * could be hashed where graft is built carry that digest (weightsSha256): other bytes are refused.
- * The TF Hub entries cannot be fetched there, so theirs are not pinned yet (their downloads are
- * still hash-checked in the cache and fingerprinted).
+ * Named backbones. URLs are the models' published TF.js locations (TF Hub handles take [0, 1]
+ * input); the embedded ones ship in this package or in the nsfwjs npm package (MIT). Entries whose
+ * weights could be hashed where graft is built carry that digest (weightsSha256): other bytes are
+ * refused. The TF Hub entries cannot be fetched there, so theirs are not pinned yet (their downloads
+ * are still hash-checked in the cache and fingerprinted).
  */
 export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
-  [EMBEDDED_ID]: {
-    id: EMBEDDED_ID,
+  [DEFAULT_ID]: {
+    id: DEFAULT_ID,
+    url: 'embedded:mobilenet_v2_1.0_224',
+    bottleneck: '',
+    inputSize: 224,
+    preprocess: 'symmetric',
+    dim: 1280,
+    weightsSha256: 'bbf28b194d20ff948c5f844032fc504964e28ee7935b2a2a1ca15745ef7fafe3',
+    description: "MobileNetV2 1.0 224, ImageNet (Google's checkpoint, Apache-2.0), 1280-d. Ships with graft (4.4 MB as float16): the default, works offline.",
+  },
+  mobilenet_v2_035: {
+    id: 'mobilenet_v2_035',
     url: 'embedded:mobilenet_v2_0.35_224',
     bottleneck: '',
     inputSize: 224,
     preprocess: 'symmetric',
     dim: 1280,
     weightsSha256: 'e159deb3afa15bc63a53edb3eb31d0d6de1a25f0d8d72d9b8372b5088a902a8a',
-    description: 'MobileNetV2 0.35 224, ImageNet (Keras Applications weights, Apache-2.0), 1280-d. Ships with graft: works offline, 1.6 MB.',
+    description: 'MobileNetV2 0.35 224, ImageNet (Keras Applications weights, Apache-2.0), 1280-d. Ships with graft (1.6 MB): about 2.5x cheaper than the default and a few points weaker.',
   },
   inception_v3_mixed5: {
     id: 'inception_v3_mixed5',
@@ -105,11 +137,13 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
   mobilenet_v2: {
     id: 'mobilenet_v2',
     url: 'https://tfhub.dev/google/tfjs-model/imagenet/mobilenet_v2_100_224/feature_vector/3/default/1',
+    // tfhub.dev redirects to Kaggle and has had outages: the same model at its Kaggle address.
+    mirrors: ['https://www.kaggle.com/models/google/mobilenet-v2/TfJs/100-224-feature-vector/3'],
     bottleneck: '',
     inputSize: 224,
     preprocess: 'unit',
     dim: 1280,
-    description: 'MobileNetV2 1.0 224, ImageNet, 1280-d feature vector (TF Hub).',
+    description: 'MobileNetV2 1.0 224, ImageNet, 1280-d feature vector (TF Hub; the embedded mobilenet_v2_100 is the same network, offline).',
   },
   mobilenet_v3_large: {
     id: 'mobilenet_v3_large',
@@ -153,18 +187,8 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
   },
 };
 
-/** What `--backbone auto` is: MobileNetV2 1.0 when it can be downloaded, else the embedded model. */
-export const AUTO_PREFERRED = 'mobilenet_v2';
-export const AUTO_FALLBACK = EMBEDDED_ID;
-
-/**
- * Where `auto` looks for MobileNetV2 1.0, in order, each tried once per process: TF Hub, then the
- * same model at its Kaggle address (tfhub.dev redirects there and has had outages).
- */
-export const AUTO_SOURCES: readonly string[] = [
-  CATALOGUE[AUTO_PREFERRED].url,
-  'https://www.kaggle.com/models/google/mobilenet-v2/TfJs/100-224-feature-vector/3',
-];
+/** What `--backbone auto` is: the embedded default. */
+export const AUTO = DEFAULT_ID;
 
 /** Overrides for a user model (or a catalogue entry). */
 export interface BackboneOverrides {
@@ -177,15 +201,15 @@ export interface BackboneOverrides {
 
 /**
  * Turns what the user typed (`auto`, a catalogue id, a path, `file://` or `http(s)://` URL)
- * into a spec. `auto` resolves to {@link AUTO_PREFERRED}; loading falls back (see loadBackbone).
+ * into a spec. `auto` is {@link AUTO}, the embedded default.
  * @throws BackboneError for an unknown name or a bad override.
  */
 export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = {}): BackboneSpec {
   const name = nameOrUrl.trim() || 'auto';
   let spec: BackboneSpec;
-  if (name === 'auto') spec = { ...CATALOGUE[AUTO_PREFERRED], id: 'auto' };
+  if (name === 'auto') spec = { ...CATALOGUE[AUTO] };
   else if (CATALOGUE[name]) spec = { ...CATALOGUE[name] };
-  else if (/^(file|https?|embedded):/.test(name) || name.includes('/') || /\.(json|pb)$/.test(name)) {
+  else if (/^(file|https?|embedded):/.test(name) || name.includes('/') || /\.(json|pb|onnx)$/.test(name)) {
     spec = { id: 'custom', url: toUrl(name), bottleneck: '', inputSize: 0, preprocess: 'unit' };
   } else {
     throw new BackboneError(`unknown backbone ${JSON.stringify(name)}: use auto, ${Object.keys(CATALOGUE).join(', ')}, or a model path/URL`);
@@ -220,8 +244,9 @@ export function toUrl(name: string): string {
  */
 export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides = {}): BackboneFields {
   const spec = parseBackbone(nameOrUrl, overrides);
-  const named = spec.id === 'auto' || spec.id in CATALOGUE;
-  const ref: BackboneFields = { id: named ? spec.id : 'custom', url: named ? '' : spec.url };
+  const named = spec.id in CATALOGUE;
+  // `auto` travels as auto: the coordinator's catalogue says what it is.
+  const ref: BackboneFields = { id: named ? ((nameOrUrl.trim() || 'auto') === 'auto' ? 'auto' : spec.id) : 'custom', url: named ? '' : spec.url };
   if (overrides.bottleneck !== undefined) ref.bottleneck = overrides.bottleneck;
   if (overrides.inputSize !== undefined) ref.inputSize = overrides.inputSize;
   if (overrides.preprocess !== undefined) ref.preprocess = overrides.preprocess;
@@ -249,7 +274,7 @@ export function resolvedFields(b: ResolvedBackbone): BackboneFields {
 
 /**
  * A resolved backbone read back from a task or job record (the inverse of {@link resolvedFields}).
- * Loading it loads exactly its URL and checks its fingerprint: no `auto` fallback.
+ * Loading it loads exactly its URL and checks its fingerprint: no mirror.
  * @throws BackboneError when the record is not resolved or names an unknown preprocessing.
  */
 export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
@@ -264,8 +289,33 @@ export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
     preprocess: preprocess as Preprocess,
     fingerprint: ref.fingerprint,
     dim: ref.dim,
-    format: ref.format === 'graph' ? 'graph' : 'layers',
+    format: ref.format === 'graph' || ref.format === 'onnx' ? ref.format : 'layers',
     ...(ref.inputNode ? { inputNode: ref.inputNode } : {}),
     ...(ref.sourceSha256 ? { sourceSha256: ref.sourceSha256 } : {}),
+  };
+}
+
+/** Fingerprint over everything that changes the vectors. */
+export function fingerprintOf(weightsSha256: string, spec: Pick<BackboneSpec, 'preprocess' | 'bottleneck' | 'inputSize'>): string {
+  return createHash('sha256')
+    .update([weightsSha256, spec.preprocess, spec.bottleneck, spec.inputSize, RESIZE_METHOD].join('|'))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+/** A backbone record: the spec, what loading it taught (input size, dimension), and its fingerprint. */
+export function resolvedInfo(spec: BackboneSpec, files: Pick<ModelFiles, 'weightsSha256'>, format: ResolvedBackbone['format'], inputSize: number, dim: number, warning?: string): ResolvedBackbone {
+  return {
+    id: spec.id,
+    url: spec.url,
+    bottleneck: spec.bottleneck,
+    inputSize,
+    preprocess: spec.preprocess,
+    fingerprint: fingerprintOf(files.weightsSha256, { ...spec, inputSize }),
+    dim,
+    format,
+    warning,
+    ...(spec.inputNode ? { inputNode: spec.inputNode } : {}),
+    ...(spec.sourceSha256 ? { sourceSha256: spec.sourceSha256 } : {}),
   };
 }

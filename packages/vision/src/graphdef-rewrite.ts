@@ -8,7 +8,7 @@ export const AS_IDENTITY = new Set(['CheckNumerics', 'StopGradient', 'Snapshot',
 /** Ops of image models that TF.js runs (a subset of its converter's list), after graft's rewrites. */
 export const SUPPORTED = new Set([
   'Const', 'Placeholder', 'Identity', 'Conv2D', 'DepthwiseConv2dNative', 'BiasAdd', 'Add', 'AddV2', 'AddN', 'Sub', 'Mul', 'RealDiv', 'Maximum',
-  'Minimum', 'Relu', 'Relu6', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softmax', 'Sqrt', 'Rsqrt', 'Square', 'Exp', 'Log', 'MaxPool', 'AvgPool', 'Mean', 'Max',
+  'Minimum', 'Relu', 'Relu6', 'LeakyRelu', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softmax', 'Sqrt', 'Rsqrt', 'Square', 'Exp', 'Log', 'MaxPool', 'AvgPool', 'Mean', 'Max',
   'Concat', 'ConcatV2', 'Reshape', 'Squeeze', 'ExpandDims', 'MatMul', 'FusedBatchNorm', 'FusedBatchNormV3', 'Pad', 'PadV2', 'LRN', 'Cast',
   'Shape', 'StridedSlice', 'Pack', 'Transpose', 'Slice', 'Split', 'SplitV', 'ResizeBilinear', 'Neg',
 ]);

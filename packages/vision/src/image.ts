@@ -18,8 +18,12 @@ export function resolveDecodeLimits(limits: DecodeLimits = {}): Required<DecodeL
   return r;
 }
 
-// libvips keeps its own caches and threads; a worker decodes each image once.
+// libvips keeps its own caches and threads; a worker decodes each image once. Photos decode in
+// parallel on libuv's pool (a task's images at once), so libvips's own threads per image would only
+// contend with them and with ONNX Runtime's for the same cores: one each (about 10 % less CPU per
+// photo measured on clothing-small's 400 x 533 JPEGs).
 sharp.cache(false);
+sharp.concurrency(1);
 
 /**
  * How an image is cut after it is resized (augmented copies): a size x size window at (left, top)

@@ -1,11 +1,13 @@
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import { isGraphModel, modelArtifacts } from './backbone.js';
+import { isGraphModel, modelArtifacts } from './tfjs-model.js';
 import { CATALOGUE, toUrl } from './backbone-record.js';
 import { BackboneError } from './errors.js';
 import { bottleneckCandidates, convertGraphDef, downstreamOf, findInput, readGraphDef, type GraphDef } from './graphdef.js';
 import { retrainHead } from './retrain-graph.js';
 import { fetchModel, graphDefSource, readGraphDefBytes, type FetchModelOptions, type ModelFiles } from './model-source.js';
+import { isOnnxModel } from './model-files.js';
+import { describeOnnx, onnxShapes } from './onnx/onnx-models.js';
 
 /*
  * `graft inspect`: what is inside a model, like the seed's first step of printing every node of
@@ -21,12 +23,14 @@ export interface InspectedNode {
 
 export interface Inspection {
   origin: string;
-  format: 'graphdef' | 'graph-model' | 'layers-model';
+  format: 'graphdef' | 'graph-model' | 'layers-model' | 'onnx';
   nodes: InspectedNode[];
   /** Where graft feeds the model, and what the graph does to pixels itself (or, when it does none, the convention graft follows and why). */
   input?: { name: string; size: number; preprocessing?: string; suggestedPreprocessing?: { name: string; formula: string; why: string }; decodingReplaced: boolean };
   /** A retrain.py output graph: its head (final_result, classes) and the bottleneck it reads. */
   retrain?: { output: string; classes: number; dim: number; bottleneck: string };
+  /** An ONNX model: the layout of its input, and the classifier graft cuts off (and its classes, when its weights say). */
+  onnx?: { layout: 'nchw' | 'nhwc'; opset: number; producer: string; classifier?: { node: string; op: string; classes?: number } };
   /** Likely bottlenecks, best first: the pooled output before the classifier. */
   bottleneckCandidates: string[];
   /** Why shapes are missing, when they are. */
@@ -46,7 +50,32 @@ export async function inspectModel(nameOrUrl: string, opts: FetchModelOptions & 
   const url = CATALOGUE[nameOrUrl]?.url ?? toUrl(nameOrUrl);
   if (graphDefSource(url)) return inspectGraphDef(readGraphDef(await readGraphDefBytes(url, opts), url), url, opts);
   const files = await fetchModel(url, opts);
+  if (isOnnxModel(files)) return inspectOnnx(files, opts.inputSize);
   return isGraphModel(files) ? inspectGraphModel(files, opts.inputSize) : inspectLayersModel(files);
+}
+
+/** An ONNX model: every node by the value it makes (what --bottleneck takes), with shapes from one run when it can run. */
+async function inspectOnnx(files: ModelFiles, inputSize?: number): Promise<Inspection> {
+  const bytes = new Uint8Array(files.weightData);
+  const d = describeOnnx(bytes, files.origin);
+  const nodes: InspectedNode[] = d.nodes.map((n) => ({ name: n.outputs[0] ?? n.name, op: n.op, shape: null }));
+  const size = inputSize || d.input.size || 0;
+  const out: Inspection = {
+    origin: files.origin,
+    format: 'onnx',
+    nodes,
+    bottleneckCandidates: d.candidates,
+    onnx: { layout: d.input.layout, opset: d.opset, producer: d.producer, ...(d.classifier ? { classifier: d.classifier } : {}) },
+  };
+  if (size) out.input = { name: d.input.name, size, decodingReplaced: false };
+  try {
+    if (!size) throw new BackboneError('the input size is not in the model: pass --input-size');
+    const shapes = await onnxShapes(bytes, d, size);
+    for (const n of nodes) n.shape = shapes.get(n.name) ?? null;
+  } catch (err) {
+    out.note = `shapes not computed: ${(err as Error).message}`;
+  }
+  return out;
 }
 
 async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSize?: number; inputNode?: string }): Promise<Inspection> {

@@ -7,7 +7,10 @@ import { BackboneError } from './errors.js';
  * the cluster's model store keeps.
  */
 
-/** A TF.js model.json and its concatenated weights, as read from anywhere. */
+/**
+ * A model as read from anywhere: a TF.js model.json and its concatenated weights, or an ONNX file
+ * (json then only says so: {@link ONNX_JSON}; weightData is the file).
+ */
 export interface ModelFiles {
   /** The parsed model.json (modelTopology, weightsManifest, format...). */
   json: ModelJson;
@@ -79,6 +82,19 @@ export function shardPaths(json: ModelJson, origin: string): string[] {
     }
   }
   return paths;
+}
+
+/** The model.json an ONNX model is described by (its one "weights file" is the ONNX file itself). */
+export const ONNX_JSON: ModelJson = { format: 'onnx', modelTopology: {}, weightsManifest: [{ paths: ['model.onnx'], weights: [] }] };
+
+/** Whether model files hold an ONNX model. */
+export function isOnnxModel(files: ModelFiles): boolean {
+  return files.json.format === 'onnx';
+}
+
+/** An ONNX file as model files. */
+export function onnxFiles(bytes: Uint8Array, origin: string): ModelFiles {
+  return modelFilesFrom(ONNX_JSON, [bytes], origin);
 }
 
 export function sha256Hex(b: Uint8Array): string {

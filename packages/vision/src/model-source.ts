@@ -9,9 +9,9 @@ import { BackboneError } from './errors.js';
 import { graphDefModel, type GraphSource } from './graphdef.js';
 import { FetchFailure, fetchCapped, hideUrlCredentials, redactUrl } from './http-fetch.js';
 import { defaultCacheDir, readCache, safeName, writeCache } from './model-cache.js';
-import { modelBundle, modelFilesFrom, shardPaths, type ModelFiles, type ModelJson } from './model-files.js';
+import { isOnnxModel, modelBundle, modelFilesFrom, onnxFiles, shardPaths, type ModelFiles, type ModelJson } from './model-files.js';
 import { DEFAULT_MAX_MODEL_BYTES, USER_MODEL_POLICY, maxModelBytes, refuseUnlessFilesAllowed, type FetchModelOptions } from './model-policy.js';
-import { graphDefUpload, readUploadedBlob, readUploadedModel, tfjsUpload, type ModelUpload } from './model-upload.js';
+import { fileUpload, readUploadedBlob, readUploadedModel, tfjsUpload, type ModelUpload } from './model-upload.js';
 
 /*
  * Where a model's files come from: the models shipped inside graft, local files, HTTP (TF Hub and
@@ -35,6 +35,7 @@ export async function fetchModel(url: string, opts: FetchModelOptions = {}): Pro
     if (opts.upload && !url.startsWith('file:')) throw new BackboneError(`model ${redactUrl(url)}: an upload stands for a local file:// model only`);
     const graphDef = graphDefSource(url);
     if (graphDef) files = await readGraphDefModel(url, graphDef, opts);
+    else if (isOnnxUrl(url)) files = await readOnnxModel(url, opts);
     else if (opts.upload) files = await readUploadedModel(opts.upload, opts.readUpload, maxModelBytes(opts), `${url} (uploaded, ${opts.upload})`);
     else if (url.startsWith('embedded:')) files = await readEmbedded(url);
     else if (url.startsWith('file:')) {
@@ -65,6 +66,37 @@ function parseModelJson(text: string, origin: string): ModelJson {
   } catch {
     throw new BackboneError(`${redactUrl(origin)} is not a TF.js model.json (not JSON; ${text.length} characters)`);
   }
+}
+
+/** Whether a URL names an ONNX model (a `.onnx` file). */
+export function isOnnxUrl(url: string): boolean {
+  return /\.onnx$/i.test(url.replace(/[?#].*$/, ''));
+}
+
+/**
+ * An ONNX model's file: uploaded (by SHA-256), local (under the file policy and size cap), or
+ * downloaded (capped, cached and hash-checked like any download).
+ */
+async function readOnnxModel(url: string, opts: FetchModelOptions): Promise<ModelFiles> {
+  const max = maxModelBytes(opts);
+  if (opts.upload) return onnxFiles(await readUploadedBlob(opts.upload, opts.readUpload, max), `${url} (uploaded, ${opts.upload})`);
+  if (url.startsWith('file:')) {
+    refuseUnlessFilesAllowed(url, opts);
+    const path = fileURLToPath(url);
+    const found = await stat(path).catch(() => undefined);
+    if (!found) throw new BackboneError(`model ${path}: no such file (check the path)`);
+    if (found.size > max) throw new BackboneError(`model ${path} has ${found.size} bytes, over the ${max}-byte limit`);
+    return onnxFiles(await readFile(path), path);
+  }
+  if (!/^https?:/.test(url)) throw new BackboneError(`unsupported model URL ${redactUrl(url)}: an .onnx is read from file:// or http(s)://`);
+  const dir = join(opts.cacheDir ?? defaultCacheDir(), createHash('sha256').update(url).digest('hex').slice(0, 24));
+  const hit = await readCache(dir, opts.onWarning);
+  if (hit) return { ...hit, origin: url };
+  const { bytes } = await download(url, opts.timeoutMs ?? 120_000, url.split('/').pop() ?? 'model.onnx', { left: max, max }, opts);
+  const files = onnxFiles(bytes, url);
+  const { modelJson, weights } = modelBundle(files);
+  await writeCache(dir, url, [['model.json', modelJson], ['model.onnx', weights]]);
+  return files;
 }
 
 /**
@@ -111,8 +143,11 @@ export async function readGraphDefBytes(url: string, opts: FetchModelOptions = {
  */
 export async function localModelUpload(url: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): Promise<ModelUpload> {
   const src = graphDefSource(url);
-  if (src) return graphDefUpload(await readGraphDefBytes(url, { ...USER_MODEL_POLICY, maxBytes }), src.member ?? src.fileUrl.split('/').pop()!);
-  return tfjsUpload(await fetchModel(url, { ...USER_MODEL_POLICY, maxBytes }));
+  if (src) return fileUpload(await readGraphDefBytes(url, { ...USER_MODEL_POLICY, maxBytes }), src.member ?? src.fileUrl.split('/').pop()!);
+  const files = await fetchModel(url, { ...USER_MODEL_POLICY, maxBytes });
+  // An ONNX model travels as its one file, named by its SHA-256, as a .pb does.
+  if (isOnnxModel(files)) return fileUpload(new Uint8Array(files.weightData), url.split('/').pop()!);
+  return tfjsUpload(files);
 }
 
 /**

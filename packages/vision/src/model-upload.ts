@@ -25,8 +25,8 @@ export interface ModelUpload {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/** The blobs of a .pb (already out of any archive). */
-export function graphDefUpload(bytes: Uint8Array, name: string): ModelUpload {
+/** The blob of a one-file model: a .pb (already out of any archive) or an .onnx. */
+export function fileUpload(bytes: Uint8Array, name: string): ModelUpload {
   const sha256 = sha256Hex(bytes);
   return { sha256, blobs: [{ sha256, bytes, what: name }] };
 }

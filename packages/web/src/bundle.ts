@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { loadHeadModel, predict, type ModelFolder } from '@graft/head';
-import { PREPROCESS, backboneFromFiles, cutAt, isGraphModel, modelArtifacts, type ModelFiles } from '@graft/vision';
+import { PREPROCESS, backboneFromFiles, cutAt, isGraphModel, isOnnxModel, modelArtifacts, uniformAffine, type ChannelAffine, type ModelFiles } from '@graft/vision';
 
 /*
  * The browser bundle: backbone and head as ONE TF.js model (RGB pixels 0..255 in, class
@@ -82,6 +82,13 @@ async function saveLayers(model: tf.LayersModel): Promise<WebModel> {
   };
 }
 
+/** The preprocessing as a layer: a rescaling, or where channels differ (imagenet) a 1x1 depthwise convolution with a bias. */
+function preprocessLayer(a: ChannelAffine): tf.layers.Layer {
+  const u = uniformAffine(a);
+  if (u) return tf.layers.rescaling({ ...u, name: 'graft_preprocess' });
+  return tf.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, name: 'graft_preprocess', weights: [tf.tensor4d([...a.scale], [1, 1, 3, 1]), tf.tensor1d([...a.offset])] });
+}
+
 async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
   const spec = folder.manifest.backbone;
   const layers = await headLayers(folder);
@@ -90,7 +97,7 @@ async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<Web
   const S = spec.inputSize;
   const image = tf.input({ shape: [S, S, 3], name: 'image' });
   let x = image;
-  if (spec.preprocess !== 'none') x = tf.layers.rescaling({ ...PREPROCESS[spec.preprocess], name: 'graft_preprocess' }).apply(x) as tf.SymbolicTensor;
+  if (spec.preprocess !== 'none') x = preprocessLayer(PREPROCESS[spec.preprocess]).apply(x) as tf.SymbolicTensor;
   x = cut.apply(x) as tf.SymbolicTensor;
   // As the backbone does: spatial outputs are global-average-pooled, others flattened.
   if (x.shape.length === 4) x = tf.layers.globalAveragePooling2d({ name: 'graft_pool' }).apply(x) as tf.SymbolicTensor;
@@ -153,15 +160,15 @@ function graftNodes(spec: ModelFolder['manifest']['backbone'], layers: Awaited<R
   const scale = PREPROCESS[spec.preprocess];
   const added: GraphNode[] = [
     { name: 'graft/image', op: 'Placeholder', attr: { dtype: FLOAT, shape: { shape: { dim: [-1, S, S, 3].map((s) => ({ size: String(s) })) } } } },
-    constNode('graft/scale', 'DT_FLOAT', []),
-    constNode('graft/offset', 'DT_FLOAT', []),
+    constNode('graft/scale', 'DT_FLOAT', [3]),
+    constNode('graft/offset', 'DT_FLOAT', [3]),
     { name: 'graft/scaled', op: 'Mul', input: ['graft/image', 'graft/scale'], attr: { T: FLOAT } },
     { name: 'graft/preprocessed', op: 'AddV2', input: ['graft/scaled', 'graft/offset'], attr: { T: FLOAT } },
   ];
   let features = g.bottleneck;
   const headConsts: HeadConst[] = [
-    { name: 'graft/scale', values: Float32Array.of(scale.scale), shape: [] },
-    { name: 'graft/offset', values: Float32Array.of(scale.offset), shape: [] },
+    { name: 'graft/scale', values: Float32Array.from(scale.scale), shape: [3] },
+    { name: 'graft/offset', values: Float32Array.from(scale.offset), shape: [3] },
   ];
   if (g.rank === 4) {
     added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), { name: 'graft/pool', op: 'Mean', input: [g.bottleneck, 'graft/pool_axes'], attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } });
@@ -255,6 +262,7 @@ async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebM
  * @throws BundleError when the backbone cannot be carried into the bundle.
  */
 export async function buildWebModel(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
+  if (isOnnxModel(files)) throw new BundleError('the backbone is an ONNX model, and the browser bundle is one TF.js model (the try-it page runs TF.js)');
   return isGraphModel(files) ? graphBundle(folder, files) : layersBundle(folder, files);
 }
 

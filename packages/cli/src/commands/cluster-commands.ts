@@ -10,7 +10,7 @@ import { createLogger } from '../logger.js';
 import { serveMetrics } from '../metrics-server.js';
 import { cacheDir, cacheEnv, metricsAddress, metricsPort, openWithRetry, runService } from '../service.js';
 import { untilSignal } from '../signals.js';
-import { BACKEND_HELP } from './command.js';
+import { BACKEND_HELP, THREADS_HELP, workerArgsOf } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands that run the cluster's processes: graft up, worker, coordinator, init. */
@@ -31,8 +31,9 @@ everything cleanly.
   --cache-dir DIR     the model disk cache of the coordinator and workers (default $GRAFT_CACHE_DIR,
                       else ~/.cache/graft/models)
 ${BACKEND_HELP}
+${THREADS_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
+  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
@@ -43,7 +44,7 @@ ${NATS_HELP}`,
       port: int(v, 'port', 1) ?? 4222,
       workers: int(v, 'workers', 1),
       output: 'inherit',
-      workerArgs: str(v, 'backend') ? ['--backend', str(v, 'backend')!] : [],
+      workerArgs: workerArgsOf(v),
       metricsBasePort: metricsPort !== undefined ? metricsPort + 1 : undefined,
       env: cacheEnv(v),
     });
@@ -80,7 +81,8 @@ Pulls extraction tasks for every backbone with queued work, runs the backbone an
 vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exit 0.
 
   --worker-id ID      name in logs and results (default host-pid)
-  --batch-size N      most images per backbone call (default 32 on GPU, 16 tfjs-node, 8 wasm; fewer when a call would outlast the task lease)
+  --batch-size N      most images per backbone call (default 32 on GPU, 16 tfjs-node, 8 on CPU cores; fewer when a call
+                      would outlast the task lease)
   --max-image-bytes N   larger images fail with TOO_LARGE (default 52428800)
   --max-image-pixels N  images with more pixels fail with TOO_LARGE, before decoding (default 100000000)
   --task-timeout MS   a task still running after this (fetch, decode, inference; model loading not counted)
@@ -90,16 +92,23 @@ vectors. SIGTERM drains: the task in hand finishes (or is handed back), then exi
   --metrics-port P    serve /metrics, /healthz, /readyz on P (default $GRAFT_METRICS_PORT, off if unset)
   --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
   --gpus all|LIST     one worker process per GPU (all: NVIDIA_VISIBLE_DEVICES's list, else nvidia-smi's;
-                      or e.g. 0,1), each seeing only its own (CUDA_VISIBLE_DEVICES), restarted if it
-                      dies; their metrics are served summed on --metrics-port
+                      or e.g. 0,1), each pinned to its own (ONNX Runtime's CUDA device id; CUDA_VISIBLE_DEVICES
+                      under tfjs-node-gpu), restarted if it dies; their metrics are served summed on --metrics-port
+  --cache-dir DIR     model cache: backbones converted to ONNX are kept in its onnx/ folder (default
+                      $GRAFT_CACHE_DIR, else ~/.cache/graft/models)
 
 Backbones come from the cluster's model store, put there by the coordinator: a worker
-downloads nothing and reads no model path a manifest names.
+downloads nothing and reads no model path a manifest names. A TF.js backbone is converted to
+ONNX and checked against TF.js before its first use (kept on TF.js, with the reason logged,
+when it cannot be converted or differs).
 ${BACKEND_HELP}
+${THREADS_HELP}
 ${NATS_HELP}`,
   options: {
     ...NATS_OPTIONS,
     backend: { type: 'string' },
+    threads: { type: 'string' },
+    'cache-dir': { type: 'string' },
     'batch-size': { type: 'string' },
     'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
     'worker-id': { type: 'string' },
@@ -126,6 +135,7 @@ ${NATS_HELP}`,
           preparedInputs: !v['no-prepared-inputs'],
           // bin/graft.js sizes libuv's pool (sharp decodes on it) before anything starts.
           decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
+          cacheDir: cacheDir(v),
         },
         { logger: log.child({ backend }), registry, backend },
       ),

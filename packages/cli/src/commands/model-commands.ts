@@ -10,11 +10,12 @@ import type { Command } from './command.js';
 /* Commands about models, no cluster needed: graft inspect, classify. */
 
 const inspect: Command = {
-  summary: 'list the nodes or layers of a model (.pb, TF.js model.json, catalogue name) and where its bottleneck is',
+  summary: 'list the nodes or layers of a model (.pb, .onnx, TF.js model.json, catalogue name) and where its bottleneck is',
   usage: `graft inspect MODEL [--json] [--input-size N] [--input-node NODE]
 
-MODEL is a frozen TensorFlow GraphDef (.pb, or ARCHIVE.zip#member.pb / .tgz#member.pb), a TF.js
-model.json (file or folder), a URL of either, or a catalogue name. Prints every node or layer with
+MODEL is a frozen TensorFlow GraphDef (.pb, or ARCHIVE.zip#member.pb / .tgz#member.pb), an ONNX
+model (.onnx), a TF.js model.json (file or folder), a URL of any of them, or a catalogue name. Prints
+every node or layer (an ONNX node by the value it makes) with
 its op and output shape (for one image), the input graft feeds (and, for a .pb, the decoding head it
 replaces and the preprocessing the graph does itself) and the likely bottlenecks: the pooled output
 before the classifier. Use one with graft train --bottleneck.
@@ -46,6 +47,12 @@ ${CACHE_HELP}`,
       `${r.origin} (${r.format}, ${r.nodes.length} ${r.format === 'layers-model' ? 'layers' : 'nodes'})`,
       r.input ? `input: ${r.input.name}, ${r.input.size}x${r.input.size} RGB${r.input.decodingReplaced ? ' (its image decoding head is replaced by graft\'s)' : ''}${r.input.preprocessing ? `; the graph computes ${r.input.preprocessing} itself` : ''}` : 'input: not found (pass --input-node)',
       ...(r.input?.suggestedPreprocessing ? [`preprocessing: ${r.input.suggestedPreprocessing.formula} (${r.input.suggestedPreprocessing.why}; --preprocess overrides it)`] : []),
+      ...(r.onnx
+        ? [
+            `ONNX opset ${r.onnx.opset}${r.onnx.producer ? `, written by ${r.onnx.producer}` : ''}; input ${r.onnx.layout === 'nchw' ? 'channels first (NCHW)' : 'channels last (NHWC)'}: graft transposes and preprocesses inside the graph (--preprocess: unit by default; torchvision's models take imagenet)`,
+            ...(r.onnx.classifier ? [`classifier: ${r.onnx.classifier.node} (${r.onnx.classifier.op}${r.onnx.classifier.classes ? ` over ${r.onnx.classifier.classes} classes` : ''}); graft cuts before it at the first candidate unless --bottleneck says otherwise`] : []),
+          ]
+        : []),
       ...(r.retrain ? [`retrain.py head: ${r.retrain.output} over ${r.retrain.classes} classes, reading ${r.retrain.dim}-d ${r.retrain.bottleneck} (the bottleneck graft cuts at; graft import makes it a model folder)`] : []),
       `bottleneck candidates: ${r.bottleneckCandidates.join(', ') || 'none found (pick a pooled node below)'}`,
       ...(r.note ? [r.note] : []),

@@ -8,12 +8,12 @@ import { isImageListFile } from '../image-list.js';
 import { planDataset } from '../publish.js';
 import { backendFor } from '../service.js';
 import { trainFolder } from '../train-flow.js';
-import { BACKEND_HELP, CACHE_HELP } from './command.js';
+import { BACKEND_HELP, CACHE_HELP, THREADS_HELP } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands that do the whole job on a local cluster: graft train, demo. */
 
-const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-bundle': { type: 'boolean' } };
+const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-bundle': { type: 'boolean' } };
 
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
@@ -32,6 +32,7 @@ extraction and training progress, prints the evaluation and writes the model to 
   --no-bundle               skip the browser bundle (DIR/web: the model as one TF.js model and a try-it page)
 ${PUBLISH_HELP}
 ${BACKEND_HELP}
+${THREADS_HELP}
 ${NATS_HELP}`,
   options: TRAIN_OPTIONS,
   async run(argv) {
@@ -55,23 +56,24 @@ const demo: Command = {
   usage: `graft demo [--out DIR] [--workers N] [--backbone SPEC]
 
 What npm start runs: trains a classifier on 360 real photos of clothing in 6 classes (60 each,
-CC0, shipped with graft) with the embedded ImageNet MobileNetV2 and a local cluster, prints
+CC0, shipped with graft) with the embedded ImageNet MobileNetV2 1.0 and a local cluster, prints
 the test accuracy per class on the 20 % held out, and classifies a photo it never saw.
 
   --out DIR           model folder (default ./graft-model)
   --workers N         extractor processes (default one per core)
   --data DIR          local cluster data folder (default ~/.graft/cluster)
-  --backbone SPEC     default mobilenet_v2_035 (embedded, no network)
+  --backbone SPEC     default auto (mobilenet_v2_100, embedded, no network)
   --no-bundle         skip the browser bundle (DIR/web)
 ${BACKEND_HELP}
+${THREADS_HELP}
 ${CACHE_HELP}`,
-  options: { out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backbone: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: { out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backbone: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const data = join(SAMPLES, 'clothing');
     process.stderr.write(`sample set: ${data} (6 classes, 60 real photos each; 15 % held out for validation, 20 % for the test)\n`);
     const out = resolve(str(v, 'out') ?? 'graft-model');
-    const args = { 'validation-percent': '15', 'test-percent': '20', backbone: 'mobilenet_v2_035', ...v };
+    const args = { 'validation-percent': '15', 'test-percent': '20', ...v };
     const code = await trainFolder(data, args, out);
     if (code !== 0) return code;
     const heldOut = join(SAMPLES, 'held-out', 'shoes.jpg');
