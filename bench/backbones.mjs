@@ -5,6 +5,8 @@
 // where a photo's CPU goes, and a cached rerun. Part of `npm run bench` (`--sections backbones`).
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { localLayout } from '@graft/cli';
 import { CATALOGUE, DEFAULT_ID } from '@graft/vision';
 import { ROOT, cluster, cpuSeconds, imagesOf, now, runJob, scrape, subset } from './lib.mjs';
 
@@ -87,9 +89,14 @@ export async function benchBackbones(work, data, { quick }) {
   const one = await freshJob(work, 1, [], small, 'one worker (ONNX Runtime, 1 thread)');
   const two = await freshJob(work, 2, [], small, 'two workers (ONNX Runtime, 1 thread each)');
   const oneTwoThreads = await freshJob(work, 1, ['--threads', '2'], small, 'one worker with 2 threads');
+  // The first job on the whole set in each runtime's default layout (graft up and graft train's).
   const full = data.dir;
-  const first = await freshJob(work, 2, [], full, `first job on ${data.splits ? 'clothing-small' : 'the photos'}, ONNX Runtime (default)`, data.splits, true);
-  const wasm = await freshJob(work, 2, ['--backend', 'wasm'], full, `first job on ${data.splits ? 'clothing-small' : 'the photos'}, --backend wasm`, data.splits);
+  const name = data.splits ? 'clothing-small' : 'the photos';
+  const cores = availableParallelism();
+  const onnx = localLayout(cores);
+  const tfjs = localLayout(cores, { backend: 'wasm' });
+  const first = await freshJob(work, onnx.workers, ['--threads', String(onnx.threads)], full, `first job on ${name}, ONNX Runtime (the default: ${onnx.workers} worker(s) of ${onnx.threads} thread(s))`, data.splits, true);
+  const wasm = await freshJob(work, tfjs.workers, ['--backend', 'wasm'], full, `first job on ${name}, --backend wasm (${tfjs.workers} workers, one per core)`, data.splits);
   return {
     bare,
     workers: {
@@ -98,7 +105,7 @@ export async function benchBackbones(work, data, { quick }) {
       oneTwoThreads,
       oneOfBare: one.imagesPerSecond / def.onnx1.imagesPerSecond,
       twoOverOne: two.imagesPerSecond / one.imagesPerSecond,
-      layout: two.imagesPerSecond >= oneTwoThreads.imagesPerSecond ? 'one worker per core, one thread each' : 'one worker with a thread per core',
+      layout: two.imagesPerSecond >= oneTwoThreads.imagesPerSecond ? 'one worker per core, one thread each' : 'one worker per two cores, two threads each',
     },
     firstJob: { onnx: first, wasm, speedup: first.imagesPerSecond / wasm.imagesPerSecond },
   };

@@ -23,6 +23,7 @@ await backbone.embed(batches[0].map((p) => p.slice()));
 // Runs the whole set at least once, and for at least `seconds`, so fast runtimes are timed over enough images.
 const minSeconds = Number(a.seconds ?? 4);
 let n = 0;
+const c0 = process.cpuUsage();
 const t0 = now();
 while (n < pixels.length || now() - t0 < minSeconds) {
   for (const b of batches) {
@@ -31,6 +32,9 @@ while (n < pixels.length || now() - t0 < minSeconds) {
   }
 }
 const seconds = now() - t0;
-process.stdout.write(`${JSON.stringify({ backbone: backbone.info.id, runtime: backbone.runtime, tfjs: choice.tfjs, threads: choice.onnx?.threads ?? 1, batch, images: n, imagesPerSecond: n / seconds, msPerImage: (1000 * seconds) / n })}\n`);
+const cpu = process.cpuUsage(c0);
+// CPU of every thread of the process (ONNX Runtime's and the wasm backend's included) per image.
+const cpuMsPerImage = (cpu.user + cpu.system) / 1000 / n;
+process.stdout.write(`${JSON.stringify({ backbone: backbone.info.id, runtime: backbone.runtime, tfjs: choice.tfjs, threads: choice.onnx?.threads ?? 1, batch, images: n, imagesPerSecond: n / seconds, msPerImage: (1000 * seconds) / n, cpuMsPerImage })}\n`);
 backbone.dispose();
 process.exit(0);

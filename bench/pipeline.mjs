@@ -8,7 +8,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
-import { openBus, putImage, readImage, startLocalNats } from '@graft/protocol';
+import { Objm } from '@nats-io/obj';
+import { STREAMS, openBus, putImage, readImage, startLocalNats } from '@graft/protocol';
 import { decodeImage } from '@graft/vision';
 import { cluster, connectionBytes, cpuSeconds, imagesOf, now, runJob, scrape, sleep, subset } from './lib.mjs';
 
@@ -85,22 +86,25 @@ async function decodeRows(small, large) {
   return rows;
 }
 
-/** The image store's bytes as read before: the JetStream message get (JSON, base64), one request per chunk. */
-async function readByMessageGet(bus, sha) {
-  const info = await bus.images.info(sha);
-  const subject = `$O.graft-images.C.${info.nuid}`;
+/** An object's bytes as graft read them before: the JetStream message get (JSON, base64), one request per chunk. */
+async function readByMessageGet(bus, store, sha) {
+  const info = await store.info(sha);
+  const subject = `$O.${BEFORE_STORE}.C.${info.nuid}`;
   const parts = [];
   let seq = 1;
   for (let i = 0; i < info.chunks; i++) {
-    const m = await bus.jsm.streams.getMessage('OBJ_graft-images', info.chunks === 1 ? { last_by_subj: subject } : { seq, next_by_subj: subject });
+    const m = await bus.jsm.streams.getMessage(`OBJ_${BEFORE_STORE}`, info.chunks === 1 ? { last_by_subj: subject } : { seq, next_by_subj: subject });
     parts.push(m.data);
     seq = m.seq + 1;
   }
   return createHash('sha256').update(Buffer.concat(parts)).digest('hex') === sha;
 }
 
+/** A scratch object store standing for the image store graft had before its own layout (GRAFT_IMAGES). */
+const BEFORE_STORE = 'bench-images-before';
+
 /**
- * Reading photos from the image store three ways, in this process against one nats-server, 4 reads at
+ * Reading photos three ways, in this process against one nats-server, 4 reads at
  * a time (as a task does): the object store's own get (an ordered consumer per object, graft's first
  * way), message gets (JSON with base64 bodies, the way before this one) and graft's direct gets now.
  * Wall and CPU (this process and nats-server) per photo, and consumers left on the server.
@@ -110,24 +114,25 @@ async function fetchRows(work, small, large) {
   const nats = await startLocalNats({ dataDir });
   const bus = await openBus({ servers: nats.url });
   try {
-    // The ways before read photos uploaded in the object store's 128 KiB chunks; graft now uploads 1 MiB chunks.
-    const asBefore = (sha, bytes) => bus.images.putBlob({ name: sha }, bytes);
+    // The ways before read photos uploaded to an object store in its 128 KiB chunks; graft now uploads 1,000 KiB chunks to its own stream.
+    const before = await new Objm(bus.js).create(BEFORE_STORE);
+    const asBefore = (sha, bytes) => before.putBlob({ name: sha }, bytes);
     const asNow = (sha, bytes) => putImage(bus, { name: sha, description: sha }, bytes);
     const ways = {
-      objectGet: [asBefore, async (sha) => createHash('sha256').update(await bus.images.getBlob(sha)).digest('hex') === sha],
-      messageGet: [asBefore, (sha) => readByMessageGet(bus, sha)],
-      directGet: [asNow, async (sha) => (await readImage(bus, sha)).ok],
+      objectGet: [asBefore, async (sha) => createHash('sha256').update(await before.getBlob(sha)).digest('hex') === sha, `OBJ_${BEFORE_STORE}`],
+      messageGet: [asBefore, (sha) => readByMessageGet(bus, before, sha), `OBJ_${BEFORE_STORE}`],
+      directGet: [asNow, async (sha) => (await readImage(bus, sha)).ok, STREAMS.images],
     };
     const rows = {};
     for (const [kind, files] of [['small', small.slice(0, 120)], ['large', large.slice(0, 16)]]) {
       const photos = await Promise.all(files.map(async (f) => { const bytes = await readFile(f); return { bytes, sha: createHash('sha256').update(bytes).digest('hex') }; }));
       const shas = photos.map((p) => p.sha);
       rows[kind] = {};
-      for (const [way, [upload, read]] of Object.entries(ways)) {
+      for (const [way, [upload, read, stream]] of Object.entries(ways)) {
         for (const p of photos) await upload(p.sha, p.bytes);
         const consumers = async () => {
           let k = 0;
-          for await (const _ of bus.jsm.consumers.list('OBJ_graft-images')) k++;
+          for await (const _ of bus.jsm.consumers.list(stream)) k++;
           return k;
         };
         await read(shas[0]); // warm-up
@@ -233,14 +238,13 @@ export async function benchPipeline(work, data, { quick }) {
     { dir: smallDir, model, label: `small photos (${smallName}), originals only (--no-prepared-inputs)` },
     { dir: largeDir, model, label: '12 MP photos as published, originals only (--no-prepared-inputs)' },
   ], ['--no-prepared-inputs']);
-  const [smallFirst, smallPrepared, largeFirst, largePrepared] = await ceilingRuns(work, [
-    { dir: smallDir, model, label: `small photos (${smallName}), first job: originals, prepared inputs made` },
-    { dir: smallDir, model: other, label: `small photos (${smallName}), a later backbone at 224 px: prepared inputs` },
+  const [smallFirst, largeFirst, largePrepared] = await ceilingRuns(work, [
+    { dir: smallDir, model, label: `small photos (${smallName}), first job (no prepared copies: each photo is smaller than its copy)` },
     { dir: largeDir, model, label: '12 MP photos as published, first job: originals, prepared inputs made' },
     { dir: largeDir, model: other, label: '12 MP photos, a later backbone at 224 px: prepared inputs' },
   ]);
   const [largeShrunk] = await ceilingRuns(work, [{ dir: largeDir, model: third, label: '12 MP photos, graft publish --max-side 512 (first job)', extra: { maxSide: 512, shrinkCacheDir: join(work, 'shrunk') } }]);
-  const runs = { small: small0, smallFirst, smallPrepared, large: large0, largeFirst, largePrepared, largeShrunk };
+  const runs = { small: small0, smallFirst, large: large0, largeFirst, largePrepared, largeShrunk };
   const sizing = {};
   for (const [kind, r] of Object.entries(runs)) {
     sizing[kind] = Object.fromEntries(Object.entries(GPU_RATES).map(([name, rate]) => [name, { cores: rate * r.cpuPerImage.total, workerCores: rate * r.cpuPerImage.worker }]));

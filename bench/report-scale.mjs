@@ -9,7 +9,7 @@ export function scaleSection(s, tracking, training) {
   const n = s.photos;
   const k = (x) => x.toLocaleString('en');
   const perPhoto = (name) => (s.streamBytes?.[name] ?? 0) / n;
-  const stores = { images: perPhoto('OBJ_graft-images'), vectors: perPhoto('KV_graft-vectors'), prepared: perPhoto('GRAFT_PREPARED'), manifests: perPhoto('GRAFT_MANIFESTS') + perPhoto('GRAFT_MANIFEST_PAGES') };
+  const stores = { images: perPhoto('GRAFT_IMAGES') + perPhoto('OBJ_graft-images'), vectors: perPhoto('KV_graft-vectors'), prepared: perPhoto('GRAFT_PREPARED'), manifests: perPhoto('GRAFT_MANIFESTS') + perPhoto('GRAFT_MANIFEST_PAGES') };
   const ratio = s.allRate / s.firstWindowRate;
   const mem = s.coordinatorBytesPerPhoto;
   const heap = s.heapBytesPerPhoto;

@@ -103,12 +103,12 @@ async function millionManifest(work, n) {
   const bus = await openBus({ servers: nats.url });
   try {
     const images = Array.from({ length: n }, (_, i) => ({ sha256: createHash('sha256').update(String(i)).digest('hex'), label: `class-${i % 1000}`, split: 0, path: `class-${i % 1000}/IMG_${String(i).padStart(7, '0')}.jpg`, sizeBytes: 3_500_000, source: '', originalSha256: '' }));
-    const manifest = codecs.manifest.create({ jobId: 'million', datasetId: 'million', name: 'million', classes: Array.from({ length: 1000 }, (_, c) => `class-${c}`), images, createdAtMs: Date.now() });
+    const manifest = codecs.manifest.create({ datasetId: 'million', name: 'million', classes: Array.from({ length: 1000 }, (_, c) => `class-${c}`), images, createdAtMs: Date.now() });
     let t = now();
-    await publishManifest(bus, manifest);
+    const jobId = await publishManifest(bus, manifest, 'million-');
     const publishSeconds = now() - t;
     t = now();
-    const back = await readManifest(bus, 'million');
+    const back = await readManifest(bus, jobId);
     const readSeconds = now() - t;
     const pages = await bus.jsm.streams.info(STREAMS.manifestPages);
     const r = { photos: n, publishSeconds, readSeconds, readBack: back?.images.length ?? 0, pages: pages.state.messages, bytes: pages.state.bytes };

@@ -113,7 +113,9 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     assert.equal(r.code, 0, r.stderr);
     const a = JSON.parse(r.stdout) as AuditReport;
     assert.deepEqual(a.labelIssues.map((l) => l.path), trained.labelIssues.map((l) => l.path), 'the same photos flagged as train --audit (seeded)');
-    const s = (await readJob(c.bus, `${jobId}-audit-k5`))!;
+    const auditId = /job (\S+): auditing job/.exec(r.stderr)![1];
+    assert.match(auditId, new RegExp(`^${jobId}-audit-k5-[0-9a-f]{16}$`), 'the audit id names its job, folds and content');
+    const s = (await readJob(c.bus, auditId))!;
     assert.deepEqual(countsOf(s), { total: 79, cached: 79, extracted: 0, failed: 0 }, 'every vector from the cache: no backbone call');
     const csv = await readFile(fixes, 'utf8');
     assert.match(csv, /^path,given,suggested,reason\n/);
@@ -144,7 +146,7 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     await first.exited;
     const again = await runGraft(['audit', jobId, '--folds', '4', '--nats', c.url, '--out', join(c.work, 'a4')], env);
     assert.equal(again.code, 0, again.output);
-    assert.match(again.output, new RegExp(`job ${jobId}-audit-k4: following the audit already published for job ${jobId}`));
+    assert.match(again.output, new RegExp(`job ${jobId}-audit-k4-[0-9a-f]{16}: following the audit already published for job ${jobId}`));
     assert.equal((await audited(join(c.work, 'a4', 'audit.json'))).options.folds, 4);
   });
 

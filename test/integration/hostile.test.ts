@@ -8,6 +8,7 @@ import {
   JobState,
   STREAMS,
   VectorDType,
+  bindJobId,
   cacheVector,
   claimProof,
   codecs,
@@ -57,6 +58,8 @@ describe('hostile inputs (the deployed roles)', () => {
   let metricsPort: number;
   let model: string;
   let data: string;
+  /** The job published by its owner in the first test, which the later ones forge from. */
+  let victim: string;
 
   before(async () => {
     Object.assign(process.env, PASSWORDS); // nats-server reads the passwords from its environment
@@ -97,31 +100,28 @@ describe('hostile inputs (the deployed roles)', () => {
     assert.equal(await ready(), 200, 'and ready');
 
     // A negative learning rate is refused when the manifest arrives, not after extraction.
-    const lr = codecs.manifest.create({ ...real, jobId: 'negative-lr', training: { ...real.training, learningRate: -1 } });
-    await publishManifest(c.bus, lr);
-    const s = await c.waitForJob('negative-lr', 30_000);
+    const lr = codecs.manifest.create({ ...real, training: { ...real.training, learningRate: -1 } });
+    const s = await c.waitForJob(await publishManifest(c.bus, lr, 'negative-lr-'), 30_000);
     assert.equal(s.state, JobState.JOB_STATE_FAILED);
     assert.match(s.error, /learningRate must be in \(0, 10\), got -1/);
     assert.equal(s.backbone?.fingerprint ?? '', '', 'refused before the backbone was even resolved: nothing extracted');
 
     // The victim's own manifest, published by its owner, runs.
-    await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: 'victimX' }));
+    victim = await publishManifest(c.bus, codecs.manifest.create({ ...real }), 'victimX-');
     c.startWorker([], workerEnv);
-    for (const id of [base.jobId, 'victimX']) assert.equal((await c.waitForJob(id, 90_000)).state, JobState.JOB_STATE_DONE, `${id}\n${c.logs()}`);
+    for (const id of [base.jobId, victim]) assert.equal((await c.waitForJob(id, 90_000)).state, JobState.JOB_STATE_DONE, `${id}\n${c.logs()}`);
   });
 
   it('a sweep grid of 10^9 heads is refused on arrival; the coordinator neither dies nor dies again on restart', { timeout: 120_000 }, async () => {
-    const real = (await readManifest(c.bus, 'victimX'))!;
+    const real = (await readManifest(c.bus, victim))!;
     const values = Array.from({ length: 25 }, (_, i) => 0.0001 * (i + 1));
     const grid = JSON.stringify({ learningRate: values, weightDecay: values, labelSmoothing: values.map((v) => v / 10), dropout: values.map((v) => v / 10), batchSize: values.map((_, i) => i + 8), hiddenUnits: values.map((_, i) => i + 1), optimizer: Array(25).fill('adam') });
     assert.ok(grid.length < 2000, `a small message: ${grid.length} bytes`);
-    await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: 'huge-sweep', training: { ...real.training, sweep: true, sweepGrid: grid } }));
-    const s = await c.waitForJob('huge-sweep', 30_000);
+    const s = await c.waitForJob(await publishManifest(c.bus, codecs.manifest.create({ ...real, training: { ...real.training, sweep: true, sweepGrid: grid } }), 'huge-sweep-'), 30_000);
     assert.equal(s.state, JobState.JOB_STATE_FAILED);
     assert.match(s.error, /the sweep grid asks for 6\.10e\+9 heads, over 1000/);
     // An audit of 4 billion folds is refused the same way.
-    await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: 'huge-audit', training: { ...real.training, audit: true, auditFolds: 4_000_000_000 } }));
-    const a = await c.waitForJob('huge-audit', 30_000);
+    const a = await c.waitForJob(await publishManifest(c.bus, codecs.manifest.create({ ...real, training: { ...real.training, audit: true, auditFolds: 4_000_000_000 } }), 'huge-audit-'), 30_000);
     assert.equal(a.state, JobState.JOB_STATE_FAILED);
     assert.match(a.error, /audit folds must be an integer from 2 to 20, got 4000000000/);
     await c.coordinator!.stop(10_000);
@@ -134,15 +134,20 @@ describe('hostile inputs (the deployed roles)', () => {
   });
 
   it('a manifest header that lies about its pages (pages never published, 10^12 photos) is refused and dead-lettered; the coordinator serves the next', { timeout: 60_000 }, async () => {
-    const real = (await readManifest(c.bus, 'victimX'))!;
+    const real = (await readManifest(c.bus, victim))!;
     const before = (await deadLetterReasons(admin)).length;
-    // Published as bare headers: the pages they name were never written (or could never be).
-    await c.bus.js.publish(manifestSubject('lying-pages'), codecs.manifest.encode({ ...real, jobId: 'lying-pages', images: [], imagePages: 3, imageCount: 90 }));
-    await c.bus.js.publish(manifestSubject('absurd-count'), codecs.manifest.encode({ ...real, jobId: 'absurd-count', images: [], imagePages: 1, imageCount: 1e12 }));
-    const lying = await c.waitForJob('lying-pages', 30_000);
+    // Published as bare headers (ids made from them): the pages they name were never written (or could never be).
+    const bare = async (prefix: string, header: Partial<DatasetManifest>) => {
+      const h = bindJobId(prefix, codecs.manifest.create({ ...real, images: [], ...header }));
+      await c.bus.js.publish(manifestSubject(h.jobId), codecs.manifest.encode(h));
+      return h.jobId;
+    };
+    const lyingId = await bare('lying-pages-', { imagePages: 3, imageCount: 90 });
+    const absurdId = await bare('absurd-count-', { imagePages: 1, imageCount: 1e12 });
+    const lying = await c.waitForJob(lyingId, 30_000);
     assert.equal(lying.state, JobState.JOB_STATE_FAILED);
-    assert.match(lying.error, /manifest of lying-pages is missing page 1 of 3/);
-    const absurd = await c.waitForJob('absurd-count', 30_000);
+    assert.match(lying.error, /manifest of lying-pages-[0-9a-f]+ is missing page 1 of 3/);
+    const absurd = await c.waitForJob(absurdId, 30_000);
     assert.equal(absurd.state, JobState.JOB_STATE_FAILED);
     assert.match(absurd.error, /asks for 1 pages and 1000000000000 images, over 100000 and 20000000/);
     const reasons = (await deadLetterReasons(admin)).slice(before);
@@ -198,7 +203,7 @@ describe('hostile inputs (the deployed roles)', () => {
   });
 
   it('no role over-reaches: the cli, a worker and the monitor are refused everything beyond their job', { timeout: 120_000 }, async () => {
-    const fp = (await readJob(c.bus, 'victimX'))!.backbone!.fingerprint!;
+    const fp = (await readJob(c.bus, victim))!.backbone!.fingerprint!;
     const cli = c.bus;
     const monitor = await openBus({ servers: c.url, user: 'monitor', pass: PASSWORDS.GRAFT_MONITOR_PASSWORD }, { create: false, uses: [] });
     try {
@@ -208,8 +213,8 @@ describe('hostile inputs (the deployed roles)', () => {
       await refused('cli: changing the coordinator\'s results consumer', () => cli.jsm.consumers.update(STREAMS.results, 'coordinator-results', { max_deliver: 1 }));
       await refused('cli: an extractor consumer that gives up at once', () => cli.jsm.consumers.add(STREAMS.tasks, { durable_name: extractorConsumer(fp), max_deliver: 1, ack_policy: 'explicit' as never }));
       await refused('cli: pulling a task', async () => (await cli.js.consumers.get(STREAMS.tasks, extractorConsumer(fp))).next({ expires: 1000 }));
-      await refused('cli: purging the image store', () => cli.jsm.streams.purge('OBJ_graft-images'));
-      await refused('cli: writing a job record', () => cli.jobs.put('victimX', new Uint8Array([1]), { timeout: 2000 }));
+      await refused('cli: purging the image store', () => cli.jsm.streams.purge(STREAMS.images));
+      await refused('cli: writing a job record', () => cli.jobs.put(victim, new Uint8Array([1]), { timeout: 2000 }));
       await refused('cli: reading the vector cache', () => cli.vectors.get(`${fp}.${'a'.repeat(64)}`));
       await refused('cli: reading the coordinators\' task key', () => cli.leases.get('task-key'));
       await refused('worker: listing job ids through stream info', () => worker.jsm.streams.info('KV_graft-jobs', { subjects_filter: '>' }));
@@ -220,23 +225,24 @@ describe('hostile inputs (the deployed roles)', () => {
       await refused('monitor: deleting a stream', () => monitor.jsm.streams.delete(STREAMS.tasks));
       assert.ok(await admin.jsm.streams.info(STREAMS.tasks), 'everything is still there');
       // What each role is for still works: the cli reads a record and publishes, the worker reads the cache's subject counts.
-      assert.equal((await readJob(cli, 'victimX'))!.state, JobState.JOB_STATE_DONE);
+      assert.equal((await readJob(cli, victim))!.state, JobState.JOB_STATE_DONE);
     } finally {
       await monitor.close();
     }
   });
 
   it('manifest URLs cannot probe the inside network, and errors never quote what a URL or file held', { timeout: 120_000 }, async () => {
-    const real = (await readManifest(c.bus, 'victimX'))!;
+    const real = (await readManifest(c.bus, victim))!;
     const cases: [string, string, RegExp][] = [
       ['probe-metrics', `http://127.0.0.1:${metricsPort}/metrics#x`, /127\.0\.0\.1 is a private or local address/],
       ['probe-metadata', 'http://169.254.169.254/latest/meta-data/model.json', /169\.254\.169\.254 is a private or local address/],
       ['probe-name', `http://localhost:${metricsPort}/model.json`, /localhost resolves to (127\.0\.0\.1|::1), a private or local address/],
       ['probe-file', 'file:///etc/passwd', /is not a TF\.js model\.json \(not JSON/],
     ];
-    for (const [id, url] of cases) await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId: id, backbone: { url } }));
-    for (const [id, , reason] of cases) {
-      const s = await c.waitForJob(id, 30_000);
+    const ids: string[] = [];
+    for (const [name, url] of cases) ids.push(await publishManifest(c.bus, codecs.manifest.create({ ...real, backbone: { url } }), `${name}-`));
+    for (const [i, [id, , reason]] of cases.entries()) {
+      const s = await c.waitForJob(ids[i], 30_000);
       assert.equal(s.state, JobState.JOB_STATE_FAILED, id);
       assert.match(s.error, reason, id);
       assert.doesNotMatch(s.error, /HELP|TYPE|root:x:0:0|graft_/, `${id}: nothing fetched is quoted`);
@@ -252,14 +258,14 @@ describe('hostile inputs (the deployed roles)', () => {
     await symlink('/etc/passwd', join(dir, 'photos', 'link.jpg'));
     const list = join(dir, 'list.csv');
     await writeFile(list, ['file_name,label', 'photos/ok.jpg,circle', '/proc/self/environ,circle', '../../../../../../etc/passwd,square', 'photos/link.jpg,square', 'photos/notes.jpg,square'].join('\n'));
-    const before = (await admin.jsm.streams.info('OBJ_graft-images')).state.messages;
+    const before = (await admin.jsm.streams.info(STREAMS.images)).state.messages;
     const r = await runGraft(['publish', list, '--nats', c.url, '--nats-user', 'cli'], { GRAFT_NATS_PASSWORD: PASSWORDS.GRAFT_CLI_PASSWORD, GRAFT_HOME: c.work });
     assert.equal(r.code, 1, r.output);
     assert.match(r.output, /line 3: \/proc\/self\/environ: is in \/proc, which holds no images/);
     assert.match(r.output, /line 4: .*etc\/passwd: is outside the list's folder/);
     assert.match(r.output, /line 5: photos\/link\.jpg: is outside the list's folder/);
     assert.match(r.output, /line 6: photos\/notes\.jpg: is not an image/);
-    assert.equal((await admin.jsm.streams.info('OBJ_graft-images')).state.messages, before, 'nothing uploaded');
+    assert.equal((await admin.jsm.streams.info(STREAMS.images)).state.messages, before, 'nothing uploaded');
     // Allowing outside paths still never reads /proc, and a file must be an image.
     const wide = await runGraft(['publish', list, '--dry-run', '--allow-outside-paths'], { GRAFT_HOME: c.work });
     assert.match(wide.output, /\/proc\/self\/environ: is in \/proc/);
@@ -272,8 +278,7 @@ describe('hostile inputs (the deployed roles)', () => {
     const done = await c.waitForJob(first.jobId, 90_000);
     const m = (await readManifest(c.bus, first.jobId))!;
     await cacheVector(admin, done.backbone!.fingerprint!, m.images[0].sha256, { vector: encodeVector(new Float32Array(3).fill(NaN), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
-    await publishManifest(c.bus, codecs.manifest.create({ ...m, jobId: 'nan-cached' }));
-    const s = await c.waitForJob('nan-cached', 60_000);
+    const s = await c.waitForJob(await publishManifest(c.bus, codecs.manifest.create({ ...m }), 'nan-cached-'), 60_000);
     assert.equal(s.state, JobState.JOB_STATE_FAILED);
     assert.ok(s.error.includes(`the cached vector of ${m.images[0].path} has NaN`), s.error);
   });

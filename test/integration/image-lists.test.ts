@@ -101,7 +101,7 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
   });
 
   it('every problem of a list is reported with its line, all at once, and nothing is uploaded', { timeout: 60_000 }, async () => {
-    const before = (await c.bus.images.status()).size;
+    const before = (await c.bus.jsm.streams.info(STREAMS.images)).state.bytes;
     const list = join(c.work, 'bad.csv');
     await writeFile(
       list,
@@ -120,7 +120,7 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     assert.equal(r.code, 1, r.output);
     for (const re of [/line 3: photos\/circle\/nope\.jpg: no such file/, /line 4: unknown split "sometimes"/, /line 5: .* has no label/, /line 6: .* listed again \(first on line 2\)/, /line 7: gs:\/\/bucket\/x\.jpg is not an http\(s\) URL/, /line 8: .* has 2 labels/]) assert.match(r.output, re);
     assert.match(r.output, /6 problems; nothing was uploaded/);
-    assert.equal((await c.bus.images.status()).size, before, 'nothing uploaded');
+    assert.equal((await c.bus.jsm.streams.info(STREAMS.images)).state.bytes, before, 'nothing uploaded');
   });
 
   it('TSV, JSONL (Hugging Face metadata) and the AutoML Vision CSV read as is; --dry-run shows the plan', { timeout: 60_000 }, async () => {

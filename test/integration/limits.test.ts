@@ -12,7 +12,7 @@ describe('limits - stores with a cap refuse writes plainly, and the run goes on'
     try {
       assert.equal((await c.bus.jsm.streams.info('KV_graft-vectors')).config.max_bytes, 4000);
       assert.equal((await c.bus.jsm.streams.info(STREAMS.results)).config.max_bytes, 64 * 1024 ** 2);
-      assert.equal((await c.bus.jsm.streams.info('OBJ_graft-images')).config.max_bytes, -1, 'stores not named keep no cap');
+      assert.equal((await c.bus.jsm.streams.info(STREAMS.images)).config.max_bytes, -1, 'stores not named keep no cap');
       const model = await c.tinyModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 20, 61, ['circle', 'square']);
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
@@ -43,7 +43,7 @@ describe('limits - stores with a cap refuse writes plainly, and the run goes on'
       const data = await generateSampleSet(join(c.work, 'shapes'), 40, 62);
       const r = await runGraft(['publish', data, '--nats', c.url], { GRAFT_HOME: c.work });
       assert.equal(r.code, 1, r.output);
-      assert.match(r.output, /cannot upload .*: the images store \(graft-images\) is full: raise its limit with graft init --max-bytes images=SIZE/);
+      assert.match(r.output, /cannot upload .*: the images store \(GRAFT_IMAGES\) is full: raise its limit with graft init --max-bytes images=SIZE/);
       const jobs = [];
       for await (const k of await c.bus.jobs.keys()) jobs.push(k);
       assert.deepEqual(jobs, [], 'no job was started');

@@ -100,11 +100,12 @@ describe('your model to the cluster - graft publish --backbone ./my-model', () =
       ['upload-url', { id: 'custom', url: 'https://example.com/model.json', uploadSha256: photo }, /backbone upload .* is not a SHA-256 standing for a file:\/\/ model/],
       ['upload-bad', { id: 'custom', url: 'file:///m/model.json', uploadSha256: '../../etc' }, /backbone upload "\.\.\/\.\.\/etc" is not a SHA-256/],
     ];
-    for (const [jobId, backbone] of cases) await publishManifest(c.bus, codecs.manifest.create({ ...real, jobId, backbone }));
-    for (const [jobId, , reason] of cases) {
-      const s = await c.waitForJob(jobId, 30_000);
-      assert.equal(s.state, JobState.JOB_STATE_FAILED, jobId);
-      assert.match(s.error, reason, jobId);
+    const ids: string[] = [];
+    for (const [name, backbone] of cases) ids.push(await publishManifest(c.bus, codecs.manifest.create({ ...real, backbone }), `${name}-`));
+    for (const [i, [name, , reason]] of cases.entries()) {
+      const s = await c.waitForJob(ids[i], 30_000);
+      assert.equal(s.state, JobState.JOB_STATE_FAILED, name);
+      assert.match(s.error, reason, name);
     }
     assert.equal(c.coordinator!.child.exitCode, null, 'the coordinator is alive');
     assert.ok((await admin.jsm.streams.info(WORKER_STREAMS[0])).state, 'and the cluster too');

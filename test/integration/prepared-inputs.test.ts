@@ -73,7 +73,8 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
     c = new TestCluster();
     await c.start();
     c.startWorker(['--metrics-port', String(port)]);
-    data = await generateSampleSet(join(c.work, 'shapes'), 8, 5, ['circle', 'square', 'triangle']);
+    // Photos larger than their copies (640 px JPEGs of about 10 KB against copies of 2 to 5 KB): a copy is kept only where it pays.
+    data = await generateSampleSet(join(c.work, 'shapes'), 8, 5, ['circle', 'square', 'triangle'], 640);
     shas = (await scanDataset(data)).images.map((i) => i.sha256);
     await waitFor(() => metrics().catch(() => undefined), 60_000, 'the worker\'s metrics');
   });
@@ -94,7 +95,7 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
   });
 
   it('another input size makes its own copies; a copy of another rule is never read; a damaged copy is made again', async () => {
-    await run(await model('c48', 48, 8), { reused: 0, made: shas.length }); // size 48 does not read size 32
+    await run(await model('c36', 36, 8), { reused: 0, made: shas.length }); // size 36 does not read size 32
     // Copies at 24 px made by an older rule: a job at 24 px does not read them.
     const px = new Uint8Array(24 * 24 * 3).fill(7);
     for (const sha of shas) await putPrepared(c.bus, 'older-rule', 24, sha, px);
@@ -107,15 +108,25 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
     assert.ok((await readPrepared(c.bus, RESIZE_METHOD, 32, shas[0])).ok, 'the damaged copy was replaced');
   });
 
+  it('a photo smaller than its copy gets none: reading the copy would cost what decoding it does', async () => {
+    const small = await generateSampleSet(join(c.work, 'small'), 4, 3, ['circle', 'square']); // 160 px JPEGs of about 2 KB
+    const n = (await scanDataset(small)).images.length;
+    const p = await publishDataset(c.bus, small, { progress: false, backbone: await model('s48', 48, 4), training });
+    assert.equal((await c.waitForJob(p.jobId, 120_000)).state, JobState.JOB_STATE_DONE, c.logs());
+    const copies = await storedCopies(c.bus, 48);
+    const smallShas = (await scanDataset(small)).images.map((i) => i.sha256);
+    assert.equal(copies.filter((s) => smallShas.includes(s)).length, 0, `none of the ${n} small photos has a 6.9 KB copy`);
+  });
+
   it('a worker with --no-prepared-inputs reads and makes none', async () => {
     const p2 = await freePort();
     c.workers[0].child.kill('SIGTERM');
     await c.workers[0].exited;
     c.startWorker(['--metrics-port', String(p2), '--no-prepared-inputs']);
-    const before = await storedCopies(c.bus, 40);
-    const job = await publishDataset(c.bus, data, { progress: false, backbone: await model('f40', 40, 8), training });
+    const before = await storedCopies(c.bus, 28);
+    const job = await publishDataset(c.bus, data, { progress: false, backbone: await model('f28', 28, 8), training });
     assert.equal((await c.waitForJob(job.jobId, 120_000)).state, JobState.JOB_STATE_DONE, c.logs());
-    assert.deepEqual({ before: before.length, after: (await storedCopies(c.bus, 40)).length }, { before: 0, after: 0 });
+    assert.deepEqual({ before: before.length, after: (await storedCopies(c.bus, 28)).length }, { before: 0, after: 0 });
     const text = await (await fetch(`http://127.0.0.1:${p2}/metrics`)).text();
     assert.doesNotMatch(text, /^graft_prepared_inputs_total\{outcome="(reused|made)"\} [1-9]/m);
     c.workers[1].child.kill('SIGTERM');
@@ -123,40 +134,40 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
   });
 
   it('a worker killed while preparing leaves whole copies only; the job finishes and the next job reuses them all', async () => {
-    const big = await generateSampleSet(join(c.work, 'many'), 40, 9, ['circle', 'square', 'triangle']);
+    const big = await generateSampleSet(join(c.work, 'many'), 40, 9, ['circle', 'square', 'triangle'], 640);
     const all = (await scanDataset(big)).images.map((i) => i.sha256);
     const p3 = await freePort();
     const w = c.startWorker(['--metrics-port', String(p3)]);
-    const backbone = await model('g64', 64, 32);
+    const backbone = await model('g40', 40, 48);
     const job = await publishDataset(c.bus, big, { progress: false, backbone, training });
     // Killed as soon as some copies are stored and the job still has photos to go.
-    await waitFor(async () => ((await storedCopies(c.bus, 64)).length > 0 ? true : undefined), 120_000, 'the first prepared copies');
+    await waitFor(async () => ((await storedCopies(c.bus, 40)).length > 0 ? true : undefined), 120_000, 'the first prepared copies');
     w.child.kill('SIGKILL');
     await w.exited;
-    const partial = await storedCopies(c.bus, 64);
+    const partial = await storedCopies(c.bus, 40);
     assert.ok(partial.length < all.length, `killed mid-prepare (${partial.length} of ${all.length} stored)`);
-    for (const sha of partial) assert.ok((await readPrepared(c.bus, RESIZE_METHOD, 64, sha)).ok, 'every stored copy is whole');
+    for (const sha of partial) assert.ok((await readPrepared(c.bus, RESIZE_METHOD, 40, sha)).ok, 'every stored copy is whole');
     const p4 = await freePort();
     c.startWorker(['--metrics-port', String(p4)]);
     const s = await c.waitForJob(job.jobId, 180_000);
     assert.equal(s.state, JobState.JOB_STATE_DONE, c.logs());
     assert.equal(s.counts!.failed, 0);
-    // A copy being written when the worker died is simply not there: the next job at 64 px reads
+    // A copy being written when the worker died is simply not there: the next job at 40 px reads
     // every copy that is and makes the rest, and then every photo has one.
     const counted = async () => {
       const text = await (await fetch(`http://127.0.0.1:${p4}/metrics`)).text();
       const one = (o: string) => Number(new RegExp(`^graft_prepared_inputs_total\\{outcome="${o}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
       return { reused: one('reused'), made: one('made') };
     };
-    await waitFor(async () => { const n = (await storedCopies(c.bus, 64)).length; await sleep(1000); return n === (await storedCopies(c.bus, 64)).length ? true : undefined; }, 60_000, 'the background writes to settle');
-    const stored = await storedCopies(c.bus, 64);
+    await waitFor(async () => { const n = (await storedCopies(c.bus, 40)).length; await sleep(1000); return n === (await storedCopies(c.bus, 40)).length ? true : undefined; }, 60_000, 'the background writes to settle');
+    const stored = await storedCopies(c.bus, 40);
     assert.ok(stored.length >= partial.length);
     const before = await counted();
-    const next = await publishDataset(c.bus, big, { progress: false, backbone: await model('h64', 64, 4), training });
+    const next = await publishDataset(c.bus, big, { progress: false, backbone: await model('h40', 40, 4), training });
     assert.equal((await c.waitForJob(next.jobId, 180_000)).state, JobState.JOB_STATE_DONE, c.logs());
-    await waitFor(async () => ((await storedCopies(c.bus, 64)).length === all.length ? true : undefined), 30_000, 'every copy stored').catch(() => undefined);
+    await waitFor(async () => ((await storedCopies(c.bus, 40)).length === all.length ? true : undefined), 30_000, 'every copy stored').catch(() => undefined);
     const after = await counted();
     assert.deepEqual({ reused: after.reused - before.reused, made: after.made - before.made }, { reused: stored.length, made: all.length - stored.length });
-    assert.deepEqual((await storedCopies(c.bus, 64)).sort(), [...all].sort(), 'every photo prepared in the end');
+    assert.deepEqual((await storedCopies(c.bus, 40)).sort(), [...all].sort(), 'every photo prepared in the end');
   });
 });

@@ -282,9 +282,8 @@ describe('reliability - nothing lost', () => {
       await c.bus.js.publish(resultSubject('garbage'), garbage);
 
       const sha = (ch: string) => ch.repeat(64);
-      const refuse = async (jobId: string, images: { sha256: string; label: string; path: string }[], reason: RegExp) => {
-        const m = codecs.manifest.create({ jobId, name: jobId, classes: ['a', 'b'], images, backbone: { id: 'custom', url: model } });
-        await c.bus.js.publish(manifestSubject(jobId), codecs.manifest.encode(m));
+      const refuse = async (name: string, images: { sha256: string; label: string; path: string }[], reason: RegExp) => {
+        const jobId = await publishManifest(c.bus, codecs.manifest.create({ name, classes: ['a', 'b'], images, backbone: { id: 'custom', url: model } }), `${name}-`);
         const s = await c.waitForJob(jobId, 30_000);
         assert.equal(s.state, JobState.JOB_STATE_FAILED);
         assert.match(s.error, reason);
@@ -321,13 +320,13 @@ describe('reliability - nothing lost', () => {
       const base = (await readManifest(c.bus, small.jobId))!;
       // 6,000 entries (the 20 photos under many names): over 512 KiB of image list, so paged.
       const images = Array.from({ length: 6000 }, (_, i) => ({ ...base.images[i % base.images.length], path: `big/${base.images[i % base.images.length].label}/${i}.jpg` }));
-      await publishManifest(c.bus, codecs.manifest.create({ ...base, jobId: 'paged-job', images }));
+      const paged = await publishManifest(c.bus, codecs.manifest.create({ ...base, images }), 'paged-job-');
       assert.ok((await c.bus.jsm.streams.info(STREAMS.manifestPages)).state.messages >= 2, 'the image list went in pages');
-      assert.ok((await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject('paged-job') }))!.data.length < 4096, 'the manifest itself is a small header');
-      const s = await c.waitForJob('paged-job', 90_000);
+      assert.ok((await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(paged) }))!.data.length < 4096, 'the manifest itself is a small header');
+      const s = await c.waitForJob(paged, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.equal(countsOf(s).total, 6000);
-      assert.equal((await readManifest(c.bus, 'paged-job'))!.images.length, 6000, 'read back whole');
+      assert.equal((await readManifest(c.bus, paged))!.images.length, 6000, 'read back whole');
     } finally {
       await c.stop();
     }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { connect } from '@nats-io/transport-node';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, STREAMS, VectorDType, WORKER_STREAMS, cacheVector, codecs, encodeVector, freePort, manifestSubject, openBus, readJob, scanCachedVectors } from '@graft/protocol';
+import { JobState, STREAMS, VectorDType, WORKER_STREAMS, cacheVector, codecs, encodeVector, freePort, imageSubjects, manifestSubject, openBus, readJob, scanCachedVectors } from '@graft/protocol';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -33,8 +33,9 @@ describe('security - the deployed NATS permissions', () => {
         await assert.rejects(w.jsm.streams.delete(STREAMS.tasks), 'workers cannot delete streams');
         await assert.rejects(w.jsm.streams.purge(STREAMS.results), 'workers cannot purge streams');
         await assert.rejects(w.js.publish(manifestSubject('evil'), codecs.manifest.encode({ jobId: 'evil' }), { timeout: 2000 }), 'workers cannot publish manifests');
-        await assert.rejects(w.vectors.get('a.b'), 'workers cannot read the vector cache');
-        await assert.rejects(w.images.putBlob({ name: 'x' }, new Uint8Array(4)), 'workers cannot write images');
+        await assert.rejects(w.jsm.streams.info('KV_graft-vectors', { subjects_filter: '>' }), 'workers cannot list the vector cache');
+        await assert.rejects(w.vectors.put('a.b', new Uint8Array(1)), 'nor write it');
+        await assert.rejects(w.js.publish(imageSubjects.record('a'.repeat(64)), new Uint8Array(4), { timeout: 2000 }), 'workers cannot write images');
         await assert.rejects(w.jsm.streams.purge('KV_graft-claims'), 'nor purge the task claims');
         // Claiming a task is a worker's own job.
         await w.claims.create('task-1', new TextEncoder().encode('w'));
@@ -62,7 +63,8 @@ describe('security - the deployed NATS permissions', () => {
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.deepEqual(countsOf(s), { total: 10, cached: 0, extracted: 10, failed: 0 });
       const prepared = await c.bus.jsm.streams.info(STREAMS.prepared);
-      assert.equal(prepared.state.messages, 10, `the worker role stores prepared inputs\n${c.logs()}`);
+      // Of the photos bigger than their copy at the input size: the two phone photos (the small ones are read as they are).
+      assert.equal(prepared.state.messages, 2, `the worker role stores prepared inputs\n${c.logs()}`);
       await assert.rejects(
         openBus({ servers: c.url, user: 'worker', pass: PASSWORDS.GRAFT_WORKER_PASSWORD }, { create: false, uses: WORKER_STREAMS }).then(async (w2) => {
           try {

@@ -37,6 +37,14 @@ import {
   openTaskQueue,
   publishManifest,
   publishTask,
+  imageSubjects,
+  removeCorruptImage,
+  bindJobId,
+  isStoredJobSound,
+  jobIdProblem,
+  newIdNonce,
+  pageHash,
+  pagesDigest,
   putImage,
   putModel,
   queuedStatus,
@@ -109,12 +117,25 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const gone = 'f'.repeat(64);
     assert.equal(await hasImage(bus, gone), false);
     assert.deepEqual(await readImage(bus, gone), { ok: false, problem: 'missing', size: 0, message: 'image is not in the image store' });
-    // Other bytes under a photo's name are not that photo.
+    // An upload must be its name's bytes, and a stored photo is never replaced: its subjects keep their first message.
     const other = new TextEncoder().encode('other bytes');
-    await putImage(bus, { name: sha(small), description: 'forged' }, other);
-    const r = await readImage(bus, sha(small));
+    await assert.rejects(putImage(bus, { name: sha(small), description: 'forged' }, other), /cannot upload forged: its bytes are not/);
+    await assert.rejects(bus.js.publish(imageSubjects.chunk(sha(small), 0), other), /maximum messages per subject/);
+    await assert.rejects(bus.js.publish(imageSubjects.record(sha(small)), new Uint8Array([1])), /maximum messages per subject/);
+    assert.ok((await readImage(bus, sha(small))).ok, 'the photo is still its bytes');
+    // Other bytes under a name before its photo is uploaded are not that photo: corrupt, and removable.
+    const early = createHash('sha256').update('never uploaded yet').digest('hex');
+    await bus.js.publish(imageSubjects.chunk(early, 0), other);
+    await bus.js.publish(imageSubjects.record(early), codecs.storedImage.encode({ size: other.byteLength, chunks: 1, sha256: Buffer.from(early, 'hex') }));
+    const r = await readImage(bus, early);
     assert.equal(r.ok, false);
-    assert.equal(await isImageStored(bus, sha(small), other.byteLength), false);
+    assert.match(!r.ok ? r.message : '', /does not match its name/);
+    assert.equal(await isImageStored(bus, early, 1), false);
+    const bad = createHash('sha256').update('a record that is not one').digest('hex');
+    await bus.js.publish(imageSubjects.record(bad), new Uint8Array([0xff, 0xff, 0xff]));
+    assert.deepEqual(await readImage(bus, bad), { ok: false, problem: 'corrupt', size: 0, message: 'image is corrupt: its record in the image store is malformed' });
+    await removeCorruptImage(bus, bad);
+    assert.equal(await hasImage(bus, bad), false, 'removed: its owner can upload it');
     assert.equal((await readImage(bus, sha(bytes), 1000)).ok, false, 'over the byte cap: refused before the download');
   });
 
@@ -135,22 +156,22 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     await hog;
     for (const [k, r] of reads.entries()) assert.ok(r.ok && Buffer.from(r.bytes).equals(Buffer.from(photos[k])), `photo ${k}`);
     const consumers = [];
-    for await (const ci of bus.jsm.consumers.list('OBJ_graft-images')) consumers.push(ci.name);
+    for await (const ci of bus.jsm.consumers.list(STREAMS.images)) consumers.push(ci.name);
     assert.deepEqual(consumers, [], 'no consumer created, none left behind');
   });
 
   it('images: objects uploaded at the same time (their chunks interleaved in the stream) read back whole', async () => {
     const photos = Array.from({ length: 4 }, (_, k) => new Uint8Array(3_000_000 + k * 50_000).map((_, i) => (i * (k + 5)) % 241));
-    const before = (await bus.jsm.streams.info('OBJ_graft-images')).state.last_seq;
+    const before = (await bus.jsm.streams.info(STREAMS.images)).state.last_seq;
     await Promise.all(photos.map((b, k) => putImage(bus, { name: sha(b), description: `together ${k}` }, b)));
-    const after = (await bus.jsm.streams.info('OBJ_graft-images')).state.last_seq;
+    const after = (await bus.jsm.streams.info(STREAMS.images)).state.last_seq;
     // The stream holds their chunks mixed: a read cannot assume one object's chunks follow one another.
     let switches = 0;
     let last = '';
     for (let seq = before + 1; seq <= after; seq++) {
-      const subject = (await bus.jsm.direct.getMessage('OBJ_graft-images', { seq }))!.subject;
-      if (subject.includes('.C.') && subject !== last) switches++;
-      if (subject.includes('.C.')) last = subject;
+      const photo = (await bus.jsm.direct.getMessage(STREAMS.images, { seq }))!.subject.split('.')[2];
+      if (photo !== last) switches++;
+      last = photo;
     }
     assert.ok(switches > photos.length, `the uploads interleaved (${switches} switches between objects)`);
     for (const [k, b] of photos.entries()) {
@@ -331,100 +352,116 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal(await readLease(bus), undefined);
   });
 
-  it('jobs: records with revisions, listing, manifests (first one wins)', async () => {
-    const manifest = codecs.manifest.create({ jobId: 'job-a', name: 'a', classes: ['x', 'y'], images: [{ path: 'x/1.jpg', label: 'x', sha256: 'a'.repeat(64) }] });
-    await publishManifest(bus, manifest);
-    assert.equal(await readJobRecord(bus, 'job-a'), undefined, 'the publisher writes no record: the coordinator does');
-    assert.equal((await readJob(bus, 'job-a'))!.state, JobState.JOB_STATE_QUEUED, 'shown queued from its manifest');
-    assert.equal((await readManifest(bus, 'job-a'))!.images.length, 1);
-    await assert.rejects(publishManifest(bus, manifest), JobAlreadyPublished, 'a job is published once');
-    await createJobRecord(bus, queuedStatus(manifest));
-    const rec = await readJobRecord(bus, 'job-a');
+  it('jobs: records with revisions, listing, manifests (first one wins), ids made from the content', async () => {
+    const manifest = codecs.manifest.create({ name: 'a', classes: ['x', 'y'], images: [{ path: 'x/1.jpg', label: 'x', sha256: 'a'.repeat(64) }] });
+    const a = await publishManifest(bus, manifest, 'job-a-');
+    assert.match(a, /^job-a-[0-9a-f]{16}$/);
+    assert.equal(await readJobRecord(bus, a), undefined, 'the publisher writes no record: the coordinator does');
+    assert.equal((await readJob(bus, a))!.state, JobState.JOB_STATE_QUEUED, 'shown queued from its manifest');
+    const header = (await readManifest(bus, a))!;
+    assert.equal(header.images.length, 1);
+    await assert.rejects(publishManifest(bus, manifest, 'job-a-'), JobAlreadyPublished, 'the same content under the same prefix is the same job: published once');
+    assert.notEqual(await publishManifest(bus, { ...manifest, idNonce: newIdNonce() }, 'job-a-'), a, 'another nonce, another job');
+    assert.equal(jobIdProblem(header), undefined, 'the id is its content\'s');
+    assert.match(jobIdProblem(codecs.manifest.create({ ...header, name: 'other options' }))!, /is not the digest of this manifest's content/);
+    assert.match(jobIdProblem(codecs.manifest.create({ ...header, jobId: 'victimX' }))!, /does not end in the digest of its content/);
+    await createJobRecord(bus, queuedStatus(header));
+    const rec = await readJobRecord(bus, a);
     const s = rec!.status;
     s.state = JobState.JOB_STATE_EXTRACTING;
     const r2 = await writeJobRecord(bus, s, rec!.revision);
     await assert.rejects(writeJobRecord(bus, s, rec!.revision), JobRecordConflict, 'a write over a revision already replaced is refused');
     assert.ok(r2 > rec!.revision);
-    await createJobRecord(bus, queuedStatus({ ...manifest, jobId: 'job-b' }));
+    await createJobRecord(bus, queuedStatus({ ...header, jobId: 'job-b' }));
     await bus.jobs.put('job-bad', new Uint8Array([0xff, 0xff, 0xff]));
-    assert.deepEqual((await listJobIds(bus)).sort(), ['job-a', 'job-b', 'job-bad']);
+    assert.deepEqual((await listJobIds(bus)).sort(), [a, 'job-b', 'job-bad']);
     const unreadable: string[] = [];
     const jobs = await listJobs(bus, (id) => unreadable.push(id));
-    assert.deepEqual(jobs.map((j) => j.jobId).sort(), ['job-a', 'job-b']);
+    assert.deepEqual(jobs.map((j) => j.jobId).sort(), [a, 'job-b']);
     assert.deepEqual(unreadable, ['job-bad'], 'an unreadable record is named, not hidden');
   });
 
   it('jobs: a manifest of 200,000 photos publishes in pages, reads back whole, is shown queued from its header alone; a missing page is an error', async () => {
     const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(String(i)).digest('hex'), sizeBytes: 1000 + i }));
-    const manifest = codecs.manifest.create({ jobId: 'huge', name: 'huge', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images });
-    await publishManifest(bus, manifest);
-    const pages = (await bus.jsm.streams.info(STREAMS.manifestPages, { subjects_filter: 'graft.manifest-pages.huge.*' })).state.num_subjects ?? 0;
+    const manifest = codecs.manifest.create({ name: 'huge', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images });
+    const huge = await publishManifest(bus, manifest, 'huge-');
+    const pages = (await bus.jsm.streams.info(STREAMS.manifestPages, { subjects_filter: `graft.manifest-pages.${huge}.*` })).state.num_subjects ?? 0;
     assert.ok(pages >= 20, `${pages} pages`);
-    const back = (await readManifest(bus, 'huge'))!;
+    const back = (await readManifest(bus, huge))!;
     assert.equal(back.images.length, 200_000);
     const e = back.images[123_456];
     assert.deepEqual({ path: e.path, label: e.label, sha256: e.sha256, sizeBytes: Number(e.sizeBytes) }, images[123_456]);
-    await assert.rejects(publishManifest(bus, manifest), JobAlreadyPublished, 'a large job is published once too');
+    await assert.rejects(publishManifest(bus, manifest, 'huge-'), JobAlreadyPublished, 'a large job is published once too');
     // Not yet taken by a coordinator: its status comes from the header, not from 20 MB of pages.
     const before = bus.nc.stats().inBytes;
-    const queued = (await readJob(bus, 'huge'))!;
+    const queued = (await readJob(bus, huge))!;
     const read = bus.nc.stats().inBytes - before;
     assert.equal(queued.state, JobState.JOB_STATE_QUEUED);
     assert.equal(queued.counts!.total, 200_000);
     assert.ok(read < 64 * 1024, `read ${read} bytes to show a queued job`);
     // A page gone (or never published): the manifest is refused as unreadable, not read short.
-    const half = codecs.manifest.create({ ...manifest, jobId: 'half', images: images.slice(0, 20_000) });
-    await publishManifest(bus, half, undefined, 64 * 1024);
-    const seq = (await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: 'graft.manifest-pages.half.1' }))!.seq;
+    const half = await publishManifest(bus, codecs.manifest.create({ ...manifest, images: images.slice(0, 20_000) }), 'half-', 64 * 1024);
+    const seq = (await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: `graft.manifest-pages.${half}.1` }))!.seq;
     await bus.jsm.streams.deleteMessage(STREAMS.manifestPages, seq);
-    await assert.rejects(readManifest(bus, 'half'), /manifest of half is missing page 2 of/);
+    await assert.rejects(readManifest(bus, half), /manifest of half-[0-9a-f]+ is missing page 2 of/);
   });
 
-  it('jobs: a job over a published job\'s photos (a sweep, an audit) copies its pages one at a time; cut off before its header, it publishes when tried again', async () => {
+  it('jobs: a job over a published job\'s photos (a sweep, an audit) copies its pages one at a time; cut off before its header, it publishes when tried again; pages squatted under its id are found', async () => {
     const images = Array.from({ length: 5000 }, (_, i) => ({ path: `c${i % 3}/p${i}.jpg`, label: `c${i % 3}`, sha256: createHash('sha256').update(`over ${i}`).digest('hex') }));
-    await publishManifest(bus, codecs.manifest.create({ jobId: 'over-src', name: 'src', classes: ['c0', 'c1', 'c2'], images, training: { epochs: 3 } }), undefined, 16 * 1024);
-    const from = (await readManifestHeader(bus, 'over-src'))!;
+    const src = await publishManifest(bus, codecs.manifest.create({ name: 'src', classes: ['c0', 'c1', 'c2'], images, training: { epochs: 3 } }), 'over-src-', 16 * 1024);
+    const from = (await readManifestHeader(bus, src))!;
     assert.equal(from.images.length, 0, 'the header alone');
     const pages: DatasetManifest['images'][] = [];
     for await (const p of imagePages(bus, from)) pages.push(p);
     assert.equal(pages.length, from.imagePages);
     assert.ok(pages.length >= 10 && Math.max(...pages.map((p) => p.length)) < 1000, `${pages.length} pages`);
+    // The audit's id is made from its content: known before it is published.
+    const audit = codecs.manifest.create({ ...from, images: [], jobId: '', idNonce: '', training: { ...from.training, audit: true } });
+    const pageBytes = pages.map((images, page) => codecs.manifestPage.encode({ page, images }));
+    const paged = { ...audit, imagePages: pages.length, imageCount: from.imageCount, pagesSha256: pagesDigest(pageBytes.map(pageHash)) };
+    const id = bindJobId('over-audit-', paged).jobId;
     // Cut off after two pages of the audit: the same pages are there already when it is tried again.
-    for (const page of [0, 1]) await bus.js.publish(`graft.manifest-pages.over-audit.${page}`, codecs.manifestPage.encode({ jobId: 'over-audit', page, images: pages[page] }));
-    const audit = codecs.manifest.create({ ...from, images: [], jobId: 'over-audit', training: { ...from.training, audit: true } });
-    await publishOver(bus, from, audit);
-    const back = (await readManifest(bus, 'over-audit'))!;
+    for (const page of [0, 1]) await bus.js.publish(`graft.manifest-pages.${id}.${page}`, pageBytes[page]);
+    assert.equal(await publishOver(bus, from, audit, 'over-audit-'), id);
+    const back = (await readManifest(bus, id))!;
     assert.deepEqual(back.images.map((i) => i.sha256), images.map((i) => i.sha256));
     assert.equal(back.training?.audit, true);
     assert.equal(back.training?.epochs, 3);
-    await assert.rejects(publishOver(bus, from, audit), JobAlreadyPublished, 'published once');
-    // A page of other bytes under the job is not taken for its own.
-    await bus.js.publish('graft.manifest-pages.over-other.0', codecs.manifestPage.encode({ jobId: 'over-other', page: 0, images: pages[1] }));
-    await assert.rejects(publishOver(bus, from, { ...audit, jobId: 'over-other' }), JobAlreadyPublished);
+    assert.ok(await isStoredJobSound(bus, id));
+    await assert.rejects(publishOver(bus, from, audit, 'over-audit-'), JobAlreadyPublished, 'published once');
+    // A page of other bytes squatted under the job's id is not taken for its own; with the real
+    // header raced in after it, the stored job is not sound and reads as not its header's.
+    const other = bindJobId('over-other-', paged).jobId;
+    await bus.js.publish(`graft.manifest-pages.${other}.0`, codecs.manifestPage.encode({ page: 0, images: pages[1] }));
+    await assert.rejects(publishOver(bus, from, audit, 'over-other-'), JobAlreadyPublished);
+    for (let page = 1; page < pages.length; page++) await bus.js.publish(`graft.manifest-pages.${other}.${page}`, pageBytes[page]);
+    await bus.js.publish(`graft.manifests.${other}`, codecs.manifest.encode(bindJobId('over-other-', paged)));
+    assert.equal(await isStoredJobSound(bus, other), false);
+    await assert.rejects(readManifest(bus, other), /the pages of the manifest of over-other-[0-9a-f]+ are not the ones its header names/);
   });
 
   it('jobs: a sweep of a 200,000-photo job is published in a process whose heap could not hold its image list', async () => {
     const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`big ${i}`).digest('hex'), sizeBytes: 1000 + i }));
-    await publishManifest(bus, codecs.manifest.create({ jobId: 'big', name: 'big', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }));
+    const big = await publishManifest(bus, codecs.manifest.create({ name: 'big', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }), 'big-');
     const child = (body: string) =>
       spawnSync(process.execPath, ['--max-old-space-size=40', '--input-type=module', '-e', `import * as p from '@graft/protocol'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-    const whole = child(`const m = await p.readManifest(bus, 'big'); console.log(m.images.length)`);
+    const whole = child(`const m = await p.readManifest(bus, '${big}'); console.log(m.images.length)`);
     assert.notEqual(whole.status, 0, 'the whole list does not fit in 40 MB of heap (else this test shows nothing)');
-    const over = child(`const from = await p.readManifestHeader(bus, 'big'); await p.publishOver(bus, from, p.codecs.manifest.create({ ...from, images: [], jobId: 'big-sweep', training: { sweep: true } }))`);
+    const over = child(`const from = await p.readManifestHeader(bus, '${big}'); console.log(await p.publishOver(bus, from, p.codecs.manifest.create({ ...from, images: [], jobId: '', training: { sweep: true } }), 'big-sweep-'))`);
     assert.equal(over.status, 0, over.stderr.slice(-2000));
-    const header = (await readManifestHeader(bus, 'big-sweep'))!;
+    const header = (await readManifestHeader(bus, over.stdout.trim()))!;
     assert.equal(Number(header.imageCount), 200_000);
     assert.equal(header.training?.sweep, true);
   });
 
   it('jobs: the coordinator reads a 200,000-photo job\'s entries a page at a time into columns, in a heap the decoded list does not fit', async () => {
     const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/фото_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`columns ${i}`).digest('hex'), sizeBytes: 1000 + i, source: i % 2 ? `list.txt:${i + 1}` : '' }));
-    await publishManifest(bus, codecs.manifest.create({ jobId: 'columns', name: 'columns', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }));
+    const columns = await publishManifest(bus, codecs.manifest.create({ name: 'columns', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }), 'columns-');
     const child = (body: string) =>
       spawnSync(process.execPath, ['--max-old-space-size=64', '--input-type=module', '-e', `import * as p from '@graft/protocol'; import * as c from '@graft/coordinator'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
-    const whole = child(`const m = await p.readManifest(bus, 'columns'); console.log(m.images.length)`);
+    const whole = child(`const m = await p.readManifest(bus, '${columns}'); console.log(m.images.length)`);
     assert.notEqual(whole.status, 0, 'the decoded list does not fit in 64 MB of heap (else this test shows nothing)');
-    const read = child(`const h = await p.readManifestHeader(bus, 'columns'); const l = await c.ImageList.read(h, p.imagePages(bus, h)); const j = new c.JobImages(l, h.training); const e = 199_999; console.log(JSON.stringify({ n: l.length, ids: j.count, problems: l.problems, sha: l.sha(e), path: l.path(e), source: l.source(e), label: l.label(e), split: l.split(e), first: l.source(0) }))`);
+    const read = child(`const h = await p.readManifestHeader(bus, '${columns}'); const l = await c.ImageList.read(h, p.imagePages(bus, h)); const j = new c.JobImages(l, h.training); const e = 199_999; console.log(JSON.stringify({ n: l.length, ids: j.count, problems: l.problems, sha: l.sha(e), path: l.path(e), source: l.source(e), label: l.label(e), split: l.split(e), first: l.source(0) }))`);
     assert.equal(read.status, 0, read.stderr.slice(-2000));
     const got = JSON.parse(read.stdout);
     const last = images[199_999];

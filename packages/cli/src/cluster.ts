@@ -22,8 +22,11 @@ export interface LocalClusterOptions {
   natsUrl?: string;
   /** Client port of a started server; default a free port. */
   port?: number;
-  /** Extractor processes; default one per core (the wasm backend is single-threaded). */
+  /** Extractor processes and their ONNX Runtime threads; default localLayout's for this machine. */
   workers?: number;
+  threads?: number;
+  /** The workers' --backend (a single-threaded TF.js backend gets one worker per core). */
+  backend?: string;
   /** Children's output: 'inherit' (graft up) or 'files' under dataDir/logs (graft train). */
   output?: 'inherit' | 'files';
   /** Extra arguments for every worker (e.g. --backend). */
@@ -35,8 +38,23 @@ export interface LocalClusterOptions {
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
 
-export function defaultWorkers(): number {
-  return Math.max(1, availableParallelism());
+/** ONNX Runtime threads per worker of a local cluster by default. */
+const THREADS_PER_WORKER = 2;
+
+/**
+ * How a local cluster spreads its workers over the cores: one worker per two cores, each with two
+ * ONNX Runtime threads (on 2 cores one worker of two threads extracted 1.21x two workers of one
+ * thread: BENCHMARKS.md, "Backbones"); TF.js backends run one thread, so one worker per core.
+ */
+export function localLayout(cores: number, o: { workers?: number; threads?: number; backend?: string } = {}): { workers: number; threads: number } {
+  const singleThreaded = o.backend !== undefined && o.backend !== 'auto' && o.backend !== 'onnxruntime';
+  const workers = o.workers ?? (singleThreaded ? cores : Math.max(1, Math.floor(cores / THREADS_PER_WORKER)));
+  return { workers: Math.max(1, workers), threads: o.threads ?? Math.max(1, Math.floor(cores / Math.max(1, workers))) };
+}
+
+/** Workers a local cluster starts by default on this machine. */
+export function defaultWorkers(backend?: string): number {
+  return localLayout(availableParallelism(), { backend }).workers;
 }
 
 export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
@@ -63,8 +81,9 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   const metrics = (i: number) => (o.metricsBasePort ? ['--metrics-port', String(o.metricsBasePort + i)] : []);
   // The operator's own machine: manifests may name local model files and hosts.
   launch('coordinator', ['coordinator', '--allow-model-files', '--allow-private-model-hosts', ...metrics(0)]);
-  const n = o.workers ?? defaultWorkers();
-  for (let i = 1; i <= n; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...metrics(i), ...(o.workerArgs ?? [])]);
+  const layout = localLayout(availableParallelism(), o);
+  const args = ['--threads', String(layout.threads), ...(o.backend ? ['--backend', o.backend] : []), ...(o.workerArgs ?? [])];
+  for (let i = 1; i <= layout.workers; i++) launch(`worker-${i}`, ['worker', '--worker-id', `local-${i}`, ...metrics(i), ...args]);
   let stopping: Promise<void> | undefined;
   return {
     url: given.servers.join(','),

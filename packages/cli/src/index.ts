@@ -8,3 +8,4 @@ export { REDACT_PATHS } from './logger.js';
 export { createProgress } from './progress.js';
 export { gpuPinning, resolveGpus, withoutOptions } from './gpu-workers.js';
 export { COMMANDS } from './commands.js';
+export { localLayout } from './cluster.js';

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,9 @@ import {
   codecs,
   inPool,
   isImageStored,
+  isStoredJobSound,
   JobAlreadyPublished,
+  newIdNonce,
   publishManifest,
   publishOver,
   putImage,
@@ -63,9 +65,22 @@ export interface Published {
   shrunk: number;
 }
 
-/** A job id: time-ordered, unique, and a valid subject token. */
-export function newJobId(): string {
-  return `j${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+/** Tries of a publish whose id somebody took first (published a header under it): each with a new id. */
+const PUBLISH_TRIES = 3;
+
+/**
+ * Publishes a job's manifest under a fresh id; when somebody published under that id first (a
+ * header raced in after seeing the pages), again under a new one.
+ */
+async function publishFresh(bus: Bus, publish: (nonce: string) => Promise<string>): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await publish(newIdNonce());
+    } catch (err) {
+      if (!(err instanceof JobAlreadyPublished) || attempt >= PUBLISH_TRIES) throw err;
+      process.stderr.write(`job ${err.jobId} was taken by another publisher before this one finished: publishing under a new id\n`);
+    }
+  }
 }
 
 async function readSplits(file: string): Promise<Map<string, Split>> {
@@ -120,9 +135,8 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   }
 
   if (model) ref = await uploadModel(bus, ref, model, show);
-  const jobId = newJobId();
   const manifest: DatasetManifest = codecs.manifest.create({
-    jobId,
+    jobId: '',
     datasetId: createHash('sha256').update(scan.images.map((i) => `${i.path}\t${i.sha256}`).sort().join('\n')).digest('hex').slice(0, 16),
     name: o.name ?? dir.split('/').filter(Boolean).pop() ?? 'dataset',
     classes: scan.classes,
@@ -162,7 +176,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   );
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
 
-  await publishManifest(bus, manifest);
+  const jobId = await publishFresh(bus, (idNonce) => publishManifest(bus, { ...manifest, idNonce }));
   return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
 }
 
@@ -173,35 +187,37 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
 export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string): Promise<string> {
   const old = await readManifestHeader(bus, jobId);
   if (!old) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
-  const manifest = codecs.manifest.create({ ...old, images: [], jobId: newJobId(), createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
-  await publishOver(bus, old, manifest);
-  return manifest.jobId;
+  const header = codecs.manifest.create({ ...old, images: [], jobId: '', createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
+  return publishFresh(bus, (idNonce) => publishOver(bus, old, { ...header, idNonce }));
 }
 
-/** The audit job of a job with K folds: one id per (job, K), so running graft audit again follows the same job. */
-export function auditJobId(jobId: string, folds: number): string {
-  const id = `${jobId}-audit-k${folds}`;
-  return id.length <= 64 ? id : `a${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+/** The prefix of the audit job of a job with K folds (its id is the prefix and the digest of its content). */
+export function auditJobPrefix(jobId: string, folds: number): string {
+  return `${jobId.slice(0, 30)}-audit-k${folds}-`;
 }
 
 /**
  * A job's images again as a job that trains its head and audits the photos (the vectors are cached:
  * no backbone call; the image list copied a page at a time). A sweep's job is audited with its
- * winning head's options, not swept again.
+ * winning head's options, not swept again. Its id is made from the job and the options alone, so
+ * running graft audit again follows the same job; one squatted by somebody else (a header or pages
+ * under that id that are not this content) is not followed: the audit is published under a new id.
  * @param old the job's manifest as readManifestHeader gives it.
  * @returns the audit job's id and whether it already existed (an earlier graft audit published it).
  * @throws Error when the job's manifest is gone.
  */
 export async function publishAudit(bus: Bus, old: DatasetManifest, folds: number, winner?: TrainingOptions): Promise<{ jobId: string; existed: boolean }> {
-  const jobId = auditJobId(old.jobId, folds);
   const base = old.training?.sweep && winner ? { ...old.training, ...winner, sweep: false, sweepGrid: '' } : (old.training ?? {});
-  const manifest = codecs.manifest.create({ ...old, images: [], jobId, createdAtMs: Date.now(), training: { ...base, audit: true, auditFolds: folds } });
+  // Created at the job's time, not now: the same audit is the same content.
+  const header = codecs.manifest.create({ ...old, images: [], jobId: '', idNonce: '', training: { ...base, audit: true, auditFolds: folds } });
+  const prefix = auditJobPrefix(old.jobId, folds);
   try {
-    await publishOver(bus, old, manifest);
-    return { jobId, existed: false };
+    return { jobId: await publishOver(bus, old, header, prefix), existed: false };
   } catch (err) {
-    if (err instanceof JobAlreadyPublished) return { jobId, existed: true };
-    throw err;
+    if (!(err instanceof JobAlreadyPublished)) throw err;
+    if (await isStoredJobSound(bus, err.jobId)) return { jobId: err.jobId, existed: true };
+    process.stderr.write(`the audit id ${err.jobId} holds a manifest that is not this audit's (published by someone else?): publishing under a new id\n`);
+    return { jobId: await publishFresh(bus, (idNonce) => publishOver(bus, old, { ...header, idNonce, createdAtMs: Date.now() }, prefix)), existed: false };
   }
 }
 

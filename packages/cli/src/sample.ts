@@ -37,14 +37,14 @@ export async function sampleImage(cls: SampleClass, seed: number, size = 160): P
 }
 
 /**
- * Writes a class-per-folder sample set: `perClass` JPEGs in each of `classes`.
+ * Writes a class-per-folder sample set: `perClass` JPEGs of `size` x `size` in each of `classes`.
  * Deterministic for a seed. @returns the folder.
  */
-export async function generateSampleSet(dir: string, perClass: number, seed = 1, classes: readonly SampleClass[] = SAMPLE_CLASSES): Promise<string> {
+export async function generateSampleSet(dir: string, perClass: number, seed = 1, classes: readonly SampleClass[] = SAMPLE_CLASSES, size = 160): Promise<string> {
   for (const [ci, cls] of classes.entries()) {
     await mkdir(join(dir, cls), { recursive: true });
     for (let i = 0; i < perClass; i++) {
-      await writeFile(join(dir, cls, `${cls}_${String(i).padStart(3, '0')}.jpg`), await sampleImage(cls, seed * 100_003 + ci * 10_007 + i));
+      await writeFile(join(dir, cls, `${cls}_${String(i).padStart(3, '0')}.jpg`), await sampleImage(cls, seed * 100_003 + ci * 10_007 + i, size));
     }
   }
   return dir;

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { formatAudit, formatReport, formatSweep } from '@graft/head';
 import { JobState, type Bus } from '@graft/protocol';
-import { busOptions, graftHome, int, publishOptions, str, sweepGridOption, type Values } from './args.js';
+import { busOptions, graftHome, publishOptions, str, sweepGridOption, type Values } from './args.js';
 import { startLocalCluster } from './cluster.js';
 import { exportModel, exportSummary } from './export.js';
 import { createLogger } from './logger.js';
@@ -9,7 +9,7 @@ import { count, followJob, jobDetails } from './jobs.js';
 import { publishDataset, publishSweep } from './publish.js';
 import { backendFor, cacheDir, cacheEnv, withBus } from './service.js';
 import { untilSignal } from './signals.js';
-import { workerArgsOf } from './commands/command.js';
+import { localWorkers } from './commands/command.js';
 
 /**
  * The one-command path: publish a folder, follow the job, export the model and print its
@@ -22,7 +22,7 @@ export async function trainFolder(dir: string, v: Values, out: string): Promise<
   const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
   const cluster = natsUrl
     ? undefined
-    : await startLocalCluster({ dataDir, workers: int(v, 'workers', 1), output: 'files', workerArgs: workerArgsOf(v), env: cacheEnv(v) });
+    : await startLocalCluster({ dataDir, ...localWorkers(v), output: 'files', env: cacheEnv(v) });
   if (cluster) process.stderr.write(`started a local cluster (${count(cluster.children.length - 1, 'worker')}, data and logs in ${dataDir})\n`);
   void untilSignal().then(async () => {
     process.stderr.write('\ninterrupted: stopping (the job resumes when you run graft up or train again)\n');

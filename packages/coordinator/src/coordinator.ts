@@ -11,10 +11,14 @@ import { JobCensus } from './job-census.js';
 import { coordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
 import { Abandoned, retryThroughOutages } from './outage.js';
+import { LostImages } from './reconcile.js';
 import { JobRecovery } from './recovery.js';
 import { ResultsIntake } from './results-intake.js';
 import { TaskQueue } from './task-queue.js';
 import { JobTracker } from './tracker.js';
+
+/** Manifests handled at once. */
+const MANIFESTS_AT_ONCE = 4;
 
 export type CoordinatorState = 'running' | 'closing' | 'closed';
 
@@ -49,6 +53,7 @@ class CoordinatorImpl implements Coordinator {
   private readonly recovery: JobRecovery;
   private readonly manifests: ManifestIntake;
   private readonly results: ResultsIntake;
+  private readonly lost: LostImages;
   /** Whether this coordinator holds the lease (it may still be stale: see {@link CoordinatorContext.mayAct}). */
   private leading = false;
   private readonly consumers: ConsumerMessages[] = [];
@@ -84,6 +89,7 @@ class CoordinatorImpl implements Coordinator {
     this.recovery = new JobRecovery(this.ctx, this.records, this.flow, () => this.manifests);
     this.manifests = new ManifestIntake(this.ctx, this.records, this.flow, (status, revision, manifest) => this.recovery.resume(status, revision, manifest));
     this.results = new ResultsIntake(this.ctx, this.records, this.flow);
+    this.lost = new LostImages(this.ctx, this.flow);
     metrics.info.set({ backend: deps.backend ?? 'unknown' }, 1);
     metrics.leader.set(0);
     this.closed = this.run();
@@ -103,6 +109,7 @@ class CoordinatorImpl implements Coordinator {
       }
       this.leading = false;
       this.ctx.metrics.leader.set(0);
+      this.lost.stop();
       for (const c of this.consumers.splice(0)) c.stop();
       await this.flow.trainingSettled();
       clearInterval(this.flushTimer);
@@ -126,8 +133,11 @@ class CoordinatorImpl implements Coordinator {
     this.consumers.push(m, r);
     if (!this.ctx.mayAct()) for (const c of this.consumers) c.stop(); // lost or closed meanwhile
     const stopDeadTasks = this.ctx.queue.watchDeadTasks((task, deliveries) => this.flow.failDeadTask(task, deliveries), this.ctx.log);
+    this.lost.start();
     this.ctx.log.info('coordinator started');
-    await Promise.all([this.handleEach(m, (x) => this.manifests.onManifest(x)), this.handleEach(r, (x) => this.results.onResults(x))]);
+    // Manifests a few at a time: one big job's checks never hold up the small one published after it.
+    await Promise.all([this.handleEach(m, (x) => this.manifests.onManifest(x), MANIFESTS_AT_ONCE), this.handleEach(r, (x) => this.results.onResults(x))]);
+    this.lost.stop();
     stopDeadTasks();
     await this.flow.trainingSettled();
     clearInterval(this.flushTimer);
@@ -140,13 +150,13 @@ class CoordinatorImpl implements Coordinator {
     for (const c of this.consumers) c.stop();
   }
 
-  /** Handles a consumer's messages one by one until it stops; one that fails for a reason outside it is handed back. */
-  private async handleEach(msgs: ConsumerMessages, handle: (m: JsMsg) => Promise<void>): Promise<void> {
-    for await (const msg of msgs) {
-      if (!this.ctx.mayAct()) {
-        msg.nak(REDELIVERY_DELAY_MS); // for whoever leads next
-        continue;
-      }
+  /**
+   * Handles a consumer's messages until it stops, up to `atOnce` at a time (in order when 1); one
+   * that fails for a reason outside it is handed back.
+   */
+  private async handleEach(msgs: ConsumerMessages, handle: (m: JsMsg) => Promise<void>, atOnce = 1): Promise<void> {
+    const running = new Set<Promise<void>>();
+    const one = async (msg: JsMsg) => {
       try {
         await handle(msg);
       } catch (err) {
@@ -154,7 +164,17 @@ class CoordinatorImpl implements Coordinator {
         if (!(err instanceof Abandoned)) this.ctx.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
         msg.nak(REDELIVERY_DELAY_MS);
       }
+    };
+    for await (const msg of msgs) {
+      if (!this.ctx.mayAct()) {
+        msg.nak(REDELIVERY_DELAY_MS); // for whoever leads next
+        continue;
+      }
+      const p = one(msg).finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= atOnce) await Promise.race(running);
     }
+    await Promise.all(running);
   }
 
   async close(): Promise<void> {

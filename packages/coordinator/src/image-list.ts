@@ -125,13 +125,13 @@ export class ImageList {
     return this.text.toString('utf8', this.starts[2 * i + 1], this.starts[2 * i + 2]);
   }
 
-  /** The entries of these photos (path and list line), in one pass over the list. */
-  entriesOf(shas: ReadonlySet<string>): { sha256: string; path: string; source: string }[] {
+  /** The entries of these photos (path and list line), in one pass over the list, the first `limit` of them. */
+  entriesOf(shas: ReadonlySet<string>, limit = Infinity): { sha256: string; path: string; source: string }[] {
     const wanted = new ShaIndex(shas.size);
     const scratch = Buffer.alloc(SHA_BYTES);
     for (const sha of shas) if (parseSha(sha, scratch)) wanted.add(scratch, 0);
     const out: { sha256: string; path: string; source: string }[] = [];
-    for (let i = 0; i < this.count; i++) if (wanted.find(this.shas, i * SHA_BYTES) >= 0) out.push({ sha256: this.sha(i), path: this.path(i), source: this.source(i) });
+    for (let i = 0; i < this.count && out.length < limit; i++) if (wanted.find(this.shas, i * SHA_BYTES) >= 0) out.push({ sha256: this.sha(i), path: this.path(i), source: this.source(i) });
     return out;
   }
 

@@ -20,6 +20,8 @@ import {
   type JsMsg,
   ProtocolError,
   imagePages,
+  jobIdProblem,
+  removeForeignManifest,
 } from '@graft/protocol';
 import { backboneFromFiles, fetchBackbone, modelBundle, parseImageId, requestedSpec, resolvedFields, type ModelFiles, type ResolvedBackbone } from '@graft/vision';
 import type { CoordinatorContext } from './context.js';
@@ -29,6 +31,9 @@ import type { JobRecords } from './job-records.js';
 import { ManifestError, subjectProblem, validateManifest } from './manifest.js';
 import { Abandoned } from './outage.js';
 import type { ActiveJob } from './tracker.js';
+
+/** Photos found missing from the image store after which a job's check stops and refuses it. */
+const MAX_LISTED_MISSING = 100;
 
 /** Picks up a job that already has a record (a redelivered manifest after a restart). */
 export type ResumeJob = (status: JobStatus, revision: number, manifest: ListedManifest) => Promise<void>;
@@ -91,6 +96,14 @@ export class ManifestIntake {
       msg.ack();
       return;
     }
+    // A new job's id must be its content's: a header raced in under somebody else's id is refused
+    // and removed, leaving no record, so the id stays its owner's.
+    const foreign = jobIdProblem(manifest);
+    if (foreign) {
+      await this.refuse(msg, 'refused', foreign, false);
+      await this.ctx.persist('removing a foreign manifest', () => removeForeignManifest(this.ctx.bus, manifest.jobId));
+      return;
+    }
     const keepAlive = setInterval(() => msg.working(), 10_000);
     this.starting.add(manifest.jobId);
     try {
@@ -107,12 +120,12 @@ export class ManifestIntake {
    * and, when its subject names a usable job id that has no record yet, recorded as that job's
    * failure (so `graft status` says why instead of showing it queued).
    */
-  private async refuse(msg: JsMsg, outcome: 'malformed' | 'refused', reason: string): Promise<void> {
+  private async refuse(msg: JsMsg, outcome: 'malformed' | 'refused', reason: string, record = true): Promise<void> {
     this.ctx.metrics.manifests.inc({ outcome });
     this.ctx.log.error({ subject: msg.subject.slice(0, 200), reason }, outcome === 'malformed' ? 'malformed manifest: dropped (dead-lettered)' : 'manifest refused: dead-lettered');
     await deadLetter(this.ctx.bus, 'manifest', msg.data, msg.subject, reason);
     const subjectId = msg.subject.split('.').pop() ?? '';
-    if (isValidJobId(subjectId)) {
+    if (record && isValidJobId(subjectId)) {
       const now = Date.now();
       const status = codecs.jobStatus.create({ jobId: subjectId, name: subjectId, state: JobState.JOB_STATE_FAILED, error: `refused: ${reason}`, createdAtMs: now, updatedAtMs: now });
       // Create only: a job that has a record is somebody's, and a refused manifest never changes it.
@@ -242,10 +255,15 @@ export class ManifestIntake {
     // An augmented copy is made from its photo: the photo must be stored.
     const shas = [...new Set(ids.map((id) => parseImageId(id)?.sha256 ?? id))];
     await inPool(shas, STORE_READ_CONCURRENCY, async (sha) => {
+      // Enough to refuse the job: the rest is not looked up (a list of 200,000 photos never uploaded).
+      if (missing.size >= MAX_LISTED_MISSING) return;
       if (!(await this.ctx.persist('reading the image store', () => hasImage(this.ctx.bus, sha)))) missing.add(sha);
     });
-    // Their paths only when some are missing: no pass over the manifest on every job start.
-    if (missing.size) throw new ManifestError(job.images.entriesOf(missing).map((e) => e.path).sort().map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`));
+    if (!missing.size) return;
+    // Their paths only when some are missing, a few, shortened: no pass building every path of a hostile list.
+    const paths = job.images.entriesOf(missing, MAX_LISTED_MISSING).map((e) => (e.path.length > 200 ? `${e.path.slice(0, 200)}…` : e.path)).sort();
+    const more = missing.size >= MAX_LISTED_MISSING ? ['and maybe more: the check stopped here'] : [];
+    throw new ManifestError([...paths.map((p) => `${p}: not in the image store (upload it first, e.g. with graft publish)`), ...more]);
   }
 }
 

@@ -36,8 +36,13 @@ export class JobFlow {
 
   /** Publishes tasks for these images of a job. */
   async enqueue(job: ActiveJob, shas: string[], again = false): Promise<void> {
-    const tasks = await this.ctx.queue.enqueue(job.manifest.jobId, job.backbone, job.manifest.vectorDtype, shas, job.log, again);
-    this.ctx.metrics.tasksEnqueued.inc(tasks);
+    job.enqueuing = (job.enqueuing ?? 0) + 1;
+    try {
+      const tasks = await this.ctx.queue.enqueue(job.manifest.jobId, job.backbone, job.manifest.vectorDtype, shas, job.log, again);
+      this.ctx.metrics.tasksEnqueued.inc(tasks);
+    } finally {
+      job.enqueuing--;
+    }
   }
 
   /**

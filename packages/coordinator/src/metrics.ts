@@ -63,6 +63,7 @@ export function coordinatorMetrics(registry: Registry, probes: MetricProbes = {}
     cacheHits: new Counter({ name: 'graft_cache_hits_total', help: 'Images whose vector was already cached when their job started', registers }),
     cacheMisses: new Counter({ name: 'graft_cache_misses_total', help: 'Images that had to be extracted', registers }),
     tasksEnqueued: new Counter({ name: 'graft_tasks_enqueued_total', help: 'Extraction tasks published', registers }),
+    imagesLost: new Counter({ name: 'graft_images_lost_total', help: 'Pending images found on no queue and in no answer (a task taken and never answered) and enqueued again', registers }),
     malformed: zeroed(new Counter({ name: 'graft_malformed_messages_total', help: 'Messages that were not the protobuf their subject carries', labelNames: ['stream'] as const, registers }), 'stream', [STREAMS.manifests, STREAMS.results]),
     jobs: new Gauge({
       name: 'graft_jobs',

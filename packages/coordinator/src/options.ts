@@ -12,6 +12,11 @@ export interface CoordinatorOptions {
   taskMaxDeliver?: number;
   /** How often job records are written while results stream in, ms. Default 250. */
   statusIntervalMs?: number;
+  /**
+   * How often extracting jobs are checked for images whose task left the queue unanswered (a worker
+   * that took it and acknowledged it without an answer), ms. Default 30000.
+   */
+  reconcileIntervalMs?: number;
   /** Folder for downloaded backbones. */
   cacheDir?: string;
   /** This coordinator's name in the lease and logs. Default `<hostname>-<pid>`. */
@@ -46,9 +51,10 @@ export function resolveCoordinatorOptions(o: CoordinatorOptions = {}): ResolvedC
     taskAckWaitMs: o.taskAckWaitMs ?? TASK_ACK_WAIT_MS,
     taskMaxDeliver: o.taskMaxDeliver ?? TASK_MAX_DELIVER,
     statusIntervalMs: o.statusIntervalMs ?? 250,
+    reconcileIntervalMs: o.reconcileIntervalMs ?? 30_000,
     cacheDir: o.cacheDir,
   };
-  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs', 'leaseTtlMs', 'maxModelBytes'] as const) {
+  for (const k of ['taskSize', 'taskAckWaitMs', 'taskMaxDeliver', 'statusIntervalMs', 'reconcileIntervalMs', 'leaseTtlMs', 'maxModelBytes'] as const) {
     if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${r[k]}`);
   }
   return r;

@@ -10,6 +10,7 @@ import {
   isStoreFull,
   readCachedVector,
   readImage,
+  removeCorruptImage,
   storeFullMessage,
   type JsMsg,
   type VectorBatch,
@@ -55,6 +56,8 @@ export class ResultsIntake {
   private readonly uncached = new Set<string>();
   /** Answers refused per image (`<fp>.<id>`): it is extracted again MAX_REFUSALS times, then fails. */
   private readonly refusals = new Map<string, number>();
+  /** Photos removed as corrupt lately (each once). */
+  private readonly repaired = new Set<string>();
 
   constructor(
     private readonly ctx: CoordinatorContext,
@@ -154,6 +157,7 @@ export class ResultsIntake {
    */
   private async checkVector(fp: string, v: BatchVector): Promise<string | undefined> {
     const dim = this.ctx.jobs.expectedDim(fp, v.sha256);
+    if (v.errorCode === ErrorCode.ERROR_CODE_CORRUPT) await this.repairIfCorrupt(v.sha256);
     if (dim === undefined) {
       const cached = await readCachedVector(this.ctx.bus, fp, v.sha256).catch((err: unknown) => {
         this.ctx.log.debug({ err, image: v.sha256 }, 'cannot read the vector cache: the result is refused as unasked');
@@ -191,7 +195,13 @@ export class ResultsIntake {
     }
     const photo = parseImageId(v.sha256)!.sha256;
     const r = await this.ctx.persist('reading an image to check a failure', () => readImage(this.ctx.bus, photo, 256 * 1024 * 1024));
-    if (!r.ok) return undefined; // not readable here either
+    if (!r.ok) {
+      // Not confirmed (the coordinator cannot read the bytes at all): the job takes the failure, the
+      // cache does not, so no later job inherits a failure nobody saw.
+      this.uncached.add(key);
+      if (r.problem === 'corrupt') await this.repairIfCorrupt(v.sha256);
+      return undefined;
+    }
     try {
       await decodeImage(r.bytes, 8);
     } catch (err) {
@@ -200,6 +210,21 @@ export class ResultsIntake {
     }
     this.disputed.add(key);
     return `it says ${v.errorMessage?.slice(0, 100) || 'the image cannot be decoded'}, but the image decodes here: sent to a worker again`;
+  }
+
+  /**
+   * A worker read an image corrupt: when the coordinator reads it corrupt too, it removes it from the
+   * store (the one writer that may), so that its owner's next publish uploads it again.
+   */
+  private async repairIfCorrupt(id: string): Promise<void> {
+    const photo = parseImageId(id)?.sha256;
+    if (!photo || this.repaired.has(photo)) return;
+    const r = await this.ctx.persist('reading an image said corrupt', () => readImage(this.ctx.bus, photo, 256 * 1024 * 1024));
+    if (r.ok || r.problem !== 'corrupt') return;
+    if (this.repaired.size > 10_000) this.repaired.clear();
+    this.repaired.add(photo);
+    await this.ctx.persist('removing a corrupt image', () => removeCorruptImage(this.ctx.bus, photo));
+    this.ctx.log.warn({ image: photo, reason: r.message }, 'a corrupt image was removed from the image store: publishing it again uploads it anew');
   }
 
   /** Whether an accepted failure is the image's own (cached for every later job) rather than this attempt's. */

@@ -24,6 +24,8 @@ export interface ActiveJob {
   revision: number;
   /** The last record write in flight: writes are chained, never concurrent. */
   writes: Promise<void>;
+  /** Enqueues of this job in progress: while any runs, its images are not all on their way yet. */
+  enqueuing?: number;
   /** Times the pre-training check found vectors missing and extracted them again. */
   missingRounds?: number;
 }

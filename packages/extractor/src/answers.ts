@@ -1,4 +1,5 @@
-import { codecs, publishResults, type Bus, type ExtractionTask, type ImageVector } from '@graft/protocol';
+import { ErrorCode, codecs, publishResults, type Bus, type ExtractionTask, type ImageVector } from '@graft/protocol';
+import { failure } from './pixels.js';
 
 /** Seconds each stage of a task took. */
 export interface TaskTimings {
@@ -46,9 +47,16 @@ export class Answers {
     return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, taskToken: task.token, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings, runtime });
   }
 
+  /** Answers every image of a task with an internal error (its last delivery failed as a whole). @returns the images answered. */
+  async publishFailure(task: ExtractionTask, message: string): Promise<number> {
+    const out = task.imageSha256.map((sha) => failure(sha, ErrorCode.ERROR_CODE_INTERNAL, message));
+    await this.publish(task, this.encode(task, out, { fetchSeconds: 0, decodeSeconds: 0, inferSeconds: 0, publishSeconds: 0 }));
+    return out.length;
+  }
+
   /** Publishes an encoded answer (the task id is its message id). */
   publish(task: ExtractionTask, batch: Uint8Array, timeoutMs = 10_000): Promise<void> {
-    return publishResults(this.bus, task.jobId, task.taskId, batch, timeoutMs);
+    return publishResults(this.bus, task, batch, timeoutMs);
   }
 }
 

@@ -17,8 +17,9 @@ export interface InferenceContext {
 
 /**
  * Runs a task's decoded images through a backbone in chunks sized from the measured seconds per
- * image, so that each call fits well inside the lease: inference holds the event loop, so the lease
- * can only be renewed between calls.
+ * image, so that each call fits well inside the lease: on TF.js inference holds the event loop, so
+ * the lease can only be renewed between calls (ONNX Runtime's thread leaves it free, and the chunks
+ * then bound how long a deadline can be overrun).
  */
 export class Inference {
   /** Measured backbone seconds per image, per fingerprint. */
@@ -38,7 +39,7 @@ export class Inference {
     const fp = backbone.info.fingerprint;
     for (let i = 0; i < ok.length; ) {
       if (performance.now() > deadline) {
-        // Inference holds the thread, so the deadline is checked between backbone calls.
+        // The deadline is checked between backbone calls (a call is not interrupted).
         for (const [, idx] of ok.slice(i)) out[idx] = failure(task.imageSha256[idx], ErrorCode.ERROR_CODE_TIMEOUT, `the task ran past its ${c.taskTimeoutMs} ms limit`);
         break;
       }

@@ -1,4 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { errorCodeName, type ImageVector } from '@graft/protocol';
+import { isAugmentedId } from '@graft/vision';
+import type { TaskTimings } from './answers.js';
 import type { PixelTiming } from './pixels.js';
 
 /** Every metric an extractor records, registered once on the given registry. */
@@ -35,6 +38,38 @@ export function countFetched(m: ExtractorMetrics, t: PixelTiming): void {
   m.bytesFetched.inc(t.fetchedBytes);
   m.prepared.inc({ outcome: 'reused' }, t.preparedReused);
   m.prepared.inc({ outcome: 'refused' }, t.preparedRefused);
+}
+
+/** A worker's totals (Worker.stats). */
+export interface WorkerTotals {
+  tasks: number;
+  images: number;
+  failed: number;
+  backboneCalls: number;
+}
+
+/** Embedded images counted once, whatever happens to the answer; augmented copies apart from photos. */
+export function countEmbedded(m: ExtractorMetrics, totals: WorkerTotals, out: ImageVector[]): void {
+  const failed = out.filter((v) => v.errorCode).length;
+  const copies = out.filter((v) => !v.errorCode && isAugmentedId(v.sha256 ?? '')).length;
+  m.images.inc(out.length - failed - copies);
+  m.augmented.inc(copies);
+  totals.images += out.length - failed;
+}
+
+/** A task answered and acked: its failures by reason, its size, and each stage's time. */
+export function countDone(m: ExtractorMetrics, totals: WorkerTotals, out: ImageVector[], t: TaskTimings): void {
+  const failed = out.filter((v) => v.errorCode);
+  totals.tasks++;
+  totals.failed += failed.length;
+  for (const v of failed) m.failed.inc({ reason: errorCodeName(v.errorCode) });
+  m.tasks.inc({ outcome: 'ok' });
+  m.taskImages.observe(out.length);
+  m.stage.observe({ stage: 'fetch' }, t.fetchSeconds);
+  m.stage.observe({ stage: 'decode' }, t.decodeSeconds);
+  m.stage.observe({ stage: 'infer' }, t.inferSeconds);
+  m.stage.observe({ stage: 'publish' }, t.publishSeconds);
+  m.lastProgress.setToCurrentTime();
 }
 
 /** A gauge with no sample until it is first set (prom-client starts a label-less gauge at 0). */

@@ -45,9 +45,14 @@ export class TaskSource {
       // The last queue ran dry (its job done, or another backbone's job queued): look for work
       // elsewhere at once, not after an idle wait.
       if (!msg) {
-        const name = await this.pickConsumer(loaded);
+        const { work, wait } = await this.pickConsumer(loaded);
+        const name = work ?? wait;
         consumer = name ? await openTaskQueue(this.bus, name) : undefined;
-        if (consumer) msg = await consumer.next(this.o.pullExpiresMs);
+        // No queue has work: wait in a pull on one (a loaded backbone's first) rather than asleep, so
+        // a task published meanwhile is shared among the waiting workers, not all taken by whichever
+        // one pulls without pause (a worker that takes tasks and never answers them, say).
+        if (consumer) msg = await consumer.next(work ? this.o.pullExpiresMs : this.o.idleWaitMs);
+        if (!msg && wait && !work) return null;
       }
       this.lastConsumer = msg ? consumer : undefined;
     } catch (err) {
@@ -64,18 +69,25 @@ export class TaskSource {
     for (const w of [...this.wakers]) w();
   }
 
-  private async pickConsumer(loaded: ReadonlySet<string>): Promise<string | undefined> {
-    let pick: string | undefined;
+  /** The queue with work to pull from (a loaded backbone's first), and the one to wait on when none has any. */
+  private async pickConsumer(loaded: ReadonlySet<string>): Promise<{ work?: string; wait?: string }> {
+    let work: string | undefined;
+    let wait: string | undefined;
+    let waitLoaded = false;
     for await (const q of listTaskQueues(this.bus)) {
       this.ackWaits.set(q.consumer, q.ackWaitMs);
       if (q.maxDeliver > 0) this.maxDelivers.set(q.consumer, q.maxDeliver);
+      if (!wait || (loaded.has(q.fingerprint) && !waitLoaded)) {
+        wait = q.consumer;
+        waitLoaded = loaded.has(q.fingerprint);
+      }
       // Unacknowledged tasks count too: a task whose worker died is redelivered only to a
       // pull that is waiting, so someone must keep pulling until they are acked.
       if (q.pending === 0 && q.ackPending === 0) continue;
-      if (loaded.has(q.fingerprint)) return q.consumer;
-      pick ??= q.consumer;
+      if (loaded.has(q.fingerprint)) return { work: q.consumer, wait };
+      work ??= q.consumer;
     }
-    return pick;
+    return { work, wait };
   }
 
   private idle(): Promise<void> {

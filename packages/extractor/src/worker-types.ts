@@ -1,7 +1,10 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import type { ExtractionTask, ImageVector, JsMsg } from '@graft/protocol';
+import type { PixelTiming } from './pixels.js';
+import type { ClaimKeeper } from './task-claims.js';
 
-/* A worker as its users see it. */
+/* A worker as its users see it, and a task as the worker holds it. */
 
 export type WorkerState = 'running' | 'closing' | 'closed';
 
@@ -26,4 +29,18 @@ export interface WorkerDeps {
   registry?: Registry;
   /** Where backbones run here (`onnxruntime/cpu`, `onnxruntime/cuda`, or a TF.js backend): picks the default batch size. */
   backend?: string;
+}
+
+/** A task pulled and decoded ahead of inference. */
+export interface Prepared {
+  msg: JsMsg;
+  task: ExtractionTask;
+  pixels: Promise<(Uint8Array | ImageVector)[]>; // per image: pixels, or the error that ends it
+  timing: PixelTiming; // filled in as the stages finish
+  /** Set once the task's claim is this worker's: renewed while held, released when handed back. */
+  owned: boolean;
+  /** Set once the worker is done with it (counted out of the tasks in flight once). */
+  settled?: boolean;
+  claimKeeper?: ClaimKeeper;
+  keepAlive: NodeJS.Timeout;
 }

@@ -2,33 +2,21 @@ import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { ErrorCode, TASK_CLAIM_TTL_MS, ProtocolError, UNREPORTED_FAILURE_DELAY_MS, WORKER_RETRY_MS, codecs, deadLetter, errorCodeName, taskFailureAction } from '@graft/protocol';
+import { TASK_CLAIM_TTL_MS, ProtocolError, UNREPORTED_FAILURE_DELAY_MS, WORKER_RETRY_MS, codecs, deadLetter, taskFailureAction } from '@graft/protocol';
 import type { Bus, ExtractionTask, ImageVector, JsMsg } from '@graft/protocol';
-import { RESIZE_METHOD, isAugmentedId, type Backbone, type BackboneRuntime } from '@graft/vision';
+import { RESIZE_METHOD, runtimeLabel, type Backbone } from '@graft/vision';
 import { Answers, withDeadline, type TaskTimings } from './answers.js';
 import { BackboneCache } from './backbone-cache.js';
 import { Inference } from './inference.js';
-import { countFetched, extractorMetrics, type ExtractorMetrics } from './metrics.js';
+import { countDone, countEmbedded, countFetched, extractorMetrics, type ExtractorMetrics } from './metrics.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
-import { failure, fetchAndDecode, newPixelTiming, type PixelTiming } from './pixels.js';
+import { fetchAndDecode, newPixelTiming } from './pixels.js';
 import { PreparedWrites } from './prepared-writes.js';
-import { TaskClaims, type ClaimKeeper } from './task-claims.js';
+import { TaskClaims } from './task-claims.js';
 import { TaskSource } from './task-source.js';
-import type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
+import type { Prepared, Worker, WorkerDeps, WorkerState } from './worker-types.js';
 
 export type { Worker, WorkerDeps, WorkerState } from './worker-types.js';
-
-/** A task pulled and decoded ahead of inference. */
-interface Prepared {
-  msg: JsMsg;
-  task: ExtractionTask;
-  pixels: Promise<(Uint8Array | ImageVector)[]>; // per image: pixels, or the error that ends it
-  timing: PixelTiming; // filled in as the stages finish
-  /** Set once the task's claim is this worker's: renewed while held, released when handed back. */
-  owned: boolean;
-  claimKeeper?: ClaimKeeper;
-  keepAlive: NodeJS.Timeout;
-}
 
 /** Tasks being pulled, fetched and decoded while one is in the backbone (short tasks). */
 const PREFETCH_TASKS = 2;
@@ -52,6 +40,8 @@ class ExtractorWorker implements Worker {
   /** Inference seconds of the last task: decides how far ahead to prefetch. */
   private lastTaskSeconds = 0;
   private inHand?: Prepared;
+  /** The last answer being published and acked, after the ones before it. */
+  private finishing: Promise<void> = Promise.resolve();
   /** This worker's recent answers: a task that comes back is answered again from here, not the backbone. */
   private readonly answers: Answers;
   private readonly prepared?: PreparedWrites; // undefined with --no-prepared-inputs
@@ -113,8 +103,9 @@ class ExtractorWorker implements Worker {
   private async loop(): Promise<void> {
     this.log.info({ options: { ...this.o, workerId: undefined }, decodeThreads: this.o.decodeThreads }, 'worker started');
     // Pipeline: the next tasks' pulls, fetches and decodes (sharp's thread pool) overlap this
-    // task's inference. Inference holds the event loop, so each of their round trips waits for
-    // a gap between backbone calls: keeping two tasks in preparation hides those waits.
+    // task's inference, and the last task's answer is published meanwhile. On TF.js inference holds
+    // the event loop, so each round trip waits for a gap between backbone calls (ONNX Runtime runs on
+    // its own thread): keeping two tasks in preparation hides those waits.
     const ahead: Promise<Prepared | null>[] = [this.pull()];
     while (this.state === 'running') {
       const cur = await ahead.shift()!;
@@ -128,6 +119,8 @@ class ExtractorWorker implements Worker {
       while (ahead.length < depth) ahead.push(this.pull());
       if (cur) await this.process(cur);
     }
+    // The last answers are published before the worker stops (closing gives them up if the bus is gone).
+    await this.finishing;
     // Pulls still in flight end by themselves, unless the broker is gone: then wait no longer than
     // the grace period (tasks not handed back are redelivered after AckWait).
     let timer: NodeJS.Timeout | undefined;
@@ -141,7 +134,7 @@ class ExtractorWorker implements Worker {
     p.msg.nak();
     this.releaseClaim(p);
     this.log.info({ task: p.task.taskId }, 'task handed back for redelivery');
-    this.metrics.inFlight.dec();
+    this.countOut(p);
     if (this.inHand === p) this.inHand = undefined;
   }
 
@@ -186,9 +179,13 @@ class ExtractorWorker implements Worker {
     return l;
   }
 
-  /** Runs one task: answered from memory, or claimed, embedded, published and acked; a failure as a whole is retried or reported. */
+  /**
+   * Runs one task: answered from memory, or claimed and embedded, its answer then published and
+   * acked while the next task runs (finish); a failure as a whole is retried or reported.
+   */
   private async process(p: Prepared): Promise<void> {
     this.inHand = p;
+    let finishing = false;
     const { msg, task } = p;
     const log = this.jobLog(task.jobId);
     const t0 = performance.now();
@@ -218,23 +215,52 @@ class ExtractorWorker implements Worker {
       });
       const inferSeconds = (performance.now() - tInfer) / 1000;
       this.lastTaskSeconds = inferSeconds;
-      this.countEmbedded(out);
+      countEmbedded(this.metrics, this.stats, out);
       const timings: TaskTimings = { fetchSeconds: p.timing.fetchSeconds, decodeSeconds: p.timing.decodeSeconds, inferSeconds, publishSeconds: 0 };
       const batch = this.answers.encodeAndKeep(task, out, timings, msg.info.streamSequence, runtimeLabel(backbone.runtime));
       if (this.state === 'closed' || this.inHand !== p) return; // handed back during inference
-      timings.publishSeconds = await this.publishAndAck(p, batch, log);
-      this.recordDone(task, out, timings, log);
+      // The answer is made. Publishing and acking it (round trips to the broker) overlaps the next
+      // task's inference: the backbone does not wait for the bus. One answer is out at a time, in order.
+      const previous = this.finishing;
+      this.inHand = undefined;
+      finishing = true;
+      this.finishing = (async () => {
+        await previous;
+        await this.finish(p, batch, out, timings, log, t0);
+      })();
     } catch (err) {
       await this.fail(p, err, log);
     } finally {
-      clearInterval(p.keepAlive);
-      void p.claimKeeper?.stop();
-      if (this.inHand === p) {
-        this.inHand = undefined;
-        this.metrics.inFlight.dec();
-      }
-      log.trace({ seconds: (performance.now() - t0) / 1000 }, 'task processed');
+      if (!finishing) this.settle(p, log, t0);
     }
+  }
+
+  /** Publishes a task's answer and acks it (after the answer before it); a failure as a whole is retried or reported. */
+  private async finish(p: Prepared, batch: Uint8Array, out: ImageVector[], timings: TaskTimings, log: Logger, t0: number): Promise<void> {
+    try {
+      timings.publishSeconds = await this.publishAndAck(p, batch, log);
+      countDone(this.metrics, this.stats, out, timings);
+      log.debug({ task: p.task.taskId, images: out.length, ...timings }, 'task done');
+    } catch (err) {
+      await this.fail(p, err, log);
+    } finally {
+      this.settle(p, log, t0);
+    }
+  }
+
+  /** A task this worker is done with (acked, handed back or failed): its lease and claim renewals stop. */
+  private settle(p: Prepared, log: Logger, t0: number): void {
+    clearInterval(p.keepAlive);
+    void p.claimKeeper?.stop();
+    if (this.inHand === p) this.inHand = undefined;
+    this.countOut(p);
+    log.trace({ seconds: (performance.now() - t0) / 1000 }, 'task processed');
+  }
+
+  /** A task leaves the tasks in flight once, however it ends. */
+  private countOut(p: Prepared): void {
+    if (!p.settled) this.metrics.inFlight.dec();
+    p.settled = true;
   }
 
   /** A task this worker answered lately came back (its ack lost): its answer is sent again, without the backbone. */
@@ -272,15 +298,6 @@ class ExtractorWorker implements Worker {
     return true;
   }
 
-  /** Embedded images counted once, whatever happens to the answer; augmented copies apart from photos. */
-  private countEmbedded(out: ImageVector[]): void {
-    const failed = out.filter((v) => v.errorCode).length;
-    const copies = out.filter((v) => !v.errorCode && isAugmentedId(v.sha256 ?? '')).length;
-    this.metrics.images.inc(out.length - failed - copies);
-    this.metrics.augmented.inc(copies);
-    this.stats.images += out.length - failed;
-  }
-
   /**
    * Publishes the answer, marks the claim answered and acks. A broker failing over answers nothing
    * for a moment: the task (and its lease) is kept until the answer is out, however long that takes,
@@ -306,20 +323,7 @@ class ExtractorWorker implements Worker {
     return publishSeconds;
   }
 
-  private recordDone(task: ExtractionTask, out: ImageVector[], t: TaskTimings, log: Logger): void {
-    const failed = out.filter((v) => v.errorCode).length;
-    this.stats.tasks++;
-    this.stats.failed += failed;
-    for (const v of out) if (v.errorCode) this.metrics.failed.inc({ reason: errorCodeName(v.errorCode) });
-    this.metrics.tasks.inc({ outcome: 'ok' });
-    this.metrics.taskImages.observe(out.length);
-    this.metrics.stage.observe({ stage: 'fetch' }, t.fetchSeconds);
-    this.metrics.stage.observe({ stage: 'decode' }, t.decodeSeconds);
-    this.metrics.stage.observe({ stage: 'infer' }, t.inferSeconds);
-    this.metrics.stage.observe({ stage: 'publish' }, t.publishSeconds);
-    this.metrics.lastProgress.setToCurrentTime();
-    log.debug({ task: task.taskId, images: out.length, failed, decodeSeconds: t.decodeSeconds, inferSeconds: t.inferSeconds, publishSeconds: t.publishSeconds }, 'task done');
-  }
+
 
   /**
    * Gives up a task's claim, if it is this worker's: renewals stop first, so none in flight can put
@@ -363,22 +367,16 @@ class ExtractorWorker implements Worker {
     }
     log.error({ err, task: task.taskId, delivery: msg.info.deliveryCount }, 'task failed on its last delivery: reporting its images as failed');
     try {
-      const out = task.imageSha256.map((sha) => failure(sha, ErrorCode.ERROR_CODE_INTERNAL, `extraction failed after ${msg.info.deliveryCount} attempts: ${message}`));
-      await this.answers.publish(task, this.answers.encode(task, out, { fetchSeconds: 0, decodeSeconds: 0, inferSeconds: 0, publishSeconds: 0 }));
+      const failed = await this.answers.publishFailure(task, `extraction failed after ${msg.info.deliveryCount} attempts: ${message}`);
       msg.ack();
       this.metrics.tasks.inc({ outcome: 'failed' });
-      this.metrics.failed.inc({ reason: 'internal' }, out.length);
-      this.stats.failed += out.length;
+      this.metrics.failed.inc({ reason: 'internal' }, failed);
+      this.stats.failed += failed;
     } catch (err2) {
       log.error({ err: err2, task: task.taskId }, 'cannot report the failed task; it will be redelivered');
       msg.nak(UNREPORTED_FAILURE_DELAY_MS);
     }
   }
-}
-
-/** Where a backbone ran, as results and job records say it: `onnxruntime/cpu`, `onnxruntime/cuda`, or the TF.js backend. */
-export function runtimeLabel(r: BackboneRuntime): string {
-  return r.provider ? `${r.name}/${r.provider}` : r.name;
 }
 
 /**

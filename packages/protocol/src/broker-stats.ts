@@ -14,6 +14,9 @@ export const BROKER_STORES: Readonly<Record<string, string>> = {
   manifest_pages: STREAMS.manifestPages,
   events: STREAMS.events,
   dead_letters: STREAMS.deadLetters,
+  dead_letters_results: STREAMS.resultDeadLetters,
+  dead_letters_tasks: STREAMS.taskDeadLetters,
+  images: STREAMS.images,
   prepared: STREAMS.prepared,
   ...BUCKET_STREAMS,
 };

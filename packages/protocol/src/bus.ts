@@ -17,7 +17,7 @@ import { Objm, setSha256Backend, type ObjectStore } from '@nats-io/obj';
 // Object store digests: Node's native SHA-256, not the pure-JS default (it ran on every
 // image fetch, on the thread the backbone needs).
 setSha256Backend('native');
-import { BUCKETS, BUCKET_STREAMS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS } from './names.js';
+import { BUCKETS, BUCKET_STREAMS, CONSUMERS, DEFAULT_NATS_URL, STREAMS, SUBJECTS, SUBJECT_ROOT } from './names.js';
 import { BusError } from './errors.js';
 import { MANIFEST_ACK_WAIT_MS, MANIFEST_MAX_DELIVER, RESULTS_ACK_WAIT_MS, RESULTS_MAX_DELIVER, TASK_CLAIM_TTL_MS } from './policy/retry.js';
 import { ensureConsumer } from './stores/consumers.js';
@@ -62,7 +62,7 @@ export const DEFAULT_STORE_LIMITS: Readonly<Record<StoreLimitName, number>> = { 
 
 /** The stream under each capped store. */
 const LIMITED_STREAMS: Readonly<Record<StoreLimitName, string>> = {
-  images: BUCKET_STREAMS.images,
+  images: STREAMS.images,
   vectors: BUCKET_STREAMS.vectors,
   artifacts: BUCKET_STREAMS.artifacts,
   models: BUCKET_STREAMS.models,
@@ -94,14 +94,13 @@ export interface TopologyOptions {
 }
 
 /** The streams a worker uses: all it may look at (its role cannot read what the job streams hold). */
-export const WORKER_STREAMS: readonly string[] = [STREAMS.tasks, STREAMS.prepared, BUCKET_STREAMS.images, BUCKET_STREAMS.models, BUCKET_STREAMS.claims, BUCKET_STREAMS.vectors];
+export const WORKER_STREAMS: readonly string[] = [STREAMS.tasks, STREAMS.prepared, STREAMS.images, BUCKET_STREAMS.models, BUCKET_STREAMS.claims];
 
 /** A connected bus with every stream and bucket opened. */
 export interface Bus {
   nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
-  images: ObjectStore;
   artifacts: ObjectStore;
   models: ObjectStore;
   vectors: KV;
@@ -185,6 +184,7 @@ async function applyExplicitCaps(jsm: JetStreamManager, o: Required<TopologyOpti
 function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & { name: string })[] {
   const storage = o.memory ? StorageType.Memory : StorageType.File;
   const base = { storage, num_replicas: o.replicas };
+  const deadLetters = { ...base, retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs: 10_000, max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old, allow_rollup_hdrs: false };
   return [
     // A job's first manifest is its manifest: later ones on the same subject are refused.
     { ...base, name: STREAMS.manifests, subjects: [SUBJECTS.manifests], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true, max_bytes: capOf(o, 'manifests') },
@@ -202,11 +202,69 @@ function streamConfigs(o: Required<TopologyOptions>): (Partial<StreamConfig> & {
     },
     { ...base, name: STREAMS.results, subjects: [SUBJECTS.results], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, duplicate_window: nanos(10 * 60_000), max_bytes: capOf(o, 'results') },
     { ...base, name: STREAMS.events, subjects: [SUBJECTS.events], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs_per_subject: 10_000 },
-    // Bounded: a flood of garbage costs at most this much, oldest dropped first.
-    { ...base, name: STREAMS.deadLetters, subjects: [SUBJECTS.deadLetters], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600_000), max_msgs: 10_000, max_bytes: 256 * 1024 * 1024, discard: DiscardPolicy.Old },
+    // Bounded, one stream per kind: a flood of garbage costs at most this much, oldest of its kind dropped first.
+    { ...deadLetters, name: STREAMS.deadLetters, subjects: [SUBJECTS.deadLetters] },
+    { ...deadLetters, name: STREAMS.resultDeadLetters, subjects: [SUBJECTS.resultDeadLetters] },
+    // Workers write these: a task is a few KB, so a worker's flood cannot fill the stream with big messages.
+    { ...deadLetters, name: STREAMS.taskDeadLetters, subjects: [SUBJECTS.taskDeadLetters], max_bytes: 64 * 1024 * 1024, max_msg_size: 1024 * 1024 },
     // A cache: one copy per photo, size and rule; at its cap the oldest go (made again when needed).
-    { ...base, name: STREAMS.prepared, subjects: [SUBJECTS.prepared], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.Old, max_bytes: capOf(o, 'prepared'), allow_direct: true },
+    { ...base, name: STREAMS.prepared, subjects: [SUBJECTS.prepared], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.Old, max_bytes: capOf(o, 'prepared'), allow_direct: true, allow_rollup_hdrs: false, deny_purge: true },
+    // The claims bucket, in the KV layout, made as its bucket would be but hardened from the start:
+    // workers write it, so it takes no rollup (a worker's header could purge it) and no purge API.
+    // (Changing a stream just made can crash a restarted nats-server 2.9 in a cluster as it replays.)
+    {
+      ...base,
+      name: BUCKET_STREAMS.claims,
+      subjects: [`$KV.${BUCKETS.claims}.>`],
+      description: 'graft task claims: which worker embeds a task',
+      retention: RetentionPolicy.Limits,
+      max_msgs_per_subject: 1,
+      discard: DiscardPolicy.New,
+      max_age: nanos(TASK_CLAIM_TTL_MS),
+      allow_direct: true,
+      deny_delete: true,
+      deny_purge: true,
+      allow_rollup_hdrs: false,
+    },
+    // Photos: each subject's first message is kept and later ones refused (a stored photo cannot be
+    // replaced), no rollup (no writer can purge it with a header); the coordinator purges a corrupt one.
+    { ...base, name: STREAMS.images, subjects: [SUBJECTS.images], retention: RetentionPolicy.Limits, max_msgs_per_subject: 1, discard: DiscardPolicy.New, discard_new_per_subject: true, max_bytes: capOf(o, 'images'), allow_direct: true, allow_rollup_hdrs: false, deny_delete: true },
   ];
+}
+
+/**
+ * A subject no message is ever on, per stream a role reads by gets, and how it reads them (direct
+ * gets, or the message get of a bucket without direct access): asking for it says whether the stream
+ * is there without the stream info a role could list what the stream holds with.
+ */
+const PROBES: Readonly<Record<string, { subject: string; direct: boolean }>> = {
+  [STREAMS.images]: { subject: `${SUBJECT_ROOT}.images.probe.r`, direct: true },
+  [STREAMS.prepared]: { subject: `${SUBJECT_ROOT}.prepared.probe.1.probe`, direct: true },
+  [BUCKET_STREAMS.claims]: { subject: `$KV.${BUCKETS.claims}.probe`, direct: false },
+  [BUCKET_STREAMS.models]: { subject: `$O.${BUCKETS.models}.M.cHJvYmU=`, direct: true },
+};
+
+/** Whether a stream exists: by a get of its probe subject where it has one, else by its info. @throws when it does not. */
+async function streamExists(jsm: JetStreamManager, name: string): Promise<void> {
+  const probe = PROBES[name];
+  if (!probe) {
+    await jsm.streams.info(name);
+    return;
+  }
+  // No message there is the answer of a stream that exists; no stream answers no one. A role that
+  // may not get from it may still look at its info.
+  const get = probe.direct ? jsm.direct.getMessage(name, { last_by_subj: probe.subject }) : jsm.streams.getMessage(name, { last_by_subj: probe.subject });
+  await get.catch(async (err: unknown) => {
+    await jsm.streams.info(name).catch(() => {
+      throw err;
+    });
+  });
+}
+
+/** A dead-letter stream of every kind (before one per kind): it keeps the manifests' and gives the other kinds up to their own streams. */
+async function splitDeadLetters(jsm: JetStreamManager): Promise<void> {
+  const info = await jsm.streams.info(STREAMS.deadLetters).catch(() => undefined);
+  if (info && !info.config.subjects.every((s) => s === SUBJECTS.deadLetters)) await jsm.streams.update(STREAMS.deadLetters, { ...info.config, subjects: [SUBJECTS.deadLetters] });
 }
 
 /** Creates a stream, or leaves an existing one as it is (idempotent, safe from many processes). */
@@ -251,29 +309,29 @@ async function openBusOn(nc: NatsConnection, topology: TopologyOptions = {}): Pr
   if (!o.create) {
     // Open only: every stream and bucket must exist already (graft init or the coordinator made it;
     // the buckets come last, so a process opening while they are made waits for them too).
-    for (const name of o.uses) await jsm.streams.info(name).catch((err: Error) => {
+    for (const name of o.uses) await streamExists(jsm, name).catch((err: Error) => {
       throw new BusError(`stream ${name} does not exist or is not readable (${err.message}): run graft init or start the coordinator first`, { cause: err });
     });
-    return makeBus(nc, js, jsm, await openBuckets(kvm, objm, undefined));
+    return makeBus(nc, js, jsm, await openBuckets(jsm, kvm, objm, undefined));
   }
+  await splitDeadLetters(jsm);
   for (const cfg of streamConfigs(o)) await ensureStream(jsm, cfg);
   await ensureConsumer(jsm, STREAMS.manifests, { durable_name: CONSUMERS.manifests, ack_policy: AckPolicy.Explicit, ack_wait: nanos(MANIFEST_ACK_WAIT_MS), max_deliver: MANIFEST_MAX_DELIVER });
   await ensureConsumer(jsm, STREAMS.results, { durable_name: CONSUMERS.results, ack_policy: AckPolicy.Explicit, ack_wait: nanos(RESULTS_ACK_WAIT_MS), max_deliver: RESULTS_MAX_DELIVER, max_ack_pending: 1000 });
-  const buckets = await openBuckets(kvm, objm, o);
+  const buckets = await openBuckets(jsm, kvm, objm, o);
   await applyExplicitCaps(jsm, o);
   return makeBus(nc, js, jsm, buckets);
 }
 
-type Buckets = Pick<Bus, 'images' | 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases' | 'claims'>;
+type Buckets = Pick<Bus, 'artifacts' | 'models' | 'vectors' | 'jobs' | 'leases' | 'claims'>;
 
 /** Opens every bucket; with a topology, creates those that are missing (with its storage, replicas and caps). */
-async function openBuckets(kvm: Kvm, objm: Objm, o: Required<TopologyOptions> | undefined): Promise<Buckets> {
+async function openBuckets(jsm: JetStreamManager, kvm: Kvm, objm: Objm, o: Required<TopologyOptions> | undefined): Promise<Buckets> {
   const storage = o?.memory ? StorageType.Memory : StorageType.File;
   const base = { storage, replicas: o?.replicas ?? 1 };
   const obj = (name: string, store: StoreLimitName, description: string) => (o ? objm.create(name, { ...base, max_bytes: capOf(o, store), description }) : objm.open(name, false));
   const kv = (name: string, extra: Record<string, unknown>) => (o ? kvm.create(name, { ...base, history: 1, ...extra }) : kvm.open(name));
-  const [images, artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
-    obj(BUCKETS.images, 'images', 'graft image bytes by SHA-256'),
+  const [artifacts, models, vectors, jobs, leases, claims] = await Promise.all([
     obj(BUCKETS.artifacts, 'artifacts', 'graft heads, reports and checkpoints'),
     obj(BUCKETS.models, 'models', 'graft backbones resolved by the coordinator, by fingerprint'),
     kv(BUCKETS.vectors, { max_bytes: o ? capOf(o, 'vectors') : -1, description: 'graft bottleneck cache' }),
@@ -281,7 +339,15 @@ async function openBuckets(kvm: Kvm, objm: Objm, o: Required<TopologyOptions> | 
     kv(BUCKETS.leases, { description: 'graft leases: which coordinator leads' }),
     kv(BUCKETS.claims, { ttl: TASK_CLAIM_TTL_MS, description: 'graft task claims: which worker embeds a task' }),
   ]);
-  return { images, artifacts, models, vectors, jobs, leases, claims };
+  // A claims bucket made before it was hardened at creation is hardened once.
+  if (o) await hardenStream(jsm, BUCKET_STREAMS.claims);
+  return { artifacts, models, vectors, jobs, leases, claims };
+}
+
+/** Turns off rollups and purges on a bucket's stream that less trusted roles write (kept off once set). */
+async function hardenStream(jsm: JetStreamManager, stream: string): Promise<void> {
+  const info = await jsm.streams.info(stream);
+  if (info.config.allow_rollup_hdrs || !info.config.deny_purge) await jsm.streams.update(stream, { ...info.config, allow_rollup_hdrs: false, deny_purge: true });
 }
 
 /** How long closing a bus waits for pending messages to flush, ms. */

@@ -13,6 +13,8 @@ export {
   resultSubject,
   extractorConsumer,
   deadLetterSubject,
+  deadLetterStream,
+  imageSubjects,
   fingerprintOfConsumer,
   vectorKey,
   artifactNames,
@@ -100,6 +102,8 @@ export {
   withPages,
   imagePages,
   publishOver,
+  isStoredJobSound,
+  removeForeignManifest,
   readJob,
   writeJobRecord,
   listJobIds,
@@ -115,7 +119,7 @@ export type { JobRecord, JobEventBody } from './stores/jobs.js';
 export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, scanCachedVectors, vectorOf, halfVectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
 export type { CacheAnswer } from './stores/vectors.js';
 export { toHalf, encodeHalf, decodeHalf } from './half.js';
-export { readImage, putImage, isImageStored, hasImage } from './stores/images.js';
+export { readImage, putImage, isImageStored, hasImage, removeCorruptImage, IMAGE_CHUNK_BYTES } from './stores/images.js';
 export { readPrepared, putPrepared } from './stores/prepared.js';
 export type { PreparedRead } from './stores/prepared.js';
 export type { ImageRead } from './stores/images.js';
@@ -139,6 +143,7 @@ export { createClaim, readClaim, takeOverClaim, renewClaim, markClaimAnswered, r
 export type { Claim } from './stores/claims.js';
 export { readLease, createLease, writeLease, deleteLease, taskKey } from './stores/leases.js';
 export { taskToken, isTaskToken, claimProof } from './policy/task-tokens.js';
+export { bindJobId, jobIdProblem, newJobPrefix, newIdNonce, pageHash, pagesDigest, JOB_ID_DIGEST_CHARS } from './policy/job-ids.js';
 export type { SignedTask } from './policy/task-tokens.js';
 export type { StoredLease } from './stores/leases.js';
 export {
@@ -146,6 +151,7 @@ export {
   publishTask,
   listTaskQueues,
   taskQueueDepth,
+  taskQueueOf,
   openTaskQueue,
   imagesOnTheWay,
   removeAnsweredTask,

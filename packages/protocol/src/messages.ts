@@ -91,6 +91,7 @@ export const codecs = {
   coordinatorLease: codec<graft.v1.CoordinatorLease.$Properties, CoordinatorLease>('CoordinatorLease', pb.CoordinatorLease),
   manifestPage: codec<graft.v1.ManifestPage.$Properties, ManifestPage>('ManifestPage', pb.ManifestPage),
   preparedInput: codec<graft.v1.PreparedInput.$Properties, graft.v1.PreparedInput>('PreparedInput', pb.PreparedInput),
+  storedImage: codec<graft.v1.StoredImage.$Properties, graft.v1.StoredImage>('StoredImage', pb.StoredImage),
 } as const;
 
 /** Readable names for enum values, for logs and the CLI. */

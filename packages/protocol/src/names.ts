@@ -20,10 +20,21 @@ export const STREAMS = {
   results: 'GRAFT_RESULTS',
   /** Job history for watchers (`graft.events.<job>`). */
   events: 'GRAFT_EVENTS',
-  /** Messages refused as malformed or untrustworthy, kept for inspection, bounded (`graft.deadletters.<kind>`). */
+  /**
+   * Messages refused as malformed or untrustworthy, kept for inspection, bounded, one stream per kind
+   * (each with its own limits: a flood of one kind evicts none of the others): manifests
+   * (`graft.deadletters.manifest`), results (`.result`), tasks a worker could not read (`.task`).
+   */
   deadLetters: 'GRAFT_DEADLETTERS',
+  resultDeadLetters: 'GRAFT_DEADLETTERS_RESULTS',
+  taskDeadLetters: 'GRAFT_DEADLETTERS_TASKS',
   /** Photos at a backbone's input size, one per photo, size and rule, oldest evicted (`graft.prepared.<rule>.<size>.<sha256>`). */
   prepared: 'GRAFT_PREPARED',
+  /**
+   * Photo bytes (and the blobs of uploaded models) by hex SHA-256: chunks on `graft.images.<sha256>.<i>`,
+   * then the record on `graft.images.<sha256>.r`; the first message of each subject is the one kept.
+   */
+  images: 'GRAFT_IMAGES',
 } as const;
 
 export const SUBJECTS = {
@@ -32,13 +43,14 @@ export const SUBJECTS = {
   tasks: `${SUBJECT_ROOT}.tasks.*`,
   results: `${SUBJECT_ROOT}.results.*`,
   events: `${SUBJECT_ROOT}.events.*`,
-  deadLetters: `${SUBJECT_ROOT}.deadletters.*`,
+  deadLetters: `${SUBJECT_ROOT}.deadletters.manifest`,
+  resultDeadLetters: `${SUBJECT_ROOT}.deadletters.result`,
+  taskDeadLetters: `${SUBJECT_ROOT}.deadletters.task`,
   prepared: `${SUBJECT_ROOT}.prepared.*.*.*`,
+  images: `${SUBJECT_ROOT}.images.*.*`,
 } as const;
 
 export const BUCKETS = {
-  /** Object store of image bytes; object name = hex SHA-256 of the bytes. */
-  images: 'graft-images',
   /** Object store of trained heads, reports and checkpoints, under `<job>/...`. */
   artifacts: 'graft-artifacts',
   /** KV of bottleneck vectors (and per-image errors) under `<fingerprint>.<sha256>`. */
@@ -58,7 +70,6 @@ export const BUCKETS = {
 
 /** The stream JetStream keeps each bucket in (its documented layout: KV_<bucket>, OBJ_<bucket>). */
 export const BUCKET_STREAMS = {
-  images: `OBJ_${BUCKETS.images}`,
   artifacts: `OBJ_${BUCKETS.artifacts}`,
   models: `OBJ_${BUCKETS.models}`,
   vectors: `KV_${BUCKETS.vectors}`,
@@ -112,6 +123,19 @@ export function eventSubject(jobId: string): string {
 export function deadLetterSubject(kind: 'manifest' | 'result' | 'task'): string {
   return `${SUBJECT_ROOT}.deadletters.${kind}`;
 }
+
+/** The stream that keeps refused messages of one kind. */
+export function deadLetterStream(kind: 'manifest' | 'result' | 'task'): string {
+  return { manifest: STREAMS.deadLetters, result: STREAMS.resultDeadLetters, task: STREAMS.taskDeadLetters }[kind];
+}
+
+/** Subjects of one photo in the image store: its chunks (`i` from 0) and its record. */
+export const imageSubjects = {
+  chunk: (sha256: string, i: number) => `${SUBJECT_ROOT}.images.${token(sha256, 'sha256')}.${Math.trunc(i)}`,
+  record: (sha256: string) => `${SUBJECT_ROOT}.images.${token(sha256, 'sha256')}.r`,
+  /** Every subject of the photo (what the coordinator purges to repair it). */
+  all: (sha256: string) => `${SUBJECT_ROOT}.images.${token(sha256, 'sha256')}.*`,
+} as const;
 
 /** Subject of a photo prepared at one input size by one decode-and-resize rule. */
 export function preparedSubject(rule: string, size: number, sha256: string): string {

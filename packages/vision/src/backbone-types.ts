@@ -24,3 +24,8 @@ export interface Backbone {
   readonly stats: { calls: number; images: number };
   dispose(): void;
 }
+
+/** Where a backbone ran, as results and job records say it: `onnxruntime/cpu`, `onnxruntime/cuda`, or the TF.js backend. */
+export function runtimeLabel(r: BackboneRuntime): string {
+  return r.provider ? `${r.name}/${r.provider}` : r.name;
+}

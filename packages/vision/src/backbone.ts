@@ -10,6 +10,7 @@ import { cachedOnnxBackbone, onnxModelBackbone, onnxOrTfjs } from './onnx/onnx-b
 import { loadTfjsModel, tfjsEmbed, type TfjsModel } from './tfjs-model.js';
 
 export type { Backbone, BackboneRuntime } from './backbone-types.js';
+export { runtimeLabel } from './backbone-types.js';
 
 export interface LoadBackboneOptions extends FetchModelOptions {
   /** Called with a warning when a model came from a mirror of its address. */

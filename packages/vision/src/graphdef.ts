@@ -58,7 +58,37 @@ export function readGraphDef(bytes: Uint8Array, origin: string): GraphDef {
       if (!names.has(nodeOf(i))) throw new BackboneError(`${origin}: node ${n.name} reads ${nodeOf(i)}, which is not in the graph (is the file truncated?)`);
     }
   }
+  checkConstBudget(graph, bytes.byteLength, origin);
   return graph;
+}
+
+/** Bytes that constants written as fewer values than their shape (one value filling it) may expand to, beyond the file's own size. */
+const EXPANDED_CONST_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Refuses a graph whose constants would take more memory than the file could hold: a constant of one
+ * value fills its whole declared shape when read, so a few bytes can declare gigabytes. Their sum,
+ * shape by dtype, must stay within the file's size and {@link EXPANDED_CONST_BYTES}, checked before anything is allocated.
+ */
+function checkConstBudget(graph: GraphDef, fileBytes: number, origin: string): void {
+  const budget = fileBytes + EXPANDED_CONST_BYTES;
+  let total = 0;
+  for (const n of graph.node) {
+    const t = n.attr?.value?.tensor;
+    if (!t) continue;
+    const dims = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
+    if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new BackboneError(`${origin}: Const node ${n.name} has shape [${dims.slice(0, 8)}], which no tensor has`);
+    const elements = dims.reduce((a, b) => a * b, 1);
+    const written = t.tensorContent?.length ? 0 : Math.max(t.floatVal.length, t.doubleVal.length, t.intVal.length, t.int64Val.length);
+    // Only what is filled in on reading counts: content is in the file already.
+    if (t.tensorContent?.length || written >= elements) continue;
+    total += elements * 8;
+    if (!(total <= budget)) throw new BackboneError(`${origin}: its constants would fill more than ${formatBytes(budget)} from ${formatBytes(fileBytes)} of file (node ${n.name}: shape [${dims.slice(0, 8)}] from ${written} values): not a model graft reads`);
+  }
+}
+
+function formatBytes(n: number): string {
+  return n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(1)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${n} bytes`;
 }
 
 /** Where graft feeds the graph, and what size. */

@@ -2,7 +2,7 @@ export { initBackend, chooseBackend, backendChoice, backendPlan, cudaDeviceOf, B
 export type { BackendName, BackendChoice, BackendOptions, OnnxPlacement, TfjsBackendName } from './backend.js';
 export { CATALOGUE, DEFAULT_ID, PREPROCESS, RESIZE_METHOD, fingerprintOf, uniformAffine, parseBackbone, backboneRequest, requestedSpec, resolvedFields, resolvedFromFields } from './backbone-record.js';
 export type { BackboneSpec, ResolvedBackbone, BackboneFields, BackboneOverrides, ChannelAffine, Preprocess } from './backbone-record.js';
-export { loadBackbone, fetchBackbone, backboneFromFiles } from './backbone.js';
+export { loadBackbone, fetchBackbone, backboneFromFiles, runtimeLabel } from './backbone.js';
 export type { Backbone, BackboneRuntime, FetchedBackbone, LoadBackboneOptions } from './backbone.js';
 export { cutAt, isGraphModel, modelArtifacts } from './tfjs-model.js';
 export { modelBundle, filesFromBundle, isOnnxModel } from './model-files.js';

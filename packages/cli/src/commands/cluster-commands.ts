@@ -10,7 +10,7 @@ import { createLogger } from '../logger.js';
 import { serveMetrics } from '../metrics-server.js';
 import { cacheDir, cacheEnv, metricsAddress, metricsPort, openWithRetry, runService } from '../service.js';
 import { untilSignal } from '../signals.js';
-import { BACKEND_HELP, THREADS_HELP, workerArgsOf } from './command.js';
+import { BACKEND_HELP, THREADS_HELP, localWorkers } from './command.js';
 import type { Command } from './command.js';
 
 /* Commands that run the cluster's processes: graft up, worker, coordinator, init. */
@@ -23,7 +23,8 @@ Starts nats-server with JetStream (data in --data, default $GRAFT_HOME/cluster o
 unless --nats names a running server, one coordinator and N extractor workers. Ctrl-C stops
 everything cleanly.
 
-  --workers N         extractor processes (default: one per core = ${defaultWorkers()})
+  --workers N         extractor processes (default: one per two cores, each with two ONNX Runtime threads = ${defaultWorkers()};
+                      one per core with a TF.js --backend)
   --port P            client port of the started nats-server (default 4222)
   --metrics-port P    serve this process's /metrics on P, the coordinator's on P+1, worker i's on P+1+i
   --metrics-address A   the address /metrics listens on (default $GRAFT_METRICS_ADDRESS, else 127.0.0.1)
@@ -42,9 +43,8 @@ ${NATS_HELP}`,
       dataDir,
       natsUrl: str(v, 'nats'),
       port: int(v, 'port', 1) ?? 4222,
-      workers: int(v, 'workers', 1),
+      ...localWorkers(v),
       output: 'inherit',
-      workerArgs: workerArgsOf(v),
       metricsBasePort: metricsPort !== undefined ? metricsPort + 1 : undefined,
       env: cacheEnv(v),
     });
@@ -156,6 +156,8 @@ like: one leads (a lease in NATS), the others stand by and take over when it sto
   --ack-wait MS         how long a worker holds a task without renewing its lease (default 30000)
   --max-deliver N       deliveries of a task before its images are reported failed (default 5)
   --max-queued-tasks N  task queue bound when creating it; publishing waits when full (default 100000)
+  --reconcile-interval MS  how often extracting jobs are checked for images whose task was taken and
+                      never answered; they are enqueued again (default 30000)
   --lease-ttl MS        one coordinator leads; others stand by and take over this long after it stops (default 10000)
   --allow-model-files   let manifests name file:// backbones on this machine (off: anyone who can publish
                         could make the coordinator read any file; graft up and graft train turn it on)
@@ -177,6 +179,7 @@ ${NATS_HELP}`,
     'ack-wait': { type: 'string' },
     'max-deliver': { type: 'string' },
     'max-queued-tasks': { type: 'string' },
+    'reconcile-interval': { type: 'string' },
     'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
     'cache-dir': { type: 'string' },
     'lease-ttl': { type: 'string' },
@@ -200,6 +203,7 @@ ${NATS_HELP}`,
             taskSize: int(v, 'task-size', 1),
             taskAckWaitMs: int(v, 'ack-wait', 100),
             taskMaxDeliver: int(v, 'max-deliver', 1),
+            reconcileIntervalMs: int(v, 'reconcile-interval', 100),
             cacheDir: cacheDir(v),
             leaseTtlMs: int(v, 'lease-ttl', 500),
             coordinatorId: str(v, 'coordinator-id'),

@@ -25,7 +25,7 @@ extraction and training progress, prints the evaluation and writes the model to 
 (default ./graft-model), with report.html and web/ (graft serve DIR opens its try-it page).
 
   --out DIR                 model folder (default ./graft-model)
-  --workers N               workers of the local cluster (default one per core)
+  --workers N               workers of the local cluster (default one per two cores, two ONNX Runtime threads each)
   --data DIR                local cluster data folder (default ~/.graft/cluster); the vector cache lives here
   --cache-dir DIR           model disk cache of this command and the local cluster (default $GRAFT_CACHE_DIR,
                             else ~/.cache/graft/models)
@@ -60,7 +60,7 @@ CC0, shipped with graft) with the embedded ImageNet MobileNetV2 1.0 and a local 
 the test accuracy per class on the 20 % held out, and classifies a photo it never saw.
 
   --out DIR           model folder (default ./graft-model)
-  --workers N         extractor processes (default one per core)
+  --workers N         extractor processes (default one per two cores, two ONNX Runtime threads each)
   --data DIR          local cluster data folder (default ~/.graft/cluster)
   --backbone SPEC     default auto (mobilenet_v2_100, embedded, no network)
   --no-bundle         skip the browser bundle (DIR/web)

@@ -1,11 +1,12 @@
 import type { Bus } from '../bus.js';
 import { codecs, type AuditFold, type Checkpoint, type SweepHead } from '../messages.js';
-import { artifactNames } from '../names.js';
+import { BUCKETS, artifactNames } from '../names.js';
+import { readObject, readObjectInfo } from './direct-reads.js';
 
 /*
  * The artifacts store (graft-artifacts): per job, its training checkpoint, the finished heads of its
  * sweep, the folds of its audit, and the files of its exported model folder, under `<job>/`. This module is its only reader
- * and writer.
+ * and writer. Reads are direct gets (no consumer: the command line reads finished models and may create none).
  */
 
 type CheckpointFields = Parameters<typeof codecs.checkpoint.encode>[0];
@@ -16,7 +17,7 @@ type SweepHeadFields = Parameters<typeof codecs.sweepHead.encode>[0];
  * @throws ProtocolError when the stored bytes are not a Checkpoint.
  */
 export async function readCheckpoint(bus: Bus, jobId: string): Promise<Checkpoint | undefined> {
-  const bytes = await bus.artifacts.getBlob(artifactNames.checkpoint(jobId));
+  const bytes = await readObject(bus, BUCKETS.artifacts, artifactNames.checkpoint(jobId));
   return bytes ? codecs.checkpoint.decode(bytes, `checkpoint of ${jobId}`) : undefined;
 }
 
@@ -35,7 +36,7 @@ export async function deleteCheckpoint(bus: Bus, jobId: string): Promise<void> {
  * @throws ProtocolError when the stored bytes are not a SweepHead.
  */
 export async function readSweepHead(bus: Bus, jobId: string, configId: string): Promise<SweepHead | undefined> {
-  const bytes = await bus.artifacts.getBlob(artifactNames.sweepHead(jobId, configId));
+  const bytes = await readObject(bus, BUCKETS.artifacts, artifactNames.sweepHead(jobId, configId));
   return bytes ? codecs.sweepHead.decode(bytes, `sweep head ${configId} of ${jobId}`) : undefined;
 }
 
@@ -46,7 +47,7 @@ export async function writeSweepHead(bus: Bus, jobId: string, head: SweepHeadFie
 
 /** Whether one head of a job's sweep is stored. */
 export async function hasSweepHead(bus: Bus, jobId: string, configId: string): Promise<boolean> {
-  const info = await bus.artifacts.info(artifactNames.sweepHead(jobId, configId));
+  const info = await readObjectInfo(bus, BUCKETS.artifacts, artifactNames.sweepHead(jobId, configId));
   return Boolean(info && !info.deleted);
 }
 
@@ -62,7 +63,7 @@ export async function deleteSweepHeads(bus: Bus, jobId: string, configIds: reado
  * @throws ProtocolError when the stored bytes are not an AuditFold.
  */
 export async function readAuditFold(bus: Bus, jobId: string, fold: number): Promise<AuditFold | undefined> {
-  const bytes = await bus.artifacts.getBlob(artifactNames.auditFold(jobId, fold));
+  const bytes = await readObject(bus, BUCKETS.artifacts, artifactNames.auditFold(jobId, fold));
   return bytes ? codecs.auditFold.decode(bytes, `audit fold ${fold} of ${jobId}`) : undefined;
 }
 
@@ -85,5 +86,5 @@ export async function writeModelFiles(bus: Bus, jobId: string, files: Readonly<R
 
 /** One file of a job's model folder, or undefined when it is not stored. */
 export async function readModelFile(bus: Bus, jobId: string, name: string): Promise<Uint8Array | undefined> {
-  return (await bus.artifacts.getBlob(artifactNames.modelFile(jobId, name))) ?? undefined;
+  return readObject(bus, BUCKETS.artifacts, artifactNames.modelFile(jobId, name));
 }

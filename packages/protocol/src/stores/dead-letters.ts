@@ -3,8 +3,8 @@ import type { Bus } from '../bus.js';
 import { deadLetterSubject } from '../names.js';
 
 /*
- * The dead-letter stream (GRAFT_DEADLETTERS, bounded): messages refused as malformed or
- * untrustworthy. This module is its only writer.
+ * The dead-letter streams (GRAFT_DEADLETTERS and its kin, one per kind, bounded): messages refused
+ * as malformed or untrustworthy. This module is their only writer.
  */
 
 /**

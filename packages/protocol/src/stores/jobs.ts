@@ -2,8 +2,10 @@ import type { ConsumerMessages } from '@nats-io/jetstream';
 import type { Bus } from '../bus.js';
 import { codecs, isTerminal, JobState, pb, type DatasetManifest, type JobEvent, type JobStatus } from '../messages.js';
 import { JobRecordConflict, ProtocolError, isRevisionConflict } from '../errors.js';
-import { CONSUMERS, STREAMS, eventSubject, manifestPageSubject, manifestSubject } from '../names.js';
+import { BUCKETS, BUCKET_STREAMS, CONSUMERS, STREAMS, eventSubject, manifestPageSubject, manifestSubject } from '../names.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
+import { bindJobId, jobIdProblem, newJobPrefix, pageHash, pagesDigest } from '../policy/job-ids.js';
+import { createHash } from 'node:crypto';
 
 /*
  * Jobs: their records (one JobStatus per job in graft-jobs, under the job id), their manifests
@@ -116,7 +118,7 @@ export async function withPages(bus: Bus, header: DatasetManifest): Promise<Data
  * whole manifest's list as one page.
  * @throws ProtocolError as {@link withPages}, by the page where it finds the problem.
  */
-export async function* imagePages(bus: Bus, header: Pick<DatasetManifest, 'jobId' | 'imagePages' | 'imageCount'> & { images?: DatasetManifest['images'] }): AsyncGenerator<DatasetManifest['images']> {
+export async function* imagePages(bus: Bus, header: Pick<DatasetManifest, 'jobId' | 'imagePages' | 'imageCount' | 'pagesSha256'> & { images?: DatasetManifest['images'] }): AsyncGenerator<DatasetManifest['images']> {
   const pages = header.imagePages;
   if (!pages) {
     yield header.images ?? [];
@@ -124,14 +126,18 @@ export async function* imagePages(bus: Bus, header: Pick<DatasetManifest, 'jobId
   }
   const count = Number(header.imageCount);
   if (pages > PAGED_MANIFEST_LIMITS.pages || count > PAGED_MANIFEST_LIMITS.images) throw new ProtocolError(`manifest of ${header.jobId} asks for ${pages} pages and ${count} images, over ${PAGED_MANIFEST_LIMITS.pages} and ${PAGED_MANIFEST_LIMITS.images}`);
+  // Headers published before pages were digested (pages_sha256 empty) name their job in each page.
+  const digest = header.pagesSha256?.length ? createHash('sha256') : undefined;
   let seen = 0;
   for (let page = 0; page < pages; page++) {
     const m = await bus.jsm.streams.getMessage(STREAMS.manifestPages, { last_by_subj: manifestPageSubject(header.jobId, page) });
     if (!m) throw new ProtocolError(`manifest of ${header.jobId} is missing page ${page + 1} of ${pages}`);
     const p = codecs.manifestPage.decode(m.data, `page ${page + 1} of the manifest of ${header.jobId}`);
-    if (p.jobId !== header.jobId || p.page !== page) throw new ProtocolError(`page ${page + 1} of the manifest of ${header.jobId} is page ${p.page + 1} of ${JSON.stringify(p.jobId)}`);
+    if ((digest ? p.jobId !== '' : p.jobId !== header.jobId) || p.page !== page) throw new ProtocolError(`page ${page + 1} of the manifest of ${header.jobId} is page ${p.page + 1} of ${JSON.stringify(p.jobId)}`);
+    digest?.update(createHash('sha256').update(m.data).digest());
     seen += p.images.length;
     if (seen > count) break;
+    if (digest && page === pages - 1 && !Buffer.from(header.pagesSha256).equals(digest.digest())) throw new ProtocolError(`the pages of the manifest of ${header.jobId} are not the ones its header names (published by someone else under its id?)`);
     yield p.images;
   }
   if (seen !== count) throw new ProtocolError(`manifest of ${header.jobId} says ${count} images; its pages hold ${seen}`);
@@ -148,11 +154,14 @@ export async function readJob(bus: Bus, jobId: string): Promise<JobStatus | unde
   return manifest && queuedStatus(manifest);
 }
 
-/** The ids of every job with a record. */
+/**
+ * The ids of every job with a record (a deleted one's id may be among them: its read says none).
+ * From the stream's subjects, not a key watch: reading the list makes no consumer on the server.
+ */
 export async function listJobIds(bus: Bus): Promise<string[]> {
-  const out: string[] = [];
-  for await (const k of await bus.jobs.keys()) out.push(k);
-  return out;
+  const prefix = `$KV.${BUCKETS.jobs}.`;
+  const info = await bus.jsm.streams.info(BUCKET_STREAMS.jobs, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
 }
 
 /**
@@ -192,38 +201,84 @@ export class JobAlreadyPublished extends Error {
 const PAGE_BYTES = 512 * 1024;
 
 /**
- * Publishes a job's manifest (its images already stored). One too big for a message goes as a
- * header (no images, a page count) after its image list in pages, so a job has no size limit but
- * the stores'. The job id is the message id, and the streams keep only a job's first manifest and
- * pages; the coordinator that takes it writes the job's first record (publishers cannot write
- * records), and until then readJob shows it queued.
+ * Publishes a job's manifest (its images already stored) under an id made from its content (see
+ * the job-ids policy): `prefix` and the digest of the header, which commits to the image list (in
+ * it, or in its pages). One too big for a message goes as a header (no images, a page count, the
+ * pages' digest) after its image list in pages, so a job has no size limit but the stores'. The
+ * streams keep only a job's first manifest and pages; the coordinator that takes it checks the id
+ * against the content and writes the job's first record (publishers cannot write records), and
+ * until then readJob shows it queued.
+ * @param manifest its jobId is not read: the id is made here.
  * @param pageBytes bytes of image list per page (tests make it small to page small jobs).
- * @throws JobAlreadyPublished when the job exists; Error saying so when the manifests store is full.
+ * @returns the job id.
+ * @throws JobAlreadyPublished when a manifest is there under that id; Error saying so when the manifests store is full.
  */
-export async function publishManifest(bus: Bus, manifest: DatasetManifest, bytes = codecs.manifest.encode(manifest), pageBytes = PAGE_BYTES): Promise<void> {
-  const whole = bytes.byteLength <= Math.min(pageBytes, maxMessageBytes(bus) - 64 * 1024);
-  const pages = whole ? [] : paginate(manifest, pageBytes);
-  const header = whole ? bytes : codecs.manifest.encode({ ...manifest, images: [], imagePages: pages.length, imageCount: manifest.images.length });
-  // Pages first: a header names only pages that are there.
-  for (const [i, page] of pages.entries()) await publishOnce(bus, manifest.jobId, manifestPageSubject(manifest.jobId, i), page, `${manifest.jobId}.p${i}`);
-  await publishOnce(bus, manifest.jobId, manifestSubject(manifest.jobId), header, manifest.jobId);
+export async function publishManifest(bus: Bus, manifest: DatasetManifest, prefix: string = newJobPrefix(), pageBytes = PAGE_BYTES): Promise<string> {
+  // Its own list decides paging: a manifest read back whole (pages and all) is published afresh.
+  const plain = { ...manifest, jobId: '', imagePages: 0, imageCount: 0, pagesSha256: new Uint8Array(0) };
+  const whole = codecs.manifest.encode(plain).byteLength <= Math.min(pageBytes, maxMessageBytes(bus) - 64 * 1024);
+  if (whole) {
+    const header = bindJobId(prefix, plain);
+    await publishOnce(bus, header.jobId, manifestSubject(header.jobId), codecs.manifest.encode(header), header.jobId);
+    return header.jobId;
+  }
+  const pages = paginate(manifest.images, pageBytes);
+  const header = bindJobId(prefix, { ...plain, images: [], imagePages: pages.length, imageCount: manifest.images.length, pagesSha256: pagesDigest(pages.map(pageHash)) });
+  await publishPagesAndHeader(bus, header, pages);
+  return header.jobId;
+}
+
+/** A paged job: its pages first (a header names only pages that are there), then its header. */
+async function publishPagesAndHeader(bus: Bus, header: DatasetManifest, pages: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+  let i = 0;
+  for await (const page of pages) await publishOnce(bus, header.jobId, manifestPageSubject(header.jobId, i), page, `${header.jobId}.p${i++}`);
+  await publishOnce(bus, header.jobId, manifestSubject(header.jobId), codecs.manifest.encode(header), header.jobId);
 }
 
 /**
  * Publishes a new job over the photos of a published one (a sweep or an audit of it): `job` is the
- * new manifest without images (its header: id, options); the image list is `from`'s, copied a page
- * at a time, so a job of a million photos is never held whole.
+ * new manifest's header (options; no id, no images); the image list is `from`'s, read a page at a
+ * time (twice: its digest is in the new id, which names the pages), so a job of a million photos is
+ * never held whole.
  * @param from the published job's manifest as {@link readManifestHeader} gives it.
+ * @returns the new job's id.
  * @throws as publishManifest, and ProtocolError when `from`'s pages are not readable.
  */
-export async function publishOver(bus: Bus, from: DatasetManifest, job: DatasetManifest): Promise<void> {
-  if (!from.imagePages) return publishManifest(bus, { ...job, images: from.images });
-  let page = 0;
-  for await (const images of imagePages(bus, from)) {
-    await publishOnce(bus, job.jobId, manifestPageSubject(job.jobId, page), codecs.manifestPage.encode({ jobId: job.jobId, page, images }), `${job.jobId}.p${page}`);
-    page++;
+export async function publishOver(bus: Bus, from: DatasetManifest, job: DatasetManifest, prefix: string = newJobPrefix()): Promise<string> {
+  if (!from.imagePages) return publishManifest(bus, { ...job, images: from.images }, prefix);
+  async function* pages() {
+    let page = 0;
+    for await (const images of imagePages(bus, from)) yield codecs.manifestPage.encode({ page: page++, images });
   }
-  await publishOnce(bus, job.jobId, manifestSubject(job.jobId), codecs.manifest.encode({ ...job, images: [], imagePages: page, imageCount: from.imageCount }), job.jobId);
+  const hashes: Uint8Array[] = [];
+  for await (const page of pages()) hashes.push(pageHash(page));
+  const header = bindJobId(prefix, { ...job, jobId: '', images: [], imagePages: hashes.length, imageCount: from.imageCount, pagesSha256: pagesDigest(hashes) });
+  await publishPagesAndHeader(bus, header, pages());
+  return header.jobId;
+}
+
+/**
+ * Whether the job stored under an id is whole and its own: its header's id is its content's, and its
+ * pages are the ones the header commits to (a page raced in under the id by somebody else is not).
+ */
+export async function isStoredJobSound(bus: Bus, jobId: string): Promise<boolean> {
+  const header = await readManifestHeader(bus, jobId).catch(() => undefined);
+  if (!header || jobIdProblem(header)) return false;
+  try {
+    for await (const _ of imagePages(bus, header)) void _;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes a manifest header refused for not being its id's content (somebody published under an id
+ * that is not theirs): the id is free again for its owner, whose pages under it are left as they are.
+ * The coordinator's repair.
+ */
+export async function removeForeignManifest(bus: Bus, jobId: string): Promise<void> {
+  await bus.jsm.streams.purge(STREAMS.manifests, { filter: manifestSubject(jobId) });
 }
 
 /**
@@ -250,17 +305,17 @@ async function publishOnce(bus: Bus, jobId: string, subject: string, data: Uint8
   throw new JobAlreadyPublished(jobId, conflict ? { cause: conflict } : undefined);
 }
 
-/** A manifest's image list as pages of at most pageBytes each (one image per page at least). */
-function paginate(manifest: DatasetManifest, pageBytes: number): Uint8Array[] {
+/** An image list as pages of at most pageBytes each (one image per page at least), without a job id: the subject names it. */
+function paginate(images: DatasetManifest['images'], pageBytes: number): Uint8Array[] {
   const pages: Uint8Array[] = [];
   let batch: DatasetManifest['images'] = [];
   let size = 0;
   const flush = () => {
-    pages.push(codecs.manifestPage.encode({ jobId: manifest.jobId, page: pages.length, images: batch }));
+    pages.push(codecs.manifestPage.encode({ page: pages.length, images: batch }));
     batch = [];
     size = 0;
   };
-  for (const img of manifest.images) {
+  for (const img of images) {
     const n = pb.ImageEntry.encode(img).len + 4;
     if (batch.length && size + n > pageBytes) flush();
     batch.push(img);
@@ -276,21 +331,29 @@ export async function consumeManifests(bus: Bus, maxMessages = 4): Promise<Consu
   return c.consume({ max_messages: maxMessages });
 }
 
+/** How often a follower reads a job's record again, ms. */
+const FOLLOW_POLL_MS = 500;
+
 /**
- * Every version of a job's record from now on (the current one first), ending after the
- * first final state (done or failed).
+ * Every version of a job's record from now on (the current one first, then each one written
+ * afterwards that this reader saw), ending after the first final state (done or failed). Read by
+ * direct gets every half second, not a watch: a watch is a consumer, which the roles that follow
+ * jobs (the command line, monitors) may not create.
+ * @param stop when it resolves, the follow ends.
  */
-export async function* watchJob(bus: Bus, jobId: string): AsyncGenerator<JobStatus> {
-  const watch = await bus.jobs.watch({ key: jobId });
-  try {
-    for await (const e of watch) {
-      if (e.operation !== 'PUT') continue;
+export async function* watchJob(bus: Bus, jobId: string, stop?: Promise<unknown>): AsyncGenerator<JobStatus> {
+  let stopped = false;
+  void stop?.then(() => (stopped = true));
+  let last = -1;
+  while (!stopped) {
+    const e = await bus.jobs.get(jobId);
+    if (e && e.operation === 'PUT' && e.revision !== last) {
+      last = e.revision;
       const s = codecs.jobStatus.decode(e.value, `job record ${jobId}`);
       yield s;
       if (isTerminal(s.state)) return;
     }
-  } finally {
-    watch.stop();
+    await Promise.race([new Promise((r) => setTimeout(r, FOLLOW_POLL_MS)), stop]);
   }
 }
 

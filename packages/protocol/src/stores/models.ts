@@ -1,11 +1,13 @@
 import type { Bus } from '../bus.js';
 import { BUCKETS, modelObjects } from '../names.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
+import { readObject, readObjectInfo } from './direct-reads.js';
 
 /*
  * The model store (graft-models): each backbone a coordinator resolved, under its fingerprint, as
  * two objects: model.json (naming one weights file) and weights.bin. This module is its only reader
- * and writer. model.json is written last: its presence marks a complete entry.
+ * and writer. model.json is written last: its presence marks a complete entry. Reads are direct gets
+ * (no consumer: workers read models and may create none).
  */
 
 /** A stored backbone's two blobs. */
@@ -16,7 +18,7 @@ export interface ModelBlobs {
 
 /** Whether a complete model is stored under this fingerprint. */
 export async function hasModel(bus: Bus, fingerprint: string): Promise<boolean> {
-  const info = await bus.models.info(modelObjects.json(fingerprint));
+  const info = await readObjectInfo(bus, BUCKETS.models, modelObjects.json(fingerprint));
   return Boolean(info && !info.deleted);
 }
 
@@ -36,6 +38,6 @@ export async function putModel(bus: Bus, fingerprint: string, blobs: ModelBlobs)
 
 /** A stored model's blobs, or undefined when either is missing. */
 export async function getModel(bus: Bus, fingerprint: string): Promise<ModelBlobs | undefined> {
-  const [modelJson, weights] = await Promise.all([bus.models.getBlob(modelObjects.json(fingerprint)), bus.models.getBlob(modelObjects.weights(fingerprint))]);
+  const [modelJson, weights] = await Promise.all([readObject(bus, BUCKETS.models, modelObjects.json(fingerprint)), readObject(bus, BUCKETS.models, modelObjects.weights(fingerprint))]);
   return modelJson && weights ? { modelJson, weights } : undefined;
 }

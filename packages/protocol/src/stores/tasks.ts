@@ -74,6 +74,12 @@ export async function* listTaskQueues(bus: Bus): AsyncGenerator<TaskQueueInfo> {
   }
 }
 
+/** One backbone's queue: tasks waiting and held (undefined when its consumer does not exist). */
+export async function taskQueueOf(bus: Bus, fingerprint: string): Promise<{ pending: number; ackPending: number } | undefined> {
+  const ci = await bus.jsm.consumers.info(STREAMS.tasks, extractorConsumer(fingerprint)).catch(() => undefined);
+  return ci && { pending: ci.num_pending, ackPending: ci.num_ack_pending };
+}
+
 /** Tasks waiting for a worker, and tasks held by one, summed over backbones. */
 export async function taskQueueDepth(bus: Bus): Promise<{ pending: number; unacked: number }> {
   let pending = 0;

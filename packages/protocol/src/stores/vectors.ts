@@ -140,15 +140,16 @@ export function halfVectorOf(entry: CachedVector | undefined): Uint16Array | und
 }
 
 /**
- * Whether the cache holds an answer (vector or final failure) for every one of these images.
- * Asked of the stream's subject counts, not the values: workers may not read the cache.
+ * Whether the cache holds an answer (vector or final failure) for every one of these images. By a
+ * get of each key (a worker may read a key it knows, which it could compute itself), not by stream
+ * info: a subject filter there would list every key in the cache.
  * @throws when the bus cannot answer.
  */
 export async function hasCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[]): Promise<boolean> {
   for (const id of imageIds) {
     const { stream, subject } = kvKeyLocation(BUCKETS.vectors, vectorKey(fingerprint, id));
-    const info = await bus.jsm.streams.info(stream, { subjects_filter: subject });
-    if (!info.state.subjects?.[subject]) return false;
+    const m = await bus.jsm.streams.getMessage(stream, { last_by_subj: subject });
+    if (!m || (m.header?.get('KV-Operation') ?? '') !== '') return false;
   }
   return true;
 }
