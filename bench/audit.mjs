@@ -20,7 +20,10 @@ const calls = async (c) => (await Promise.all(c.ports.map(scrape))).reduce((a, m
 
 /** The photos of clothing-small with their splits: [{ path, label, split }]. */
 async function photos(data) {
-  const rows = (await readFile(data.splits, 'utf8')).trim().split('\n').map((l) => l.split('\t'));
+  const rows = (await readFile(data.splits, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => l.split('\t'));
   return rows.map(([rel, split]) => ({ path: join(data.dir, rel), label: rel.split('/')[0], split: SPLITS[split.trim()] }));
 }
 
@@ -40,7 +43,10 @@ async function nearCopies(list, dir, n) {
     if (kind === 'reencoded') img = img.jpeg({ quality: 55 });
     if (kind === 'resized') img = img.resize(Math.round(m.width * 0.6)).jpeg({ quality: 85 });
     if (kind === 'flipped') img = img.flop().jpeg({ quality: 90 });
-    if (kind === 'cropped') img = img.extract({ left: Math.round(m.width * 0.05), top: Math.round(m.height * 0.05), width: Math.round(m.width * 0.9), height: Math.round(m.height * 0.9) }).jpeg({ quality: 90 });
+    if (kind === 'cropped')
+      img = img
+        .extract({ left: Math.round(m.width * 0.05), top: Math.round(m.height * 0.05), width: Math.round(m.width * 0.9), height: Math.round(m.height * 0.9) })
+        .jpeg({ quality: 90 });
     const path = join(dir, `copy-${k}-${kind}.jpg`);
     await img.toFile(path);
     out.push({ path, label: o.label, split: o.split === 'test' ? 'train' : 'test', original: o.path, kind });
@@ -112,7 +118,16 @@ async function labelIssueTable(v, truth, dim, folds) {
       { method: 'confident learning C+NR (the paper)', ...score(flagged('both'), truth) },
       { method: 'confident learning PBNR (the paper; cleanlab default)', ...score(flagged('prune_by_noise_rate'), truth) },
       { method: 'confident learning PBC (the paper)', ...score(flagged('prune_by_class'), truth) },
-      { method: 'reference: predicted class is not the given label', ...score(v.y.map((y, i) => i).filter((i) => argmax(i) !== v.y[i]).map((i) => v.paths[i]), truth) },
+      {
+        method: 'reference: predicted class is not the given label',
+        ...score(
+          v.y
+            .map((y, i) => i)
+            .filter((i) => argmax(i) !== v.y[i])
+            .map((i) => v.paths[i]),
+          truth,
+        ),
+      },
       { method: `ranking by self-confidence, top ${truth.size} (as many as were flipped)`, ...score(top(selfConf, truth.size), truth) },
       { method: `ranking by normalized margin, top ${truth.size}`, ...score(top(margins, truth.size), truth) },
     ],
@@ -124,10 +139,14 @@ async function thresholdTable(v, copies, dim) {
   const rows = unitRows(v.x, dim);
   const nn = await nearestNeighbours(rows, dim, 8);
   const at = new Map(v.paths.map((p, i) => [p, i]));
-  const truth = new Set(copies.filter((k) => at.has(k.path) && at.has(k.original)).map((k) => [at.get(k.path), at.get(k.original)].sort((a, b) => a - b).join(' ')));
+  const truth = new Set(
+    copies.filter((k) => at.has(k.path) && at.has(k.original)).map((k) => [at.get(k.path), at.get(k.original)].sort((a, b) => a - b).join(' ')),
+  );
   return [0.7, 0.75, 0.8, 0.85, 0.9, 0.95].map((t) => {
     const pairs = new Set();
-    for (let i = 0; i < v.x.length; i++) for (let r = 0; r < nn.k; r++) if (nn.index[i * nn.k + r] >= 0 && nn.similarity[i * nn.k + r] >= t) pairs.add([i, nn.index[i * nn.k + r]].sort((a, b) => a - b).join(' '));
+    for (let i = 0; i < v.x.length; i++)
+      for (let r = 0; r < nn.k; r++)
+        if (nn.index[i * nn.k + r] >= 0 && nn.similarity[i * nn.k + r] >= t) pairs.add([i, nn.index[i * nn.k + r]].sort((a, b) => a - b).join(' '));
     const hits = [...pairs].filter((p) => truth.has(p)).length;
     return { threshold: t, pairs: pairs.size, recall: hits / truth.size, precision: pairs.size ? hits / pairs.size : 0 };
   });
@@ -144,8 +163,30 @@ function copySimilarities(v, copies, dim) {
   };
   const copySims = copies.filter((k) => at.has(k.path) && at.has(k.original)).map((k) => ({ kind: k.kind, s: sim(at.get(k.path), at.get(k.original)) }));
   const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(p * (xs.length - 1))];
-  const byKind = Object.fromEntries(['reencoded', 'resized', 'flipped', 'cropped'].map((kind) => [kind, q(copySims.filter((c) => c.kind === kind).map((c) => c.s), 0)]));
-  return { min: q(copySims.map((c) => c.s), 0), p05: q(copySims.map((c) => c.s), 0.05), median: q(copySims.map((c) => c.s), 0.5), minByKind: byKind };
+  const byKind = Object.fromEntries(
+    ['reencoded', 'resized', 'flipped', 'cropped'].map((kind) => [
+      kind,
+      q(
+        copySims.filter((c) => c.kind === kind).map((c) => c.s),
+        0,
+      ),
+    ]),
+  );
+  return {
+    min: q(
+      copySims.map((c) => c.s),
+      0,
+    ),
+    p05: q(
+      copySims.map((c) => c.s),
+      0.05,
+    ),
+    median: q(
+      copySims.map((c) => c.s),
+      0.5,
+    ),
+    minByKind: byKind,
+  };
 }
 
 async function auditJob(c, list, file, spec, label, training = {}) {
@@ -155,8 +196,18 @@ async function auditJob(c, list, file, spec, label, training = {}) {
   const total = now() - t0;
   const report = await readJson(c, run.jobId, 'report.json');
   const audit = training.audit ? await readJson(c, run.jobId, 'audit.json') : undefined;
-  const out = { label, jobId: run.jobId, top1: report.top1, totalSeconds: total, backboneCalls: (await calls(c)) - before, counts: { ...run.status.counts }, audit };
-  console.error(`${label}: top-1 ${(100 * out.top1).toFixed(2)} %, ${out.backboneCalls} backbone calls${audit ? `, audit ${audit.seconds.toFixed(1)} s: ${audit.labelIssues.length} label issues, ${audit.duplicates.length} duplicate groups, ${audit.leaks.pairs.length} leaks, ${audit.outliers.length} outliers` : ''}`);
+  const out = {
+    label,
+    jobId: run.jobId,
+    top1: report.top1,
+    totalSeconds: total,
+    backboneCalls: (await calls(c)) - before,
+    counts: { ...run.status.counts },
+    audit,
+  };
+  console.error(
+    `${label}: top-1 ${(100 * out.top1).toFixed(2)} %, ${out.backboneCalls} backbone calls${audit ? `, audit ${audit.seconds.toFixed(1)} s: ${audit.labelIssues.length} label issues, ${audit.duplicates.length} duplicate groups, ${audit.leaks.pairs.length} leaks, ${audit.outliers.length} outliers` : ''}`,
+  );
   return out;
 }
 
@@ -194,7 +245,9 @@ export async function benchAudit(work, data, spec) {
       thresholds: await thresholdTable(dupVectors, copies, fp.dim),
       auditSeconds: dup.audit.seconds,
     };
-    console.error(`near-copies: recall ${duplicates.recall.toFixed(3)}, precision ${duplicates.precision.toFixed(3)} (${duplicates.groups} groups), leaks recall ${duplicates.leakRecall.toFixed(3)}`);
+    console.error(
+      `near-copies: recall ${duplicates.recall.toFixed(3)}, precision ${duplicates.precision.toFixed(3)} (${duplicates.groups} groups), leaks recall ${duplicates.leakRecall.toFixed(3)}`,
+    );
     const noise = [];
     for (const fraction of [0.05, 0.1]) {
       const f = flipped(list, classes, fraction, 11);
@@ -205,21 +258,51 @@ export async function benchAudit(work, data, spec) {
       // What precision would be if the photos the audit flags with the original labels too (the set's own errors and look-alike classes) were not counted as wrong.
       const own = new Set(dup.audit.labelIssues.map((l) => l.path));
       const counted = flaggedPaths.filter((p) => f.flipped.has(p) || !own.has(p));
-      const row = { fraction, flipped: f.flipped.size, top1: job.top1, audit: { seconds: job.audit.seconds, ...score(flaggedPaths, f.flipped), outliers: job.audit.outliers.length, alsoFlaggedWithOriginalLabels: flaggedPaths.length - counted.length, precisionWithoutThose: score(counted, f.flipped).precision }, backboneCalls: job.backboneCalls, extracted: job.counts.extracted ?? 0, table: table.rows };
+      const row = {
+        fraction,
+        flipped: f.flipped.size,
+        top1: job.top1,
+        audit: {
+          seconds: job.audit.seconds,
+          ...score(flaggedPaths, f.flipped),
+          outliers: job.audit.outliers.length,
+          alsoFlaggedWithOriginalLabels: flaggedPaths.length - counted.length,
+          precisionWithoutThose: score(counted, f.flipped).precision,
+        },
+        backboneCalls: job.backboneCalls,
+        extracted: job.counts.extracted ?? 0,
+        table: table.rows,
+      };
       if (fraction === 0.1) {
         // Only training and validation photos are left out: the test set stays the same, so the accuracies compare.
         const flaggedSet = new Set(job.audit.labelIssues.filter((l) => l.split !== 'test').map((l) => l.path));
-        const cleaned = await auditJob(c, f.list.filter((p) => !flaggedSet.has(p.path)), join(work, 'cleaned.csv'), spec, 'the 10 % job without its flagged training and validation photos');
+        const cleaned = await auditJob(
+          c,
+          f.list.filter((p) => !flaggedSet.has(p.path)),
+          join(work, 'cleaned.csv'),
+          spec,
+          'the 10 % job without its flagged training and validation photos',
+        );
         row.cleanedLeftOut = flaggedSet.size;
         row.cleanedTop1 = cleaned.top1;
         row.cleanTop1 = clean.top1;
         row.recovered = clean.top1 - job.top1 > 0 ? (cleaned.top1 - job.top1) / (clean.top1 - job.top1) : undefined;
         row.cleanedBackboneCalls = cleaned.backboneCalls;
       }
-      console.error(`${100 * fraction} %: precision ${row.audit.precision.toFixed(3)} recall ${row.audit.recall.toFixed(3)} (${row.audit.flagged} flagged of ${row.flipped}), audit ${row.audit.seconds.toFixed(1)} s, ${row.backboneCalls} backbone calls`);
+      console.error(
+        `${100 * fraction} %: precision ${row.audit.precision.toFixed(3)} recall ${row.audit.recall.toFixed(3)} (${row.audit.flagged} flagged of ${row.flipped}), audit ${row.audit.seconds.toFixed(1)} s, ${row.backboneCalls} backbone calls`,
+      );
       noise.push(row);
     }
-    return { photos: list.length, classes: classes.length, folds: dup.audit.options.folds, headOptions: resolveTrainOptions({}, classes.length), duplicates, noise, cleanTop1: clean.top1 };
+    return {
+      photos: list.length,
+      classes: classes.length,
+      folds: dup.audit.options.folds,
+      headOptions: resolveTrainOptions({}, classes.length),
+      duplicates,
+      noise,
+      cleanTop1: clean.top1,
+    };
   } finally {
     await c.stop();
   }

@@ -15,14 +15,31 @@ export const EMBEDDED = [DEFAULT_ID, 'mobilenet_v2_035', 'inception_v3_mixed5'];
 
 /** A bare loop in its own process: { imagesPerSecond, msPerImage, runtime, threads }. */
 export function bareLoop(backbone, backend, threads, images, count, cacheDir, batch = 8) {
-  const args = [join(ROOT, 'bench/bare-loop.mjs'), '--backbone', backbone, '--backend', backend, '--images', images, '--count', String(count), '--cache-dir', cacheDir, '--batch', String(batch), ...(threads ? ['--threads', String(threads)] : [])];
+  const args = [
+    join(ROOT, 'bench/bare-loop.mjs'),
+    '--backbone',
+    backbone,
+    '--backend',
+    backend,
+    '--images',
+    images,
+    '--count',
+    String(count),
+    '--cache-dir',
+    cacheDir,
+    '--batch',
+    String(batch),
+    ...(threads ? ['--threads', String(threads)] : []),
+  ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GRAFT_LOG_LEVEL: 'warn' } });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`bare loop ${backbone} on ${backend}: exit ${code}: ${err}`))));
+    child.once('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`bare loop ${backbone} on ${backend}: exit ${code}: ${err}`)),
+    );
   });
 }
 
@@ -31,9 +48,17 @@ async function bareLoops(dir, cacheDir, quick) {
   const rows = [];
   for (const id of EMBEDDED) {
     const count = id.startsWith('inception') ? (quick ? 8 : 24) : quick ? 16 : 64;
-    const row = { id, description: CATALOGUE[id].description, onnx1: await bareLoop(id, 'onnxruntime', 1, dir, count, cacheDir), onnx2: await bareLoop(id, 'onnxruntime', 2, dir, count, cacheDir), wasm: await bareLoop(id, 'wasm', undefined, dir, count, cacheDir) };
+    const row = {
+      id,
+      description: CATALOGUE[id].description,
+      onnx1: await bareLoop(id, 'onnxruntime', 1, dir, count, cacheDir),
+      onnx2: await bareLoop(id, 'onnxruntime', 2, dir, count, cacheDir),
+      wasm: await bareLoop(id, 'wasm', undefined, dir, count, cacheDir),
+    };
     row.speedup = row.onnx1.imagesPerSecond / row.wasm.imagesPerSecond;
-    console.error(`${id}: ONNX Runtime ${row.onnx1.msPerImage.toFixed(1)} ms (1 thread), ${row.onnx2.msPerImage.toFixed(1)} ms (2 threads); wasm ${row.wasm.msPerImage.toFixed(1)} ms: ${row.speedup.toFixed(1)}x`);
+    console.error(
+      `${id}: ONNX Runtime ${row.onnx1.msPerImage.toFixed(1)} ms (1 thread), ${row.onnx2.msPerImage.toFixed(1)} ms (2 threads); wasm ${row.wasm.msPerImage.toFixed(1)} ms: ${row.speedup.toFixed(1)}x`,
+    );
     rows.push(row);
   }
   return rows;
@@ -61,7 +86,9 @@ async function measured(c, dir, label, splits) {
     stageSecondsPerImage: Object.fromEntries(['fetch', 'decode', 'infer', 'publish'].map((k) => [k, stage(k)])),
     counts: { ...run.status.counts },
   };
-  console.error(`${label}: ${r.imagesPerSecond.toFixed(1)} images/s (${r.seconds.toFixed(1)} s), ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (workers ${(1000 * workers).toFixed(1)}), on ${r.runtimes.join(', ')}`);
+  console.error(
+    `${label}: ${r.imagesPerSecond.toFixed(1)} images/s (${r.seconds.toFixed(1)} s), ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (workers ${(1000 * workers).toFixed(1)}), on ${r.runtimes.join(', ')}`,
+  );
   return r;
 }
 
@@ -95,8 +122,23 @@ export async function benchBackbones(work, data, { quick }) {
   const cores = availableParallelism();
   const onnx = localLayout(cores);
   const tfjs = localLayout(cores, { backend: 'wasm' });
-  const first = await freshJob(work, onnx.workers, ['--threads', String(onnx.threads)], full, `first job on ${name}, ONNX Runtime (the default: ${onnx.workers} worker(s) of ${onnx.threads} thread(s))`, data.splits, true);
-  const wasm = await freshJob(work, tfjs.workers, ['--backend', 'wasm'], full, `first job on ${name}, --backend wasm (${tfjs.workers} workers, one per core)`, data.splits);
+  const first = await freshJob(
+    work,
+    onnx.workers,
+    ['--threads', String(onnx.threads)],
+    full,
+    `first job on ${name}, ONNX Runtime (the default: ${onnx.workers} worker(s) of ${onnx.threads} thread(s))`,
+    data.splits,
+    true,
+  );
+  const wasm = await freshJob(
+    work,
+    tfjs.workers,
+    ['--backend', 'wasm'],
+    full,
+    `first job on ${name}, --backend wasm (${tfjs.workers} workers, one per core)`,
+    data.splits,
+  );
   return {
     bare,
     workers: {

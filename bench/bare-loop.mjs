@@ -7,7 +7,18 @@ import { parseArgs } from 'node:util';
 import { decodeImage, initBackend, loadBackbone, parseBackbone } from '@graft/vision';
 import { imagesOf, now } from './lib.mjs';
 
-const { values: a } = parseArgs({ options: { backbone: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, images: { type: 'string' }, count: { type: 'string' }, 'cache-dir': { type: 'string' }, seconds: { type: 'string' }, batch: { type: 'string' } } });
+const { values: a } = parseArgs({
+  options: {
+    backbone: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    images: { type: 'string' },
+    count: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    seconds: { type: 'string' },
+    batch: { type: 'string' },
+  },
+});
 const choice = await initBackend({ preferred: a.backend, threads: a.threads ? Number(a.threads) : undefined });
 const backbone = await loadBackbone(parseBackbone(a.backbone), { cacheDir: a['cache-dir'] });
 const size = backbone.info.inputSize;
@@ -35,6 +46,8 @@ const seconds = now() - t0;
 const cpu = process.cpuUsage(c0);
 // CPU of every thread of the process (ONNX Runtime's and the wasm backend's included) per image.
 const cpuMsPerImage = (cpu.user + cpu.system) / 1000 / n;
-process.stdout.write(`${JSON.stringify({ backbone: backbone.info.id, runtime: backbone.runtime, tfjs: choice.tfjs, threads: choice.onnx?.threads ?? 1, batch, images: n, imagesPerSecond: n / seconds, msPerImage: (1000 * seconds) / n, cpuMsPerImage })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ backbone: backbone.info.id, runtime: backbone.runtime, tfjs: choice.tfjs, threads: choice.onnx?.threads ?? 1, batch, images: n, imagesPerSecond: n / seconds, msPerImage: (1000 * seconds) / n, cpuMsPerImage })}\n`,
+);
 backbone.dispose();
 process.exit(0);

@@ -25,7 +25,10 @@ export async function dataset(work) {
 /** A subset folder of the first n images per class (symlinks), for throughput runs. */
 export async function subset(src, perClass, work, tag) {
   const out = join(work, `subset-${tag}`);
-  for (const cls of (await readdir(src, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+  for (const cls of (await readdir(src, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort()) {
     await mkdir(join(out, cls), { recursive: true });
     const files = (await readdir(join(src, cls))).sort().slice(0, perClass);
     for (const f of files) await writeFile(join(out, cls, f), await readFile(join(src, cls, f)));
@@ -35,7 +38,10 @@ export async function subset(src, perClass, work, tag) {
 
 export async function imagesOf(dir) {
   const out = [];
-  for (const cls of (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+  for (const cls of (await readdir(dir, { withFileTypes: true }))
+    .filter((d) => d.isDirectory())
+    .map((d) => d.name)
+    .sort()) {
     for (const f of (await readdir(join(dir, cls))).sort()) out.push(join(dir, cls, f));
   }
   return out;
@@ -121,7 +127,10 @@ export async function cluster(work, workers, backboneSpec, workerArgs = [], coor
 
 /** Publishes a folder and times it: from manifest published to every vector stored. */
 export async function runJob(c, dir, spec, splits, dtype, extra = {}) {
-  const o = spec.startsWith('/') || spec.includes('/') ? { backbone: spec, overrides: { preprocess: spec.includes('mobilenet') ? 'symmetric' : 'unit' } } : { backbone: spec };
+  const o =
+    spec.startsWith('/') || spec.includes('/')
+      ? { backbone: spec, overrides: { preprocess: spec.includes('mobilenet') ? 'symmetric' : 'unit' } }
+      : { backbone: spec };
   const tp = now();
   const p = await publishDataset(c.bus, dir, { progress: false, ...o, splitsFile: splits, vectorDType: dtype, training: { epochs: 1 }, ...extra });
   const t0 = now();
@@ -133,7 +142,6 @@ export async function runJob(c, dir, spec, splits, dtype, extra = {}) {
     await sleep(50);
   }
 }
-
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
 export async function cpuSeconds(pid) {

@@ -28,7 +28,10 @@ export async function zeroCostModel(dir, { seed = 1, size = 224 } = {}) {
   const model = tf.model({ inputs: input, outputs: out });
   await model.save(
     tf.io.withSaveHandler(async (a) => {
-      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
+      await writeFile(
+        join(dir, 'model.json'),
+        JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }),
+      );
       await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData));
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
@@ -43,13 +46,21 @@ async function phonePhotos(sources, n, dir) {
   for (const c of classes) await mkdir(join(dir, c), { recursive: true });
   let seed = 7;
   for (let i = 0; i < n; i++) {
-    const { data } = await sharp(await readFile(sources[i % sources.length])).resize(4000, 3000, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+    const { data } = await sharp(await readFile(sources[i % sources.length]))
+      .resize(4000, 3000, { fit: 'fill' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     for (let j = 0; j < data.length; j++) {
       seed = (seed * 1103515245 + 12345) >>> 0;
       const v = data[j] + ((seed >>> 24) % 24) - 12;
       data[j] = v < 0 ? 0 : v > 255 ? 255 : v;
     }
-    await writeFile(join(dir, classes[i % 4], `phone-${i}.jpg`), await sharp(data, { raw: { width: 4000, height: 3000, channels: 3 } }).jpeg({ quality: 92 }).toBuffer());
+    await writeFile(
+      join(dir, classes[i % 4], `phone-${i}.jpg`),
+      await sharp(data, { raw: { width: 4000, height: 3000, channels: 3 } })
+        .jpeg({ quality: 92 })
+        .toBuffer(),
+    );
   }
   return dir;
 }
@@ -73,7 +84,11 @@ async function decodeRows(small, large) {
   const largeBufs = await Promise.all(large.slice(0, 16).map((f) => readFile(f)));
   const graftDecode = (b) => decodeImage(b, 224);
   // Without shrink-on-load: the whole 12 MP image is decoded, then resized.
-  const fullDecode = async (b) => sharp(await sharp(b).raw().toBuffer(), { raw: { width: 4000, height: 3000, channels: 3 } }).resize(224, 224, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+  const fullDecode = async (b) =>
+    sharp(await sharp(b).raw().toBuffer(), { raw: { width: 4000, height: 3000, channels: 3 } })
+      .resize(224, 224, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer();
   await decodeRate(smallBufs.slice(0, 8), 2, graftDecode); // warm-up
   const rows = {
     cores,
@@ -82,7 +97,9 @@ async function decodeRows(small, large) {
     large: { oneThread: await decodeRate(largeBufs, 1, graftDecode), allCores: await decodeRate(largeBufs, cores, graftDecode) },
     largeFullDecode: { oneThread: await decodeRate(largeBufs.slice(0, 6), 1, fullDecode) },
   };
-  console.error(`decode: small ${rows.small.oneThread.toFixed(0)}/s on one thread, ${rows.small.allCores.toFixed(0)}/s on ${cores}; 12 MP ${rows.large.oneThread.toFixed(1)}/s, ${rows.large.allCores.toFixed(1)}/s; 12 MP decoded whole ${rows.largeFullDecode.oneThread.toFixed(1)}/s`);
+  console.error(
+    `decode: small ${rows.small.oneThread.toFixed(0)}/s on one thread, ${rows.small.allCores.toFixed(0)}/s on ${cores}; 12 MP ${rows.large.oneThread.toFixed(1)}/s, ${rows.large.allCores.toFixed(1)}/s; 12 MP decoded whole ${rows.largeFullDecode.oneThread.toFixed(1)}/s`,
+  );
   return rows;
 }
 
@@ -119,13 +136,28 @@ async function fetchRows(work, small, large) {
     const asBefore = (sha, bytes) => before.putBlob({ name: sha }, bytes);
     const asNow = (sha, bytes) => putImage(bus, { name: sha, description: sha }, bytes);
     const ways = {
-      objectGet: [asBefore, async (sha) => createHash('sha256').update(await before.getBlob(sha)).digest('hex') === sha, `OBJ_${BEFORE_STORE}`],
+      objectGet: [
+        asBefore,
+        async (sha) =>
+          createHash('sha256')
+            .update(await before.getBlob(sha))
+            .digest('hex') === sha,
+        `OBJ_${BEFORE_STORE}`,
+      ],
       messageGet: [asBefore, (sha) => readByMessageGet(bus, before, sha), `OBJ_${BEFORE_STORE}`],
       directGet: [asNow, async (sha) => (await readImage(bus, sha)).ok, STREAMS.images],
     };
     const rows = {};
-    for (const [kind, files] of [['small', small.slice(0, 120)], ['large', large.slice(0, 16)]]) {
-      const photos = await Promise.all(files.map(async (f) => { const bytes = await readFile(f); return { bytes, sha: createHash('sha256').update(bytes).digest('hex') }; }));
+    for (const [kind, files] of [
+      ['small', small.slice(0, 120)],
+      ['large', large.slice(0, 16)],
+    ]) {
+      const photos = await Promise.all(
+        files.map(async (f) => {
+          const bytes = await readFile(f);
+          return { bytes, sha: createHash('sha256').update(bytes).digest('hex') };
+        }),
+      );
       const shas = photos.map((p) => p.sha);
       rows[kind] = {};
       for (const [way, [upload, read, stream]] of Object.entries(ways)) {
@@ -154,8 +186,16 @@ async function fetchRows(work, small, large) {
         const n1 = await cpuSeconds(nats.process.pid);
         await sleep(1000); // an ordered consumer is deleted after its read; what stays, stays
         const left = (await consumers()) - consumers0;
-        rows[kind][way] = { msPerImage: (1000 * wall) / shas.length, clientCpuMs: (c1.user + c1.system) / 1000 / shas.length, natsCpuMs: (1000 * (n1 - n0)) / shas.length, ok, consumersLeft: left };
-        console.error(`fetch ${kind} by ${way}: ${rows[kind][way].msPerImage.toFixed(2)} ms per photo, client CPU ${rows[kind][way].clientCpuMs.toFixed(2)} ms, nats-server ${rows[kind][way].natsCpuMs.toFixed(2)} ms, ${left} consumers left of ${shas.length} reads`);
+        rows[kind][way] = {
+          msPerImage: (1000 * wall) / shas.length,
+          clientCpuMs: (c1.user + c1.system) / 1000 / shas.length,
+          natsCpuMs: (1000 * (n1 - n0)) / shas.length,
+          ok,
+          consumersLeft: left,
+        };
+        console.error(
+          `fetch ${kind} by ${way}: ${rows[kind][way].msPerImage.toFixed(2)} ms per photo, client CPU ${rows[kind][way].clientCpuMs.toFixed(2)} ms, nats-server ${rows[kind][way].natsCpuMs.toFixed(2)} ms, ${left} consumers left of ${shas.length} reads`,
+        );
       }
     }
     return rows;
@@ -179,7 +219,10 @@ async function measuredJob(c, dir, model, label, extra = {}) {
   const m1 = await scrape(c.ports[0]);
   const b1 = await connectionBytes(c.nats.monitorPort);
   const cpu = cpu1.map((x, i) => (x - cpu0[i]) / n);
-  const workerConn = (b) => b.filter((x) => x.name.startsWith('graft-worker-')).reduce((a, x) => ({ sent: a.sent + x.sent, received: a.received + x.received }), { sent: 0, received: 0 });
+  const workerConn = (b) =>
+    b
+      .filter((x) => x.name.startsWith('graft-worker-'))
+      .reduce((a, x) => ({ sent: a.sent + x.sent, received: a.received + x.received }), { sent: 0, received: 0 });
   const w0 = workerConn(b0);
   const w1 = workerConn(b1);
   const stages = Object.fromEntries(['fetch', 'decode', 'infer', 'publish'].map((k) => [k, (m1[k] - m0[k]) / n]));
@@ -196,7 +239,9 @@ async function measuredJob(c, dir, model, label, extra = {}) {
     counts: { ...run.status.counts },
   };
   r.imagesPerCoreSecond = 1 / r.cpuPerImage.total;
-  console.error(`${label}: ${r.imagesPerSecond.toFixed(1)} img/s, ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (worker ${(1000 * r.cpuPerImage.worker).toFixed(1)}), ${(r.bytesPerImage.workerReceived / 1e3).toFixed(0)} KB in per image, prepared ${r.prepared.made} made / ${r.prepared.reused} reused`);
+  console.error(
+    `${label}: ${r.imagesPerSecond.toFixed(1)} img/s, ${(1000 * r.cpuPerImage.total).toFixed(1)} ms CPU per image (worker ${(1000 * r.cpuPerImage.worker).toFixed(1)}), ${(r.bytesPerImage.workerReceived / 1e3).toFixed(0)} KB in per image, prepared ${r.prepared.made} made / ${r.prepared.reused} reused`,
+  );
   return r;
 }
 
@@ -229,25 +274,40 @@ export async function benchPipeline(work, data, { quick }) {
   const largeDir = await phonePhotos(small, quick ? 12 : 40, join(work, 'phone'));
   const large = await imagesOf(largeDir);
   const sizes = await Promise.all(large.map(async (f) => (await readFile(f)).byteLength));
-  console.error(`generated ${large.length} 12 MP photos (${(sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6).toFixed(1)} MB each on average) in ${(now() - t0).toFixed(0)} s`);
+  console.error(
+    `generated ${large.length} 12 MP photos (${(sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6).toFixed(1)} MB each on average) in ${(now() - t0).toFixed(0)} s`,
+  );
 
   const decode = await decodeRows(small, large);
   const fetch = await fetchRows(work, small, large);
   const smallName = data.splits ? 'clothing-small' : 'generated';
-  const [small0, large0] = await ceilingRuns(work, [
-    { dir: smallDir, model, label: `small photos (${smallName}), originals only (--no-prepared-inputs)` },
-    { dir: largeDir, model, label: '12 MP photos as published, originals only (--no-prepared-inputs)' },
-  ], ['--no-prepared-inputs']);
+  const [small0, large0] = await ceilingRuns(
+    work,
+    [
+      { dir: smallDir, model, label: `small photos (${smallName}), originals only (--no-prepared-inputs)` },
+      { dir: largeDir, model, label: '12 MP photos as published, originals only (--no-prepared-inputs)' },
+    ],
+    ['--no-prepared-inputs'],
+  );
   const [smallFirst, largeFirst, largePrepared] = await ceilingRuns(work, [
     { dir: smallDir, model, label: `small photos (${smallName}), first job (no prepared copies: each photo is smaller than its copy)` },
     { dir: largeDir, model, label: '12 MP photos as published, first job: originals, prepared inputs made' },
     { dir: largeDir, model: other, label: '12 MP photos, a later backbone at 224 px: prepared inputs' },
   ]);
-  const [largeShrunk] = await ceilingRuns(work, [{ dir: largeDir, model: third, label: '12 MP photos, graft publish --max-side 512 (first job)', extra: { maxSide: 512, shrinkCacheDir: join(work, 'shrunk') } }]);
+  const [largeShrunk] = await ceilingRuns(work, [
+    {
+      dir: largeDir,
+      model: third,
+      label: '12 MP photos, graft publish --max-side 512 (first job)',
+      extra: { maxSide: 512, shrinkCacheDir: join(work, 'shrunk') },
+    },
+  ]);
   const runs = { small: small0, smallFirst, large: large0, largeFirst, largePrepared, largeShrunk };
   const sizing = {};
   for (const [kind, r] of Object.entries(runs)) {
-    sizing[kind] = Object.fromEntries(Object.entries(GPU_RATES).map(([name, rate]) => [name, { cores: rate * r.cpuPerImage.total, workerCores: rate * r.cpuPerImage.worker }]));
+    sizing[kind] = Object.fromEntries(
+      Object.entries(GPU_RATES).map(([name, rate]) => [name, { cores: rate * r.cpuPerImage.total, workerCores: rate * r.cpuPerImage.worker }]),
+    );
   }
   return { photoMB: sizes.reduce((a, b) => a + b, 0) / sizes.length / 1e6, decode, fetch, runs, sizing };
 }

@@ -7,12 +7,15 @@ export function auditSection(a, out) {
   const lines = [
     '## Audit: label errors, near-copies, leaks',
     '',
-    `\`graft audit\` on ${out.data} with its splits and the shared MobileNetV2-0.35 (two workers, ${a.folds} folds, the default head). Labels of 5 % and 10 % of the training photos flipped to another class at random (seed 11); 100 near-copies of photos (in turn re-encoded at quality 55, resized to 60 %, flipped, cropped by 10 %) put in another split than their original${out.sections ? '; measured in its own run (`--sections audit`)' : ''}.`,
+    `\`graft audit\` on ${out.data} with its splits and the shared MobileNetV2-0.35 (two workers, ${a.folds} folds, the default head). Labels of 5 % and 10 % of the training photos flipped to another class at random (seed 11); 100 near-copies of photos (in turn re-encoded at quality 55, resized to 60 %, flipped, cropped by 10 %) put in another split than their original${out.sectionDates?.audit ? ` (measured on ${out.sectionDates.audit})` : ''}.`,
     'Precision counts every flagged photo that was not flipped as wrong, so photos clothing-small itself mislabels, and its look-alike classes (shirt, t-shirt, longsleeve), count against it; the last column counts the photos the audit also flags with the original labels as not wrong.',
     '',
     '| labels flipped | flagged by the audit | precision | recall | audit time (2 cores) | backbone calls | test top-1 | flagged with the original labels too; precision without them |',
     '|---|---|---|---|---|---|---|---|',
-    ...a.noise.map((n) => `| ${pct(n.fraction)} (${n.flipped} photos) | ${n.audit.flagged} | ${f(n.audit.precision)} | ${f(n.audit.recall)} | ${f(n.audit.seconds, 1)} s | ${n.backboneCalls} | ${pct(n.top1)} | ${n.audit.alsoFlaggedWithOriginalLabels}; ${f(n.audit.precisionWithoutThose)} |`),
+    ...a.noise.map(
+      (n) =>
+        `| ${pct(n.fraction)} (${n.flipped} photos) | ${n.audit.flagged} | ${f(n.audit.precision)} | ${f(n.audit.recall)} | ${f(n.audit.seconds, 1)} s | ${n.backboneCalls} | ${pct(n.top1)} | ${n.audit.alsoFlaggedWithOriginalLabels}; ${f(n.audit.precisionWithoutThose)} |`,
+    ),
     '',
     "The same out-of-sample probabilities, each way of flagging (the first is `graft audit`'s); the reference needs no confident learning:",
     '',
@@ -20,8 +23,14 @@ export function auditSection(a, out) {
     '|---|---|---|---|---|',
     ...a.noise.flatMap((n) => n.table.map((r) => `| ${pct(n.fraction)} | ${r.method} | ${r.flagged} | ${f(r.precision)} | ${f(r.recall)} |`)),
     '',
-    `Near-copies: ${d.copies} injected; recall ${f(d.recall)} (copies found in their original's group), precision ${f(d.precision)} (${d.groups} duplicate groups, those holding a copy); leaks: recall ${f(d.leakRecall)}, precision ${f(d.leakPrecision)} of ${d.leakedPairs} pairs across splits. Threshold ${d.threshold} (centered cosine); copies score at least ${f(d.similarities.min, 3)} (5th percentile ${f(d.similarities.p05, 3)}, median ${f(d.similarities.median, 3)}; lowest by kind: ${Object.entries(d.similarities.minByKind).map(([k, v]) => `${k} ${f(v, 3)}`).join(', ')}).`,
-    d.testAccuracy ? `Test accuracy with the leaked copies ${pct(d.testAccuracy.all)} on ${d.testAccuracy.testPhotos} photos, ${pct(d.testAccuracy.withoutLeaked)} without them.` : '',
+    `Near-copies: ${d.copies} injected; recall ${f(d.recall)} (copies found in their original's group), precision ${f(d.precision)} (${d.groups} duplicate groups, those holding a copy); leaks: recall ${f(d.leakRecall)}, precision ${f(d.leakPrecision)} of ${d.leakedPairs} pairs across splits. Threshold ${d.threshold} (centered cosine); copies score at least ${f(d.similarities.min, 3)} (5th percentile ${f(d.similarities.p05, 3)}, median ${f(d.similarities.median, 3)}; lowest by kind: ${Object.entries(
+      d.similarities.minByKind,
+    )
+      .map(([k, v]) => `${k} ${f(v, 3)}`)
+      .join(', ')}).`,
+    d.testAccuracy
+      ? `Test accuracy with the leaked copies ${pct(d.testAccuracy.all)} on ${d.testAccuracy.testPhotos} photos, ${pct(d.testAccuracy.withoutLeaked)} without them.`
+      : '',
     '',
     '| threshold | near pairs | copy recall | pair precision |',
     '|---|---|---|---|',

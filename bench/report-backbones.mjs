@@ -19,15 +19,20 @@ export function backbonesSection(b, out) {
     '',
     '| backbone | ONNX Runtime, 1 thread | ONNX Runtime, 2 threads | TF.js wasm | ONNX Runtime (1 thread) vs wasm |',
     '|---|---|---|---|---|',
-    ...b.bare.map((r) => `| ${r.id} | ${f(r.onnx1.msPerImage, 1)} (${f(r.onnx1.imagesPerSecond, 0)}) | ${f(r.onnx2.msPerImage, 1)} (${f(r.onnx2.imagesPerSecond, 0)}) | ${f(r.wasm.msPerImage, 1)} (${f(r.wasm.imagesPerSecond, 1)}) | ${f(r.speedup, 1)}x |`),
+    ...b.bare.map(
+      (r) =>
+        `| ${r.id} | ${f(r.onnx1.msPerImage, 1)} (${f(r.onnx1.imagesPerSecond, 0)}) | ${f(r.onnx2.msPerImage, 1)} (${f(r.onnx2.imagesPerSecond, 0)}) | ${f(r.wasm.msPerImage, 1)} (${f(r.wasm.imagesPerSecond, 1)}) | ${f(r.speedup, 1)}x |`,
+    ),
     '',
     `### graft through NATS with the default backbone (${def.id})`,
     '',
-    'Each row a fresh cluster (its own JetStream store, so the job is a first one: photos fetched and decoded from the originals, prepared inputs made), warmed on a tiny job first so the model is loaded; images/s from the manifest published to every vector stored. CPU per photo is every CPU-second of each process over the photos (workers / coordinator / nats-server = all); stage times are the workers\' wall times per photo.',
+    "Each row a fresh cluster (its own JetStream store, so the job is a first one: photos fetched and decoded from the originals, prepared inputs made), warmed on a tiny job first so the model is loaded; images/s from the manifest published to every vector stored. CPU per photo is every CPU-second of each process over the photos (workers / coordinator / nats-server = all); stage times are the workers' wall times per photo.",
     '',
     '| run | photos | images/s | CPU ms per photo: workers / coordinator / nats-server = all | stage ms per photo: fetch / decode / infer / publish | backbone ran on |',
     '|---|---|---|---|---|---|',
-    ...[w.one, w.two, w.oneTwoThreads, j.onnx, j.onnx.cached, j.wasm].filter(Boolean).map((r) => `| ${r.label} | ${r.images} | ${f(r.imagesPerSecond, 1)} | ${cpu(r)} | ${stages(r)} | ${r.runtimes.join(', ') || '(no backbone call)'} |`),
+    ...[w.one, w.two, w.oneTwoThreads, j.onnx, j.onnx.cached, j.wasm]
+      .filter(Boolean)
+      .map((r) => `| ${r.label} | ${r.images} | ${f(r.imagesPerSecond, 1)} | ${cpu(r)} | ${stages(r)} | ${r.runtimes.join(', ') || '(no backbone call)'} |`),
     '',
     `Where a photo's CPU goes on ONNX Runtime (the first job above): inference ${ms(1 / def.onnx1.imagesPerSecond)} ms (the bare loop) of ${ms(j.onnx.cpuPerImage.total)} ms in all, so graft's own cost per photo (fetch, hash check, decode, prepared inputs, publish, the coordinator and nats-server) is ${ms(own(j.onnx))} ms: ${pct(own(j.onnx) / j.onnx.cpuPerImage.total)} of the CPU, where on wasm inference was ${pct(1 / def.wasm.imagesPerSecond / j.wasm.cpuPerImage.total)} of it.`,
     '',
@@ -58,12 +63,36 @@ export function defaultHeadRows(h) {
 export function gpuSection(g, pipeline) {
   const lines = ['## GPU nodes (`--sections gpu`)', ''];
   if (!g || g.skipped) {
-    lines.push(`Not measured in this run: ${g?.skipped ?? 'the section did not run'}. On a machine with an NVIDIA GPU (driver R525 or later, CUDA 12 and cuDNN 9: the GPU image has them) and onnxruntime-node's CUDA provider, \`npm run bench -- --sections gpu\` measures each embedded backbone's bare loop at batches of 32, 64 and 128 on the CUDA provider, one graft worker on the GPU through NATS (tasks of 128), and the cores that keep that GPU fed; the sizing table in the pipeline section then uses the measured rates.`, '');
+    lines.push(
+      `Not measured in this run: ${g?.skipped ?? 'the section did not run'}. On a machine with an NVIDIA GPU (driver R525 or later, CUDA 12 and cuDNN 9: the GPU image has them) and onnxruntime-node's CUDA provider, \`npm run bench -- --sections gpu\` measures each embedded backbone's bare loop at batches of 32, 64 and 128 on the CUDA provider, one graft worker on the GPU through NATS (tasks of 128), and the cores that keep that GPU fed; the sizing table in the pipeline section then uses the measured rates.`,
+      '',
+    );
     return lines;
   }
-  lines.push('| backbone | batch 32 | batch 64 | batch 128 |', '|---|---|---|---|', ...g.bare.map((r) => `| ${r.id} | ${Object.values(r.rows).map((x) => `${f(x.imagesPerSecond, 0)}/s`).join(' | ')} |`), '');
-  if (g.job) lines.push(`One graft worker on the GPU, ${g.job.images} photos: ${f(g.job.imagesPerSecond, 0)} images/s, ${ms(g.job.cpuPerImage)} ms of CPU per photo in all (on ${g.job.runtimes?.join(', ')}).`, '');
+  lines.push(
+    '| backbone | batch 32 | batch 64 | batch 128 |',
+    '|---|---|---|---|',
+    ...g.bare.map(
+      (r) =>
+        `| ${r.id} | ${Object.values(r.rows)
+          .map((x) => `${f(x.imagesPerSecond, 0)}/s`)
+          .join(' | ')} |`,
+    ),
+    '',
+  );
+  if (g.job)
+    lines.push(
+      `One graft worker on the GPU, ${g.job.images} photos: ${f(g.job.imagesPerSecond, 0)} images/s, ${ms(g.job.cpuPerImage)} ms of CPU per photo in all (on ${g.job.runtimes?.join(', ')}).`,
+      '',
+    );
   const small = pipeline?.runs?.smallFirst;
-  if (small) lines.push(...g.bare.map((r) => `- ${r.id} at ${f(r.best, 0)} images/s: ${f(r.best * small.cpuPerImage.total, 0)} CPU cores (worker alone ${f(r.best * small.cpuPerImage.worker, 0)}) for small photos from originals.`), '');
+  if (small)
+    lines.push(
+      ...g.bare.map(
+        (r) =>
+          `- ${r.id} at ${f(r.best, 0)} images/s: ${f(r.best * small.cpuPerImage.total, 0)} CPU cores (worker alone ${f(r.best * small.cpuPerImage.worker, 0)}) for small photos from originals.`,
+      ),
+      '',
+    );
   return lines;
 }

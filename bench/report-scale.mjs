@@ -9,7 +9,12 @@ export function scaleSection(s, tracking, training) {
   const n = s.photos;
   const k = (x) => x.toLocaleString('en');
   const perPhoto = (name) => (s.streamBytes?.[name] ?? 0) / n;
-  const stores = { images: perPhoto('GRAFT_IMAGES') + perPhoto('OBJ_graft-images'), vectors: perPhoto('KV_graft-vectors'), prepared: perPhoto('GRAFT_PREPARED'), manifests: perPhoto('GRAFT_MANIFESTS') + perPhoto('GRAFT_MANIFEST_PAGES') };
+  const stores = {
+    images: perPhoto('GRAFT_IMAGES') + perPhoto('OBJ_graft-images'),
+    vectors: perPhoto('KV_graft-vectors'),
+    prepared: perPhoto('GRAFT_PREPARED'),
+    manifests: perPhoto('GRAFT_MANIFESTS') + perPhoto('GRAFT_MANIFEST_PAGES'),
+  };
   const ratio = s.allRate / s.firstWindowRate;
   const mem = s.coordinatorBytesPerPhoto;
   const heap = s.heapBytesPerPhoto;
@@ -104,7 +109,9 @@ function sameDay(s) {
   return [
     `Against ${b.label} (${b.commit}), measured right after on the same machine: ${f(b.allRate, 0)} images/s over all (${f(s.allRate, 0)} now), moving again ${f(b.movingAgainSeconds, 1)} s after the kill (${f(s.movingAgainSeconds, 1)}), training ${f(b.trainingStartSeconds, 1)} s after extraction (${f(s.trainingStartSeconds, 1)}), ${f(b.heapAtEnd, 0)} B of coordinator heap per photo at the end (${f(s.heapBytesPerPhoto.atEnd, 0)}).` +
       ` Heap figures here are the heap in use as /metrics reads it, with no collection forced, so they move between runs of the same code${b.heapAtEndEarlier ? ` (the commit before read ${f(b.heapAtEndEarlier, 0)} B per photo at the end in an earlier run)` : ''}, and a negative one means less garbage than when idle; the coordinator's own structures are measured after full collections in the section above.` +
-      (e ? ` The machine ran slower that day than on the section's earlier run (${e.date}: ${f(e.allRate, 0)} images/s over all, moving again in ${f(e.movingAgainSeconds, 1)} s, the 100,000 photos published in ${f(e.publishSeconds, 0)} s and the 1,000,000-photo manifest in ${f(e.manifestPublishSeconds, 1)} s, code that did not change: ${f(s.publishSeconds, 0)} s and ${f(s.manifest?.publishSeconds ?? 0, 1)} s now), so compare rates within one run.` : ''),
+      (e
+        ? ` The machine ran slower that day than on the section's earlier run (${e.date}: ${f(e.allRate, 0)} images/s over all, moving again in ${f(e.movingAgainSeconds, 1)} s, the 100,000 photos published in ${f(e.publishSeconds, 0)} s and the 1,000,000-photo manifest in ${f(e.manifestPublishSeconds, 1)} s, code that did not change: ${f(s.publishSeconds, 0)} s and ${f(s.manifest?.publishSeconds ?? 0, 1)} s now), so compare rates within one run.`
+        : ''),
     '',
   ];
 }

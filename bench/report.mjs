@@ -8,7 +8,6 @@ import { auditSection } from './report-audit.mjs';
 import { backbonesSection, defaultHeadRows, gpuSection } from './report-backbones.mjs';
 import { scaleSection, trainingMemorySection } from './report-scale.mjs';
 
-
 export function renderMarkdown(out) {
   const m = out.machine;
   const lines = [
@@ -20,10 +19,12 @@ export function renderMarkdown(out) {
     'Rerun: `npm ci && npm run bench` (needs `nats-server` on PATH, as the tests do; `--quick` for a short run).',
     'Raw figures: [`bench/results/latest.json`](bench/results/latest.json).',
     '',
+    ...(out.sectionDates && new Set(Object.values(out.sectionDates)).size > 1 ? [sectionsMeasured(out.sectionDates), ''] : []),
     ...(out.note ? [out.note, ''] : []),
   ];
   if (out.backbones) lines.push(...backbonesSection(out.backbones, out));
   if (out.pipeline) lines.push(...pipelineSection(out.pipeline, out.machine));
+  if (out.active) lines.push(...activeSection(out.active, out));
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
   if (out.audit) lines.push(...auditSection(out.audit, out));
   if (out.tracking) lines.push(...trackingSection(out.tracking));
@@ -50,20 +51,16 @@ export function renderMarkdown(out) {
   lines.push(
     '## Where the time goes',
     '',
-    '- **One worker** keeps the backbone busy: the wasm backend runs inference on the main thread, while the next',
-    "  tasks are pulled, fetched from the object store and decoded on libuv's thread pool (sharp). Inference holds the",
-    '  event loop, so every round trip of that preparation waits for a gap between backbone calls; the worker keeps',
-    '  two short tasks in preparation (one long one, so it does not hoard work other workers could do) and reuses its',
-    '  queue while it gives work. One worker matches the bare loop within run-to-run noise, which on this shared',
-    '  machine is 10-15 % (in the run above the MobileNetV2 bare loop came out slower than the seed loop).',
-    '- **Two workers** on a 2-core machine share those two cores with decoding, the coordinator (protobuf, cache',
-    '  writes) and nats-server (object store reads, result and cache messages). Each backbone section above gives',
-    '  the ceiling this leaves, from CPU measured in this run: the cheaper the backbone per image, the larger the',
-    "  pipeline's share and the lower the ceiling (MobileNetV2-0.35: 1.6 times the bare loop). When one worker runs",
-    '  below the bare loop, two workers can still exceed 1.7x of it. InceptionV3 has CPU to spare for 1.9x, yet two',
-    '  wasm processes doing its large convolutions on two cores have measured from 1.6x to 1.8x across runs on this',
-    '  shared machine (run-to-run variance here is 10-15 %). On machines with spare cores, or GPU nodes where the',
-    '  backbone leaves the CPU, the pipeline section sizes what the CPU side needs.',
+    "- **One worker** runs the backbone on a worker thread: ONNX Runtime's `run` is a synchronous native call, so",
+    "  off the event loop the next tasks are pulled, fetched from the image store and decoded (sharp, on libuv's",
+    "  threads) while a batch runs. On ONNX Runtime inference is no longer most of a photo's CPU: the first job above",
+    "  spends about as much again on graft's own pipeline (fetch, hash check, decode, publish) and on the coordinator",
+    '  and nats-server. On 2 cores that pipeline caps a first job, whatever the runtime: this is why one worker stays',
+    '  below the bare loop and the first job gains less over wasm than the backbone alone does.',
+    '- **Two workers** on a 2-core machine share those two cores with decoding, the coordinator and nats-server, and',
+    '  each pays its own event loop, pulls and decoder threads per photo; one worker of two intra-op threads does',
+    '  better (the layout table above). On machines with spare cores, or GPU nodes where the backbone leaves the',
+    '  CPU, the pipeline section sizes what the CPU side needs.',
     '- **Cached reruns** run the backbone zero times: the coordinator finds every vector in the cache and trains.',
     '',
   );
@@ -78,12 +75,15 @@ function sweepSection(w, out) {
   const perCopy = a.extractSeconds / Math.max(1, a.augmented?.extracted ?? copies);
   const perPhoto = w.plain.extractSeconds / Math.max(1, w.plain.counts.extracted ?? w.plain.counts.total);
   const win = (r) => r.sweep?.winner;
-  const desc = (h) => (h ? `${h.optimizer}, lr ${h.learningRate}, L2 ${h.weightDecay}, smoothing ${h.labelSmoothing}${h.hiddenUnits ? `, hidden ${h.hiddenUnits} (dropout ${h.dropout})` : ''}` : '');
+  const desc = (h) =>
+    h
+      ? `${h.optimizer}, lr ${h.learningRate}, L2 ${h.weightDecay}, smoothing ${h.labelSmoothing}${h.hiddenUnits ? `, hidden ${h.hiddenUnits} (dropout ${h.dropout})` : ''}`
+      : '';
   const gain = a.top1 - w.plain.top1;
   return [
     '## Sweeps and augmented vectors',
     '',
-    `${out.data}, its splits, the shared MobileNetV2-0.35, two workers${out.sections ? ' (this section measured in its own run, `--sections sweep`, the same day on the same machine)' : ''}.`,
+    `${out.data}, its splits, the shared MobileNetV2-0.35, two workers${out.sectionDates?.sweep ? ` (measured on ${out.sectionDates.sweep})` : ''}.`,
     '',
     '| head | test top-1 | vs the default head | time | backbone calls |',
     '|---|---|---|---|---|',
@@ -126,7 +126,7 @@ function pipelineSection(p, machine) {
     ...fetchChange(p.fetch),
     `| prepared copies only where they pay: a photo smaller than its copy (clothing-small: 27 KB against 150 KB at 224 px) gets none | every photo copied: the first job paid about 2.5 ms more CPU per small photo to store copies a later job read for about what decoding costs | none made: the first job ${ms(smallFirst.cpuPerImage.total)} ms CPU per photo in all, as with --no-prepared-inputs (${ms(small.cpuPerImage.total)} ms) |`,
     `| prepared inputs, 12 MP photos | originals: worker ${ms(large.cpuPerImage.worker)} ms CPU, ${kb(large.bytesPerImage.workerReceived)} KB moved per image | prepared: worker ${ms(largePrepared.cpuPerImage.worker)} ms (${f(large.cpuPerImage.worker / largePrepared.cpuPerImage.worker, 0)}x less), ${kb(largePrepared.bytesPerImage.workerReceived)} KB (${f(large.bytesPerImage.workerReceived / largePrepared.bytesPerImage.workerReceived, 0)}x less) |`,
-    `| \`graft publish --max-side 512\` on 12 MP photos: stored once as 512 px JPEG copies | ${f(large.imagesPerSecond, 1)} images/s, ${ms(large.cpuPerImage.total)} ms CPU and ${kb(large.bytesPerImage.workerReceived)} KB moved per image | ${f(largeShrunk.imagesPerSecond, 1)} images/s (${f(largeShrunk.imagesPerSecond / large.imagesPerSecond)}x), ${ms(largeShrunk.cpuPerImage.total)} ms CPU (${f(large.cpuPerImage.total / largeShrunk.cpuPerImage.total)}x less) and ${kb(largeShrunk.bytesPerImage.workerReceived)} KB (${f(large.bytesPerImage.workerReceived / largeShrunk.bytesPerImage.workerReceived, 0)}x less); the shrinking costs the publisher ${f(largeShrunk.publishSeconds / largeShrunk.images * 1000, 0)} ms per photo once (copies cached on its disk) |`,
+    `| \`graft publish --max-side 512\` on 12 MP photos: stored once as 512 px JPEG copies | ${f(large.imagesPerSecond, 1)} images/s, ${ms(large.cpuPerImage.total)} ms CPU and ${kb(large.bytesPerImage.workerReceived)} KB moved per image | ${f(largeShrunk.imagesPerSecond, 1)} images/s (${f(largeShrunk.imagesPerSecond / large.imagesPerSecond)}x), ${ms(largeShrunk.cpuPerImage.total)} ms CPU (${f(large.cpuPerImage.total / largeShrunk.cpuPerImage.total)}x less) and ${kb(largeShrunk.bytesPerImage.workerReceived)} KB (${f(large.bytesPerImage.workerReceived / largeShrunk.bytesPerImage.workerReceived, 0)}x less); the shrinking costs the publisher ${f((largeShrunk.publishSeconds / largeShrunk.images) * 1000, 0)} ms per photo once (copies cached on its disk) |`,
     `| decode threads: libuv's default 4 -> one per core (\`packages/cli/bin/graft.js\` sets \`UV_THREADPOOL_SIZE\`) | at most 4 photos decoding at once | one per core: decoding scaled ${f(d.small.allCores / d.small.oneThread)}x (small) and ${f(d.large.allCores / d.large.oneThread)}x (12 MP) from 1 to ${d.cores} threads here; on this ${machine.cores}-core machine 4 threads already cover every core, so the gain shows only on larger nodes (a 16-core GPU node: 4 -> 16 threads) |`,
     '',
     ...pipelineTargets(p),
@@ -140,7 +140,9 @@ function pipelineSection(p, machine) {
   const names = Object.keys(p.sizing.small);
   for (const [kind, r] of Object.entries(p.runs)) {
     const z = p.sizing[kind];
-    lines.push(`| ${r.label} | ${f(z[names[0]].cores, 0)} (${f(z[names[0]].workerCores, 0)}) | ${f(z[names[1]].cores, 0)} (${f(z[names[1]].workerCores, 0)}) |`);
+    lines.push(
+      `| ${r.label} | ${f(z[names[0]].cores, 0)} (${f(z[names[0]].workerCores, 0)}) | ${f(z[names[1]].cores, 0)} (${f(z[names[1]].workerCores, 0)}) |`,
+    );
   }
   lines.push(
     '',
@@ -155,14 +157,21 @@ function pipelineSection(p, machine) {
   return lines;
 }
 
-const WAYS = { objectGet: "the object store's get (an ordered consumer per object; graft's first way)", messageGet: 'message gets (JSON, base64 bodies; the way before this one)', directGet: 'direct gets (graft now)' };
+const WAYS = {
+  objectGet: "the object store's get (an ordered consumer per object; graft's first way)",
+  messageGet: 'message gets (JSON, base64 bodies; the way before this one)',
+  directGet: 'direct gets (graft now)',
+};
 
 /** Reading photos from the image store three ways (bench/pipeline.mjs fetchRows). */
 function fetchTable(fetch) {
   if (!fetch) return [];
   const rows = [];
   for (const [kind, ways] of Object.entries(fetch)) {
-    for (const [way, r] of Object.entries(ways)) rows.push(`| ${kind === 'small' ? 'small photos' : '12 MP photos'} | ${WAYS[way]} | ${f(r.msPerImage, 2)} | ${f(r.clientCpuMs, 2)} | ${f(r.natsCpuMs, 2)} | ${r.consumersLeft} |`);
+    for (const [way, r] of Object.entries(ways))
+      rows.push(
+        `| ${kind === 'small' ? 'small photos' : '12 MP photos'} | ${WAYS[way]} | ${f(r.msPerImage, 2)} | ${f(r.clientCpuMs, 2)} | ${f(r.natsCpuMs, 2)} | ${r.consumersLeft} |`,
+      );
   }
   return [
     "Reading photos from the image store, in one process against one nats-server, four reads at a time (as a task does); the ways before read photos uploaded in the object store's 128 KiB chunks, graft now uploads 1 MiB chunks (a phone photo: 4 messages, not 25):",
@@ -192,10 +201,20 @@ function pipelineTargets(p) {
   const own = (r) => r.cpuPerImage.worker - r.stageSecondsPerImage.infer;
   const perCpuSecond = (r) => 1 / (r.cpuPerImage.total - r.stageSecondsPerImage.infer);
   const lines = ['Targets (this run, 2 cores; "less the model" leaves out the zero-cost model\'s own call, the infer stage above):', ''];
-  lines.push(`- small photos from originals, everything included: ${f(small.imagesPerCoreSecond, 0)} images per CPU-second (${f(perCpuSecond(small), 0)} less the model)`);
-  lines.push(`- prepared inputs, worker CPU <= 2.5 ms per photo for fetch + decode + hash + publish: ${ms1(own(largePrepared))} ms (12 MP), ${mark(own(largePrepared) <= 0.0025)} (${ms1(largePrepared.cpuPerImage.worker)} ms with the model's call)`);
-  if (lf) lines.push(`- 12 MP photos as published, fetch >= 4x faster: ${f(lf.objectGet.msPerImage / lf.directGet.msPerImage, 1)}x (reads alone, object store get -> direct gets), ${mark(lf.objectGet.msPerImage / lf.directGet.msPerImage >= 4)}; the fetch stage in the pipeline: ${ms1(large.stageSecondsPerImage.fetch)} ms per photo (166.1 ms in the run before this work)`);
-  lines.push(`- 12 MP photos as published, worker CPU <= 40 ms per photo: ${ms1(large.cpuPerImage.worker)} ms from originals, ${mark(large.cpuPerImage.worker <= 0.04)}: decoding alone takes ${f(1000 / p.decode.large.oneThread, 0)} ms of it (entropy-decoding 12 MP, even at 1/8 scale) and the reads ${lf ? f(lf.directGet.clientCpuMs, 0) : 'n/a'} ms (4 messages of 1 MiB through the client); from prepared inputs ${ms1(largePrepared.cpuPerImage.worker)} ms`, '');
+  lines.push(
+    `- small photos from originals, everything included: ${f(small.imagesPerCoreSecond, 0)} images per CPU-second (${f(perCpuSecond(small), 0)} less the model)`,
+  );
+  lines.push(
+    `- prepared inputs, worker CPU <= 2.5 ms per photo for fetch + decode + hash + publish: ${ms1(own(largePrepared))} ms (12 MP), ${mark(own(largePrepared) <= 0.0025)} (${ms1(largePrepared.cpuPerImage.worker)} ms with the model's call)`,
+  );
+  if (lf)
+    lines.push(
+      `- 12 MP photos as published, fetch >= 4x faster: ${f(lf.objectGet.msPerImage / lf.directGet.msPerImage, 1)}x (reads alone, object store get -> direct gets), ${mark(lf.objectGet.msPerImage / lf.directGet.msPerImage >= 4)}; the fetch stage in the pipeline: ${ms1(large.stageSecondsPerImage.fetch)} ms per photo (166.1 ms in the run before this work)`,
+    );
+  lines.push(
+    `- 12 MP photos as published, worker CPU <= 40 ms per photo: ${ms1(large.cpuPerImage.worker)} ms from originals, ${mark(large.cpuPerImage.worker <= 0.04)}: decoding alone takes ${f(1000 / p.decode.large.oneThread, 0)} ms of it (entropy-decoding 12 MP, even at 1/8 scale) and the reads ${lf ? f(lf.directGet.clientCpuMs, 0) : 'n/a'} ms (4 messages of 1 MiB through the client); from prepared inputs ${ms1(largePrepared.cpuPerImage.worker)} ms`,
+    '',
+  );
   return lines;
 }
 
@@ -210,7 +229,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
 /** What the columns cost when they still kept each hash as a hex string (the commit before), where the run says. */
 function stringsBefore(r) {
   const b = r?.hashesAsStrings;
-  return b ? [`The commit before kept each hash as a hex string in the columns and an id-to-index map: ${f(b.entriesBytesPerPhoto, 0)} + ${f(b.trackingBytesPerPhoto, 0)} bytes per photo at ${r.photos.toLocaleString('en')} photos (${b.measured}), against ${f(r.entriesBytesPerPhoto, 0)} + ${f(r.trackingBytesPerPhoto, 0)} now.`] : [];
+  return b
+    ? [
+        `The commit before kept each hash as a hex string in the columns and an id-to-index map: ${f(b.entriesBytesPerPhoto, 0)} + ${f(b.trackingBytesPerPhoto, 0)} bytes per photo at ${r.photos.toLocaleString('en')} photos (${b.measured}), against ${f(r.entriesBytesPerPhoto, 0)} + ${f(r.trackingBytesPerPhoto, 0)} now.`,
+      ]
+    : [];
 }
 
 /** The coordinator's memory per photo of a running job (bench/tracking.mjs). */
@@ -221,21 +244,61 @@ function trackingSection(rows) {
     "## The coordinator's memory per photo",
     '',
     'What the coordinator holds per photo while a job runs, measured in-process on synthetic manifests (heap after full',
-    'collections, typed arrays included): the job\'s entries (SHA-256, label, path), and the tracking of which images the',
-    'job still waits for. Entries before: the decoded image list (a protobuf object per photo); now (`ImageList`): read a',
+    "collections, typed arrays included): the job's entries (SHA-256, label, path), and the tracking of which images the",
+    'job still waits for. Entries before: the decoded image list (a protobuf object per photo); now (`ManifestEntries`): read a',
     'page at a time into columns (the hash as its 32 bytes, the class and set as numbers, paths as UTF-8 in one buffer).',
     'Tracking before: maps from each image id to its paths, to its entries waiting, and from each `fingerprint.id` to the',
     'jobs waiting; now (`JobImages`): image ids as numbers (a photo and its augmented copies), found by an index of typed',
     "arrays over the list's column of hashes, and typed arrays of entries and waiting.",
     ...stringsBefore(rows.at(-1)),
     '',
-    columns ? '| photos | entries now, bytes per photo | entries before (decoded list) | tracking now | tracking before | entries and tracking at 1,000,000 photos, now | the same, before (decoded list) |' : '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
+    columns
+      ? '| photos | entries now, bytes per photo | entries before (decoded list) | tracking now | tracking before | entries and tracking at 1,000,000 photos, now | the same, before (decoded list) |'
+      : '| photos | manifest, bytes per photo | tracking now, bytes per photo | tracking before, bytes per photo | now + manifest at 1,000,000 photos |',
     columns ? '|---|---|---|---|---|---|---|' : '|---|---|---|---|---|',
     ...rows.map((r) =>
       columns
         ? `| ${r.photos.toLocaleString('en')} | ${f(r.entriesBytesPerPhoto, 0)} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.entriesBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`
         : `| ${r.photos.toLocaleString('en')} | ${f(r.manifestBytesPerPhoto, 0)} | ${f(r.trackingBytesPerPhoto, 0)} | ${f(r.oldTrackingBytesPerPhoto, 0)} | ${f(((r.manifestBytesPerPhoto + r.trackingBytesPerPhoto) * 1e6) / 1e9, 2)} GB |`,
     ),
+    '',
+  ];
+}
+
+/** Which sections were measured when (a partial run keeps the others' figures). */
+function sectionsMeasured(dates) {
+  const byDate = new Map();
+  for (const [k, d] of Object.entries(dates)) byDate.set(d, [...(byDate.get(d) ?? []), k]);
+  const parts = [...byDate].sort((a, b) => b[0].localeCompare(a[0])).map(([d, ks]) => `on ${d}: ${ks.join(', ')}`);
+  return `Sections measured ${parts.join('; ')} (a run of some sections keeps the others' figures; each run on this machine).`;
+}
+
+/** graft predict --suggest against random choice, round by round (bench/active.mjs). */
+function activeSection(a, out) {
+  const rows = a.curves.random.map((r, i) => {
+    const g = a.curves.suggested[i];
+    return `| ${i} | ${r.labels} | ${pct(r.top1)} | ${pct(g.top1)} | ${g.top1 >= r.top1 ? '+' : ''}${f(100 * (g.top1 - r.top1), 1)} |`;
+  });
+  const finalRandom = a.curves.random.at(-1);
+  const met = a.shareOfRandomLabels !== undefined && a.shareOfRandomLabels <= 0.6;
+  return [
+    '## Labelling the rest: which photos to label next',
+    '',
+    `A labelling loop on the training photos of ${out.data} (${a.pool.toLocaleString('en')} of them), as \`graft predict --suggest\` serves it: ${a.start} labelled photos per class to start, ${a.step} more labelled per round for ${a.rounds} rounds (their true labels stand in for a person), the default head (the default backbone's vectors) retrained each round and scored on the test split. *Suggested*: the ${a.step} photos graft predict --suggest picks (the ${10 * a.step} of smallest margin, spread by k-center greedy on their vectors); *random*: ${a.step} at random. One run, one seed${out.sectionDates?.active ? `, measured on ${out.sectionDates.active}` : ''}.`,
+    '',
+    '| round | labelled photos | test top-1, random | test top-1, suggested | suggested - random (points) |',
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...(a.head
+      ? [
+          `Applying the head where graft predict applies it (the coordinator, plain JavaScript, ${a.head.dim}-d vectors, ${a.head.classes} classes): ${f(a.head.microsPerPhoto, 1)} µs per photo, so a coordinator answers about ${Math.round(1e6 / a.head.microsPerPhoto).toLocaleString('en')} photos a second on one core, beside reading their vectors.`,
+          '',
+        ]
+      : []),
+    `Target: suggested selection reaches random selection's final accuracy (${pct(finalRandom.top1)} with ${finalRandom.labels} labels) with at most 60 % of its labels: ${
+      a.labelsToRandomFinal === undefined ? 'not reached in these rounds' : `${a.labelsToRandomFinal} labels (${f(100 * a.shareOfRandomLabels, 0)} %)`
+    }, ${mark(met)}.`,
     '',
   ];
 }

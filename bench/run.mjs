@@ -2,7 +2,7 @@
 // graft's benchmark: every figure measured in this one run on this machine, then written to
 // bench/results/<backbone>.json and BENCHMARKS.md. Not a test: `npm run bench`.
 //
-//   node bench/run.mjs [--sections backbones,pipeline,head,sweep,audit,tracking,scale,training,gpu] [--quick]
+//   node bench/run.mjs [--sections backbones,pipeline,head,active,sweep,audit,tracking,scale,training,gpu] [--quick]
 //
 // Uses ../shared/datasets/clothing-small when present, else a generated photo set.
 import { existsSync } from 'node:fs';
@@ -22,6 +22,7 @@ import { benchAudit } from './audit.mjs';
 import { benchTracking } from './tracking.mjs';
 import { benchScale } from './scale.mjs';
 import { benchTraining } from './training-memory.mjs';
+import { benchActive } from './active.mjs';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, sections: { type: 'string' } } });
 
@@ -57,10 +58,23 @@ async function benchHead(data, work) {
   const old = await datasetJob('mobilenet_v2_035', data, work);
   const { status: s, sets, classes: names } = job;
   const half = (xs) => xs.map((x) => decodeVector(encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT16), x.length, VectorDType.VECTOR_DTYPE_FLOAT16));
-  const result = { backbone: DEFAULT_ID, vectors: { train: sets[1].x.length, validation: sets[2].x.length, test: sets[3].x.length }, dim: s.backbone.dim, classes: names.length };
-  result.defaultHead = { [DEFAULT_ID]: { top1: job.defaultHeadTop1, extractSeconds: job.extractSeconds }, mobilenet_v2_035: { top1: old.defaultHeadTop1, extractSeconds: old.extractSeconds } };
-  console.error(`default head, test top-1: ${DEFAULT_ID} ${(100 * job.defaultHeadTop1).toFixed(2)} %, mobilenet_v2_035 ${(100 * old.defaultHeadTop1).toFixed(2)} %`);
-  for (const [name, conv] of [['float32', (x) => x], ['float16', half]]) {
+  const result = {
+    backbone: DEFAULT_ID,
+    vectors: { train: sets[1].x.length, validation: sets[2].x.length, test: sets[3].x.length },
+    dim: s.backbone.dim,
+    classes: names.length,
+  };
+  result.defaultHead = {
+    [DEFAULT_ID]: { top1: job.defaultHeadTop1, extractSeconds: job.extractSeconds },
+    mobilenet_v2_035: { top1: old.defaultHeadTop1, extractSeconds: old.extractSeconds },
+  };
+  console.error(
+    `default head, test top-1: ${DEFAULT_ID} ${(100 * job.defaultHeadTop1).toFixed(2)} %, mobilenet_v2_035 ${(100 * old.defaultHeadTop1).toFixed(2)} %`,
+  );
+  for (const [name, conv] of [
+    ['float32', (x) => x],
+    ['float16', half],
+  ]) {
     const data16 = { dim: s.backbone.dim, classes: names, train: { x: conv(sets[1].x), y: sets[1].y }, validation: { x: conv(sets[2].x), y: sets[2].y } };
     const t0 = now();
     const head = await trainHead(data16, { epochs: 30, patience: 0 });
@@ -81,13 +95,21 @@ const work = await mkdtemp(join(tmpdir(), 'graft-bench-'));
 try {
   const data = await dataset(work);
   const choice = await initBackend();
-  const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, backend: choice.onnx ? `onnxruntime/${choice.onnx.provider}` : choice.name, tfjs: choice.tfjs, date: new Date().toISOString() };
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    node: process.version,
+    backend: choice.onnx ? `onnxruntime/${choice.onnx.provider}` : choice.name,
+    tfjs: choice.tfjs,
+    date: new Date().toISOString(),
+  };
   console.error(`machine: ${machine.cores} x ${machine.cpu}, backbones on ${machine.backend}, TF.js ${machine.tfjs}; data: ${data.name}`);
   const sharedModel = join(SHARED, 'models/mobilenet_v2_0.35_224');
-  const sections = (args.sections ?? 'backbones,pipeline,head,sweep,audit,tracking,scale,training,gpu').split(',');
+  const sections = (args.sections ?? 'backbones,pipeline,head,active,sweep,audit,tracking,scale,training,gpu').split(',');
   const backbones = sections.includes('backbones') ? await benchBackbones(work, data, { quick }) : undefined;
   const pipeline = sections.includes('pipeline') ? await benchPipeline(work, data, { quick }) : undefined;
   const head = sections.includes('head') && data.splits && !quick ? await benchHead(data, work) : undefined;
+  const active = sections.includes('active') && data.splits && !quick ? await benchActive(await datasetJob(DEFAULT_ID, data, work)) : undefined;
   const gpu = sections.includes('gpu') ? await benchGpu(work, data, { quick }) : undefined;
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;
   const audit = sections.includes('audit') && existsSync(sharedModel) && data.splits && !quick ? await benchAudit(work, data, sharedModel) : undefined;
@@ -97,7 +119,29 @@ try {
   // A run of some sections keeps the other sections' figures from the last full run (said in BENCHMARKS.md).
   const previous = args.sections ? JSON.parse(await readFile(join(ROOT, 'bench/results/latest.json'), 'utf8').catch(() => '{}')) : {};
   const kept = (k, v) => (v === undefined || (Array.isArray(v) && v.length === 0) ? previous[k] : v);
-  const out = { machine, data: data.name, backbones: kept('backbones', backbones), gpu: kept('gpu', gpu), head: kept('head', head), pipeline: kept('pipeline', pipeline), sweep: kept('sweep', sweep), audit: kept('audit', audit), tracking: kept('tracking', tracking), scale: kept('scale', scale), training: kept('training', training), sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined };
+  const out = {
+    machine,
+    data: data.name,
+    backbones: kept('backbones', backbones),
+    gpu: kept('gpu', gpu),
+    head: kept('head', head),
+    active: kept('active', active),
+    pipeline: kept('pipeline', pipeline),
+    sweep: kept('sweep', sweep),
+    audit: kept('audit', audit),
+    tracking: kept('tracking', tracking),
+    scale: kept('scale', scale),
+    training: kept('training', training),
+    sections: args.sections ? { measured: sections, previousMachine: previous.machine } : undefined,
+  };
+  // When each section was measured: a partial run keeps the dates of the sections it did not run.
+  const today = machine.date.slice(0, 10);
+  const before = previous.sectionDates ?? {};
+  out.sectionDates = Object.fromEntries(
+    Object.keys(out)
+      .filter((k) => !['machine', 'data', 'sections', 'sectionDates'].includes(k) && out[k] !== undefined)
+      .map((k) => [k, sections.includes(k) ? today : (before[k] ?? previous.machine?.date?.slice(0, 10) ?? today)]),
+  );
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(join(ROOT, 'bench/results/latest.json'), `${JSON.stringify(out, null, 2)}\n`);
   const { renderMarkdown } = await import('./report.mjs');

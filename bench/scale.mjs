@@ -27,7 +27,9 @@ async function photos(dir, n) {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       px[j] = ((seed >>> 24) & 0x7f) + (j % 3 === i % 3 ? 128 : 0);
     }
-    const jpeg = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+    const jpeg = await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+      .jpeg({ quality: 85 })
+      .toBuffer();
     seen.add(createHash('sha256').update(jpeg).digest('hex'));
     await writeFile(join(dir, `class-${i % 10}`, `p${i}.jpg`), jpeg);
   };
@@ -77,7 +79,8 @@ async function follow(bus, jobId, n, leader, standby, nats) {
       await new Promise((res) => (leader.child.exitCode !== null || leader.child.signalCode ? res() : leader.child.once('exit', res)));
     }
     // Moving again: the standby holds the lease and the job's count has grown since (a write the dead leader had in flight does not count).
-    if (killedAt && !r.movingAgainSeconds && done > doneAtKill && (await readLease(bus))?.lease.holder !== holderAtKill) r.movingAgainSeconds = now() - killedAt;
+    if (killedAt && !r.movingAgainSeconds && done > doneAtKill && (await readLease(bus))?.lease.holder !== holderAtKill)
+      r.movingAgainSeconds = now() - killedAt;
     if (killedAt && s?.state === JobState.JOB_STATE_EXTRACTING) last = { done, ...(await snapshot(standby)) };
     if (s && s.state > JobState.JOB_STATE_EXTRACTING && !r.extractedSeconds) {
       r.extractedSeconds = now() - t0;
@@ -102,8 +105,22 @@ async function millionManifest(work, n) {
   const nats = await startLocalNats({ dataDir });
   const bus = await openBus({ servers: nats.url });
   try {
-    const images = Array.from({ length: n }, (_, i) => ({ sha256: createHash('sha256').update(String(i)).digest('hex'), label: `class-${i % 1000}`, split: 0, path: `class-${i % 1000}/IMG_${String(i).padStart(7, '0')}.jpg`, sizeBytes: 3_500_000, source: '', originalSha256: '' }));
-    const manifest = codecs.manifest.create({ datasetId: 'million', name: 'million', classes: Array.from({ length: 1000 }, (_, c) => `class-${c}`), images, createdAtMs: Date.now() });
+    const images = Array.from({ length: n }, (_, i) => ({
+      sha256: createHash('sha256').update(String(i)).digest('hex'),
+      label: `class-${i % 1000}`,
+      split: 0,
+      path: `class-${i % 1000}/IMG_${String(i).padStart(7, '0')}.jpg`,
+      sizeBytes: 3_500_000,
+      source: '',
+      originalSha256: '',
+    }));
+    const manifest = codecs.manifest.create({
+      datasetId: 'million',
+      name: 'million',
+      classes: Array.from({ length: 1000 }, (_, c) => `class-${c}`),
+      images,
+      createdAtMs: Date.now(),
+    });
     let t = now();
     const jobId = await publishManifest(bus, manifest, 'million-');
     const publishSeconds = now() - t;
@@ -112,7 +129,9 @@ async function millionManifest(work, n) {
     const readSeconds = now() - t;
     const pages = await bus.jsm.streams.info(STREAMS.manifestPages);
     const r = { photos: n, publishSeconds, readSeconds, readBack: back?.images.length ?? 0, pages: pages.state.messages, bytes: pages.state.bytes };
-    console.error(`a ${n}-photo manifest: published in ${publishSeconds.toFixed(1)} s as ${r.pages} pages (${(r.bytes / 1e6).toFixed(0)} MB), read back whole in ${readSeconds.toFixed(1)} s`);
+    console.error(
+      `a ${n}-photo manifest: published in ${publishSeconds.toFixed(1)} s as ${r.pages} pages (${(r.bytes / 1e6).toFixed(0)} MB), read back whole in ${readSeconds.toFixed(1)} s`,
+    );
     return r;
   } finally {
     await bus.close();
@@ -141,7 +160,11 @@ export async function benchScale(work, { quick }) {
     for (const p of workerPorts) await waitForReadyz(p);
     const bus = await openBus({ servers: nats.url }, { create: false });
     // A warm-up job (the model loaded everywhere), then a standby coordinator, then the measured job.
-    const warm = await publishDataset(bus, await generateSampleSet(join(work, 'scale-warm'), 4, 3, ['circle', 'square']), { progress: false, backbone: model, training: { epochs: 1 } });
+    const warm = await publishDataset(bus, await generateSampleSet(join(work, 'scale-warm'), 4, 3, ['circle', 'square']), {
+      progress: false,
+      backbone: model,
+      training: { epochs: 1 },
+    });
     while (!isTerminal((await readJob(bus, warm.jobId))?.state)) await sleep(200);
     const idle = await snapshot(leader);
     const standby = await coordinator(nats.url);
@@ -178,10 +201,20 @@ export async function benchScale(work, { quick }) {
       streamBytes: streams,
     };
     // Memory the job added to the coordinator running it: the leader at 10k and at 90 %, the standby (which took over) at the end of extraction.
-    out.coordinatorBytesPerPhoto = { at10k: (r.at10k.rss - idle.rss) / r.at10k.done, beforeKill: (r.beforeKill.rss - idle.rss) / r.beforeKill.done, atEnd: (r.atEnd.rss - standbyIdle.rss) / n };
-    out.heapBytesPerPhoto = { at10k: (r.at10k.heap - idle.heap) / r.at10k.done, beforeKill: (r.beforeKill.heap - idle.heap) / r.beforeKill.done, atEnd: (r.atEnd.heap - standbyIdle.heap) / n };
+    out.coordinatorBytesPerPhoto = {
+      at10k: (r.at10k.rss - idle.rss) / r.at10k.done,
+      beforeKill: (r.beforeKill.rss - idle.rss) / r.beforeKill.done,
+      atEnd: (r.atEnd.rss - standbyIdle.rss) / n,
+    };
+    out.heapBytesPerPhoto = {
+      at10k: (r.at10k.heap - idle.heap) / r.at10k.done,
+      beforeKill: (r.beforeKill.heap - idle.heap) / r.beforeKill.done,
+      atEnd: (r.atEnd.heap - standbyIdle.heap) / n,
+    };
     out.manifest = await millionManifest(work, quick ? 100_000 : 1_000_000);
-    console.error(`scale: ${out.firstWindowRate.toFixed(0)} img/s over the first ${r.firstWindow}, ${out.allRate.toFixed(0)} over all; moving again ${r.movingAgainSeconds?.toFixed(1)} s after the kill; training ${out.trainingStartSeconds.toFixed(1)} s after extraction; status ${out.statusSeconds.toFixed(2)} s; coordinator +${out.coordinatorBytesPerPhoto.atEnd.toFixed(0)} B RSS per photo`);
+    console.error(
+      `scale: ${out.firstWindowRate.toFixed(0)} img/s over the first ${r.firstWindow}, ${out.allRate.toFixed(0)} over all; moving again ${r.movingAgainSeconds?.toFixed(1)} s after the kill; training ${out.trainingStartSeconds.toFixed(1)} s after extraction; status ${out.statusSeconds.toFixed(2)} s; coordinator +${out.coordinatorBytesPerPhoto.atEnd.toFixed(0)} B RSS per photo`,
+    );
     return out;
   } finally {
     await Promise.all(procs.filter((p) => !p.child.signalCode && p.child.exitCode === null).map((p) => p.stop()));

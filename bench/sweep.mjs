@@ -26,9 +26,19 @@ async function job(c, data, spec, training, label) {
     top1: r.top1,
     counts: { ...run.status.counts },
     augmented: run.status.augmented ? { ...run.status.augmented } : undefined,
-    sweep: r.sweep ? { heads: r.sweep.heads.length, seconds: r.sweep.seconds, parallel: r.sweep.parallel, winner: r.sweep.heads.find((h) => h.id === r.sweep.winner), table: r.sweep.heads } : undefined,
+    sweep: r.sweep
+      ? {
+          heads: r.sweep.heads.length,
+          seconds: r.sweep.seconds,
+          parallel: r.sweep.parallel,
+          winner: r.sweep.heads.find((h) => h.id === r.sweep.winner),
+          table: r.sweep.heads,
+        }
+      : undefined,
   };
-  console.error(`${label}: test top-1 ${(100 * out.top1).toFixed(2)} %, extraction ${out.extractSeconds.toFixed(1)} s, ${out.backboneCalls} backbone calls${out.sweep ? `, sweep of ${out.sweep.heads} heads in ${out.sweep.seconds.toFixed(0)} s` : ''}`);
+  console.error(
+    `${label}: test top-1 ${(100 * out.top1).toFixed(2)} %, extraction ${out.extractSeconds.toFixed(1)} s, ${out.backboneCalls} backbone calls${out.sweep ? `, sweep of ${out.sweep.heads} heads in ${out.sweep.seconds.toFixed(0)} s` : ''}`,
+  );
   return out;
 }
 

@@ -1,4 +1,4 @@
-// The coordinator's memory per photo while a job runs: the job's entries it holds (ImageList:
+// The coordinator's memory per photo while a job runs: the job's entries it holds (ManifestEntries:
 // columns, read a page at a time) against the decoded list it held before, and its tracking of
 // which images the job still waits for (JobImages: an index and typed arrays) against the maps it
 // used before (id -> paths, id -> entries waiting, fingerprint.id -> waiting jobs). In-process,
@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { ImageList, JobImages } from '@graft/coordinator';
+import { ManifestEntries, JobImages } from '@graft/coordinator';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc');
@@ -29,7 +29,15 @@ const CLASSES = Array.from({ length: 100 }, (_, c) => `class-${c}`);
 
 function entryOf(i) {
   const sha256 = createHash('sha256').update(String(i)).digest('hex');
-  return { sha256, label: `class-${i % 100}`, path: `class-${i % 100}/IMG_${String(i).padStart(7, '0')}.jpg`, sizeBytes: 3_500_000, split: 0, source: '', originalSha256: '' };
+  return {
+    sha256,
+    label: `class-${i % 100}`,
+    path: `class-${i % 100}/IMG_${String(i).padStart(7, '0')}.jpg`,
+    sizeBytes: 3_500_000,
+    split: 0,
+    source: '',
+    originalSha256: '',
+  };
 }
 
 function manifestOf(n) {
@@ -66,7 +74,9 @@ export async function benchTracking(sizes = [100_000, 1_000_000]) {
   for (const n of sizes) {
     const { stdout } = await run(process.execPath, ['--max-old-space-size=8192', fileURLToPath(import.meta.url), String(n)], { maxBuffer: 1 << 20 });
     const row = JSON.parse(stdout);
-    process.stderr.write(`tracking ${n}: entries ${row.entriesBytesPerPhoto.toFixed(0)} B/photo (decoded list: ${row.manifestBytesPerPhoto.toFixed(0)}), tracking ${row.trackingBytesPerPhoto.toFixed(0)} B/photo (before: ${row.oldTrackingBytesPerPhoto.toFixed(0)})\n`);
+    process.stderr.write(
+      `tracking ${n}: entries ${row.entriesBytesPerPhoto.toFixed(0)} B/photo (decoded list: ${row.manifestBytesPerPhoto.toFixed(0)}), tracking ${row.trackingBytesPerPhoto.toFixed(0)} B/photo (before: ${row.oldTrackingBytesPerPhoto.toFixed(0)})\n`,
+    );
     rows.push(row);
   }
   return rows;
@@ -75,7 +85,7 @@ export async function benchTracking(sizes = [100_000, 1_000_000]) {
 async function measure(n) {
   {
     const h0 = await heap();
-    const list = await ImageList.read({ classes: CLASSES, training: {} }, pagesOf(n));
+    const list = await ManifestEntries.read({ classes: CLASSES, training: {} }, pagesOf(n));
     const h1 = await heap();
     const images = new JobImages(list, {});
     for (const id of images.all()) images.wait(id);
@@ -84,7 +94,16 @@ async function measure(n) {
     const h3 = await heap();
     const old = oldTracking(manifest, '0123456789abcdef');
     const h4 = await heap();
-    return { photos: n, entriesBytesPerPhoto: (h1 - h0) / n, manifestBytesPerPhoto: (h3 - h2) / n, trackingBytesPerPhoto: (h2 - h1) / n, oldTrackingBytesPerPhoto: (h4 - h3) / n, waiting: images.size, kept: old.pending.size, listed: list.length };
+    return {
+      photos: n,
+      entriesBytesPerPhoto: (h1 - h0) / n,
+      manifestBytesPerPhoto: (h3 - h2) / n,
+      trackingBytesPerPhoto: (h2 - h1) / n,
+      oldTrackingBytesPerPhoto: (h4 - h3) / n,
+      waiting: images.size,
+      kept: old.pending.size,
+      listed: list.length,
+    };
   }
 }
 

@@ -9,7 +9,6 @@ import { procMemory } from './lib.mjs';
 
 const run = promisify(execFile);
 
-
 /** In the child: n vectors around 10 class centres, one epoch of training, memory before and after. */
 async function child(n, dim, dtype) {
   const { initBackend } = await import('@graft/vision');
@@ -18,7 +17,7 @@ async function child(n, dim, dtype) {
   const backend = (await initBackend()).name;
   const base = await procMemory();
   let s = 12345;
-  const rand = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
+  const rand = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
   // Half rows are encoded from one scratch row: no float32 row per vector is made and dropped (the
   // allocator would keep what it freed, and the resident memory would count it).
   const scratch = new Float32Array(dim);
@@ -64,9 +63,14 @@ export async function benchTraining({ quick }) {
   const runs = {};
   for (const dtype of ['float32', 'float16']) {
     console.error(`\n== head training on ${n.toLocaleString('en')} x 1,280-d vectors held as ${dtype}`);
-    const { stdout } = await run(process.execPath, ['--max-old-space-size=4096', fileURLToPath(import.meta.url), '--child', String(n), '1280', dtype], { maxBuffer: 1 << 20, timeout: 3_600_000 });
+    const { stdout } = await run(process.execPath, ['--max-old-space-size=4096', fileURLToPath(import.meta.url), '--child', String(n), '1280', dtype], {
+      maxBuffer: 1 << 20,
+      timeout: 3_600_000,
+    });
     const r = JSON.parse(stdout);
-    console.error(`trained 1 epoch on ${r.vectors} vectors (${r.backend}) in ${r.seconds.toFixed(0)} s: ${r.heldBytesPerVector.toFixed(0)} B held per vector, peak ${r.peakGB.toFixed(1)} GB`);
+    console.error(
+      `trained 1 epoch on ${r.vectors} vectors (${r.backend}) in ${r.seconds.toFixed(0)} s: ${r.heldBytesPerVector.toFixed(0)} B held per vector, peak ${r.peakGB.toFixed(1)} GB`,
+    );
     runs[dtype] = r;
   }
   return { ...runs.float32, float16: runs.float16 };

@@ -31,7 +31,11 @@ for (const t of TARGETS) {
 
   mkdirSync(dirname(outJs), { recursive: true });
   const pbjs = (extra) =>
-    execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'es6', '--es6', '--force-number', '--no-verify', '--no-delimited', '--no-typeurl', ...extra, file], { encoding: 'utf8' })
+    execFileSync(
+      bin('pbjs'),
+      ['-t', 'static-module', '-w', 'es6', '--es6', '--force-number', '--no-verify', '--no-delimited', '--no-typeurl', ...extra, file],
+      { encoding: 'utf8' },
+    )
       // protobufjs 8 publishes an exports map; the ESM wrapper's bare "protobufjs/minimal" needs the .js.
       .replace(/from "protobufjs\/minimal"/, 'from "protobufjs/minimal.js"');
   // pbts reads types from the JSDoc, so it runs on a commented build; the shipped JS has no comments.

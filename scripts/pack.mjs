@@ -32,7 +32,8 @@ for (const { dir, pkg } of workspaces) {
   for (const entry of readdirSync(dir).filter((e) => SHIPPED.includes(e))) cpSync(join(dir, entry), join(to, entry), { recursive: true, filter: shipped });
   for (const [name, range] of Object.entries(pkg.dependencies ?? {})) {
     if (ours.has(name)) continue;
-    if (dependencies[name] && dependencies[name] !== range) throw new Error(`pack: ${name} is ${dependencies[name]} in one workspace and ${range} in ${pkg.name}`);
+    if (dependencies[name] && dependencies[name] !== range)
+      throw new Error(`pack: ${name} is ${dependencies[name]} in one workspace and ${range} in ${pkg.name}`);
     dependencies[name] = range;
   }
   // npm counts a bundled package's dependencies as bundled too (and would install none of them):

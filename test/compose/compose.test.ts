@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { JobState, freePort, openBus, readJob, type Bus, type JobStatus } from '@graft/protocol';
+import { JobState, freePort, openBus, readJob, type BusHandles as Bus, type JobStatus } from '@graft/protocol/testing';
 import { initBackend } from '@graft/vision';
 import { countsOf } from '../helpers/cluster.js';
 import { writeTinyModel } from '../helpers/models.js';
@@ -35,7 +35,8 @@ function skipReason(): string | false {
   if (process.env.GRAFT_SKIP_COMPOSE) return 'GRAFT_SKIP_COMPOSE is set';
   if (spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0) return 'no Docker daemon answers (start dockerd: .ci/run does where it can)';
   if (!composeCommand()) return 'neither `docker compose` nor `docker-compose` is installed';
-  if (spawnSync('mmdebstrap', ['--version'], { stdio: 'ignore' }).status !== 0) return 'mmdebstrap is not installed (the base images are built from Debian packages)';
+  if (spawnSync('mmdebstrap', ['--version'], { stdio: 'ignore' }).status !== 0)
+    return 'mmdebstrap is not installed (the base images are built from Debian packages)';
   return false;
 }
 
@@ -66,14 +67,19 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
   let promPort = 0;
   let amPort = 0;
   let bus: Bus | undefined;
-  const compose = (...args: string[]) => sh([...composeCommand()!, '-p', project, '-f', join(ROOT, 'deploy', 'compose.yaml'), '--env-file', envFile, ...args], `compose ${args[0]}`);
-  const up = () => compose('up', '-d', '--no-build', '--scale', `extractor-cpu=${EXTRACTORS}`, 'nats', 'init', 'coordinator', 'extractor-cpu', 'prometheus', 'alertmanager');
+  const compose = (...args: string[]) =>
+    sh([...composeCommand()!, '-p', project, '-f', join(ROOT, 'deploy', 'compose.yaml'), '--env-file', envFile, ...args], `compose ${args[0]}`);
+  const up = () =>
+    compose('up', '-d', '--no-build', '--scale', `extractor-cpu=${EXTRACTORS}`, 'nats', 'init', 'coordinator', 'extractor-cpu', 'prometheus', 'alertmanager');
   const containers = async (service: string) => (await compose('ps', '-q', service)).split('\n').filter(Boolean);
   const logs = async () => (await compose('logs', '--no-color', '--tail', '60').catch((e: Error) => e.message)).slice(-12_000);
 
   /** The counter an extractor container reports, read inside it (its port is not published). */
   async function embeddedIn(container: string): Promise<number> {
-    const text = await sh(['docker', 'exec', container, 'node', '-e', "fetch('http://127.0.0.1:9464/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], 'reading metrics');
+    const text = await sh(
+      ['docker', 'exec', container, 'node', '-e', "fetch('http://127.0.0.1:9464/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"],
+      'reading metrics',
+    );
     return Number(/^graft_images_extracted_total (\d+)/m.exec(text)?.[1] ?? NaN);
   }
 
@@ -86,7 +92,9 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
   async function firing(): Promise<string[]> {
     const r = await fetch(`http://127.0.0.1:${amPort}/api/v2/alerts?active=true`).catch(() => undefined);
     if (!r?.ok) return [];
-    return ((await r.json()) as { labels: { alertname: string }; status: { state: string } }[]).filter((a) => a.status.state === 'active').map((a) => a.labels.alertname);
+    return ((await r.json()) as { labels: { alertname: string }; status: { state: string } }[])
+      .filter((a) => a.status.state === 'active')
+      .map((a) => a.labels.alertname);
   }
 
   async function openCliBus(): Promise<Bus> {
@@ -98,19 +106,27 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
   }
 
   async function healthy(): Promise<void> {
-    await waitFor(async () => {
-      const ids = [...(await containers('coordinator')), ...(await containers('extractor-cpu'))];
-      if (ids.length !== 1 + EXTRACTORS) return false;
-      const states = (await sh(['docker', 'inspect', '--format', '{{.State.Health.Status}}', ...ids], 'inspect')).split('\n').filter(Boolean);
-      return states.every((s) => s === 'healthy');
-    }, 240_000, 'the coordinator and extractors to be healthy');
+    await waitFor(
+      async () => {
+        const ids = [...(await containers('coordinator')), ...(await containers('extractor-cpu'))];
+        if (ids.length !== 1 + EXTRACTORS) return false;
+        const states = (await sh(['docker', 'inspect', '--format', '{{.State.Health.Status}}', ...ids], 'inspect')).split('\n').filter(Boolean);
+        return states.every((s) => s === 'healthy');
+      },
+      240_000,
+      'the coordinator and extractors to be healthy',
+    );
   }
 
   async function finished(jobId: string): Promise<JobStatus> {
-    const s = await waitFor(async () => {
-      const r = await readJob(bus!, jobId).catch(() => undefined);
-      return r && (r.state === JobState.JOB_STATE_DONE || r.state === JobState.JOB_STATE_FAILED) ? r : undefined;
-    }, 300_000, `job ${jobId} to end`);
+    const s = await waitFor(
+      async () => {
+        const r = await readJob(bus!, jobId).catch(() => undefined);
+        return r && (r.state === JobState.JOB_STATE_DONE || r.state === JobState.JOB_STATE_FAILED) ? r : undefined;
+      },
+      300_000,
+      `job ${jobId} to end`,
+    );
     assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${await logs()}`);
     return s;
   }
@@ -130,13 +146,34 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
       NATS_IMAGE: 'graft-offline/nats:debian',
       PROMETHEUS_IMAGE: 'graft-offline/prometheus:debian',
     };
-    await writeFile(envFile, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+    await writeFile(
+      envFile,
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n') + '\n',
+    );
     await sh(['bash', join(ROOT, 'deploy', 'docker', 'offline-bases.sh')], 'building the base images', 900_000);
     // The real Dockerfile, without the native backend (its install downloads libtensorflow).
     await sh(
-      ['docker', 'build', '--network', 'host', '--build-arg', 'NODE_IMAGE=graft-offline/node:22', '--build-arg', 'NODE_RUNTIME_IMAGE=graft-offline/node:22',
-        '--build-arg', 'NATIVE_BACKEND=none', '-f', 'deploy/docker/Dockerfile.cpu', '-t', 'graft-cpu:latest', '.'],
-      'building graft-cpu', 900_000,
+      [
+        'docker',
+        'build',
+        '--network',
+        'host',
+        '--build-arg',
+        'NODE_IMAGE=graft-offline/node:22',
+        '--build-arg',
+        'NODE_RUNTIME_IMAGE=graft-offline/node:22',
+        '--build-arg',
+        'NATIVE_BACKEND=none',
+        '-f',
+        'deploy/docker/Dockerfile.cpu',
+        '-t',
+        'graft-cpu:latest',
+        '.',
+      ],
+      'building graft-cpu',
+      900_000,
     );
   });
 
@@ -148,7 +185,13 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
 
   it(`runs with ${EXTRACTORS} extractors, survives losing one, and keeps its cache across down and up`, { timeout: 1_800_000 }, async () => {
     // The example env has no passwords: compose must refuse to start rather than run with none.
-    const refused = await sh([...composeCommand()!, '-p', project, '-f', join(ROOT, 'deploy', 'compose.yaml'), '--env-file', join(ROOT, 'deploy', 'env.example'), 'config'], 'config').then(() => '', (e: Error) => e.message);
+    const refused = await sh(
+      [...composeCommand()!, '-p', project, '-f', join(ROOT, 'deploy', 'compose.yaml'), '--env-file', join(ROOT, 'deploy', 'env.example'), 'config'],
+      'config',
+    ).then(
+      () => '',
+      (e: Error) => e.message,
+    );
     assert.match(refused, /GRAFT_\w+_PASSWORD|set it in \.env/, 'compose refuses the example env without passwords');
 
     await up();
@@ -161,17 +204,27 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
     const s1 = await finished(p1.jobId);
     const total1 = s1.counts?.total ?? 0;
     assert.deepEqual(countsOf(s1), { total: total1, cached: 0, extracted: total1, failed: 0 });
-    const targets = await waitFor(async () => {
-      const t = (await prometheus('/api/v1/targets?state=active')) as { activeTargets: { labels: { job: string }; health: string }[] };
-      const up = t.activeTargets.filter((x) => x.labels.job === 'graft-extractor' && x.health === 'up');
-      return up.length === EXTRACTORS ? up : undefined;
-    }, 120_000, `Prometheus to scrape ${EXTRACTORS} extractors`);
+    const targets = await waitFor(
+      async () => {
+        const t = (await prometheus('/api/v1/targets?state=active')) as { activeTargets: { labels: { job: string }; health: string }[] };
+        const up = t.activeTargets.filter((x) => x.labels.job === 'graft-extractor' && x.health === 'up');
+        return up.length === EXTRACTORS ? up : undefined;
+      },
+      120_000,
+      `Prometheus to scrape ${EXTRACTORS} extractors`,
+    );
     assert.equal(targets.length, EXTRACTORS);
-    const sum = await waitFor(async () => {
-      const r = (await prometheus(`/api/v1/query?query=${encodeURIComponent('sum(graft_images_extracted_total)')}`)) as { result: { value: [number, string] }[] };
-      const v = Number(r.result[0]?.value[1]);
-      return v === total1 ? v : undefined;
-    }, 60_000, `sum(graft_images_extracted_total) in Prometheus to reach ${total1}`);
+    const sum = await waitFor(
+      async () => {
+        const r = (await prometheus(`/api/v1/query?query=${encodeURIComponent('sum(graft_images_extracted_total)')}`)) as {
+          result: { value: [number, string] }[];
+        };
+        const v = Number(r.result[0]?.value[1]);
+        return v === total1 ? v : undefined;
+      },
+      60_000,
+      `sum(graft_images_extracted_total) in Prometheus to reach ${total1}`,
+    );
     assert.equal(sum, total1);
 
     // 2. One extractor killed mid-job: every image still gets exactly one vector.
@@ -215,10 +268,14 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
     await compose('stop', 'extractor-cpu');
     const third = await generateSampleSet(join(work, 'third'), 20, 33);
     const p5 = await publishDataset(bus, third, { progress: false, backbone: 'mobilenet_v2_035', training: { epochs: 3 } });
-    const alerts = await waitFor(async () => {
-      const a = await firing();
-      return a.includes('GraftNoExtractorWhileTasksPending') ? a : undefined;
-    }, 420_000, `GraftNoExtractorWhileTasksPending firing in Alertmanager\n${await logs()}`);
+    const alerts = await waitFor(
+      async () => {
+        const a = await firing();
+        return a.includes('GraftNoExtractorWhileTasksPending') ? a : undefined;
+      },
+      420_000,
+      `GraftNoExtractorWhileTasksPending firing in Alertmanager\n${await logs()}`,
+    );
     assert.ok(alerts.includes('GraftNoExtractorWhileTasksPending'));
     await up();
     const s5 = await finished(p5.jobId);
@@ -226,10 +283,14 @@ describe('compose - the shipped cluster in Docker', { skip }, () => {
     assert.deepEqual(countsOf(s5), { total: total5, cached: 0, extracted: total5, failed: 0 });
 
     // The jobs gauge reads true: five jobs done, from the job records (a finished job is not forgotten).
-    const done = await waitFor(async () => {
-      const r = (await prometheus(`/api/v1/query?query=${encodeURIComponent('max(graft_jobs{state="done"})')}`)) as { result: { value: [number, string] }[] };
-      return Number(r.result[0]?.value[1]) === 5 ? 5 : undefined;
-    }, 120_000, 'graft_jobs{state="done"} to read 5 in Prometheus');
+    const done = await waitFor(
+      async () => {
+        const r = (await prometheus(`/api/v1/query?query=${encodeURIComponent('max(graft_jobs{state="done"})')}`)) as { result: { value: [number, string] }[] };
+        return Number(r.result[0]?.value[1]) === 5 ? 5 : undefined;
+      },
+      120_000,
+      'graft_jobs{state="done"} to read 5 in Prometheus',
+    );
     assert.equal(done, 5);
   });
 });

@@ -1,8 +1,10 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isTerminal, openBus, readJob, type Bus, type JobStatus } from '@graft/protocol';
+import { isTerminal, openBus, readJob, type BusHandles, type JobStatus } from '@graft/protocol/testing';
 import { initBackend } from '@graft/vision';
+import { generateSampleSet, publishDataset, type Published, type SampleClass } from '@graft/cli';
+import type { TrainingOptions } from '@graft/protocol/testing';
 import { writeConvModel, writeTinyModel } from './models.js';
 import { startTestNats, type TestNats } from './nats.js';
 import { spawnGraft, waitFor, type Spawned } from './process.js';
@@ -11,7 +13,7 @@ import { spawnGraft, waitFor, type Spawned } from './process.js';
 export class TestCluster {
   readonly workers: Spawned[] = [];
   coordinator?: Spawned;
-  bus!: Bus;
+  bus!: BusHandles;
   nats!: TestNats;
   work!: string;
   private readonly all: Spawned[] = [];
@@ -44,7 +46,11 @@ export class TestCluster {
 
   startCoordinator(extraEnv: NodeJS.ProcessEnv = {}): Spawned {
     const allow = this.allowModelFiles ? ['--allow-model-files'] : [];
-    this.coordinator = spawnGraft(['coordinator', '--nats', this.nats.url, ...allow, ...this.coordinatorArgs], { GRAFT_HOME: this.work, ...this.env, ...extraEnv });
+    this.coordinator = spawnGraft(['coordinator', '--nats', this.nats.url, ...allow, ...this.coordinatorArgs], {
+      GRAFT_HOME: this.work,
+      ...this.env,
+      ...extraEnv,
+    });
     this.all.push(this.coordinator);
     return this.coordinator;
   }
@@ -83,6 +89,24 @@ export class TestCluster {
     const dir = join(this.work, `tiny-model-${size}`);
     await mkdir(dir, { recursive: true });
     return writeTinyModel(dir, size);
+  }
+
+  /**
+   * The setup most tests share: `perClass` generated photos of each class (seeded), published as one
+   * job as the cli does (the tiny model unless another backbone is named). @returns the job and its folder.
+   */
+  async publishShapes(
+    perClass: number,
+    seed: number,
+    o: { classes?: SampleClass[]; backbone?: string; training?: TrainingOptions; folder?: string } = {},
+  ): Promise<Published & { data: string }> {
+    const data = await generateSampleSet(join(this.work, o.folder ?? `shapes-${seed}`), perClass, seed, o.classes);
+    const p = await publishDataset(this.bus, data, {
+      progress: false,
+      backbone: o.backbone ?? (await this.tinyModel()),
+      training: o.training ?? { epochs: 2 },
+    });
+    return { ...p, data };
   }
 
   /** Output of every process, for failure messages. */

@@ -22,4 +22,3 @@ export async function deployedAuthorization(): Promise<string> {
   }
   throw new Error('no authorization block in deploy/nats/nats-server.conf');
 }
-

@@ -39,11 +39,17 @@ const s = (text: string) => ({ s: new TextEncoder().encode(text) });
 const ints = (...i: number[]) => ({ list: { i } });
 
 function floatConst(name: string, shape: number[], values: Float32Array, asVals = false): Node {
-  const tensor = asVals ? { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, floatVal: Array.from(values) } : { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytesOf(values) };
+  const tensor = asVals
+    ? { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, floatVal: Array.from(values) }
+    : { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytesOf(values) };
   return { name, op: 'Const', attr: { dtype: { type: DT_FLOAT }, value: { tensor } } };
 }
 function intConst(name: string, values: number[]): Node {
-  return { name, op: 'Const', attr: { dtype: { type: DT_INT32 }, value: { tensor: { dtype: DT_INT32, tensorShape: { dim: [{ size: values.length }] }, intVal: values } } } };
+  return {
+    name,
+    op: 'Const',
+    attr: { dtype: { type: DT_INT32 }, value: { tensor: { dtype: DT_INT32, tensorShape: { dim: [{ size: values.length }] }, intVal: values } } },
+  };
 }
 function scalarIntConst(name: string, value: number): Node {
   return { name, op: 'Const', attr: { dtype: { type: DT_INT32 }, value: { tensor: { dtype: DT_INT32, tensorShape: {}, intVal: [value] } } } };
@@ -84,7 +90,11 @@ export function seedGraph(opts: { poolName?: string; extraOp?: string } = {}): S
     bias: rand(5, 10),
   };
   const nodes: Node[] = [
-    { name: 'DecodeJpeg/contents', op: 'Const', attr: { dtype: { type: DT_STRING }, value: { tensor: { dtype: DT_STRING, tensorShape: {}, stringVal: [new Uint8Array(0)] } } } },
+    {
+      name: 'DecodeJpeg/contents',
+      op: 'Const',
+      attr: { dtype: { type: DT_STRING }, value: { tensor: { dtype: DT_STRING, tensorShape: {}, stringVal: [new Uint8Array(0)] } } },
+    },
     { name: 'DecodeJpeg', op: 'DecodeJpeg', input: ['DecodeJpeg/contents'], attr: { channels: { i: 3 }, ratio: { i: 1 } } },
     { name: 'Cast', op: 'Cast', input: ['DecodeJpeg'], attr: { SrcT: { type: tensorflow.DataType.DT_UINT8 }, DstT: { type: DT_FLOAT } } },
     scalarIntConst('ExpandDims/dim', 0),
@@ -96,7 +106,12 @@ export function seedGraph(opts: { poolName?: string; extraOp?: string } = {}): S
     floatConst('Mul/y', [], Float32Array.of(1 / 128), true),
     { name: 'Mul', op: 'Mul', input: ['Sub', 'Mul/y'], attr: T },
     floatConst('conv/conv2d_params', [3, 3, 3, C1], w.conv),
-    { name: 'conv/Conv2D', op: 'Conv2D', input: ['Mul', 'conv/conv2d_params'], attr: { ...T, strides: ints(1, 2, 2, 1), padding: s('VALID'), use_cudnn_on_gpu: { b: true } } },
+    {
+      name: 'conv/Conv2D',
+      op: 'Conv2D',
+      input: ['Mul', 'conv/conv2d_params'],
+      attr: { ...T, strides: ints(1, 2, 2, 1), padding: s('VALID'), use_cudnn_on_gpu: { b: true } },
+    },
     floatConst('conv/batchnorm/moving_mean', [C1], w.bn.mean),
     floatConst('conv/batchnorm/moving_variance', [C1], w.bn.variance),
     floatConst('conv/batchnorm/beta', [C1], w.bn.beta),
@@ -114,12 +129,22 @@ export function seedGraph(opts: { poolName?: string; extraOp?: string } = {}): S
     { name: 'mixed/conv/Conv2D', op: 'Conv2D', input: ['pool', 'mixed/conv/conv2d_params'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
     { name: 'mixed/conv', op: 'Relu', input: ['mixed/conv/Conv2D'], attr: T },
     floatConst('mixed/tower/conv/conv2d_params', [3, 3, C1, 4], w.b),
-    { name: 'mixed/tower/conv/Conv2D', op: 'Conv2D', input: ['pool', 'mixed/tower/conv/conv2d_params'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    {
+      name: 'mixed/tower/conv/Conv2D',
+      op: 'Conv2D',
+      input: ['pool', 'mixed/tower/conv/conv2d_params'],
+      attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') },
+    },
     { name: 'mixed/tower/conv', op: 'Relu', input: ['mixed/tower/conv/Conv2D'], attr: T },
     scalarIntConst('mixed/join/concat_dim', 3),
     { name: 'mixed/join', op: 'Concat', input: ['mixed/join/concat_dim', 'mixed/conv', 'mixed/tower/conv'], attr: { ...T, N: { i: 2 } } },
     floatConst('mixed_1/conv/conv2d_params', [1, 1, 8, 6], w.c),
-    { name: 'mixed_1/conv/Conv2D', op: 'Conv2D', input: ['mixed/join', 'mixed_1/conv/conv2d_params'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    {
+      name: 'mixed_1/conv/Conv2D',
+      op: 'Conv2D',
+      input: ['mixed/join', 'mixed_1/conv/conv2d_params'],
+      attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') },
+    },
     { name: 'mixed_1/conv', op: 'Relu', input: ['mixed_1/conv/Conv2D'], attr: T },
     scalarIntConst('mixed_1/join/axis', 3),
     { name: 'mixed_1/join', op: 'ConcatV2', input: ['mixed_1/conv', 'mixed/join', 'mixed_1/join/axis'], attr: { ...T, N: { i: 2 }, Tidx: { type: DT_INT32 } } },
@@ -127,7 +152,12 @@ export function seedGraph(opts: { poolName?: string; extraOp?: string } = {}): S
     intConst(`${pool}/_reshape/shape`, [-1, 14]),
     { name: `${pool}/_reshape`, op: 'Reshape', input: [pool, `${pool}/_reshape/shape`], attr: { ...T, Tshape: { type: DT_INT32 } } },
     floatConst('softmax/weights', [14, 5], w.fc),
-    { name: 'softmax/logits/MatMul', op: 'MatMul', input: [`${pool}/_reshape`, 'softmax/weights'], attr: { ...T, transpose_a: { b: false }, transpose_b: { b: false } } },
+    {
+      name: 'softmax/logits/MatMul',
+      op: 'MatMul',
+      input: [`${pool}/_reshape`, 'softmax/weights'],
+      attr: { ...T, transpose_a: { b: false }, transpose_b: { b: false } },
+    },
     floatConst('softmax/biases', [5], w.bias),
     { name: 'softmax/logits', op: 'BiasAdd', input: ['softmax/logits/MatMul', 'softmax/biases'], attr: T },
     { name: 'softmax', op: 'Softmax', input: ['softmax/logits'], attr: T },
@@ -159,7 +189,13 @@ const DT_QUINT8 = tensorflow.DataType.DT_QUINT8;
 const DT_QINT8 = tensorflow.DataType.DT_QINT8;
 
 /** 8-bit weights as quantize_graph.py "weights" mode stores them, and the floats they stand for. */
-export function quantized(name: string, shape: number[], seed: number, mode: 'MIN_COMBINED' | 'MIN_FIRST' = 'MIN_COMBINED', signed = false): { nodes: Node[]; values: Float32Array } {
+export function quantized(
+  name: string,
+  shape: number[],
+  seed: number,
+  mode: 'MIN_COMBINED' | 'MIN_FIRST' = 'MIN_COMBINED',
+  signed = false,
+): { nodes: Node[]; values: Float32Array } {
   const n = shape.reduce((a, b) => a * b, 1);
   const q = Uint8Array.from(rand(n, seed, 1), (x) => Math.round((x + 1) * 127.5));
   const [min, max] = [-0.6, 0.8];
@@ -169,7 +205,14 @@ export function quantized(name: string, shape: number[], seed: number, mode: 'MI
   const values = Float32Array.from(stored, (v) => min + (v - lowest) * ((max - min) / 255));
   const dtype = signed ? DT_QINT8 : DT_QUINT8;
   const nodes: Node[] = [
-    { name: `${name}_quint8_const`, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: new Uint8Array(stored.buffer) } } } },
+    {
+      name: `${name}_quint8_const`,
+      op: 'Const',
+      attr: {
+        dtype: { type: dtype },
+        value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: new Uint8Array(stored.buffer) } },
+      },
+    },
     floatConst(`${name}_min`, [], Float32Array.of(min), true),
     floatConst(`${name}_max`, [], Float32Array.of(max), true),
     { name, op: 'Dequantize', input: [`${name}_quint8_const`, `${name}_min`, `${name}_max`], attr: { T: { type: dtype }, mode: s(mode) } },
@@ -182,13 +225,28 @@ function retrainHeadNodes(bottleneck: string, dim: number, classes: number): { n
   const kernel = rand(dim * classes, 41, 0.8);
   const bias = rand(classes, 42, 0.2);
   const nodes: Node[] = [
-    { name: 'input_1/BottleneckInputPlaceholder', op: 'PlaceholderWithDefault', input: [bottleneck], attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: dim }] } } } },
+    {
+      name: 'input_1/BottleneckInputPlaceholder',
+      op: 'PlaceholderWithDefault',
+      input: [bottleneck],
+      attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: dim }] } } },
+    },
     floatConst('final_training_ops/weights/final_weights', [dim, classes], kernel),
     { name: 'final_training_ops/weights/final_weights/read', op: 'Identity', input: ['final_training_ops/weights/final_weights'], attr: T },
     floatConst('final_training_ops/biases/final_biases', [classes], bias),
     { name: 'final_training_ops/biases/final_biases/read', op: 'Identity', input: ['final_training_ops/biases/final_biases'], attr: T },
-    { name: 'final_training_ops/Wx_plus_b/MatMul', op: 'MatMul', input: ['input_1/BottleneckInputPlaceholder', 'final_training_ops/weights/final_weights/read'], attr: { ...T, transpose_a: { b: false }, transpose_b: { b: false } } },
-    { name: 'final_training_ops/Wx_plus_b/add', op: 'Add', input: ['final_training_ops/Wx_plus_b/MatMul', 'final_training_ops/biases/final_biases/read'], attr: T },
+    {
+      name: 'final_training_ops/Wx_plus_b/MatMul',
+      op: 'MatMul',
+      input: ['input_1/BottleneckInputPlaceholder', 'final_training_ops/weights/final_weights/read'],
+      attr: { ...T, transpose_a: { b: false }, transpose_b: { b: false } },
+    },
+    {
+      name: 'final_training_ops/Wx_plus_b/add',
+      op: 'Add',
+      input: ['final_training_ops/Wx_plus_b/MatMul', 'final_training_ops/biases/final_biases/read'],
+      attr: T,
+    },
     { name: 'final_result', op: 'Softmax', input: ['final_training_ops/Wx_plus_b/add'], attr: T },
   ];
   return { nodes, kernel, bias };
@@ -224,21 +282,54 @@ export function retrainMobileNetGraph(opts: { classes?: number; groundTruth?: bo
   const head = retrainHeadNodes('MobilenetV1/Logits/SpatialSqueeze', 10, classes);
   const nodes: Node[] = [
     { name: 'input', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: S }, { size: S }, { size: 3 }] } } } },
-    ...(opts.groundTruth ? [{ name: 'input/GroundTruthInput', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: classes }] } } } }] : []),
+    ...(opts.groundTruth
+      ? [
+          {
+            name: 'input/GroundTruthInput',
+            op: 'Placeholder',
+            attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: classes }] } } },
+          },
+        ]
+      : []),
     ...c0.nodes,
     { name: 'MobilenetV1/Conv2d_0/Conv2D', op: 'Conv2D', input: ['input', c0.nodes[3].name], attr: { ...T, strides: ints(1, 2, 2, 1), padding: s('SAME') } },
     { name: 'MobilenetV1/Conv2d_0/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_0/Conv2D'], attr: T },
     floatConst('MobilenetV1/Conv2d_1_depthwise/depthwise_weights', [3, 3, 4, 1], dw),
-    { name: 'MobilenetV1/Conv2d_1_depthwise/depthwise', op: 'DepthwiseConv2dNative', input: ['MobilenetV1/Conv2d_0/Relu6', 'MobilenetV1/Conv2d_1_depthwise/depthwise_weights'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    {
+      name: 'MobilenetV1/Conv2d_1_depthwise/depthwise',
+      op: 'DepthwiseConv2dNative',
+      input: ['MobilenetV1/Conv2d_0/Relu6', 'MobilenetV1/Conv2d_1_depthwise/depthwise_weights'],
+      attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') },
+    },
     { name: 'MobilenetV1/Conv2d_1_depthwise/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_1_depthwise/depthwise'], attr: T },
     ...c1.nodes,
-    { name: 'MobilenetV1/Conv2d_1_pointwise/Conv2D', op: 'Conv2D', input: ['MobilenetV1/Conv2d_1_depthwise/Relu6', c1.nodes[3].name], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    {
+      name: 'MobilenetV1/Conv2d_1_pointwise/Conv2D',
+      op: 'Conv2D',
+      input: ['MobilenetV1/Conv2d_1_depthwise/Relu6', c1.nodes[3].name],
+      attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') },
+    },
     { name: 'MobilenetV1/Conv2d_1_pointwise/Relu6', op: 'Relu6', input: ['MobilenetV1/Conv2d_1_pointwise/Conv2D'], attr: T },
-    { name: 'MobilenetV1/Logits/AvgPool_1a/AvgPool', op: 'AvgPool', input: ['MobilenetV1/Conv2d_1_pointwise/Relu6'], attr: { ...T, ksize: ints(1, S / 2, S / 2, 1), strides: ints(1, 2, 2, 1), padding: s('VALID') } },
+    {
+      name: 'MobilenetV1/Logits/AvgPool_1a/AvgPool',
+      op: 'AvgPool',
+      input: ['MobilenetV1/Conv2d_1_pointwise/Relu6'],
+      attr: { ...T, ksize: ints(1, S / 2, S / 2, 1), strides: ints(1, 2, 2, 1), padding: s('VALID') },
+    },
     floatConst('MobilenetV1/Logits/Conv2d_1c_1x1/weights', [1, 1, 6, 10], logits),
-    { name: 'MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D', op: 'Conv2D', input: ['MobilenetV1/Logits/AvgPool_1a/AvgPool', 'MobilenetV1/Logits/Conv2d_1c_1x1/weights'], attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') } },
+    {
+      name: 'MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D',
+      op: 'Conv2D',
+      input: ['MobilenetV1/Logits/AvgPool_1a/AvgPool', 'MobilenetV1/Logits/Conv2d_1c_1x1/weights'],
+      attr: { ...T, strides: ints(1, 1, 1, 1), padding: s('SAME') },
+    },
     floatConst('MobilenetV1/Logits/Conv2d_1c_1x1/biases', [10], logitsBias),
-    { name: 'MobilenetV1/Logits/Conv2d_1c_1x1/BiasAdd', op: 'BiasAdd', input: ['MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D', 'MobilenetV1/Logits/Conv2d_1c_1x1/biases'], attr: T },
+    {
+      name: 'MobilenetV1/Logits/Conv2d_1c_1x1/BiasAdd',
+      op: 'BiasAdd',
+      input: ['MobilenetV1/Logits/Conv2d_1c_1x1/Conv2D', 'MobilenetV1/Logits/Conv2d_1c_1x1/biases'],
+      attr: T,
+    },
     { name: 'MobilenetV1/Logits/SpatialSqueeze', op: 'Squeeze', input: ['MobilenetV1/Logits/Conv2d_1c_1x1/BiasAdd'], attr: { ...T, squeeze_dims: ints(1, 2) } },
     ...(opts.extraOp ? [{ name: 'MobilenetV1/Logits/odd', op: opts.extraOp, input: ['MobilenetV1/Logits/SpatialSqueeze'], attr: T }] : []),
     ...head.nodes,
@@ -262,6 +353,9 @@ export function retrainInceptionGraph(classes = 4): RetrainGraph {
   const base = tensorflow.GraphDef.decode(seedGraph().bytes);
   const kept = base.node.filter((n) => !(n.name ?? '').startsWith('softmax'));
   const head = retrainHeadNodes('pool_3/_reshape', 14, classes);
-  const graph = tensorflow.GraphDef.fromObject({ node: [...kept.map((n) => tensorflow.NodeDef.toObject(n as tensorflow.NodeDef)), ...head.nodes], versions: { producer: 9 } });
+  const graph = tensorflow.GraphDef.fromObject({
+    node: [...kept.map((n) => tensorflow.NodeDef.toObject(n as tensorflow.NodeDef)), ...head.nodes],
+    versions: { producer: 9 },
+  });
   return { bytes: tensorflow.GraphDef.encode(graph).finish(), dim: 14, classes, kernel: head.kernel, bias: head.bias };
 }

@@ -26,7 +26,16 @@ export async function writeConvModel(dir: string, opts: { size?: number; filters
   const input = tf.input({ shape: [size, size, 3] });
   let x = input as tf.SymbolicTensor;
   for (let i = 0; i < (opts.layers ?? 3); i++) {
-    x = tf.layers.conv2d({ filters: opts.filters ?? 32, kernelSize: 3, padding: 'same', activation: 'relu', name: `conv${i}`, kernelInitializer: tf.initializers.glorotUniform({ seed: i + 1 }) }).apply(x) as tf.SymbolicTensor;
+    x = tf.layers
+      .conv2d({
+        filters: opts.filters ?? 32,
+        kernelSize: 3,
+        padding: 'same',
+        activation: 'relu',
+        name: `conv${i}`,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: i + 1 }),
+      })
+      .apply(x) as tf.SymbolicTensor;
   }
   const out = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(x) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: out });
@@ -37,7 +46,10 @@ export async function writeConvModel(dir: string, opts: { size?: number; filters
 async function saveModel(model: tf.LayersModel, dir: string): Promise<string> {
   await model.save(
     tf.io.withSaveHandler(async (a) => {
-      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
+      await writeFile(
+        join(dir, 'model.json'),
+        JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }),
+      );
       await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData as ArrayBuffer));
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findNatsServer, freePort, startLocalNats, type LocalNats } from '@graft/protocol';
+import { findNatsServer, freePort, startLocalNats, type LocalNats } from '@graft/protocol/testing';
 
 /** A nats-server for one test file: random port, temp store dir, removed afterwards. */
 export interface TestNats extends LocalNats {
@@ -58,7 +58,10 @@ export async function startTestNatsCluster(size = 3): Promise<TestNatsCluster> {
   const config = (i: number) =>
     [
       `server_name: n${i}`,
-      `cluster { name: graft-test, listen: 127.0.0.1:${ports[i].route}, routes: [${ports.filter((_, j) => j !== i).map((p) => `nats-route://127.0.0.1:${p.route}`).join(', ')}] }`,
+      `cluster { name: graft-test, listen: 127.0.0.1:${ports[i].route}, routes: [${ports
+        .filter((_, j) => j !== i)
+        .map((p) => `nats-route://127.0.0.1:${p.route}`)
+        .join(', ')}] }`,
     ].join('\n');
   const start = (i: number) => startLocalNats({ dataDir: join(base, `n${i}`), port: ports[i].client, monitorPort: ports[i].monitor, extraConfig: config(i) });
   const nodes = await Promise.all(ports.map((_, i) => start(i)));

@@ -18,7 +18,10 @@ async function save(model: tf.LayersModel, dir: string): Promise<string> {
   await mkdir(dir, { recursive: true });
   await model.save(
     tf.io.withSaveHandler(async (a) => {
-      await writeFile(join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }));
+      await writeFile(
+        join(dir, 'model.json'),
+        JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['w.bin'], weights: a.weightSpecs }] }),
+      );
       await writeFile(join(dir, 'w.bin'), Buffer.from(a.weightData as ArrayBuffer));
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
@@ -33,12 +36,29 @@ export async function layersZoo(dir: string): Promise<string> {
   const input = tf.input({ shape: [32, 32, 3] });
   const a = (l: tf.layers.Layer, x: tf.SymbolicTensor | tf.SymbolicTensor[]) => l.apply(x) as tf.SymbolicTensor;
   let x = a(L.rescaling({ scale: 0.5, offset: 0.1 }), input);
-  x = a(L.zeroPadding2d({ padding: [[0, 1], [1, 0]] }), x);
+  x = a(
+    L.zeroPadding2d({
+      padding: [
+        [0, 1],
+        [1, 0],
+      ],
+    }),
+    x,
+  );
   x = a(L.conv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'valid', activation: 'relu', kernelInitializer: init(1), biasInitializer: init(2) }), x);
-  x = a(L.batchNormalization({ movingMeanInitializer: init(3), movingVarianceInitializer: positive(4), gammaInitializer: positive(5), betaInitializer: init(6) }), x);
+  x = a(
+    L.batchNormalization({ movingMeanInitializer: init(3), movingVarianceInitializer: positive(4), gammaInitializer: positive(5), betaInitializer: init(6) }),
+    x,
+  );
   const relu6 = a(L.reLU({ maxValue: 6 }), x);
-  const dw = a(L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', useBias: true, depthwiseInitializer: init(7), biasInitializer: init(8) }), relu6);
-  const sep = a(L.separableConv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'tanh', depthwiseInitializer: init(9), pointwiseInitializer: init(10) }), relu6);
+  const dw = a(
+    L.depthwiseConv2d({ kernelSize: 3, depthMultiplier: 2, padding: 'same', useBias: true, depthwiseInitializer: init(7), biasInitializer: init(8) }),
+    relu6,
+  );
+  const sep = a(
+    L.separableConv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'tanh', depthwiseInitializer: init(9), pointwiseInitializer: init(10) }),
+    relu6,
+  );
   const dil = a(L.conv2d({ filters: 16, kernelSize: 3, dilationRate: 2, padding: 'same', activation: 'sigmoid', kernelInitializer: init(11) }), relu6);
   const leaky = a(L.leakyReLU({ alpha: 0.1 }), dw);
   const sum = a(L.add(), [leaky, sep]);
@@ -100,7 +120,10 @@ type Node = { name: string; op: string; input?: string[]; attr?: Record<string, 
 const fconst = (name: string, shape: number[], values: Float32Array): Node => ({
   name,
   op: 'Const',
-  attr: { dtype: { type: DT_FLOAT }, value: { tensor: { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: new Uint8Array(values.buffer.slice(0)) } } },
+  attr: {
+    dtype: { type: DT_FLOAT },
+    value: { tensor: { dtype: DT_FLOAT, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: new Uint8Array(values.buffer.slice(0)) } },
+  },
 });
 const iconst = (name: string, values: number[], shape = [values.length]): Node => ({
   name,
@@ -117,7 +140,11 @@ const op = (name: string, kind: string, input: string[], attr: Record<string, un
  */
 export function graphZoo(): Uint8Array {
   const nodes: Node[] = [
-    { name: 'input', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: 24 }, { size: 24 }, { size: 3 }] } } } },
+    {
+      name: 'input',
+      op: 'Placeholder',
+      attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: 24 }, { size: 24 }, { size: 3 }] } } },
+    },
     fconst('k1', [3, 3, 3, 8], rand(216, 1)),
     op('conv1', 'Conv2D', ['input', 'k1'], { strides: ints(1, 2, 2, 1), padding: s('SAME'), dilations: ints(1, 1, 1, 1), data_format: s('NHWC') }),
     fconst('b1', [8], rand(8, 2, 0.1)),
@@ -126,14 +153,24 @@ export function graphZoo(): Uint8Array {
     fconst('bn/offset', [8], rand(8, 4, 0.1)),
     fconst('bn/mean', [8], rand(8, 5, 0.1)),
     fconst('bn/variance', [8], rand(8, 6, 0.3, 1)),
-    op('bn', 'FusedBatchNormV3', ['bias1', 'bn/scale', 'bn/offset', 'bn/mean', 'bn/variance'], { epsilon: { f: 0.001 }, is_training: { b: false }, data_format: s('NHWC'), U: { type: DT_FLOAT } }),
+    op('bn', 'FusedBatchNormV3', ['bias1', 'bn/scale', 'bn/offset', 'bn/mean', 'bn/variance'], {
+      epsilon: { f: 0.001 },
+      is_training: { b: false },
+      data_format: s('NHWC'),
+      U: { type: DT_FLOAT },
+    }),
     op('relu6', 'Relu6', ['bn']),
     fconst('dk', [3, 3, 8, 2], rand(144, 7)),
     op('dw', 'DepthwiseConv2dNative', ['relu6', 'dk'], { strides: ints(1, 1, 1, 1), padding: s('SAME'), dilations: ints(1, 1, 1, 1) }),
     fconst('k2', [3, 3, 8, 16], rand(1152, 8, 0.2)),
     op('dilated', 'Conv2D', ['relu6', 'k2'], { strides: ints(1, 1, 1, 1), padding: s('SAME'), dilations: ints(1, 2, 2, 1) }),
     fconst('k3', [3, 3, 8, 16], rand(1152, 9, 0.2)),
-    op('explicit', 'Conv2D', ['relu6', 'k3'], { strides: ints(1, 1, 1, 1), padding: s('EXPLICIT'), explicit_paddings: ints(0, 0, 1, 1, 1, 1, 0, 0), dilations: ints(1, 1, 1, 1) }),
+    op('explicit', 'Conv2D', ['relu6', 'k3'], {
+      strides: ints(1, 1, 1, 1),
+      padding: s('EXPLICIT'),
+      explicit_paddings: ints(0, 0, 1, 1, 1, 1, 0, 0),
+      dilations: ints(1, 1, 1, 1),
+    }),
     // An unfused batch norm, as TF1's layers wrote it: its scale computed from constants.
     fconst('ubn/variance', [16], rand(16, 10, 0.3, 1)),
     fconst('ubn/epsilon', [], Float32Array.of(0.001)),

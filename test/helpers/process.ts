@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { stopProcess } from '@graft/protocol';
+import { stopProcess } from '@graft/protocol/testing';
 import { CLI } from './fixtures.js';
 
 export interface Spawned {
   child: ChildProcess;
+  /** stdout and stderr, as they came. */
   output(): string;
+  /** stdout alone (a command's answer; logs go to stderr). */
+  stdout(): string;
   exited: Promise<number | null>;
   /** SIGTERM, then SIGKILL after graceMs. */
   stop(graceMs?: number): Promise<number | null>;
@@ -14,12 +17,17 @@ export interface Spawned {
 export function spawnGraft(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  let stdout = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    stdout += d.toString();
+  });
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     output: () => out,
+    stdout: () => stdout,
     exited,
     stop: (graceMs = 20_000) => stopProcess(child, graceMs),
   };

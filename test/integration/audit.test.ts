@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { generateSampleSet, publishDataset } from '@graft/cli';
 import type { AuditReport } from '@graft/head';
-import { JobState, artifactNames, freePort, readJob, readManifest } from '@graft/protocol';
+import { JobState, artifactNames, freePort, readJob, readManifest } from '@graft/protocol/testing';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { CLI, ROOT } from '../helpers/fixtures.js';
 import { runGraft, spawnGraft, waitFor } from '../helpers/process.js';
@@ -40,10 +40,16 @@ async function plantedSet(dir: string): Promise<{ dir: string; splits: string }>
     .jpeg({ quality: 60 })
     .toFile(join(dir, 't-shirt', 'near-copy.jpg'));
   // Not a photo of clothing at all.
-  const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><rect width="400" height="300" fill="#202830"/><rect x="20" y="20" width="360" height="30" fill="#3a7bd5"/><rect x="20" y="70" width="160" height="200" fill="#fff"/><rect x="200" y="70" width="180" height="20" fill="#888"/><rect x="200" y="100" width="140" height="20" fill="#888"/></svg>';
-  await sharp(Buffer.from(svg)).jpeg().toFile(join(dir, 'shoes', 'screenshot.jpg'));
+  const svg =
+    '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300"><rect width="400" height="300" fill="#202830"/><rect x="20" y="20" width="360" height="30" fill="#3a7bd5"/><rect x="20" y="70" width="160" height="200" fill="#fff"/><rect x="200" y="70" width="180" height="20" fill="#888"/><rect x="200" y="100" width="140" height="20" fill="#888"/></svg>';
+  await sharp(Buffer.from(svg))
+    .jpeg()
+    .toFile(join(dir, 'shoes', 'screenshot.jpg'));
   const splits = join(dir, '..', 'splits.tsv');
-  await writeFile(splits, [`pants/${files.pants[0]}\ttrain`, 'pants/exact-copy.jpg\ttest', `t-shirt/${files['t-shirt'][1]}\ttrain`, 't-shirt/near-copy.jpg\ttest'].join('\n'));
+  await writeFile(
+    splits,
+    [`pants/${files.pants[0]}\ttrain`, 'pants/exact-copy.jpg\ttest', `t-shirt/${files['t-shirt'][1]}\ttrain`, 't-shirt/near-copy.jpg\ttest'].join('\n'),
+  );
   return { dir, splits };
 }
 
@@ -75,7 +81,25 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     const out = join(c.work, 'model');
     // Five folds: with tens of photos per class, ten fold heads are so sure of every class that the
     // confident joint counts one error, and the screenshot's lower self-confidence takes its place.
-    const r = await runGraft(['train', data.dir, '--nats', c.url, '--backbone', 'mobilenet_v2_035', '--splits', data.splits, '--audit', '--audit-folds', '5', '--out', out, '--no-bundle'], env);
+    const r = await runGraft(
+      [
+        'train',
+        data.dir,
+        '--nats',
+        c.url,
+        '--backbone',
+        'mobilenet_v2_035',
+        '--splits',
+        data.splits,
+        '--audit',
+        '--audit-folds',
+        '5',
+        '--out',
+        out,
+        '--no-bundle',
+      ],
+      env,
+    );
     assert.equal(r.code, 0, r.output + c.logs());
     assert.match(r.output, /audit of 79 photos in 4 classes/);
     trained = await audited(join(out, 'audit.json'));
@@ -91,7 +115,10 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     assert.ok(leaks.some((l) => l.includes('pants/exact-copy.jpg')) && leaks.some((l) => l.includes('t-shirt/near-copy.jpg')), JSON.stringify(leaks));
     assert.equal(trained.leaks.leakedTestPhotos, 2);
     assert.ok(trained.leaks.testAccuracy && trained.leaks.testAccuracy.testPhotos > 2);
-    assert.ok(trained.outliers.some((o) => o.path === 'shoes/screenshot.jpg'), `the screenshot is an outlier: ${JSON.stringify(trained.outliers.map((o) => [o.path, o.z]))}`);
+    assert.ok(
+      trained.outliers.some((o) => o.path === 'shoes/screenshot.jpg'),
+      `the screenshot is an outlier: ${JSON.stringify(trained.outliers.map((o) => [o.path, o.z]))}`,
+    );
     const html = await readFile(join(out, 'report.html'), 'utf8');
     assert.match(html, /<section id="audit">/);
     assert.match(html, /Likely label errors: \d+/);
@@ -112,7 +139,11 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     const r = stdoutOf(['audit', jobId, '--folds', '5', '--nats', c.url, '--json', '--write-fixes', fixes, '--out', join(c.work, 'audit-out')], env);
     assert.equal(r.code, 0, r.stderr);
     const a = JSON.parse(r.stdout) as AuditReport;
-    assert.deepEqual(a.labelIssues.map((l) => l.path), trained.labelIssues.map((l) => l.path), 'the same photos flagged as train --audit (seeded)');
+    assert.deepEqual(
+      a.labelIssues.map((l) => l.path),
+      trained.labelIssues.map((l) => l.path),
+      'the same photos flagged as train --audit (seeded)',
+    );
     const auditId = /job (\S+): auditing job/.exec(r.stderr)![1];
     assert.match(auditId, new RegExp(`^${jobId}-audit-k5-[0-9a-f]{16}$`), 'the audit id names its job, folds and content');
     const s = (await readJob(c.bus, auditId))!;
@@ -125,17 +156,27 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
 
   it('--exclude and --relabel republish from the fixes list with 0 backbone calls', { timeout: 300_000 }, async () => {
     const excluded = (await readFile(fixes, 'utf8')).trim().split('\n').length - 1;
-    const ex = await runGraft(['train', data.dir, '--nats', c.url, '--backbone', 'mobilenet_v2_035', '--exclude', fixes, '--out', join(c.work, 'ex'), '--no-bundle'], env);
+    const ex = await runGraft(
+      ['train', data.dir, '--nats', c.url, '--backbone', 'mobilenet_v2_035', '--exclude', fixes, '--out', join(c.work, 'ex'), '--no-bundle'],
+      env,
+    );
     assert.equal(ex.code, 0, ex.output);
     assert.match(ex.output, new RegExp(`--exclude ${fixes}: ${excluded} photos left out, 0 relabelled`));
     const exId = /job (j\w+): \d+ images/.exec(ex.output)![1];
     assert.deepEqual(countsOf((await readJob(c.bus, exId))!), { total: 79 - excluded, cached: 79 - excluded, extracted: 0, failed: 0 });
-    const re = await runGraft(['train', data.dir, '--nats', c.url, '--backbone', 'mobilenet_v2_035', '--relabel', fixes, '--out', join(c.work, 're'), '--no-bundle'], env);
+    const re = await runGraft(
+      ['train', data.dir, '--nats', c.url, '--backbone', 'mobilenet_v2_035', '--relabel', fixes, '--out', join(c.work, 're'), '--no-bundle'],
+      env,
+    );
     assert.equal(re.code, 0, re.output);
     const reId = /job (j\w+): \d+ images/.exec(re.output)![1];
     const m = (await readManifest(c.bus, reId))!;
     assert.equal(m.images.find((i) => i.path === 'shoes/wrong-label.jpg')?.label, 'hat', 'relabelled to the suggestion');
-    assert.equal(m.images.find((i) => i.path === 'pants/exact-copy.jpg'), undefined, 'no suggestion: left out');
+    assert.equal(
+      m.images.find((i) => i.path === 'pants/exact-copy.jpg'),
+      undefined,
+      'no suggestion: left out',
+    );
     assert.equal(countsOf((await readJob(c.bus, reId))!).extracted, 0);
   });
 
@@ -152,8 +193,14 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
 
   it('a coordinator killed mid-audit: its successor trains only the folds not yet stored', { timeout: 600_000 }, async () => {
     const folds = 10;
-    const p = await publishDataset(c.bus, data.dir, { progress: false, backbone: 'mobilenet_v2_035', training: { epochs: 300, patience: 0, audit: true, auditFolds: folds } });
-    const stored = async () => (await Promise.all(Array.from({ length: folds }, (_, k) => c.bus.artifacts.info(artifactNames.auditFold(p.jobId, k))))).filter((x) => x && !x.deleted).length;
+    const p = await publishDataset(c.bus, data.dir, {
+      progress: false,
+      backbone: 'mobilenet_v2_035',
+      training: { epochs: 300, patience: 0, audit: true, auditFolds: folds },
+    });
+    const stored = async () =>
+      (await Promise.all(Array.from({ length: folds }, (_, k) => c.bus.artifacts.info(artifactNames.auditFold(p.jobId, k))))).filter((x) => x && !x.deleted)
+        .length;
     await waitFor(async () => (await stored()) >= 1, 300_000, 'a first audit fold to be stored');
     c.coordinator!.child.kill('SIGKILL');
     await c.coordinator!.exited;
@@ -180,7 +227,12 @@ describe('graft audit: label errors, duplicates, leaks and outliers from the cac
     const r = stdoutOf(['audit', p.jobId, '--nats', c.url], env);
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
-    assert.match(r.stderr.trim(), new RegExp(`^graft audit: job ${p.jobId} is too small to audit: 2 classes have fewer than 10 photos with vectors \\(circle \\(3\\), square \\(3\\)\\);[^\\n]*$`));
+    assert.match(
+      r.stderr.trim(),
+      new RegExp(
+        `^graft audit: job ${p.jobId} is too small to audit: 2 classes have fewer than 10 photos with vectors \\(circle \\(3\\), square \\(3\\)\\);[^\\n]*$`,
+      ),
+    );
     const q = await publishDataset(c.bus, tiny, { progress: false, backbone: model, training: { epochs: 3, audit: true } });
     const s = await c.waitForJob(q.jobId, 120_000);
     assert.equal(s.state, JobState.JOB_STATE_DONE);

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset, scanDataset } from '@graft/cli';
-import { splitOf, splitPercents } from '@graft/protocol';
-import { JobState, artifactNames, freePort, vectorKey, type JobStatus } from '@graft/protocol';
+import { splitOf, splitPercents } from '@graft/protocol/testing';
+import { JobState, artifactNames, freePort, vectorKey, type JobStatus } from '@graft/protocol/testing';
 import { augmentedId } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 
@@ -13,7 +13,12 @@ import { TestCluster, countsOf } from '../helpers/cluster.js';
  * a rerun (or more copies, or another spec) computes only what is not cached.
  */
 
-const aug = (s: JobStatus) => ({ total: s.augmented?.total ?? 0, cached: s.augmented?.cached ?? 0, extracted: s.augmented?.extracted ?? 0, failed: s.augmented?.failed ?? 0 });
+const aug = (s: JobStatus) => ({
+  total: s.augmented?.total ?? 0,
+  cached: s.augmented?.cached ?? 0,
+  extracted: s.augmented?.extracted ?? 0,
+  failed: s.augmented?.failed ?? 0,
+});
 
 describe('augmented copies of training images, computed by workers and cached', () => {
   let c: TestCluster;
@@ -24,7 +29,8 @@ describe('augmented copies of training images, computed by workers and cached', 
   let trainShas: string[];
   let heldOutShas: string[];
 
-  const metric = async (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? NaN);
+  const metric = async (name: string) =>
+    Number(new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? NaN);
 
   before(async () => {
     port = await freePort();
@@ -50,8 +56,11 @@ describe('augmented copies of training images, computed by workers and cached', 
     assert.equal(await metric('graft_augmented_images_extracted_total'), 2 * trainShas.length);
     assert.equal(await metric('graft_images_extracted_total'), 30, 'photos are counted apart from copies');
     const fp = s.backbone!.fingerprint!;
-    for (const sha of trainShas) for (const k of [0, 1]) assert.ok(await c.bus.vectors.get(vectorKey(fp, augmentedId(sha, 'crop-flip', k))), 'a training copy is cached under its own key');
-    for (const sha of heldOutShas) assert.equal(await c.bus.vectors.get(vectorKey(fp, augmentedId(sha, 'crop-flip', 0))), null, 'validation and test images are never augmented');
+    for (const sha of trainShas)
+      for (const k of [0, 1])
+        assert.ok(await c.bus.vectors.get(vectorKey(fp, augmentedId(sha, 'crop-flip', k))), 'a training copy is cached under its own key');
+    for (const sha of heldOutShas)
+      assert.equal(await c.bus.vectors.get(vectorKey(fp, augmentedId(sha, 'crop-flip', 0))), null, 'validation and test images are never augmented');
     const plain = await c.bus.vectors.get(vectorKey(fp, trainShas[0]));
     const copy = await c.bus.vectors.get(vectorKey(fp, augmentedId(trainShas[0], 'crop-flip', 0)));
     assert.notDeepEqual(plain!.value, copy!.value, 'a copy is not its photo');
@@ -62,12 +71,21 @@ describe('augmented copies of training images, computed by workers and cached', 
 
   it('a second run costs no backbone call; more copies or another spec compute only what is new', async () => {
     const calls = await metric('graft_backbone_calls_total');
-    const again = await c.waitForJob((await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'crop-flip', augmentCopies: 2 } })).jobId, 120_000);
+    const again = await c.waitForJob(
+      (await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'crop-flip', augmentCopies: 2 } })).jobId,
+      120_000,
+    );
     assert.deepEqual(aug(again), { total: 2 * trainShas.length, cached: 2 * trainShas.length, extracted: 0, failed: 0 });
     assert.equal(await metric('graft_backbone_calls_total'), calls, 'no backbone call');
-    const more = await c.waitForJob((await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'crop-flip', augmentCopies: 3 } })).jobId, 120_000);
+    const more = await c.waitForJob(
+      (await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'crop-flip', augmentCopies: 3 } })).jobId,
+      120_000,
+    );
     assert.deepEqual(aug(more), { total: 3 * trainShas.length, cached: 2 * trainShas.length, extracted: trainShas.length, failed: 0 });
-    const other = await c.waitForJob((await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'flip', augmentCopies: 1 } })).jobId, 120_000);
+    const other = await c.waitForJob(
+      (await publishDataset(c.bus, data, { progress: false, backbone: model, training: { ...training, augment: 'flip', augmentCopies: 1 } })).jobId,
+      120_000,
+    );
     assert.deepEqual(aug(other), { total: trainShas.length, cached: 0, extracted: trainShas.length, failed: 0 }, 'another spec shares no cache entry');
     assert.equal(countsOf(other).cached, 30);
   });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { generateSampleSet } from '@graft/cli';
-import { freePort, startLocalNats, type LocalNats } from '@graft/protocol';
+import { freePort, startLocalNats, type LocalNats } from '@graft/protocol/testing';
 import { TestCluster } from '../helpers/cluster.js';
 import { CLI, ROOT } from '../helpers/fixtures.js';
 import { retrainMobileNetGraph } from '../helpers/graphdef.js';
@@ -36,7 +36,7 @@ function stdoutOf(args: string[]): { code: number | null; stdout: string; stderr
 /* The command line's contract: a version, help per command, and a usage error that fits on the screen. */
 
 describe('graft CLI - contract', () => {
-  it('graft --version prints the version; graft help CMD prints that command\'s help', async () => {
+  it("graft --version prints the version; graft help CMD prints that command's help", async () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'packages/cli/package.json'), 'utf8')) as { version: string };
     const v = await runGraft(['--version']);
     assert.equal(v.code, 0);
@@ -47,7 +47,11 @@ describe('graft CLI - contract', () => {
   });
 
   it('a usage error is its one line and a pointer to the help, not the whole help', async () => {
-    for (const args of [['train', '/no/such/folder'], ['publish', '.', '--vector-dtype', 'int8'], ['import', 'x.pb']]) {
+    for (const args of [
+      ['train', '/no/such/folder'],
+      ['publish', '.', '--vector-dtype', 'int8'],
+      ['import', 'x.pb'],
+    ]) {
       const r = await runGraft(args);
       assert.equal(r.code, 2, r.output);
       const lines = r.output.trim().split('\n');
@@ -57,7 +61,11 @@ describe('graft CLI - contract', () => {
     }
     const noBroker = await runGraft(['status', '--nats', 'nats://127.0.0.1:1']);
     assert.equal(noBroker.code, 1);
-    assert.match(noBroker.output, /^graft status: cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*start a cluster with graft up, or pass --nats URL\)$/m, 'a missing broker says how to get one');
+    assert.match(
+      noBroker.output,
+      /^graft status: cannot connect to NATS at nats:\/\/127\.0\.0\.1:1: .*start a cluster with graft up, or pass --nats URL\)$/m,
+      'a missing broker says how to get one',
+    );
     const unknown = await runGraft(['nope']);
     assert.equal(unknown.code, 2);
     assert.equal(unknown.output.trim(), 'graft: unknown command "nope" (see graft --help)');
@@ -76,13 +84,27 @@ describe('graft CLI - contract', () => {
       const imp = stdoutOf(['import', pb, '--labels', join(dir, 'labels.txt'), '--out', join(dir, 'm'), '--no-bundle']);
       assert.equal(imp.code, 0, imp.stderr);
       const photos = [join(dir, '1.jpg'), join(dir, '2.jpg')];
-      for (const [i, p] of photos.entries()) await writeFile(p, await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 90 * i, g: 50, b: 200 } } }).jpeg().toBuffer());
+      for (const [i, p] of photos.entries())
+        await writeFile(
+          p,
+          await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: 90 * i, g: 50, b: 200 } } })
+            .jpeg()
+            .toBuffer(),
+        );
       const two = stdoutOf(['classify', join(dir, 'm'), ...photos, '--json']);
       assert.equal(two.code, 0, two.stderr);
       const answers = JSON.parse(two.stdout) as { image: string }[];
-      assert.deepEqual(answers.map((a) => a.image), photos, 'several images: one array');
-      const one = JSON.parse(stdoutOf(['classify', join(dir, 'm'), photos[0], '--json']).stdout) as { image: string };
-      assert.equal(one.image, photos[0], 'one image: one object');
+      assert.deepEqual(
+        answers.map((a) => a.image),
+        photos,
+        'several images: one array',
+      );
+      const one = JSON.parse(stdoutOf(['classify', join(dir, 'm'), photos[0], '--json']).stdout) as { image: string }[];
+      assert.deepEqual(
+        one.map((a) => a.image),
+        [photos[0]],
+        'one image: the same shape, an array of one',
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -106,15 +128,24 @@ describe('graft CLI - system errors as one line naming the input', () => {
       const cases: [string[], RegExp][] = [
         [['publish', join(dir, 'nosuch.csv'), '--dry-run'], /nosuch\.csv: no such file or folder \(check the path\)$/],
         [['train', join(dir, 'single.jpg'), '--dry-run'], /single\.jpg is a file, not a folder: give a folder of class folders/],
-        [['train', folder, '--splits', join(dir, 'nosuch.tsv'), '--dry-run'], /cannot read --splits [^ ]*nosuch\.tsv: [^ ]*nosuch\.tsv: no such file or folder/],
-        [['train', folder, '--splits', join(dir, 'spaces.tsv'), '--dry-run'], /spaces\.tsv:1: expected "path<TAB>train\|validation\|test" \(a tab between them\)/],
+        [
+          ['train', folder, '--splits', join(dir, 'nosuch.tsv'), '--dry-run'],
+          /cannot read --splits [^ ]*nosuch\.tsv: [^ ]*nosuch\.tsv: no such file or folder/,
+        ],
+        [
+          ['train', folder, '--splits', join(dir, 'spaces.tsv'), '--dry-run'],
+          /spaces\.tsv:1: expected "path<TAB>train\|validation\|test" \(a tab between them\)/,
+        ],
         [['inspect', 'mobilenet_v5'], /mobilenet_v5: no such model file here, and not a catalogue name \(mobilenet_v2_100, mobilenet_v2_035, /],
         [['serve', join(dir, 'model'), '--port', String(port)], new RegExp(`127\\.0\\.0\\.1:${port} is already in use .*--port`)],
       ];
       for (const [args, want] of cases) {
         const r = stdoutOf(args);
         assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
-        const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
+        const lines = r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => !l.startsWith('{'));
         assert.equal(lines.length, 1, `${args.join(' ')}: one line: ${r.stderr}`);
         assert.match(lines[0], want);
         assert.doesNotMatch(lines[0], /ENOENT|ENOTDIR|EADDRINUSE/, 'no raw errno');
@@ -122,7 +153,11 @@ describe('graft CLI - system errors as one line naming the input', () => {
       // A backend asked for by name that is not installed: how to get it (a flag's problem: exit 2).
       const native = stdoutOf(['inspect', 'mobilenet_v2_035', '--backend', 'tfjs-node']);
       if (!nativeInstalled()) assert.equal(native.code, 2);
-      if (!nativeInstalled()) assert.match(native.stderr.split('\n')[0], /backend tfjs-node cannot start: @tensorflow\/tfjs-node is not installed \(npm install @tensorflow\/tfjs-node: its install step downloads libtensorflow/);
+      if (!nativeInstalled())
+        assert.match(
+          native.stderr.split('\n')[0],
+          /backend tfjs-node cannot start: @tensorflow\/tfjs-node is not installed \(npm install @tensorflow\/tfjs-node: its install step downloads libtensorflow/,
+        );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -137,7 +172,11 @@ describe('graft CLI - a service started before its broker', () => {
     const worker = spawnGraft(['worker', '--nats', url]);
     let nats: LocalNats | undefined;
     try {
-      await waitFor(async () => worker.output().includes(`cannot connect to NATS at ${url}: connection refused (waiting for it`), 30_000, `the worker says it waits\n${worker.output()}`);
+      await waitFor(
+        async () => worker.output().includes(`cannot connect to NATS at ${url}: connection refused (waiting for it`),
+        30_000,
+        `the worker says it waits\n${worker.output()}`,
+      );
       // Stopped while it waits (docker compose stop before the broker is up): it stops, cleanly.
       const early = spawnGraft(['worker', '--nats', url]);
       await waitFor(async () => early.output().includes('(waiting for it'), 30_000, `the second worker waits\n${early.output()}`);
@@ -145,7 +184,11 @@ describe('graft CLI - a service started before its broker', () => {
       assert.equal(await early.exited, 0, early.output());
       assert.match(early.output(), /worker stopped before it connected/);
       nats = await startLocalNats({ dataDir, port });
-      await waitFor(async () => /stream GRAFT_TASKS does not exist .*run graft init or start the coordinator first \(waiting for it/.test(worker.output()), 30_000, `the worker waits for the topology\n${worker.output()}`);
+      await waitFor(
+        async () => /stream GRAFT_TASKS does not exist .*run graft init or start the coordinator first \(waiting for it/.test(worker.output()),
+        30_000,
+        `the worker waits for the topology\n${worker.output()}`,
+      );
       assert.equal(worker.child.exitCode, null, 'still running while the topology is missing');
       assert.equal((await runGraft(['init', '--nats', url])).code, 0);
       await waitFor(async () => worker.output().includes('worker started'), 30_000, `the worker starts once the broker is there\n${worker.output()}`);
@@ -179,7 +222,8 @@ describe('graft CLI - --dry-run refuses what a real run refuses', () => {
       }
       const ok = stdoutOf(['train', folder, '--dry-run', '--cache-dir', join(dir, 'models')]);
       assert.equal(ok.code, 0, `--cache-dir is a train option: ${ok.stdout}${ok.stderr}`);
-      for (const cmd of ['train', 'up', 'demo', 'export', 'classify', 'inspect', 'sweep']) assert.match(stdoutOf([cmd, '--help']).stdout, /--cache-dir DIR|\$GRAFT_CACHE_DIR/, `${cmd} --help documents --cache-dir`);
+      for (const cmd of ['train', 'up', 'demo', 'export', 'classify', 'inspect', 'sweep'])
+        assert.match(stdoutOf([cmd, '--help']).stdout, /--cache-dir DIR|\$GRAFT_CACHE_DIR/, `${cmd} --help documents --cache-dir`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -200,14 +244,19 @@ describe('graft CLI - results that would mislead', () => {
     const dir = await generateSampleSet(join(c.work, 'corrupt'), 8, 3, ['circle', 'square']);
     await mkdir(join(dir, 'blue'), { recursive: true });
     for (let i = 0; i < 6; i++) await writeFile(join(dir, 'blue', `${i}.jpg`), Buffer.from(`not a jpeg ${i}`));
-    const r = await runGraft(['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--no-bundle', '--out', join(c.work, 'm1')], { GRAFT_HOME: c.work });
+    const r = await runGraft(['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--no-bundle', '--out', join(c.work, 'm1')], {
+      GRAFT_HOME: c.work,
+    });
     assert.equal(r.code, 1, r.output);
     assert.match(r.output, /class blue has no training image left \(all failed, or none in the training split\)/);
     assert.ok(!existsSync(join(c.work, 'm1', 'graft.json')), 'no model written');
   });
 
   it('graft status and graft export of a job that does not exist say so and where to look', async () => {
-    for (const args of [['status', 'jnope'], ['export', 'jnope', join(c.work, 'x')]]) {
+    for (const args of [
+      ['status', 'jnope'],
+      ['export', 'jnope', join(c.work, 'x')],
+    ]) {
       const r = stdoutOf([...args, '--nats', c.url]);
       assert.equal(r.code, 1);
       assert.match(r.stderr.trim(), new RegExp(`^graft ${args[0]}: no job jnope \\(graft status lists the jobs\\)$`));
@@ -216,7 +265,10 @@ describe('graft CLI - results that would mislead', () => {
 
   it('a split that leaves classes without test photos says so, and prints no accuracy over 0 images', { timeout: 120_000 }, async () => {
     const dir = await generateSampleSet(join(c.work, 'few'), 4, 4, ['circle', 'square']);
-    const r = await runGraft(['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--test-percent', '0', '--no-bundle', '--out', join(c.work, 'm2')], { GRAFT_HOME: c.work });
+    const r = await runGraft(
+      ['train', dir, '--nats', c.url, '--backbone', await c.tinyModel(8), '--epochs', '3', '--test-percent', '0', '--no-bundle', '--out', join(c.work, 'm2')],
+      { GRAFT_HOME: c.work },
+    );
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /warning +no class has a test image[^\n]*raise --test-percent/);
     assert.match(r.output, /test accuracy: no test images \(give some with --test-percent or --splits\)/);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { exportModel, followJob, generateSampleSet, publishDataset, sampleImage } from '@graft/cli';
 import { loadClassifier } from '@graft/head';
-import { JobState, codecs, freePort, openBus, vectorKey, type Bus, type JobStatus } from '@graft/protocol';
+import { JobState, codecs, freePort, openBus, vectorKey, type BusHandles as Bus, type JobStatus } from '@graft/protocol/testing';
 import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
@@ -49,7 +49,13 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     await writeFile(join(dataset, 'circle', 'corrupt.jpg'), corrupt.subarray(0, corrupt.length - 50));
     await writeFile(join(dataset, 'circle', 'empty.jpg'), Buffer.alloc(0));
     await writeFile(join(dataset, 'square', 'notes.jpg'), 'these are my notes, not a photo\n');
-    await writeFile(join(dataset, 'triangle', 'gray.png'), await sharp(await sampleImage('triangle', 43)).grayscale().png().toBuffer());
+    await writeFile(
+      join(dataset, 'triangle', 'gray.png'),
+      await sharp(await sampleImage('triangle', 43))
+        .grayscale()
+        .png()
+        .toBuffer(),
+    );
     await writeFile(join(dataset, 'square', 'readme.txt'), 'not an image');
 
     const env = { GRAFT_HOME: work, GRAFT_LOG_LEVEL: 'info' };
@@ -69,12 +75,19 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     if (codes.some((c) => c !== 0)) for (const p of procs) console.error(p.output().slice(-3000));
     await nats?.cleanup();
     await rm(work, { recursive: true, force: true });
-    assert.deepEqual(codes, procs.map(() => 0), 'every process exits 0 on SIGTERM');
+    assert.deepEqual(
+      codes,
+      procs.map(() => 0),
+      'every process exits 0 on SIGTERM',
+    );
   });
 
   it('every image ends with exactly one vector or one named error, and the head trains', async () => {
     const p = await publishDataset(bus, dataset, { progress: false, backbone: 'inception_v3_mixed5', training: { validationPercent: 20, testPercent: 25 } });
-    assert.deepEqual(p.scan.skipped.map((s) => s.path), ['square/readme.txt']);
+    assert.deepEqual(
+      p.scan.skipped.map((s) => s.path),
+      ['square/readme.txt'],
+    );
     first = await followJob(bus, p.jobId, { progress: false });
     assert.equal(first.state, JobState.JOB_STATE_DONE, first.error);
     const total = CLASSES.length * PER_CLASS + 4;
@@ -106,7 +119,7 @@ describe('graft end to end - publish, extract on two workers, train, export, cla
     const out = join(work, 'model');
     await exportModel(bus, first.jobId, out);
     const c = await loadClassifier(out);
-    assert.deepEqual(c.manifest.classes, [...CLASSES]);
+    assert.deepEqual(c.card.classes, [...CLASSES]);
     const preds = await c.classify(await sampleImage('square', 777_777), 3);
     c.dispose();
     assert.equal(preds[0].label, 'square', JSON.stringify(preds));

@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet } from '@graft/cli';
-import { JobState, STREAMS, codecs, manifestSubject } from '@graft/protocol';
+import { JobState, STREAMS, codecs, manifestSubject } from '@graft/protocol/testing';
 import { initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { writeTinyModel } from '../helpers/models.js';
@@ -61,44 +61,55 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     await c?.stop();
   });
 
-  it('a CSV of paths and URLs: failed URLs listed by line, the rest trained with exactly its splits; a republish downloads nothing', { timeout: 120_000 }, async () => {
-    const rows = [
-      'file_name,label,split',
-      'photos/circle/circle_000.jpg,circle,train', // line 2
-      `${join(photos, 'circle', 'circle_001.jpg')},circle,train`,
-      `${web.base}/img/circle/circle_003.jpg,circle,validation`,
-      `${web.base}/flaky.jpg,circle,test`, // fails once, then served
-      `${web.base}/missing.jpg,circle,train`, // line 6: 404
-      'photos/square/square_000.jpg,square,train',
-      `${web.base}/moved.jpg,square,train`, // redirect
-      `${web.base}/slow.jpg,square,validation`,
-      `${web.base}/img/square/square_003.jpg,square,test`,
-      `${web.base}/huge.jpg,square,train`, // line 11: over the limit
-    ];
-    const list = join(c.work, 'list.csv');
-    await writeFile(list, `${rows.join('\n')}\n`);
-    const publish = () => runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--max-image-bytes', '200000', '--epochs', '2', '--allow-private-urls'], { GRAFT_HOME: c.work }); // the test's server is on loopback
+  it(
+    'a CSV of paths and URLs: failed URLs listed by line, the rest trained with exactly its splits; a republish downloads nothing',
+    { timeout: 120_000 },
+    async () => {
+      const rows = [
+        'file_name,label,split',
+        'photos/circle/circle_000.jpg,circle,train', // line 2
+        `${join(photos, 'circle', 'circle_001.jpg')},circle,train`,
+        `${web.base}/img/circle/circle_003.jpg,circle,validation`,
+        `${web.base}/flaky.jpg,circle,test`, // fails once, then served
+        `${web.base}/missing.jpg,circle,train`, // line 6: 404
+        'photos/square/square_000.jpg,square,train',
+        `${web.base}/moved.jpg,square,train`, // redirect
+        `${web.base}/slow.jpg,square,validation`,
+        `${web.base}/img/square/square_003.jpg,square,test`,
+        `${web.base}/huge.jpg,square,train`, // line 11: over the limit
+      ];
+      const list = join(c.work, 'list.csv');
+      await writeFile(list, `${rows.join('\n')}\n`);
+      const publish = () =>
+        runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--max-image-bytes', '200000', '--epochs', '2', '--allow-private-urls'], {
+          GRAFT_HOME: c.work,
+        }); // the test's server is on loopback
 
-    const first = await publish();
-    assert.equal(first.code, 0, first.output);
-    assert.match(first.output, /missing\.jpg: list\.csv:6: HTTP 404/);
-    assert.match(first.output, /huge\.jpg: list\.csv:11: over the 200000-byte limit/);
-    const jobId = first.output.trim().split('\n').at(-1)!;
-    const s = await c.waitForJob(jobId, 60_000);
-    assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
-    assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 8, failed: 0 });
-    assert.deepEqual([s.evaluation!.trainImages, s.evaluation!.validationImages, s.evaluation!.testImages], [4, 2, 2], "the list's own splits");
-    const stored = await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
-    const m = codecs.manifest.decode(stored!.data);
-    assert.equal(m.images.find((i) => i.path.endsWith('moved.jpg'))!.source, 'list.csv:8', 'each image records its line');
+      const first = await publish();
+      assert.equal(first.code, 0, first.output);
+      assert.match(first.output, /missing\.jpg: list\.csv:6: HTTP 404/);
+      assert.match(first.output, /huge\.jpg: list\.csv:11: over the 200000-byte limit/);
+      const jobId = first.output.trim().split('\n').at(-1)!;
+      const s = await c.waitForJob(jobId, 60_000);
+      assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
+      assert.deepEqual(countsOf(s), { total: 8, cached: 0, extracted: 8, failed: 0 });
+      assert.deepEqual([s.evaluation!.trainImages, s.evaluation!.validationImages, s.evaluation!.testImages], [4, 2, 2], "the list's own splits");
+      const stored = await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(jobId) });
+      const m = codecs.manifest.decode(stored!.data);
+      assert.equal(m.images.find((i) => i.path.endsWith('moved.jpg'))!.source, 'list.csv:8', 'each image records its line');
 
-    const downloads = [...web.bodies.values()].reduce((a, b) => a + b, 0);
-    const again = await publish();
-    assert.equal(again.code, 0, again.output);
-    assert.equal([...web.bodies.values()].reduce((a, b) => a + b, 0), downloads + 1, 'only the huge one (no ETag ever stored) is downloaded again');
-    const t = await c.waitForJob(again.output.trim().split('\n').at(-1)!, 60_000);
-    assert.deepEqual(countsOf(t), { total: 8, cached: 8, extracted: 0, failed: 0 });
-  });
+      const downloads = [...web.bodies.values()].reduce((a, b) => a + b, 0);
+      const again = await publish();
+      assert.equal(again.code, 0, again.output);
+      assert.equal(
+        [...web.bodies.values()].reduce((a, b) => a + b, 0),
+        downloads + 1,
+        'only the huge one (no ETag ever stored) is downloaded again',
+      );
+      const t = await c.waitForJob(again.output.trim().split('\n').at(-1)!, 60_000);
+      assert.deepEqual(countsOf(t), { total: 8, cached: 8, extracted: 0, failed: 0 });
+    },
+  );
 
   it('every problem of a list is reported with its line, all at once, and nothing is uploaded', { timeout: 60_000 }, async () => {
     const before = (await c.bus.jsm.streams.info(STREAMS.images)).state.bytes;
@@ -118,7 +129,15 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     );
     const r = await runGraft(['publish', list, '--nats', c.url], { GRAFT_HOME: c.work });
     assert.equal(r.code, 1, r.output);
-    for (const re of [/line 3: photos\/circle\/nope\.jpg: no such file/, /line 4: unknown split "sometimes"/, /line 5: .* has no label/, /line 6: .* listed again \(first on line 2\)/, /line 7: gs:\/\/bucket\/x\.jpg is not an http\(s\) URL/, /line 8: .* has 2 labels/]) assert.match(r.output, re);
+    for (const re of [
+      /line 3: photos\/circle\/nope\.jpg: no such file/,
+      /line 4: unknown split "sometimes"/,
+      /line 5: .* has no label/,
+      /line 6: .* listed again \(first on line 2\)/,
+      /line 7: gs:\/\/bucket\/x\.jpg is not an http\(s\) URL/,
+      /line 8: .* has 2 labels/,
+    ])
+      assert.match(r.output, re);
     assert.match(r.output, /6 problems; nothing was uploaded/);
     assert.equal((await c.bus.jsm.streams.info(STREAMS.images)).state.bytes, before, 'nothing uploaded');
   });
@@ -134,14 +153,27 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     assert.match(tsv, /2 images in 2 classes/);
     assert.match(tsv, /circle\s+1\s+0\s+0/);
     assert.match(tsv, /square\s+0\s+0\s+1/);
-    const jsonl = await dry('metadata.jsonl', '{"file_name":"photos/circle/circle_000.jpg","label":"circle"}\n{"file_name":"photos/square/square_000.jpg","label":["square"]}\n');
+    const jsonl = await dry(
+      'metadata.jsonl',
+      '{"file_name":"photos/circle/circle_000.jpg","label":"circle"}\n{"file_name":"photos/square/square_000.jpg","label":["square"]}\n',
+    );
     assert.match(jsonl, /2 images in 2 classes/);
-    const automl = await dry('automl.csv', `TRAIN,photos/circle/circle_000.jpg,circle\nTEST,${web.base}/img/square/square_001.jpg,square\nphotos/square/square_000.jpg,square\n`);
+    const automl = await dry(
+      'automl.csv',
+      `TRAIN,photos/circle/circle_000.jpg,circle\nTEST,${web.base}/img/square/square_001.jpg,square\nphotos/square/square_000.jpg,square\n`,
+    );
     assert.match(automl, /3 images in 2 classes/);
     assert.match(automl, /circle\s+1\s+0\s+0/);
-    const custom = await dry('custom.csv', 'img,kind\nphotos/circle/circle_000.jpg,circle\nphotos/square/square_000.jpg,square\n', ['--image-column', 'img', '--label-column', 'kind']);
+    const custom = await dry('custom.csv', 'img,kind\nphotos/circle/circle_000.jpg,circle\nphotos/square/square_000.jpg,square\n', [
+      '--image-column',
+      'img',
+      '--label-column',
+      'kind',
+    ]);
     assert.match(custom, /2 images in 2 classes/);
-    const multi = await dry('multi.csv', 'file_name,label\nphotos/circle/circle_000.jpg,circle|round\nphotos/square/square_000.jpg,square\n', ['--first-label']);
+    const multi = await dry('multi.csv', 'file_name,label\nphotos/circle/circle_000.jpg,circle|round\nphotos/square/square_000.jpg,square\n', [
+      '--first-label',
+    ]);
     assert.match(multi, /circle/);
   });
 
@@ -150,7 +182,10 @@ describe('image lists - publish a CSV, TSV or JSONL file of images, local or rem
     // A truncated JPEG: an image by its first bytes (what a list may name), undecodable all the same.
     await writeFile(broken, (await readFile(join(photos, 'circle', 'circle_000.jpg'))).subarray(0, 300));
     const list = join(c.work, 'with-broken.csv');
-    await writeFile(list, `file_name,label\nphotos/circle/circle_000.jpg,circle\nphotos/circle/broken.jpg,circle\nphotos/square/square_000.jpg,square\nphotos/square/square_001.jpg,square\n`);
+    await writeFile(
+      list,
+      `file_name,label\nphotos/circle/circle_000.jpg,circle\nphotos/circle/broken.jpg,circle\nphotos/square/square_000.jpg,square\nphotos/square/square_001.jpg,square\n`,
+    );
     const r = await runGraft(['publish', list, '--nats', c.url, '--backbone', model, '--epochs', '2'], { GRAFT_HOME: c.work });
     assert.equal(r.code, 0, r.output);
     const jobId = r.output.trim().split('\n').at(-1)!;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { publishDataset } from '@graft/cli';
-import { JobState, codecs, manifestSubject, readImage, STREAMS } from '@graft/protocol';
+import { JobState, codecs, manifestSubject, readImage, STREAMS } from '@graft/protocol/testing';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { runGraft } from '../helpers/process.js';
 

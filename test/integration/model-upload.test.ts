@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet } from '@graft/cli';
-import { JobState, WORKER_STREAMS, codecs, openBus, publishManifest, readManifest, type Bus } from '@graft/protocol';
+import { JobState, WORKER_STREAMS, codecs, openBus, publishManifest, readManifest, type BusHandles as Bus } from '@graft/protocol/testing';
 import { TestCluster } from '../helpers/cluster.js';
 import { PASSWORDS, deployedAuthorization } from '../helpers/deploy.js';
 import { retrainMobileNetGraph } from '../helpers/graphdef.js';
@@ -47,35 +47,45 @@ describe('your model to the cluster - graft publish --backbone ./my-model', () =
     return { jobId: r.output.trim().split('\n').at(-1)!, output: r.output };
   }
 
-  it('a TF.js model folder and a .pb are uploaded by the cli user and run by the workers, with no file access on the coordinator', { timeout: 180_000 }, async () => {
-    const folder = (await c.tinyModel()).replace(/^file:\/\//, '').replace(/\/model\.json$/, '');
-    const tfjs = await publish(['--backbone', folder]);
-    assert.match(tfjs.output, /model file:\/\/.*tiny-model-4: uploaded to the cluster \(.* MB, SHA-256 [0-9a-f]{12}\)/);
-    const manifest = (await readManifest(c.bus, tfjs.jobId))!;
-    assert.match(manifest.backbone!.uploadSha256 ?? '', /^[0-9a-f]{64}$/, 'the manifest names the upload');
-    const done = await c.waitForJob(tfjs.jobId, 90_000);
-    assert.equal(done.state, JobState.JOB_STATE_DONE, `${done.error}\n${c.logs()}`);
-    assert.equal(done.counts!.extracted, 10);
-    assert.equal(done.backbone!.url, manifest.backbone!.url, "the resolved backbone keeps the user's own path (for the model folder)");
+  it(
+    'a TF.js model folder and a .pb are uploaded by the cli user and run by the workers, with no file access on the coordinator',
+    { timeout: 180_000 },
+    async () => {
+      const folder = (await c.tinyModel()).replace(/^file:\/\//, '').replace(/\/model\.json$/, '');
+      const tfjs = await publish(['--backbone', folder]);
+      assert.match(tfjs.output, /model file:\/\/.*tiny-model-4: uploaded to the cluster \(.* MB, SHA-256 [0-9a-f]{12}\)/);
+      const manifest = (await readManifest(c.bus, tfjs.jobId))!;
+      assert.match(manifest.backbone!.uploadSha256 ?? '', /^[0-9a-f]{64}$/, 'the manifest names the upload');
+      const done = await c.waitForJob(tfjs.jobId, 90_000);
+      assert.equal(done.state, JobState.JOB_STATE_DONE, `${done.error}\n${c.logs()}`);
+      assert.equal(done.counts!.extracted, 10);
+      assert.equal(done.backbone!.url, manifest.backbone!.url, "the resolved backbone keeps the user's own path (for the model folder)");
 
-    const again = await publish(['--backbone', folder]);
-    assert.match(again.output, /already in the cluster/, 'the same model is not sent twice');
+      const again = await publish(['--backbone', folder]);
+      assert.match(again.output, /already in the cluster/, 'the same model is not sent twice');
 
-    const pb = join(c.work, 'output_graph.pb');
-    await writeFile(pb, retrainMobileNetGraph().bytes);
-    const graph = await publish(['--backbone', pb]);
-    const g = await c.waitForJob(graph.jobId, 90_000);
-    assert.equal(g.state, JobState.JOB_STATE_DONE, `${g.error}\n${c.logs()}`);
-    assert.equal(g.backbone!.format, 'graph');
-    assert.doesNotMatch(c.logs(), /--allow-model-files/, 'nothing asked the operator to open the coordinator\'s disk');
-  });
+      const pb = join(c.work, 'output_graph.pb');
+      await writeFile(pb, retrainMobileNetGraph().bytes);
+      const graph = await publish(['--backbone', pb]);
+      const g = await c.waitForJob(graph.jobId, 90_000);
+      assert.equal(g.state, JobState.JOB_STATE_DONE, `${g.error}\n${c.logs()}`);
+      assert.equal(g.backbone!.format, 'graph');
+      assert.doesNotMatch(c.logs(), /--allow-model-files/, "nothing asked the operator to open the coordinator's disk");
+    },
+  );
 
   it('an ONNX model written as PyTorch writes one is uploaded by the cli user and run by the workers on ONNX Runtime', { timeout: 180_000 }, async () => {
     const onnxFile = join(ROOT, 'test', 'fixtures', 'onnx', 'torchvision-style.onnx');
     const p = await publish(['--backbone', onnxFile, '--preprocess', 'imagenet']);
     assert.match(p.output, /torchvision-style\.onnx: uploaded to the cluster \(.* MB, SHA-256 [0-9a-f]{12}\)/);
     const manifest = (await readManifest(c.bus, p.jobId))!;
-    assert.equal(manifest.backbone!.uploadSha256, createHash('sha256').update(await readFile(onnxFile)).digest('hex'), 'named by the file\'s own SHA-256');
+    assert.equal(
+      manifest.backbone!.uploadSha256,
+      createHash('sha256')
+        .update(await readFile(onnxFile))
+        .digest('hex'),
+      "named by the file's own SHA-256",
+    );
     const done = await c.waitForJob(p.jobId, 90_000);
     assert.equal(done.state, JobState.JOB_STATE_DONE, `${done.error}\n${c.logs()}`);
     assert.equal(done.backbone!.format, 'onnx');
@@ -95,9 +105,21 @@ describe('your model to the cluster - graft publish --backbone ./my-model', () =
     const real = (await readManifest(c.bus, (await publish(['--backbone', (await c.tinyModel()).replace(/^file:\/\//, '')])).jobId))!;
     const photo = real.images[0].sha256;
     const cases: [string, object, RegExp][] = [
-      ['upload-photo', { id: 'custom', url: 'file:///m/model.json', uploadSha256: photo }, /uploaded model [0-9a-f]{64} is not a TF\.js model\.json \(not JSON\)/],
-      ['upload-missing', { id: 'custom', url: 'file:///m/model.json', uploadSha256: 'f'.repeat(64) }, /cannot read uploaded model file f{64}: not in the cluster/],
-      ['upload-url', { id: 'custom', url: 'https://example.com/model.json', uploadSha256: photo }, /backbone upload .* is not a SHA-256 standing for a file:\/\/ model/],
+      [
+        'upload-photo',
+        { id: 'custom', url: 'file:///m/model.json', uploadSha256: photo },
+        /uploaded model [0-9a-f]{64} is not a TF\.js model\.json \(not JSON\)/,
+      ],
+      [
+        'upload-missing',
+        { id: 'custom', url: 'file:///m/model.json', uploadSha256: 'f'.repeat(64) },
+        /cannot read uploaded model file f{64}: not in the cluster/,
+      ],
+      [
+        'upload-url',
+        { id: 'custom', url: 'https://example.com/model.json', uploadSha256: photo },
+        /backbone upload .* is not a SHA-256 standing for a file:\/\/ model/,
+      ],
       ['upload-bad', { id: 'custom', url: 'file:///m/model.json', uploadSha256: '../../etc' }, /backbone upload "\.\.\/\.\.\/etc" is not a SHA-256/],
     ];
     const ids: string[] = [];

@@ -3,11 +3,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ImageList, loadJobVectors, resolveCoordinatorOptions, validateManifest } from '@graft/coordinator';
+import { ManifestEntries, loadJobVectors, resolveCoordinatorOptions, validateManifest } from '@graft/coordinator';
 import { ROOT } from '../helpers/fixtures.js';
 import { runGraft } from '../helpers/process.js';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
-import { VectorDType, cacheVector, encodeVector, openBus, readManifest, type Bus } from '@graft/protocol';
+import { VectorDType, cacheVector, encodeVector, openBus, readManifest, type BusHandles as Bus } from '@graft/protocol/testing';
 import { DEFAULT_ALLOW_MODEL_FILES, fetchBackbone, parseBackbone } from '@graft/vision';
 
 /*
@@ -49,12 +49,18 @@ describe('policies shared by the CLI and the coordinator', () => {
       assert.equal(pub.code, 0, pub.output);
       const jobId = pub.output.trim().split('\n').at(-1)!; // publish prints the job id last
       const manifest = (await readManifest(bus, jobId))!;
-      const list = ImageList.of(manifest);
+      const list = ManifestEntries.of(manifest);
       validateManifest(manifest, list);
-      if (!flags.length) assert.equal(manifest.training?.validationPercent ?? undefined, undefined, 'the manifest carries no percentages: both sides use the defaults');
+      if (!flags.length)
+        assert.equal(manifest.training?.validationPercent ?? undefined, undefined, 'the manifest carries no percentages: both sides use the defaults');
       // Every image has a (fake) vector, so the coordinator's split of the manifest is the whole story.
       const fp = 'aaaaaaaaaaaaaaaa';
-      for (const img of manifest.images) await cacheVector(bus, fp, img.sha256, { vector: encodeVector(new Float32Array([1, 2]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 2, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
+      for (const img of manifest.images)
+        await cacheVector(bus, fp, img.sha256, {
+          vector: encodeVector(new Float32Array([1, 2]), VectorDType.VECTOR_DTYPE_FLOAT32),
+          dim: 2,
+          dtype: VectorDType.VECTOR_DTYPE_FLOAT32,
+        });
       const sets = await loadJobVectors(bus, manifest, list, fp, (_w, op) => op());
       const trained = new Map<string, number[]>();
       for (const [i, split] of (['train', 'validation', 'test'] as const).entries()) {

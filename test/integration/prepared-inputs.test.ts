@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset, scanDataset } from '@graft/cli';
-import { JobState, STREAMS, freePort, putPrepared, readPrepared, type Bus } from '@graft/protocol';
+import { JobState, STREAMS, freePort, putPrepared, readPrepared, type BusHandles as Bus } from '@graft/protocol/testing';
 import { RESIZE_METHOD, decodeImage, initBackend } from '@graft/vision';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { writeConvModel } from '../helpers/models.js';
@@ -76,7 +76,7 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
     // Photos larger than their copies (640 px JPEGs of about 10 KB against copies of 2 to 5 KB): a copy is kept only where it pays.
     data = await generateSampleSet(join(c.work, 'shapes'), 8, 5, ['circle', 'square', 'triangle'], 640);
     shas = (await scanDataset(data)).images.map((i) => i.sha256);
-    await waitFor(() => metrics().catch(() => undefined), 60_000, 'the worker\'s metrics');
+    await waitFor(() => metrics().catch(() => undefined), 60_000, "the worker's metrics");
   });
   after(() => c.stop());
 
@@ -88,7 +88,10 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
     for (const img of scan.images) {
       const r = await readPrepared(c.bus, RESIZE_METHOD, 32, img.sha256);
       assert.ok(r.ok, img.path);
-      assert.ok(Buffer.from(r.pixels).equals(Buffer.from(await decodeImage(new Uint8Array(await readFile(join(data, img.path))), 32))), `${img.path}: prepared pixels equal the original's`);
+      assert.ok(
+        Buffer.from(r.pixels).equals(Buffer.from(await decodeImage(new Uint8Array(await readFile(join(data, img.path))), 32))),
+        `${img.path}: prepared pixels equal the original's`,
+      );
     }
     const second = await run(await model('b32', 32, 4), { reused: shas.length, made: 0 });
     assert.equal(second.fetchedBytes, shas.length * 32 * 32 * 3, 'only prepared pixels were read: no original');
@@ -159,7 +162,15 @@ describe('prepared inputs: photos decoded at the input size once, reused by late
       const one = (o: string) => Number(new RegExp(`^graft_prepared_inputs_total\\{outcome="${o}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
       return { reused: one('reused'), made: one('made') };
     };
-    await waitFor(async () => { const n = (await storedCopies(c.bus, 40)).length; await sleep(1000); return n === (await storedCopies(c.bus, 40)).length ? true : undefined; }, 60_000, 'the background writes to settle');
+    await waitFor(
+      async () => {
+        const n = (await storedCopies(c.bus, 40)).length;
+        await sleep(1000);
+        return n === (await storedCopies(c.bus, 40)).length ? true : undefined;
+      },
+      60_000,
+      'the background writes to settle',
+    );
     const stored = await storedCopies(c.bus, 40);
     assert.ok(stored.length >= partial.length);
     const before = await counted();

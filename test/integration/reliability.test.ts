@@ -18,8 +18,8 @@ import {
   readManifest,
   publishManifest,
   vectorKey,
-  type Bus,
-} from '@graft/protocol';
+  type BusHandles as Bus,
+} from '@graft/protocol/testing';
 import { initBackend } from '@graft/vision';
 import sharp from 'sharp';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
@@ -41,10 +41,14 @@ async function vectorCount(bus: Bus, fingerprint: string): Promise<number> {
 
 /** Waits until the extractor consumer holds nothing pending or unacknowledged. */
 async function drained(bus: Bus, fingerprint: string): Promise<void> {
-  await waitFor(async () => {
-    const c = await consumerState(bus, fingerprint);
-    return c.pending === 0 && c.unacked === 0;
-  }, 60_000, 'the task consumer to drain');
+  await waitFor(
+    async () => {
+      const c = await consumerState(bus, fingerprint);
+      return c.pending === 0 && c.unacked === 0;
+    },
+    60_000,
+    'the task consumer to drain',
+  );
 }
 
 describe('reliability - nothing lost', () => {
@@ -52,8 +56,7 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--ack-wait', '2000', '--task-size', '4']).start({ workers: 3 });
     try {
       const model = await c.convModel();
-      const data = await generateSampleSet(join(c.work, 'shapes'), 80, 11);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
+      const p = await c.publishShapes(80, 11, { backbone: model, training: { epochs: 5 } });
       let kills = 0;
       let lastKill = Date.now();
       let milestone = 32;
@@ -88,12 +91,15 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--ack-wait', '1500']).start({ workers: 0 });
     try {
       const model = await writeTinyModel(await mkdir(join(c.work, 'm'), { recursive: true }).then(() => join(c.work, 'm')));
-      const data = await generateSampleSet(join(c.work, 'shapes'), 4, 12, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
-      const extracting = await waitFor(async () => {
-        const s = await readJob(c.bus, p.jobId);
-        return s?.state === JobState.JOB_STATE_EXTRACTING ? s : undefined;
-      }, 30_000, 'extraction to start');
+      const p = await c.publishShapes(4, 12, { classes: ['circle', 'square'], backbone: model, training: { epochs: 3 } });
+      const extracting = await waitFor(
+        async () => {
+          const s = await readJob(c.bus, p.jobId);
+          return s?.state === JobState.JOB_STATE_EXTRACTING ? s : undefined;
+        },
+        30_000,
+        'extraction to start',
+      );
       const fp = extracting.backbone!.fingerprint!;
       const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(fp));
       // Play a worker that publishes its vectors and dies before acking, twice.
@@ -107,7 +113,11 @@ describe('reliability - nothing lost', () => {
           taskId: task.taskId,
           taskToken: task.token, // a worker given the task answers with its token
           backboneFingerprint: fp,
-          vectors: task.imageSha256.map((sha, i) => ({ sha256: sha, vector: encodeVector(Float32Array.from([i, 1, 2]), VectorDType.VECTOR_DTYPE_FLOAT32), dim: 3 })),
+          vectors: task.imageSha256.map((sha, i) => ({
+            sha256: sha,
+            vector: encodeVector(Float32Array.from([i, 1, 2]), VectorDType.VECTOR_DTYPE_FLOAT32),
+            dim: 3,
+          })),
         });
         const ack = await c.bus.js.publish(resultSubject(task.jobId), batch, { msgID: task.taskId });
         assert.equal(ack.duplicate, delivery === 2, 'JetStream drops the retry by its message id');
@@ -127,8 +137,7 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--ack-wait', '3000', '--task-size', '4']).start({ workers: 2 });
     try {
       const model = await c.convModel();
-      const data = await generateSampleSet(join(c.work, 'shapes'), 50, 13);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
+      const p = await c.publishShapes(50, 13, { backbone: model, training: { epochs: 5 } });
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 20, 120_000, 'some progress');
       await c.nats.crashAndRestart(1000);
       const s = await c.waitForJob(p.jobId, 180_000);
@@ -144,8 +153,8 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 2 });
     try {
       const model = await c.convModel();
-      const data = await generateSampleSet(join(c.work, 'shapes'), 50, 14);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
+      const p = await c.publishShapes(50, 14, { backbone: model, training: { epochs: 5 } });
+      const data = p.data;
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 20, 120_000, 'some progress');
       c.coordinator!.child.kill('SIGKILL');
       await c.coordinator!.exited;
@@ -179,13 +188,20 @@ describe('reliability - nothing lost', () => {
       const model = await c.convModel();
       const data = await generateSampleSet(join(c.work, 'shapes'), 5, 15, ['circle', 'square']);
       // A 20,000 x 20,000 PNG (a decompression bomb): only its header is read.
-      const bomb = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } }).png().toBuffer();
+      const bomb = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } })
+        .png()
+        .toBuffer();
       bomb.writeUInt32BE(20_000, 16);
       bomb.writeUInt32BE(20_000, 20);
       await writeFile(join(data, 'circle', 'bomb.png'), bomb);
       // Noise compresses badly: a 300 KB file, over this worker's 150 KB limit.
       const noise = randomBytes(500 * 500 * 3);
-      await writeFile(join(data, 'square', 'huge.png'), await sharp(noise, { raw: { width: 500, height: 500, channels: 3 } }).png().toBuffer());
+      await writeFile(
+        join(data, 'square', 'huge.png'),
+        await sharp(noise, { raw: { width: 500, height: 500, channels: 3 } })
+          .png()
+          .toBuffer(),
+      );
       await writeFile(join(data, 'square', 'corrupt.jpg'), (await sampleImage('square', 5)).subarray(0, 400));
       const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 5 } });
       const s = await c.waitForJob(p.jobId, 120_000);
@@ -204,12 +220,15 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--ack-wait', '1000', '--max-deliver', '2', '--task-size', '4']).start({ workers: 0 });
     try {
       const model = await c.convModel();
-      const data = await generateSampleSet(join(c.work, 'shapes'), 6, 20, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
-      const s1 = await waitFor(async () => {
-        const s = await readJob(c.bus, p.jobId);
-        return s?.state === JobState.JOB_STATE_EXTRACTING ? s : undefined;
-      }, 30_000, 'extraction to start');
+      const p = await c.publishShapes(6, 20, { classes: ['circle', 'square'], backbone: model, training: { epochs: 3 } });
+      const s1 = await waitFor(
+        async () => {
+          const s = await readJob(c.bus, p.jobId);
+          return s?.state === JobState.JOB_STATE_EXTRACTING ? s : undefined;
+        },
+        30_000,
+        'extraction to start',
+      );
       const consumer = await c.bus.js.consumers.get(STREAMS.tasks, extractorConsumer(s1.backbone!.fingerprint!));
       // Play a worker that crashes on the first task, twice (never acks).
       let poisoned: string[] = [];
@@ -255,8 +274,7 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster(['--max-queued-tasks', '2', '--task-size', '2']).start({ workers: 0 });
     try {
       const model = await writeTinyModel(await mkdir(join(c.work, 'm'), { recursive: true }).then(() => join(c.work, 'm')));
-      const data = await generateSampleSet(join(c.work, 'shapes'), 6, 17, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const p = await c.publishShapes(6, 17, { classes: ['circle', 'square'], backbone: model, training: { epochs: 3 } });
       await waitFor(async () => (await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages === 2, 30_000, 'the queue to fill');
       await sleep(1500);
       assert.equal((await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages, 2, 'the bound holds');
@@ -283,20 +301,45 @@ describe('reliability - nothing lost', () => {
 
       const sha = (ch: string) => ch.repeat(64);
       const refuse = async (name: string, images: { sha256: string; label: string; path: string }[], reason: RegExp) => {
-        const jobId = await publishManifest(c.bus, codecs.manifest.create({ name, classes: ['a', 'b'], images, backbone: { id: 'custom', url: model } }), `${name}-`);
+        const jobId = await publishManifest(
+          c.bus,
+          codecs.manifest.create({ name, classes: ['a', 'b'], images, backbone: { id: 'custom', url: model } }),
+          `${name}-`,
+        );
         const s = await c.waitForJob(jobId, 30_000);
         assert.equal(s.state, JobState.JOB_STATE_FAILED);
         assert.match(s.error, reason);
       };
-      await refuse('unknownclass', [{ sha256: sha('a'), label: 'a', path: 'a/1.jpg' }, { sha256: sha('b'), label: 'zebra', path: 'zebra/1.jpg' }], /zebra\/1\.jpg: unknown class "zebra"/);
-      await refuse('duplicates', [{ sha256: sha('a'), label: 'a', path: 'a/1.jpg' }, { sha256: sha('a'), label: 'a', path: 'a/1.jpg' }, { sha256: sha('b'), label: 'b', path: 'b/1.jpg' }], /a\/1\.jpg: listed twice/);
+      await refuse(
+        'unknownclass',
+        [
+          { sha256: sha('a'), label: 'a', path: 'a/1.jpg' },
+          { sha256: sha('b'), label: 'zebra', path: 'zebra/1.jpg' },
+        ],
+        /zebra\/1\.jpg: unknown class "zebra"/,
+      );
+      await refuse(
+        'duplicates',
+        [
+          { sha256: sha('a'), label: 'a', path: 'a/1.jpg' },
+          { sha256: sha('a'), label: 'a', path: 'a/1.jpg' },
+          { sha256: sha('b'), label: 'b', path: 'b/1.jpg' },
+        ],
+        /a\/1\.jpg: listed twice/,
+      );
       const before = (await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages;
-      await refuse('missing', [{ sha256: sha('c'), label: 'a', path: 'a/never-uploaded.jpg' }, { sha256: sha('d'), label: 'b', path: 'b/2.jpg' }], /a\/never-uploaded\.jpg: not in the image store/);
+      await refuse(
+        'missing',
+        [
+          { sha256: sha('c'), label: 'a', path: 'a/never-uploaded.jpg' },
+          { sha256: sha('d'), label: 'b', path: 'b/2.jpg' },
+        ],
+        /a\/never-uploaded\.jpg: not in the image store/,
+      );
       assert.equal((await c.bus.jsm.streams.info(STREAMS.tasks)).state.messages, before, 'nothing enqueued for a refused job');
 
       // Everyone carries on: a good job still runs.
-      const data = await generateSampleSet(join(c.work, 'shapes'), 4, 18, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 3 } });
+      const p = await c.publishShapes(4, 18, { classes: ['circle', 'square'], backbone: model, training: { epochs: 3 } });
       const s = await c.waitForJob(p.jobId, 60_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       // Garbage on the task queue of a live backbone: the worker terminates it and goes on.
@@ -314,15 +357,20 @@ describe('reliability - nothing lost', () => {
     const c = await new TestCluster().start({ workers: 1 });
     try {
       const model = await c.tinyModel();
-      const data = await generateSampleSet(join(c.work, 'shapes'), 10, 22, ['circle', 'square']);
-      const small = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const small = await c.publishShapes(10, 22, { classes: ['circle', 'square'], backbone: model, training: { epochs: 2 } });
       await c.waitForJob(small.jobId, 60_000);
       const base = (await readManifest(c.bus, small.jobId))!;
       // 6,000 entries (the 20 photos under many names): over 512 KiB of image list, so paged.
-      const images = Array.from({ length: 6000 }, (_, i) => ({ ...base.images[i % base.images.length], path: `big/${base.images[i % base.images.length].label}/${i}.jpg` }));
+      const images = Array.from({ length: 6000 }, (_, i) => ({
+        ...base.images[i % base.images.length],
+        path: `big/${base.images[i % base.images.length].label}/${i}.jpg`,
+      }));
       const paged = await publishManifest(c.bus, codecs.manifest.create({ ...base, images }), 'paged-job-');
       assert.ok((await c.bus.jsm.streams.info(STREAMS.manifestPages)).state.messages >= 2, 'the image list went in pages');
-      assert.ok((await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(paged) }))!.data.length < 4096, 'the manifest itself is a small header');
+      assert.ok(
+        (await c.bus.jsm.streams.getMessage(STREAMS.manifests, { last_by_subj: manifestSubject(paged) }))!.data.length < 4096,
+        'the manifest itself is a small header',
+      );
       const s = await c.waitForJob(paged, 90_000);
       assert.equal(s.state, JobState.JOB_STATE_DONE, `${s.error}\n${c.logs()}`);
       assert.equal(countsOf(s).total, 6000);
@@ -335,14 +383,17 @@ describe('reliability - nothing lost', () => {
   it('SIGTERM: a worker finishes or hands back its tasks and exits 0 at once', { timeout: 180_000 }, async () => {
     const c = await new TestCluster(['--task-size', '6']).start({ workers: 1 });
     try {
-      const data = await generateSampleSet(join(c.work, 'shapes'), 9, 19, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
-      const s1 = await waitFor(async () => {
-        const s = await readJob(c.bus, p.jobId);
-        // The record names the backbone a moment before the coordinator has made its queue.
-        const held = s?.backbone?.fingerprint ? await consumerState(c.bus, s.backbone.fingerprint).catch(() => undefined) : undefined;
-        return held && held.unacked > 0 ? s : undefined;
-      }, 60_000, 'the worker to hold a task');
+      const p = await c.publishShapes(9, 19, { classes: ['circle', 'square'], backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
+      const s1 = await waitFor(
+        async () => {
+          const s = await readJob(c.bus, p.jobId);
+          // The record names the backbone a moment before the coordinator has made its queue.
+          const held = s?.backbone?.fingerprint ? await consumerState(c.bus, s.backbone.fingerprint).catch(() => undefined) : undefined;
+          return held && held.unacked > 0 ? s : undefined;
+        },
+        60_000,
+        'the worker to hold a task',
+      );
       const fp = s1.backbone!.fingerprint!;
       const code = await c.workers[0].stop(25_000);
       assert.equal(code, 0, c.workers[0].output().slice(-2000));
@@ -365,8 +416,7 @@ describe('reliability - nothing lost', () => {
   it('SIGTERM with the broker gone: workers and the coordinator still exit 0, promptly', { timeout: 120_000 }, async () => {
     const c = await new TestCluster(['--task-size', '4']).start({ workers: 2 });
     try {
-      const data = await generateSampleSet(join(c.work, 'shapes'), 8, 23, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
+      const p = await c.publishShapes(8, 23, { classes: ['circle', 'square'], backbone: 'inception_v3_mixed5', training: { epochs: 3 } });
       await waitFor(async () => ((await readJob(c.bus, p.jobId))?.counts?.extracted ?? 0) >= 4, 120_000, 'extraction to be under way');
       await c.bus.close();
       await c.nats.stop();
@@ -385,8 +435,7 @@ describe('reliability - nothing lost', () => {
     c.startWorker(['--task-timeout', '1']);
     try {
       const model = await writeTinyModel(await mkdir(join(c.work, 'm'), { recursive: true }).then(() => join(c.work, 'm')));
-      const data = await generateSampleSet(join(c.work, 'shapes'), 2, 24, ['circle', 'square']);
-      const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training: { epochs: 2 } });
+      const p = await c.publishShapes(2, 24, { classes: ['circle', 'square'], backbone: model, training: { epochs: 2 } });
       const s = await c.waitForJob(p.jobId, 60_000);
       assert.equal(s.failures.length, 4, `${s.error}\n${c.logs()}`);
       for (const f of s.failures) assert.match(f.message, /fetching and decoding took over 1 ms/);

@@ -77,10 +77,10 @@ import {
   writeLease,
   writeModelFiles,
   writeSweepHead,
-  type Bus,
+  type BusHandles as Bus,
   type DatasetManifest,
-} from '@graft/protocol';
-import { ImageList, loadJobVectors } from '@graft/coordinator';
+} from '@graft/protocol/testing';
+import { ManifestEntries, loadJobVectors } from '@graft/coordinator';
 import { startTestNats, type TestNats } from '../helpers/nats.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { freezingProxy } from '../helpers/proxy.js';
@@ -133,7 +133,12 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal(await isImageStored(bus, early, 1), false);
     const bad = createHash('sha256').update('a record that is not one').digest('hex');
     await bus.js.publish(imageSubjects.record(bad), new Uint8Array([0xff, 0xff, 0xff]));
-    assert.deepEqual(await readImage(bus, bad), { ok: false, problem: 'corrupt', size: 0, message: 'image is corrupt: its record in the image store is malformed' });
+    assert.deepEqual(await readImage(bus, bad), {
+      ok: false,
+      problem: 'corrupt',
+      size: 0,
+      message: 'image is corrupt: its record in the image store is malformed',
+    });
     await removeCorruptImage(bus, bad);
     assert.equal(await hasImage(bus, bad), false, 'removed: its owner can upload it');
     assert.equal((await readImage(bus, sha(bytes), 1000)).ok, false, 'over the byte cap: refused before the download');
@@ -193,7 +198,7 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     await assert.rejects(putPrepared(bus, 'rule.a', 8, sha64, px), /invalid resize rule/);
     await bus.js.publish(`graft.prepared.rule-a.8.${sha64}`, new Uint8Array([9, 9, 9]));
     assert.equal((await readPrepared(bus, 'rule-a', 8, sha64)).ok, false);
-    assert.equal((await readPrepared(bus, 'rule-a', 8, sha64) as { problem: string }).problem, 'damaged');
+    assert.equal(((await readPrepared(bus, 'rule-a', 8, sha64)) as { problem: string }).problem, 'damaged');
   });
 
   it('prepared inputs at their cap: the oldest copies go, writes never fail', async () => {
@@ -226,12 +231,14 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal(await hasCachedVectors(bus, 'fedcba9876543210', ['a'.repeat(64)]), false, 'keyed by backbone too');
   });
 
-  it('vectors: a scan of many images lists the backbone\'s keys and reads only the errors, never the vectors', async () => {
+  it("vectors: a scan of many images lists the backbone's keys and reads only the errors, never the vectors", async () => {
     const fp = 'aaaabbbbccccdddd';
     const id = (i: number) => createHash('sha256').update(`scan ${i}`).digest('hex');
     const v = new Float32Array(1280).fill(0.5);
-    for (let i = 0; i < 600; i++) await cacheVector(bus, fp, id(i), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 1280, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
-    for (let i = 600; i < 610; i++) await cacheVector(bus, fp, id(i), { errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: `not an image ${i} ${'x'.repeat(2000)}` });
+    for (let i = 0; i < 600; i++)
+      await cacheVector(bus, fp, id(i), { vector: encodeVector(v, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 1280, dtype: VectorDType.VECTOR_DTYPE_FLOAT32 });
+    for (let i = 600; i < 610; i++)
+      await cacheVector(bus, fp, id(i), { errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: `not an image ${i} ${'x'.repeat(2000)}` });
     const ids = Array.from({ length: 1200 }, (_, i) => id(i));
     const seen = new Map<string, { errorCode?: number; errorMessage?: string } | undefined>();
     const before = bus.nc.stats().inBytes;
@@ -244,10 +251,12 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
       assert.equal(seen.get(id(i))?.errorMessage?.length, 300, 'a cached error message is cut to 300 characters');
     }
     assert.equal(ids.slice(610).filter((i) => seen.get(i) === undefined).length, 590, 'not cached');
-    assert.ok(read < 600 * 5120 / 4, `read ${read} bytes for 600 cached vectors of 5,120 bytes: their keys, not their values`);
+    assert.ok(read < (600 * 5120) / 4, `read ${read} bytes for 600 cached vectors of 5,120 bytes: their keys, not their values`);
     // A backbone with a small dimension (an error may be as large as its vector): every entry is read.
     const small = new Map<string, unknown>();
-    await scanCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)], 4, (i, a) => small.set(i[0], a === undefined ? 'none' : a.errorCode ? 'error' : 'vector'));
+    await scanCachedVectors(bus, FP, ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)], 4, (i, a) =>
+      small.set(i[0], a === undefined ? 'none' : a.errorCode ? 'error' : 'vector'),
+    );
     assert.deepEqual(Object.fromEntries(small), { a: 'vector', b: 'error', c: 'none' });
   });
 
@@ -261,7 +270,11 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     try {
       // About 300 bytes an entry, headers only: 4,000 entries are over a megabyte; the broker goes quiet after 300 KB.
       proxy.arm(300_000);
-      await assert.rejects(scanCachedVectors(through, fp, ids, 640, () => undefined, 1000), (e: Error) => e.name === 'TimeoutError' && /listing the vector cache of stallstallstall1 timed out: no entry for 1 s \(\d+ of 4000 listed\)/.test(e.message));
+      await assert.rejects(
+        scanCachedVectors(through, fp, ids, 640, () => undefined, 1000),
+        (e: Error) =>
+          e.name === 'TimeoutError' && /listing the vector cache of stallstallstall1 timed out: no entry for 1 s \(\d+ of 4000 listed\)/.test(e.message),
+      );
       assert.ok(proxy.frozen, 'the proxy froze mid-listing (else this test shows nothing)');
       proxy.thaw();
       let seen = 0;
@@ -278,12 +291,30 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     const fp = 'f16f16f16f16f16f';
     const ids = Array.from({ length: 6 }, (_, i) => createHash('sha256').update(`f16 ${i}`).digest('hex'));
     const x = (i: number) => Float32Array.from({ length: 32 }, (_, j) => Math.sin(i * 32 + j) * 3);
-    for (const [i, id] of ids.entries()) await cacheVector(bus, fp, id, { vector: encodeVector(x(i), VectorDType.VECTOR_DTYPE_FLOAT16), dim: 32, dtype: VectorDType.VECTOR_DTYPE_FLOAT16 });
-    const images = ids.map((sha256, i) => ({ sha256, label: i % 2 ? 'y' : 'x', path: `${i % 2 ? 'y' : 'x'}/${i}.jpg`, split: [Split.SPLIT_TRAIN, Split.SPLIT_VALIDATION, Split.SPLIT_TEST][i % 3] }));
+    for (const [i, id] of ids.entries())
+      await cacheVector(bus, fp, id, { vector: encodeVector(x(i), VectorDType.VECTOR_DTYPE_FLOAT16), dim: 32, dtype: VectorDType.VECTOR_DTYPE_FLOAT16 });
+    const images = ids.map((sha256, i) => ({
+      sha256,
+      label: i % 2 ? 'y' : 'x',
+      path: `${i % 2 ? 'y' : 'x'}/${i}.jpg`,
+      split: [Split.SPLIT_TRAIN, Split.SPLIT_VALIDATION, Split.SPLIT_TEST][i % 3],
+    }));
     const persist = <T>(_what: string, op: () => Promise<T>) => op();
     const manifest = (vectorDtype: VectorDType) => codecs.manifest.create({ jobId: 'f16', name: 'f16', classes: ['x', 'y'], images, vectorDtype });
-    const half = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT16), ImageList.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT16)), fp, persist);
-    const full = await loadJobVectors(bus, manifest(VectorDType.VECTOR_DTYPE_FLOAT32), ImageList.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT32)), fp, persist);
+    const half = await loadJobVectors(
+      bus,
+      manifest(VectorDType.VECTOR_DTYPE_FLOAT16),
+      ManifestEntries.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT16)),
+      fp,
+      persist,
+    );
+    const full = await loadJobVectors(
+      bus,
+      manifest(VectorDType.VECTOR_DTYPE_FLOAT32),
+      ManifestEntries.of(manifest(VectorDType.VECTOR_DTYPE_FLOAT32)),
+      fp,
+      persist,
+    );
     for (const split of ['train', 'validation', 'test'] as const) {
       assert.equal(half[split].x.length, 2, split);
       for (const [k, row] of half[split].x.entries()) {
@@ -336,7 +367,10 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal(await takeOverClaim(bus, 't1', 'w2', 'proof-2', held!.revision + 5), false, 'a stale revision takes nothing over');
     assert.equal(await takeOverClaim(bus, 't1', 'w2', 'proof-2', held!.revision), true);
     await markClaimAnswered(bus, 't1', 'w 2', 'proof-3');
-    assert.deepEqual({ ...(await readClaim(bus, 't1'))!, revision: 0, writtenAt: null }, { holder: 'w 2', proof: 'proof-3', answered: true, revision: 0, writtenAt: null });
+    assert.deepEqual(
+      { ...(await readClaim(bus, 't1'))!, revision: 0, writtenAt: null },
+      { holder: 'w 2', proof: 'proof-3', answered: true, revision: 0, writtenAt: null },
+    );
     await releaseClaim(bus, 't1');
     assert.equal(await readClaim(bus, 't1'), undefined);
   });
@@ -360,9 +394,13 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     assert.equal((await readJob(bus, a))!.state, JobState.JOB_STATE_QUEUED, 'shown queued from its manifest');
     const header = (await readManifest(bus, a))!;
     assert.equal(header.images.length, 1);
-    await assert.rejects(publishManifest(bus, manifest, 'job-a-'), JobAlreadyPublished, 'the same content under the same prefix is the same job: published once');
+    await assert.rejects(
+      publishManifest(bus, manifest, 'job-a-'),
+      JobAlreadyPublished,
+      'the same content under the same prefix is the same job: published once',
+    );
     assert.notEqual(await publishManifest(bus, { ...manifest, idNonce: newIdNonce() }, 'job-a-'), a, 'another nonce, another job');
-    assert.equal(jobIdProblem(header), undefined, 'the id is its content\'s');
+    assert.equal(jobIdProblem(header), undefined, "the id is its content's");
     assert.match(jobIdProblem(codecs.manifest.create({ ...header, name: 'other options' }))!, /is not the digest of this manifest's content/);
     assert.match(jobIdProblem(codecs.manifest.create({ ...header, jobId: 'victimX' }))!, /does not end in the digest of its content/);
     await createJobRecord(bus, queuedStatus(header));
@@ -382,7 +420,12 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
   });
 
   it('jobs: a manifest of 200,000 photos publishes in pages, reads back whole, is shown queued from its header alone; a missing page is an error', async () => {
-    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(String(i)).digest('hex'), sizeBytes: 1000 + i }));
+    const images = Array.from({ length: 200_000 }, (_, i) => ({
+      path: `photos/class${i % 10}/photo_${i}.jpg`,
+      label: `class${i % 10}`,
+      sha256: createHash('sha256').update(String(i)).digest('hex'),
+      sizeBytes: 1000 + i,
+    }));
     const manifest = codecs.manifest.create({ name: 'huge', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images });
     const huge = await publishManifest(bus, manifest, 'huge-');
     const pages = (await bus.jsm.streams.info(STREAMS.manifestPages, { subjects_filter: `graft.manifest-pages.${huge}.*` })).state.num_subjects ?? 0;
@@ -406,9 +449,18 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     await assert.rejects(readManifest(bus, half), /manifest of half-[0-9a-f]+ is missing page 2 of/);
   });
 
-  it('jobs: a job over a published job\'s photos (a sweep, an audit) copies its pages one at a time; cut off before its header, it publishes when tried again; pages squatted under its id are found', async () => {
-    const images = Array.from({ length: 5000 }, (_, i) => ({ path: `c${i % 3}/p${i}.jpg`, label: `c${i % 3}`, sha256: createHash('sha256').update(`over ${i}`).digest('hex') }));
-    const src = await publishManifest(bus, codecs.manifest.create({ name: 'src', classes: ['c0', 'c1', 'c2'], images, training: { epochs: 3 } }), 'over-src-', 16 * 1024);
+  it("jobs: a job over a published job's photos (a sweep, an audit) copies its pages one at a time; cut off before its header, it publishes when tried again; pages squatted under its id are found", async () => {
+    const images = Array.from({ length: 5000 }, (_, i) => ({
+      path: `c${i % 3}/p${i}.jpg`,
+      label: `c${i % 3}`,
+      sha256: createHash('sha256').update(`over ${i}`).digest('hex'),
+    }));
+    const src = await publishManifest(
+      bus,
+      codecs.manifest.create({ name: 'src', classes: ['c0', 'c1', 'c2'], images, training: { epochs: 3 } }),
+      'over-src-',
+      16 * 1024,
+    );
     const from = (await readManifestHeader(bus, src))!;
     assert.equal(from.images.length, 0, 'the header alone');
     const pages: DatasetManifest['images'][] = [];
@@ -424,7 +476,10 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     for (const page of [0, 1]) await bus.js.publish(`graft.manifest-pages.${id}.${page}`, pageBytes[page]);
     assert.equal(await publishOver(bus, from, audit, 'over-audit-'), id);
     const back = (await readManifest(bus, id))!;
-    assert.deepEqual(back.images.map((i) => i.sha256), images.map((i) => i.sha256));
+    assert.deepEqual(
+      back.images.map((i) => i.sha256),
+      images.map((i) => i.sha256),
+    );
     assert.equal(back.training?.audit, true);
     assert.equal(back.training?.epochs, 3);
     assert.ok(await isStoredJobSound(bus, id));
@@ -441,31 +496,78 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
   });
 
   it('jobs: a sweep of a 200,000-photo job is published in a process whose heap could not hold its image list', async () => {
-    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/photo_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`big ${i}`).digest('hex'), sizeBytes: 1000 + i }));
+    const images = Array.from({ length: 200_000 }, (_, i) => ({
+      path: `photos/class${i % 10}/photo_${i}.jpg`,
+      label: `class${i % 10}`,
+      sha256: createHash('sha256').update(`big ${i}`).digest('hex'),
+      sizeBytes: 1000 + i,
+    }));
     const big = await publishManifest(bus, codecs.manifest.create({ name: 'big', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }), 'big-');
     const child = (body: string) =>
-      spawnSync(process.execPath, ['--max-old-space-size=40', '--input-type=module', '-e', `import * as p from '@graft/protocol'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+      spawnSync(
+        process.execPath,
+        [
+          '--max-old-space-size=40',
+          '--input-type=module',
+          '-e',
+          `import * as p from '@graft/protocol/testing'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`,
+        ],
+        { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+      );
     const whole = child(`const m = await p.readManifest(bus, '${big}'); console.log(m.images.length)`);
     assert.notEqual(whole.status, 0, 'the whole list does not fit in 40 MB of heap (else this test shows nothing)');
-    const over = child(`const from = await p.readManifestHeader(bus, '${big}'); console.log(await p.publishOver(bus, from, p.codecs.manifest.create({ ...from, images: [], jobId: '', training: { sweep: true } }), 'big-sweep-'))`);
+    const over = child(
+      `const from = await p.readManifestHeader(bus, '${big}'); console.log(await p.publishOver(bus, from, p.codecs.manifest.create({ ...from, images: [], jobId: '', training: { sweep: true } }), 'big-sweep-'))`,
+    );
     assert.equal(over.status, 0, over.stderr.slice(-2000));
     const header = (await readManifestHeader(bus, over.stdout.trim()))!;
     assert.equal(Number(header.imageCount), 200_000);
     assert.equal(header.training?.sweep, true);
   });
 
-  it('jobs: the coordinator reads a 200,000-photo job\'s entries a page at a time into columns, in a heap the decoded list does not fit', async () => {
-    const images = Array.from({ length: 200_000 }, (_, i) => ({ path: `photos/class${i % 10}/фото_${i}.jpg`, label: `class${i % 10}`, sha256: createHash('sha256').update(`columns ${i}`).digest('hex'), sizeBytes: 1000 + i, source: i % 2 ? `list.txt:${i + 1}` : '' }));
-    const columns = await publishManifest(bus, codecs.manifest.create({ name: 'columns', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }), 'columns-');
+  it("jobs: the coordinator reads a 200,000-photo job's entries a page at a time into columns, in a heap the decoded list does not fit", async () => {
+    const images = Array.from({ length: 200_000 }, (_, i) => ({
+      path: `photos/class${i % 10}/фото_${i}.jpg`,
+      label: `class${i % 10}`,
+      sha256: createHash('sha256').update(`columns ${i}`).digest('hex'),
+      sizeBytes: 1000 + i,
+      source: i % 2 ? `list.txt:${i + 1}` : '',
+    }));
+    const columns = await publishManifest(
+      bus,
+      codecs.manifest.create({ name: 'columns', classes: Array.from({ length: 10 }, (_, i) => `class${i}`), images }),
+      'columns-',
+    );
     const child = (body: string) =>
-      spawnSync(process.execPath, ['--max-old-space-size=64', '--input-type=module', '-e', `import * as p from '@graft/protocol'; import * as c from '@graft/coordinator'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+      spawnSync(
+        process.execPath,
+        [
+          '--max-old-space-size=64',
+          '--input-type=module',
+          '-e',
+          `import * as p from '@graft/protocol/testing'; import * as c from '@graft/coordinator'; const bus = await p.openBus({ servers: ${JSON.stringify(nats.url)} }, { create: false }); ${body}; await bus.close();`,
+        ],
+        { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+      );
     const whole = child(`const m = await p.readManifest(bus, '${columns}'); console.log(m.images.length)`);
     assert.notEqual(whole.status, 0, 'the decoded list does not fit in 64 MB of heap (else this test shows nothing)');
-    const read = child(`const h = await p.readManifestHeader(bus, '${columns}'); const l = await c.ImageList.read(h, p.imagePages(bus, h)); const j = new c.JobImages(l, h.training); const e = 199_999; console.log(JSON.stringify({ n: l.length, ids: j.count, problems: l.problems, sha: l.sha(e), path: l.path(e), source: l.source(e), label: l.label(e), split: l.split(e), first: l.source(0) }))`);
+    const read = child(
+      `const h = await p.readManifestHeader(bus, '${columns}'); const l = await c.ManifestEntries.read(h, p.imagePages(bus, h)); const j = new c.JobImages(l, h.training); const e = 199_999; console.log(JSON.stringify({ n: l.length, ids: j.count, problems: l.problems, sha: l.sha(e), path: l.path(e), source: l.source(e), label: l.label(e), split: l.split(e), first: l.source(0) }))`,
+    );
     assert.equal(read.status, 0, read.stderr.slice(-2000));
     const got = JSON.parse(read.stdout);
     const last = images[199_999];
-    assert.deepEqual(got, { n: 200_000, ids: 200_000, problems: [], sha: last.sha256, path: last.path, source: last.source, label: 9, split: assignSplit(last.path), first: '' });
+    assert.deepEqual(got, {
+      n: 200_000,
+      ids: 200_000,
+      problems: [],
+      sha: last.sha256,
+      path: last.path,
+      source: last.source,
+      label: 9,
+      split: assignSplit(last.path),
+      first: '',
+    });
   });
 
   it('tasks: consumer, publish (deduplicated by id), queues and depth, on the way, pull, removal', async () => {
@@ -475,7 +577,10 @@ describe('stores (one module per JetStream store, on a real nats-server)', () =>
     await publishTask(bus, task); // the same id inside the dedupe window: stored once
     const queues = [];
     for await (const q of listTaskQueues(bus)) queues.push(q);
-    assert.deepEqual(queues.map((q) => [q.fingerprint, q.ackWaitMs, q.maxDeliver, q.pending]), [[FP, 5000, 3, 1]]);
+    assert.deepEqual(
+      queues.map((q) => [q.fingerprint, q.ackWaitMs, q.maxDeliver, q.pending]),
+      [[FP, 5000, 3, 1]],
+    );
     assert.deepEqual(await taskQueueDepth(bus), { pending: 1, unacked: 0 });
     assert.deepEqual([...(await imagesOnTheWay(bus, FP))].sort(), ['d'.repeat(64), 'e'.repeat(64)]);
     const msg = await (await openTaskQueue(bus, queues[0].consumer)).next(2000);

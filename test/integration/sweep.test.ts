@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet, publishDataset } from '@graft/cli';
-import { expandGrid, parseSweepGrid, type EvaluationReport, type ModelManifest } from '@graft/head';
-import { JobState, artifactNames, freePort } from '@graft/protocol';
+import { expandGrid, parseSweepGrid, type EvaluationReport, type ModelCard } from '@graft/head';
+import { JobState, artifactNames, freePort } from '@graft/protocol/testing';
 import { TestCluster, countsOf } from '../helpers/cluster.js';
 import { runGraft, waitFor } from '../helpers/process.js';
 
@@ -15,7 +15,10 @@ import { runGraft, waitFor } from '../helpers/process.js';
  * coordinator killed mid-sweep whose successor trains only the heads still missing.
  */
 
-const GRID = JSON.stringify([{ learningRate: [0.0003, 0.003], labelSmoothing: [0, 0.1] }, { optimizer: ['adam'], hiddenUnits: [32] }]);
+const GRID = JSON.stringify([
+  { learningRate: [0.0003, 0.003], labelSmoothing: [0, 0.1] },
+  { optimizer: ['adam'], hiddenUnits: [32] },
+]);
 
 describe('sweeps of heads over cached vectors', () => {
   let metricsPort: number;
@@ -36,17 +39,20 @@ describe('sweeps of heads over cached vectors', () => {
   it('graft train --sweep trains the grid, exports the best head on validation and reports the table', async () => {
     const model = await c.tinyModel(8);
     const out = join(c.work, 'swept');
-    const r = await runGraft(['train', data, '--nats', c.url, '--backbone', model, '--sweep', '--sweep-grid', grid, '--epochs', '20', '--patience', '0', '--out', out, '--no-bundle'], { GRAFT_HOME: c.work });
+    const r = await runGraft(
+      ['train', data, '--nats', c.url, '--backbone', model, '--sweep', '--sweep-grid', grid, '--epochs', '20', '--patience', '0', '--out', out, '--no-bundle'],
+      { GRAFT_HOME: c.work },
+    );
     assert.equal(r.code, 0, r.output + c.logs());
     assert.match(r.output, /sweep: 5 heads in [\d.]+ s/);
     assert.match(r.output, /^sweep +5\/5 heads trained, best validation [\d.]+%$/m, 'the summary counts heads as heads');
-    assert.doesNotMatch(r.output, /^training +epoch/m, 'not as epochs with the last head\'s loss');
+    assert.doesNotMatch(r.output, /^training +epoch/m, "not as epochs with the last head's loss");
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as EvaluationReport;
     const heads = report.sweep!.heads;
     assert.equal(heads.length, 5);
     const best = heads.reduce((a, h) => (h.valAccuracy > a.valAccuracy || (h.valAccuracy === a.valAccuracy && h.valLoss < a.valLoss) ? h : a));
     assert.equal(report.sweep!.winner, best.id);
-    const manifest = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8')) as ModelManifest;
+    const manifest = JSON.parse(await readFile(join(out, 'graft.json'), 'utf8')) as ModelCard;
     assert.equal(manifest.training.learningRate, best.learningRate, 'the exported head is the winner');
     assert.equal(manifest.training.hiddenUnits, best.hiddenUnits);
     assert.match(await readFile(join(out, 'report.html'), 'utf8'), /<section id="sweep">/);
@@ -78,7 +84,8 @@ describe('sweeps of heads over cached vectors', () => {
     const training = { epochs: 400, patience: 0, sweep: true, sweepGrid: GRID };
     const p = await publishDataset(c.bus, data, { progress: false, backbone: model, training });
     const ids = expandGrid(parseSweepGrid(GRID, 'grid'), { epochs: 400, patience: 0 }, 3).map((x) => x.id);
-    const stored = async () => (await Promise.all(ids.map((i) => c.bus.artifacts.info(artifactNames.sweepHead(p.jobId, i))))).filter((x) => x && !x.deleted).length;
+    const stored = async () =>
+      (await Promise.all(ids.map((i) => c.bus.artifacts.info(artifactNames.sweepHead(p.jobId, i))))).filter((x) => x && !x.deleted).length;
     await waitFor(async () => (await stored()) >= 1, 180_000, 'a first sweep head to be stored');
     c.coordinator!.child.kill('SIGKILL');
     await c.coordinator!.exited;

@@ -4,6 +4,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { doc, section } from '../helpers/docs.js';
 
 /*
  * The shape the code keeps: no import circles, the NATS store modules imported only by protocol,
@@ -77,7 +78,11 @@ const inProtocol = (f: string) => rel(f).startsWith('packages/protocol/');
 describe('architecture', () => {
   it('reads every package source (the checks below see the whole tree)', () => {
     assert.ok(SOURCES.length > 60, `found only ${SOURCES.length} sources`);
-    for (const pkg of ['protocol', 'vision', 'head', 'web', 'extractor', 'coordinator', 'cli']) assert.ok(SOURCES.some((f) => rel(f).startsWith(`packages/${pkg}/src/`)), pkg);
+    for (const pkg of ['protocol', 'vision', 'head', 'web', 'extractor', 'coordinator', 'cli'])
+      assert.ok(
+        SOURCES.some((f) => rel(f).startsWith(`packages/${pkg}/src/`)),
+        pkg,
+      );
   });
 
   it('has no import circle, within or across packages', () => {
@@ -101,14 +106,20 @@ describe('architecture', () => {
   });
 
   it('imports the NATS client store modules only in protocol', () => {
-    const offenders = SOURCES.filter((f) => !inProtocol(f) && specifiers(f).some((s) => /^@nats-io\/(kv|obj|jetstream|transport-node|nats-core)$/.test(s))).map(rel);
+    const offenders = SOURCES.filter((f) => !inProtocol(f) && specifiers(f).some((s) => /^@nats-io\/(kv|obj|jetstream|transport-node|nats-core)$/.test(s))).map(
+      rel,
+    );
     assert.deepEqual(offenders, []);
   });
 
-  it('touches a bucket, stream or the connection only inside protocol', () => {
-    const handle = /\bbus\.(artifacts|models|vectors|jobs|leases|claims|js|jsm|nc)\b/;
-    const offenders = SOURCES.filter((f) => !inProtocol(f) && handle.test(text.get(f)!)).map(rel);
+  it("keeps a bus's handles inside protocol: its Bus type has none, and no package imports the tests' view of it", () => {
+    // The Bus type graft's packages hold has no connection, stream or bucket on it (the compiler
+    // keeps them off); only @graft/protocol/testing, for tests and the bench, opens them.
+    const offenders = SOURCES.filter((f) => !inProtocol(f) && specifiers(f).some((s) => s === '@graft/protocol/testing')).map(rel);
     assert.deepEqual(offenders, []);
+    const bus = text.get(SOURCES.find((f) => rel(f) === 'packages/protocol/src/bus.ts')!)!;
+    const publicBus = bus.slice(bus.indexOf('export interface Bus {'), bus.indexOf('}', bus.indexOf('export interface Bus {')));
+    assert.doesNotMatch(publicBus, /\b(nc|js|jsm|vectors|jobs|leases|claims|artifacts|models):/, 'the Bus type other packages hold has no handles');
   });
 
   it('gives each store one owner: its bucket handle is used in that module alone', () => {
@@ -121,39 +132,77 @@ describe('architecture', () => {
       claims: 'packages/protocol/src/stores/claims.ts',
     };
     for (const [bucket, owner] of Object.entries(owners)) {
-      const users = SOURCES.filter((f) => new RegExp(`\\bbus\\.${bucket}\\b`).test(text.get(f)!)).map(rel);
+      const users = SOURCES.filter((f) => new RegExp(`\\bhandles\\(bus\\)\\.${bucket}\\b`).test(text.get(f)!)).map(rel);
       assert.deepEqual(users, [owner], `the ${bucket} store`);
     }
     // The image store is a stream of graft's own layout: its name is used by its module, the topology and the broker's numbers alone.
-    const images = SOURCES.filter((f) => /\bSTREAMS\.images\b/.test(text.get(f)!)).map(rel).sort();
-    assert.deepEqual(images, ['packages/protocol/src/broker-stats.ts', 'packages/protocol/src/bus.ts', 'packages/protocol/src/stores/images.ts']);
+    const images = SOURCES.filter((f) => /\bSTREAMS\.images\b/.test(text.get(f)!))
+      .map(rel)
+      .sort();
+    assert.deepEqual(images, [
+      'packages/protocol/src/broker-stats.ts',
+      'packages/protocol/src/stores/images.ts',
+      'packages/protocol/src/stream-configs.ts',
+      'packages/protocol/src/topology.ts',
+    ]);
   });
 
-  it('keeps the README ownership table true: every file it names exists', () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('### Who owns what'));
-    assert.ok(section.length > 100, 'the README has a "Who owns what" table');
-    const named = [...section.slice(0, section.indexOf('\n## ')).matchAll(/`(packages\/[^`]+\.ts)`/g)].map((m) => m[1]);
+  it('keeps the ownership table true: every file it names exists, and every store module is in it', () => {
+    const table = section(doc('architecture.md'), '## Who owns what');
+    const named = [...table.matchAll(/`(packages\/[^`]+\.ts)`/g)].map((m) => m[1]);
     assert.ok(named.length >= 15, `the table names ${named.length} files`);
-    for (const f of named) assert.ok(existsSync(join(ROOT, f)), `${f} (named in the README) exists`);
+    for (const f of named) assert.ok(existsSync(join(ROOT, f)), `${f} (named in docs/architecture.md) exists`);
+    const stores = SOURCES.map(rel).filter((f) => /^packages\/protocol\/src\/(stores|policy)\/[^/]+\.ts$/.test(f) && !/(consumers|direct-reads)\.ts$/.test(f));
+    for (const f of stores) assert.ok(named.includes(f), `${f} (a store or policy) has its row under "Who owns what"`);
   });
 
-  it('documents every GRAFT_* variable the command line reads, in the README\'s table', () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const table = readme.slice(readme.indexOf('### Environment variables'), readme.indexOf('\n## Tests'));
-    const read = new Set(SOURCES.filter((f) => rel(f).startsWith('packages/cli/')).flatMap((f) => [...text.get(f)!.matchAll(/\bGRAFT_[A-Z_]+\b/g)].map((m) => m[0])));
+  it('each package README names every source file of its package', () => {
+    const missing: string[] = [];
+    for (const pkg of readdirSync(join(ROOT, 'packages'))) {
+      const readme = readFileSync(join(ROOT, 'packages', pkg, 'README.md'), 'utf8');
+      const files = SOURCES.map(rel).filter((f) => f.startsWith(`packages/${pkg}/src/`) && !f.includes('/gen/'));
+      for (const f of files) if (!new RegExp(`[\`/]${f.split('/').pop()!.replace('.', '\\.')}\``).test(readme)) missing.push(f);
+    }
+    assert.deepEqual(missing, [], 'files their package README does not name');
+  });
+
+  it('keeps the README a short tour: under 300 lines, each topic in docs/', () => {
+    const readme = doc('README.md');
+    assert.ok(readme.split('\n').length < 300, `${readme.split('\n').length} lines`);
+    for (const f of readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md'))) assert.ok(readme.includes(`docs/${f}`), `the README points to docs/${f}`);
+  });
+
+  it('documents every GRAFT_* variable the command line reads, in docs/configuration.md', () => {
+    const table = doc('configuration.md');
+    const read = new Set(
+      SOURCES.filter((f) => rel(f).startsWith('packages/cli/')).flatMap((f) => [...text.get(f)!.matchAll(/\bGRAFT_[A-Z_]+\b/g)].map((m) => m[0])),
+    );
     assert.ok(read.size >= 10, `the CLI reads ${read.size} variables`);
     for (const v of read) assert.ok(table.includes(`\`${v}\``), `${v} is read by the CLI and listed under "Environment variables"`);
   });
 
+  it('keeps unit tests pure: none starts a server or a graft process (those are integration tests)', () => {
+    const unit = join(ROOT, 'test', 'unit');
+    const starts = /\b(createServer|startTestNats|startLocalNats|TestCluster|spawnGraft|runGraft)\b/;
+    const offenders = readdirSync(unit).filter((f) => f.endsWith('.ts') && f !== 'architecture.test.ts' && starts.test(readFileSync(join(unit, f), 'utf8')));
+    assert.deepEqual(offenders, []);
+  });
+
   it('keeps files small: none over 400 lines', () => {
-    const big = SOURCES.filter((f) => !rel(f).includes('/gen/')).map((f) => [rel(f), text.get(f)!.split('\n').length] as const).filter(([, n]) => n > 400);
+    const big = SOURCES.filter((f) => !rel(f).includes('/gen/'))
+      .map((f) => [rel(f), text.get(f)!.split('\n').length] as const)
+      .filter(([, n]) => n > 400);
     assert.deepEqual(big, []);
   });
 
-  it('keeps functions short: none over 80 lines but a template that reads top to bottom', () => {
+  it('keeps functions short: none over 80 lines but a template and two tables that read top to bottom', () => {
     // renderReport is one HTML template, read as the page it makes.
-    const allowed = new Set(['packages/web/src/report.ts renderReport']);
+    // coordinatorMetrics and streamConfigs are tables, one definition per row.
+    const allowed = new Set([
+      'packages/web/src/report.ts renderReport',
+      'packages/coordinator/src/metrics.ts coordinatorMetrics',
+      'packages/protocol/src/stream-configs.ts streamConfigs',
+    ]);
     const long: string[] = [];
     for (const f of SOURCES) {
       const src = ts.createSourceFile(f, text.get(f)!, ts.ScriptTarget.Latest, true);

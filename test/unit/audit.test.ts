@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import {
-  FoldsAborted,
+  Stopped,
   auditDataset,
   auditProblem,
   photosPerClass,
@@ -68,20 +68,43 @@ describe('audit - confident learning', () => {
       for (let c = 0; c < C; c++) probs[i * C + c] = c === truth[i] ? 0.95 : 0.025;
     }
     const r = findLabelIssues(probs, labels, C);
-    assert.deepEqual([...r.flagged].sort((a, b) => a - b), planted);
+    assert.deepEqual(
+      [...r.flagged].sort((a, b) => a - b),
+      planted,
+    );
     for (const [k, i] of r.flagged.entries()) assert.equal(r.suggested[k], truth[i], `photo ${i} is suggested its true class`);
     const self = r.flagged.map((i) => probs[i * C + labels[i]]);
-    assert.ok(self.every((p, k) => k === 0 || self[k - 1] <= p), 'ranked by self-confidence, lowest first');
-    assert.ok(r.margins.every((m) => m < 0), 'each flagged photo looks more like another class');
+    assert.ok(
+      self.every((p, k) => k === 0 || self[k - 1] <= p),
+      'ranked by self-confidence, lowest first',
+    );
+    assert.ok(
+      r.margins.every((m) => m < 0),
+      'each flagged photo looks more like another class',
+    );
     assert.ok(r.estimatedErrors >= planted.length, `estimated ${r.estimatedErrors}`);
-    assert.deepEqual([...findLabelIssues(probs, labels, C, 'both').flagged].sort((a, b) => a - b), planted, 'C+NR agrees');
+    assert.deepEqual(
+      [...findLabelIssues(probs, labels, C, 'both').flagged].sort((a, b) => a - b),
+      planted,
+      'C+NR agrees',
+    );
   });
 
-  it('thresholds are each class\'s mean self-confidence; the calibrated joint sums to 1 with rows in proportion to the given labels', () => {
+  it("thresholds are each class's mean self-confidence; the calibrated joint sums to 1 with rows in proportion to the given labels", () => {
     const probs = Float32Array.from([0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.4, 0.6]);
     const labels = [0, 0, 1, 1];
-    assert.deepEqual(classThresholds(probs, labels, 2).map((t) => +t.toFixed(3)), [0.8, 0.7]);
-    const q = calibratedJoint([[3, 1], [0, 2]], [0, 0, 0, 1, 1, 1, 1, 1], 2);
+    assert.deepEqual(
+      classThresholds(probs, labels, 2).map((t) => +t.toFixed(3)),
+      [0.8, 0.7],
+    );
+    const q = calibratedJoint(
+      [
+        [3, 1],
+        [0, 2],
+      ],
+      [0, 0, 0, 1, 1, 1, 1, 1],
+      2,
+    );
     assert.ok(Math.abs(q.flat().reduce((a, b) => a + b, 0) - 1) < 1e-9);
     assert.ok(Math.abs(q[0][0] + q[0][1] - 3 / 8) < 1e-9, 'row 0 holds the 3 photos labelled 0');
   });
@@ -117,16 +140,34 @@ describe('audit - folds and out-of-sample probabilities', () => {
     assert.ok(full[4 * 3] > full[4 * 3 + 1] && full[4 * 3] > full[4 * 3 + 2], `out of sample, photo 4 looks like its true class: ${full.slice(12, 15)}`);
     const partial = new Map([...stored].slice(0, 2));
     let trained = 0;
-    const resumed = await outOfSampleProbabilities(vectors, labels, 8, ['a', 'b', 'c'], 4, opts, { parallel: 1, done: partial, onFold: async () => void trained++ });
+    const resumed = await outOfSampleProbabilities(vectors, labels, 8, ['a', 'b', 'c'], 4, opts, {
+      parallel: 1,
+      done: partial,
+      onFold: async () => void trained++,
+    });
     assert.equal(trained, 2, 'only the missing folds are trained');
-    assert.deepEqual([...resumed].map((x) => x.toFixed(5)), [...full].map((x) => x.toFixed(5)));
-    await assert.rejects(outOfSampleProbabilities(vectors, labels, 8, ['a', 'b', 'c'], 4, opts, { parallel: 1, shouldStop: () => true }), FoldsAborted);
+    assert.deepEqual(
+      [...resumed].map((x) => x.toFixed(5)),
+      [...full].map((x) => x.toFixed(5)),
+    );
+    await assert.rejects(outOfSampleProbabilities(vectors, labels, 8, ['a', 'b', 'c'], 4, opts, { parallel: 1, shouldStop: () => true }), Stopped);
   });
 
   it('headProbabilities matches the exported model, hidden layer included', async () => {
     const { vectors, labels } = clusters(3, 10, 6, 9);
-    const head = await trainHead({ dim: 6, classes: ['a', 'b', 'c'], train: { x: vectors, y: labels }, validation: { x: [], y: [] } }, { epochs: 5, hiddenUnits: 4 });
-    const backbone = { id: 't', url: 'file:///t', dim: 6, inputSize: 4, preprocess: 'unit', fingerprint: '0123456789abcdef', format: 'layers' } as unknown as ResolvedBackbone;
+    const head = await trainHead(
+      { dim: 6, classes: ['a', 'b', 'c'], train: { x: vectors, y: labels }, validation: { x: [], y: [] } },
+      { epochs: 5, hiddenUnits: 4 },
+    );
+    const backbone = {
+      id: 't',
+      url: 'file:///t',
+      dim: 6,
+      inputSize: 4,
+      preprocess: 'unit',
+      fingerprint: '0123456789abcdef',
+      format: 'layers',
+    } as unknown as ResolvedBackbone;
     const model = await loadHeadModel(await packageModel(head, backbone, evaluatePredictions([], [], head.classes)));
     const expected = await predict(model, vectors, 6);
     model.dispose();
@@ -138,15 +179,21 @@ describe('audit - folds and out-of-sample probabilities', () => {
 describe('audit - neighbours', () => {
   before(() => initBackend({ preferred: 'cpu' }));
 
-  it('the blocked search finds each row\'s most similar other rows, as a brute-force search does', async () => {
+  it("the blocked search finds each row's most similar other rows, as a brute-force search does", async () => {
     const rng = seededRandom(2);
     const dim = 16;
     const vectors = Array.from({ length: 60 }, () => Float32Array.from({ length: dim }, () => gauss(rng)));
     const rows = unitRows(vectors, dim);
     const nn = await nearestNeighbours(rows, dim, 3);
     for (let i = 0; i < 60; i++) {
-      const sims = vectors.map((_, j) => [j, j === i ? -Infinity : [...Array(dim).keys()].reduce((s, d) => s + rows[i * dim + d] * rows[j * dim + d], 0)] as const).sort((a, b) => b[1] - a[1]);
-      assert.deepEqual([...nn.index.subarray(i * 3, i * 3 + 3)], sims.slice(0, 3).map(([j]) => j), `row ${i}`);
+      const sims = vectors
+        .map((_, j) => [j, j === i ? -Infinity : [...Array(dim).keys()].reduce((s, d) => s + rows[i * dim + d] * rows[j * dim + d], 0)] as const)
+        .sort((a, b) => b[1] - a[1]);
+      assert.deepEqual(
+        [...nn.index.subarray(i * 3, i * 3 + 3)],
+        sims.slice(0, 3).map(([j]) => j),
+        `row ${i}`,
+      );
     }
     // Past the exact limit the search runs on a projection and rescores its candidates: near copies are still each other's nearest.
     const copies = [...vectors, ...vectors.slice(0, 10).map((v) => Float32Array.from(v, (x) => x + 0.01 * gauss(rng)))];
@@ -157,7 +204,10 @@ describe('audit - neighbours', () => {
       assert.ok(projected.similarity[i * 3] > 0.99, 'rescored on the full vectors');
     }
     const sub = await nearestNeighbours(rows, dim, 2, [5, 9, 11]);
-    assert.ok([...sub.index].every((j) => j >= 0 && j < 3), 'a member search answers in member positions');
+    assert.ok(
+      [...sub.index].every((j) => j >= 0 && j < 3),
+      'a member search answers in member positions',
+    );
   });
 });
 
@@ -166,7 +216,12 @@ describe('audit - findings', () => {
 
   function planted() {
     const { vectors, labels } = clusters(3, 30, 64, 7);
-    const photos: AuditPhoto[] = labels.map((label, i) => ({ sha256: `sha${i}`, path: `${'abc'[label]}/${i}.jpg`, label, split: i % 5 === 0 ? 'test' : 'train' }));
+    const photos: AuditPhoto[] = labels.map((label, i) => ({
+      sha256: `sha${i}`,
+      path: `${'abc'[label]}/${i}.jpg`,
+      label,
+      split: i % 5 === 0 ? 'test' : 'train',
+    }));
     const rng = seededRandom(8);
     // An exact copy (same bytes) under another path, in the test split: a leak.
     photos.push({ sha256: 'sha1', path: 'a/copy-of-1.jpg', label: 0, split: 'test' });
@@ -186,7 +241,10 @@ describe('audit - findings', () => {
     const { photos, vectors } = planted();
     const predicted = Int32Array.from(photos, (p, i) => (p.split !== 'test' ? -1 : i === 5 ? (p.label + 1) % 3 : p.label));
     const r = await auditDataset({ dim: 64, classes: ['a', 'b', 'c'], photos, vectors, options: { epochs: 100 }, predicted }, { parallel: 1 });
-    assert.ok(r.labelIssues.some((l) => l.path === 'c/70.jpg' && l.label === 'a' && l.suggested === 'c'), JSON.stringify(r.labelIssues.slice(0, 3)));
+    assert.ok(
+      r.labelIssues.some((l) => l.path === 'c/70.jpg' && l.label === 'a' && l.suggested === 'c'),
+      JSON.stringify(r.labelIssues.slice(0, 3)),
+    );
     const exact = r.duplicates.find((g) => g.kind === 'exact');
     assert.deepEqual(exact?.photos.map((p) => p.path).sort(), ['a/1.jpg', 'a/copy-of-1.jpg']);
     const near = r.duplicates.find((g) => g.photos.some((p) => p.path === 'a/near-2.jpg'));
@@ -229,8 +287,18 @@ describe('audit - fixes list', () => {
     const fixes = fixesOf({
       labelIssues: [{ ...ref('x.jpg'), suggested: 'b', margin: -0.5, selfConfidence: 0.1, suggestedProbability: 0.6 }],
       duplicates: [{ kind: 'exact', similarity: 1, photos: [ref('y.jpg'), ref('x.jpg'), ref('z.jpg')], conflictingLabels: false }],
-      outliers: [{ ...ref('z.jpg'), distance: 0.9, z: 5 }, { ...ref('w.jpg'), distance: 0.9, z: 4 }],
+      outliers: [
+        { ...ref('z.jpg'), distance: 0.9, z: 5 },
+        { ...ref('w.jpg'), distance: 0.9, z: 4 },
+      ],
     } as never);
-    assert.deepEqual(fixes.map((f) => [f.path, f.suggested]), [['x.jpg', 'b'], ['z.jpg', ''], ['w.jpg', '']]);
+    assert.deepEqual(
+      fixes.map((f) => [f.path, f.suggested]),
+      [
+        ['x.jpg', 'b'],
+        ['z.jpg', ''],
+        ['w.jpg', ''],
+      ],
+    );
   });
 });

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { COMMANDS } from '@graft/cli';
-import { ROOT } from '../helpers/fixtures.js';
+import { allDocs } from '../helpers/docs.js';
 
 /*
  * Each command's option table (what parsing accepts) is the one list its help and the README are
@@ -28,20 +26,28 @@ function flagsByCommand(text: string): { cmd: string; flag: string; line: string
 
 describe('CLI options - help, parsing and README from one table', () => {
   it('every option a command accepts is in its help', () => {
-    const hidden = Object.entries(COMMANDS).flatMap(([name, c]) => Object.keys(c.options).filter((o) => !flagsIn(c.usage).has(o)).map((o) => `graft ${name} --${o}`));
+    const hidden = Object.entries(COMMANDS).flatMap(([name, c]) =>
+      Object.keys(c.options)
+        .filter((o) => !flagsIn(c.usage).has(o))
+        .map((o) => `graft ${name} --${o}`),
+    );
     assert.deepEqual(hidden, [], 'options accepted but not in their help');
   });
 
-  it("every flag a help shows is accepted by that command, or by the other graft command it names", () => {
+  it('every flag a help shows is accepted by that command, or by the other graft command it names', () => {
     const refused = Object.entries(COMMANDS).flatMap(([name, c]) => {
-      const elsewhere = new Set(flagsByCommand(c.usage).filter((f) => f.cmd !== name && accepts(f.cmd, f.flag)).map((f) => f.flag));
+      const elsewhere = new Set(
+        flagsByCommand(c.usage)
+          .filter((f) => f.cmd !== name && accepts(f.cmd, f.flag))
+          .map((f) => f.flag),
+      );
       return [...flagsIn(c.usage)].filter((f) => !accepts(name, f) && !elsewhere.has(f)).map((f) => `graft ${name} --${f}`);
     });
     assert.deepEqual(refused, [], 'flags in a help that the command refuses');
   });
 
-  it('every flag the README gives a graft command is one that command accepts', () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  it('every flag the README and docs/ give a graft command is one that command accepts', () => {
+    const readme = allDocs();
     const uses = flagsByCommand(readme);
     assert.ok(uses.length > 50, `the README shows graft commands with flags (${uses.length} found)`);
     const refused = uses.filter((u) => !accepts(u.cmd, u.flag)).map((u) => `graft ${u.cmd} --${u.flag} (${u.line})`);
@@ -49,7 +55,10 @@ describe('CLI options - help, parsing and README from one table', () => {
   });
 
   it('the check itself finds a refused flag and a hidden option', () => {
-    assert.deepEqual(flagsByCommand('graft train photos --nope   # then graft status --json').map((f) => `${f.cmd} ${f.flag}`), ['train nope', 'status json']);
+    assert.deepEqual(
+      flagsByCommand('graft train photos --nope   # then graft status --json').map((f) => `${f.cmd} ${f.flag}`),
+      ['train nope', 'status json'],
+    );
     assert.equal(accepts('train', 'nope'), false);
     assert.equal(accepts('status', 'json'), true);
   });

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { parse } from 'yaml';
-import { findNatsServer } from '@graft/protocol';
 import { ROOT } from '../helpers/fixtures.js';
-
-/** nats-server's path, or undefined where it is not installed. */
-const natsServer = (): string | undefined => {
-  try {
-    return findNatsServer();
-  } catch {
-    return undefined;
-  }
-};
+import { allDocs } from '../helpers/docs.js';
 
 const DEPLOY = join(ROOT, 'deploy');
 const require = createRequire(import.meta.url);
@@ -71,7 +61,11 @@ describe('deploy - compose', () => {
     }
     assert.deepEqual(compose.services.extractor.profiles, ['gpu']);
     assert.deepEqual(compose.services['extractor-cpu'].profiles, ['cpu']);
-    const devices = (compose.services.extractor.deploy?.resources?.reservations?.devices ?? []) as { driver?: string; capabilities?: string[]; count?: unknown }[];
+    const devices = (compose.services.extractor.deploy?.resources?.reservations?.devices ?? []) as {
+      driver?: string;
+      capabilities?: string[];
+      count?: unknown;
+    }[];
     assert.equal(devices[0]?.driver, 'nvidia');
     assert.deepEqual(devices[0]?.capabilities, ['gpu']);
     // `count: 1` would put every scaled replica on GPU 0: one container takes the node's GPUs, one worker each.
@@ -99,28 +93,6 @@ describe('deploy - compose', () => {
     for (const [name, svc] of Object.entries(compose.services)) {
       for (const port of svc.ports ?? []) assert.match(withDefaults(String(port)), /^127\.0\.0\.1:/, `${name} publishes ${port} on loopback by default`);
     }
-  });
-
-  it('deploy/setup.sh writes .env with passwords the shipped nats-server config accepts (hex ones can read as numbers)', (t) => {
-    if (!natsServer()) return t.skip('nats-server not found');
-    const dir = mkdtempSync(join(tmpdir(), 'graft-setup-'));
-    const env = join(dir, '.env');
-    const run = spawnSync('sh', [join(ROOT, 'deploy/setup.sh'), env], { encoding: 'utf8' });
-    assert.equal(run.status, 0, run.stderr);
-    const vars = Object.fromEntries(readFileSync(env, 'utf8').split('\n').filter((l) => /^\w+=/.test(l)).map((l) => l.split(/=(.*)/s).slice(0, 2) as [string, string])) as Record<string, string>;
-    const passwords = Object.entries(vars).filter(([k]) => k.endsWith('_PASSWORD'));
-    assert.ok(passwords.length >= 5 && passwords.every(([, v]) => /^g[0-9a-f]{48}$/.test(v)), 'every password set, a letter then 48 hex digits');
-    assert.equal(statSync(env).mode & 0o777, 0o600, 'readable by its owner only');
-    const check = (pw: Record<string, string>) => spawnSync(natsServer()!, ['-c', join(ROOT, 'deploy/nats/nats-server.conf'), '-t'], { encoding: 'utf8', env: { ...process.env, ...pw } });
-    assert.equal(check(vars).status, 0, check(vars).stderr);
-    // What `openssl rand -hex 24` can give, and why the script does not use it.
-    const numeric = check({ ...vars, GRAFT_CLI_PASSWORD: '1e10aaaa0123456789abcdef0123456789abcdef01234567' });
-    assert.notEqual(numeric.status, 0);
-    assert.match(numeric.stderr + numeric.stdout, /could not be parsed/);
-    const again = spawnSync('sh', [join(ROOT, 'deploy/setup.sh'), env], { encoding: 'utf8' });
-    assert.equal(again.status, 1, 'an existing .env is kept');
-    assert.match(again.stderr, /exists; keeping it \(pass --force/);
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('TLS is one setting away: the TLS config is the shipped one plus a tls block, and compose can select it', () => {
@@ -159,11 +131,17 @@ describe('deploy - Prometheus and Grafana', () => {
   it('every dashboard panel queries the provisioned datasource', () => {
     const ds = parse(readFileSync(join(DEPLOY, 'grafana/provisioning/datasources/prometheus.yaml'), 'utf8')) as { datasources: { uid: string }[] };
     const uid = ds.datasources[0].uid;
-    type Dash = { templating: { list: { name: string; type: string; current?: { value: unknown } }[] }; panels: { title: string; type: string; datasource?: { uid: string }; targets?: { expr: string; instant?: boolean; datasource?: { uid: string } }[] }[] };
+    type Dash = {
+      templating: { list: { name: string; type: string; current?: { value: unknown } }[] };
+      panels: { title: string; type: string; datasource?: { uid: string }; targets?: { expr: string; instant?: boolean; datasource?: { uid: string } }[] }[];
+    };
     const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/dashboards/graft.json'), 'utf8')) as Dash;
     const source = dash.templating.list.find((v) => v.type === 'datasource');
     assert.equal(source?.current?.value, uid, 'the datasource variable starts on the provisioned datasource');
-    assert.ok(dash.templating.list.some((v) => v.name === 'instance' && v.type === 'query'), 'an instance variable');
+    assert.ok(
+      dash.templating.list.some((v) => v.name === 'instance' && v.type === 'query'),
+      'an instance variable',
+    );
     const panels = dash.panels.filter((p) => p.type !== 'row');
     assert.ok(panels.length >= 10);
     for (const p of panels) {
@@ -172,13 +150,25 @@ describe('deploy - Prometheus and Grafana', () => {
       for (const t of p.targets!) {
         assert.doesNotMatch(t.expr, /\[\d+[smhd]\]/, `${p.title}: ${t.expr}: $__rate_interval or $__range, not a fixed window`);
         if (p.type === 'stat' || p.type === 'table') assert.equal(t.instant, true, `${p.title}: one instant, not a range`);
-        if (p.type === 'stat') assert.doesNotMatch(t.expr, /^sum\(graft_\w+_total\)$/, `${p.title}: a total is an increase over the range (raw counters drop when a process restarts)`);
+        if (p.type === 'stat')
+          assert.doesNotMatch(
+            t.expr,
+            /^sum\(graft_\w+_total\)$/,
+            `${p.title}: a total is an increase over the range (raw counters drop when a process restarts)`,
+          );
       }
     }
   });
 
   it('compose: an init in every graft container, rotated logs, Prometheus capped in size and health-checked, the CUDA cache kept', () => {
-    type Service = { image?: string; init?: boolean; logging?: { options?: Record<string, string> }; command?: string[]; healthcheck?: unknown; volumes?: string[] };
+    type Service = {
+      image?: string;
+      init?: boolean;
+      logging?: { options?: Record<string, string> };
+      command?: string[];
+      healthcheck?: unknown;
+      volumes?: string[];
+    };
     const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8')) as { services: Record<string, Service> };
     for (const [name, svc] of Object.entries(compose.services)) {
       assert.ok(svc.logging?.options?.['max-size'], `${name}: its logs rotate`);
@@ -186,21 +176,32 @@ describe('deploy - Prometheus and Grafana', () => {
     }
     assert.ok(compose.services.prometheus.command?.some((c) => c.startsWith('--storage.tsdb.retention.size=')));
     for (const name of ['prometheus', 'alertmanager', 'nats']) assert.ok(compose.services[name].healthcheck, `${name}: a health check`);
-    assert.ok(compose.services.extractor.volumes?.some((v) => v.endsWith(':/home/graft/.nv/ComputeCache')), 'the GPU extractor keeps its compiled kernels');
+    assert.ok(
+      compose.services.extractor.volumes?.some((v) => v.endsWith(':/home/graft/.nv/ComputeCache')),
+      'the GPU extractor keeps its compiled kernels',
+    );
   });
 
-  it('the Alertmanager config passes amtool, and compose sends Prometheus\'s alerts to it', (t) => {
+  it("the Alertmanager config passes amtool, and compose sends Prometheus's alerts to it", (t) => {
     const r = spawnSync('amtool', ['check-config', join(DEPLOY, 'alertmanager', 'alertmanager.yml')], { encoding: 'utf8' });
     if (r.error) return t.skip('amtool not installed (apt-get install prometheus-alertmanager)');
     assert.equal(r.status, 0, r.stdout + r.stderr);
     const compose = parse(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8')) as { services: Record<string, { volumes?: string[] }> };
-    assert.ok(compose.services.alertmanager?.volumes?.some((v) => v.startsWith('./alertmanager/alertmanager.yml:')), 'compose runs Alertmanager with the shipped config');
-    const prom = parse(readFileSync(join(DEPLOY, 'prometheus', 'prometheus.yml'), 'utf8')) as { alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] } };
+    assert.ok(
+      compose.services.alertmanager?.volumes?.some((v) => v.startsWith('./alertmanager/alertmanager.yml:')),
+      'compose runs Alertmanager with the shipped config',
+    );
+    const prom = parse(readFileSync(join(DEPLOY, 'prometheus', 'prometheus.yml'), 'utf8')) as {
+      alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
+    };
     assert.deepEqual(prom.alerting.alertmanagers[0].static_configs[0].targets, ['alertmanager:9093']);
   });
 
   it('Dockerfiles: base images and the native backend as build arguments, no dev dependencies back, caches owned by a fixed uid', () => {
-    for (const [file, base] of [['Dockerfile.cpu', /ARG NODE_IMAGE=node:22-/], ['Dockerfile.gpu', /ARG CUDA_IMAGE=nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04/]] as const) {
+    for (const [file, base] of [
+      ['Dockerfile.cpu', /ARG NODE_IMAGE=node:22-/],
+      ['Dockerfile.gpu', /ARG CUDA_IMAGE=nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04/],
+    ] as const) {
       const text = readFileSync(join(DEPLOY, 'docker', file), 'utf8');
       assert.match(text, base, `${file}: base image argument`);
       assert.match(text, /^FROM \$\{/m, `${file}: FROM uses the arguments`);
@@ -212,8 +213,16 @@ describe('deploy - Prometheus and Grafana', () => {
       assert.match(text, /useradd --system --uid 10001/, `${file}: fixed uid`);
       assert.match(text, /^COPY --from=build \/app \/app$/m, `${file}: the code owned by root (the process cannot rewrite it)`);
       assert.match(text, /rm -rf test scripts proto [^\n]*packages\/\*\/src/, `${file}: no tests, scripts or sources in the final image`);
-      assert.match(text, /mkdir -p \/home\/graft\/\.cache\/graft.*chown -R graft:graft \/home\/graft/, `${file}: the model cache exists and is the graft user's`);
-      assert.match(text, /^COPY package\.json package-lock\.json \.npmrc /m, `${file}: the repository's npm settings (onnxruntime-node's install) go into the build`);
+      assert.match(
+        text,
+        /mkdir -p \/home\/graft\/\.cache\/graft.*chown -R graft:graft \/home\/graft/,
+        `${file}: the model cache exists and is the graft user's`,
+      );
+      assert.match(
+        text,
+        /^COPY package\.json package-lock\.json \.npmrc /m,
+        `${file}: the repository's npm settings (onnxruntime-node's install) go into the build`,
+      );
       assert.match(text, /rm -rf "\$ort\/darwin" "\$ort\/win32"/, `${file}: only this platform's ONNX Runtime binaries`);
     }
     const cpu = readFileSync(join(DEPLOY, 'docker', 'Dockerfile.cpu'), 'utf8');
@@ -226,8 +235,19 @@ describe('deploy - Prometheus and Grafana', () => {
     assert.match(gpu, /--start-period=(\d{3,})s/, 'a first start that JIT-compiles kernels is not killed');
   });
 
-  it('the README scales the service the profile runs', () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  it("env.example lists every variable compose.yaml reads, and compose.yaml's header tells the README's story", () => {
+    const compose = readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8');
+    const example = readFileSync(join(DEPLOY, 'env.example'), 'utf8');
+    const read = [...new Set([...compose.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1]))];
+    assert.ok(read.length > 15, `${read.length} variables`);
+    const missing = read.filter((v) => !new RegExp(`^#? ?${v}=`, 'm').test(example));
+    assert.deepEqual(missing, [], 'env.example lists (or shows, commented) every variable compose reads');
+    assert.match(compose.split('\n')[0], /\.\/setup\.sh .*docker compose up -d/);
+    assert.doesNotMatch(compose.slice(0, 600), /cp env\.example|--scale extractor=N/);
+  });
+
+  it('the docs scale the service the profile runs', () => {
+    const readme = allDocs();
     assert.match(readme, /COMPOSE_PROFILES=cpu[^\n]*--scale extractor-cpu=/);
   });
 });

@@ -3,14 +3,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ROOT } from '../helpers/fixtures.js';
+import { allDocs } from '../helpers/docs.js';
 
 /*
- * The README's measured figures come from bench/results/latest.json (what BENCHMARKS.md renders):
+ * The docs' measured figures come from bench/results/latest.json (what BENCHMARKS.md renders):
  * each figure the README quotes is recomputed from the JSON here, so a new bench run that changes
  * one fails this test until the README says the new value.
  */
 
-const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const readme = allDocs();
 const bench = JSON.parse(readFileSync(join(ROOT, 'bench/results/latest.json'), 'utf8'));
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const fixed = (x: number, d: number) => x.toFixed(d);
@@ -83,9 +84,35 @@ describe('README figures - backed by the bench', () => {
     const inception = (k: string) => bench.pipeline.sizing[k]['InceptionV3 (299 px)'].workerCores.toFixed(0);
     quoted([
       `costs ${ms(r.small.cpuPerImage.total)} ms of CPU per small photo (**${(1 / r.small.cpuPerImage.total).toFixed(0)} photos per CPU-second**)`,
-      `${ms(r.smallPrepared.cpuPerImage.total)} ms per small photo (${(1 / r.smallPrepared.cpuPerImage.total).toFixed(0)} per`,
-      `for InceptionV3 ${inception('small')} worker cores on small photos from`,
-      `originals, ${inception('smallPrepared')} from prepared inputs, ${inception('large')} on phone photos as published and ${inception('largePrepared')} once prepared`,
+      `${ms(r.large.cpuPerImage.total)} ms per 12 MP phone photo`,
+      `${ms(r.largePrepared.cpuPerImage.total)} ms per phone photo in all, the worker's\nown part ${ms(r.largePrepared.cpuPerImage.worker)} ms`,
+      `${ms(r.largeShrunk.cpuPerImage.total)} ms per photo on their first job`,
+      `for InceptionV3 ${inception('small')} worker cores on small photos,\n${inception('large')} on phone photos as published and ${inception('largePrepared')} once prepared`,
+    ]);
+  });
+
+  it('labelling the rest: the cost of the head on the coordinator, suggested against random', () => {
+    const a = bench.active;
+    const final = a.curves.random.at(-1);
+    const ahead = a.curves.suggested.slice(1).filter((p: { top1: number }, i: number) => p.top1 > a.curves.random[i + 1].top1).length;
+    quoted([
+      `${fixed(a.head.microsPerPhoto, 1)} µs per photo for the default backbone`,
+      `(${pct(final.top1)} with ${final.labels} labels) with\n${a.labelsToRandomFinal} labels (${fixed(100 * a.shareOfRandomLabels, 0)} % of them`,
+      `ahead in ${ahead} of the ${a.rounds}\nrounds`,
+    ]);
+  });
+
+  it('ONNX Runtime against wasm, and the default backbone against the one before', () => {
+    const bare = Object.fromEntries(bench.backbones.bare.map((b: { id: string }) => [b.id, b]));
+    const d = bare.mobilenet_v2_100;
+    const job = bench.backbones.firstJob;
+    const h = bench.head.defaultHead;
+    quoted([
+      `${fixed(d.onnx1.msPerImage, 1)} ms per photo on one thread against ${fixed(d.wasm.msPerImage, 1)} ms on TF.js\nwasm (${fixed(d.speedup, 1)}x; MobileNetV2-0.35 ${fixed(bare.mobilenet_v2_035.speedup, 1)}x, InceptionV3 ${fixed(bare.inception_v3_mixed5.speedup, 1)}x)`,
+      `extracts ${fixed(job.onnx.imagesPerSecond, 1)} images/s against ${fixed(job.wasm.imagesPerSecond, 1)} with \`--backend wasm\` (${fixed(job.speedup, 2)}x`,
+      `**${pct(h.mobilenet_v2_100.top1)} with the default backbone**`,
+      `against\n${pct(h.mobilenet_v2_035.top1)} with the embedded MobileNetV2-0.35`,
+      `(${pct(bench.head.float32.top1)} both ways with the default backbone)`,
     ]);
   });
 });

@@ -1,14 +1,26 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { evaluatePredictions, headProbabilities, loadHeadModel, outOfSampleProbabilities, packageModel, predict, rowBytes, trainHead, unitRows, type HeadDataset, type TrainingCheckpoint } from '@graft/head';
-import { decodeHalf, encodeHalf } from '@graft/protocol';
+import {
+  evaluatePredictions,
+  headProbabilities,
+  loadHeadModel,
+  outOfSampleProbabilities,
+  packageModel,
+  predict,
+  rowBytes,
+  trainHead,
+  unitRows,
+  type HeadDataset,
+  type TrainingCheckpoint,
+} from '@graft/head';
+import { decodeHalf, encodeHalf } from '@graft/protocol/testing';
 import { initBackend, type ResolvedBackbone } from '@graft/vision';
 
 /** Gaussian blobs around class centres: linearly separable, with an offset and scale standardisation must handle. */
 function blobs(perClass: number, classes: number, dim: number, seed: number) {
   let s = seed;
-  const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  const rand = () => (s = (s * 16807) % 2147483647) / 2147483647;
   const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
   const x: Float32Array[] = [];
   const y: number[] = [];
@@ -23,7 +35,16 @@ function blobs(perClass: number, classes: number, dim: number, seed: number) {
   return { x, y };
 }
 
-const backbone: ResolvedBackbone = { id: 'test', url: 'file:///x', bottleneck: '', inputSize: 8, preprocess: 'unit', fingerprint: '0123456789abcdef', dim: 12, format: 'layers' };
+const backbone: ResolvedBackbone = {
+  id: 'test',
+  url: 'file:///x',
+  bottleneck: '',
+  inputSize: 8,
+  preprocess: 'unit',
+  fingerprint: '0123456789abcdef',
+  dim: 12,
+  format: 'layers',
+};
 
 describe('head - training', () => {
   const data: HeadDataset = { dim: 12, classes: ['a', 'b', 'c'], train: blobs(40, 3, 12, 1), validation: blobs(10, 3, 12, 2) };
@@ -66,16 +87,24 @@ describe('head - training', () => {
     model.dispose();
     const labels = [...h16.train.y];
     const folds = { epochs: 2, patience: 0, seed: 1 };
-    assert.deepEqual(await outOfSampleProbabilities(h16.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }), await outOfSampleProbabilities(h32.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }));
+    assert.deepEqual(
+      await outOfSampleProbabilities(h16.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }),
+      await outOfSampleProbabilities(h32.train.x, labels, 12, data.classes, 3, folds, { parallel: 2 }),
+    );
   });
 
   it('resumes from a checkpoint onto the same path as an uninterrupted run', async () => {
     const full = await trainHead(data, { epochs: 12, patience: 0, seed: 7 });
     const saved: TrainingCheckpoint[] = [];
     await trainHead(data, { epochs: 5, patience: 0, seed: 7 }, { checkpoint: async (c) => void saved.push(c) });
-    const resumed = await trainHead(data, { epochs: 12, patience: 0, seed: 7 }, { resumeFrom: { ...saved.at(-1)!, history: saved.at(-1)!.history.map((h) => ({ ...h, epochs: 12 })) } });
+    const resumed = await trainHead(
+      data,
+      { epochs: 12, patience: 0, seed: 7 },
+      { resumeFrom: { ...saved.at(-1)!, history: saved.at(-1)!.history.map((h) => ({ ...h, epochs: 12 })) } },
+    );
     assert.equal(resumed.history.length, 12);
-    for (let i = 0; i < full.kernel.length; i++) assert.ok(Math.abs(full.kernel[i] - resumed.kernel[i]) < 1e-4, `kernel[${i}] ${full.kernel[i]} vs ${resumed.kernel[i]}`);
+    for (let i = 0; i < full.kernel.length; i++)
+      assert.ok(Math.abs(full.kernel[i] - resumed.kernel[i]) < 1e-4, `kernel[${i}] ${full.kernel[i]} vs ${resumed.kernel[i]}`);
     assert.ok(Math.abs(full.history[11].loss - resumed.history[11].loss) < 1e-4);
   });
 
@@ -85,7 +114,11 @@ describe('head - training', () => {
     const saved: TrainingCheckpoint[] = [];
     const stopped = await trainHead(noisy, { epochs: 200, patience: 2, seed: 3 }, { checkpoint: async (c) => void saved.push(c) });
     assert.ok(stopped.stoppedEarly, `stopped early after ${stopped.history.length} epochs`);
-    const resumed = await trainHead(noisy, { epochs: 200, patience: 2, seed: 3 }, { resumeFrom: saved.at(-1)!, checkpoint: async () => assert.fail('no epoch should run') });
+    const resumed = await trainHead(
+      noisy,
+      { epochs: 200, patience: 2, seed: 3 },
+      { resumeFrom: saved.at(-1)!, checkpoint: async () => assert.fail('no epoch should run') },
+    );
     assert.equal(resumed.history.length, stopped.history.length);
     assert.equal(resumed.bestEpoch, stopped.bestEpoch);
     assert.ok(resumed.stoppedEarly);
@@ -95,7 +128,7 @@ describe('head - training', () => {
   it('balanced class weights lift the recall of a rare class', async () => {
     // Two overlapping classes, 20:1 in training: unweighted, the rare one is almost never predicted.
     let seed = 5;
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
     const sample = (c: number, n: number) => Array.from({ length: n }, () => Float32Array.from({ length: 4 }, () => c * 0.5 + gauss()));
     const set = (a: number, b: number) => ({ x: [...sample(0, a), ...sample(1, b)], y: [...new Array<number>(a).fill(0), ...new Array<number>(b).fill(1)] });
@@ -121,7 +154,7 @@ describe('head - training', () => {
     const probs = await predict(model, data.validation.x, 12);
     const report = evaluatePredictions(probs, data.validation.y, data.classes);
     assert.ok(report.top1 > 0.9, `top-1 ${report.top1}`);
-    assert.equal(folder.manifest.backbone.fingerprint, backbone.fingerprint);
+    assert.equal(folder.card.backbone.fingerprint, backbone.fingerprint);
     model.dispose();
   });
 });
@@ -132,8 +165,15 @@ describe('head - evaluation', () => {
     const r = evaluatePredictions([p([0.7, 0.2, 0.1]), p([0.5, 0.4, 0.1]), p([0.1, 0.3, 0.6]), p([0.2, 0.5, 0.3])], [0, 1, 2, 2], ['x', 'y', 'z']);
     assert.equal(r.top1, 0.5);
     assert.equal(r.topK, 3);
-    assert.equal(r.top5, 1);
-    assert.deepEqual(r.confusion, [[1, 0, 0], [1, 0, 0], [0, 1, 1]]);
-    assert.deepEqual(r.perClass.map((c) => c.accuracy), [1, 0, 0.5]);
+    assert.equal(r.topKAccuracy, 1);
+    assert.deepEqual(r.confusion, [
+      [1, 0, 0],
+      [1, 0, 0],
+      [0, 1, 1],
+    ]);
+    assert.deepEqual(
+      r.perClass.map((c) => c.accuracy),
+      [1, 0, 0.5],
+    );
   });
 });

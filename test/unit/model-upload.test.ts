@@ -32,7 +32,13 @@ describe('uploaded models - each blob is the bytes its name says', () => {
     await assert.rejects(fetchBackbone(spec), /model upload [0-9a-f]{64} is read from a cluster's image store, and this process has none/);
     const weights = up.blobs.find((b) => b.what === 'weights')!;
     store.set(weights.sha256, new Uint8Array(weights.bytes.byteLength));
-    await assert.rejects(fetchBackbone(spec, { readUpload: read }), new RegExp(`uploaded model file ${weights.sha256} holds other bytes than its SHA-256 names`));
-    await assert.rejects(fetchBackbone({ ...spec, url: 'https://example.com/model.json' }, { readUpload: read }), /an upload stands for a local file:\/\/ model only/);
+    await assert.rejects(
+      fetchBackbone(spec, { readUpload: read }),
+      new RegExp(`uploaded model file ${weights.sha256} holds other bytes than its SHA-256 names`),
+    );
+    await assert.rejects(
+      fetchBackbone({ ...spec, url: 'https://example.com/model.json' }, { readUpload: read }),
+      /an upload stands for a local file:\/\/ model only/,
+    );
   });
 });

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,7 @@ import {
   type BackboneSpec,
 } from '@graft/vision';
 import { denseZoo, graphZoo, layersZoo, unsupportedLayersModel } from '../helpers/onnx-zoo.js';
+import { onnxChecker } from '../helpers/onnx-check.js';
 
 /*
  * The TF.js -> ONNX converter and ONNX backbones: every layer and op kind it writes against TF.js on
@@ -46,13 +46,6 @@ function noise(size: number, count: number, seed = 5): Uint8Array[] {
 async function parity(onOrt: Backbone, onTfjs: Backbone): Promise<number> {
   const pics = [...probePixels(onOrt.info.inputSize, 2), ...noise(onOrt.info.inputSize, 3)];
   return relativeDifference(await onTfjs.embed(pics), await onOrt.embed(pics.map((p) => p.slice())));
-}
-
-/** python3-onnx's full checker on a file: undefined when it accepts it, else what it said; 'absent' without it. */
-function onnxChecker(path: string): string | undefined {
-  const r = spawnSync('/usr/bin/python3', ['-c', 'import sys, onnx; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', path], { encoding: 'utf8' });
-  if (r.error || /No module named 'onnx'/.test(r.stderr)) return 'absent';
-  return r.status === 0 ? undefined : r.stderr.trim().split('\n').pop();
 }
 
 let dir: string;
@@ -146,13 +139,26 @@ describe('ONNX converter - fallback, cache, outside checker', () => {
     first.dispose();
     const files = (await readdir(join(cacheDir, 'onnx'))).filter((f) => f.startsWith(info.fingerprint));
     assert.deepEqual(files.map((f) => f.replace(/.*\./, '')).sort(), ['json', 'onnx']);
-    const verdict = JSON.parse(await readFile(join(cacheDir, 'onnx', files.find((f) => f.endsWith('.json'))!), 'utf8'));
+    const verdict = JSON.parse(
+      await readFile(
+        join(
+          cacheDir,
+          'onnx',
+          files.find((f) => f.endsWith('.json'))!,
+        ),
+        'utf8',
+      ),
+    );
     assert.equal(verdict.onnx, true);
     assert.ok(verdict.maxRelativeDiff <= PARITY_TOLERANCE);
     const again = await loadBackbone(info, { cacheDir });
     assert.equal(again.runtime.name, 'onnxruntime');
     again.dispose();
-    const model = join(cacheDir, 'onnx', files.find((f) => f.endsWith('.onnx'))!);
+    const model = join(
+      cacheDir,
+      'onnx',
+      files.find((f) => f.endsWith('.onnx'))!,
+    );
     await writeFile(model, Buffer.from('damaged'));
     const repaired = await loadBackbone(info, { cacheDir });
     assert.equal(repaired.runtime.name, 'onnxruntime');
@@ -170,7 +176,14 @@ describe('ONNX converter - fallback, cache, outside checker', () => {
 
 describe('ONNX models as backbones', () => {
   /** The model's own value `name`, computed by ONNX Runtime on hand-preprocessed input: the reference. */
-  async function reference(path: string, value: string, pixels: Uint8Array[], size: number, nchw: boolean, pre: (v: number, c: number) => number): Promise<Float32Array[]> {
+  async function reference(
+    path: string,
+    value: string,
+    pixels: Uint8Array[],
+    size: number,
+    nchw: boolean,
+    pre: (v: number, c: number) => number,
+  ): Promise<Float32Array[]> {
     const model = onnx.ModelProto.decode(await readFile(path));
     model.graph!.output!.push({ name: value, type: { tensorType: { elemType: 1 } } });
     const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish());
@@ -254,16 +267,25 @@ describe('ONNX models as backbones', () => {
     };
     const old = m();
     old.opsetImport = [{ domain: '', version: 11 }];
-    await assert.rejects(loadBackbone(parseBackbone(await write('old.onnx', old)), USER_MODEL_POLICY), /old\.onnx uses ONNX opset 11; graft reads opset 13 or later \(export again/);
+    await assert.rejects(
+      loadBackbone(parseBackbone(await write('old.onnx', old)), USER_MODEL_POLICY),
+      /old\.onnx uses ONNX opset 11; graft reads opset 13 or later \(export again/,
+    );
     const two = m();
     two.graph!.input!.push({ name: 'mask', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }] } } } });
-    await assert.rejects(loadBackbone(parseBackbone(await write('two.onnx', two)), USER_MODEL_POLICY), /two\.onnx has 2 inputs; graft feeds models of one image input/);
+    await assert.rejects(
+      loadBackbone(parseBackbone(await write('two.onnx', two)), USER_MODEL_POLICY),
+      /two\.onnx has 2 inputs; graft feeds models of one image input/,
+    );
     const ext = m();
     ext.graph!.initializer![0].dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
     await assert.rejects(loadBackbone(parseBackbone(await write('ext.onnx', ext)), USER_MODEL_POLICY), /keeps its weights in external files/);
     const junk = join(dir, 'junk.onnx');
     await writeFile(junk, Buffer.from('{"this": "is not onnx"}'));
     await assert.rejects(loadBackbone(parseBackbone(junk), USER_MODEL_POLICY), /junk\.onnx is not an ONNX model/);
-    await assert.rejects(loadBackbone(parseBackbone(path, { bottleneck: 'nowhere' }), USER_MODEL_POLICY), /has no value or node "nowhere" \(graft inspect lists them\)/);
+    await assert.rejects(
+      loadBackbone(parseBackbone(path, { bottleneck: 'nowhere' }), USER_MODEL_POLICY),
+      /has no value or node "nowhere" \(graft inspect lists them\)/,
+    );
   });
 });

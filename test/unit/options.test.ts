@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { headOptions } from '@graft/coordinator';
-import { splitOf, splitPercents } from '@graft/protocol';
+import { pickTrainOptions as headOptions } from '@graft/head';
+import { splitOf, splitPercents } from '@graft/protocol/testing';
 import { resolveTrainOptions } from '@graft/head';
-import { Split, codecs, type TrainingOptions } from '@graft/protocol';
+import { Split, codecs, type TrainingOptions } from '@graft/protocol/testing';
 import { backboneRequest, requestedSpec, resolvedFields, resolvedFromFields, type ResolvedBackbone } from '@graft/vision';
 
 /** Training options as the coordinator sees them: through the wire. */
@@ -14,21 +14,55 @@ function overTheWire(t: TrainingOptions): TrainingOptions {
 
 describe('options - zero is a value, absent is the default', () => {
   it('every training option survives the wire at 0 and stays absent when unset', () => {
-    const zeros = overTheWire({ learningRate: 0, batchSize: 0, epochs: 0, patience: 0, validationPercent: 0, testPercent: 0, seed: 0, standardize: false, optimizer: '' });
+    const zeros = overTheWire({
+      learningRate: 0,
+      batchSize: 0,
+      epochs: 0,
+      patience: 0,
+      validationPercent: 0,
+      testPercent: 0,
+      seed: 0,
+      standardize: false,
+      optimizer: '',
+    });
     for (const k of ['learningRate', 'batchSize', 'epochs', 'patience', 'validationPercent', 'testPercent', 'seed'] as const) {
       assert.equal(zeros[k], 0, `${k} = 0 arrives as 0`);
     }
     assert.equal(zeros.standardize, false);
     assert.equal(zeros.optimizer, '');
     const unset = overTheWire({});
-    for (const k of ['optimizer', 'learningRate', 'batchSize', 'epochs', 'patience', 'validationPercent', 'testPercent', 'seed', 'standardize', 'classWeights'] as const) {
+    for (const k of [
+      'optimizer',
+      'learningRate',
+      'batchSize',
+      'epochs',
+      'patience',
+      'validationPercent',
+      'testPercent',
+      'seed',
+      'standardize',
+      'classWeights',
+    ] as const) {
       assert.equal(unset[k] ?? undefined, undefined, `${k} unset arrives unset`);
     }
   });
 
   it('the head takes each unset option from its defaults and each 0 as 0 (or refuses it)', () => {
     const d = resolveTrainOptions(headOptions(overTheWire({})), 10);
-    assert.deepEqual(d, { optimizer: 'rmsprop', learningRate: 0.001, batchSize: 32, epochs: 100, patience: 10, seed: 1, standardize: true, classWeights: 'none', weightDecay: 0, labelSmoothing: 0, hiddenUnits: 0, dropout: 0 });
+    assert.deepEqual(d, {
+      optimizer: 'rmsprop',
+      learningRate: 0.001,
+      batchSize: 32,
+      epochs: 100,
+      patience: 10,
+      seed: 1,
+      standardize: true,
+      classWeights: 'none',
+      weightDecay: 0,
+      labelSmoothing: 0,
+      hiddenUnits: 0,
+      dropout: 0,
+    });
     // Zero regularisation travels as zero; a hidden layer gets dropout 0.5 unless told.
     const r = resolveTrainOptions(headOptions(overTheWire({ weightDecay: 0, labelSmoothing: 0, hiddenUnits: 64 })), 10);
     assert.deepEqual([r.weightDecay, r.labelSmoothing, r.hiddenUnits, r.dropout], [0, 0, 64, 0.5]);
@@ -43,7 +77,11 @@ describe('options - zero is a value, absent is the default', () => {
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ batchSize: 0 })), 10), /batchSize must be a positive integer/);
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ learningRate: 0 })), 10), /learningRate must be in/);
     assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ optimizer: '' })), 10), /optimizer must be one of/);
-    assert.throws(() => resolveTrainOptions(headOptions(overTheWire({ epochs: 10_001 })), 10), /epochs must be an integer from 1 to 10000/, 'no job holds the trainer for days');
+    assert.throws(
+      () => resolveTrainOptions(headOptions(overTheWire({ epochs: 10_001 })), 10),
+      /epochs must be an integer from 1 to 10000/,
+      'no job holds the trainer for days',
+    );
   });
 
   it('validation and test percentages at 0 put every image in training; unset holds out 10 % each', () => {
@@ -60,7 +98,16 @@ describe('options - zero is a value, absent is the default', () => {
 });
 
 describe('options - one backbone record', () => {
-  const resolved: ResolvedBackbone = { id: 'custom', url: 'file:///m/model.json', bottleneck: '', inputSize: 64, preprocess: 'symmetric', fingerprint: '0123456789abcdef', dim: 32, format: 'layers' };
+  const resolved: ResolvedBackbone = {
+    id: 'custom',
+    url: 'file:///m/model.json',
+    bottleneck: '',
+    inputSize: 64,
+    preprocess: 'symmetric',
+    fingerprint: '0123456789abcdef',
+    dim: 32,
+    format: 'layers',
+  };
 
   it('a named backbone travels by name, a path as custom with its URL; overrides only when given', () => {
     assert.deepEqual(backboneRequest('auto'), { id: 'auto', url: '' });

@@ -1,6 +1,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ErrorCode, ProtocolError, Split, VectorDType, codecs, decodeHalf, decodeVector, encodeHalf, encodeVector, halfVectorOf, taskSubject, toHalf, vectorKey } from '@graft/protocol';
+import {
+  ErrorCode,
+  ProtocolError,
+  Split,
+  VectorDType,
+  codecs,
+  decodeHalf,
+  decodeVector,
+  encodeHalf,
+  encodeVector,
+  halfVectorOf,
+  taskSubject,
+  toHalf,
+  vectorKey,
+} from '@graft/protocol/testing';
 
 describe('protocol - messages', () => {
   it('round-trips a manifest with every field', () => {
@@ -40,7 +54,10 @@ describe('protocol - messages', () => {
   });
 
   it('names the type when bytes are not a message', () => {
-    assert.throws(() => codecs.task.decode(Uint8Array.from([0xff, 0xff, 0xff, 0xff]), 'task on x'), (e: Error) => e instanceof ProtocolError && /task on x is not a valid ExtractionTask/.test(e.message));
+    assert.throws(
+      () => codecs.task.decode(Uint8Array.from([0xff, 0xff, 0xff, 0xff]), 'task on x'),
+      (e: Error) => e instanceof ProtocolError && /task on x is not a valid ExtractionTask/.test(e.message),
+    );
   });
 
   it('float16 vectors stay within half precision of the original', () => {
@@ -69,10 +86,35 @@ describe('protocol - messages', () => {
     const half = halfVectorOf(codecs.cachedVector.create({ vector: wire, dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: 0, errorMessage: '' }))!;
     assert.ok(half instanceof Uint16Array);
     assert.deepEqual(new Uint8Array(half.buffer), wire);
-    const fromFloat = halfVectorOf(codecs.cachedVector.create({ vector: encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT32), dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT32, errorCode: 0, errorMessage: '' }))!;
+    const fromFloat = halfVectorOf(
+      codecs.cachedVector.create({
+        vector: encodeVector(x, VectorDType.VECTOR_DTYPE_FLOAT32),
+        dim: 64,
+        dtype: VectorDType.VECTOR_DTYPE_FLOAT32,
+        errorCode: 0,
+        errorMessage: '',
+      }),
+    )!;
     assert.deepEqual([...fromFloat], [...half]);
-    assert.equal(halfVectorOf(codecs.cachedVector.create({ vector: new Uint8Array(0), dim: 0, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED, errorMessage: 'x' })), undefined);
-    assert.throws(() => halfVectorOf(codecs.cachedVector.create({ vector: new Uint8Array(10), dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: 0, errorMessage: '' })), RangeError);
+    assert.equal(
+      halfVectorOf(
+        codecs.cachedVector.create({
+          vector: new Uint8Array(0),
+          dim: 0,
+          dtype: VectorDType.VECTOR_DTYPE_FLOAT16,
+          errorCode: ErrorCode.ERROR_CODE_DECODE_FAILED,
+          errorMessage: 'x',
+        }),
+      ),
+      undefined,
+    );
+    assert.throws(
+      () =>
+        halfVectorOf(
+          codecs.cachedVector.create({ vector: new Uint8Array(10), dim: 64, dtype: VectorDType.VECTOR_DTYPE_FLOAT16, errorCode: 0, errorMessage: '' }),
+        ),
+      RangeError,
+    );
   });
 
   it('rejects vector bytes of the wrong length', () => {

@@ -22,7 +22,13 @@ describe('retrain.py graphs', () => {
   /** Runs a graph (converted by graft) from its input to one node on preprocessed input. */
   async function run(bytes: Uint8Array, node: string, x: tf.Tensor4D, inputNode?: string): Promise<Float32Array> {
     const files = graphDefModel(bytes, { origin: 'test', bottleneck: node, inputNode });
-    const m = await tf.loadGraphModel(tf.io.fromMemory({ modelTopology: files.json.modelTopology, weightSpecs: files.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[], weightData: files.weightData }));
+    const m = await tf.loadGraphModel(
+      tf.io.fromMemory({
+        modelTopology: files.json.modelTopology,
+        weightSpecs: files.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
+        weightData: files.weightData,
+      }),
+    );
     const y = m.execute(x, node) as tf.Tensor;
     const out = (await y.data()) as Float32Array;
     y.dispose();
@@ -32,11 +38,19 @@ describe('retrain.py graphs', () => {
 
   it('dequantizes 8-bit weights exactly (MIN_COMBINED, MIN_FIRST; quint8 and qint8), as hand-computed', async () => {
     const DT_FLOAT = tensorflow.DataType.DT_FLOAT;
-    for (const [mode, signed] of [['MIN_COMBINED', false], ['MIN_FIRST', false], ['MIN_COMBINED', true]] as const) {
+    for (const [mode, signed] of [
+      ['MIN_COMBINED', false],
+      ['MIN_FIRST', false],
+      ['MIN_COMBINED', true],
+    ] as const) {
       const q = quantized('w', [3], 5, mode, signed);
       // input + w, fed zeros: the dequantized weights themselves.
       const nodes = [
-        { name: 'input', op: 'Placeholder', attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: 4 }, { size: 4 }, { size: 3 }] } } } },
+        {
+          name: 'input',
+          op: 'Placeholder',
+          attr: { dtype: { type: DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size: 4 }, { size: 4 }, { size: 3 }] } } },
+        },
         ...q.nodes,
         { name: 'out', op: 'Add', input: ['input', 'w'], attr: { T: { type: DT_FLOAT } } },
       ];
@@ -79,11 +93,16 @@ describe('retrain.py graphs', () => {
     const b = await loadBackbone(parseBackbone(pb), USER_MODEL_POLICY);
     try {
       assert.equal(b.info.bottleneck, 'MobilenetV1/Logits/SpatialSqueeze');
-      assert.equal(b.info.dim, 10, 'the base\'s 10 values, not the head\'s 3 classes');
+      assert.equal(b.info.dim, 10, "the base's 10 values, not the head's 3 classes");
       assert.equal(b.info.preprocess, 'symmetric', "retrain.py's MobileNet convention when the graph has none");
       const px = Uint8Array.from({ length: 16 * 16 * 3 }, (_, i) => (i * 37) % 256);
       const [v] = await b.embed([px]);
-      const ref = g.reference!(tf.tensor4d(Float32Array.from(px, (x) => x / 127.5 - 1), [1, 16, 16, 3]));
+      const ref = g.reference!(
+        tf.tensor4d(
+          Float32Array.from(px, (x) => x / 127.5 - 1),
+          [1, 16, 16, 3],
+        ),
+      );
       const want = (await ref.data()) as Float32Array;
       ref.dispose();
       for (let i = 0; i < 10; i++) assert.ok(Math.abs(v[i] - want[i]) < 1e-4, `${i}: ${v[i]} vs ${want[i]} (hand-dequantized weights)`);
@@ -97,7 +116,10 @@ describe('retrain.py graphs', () => {
   });
 
   it('graft import writes a model folder that classifies as the original graph, within 1e-4', async () => {
-    for (const [name, g, classes] of [['mobile', retrainMobileNetGraph(), ['licenseplate', 'rectangle', 'mirror']], ['inception', retrainInceptionGraph(), ['a', 'b', 'c', 'd']]] as const) {
+    for (const [name, g, classes] of [
+      ['mobile', retrainMobileNetGraph(), ['licenseplate', 'rectangle', 'mirror']],
+      ['inception', retrainInceptionGraph(), ['a', 'b', 'c', 'd']],
+    ] as const) {
       const pb = join(dir, `${name}-output_graph.pb`);
       const labels = join(dir, `${name}-output_labels.txt`);
       await writeFile(pb, g.bytes);
@@ -106,27 +128,41 @@ describe('retrain.py graphs', () => {
       const r = await importRetrainGraph(pb, labels, out);
       assert.ok(r.maxDifference <= 1e-4, `${name}: ${r.maxDifference}`);
       const folder = await readModelFolder(out);
-      assert.deepEqual(folder.manifest.classes, classes);
-      assert.equal(folder.manifest.importedFrom?.kind, 'retrain.py');
+      assert.deepEqual(folder.card.classes, classes);
+      assert.equal(folder.card.importedFrom?.kind, 'retrain.py');
       // A photo through graft classify against the whole original graph on the same pixels.
-      const photo = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 40, b: 90 } } }).jpeg().toBuffer();
+      const photo = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 40, b: 90 } } })
+        .jpeg()
+        .toBuffer();
       const c = await loadClassifier(out);
       try {
         const mine = await c.classify(photo, classes.length);
-        const S = folder.manifest.backbone.inputSize;
+        const S = folder.card.backbone.inputSize;
         const pixels = await decodeImage(photo, S);
-        const scale = folder.manifest.backbone.preprocess === 'symmetric' ? [1 / 127.5, -1] : [1, 0];
-        const theirs = await run(g.bytes, 'final_result', tf.tensor4d(Float32Array.from(pixels, (v) => v * scale[0] + scale[1]), [1, S, S, 3]), folder.manifest.backbone.inputNode);
+        const scale = folder.card.backbone.preprocess === 'symmetric' ? [1 / 127.5, -1] : [1, 0];
+        const theirs = await run(
+          g.bytes,
+          'final_result',
+          tf.tensor4d(
+            Float32Array.from(pixels, (v) => v * scale[0] + scale[1]),
+            [1, S, S, 3],
+          ),
+          folder.card.backbone.inputNode,
+        );
         const best = theirs.indexOf(Math.max(...theirs));
         assert.equal(mine[0].label, classes[best], `${name}: same top-1`);
-        for (const p of mine) assert.ok(Math.abs(p.probability - theirs[classes.indexOf(p.label as never)]) < 1e-4, `${name} ${p.label}: ${p.probability} vs ${theirs[classes.indexOf(p.label as never)]}`);
+        for (const p of mine)
+          assert.ok(
+            Math.abs(p.probability - theirs[classes.indexOf(p.label as never)]) < 1e-4,
+            `${name} ${p.label}: ${p.probability} vs ${theirs[classes.indexOf(p.label as never)]}`,
+          );
       } finally {
         c.dispose();
       }
     }
   });
 
-  it('refuses what it cannot honour: a label count that is not the head\'s, a graph without retrain.py\'s head, an op graft cannot run, 8-bit compute', async () => {
+  it("refuses what it cannot honour: a label count that is not the head's, a graph without retrain.py's head, an op graft cannot run, 8-bit compute", async () => {
     const pb = join(dir, 'three.pb');
     await writeFile(pb, retrainMobileNetGraph().bytes);
     await writeFile(join(dir, 'five.txt'), 'a\nb\nc\nd\ne\n');
@@ -135,9 +171,15 @@ describe('retrain.py graphs', () => {
     await writeFile(join(dir, 'plain.pb'), seedGraph().bytes);
     await assert.rejects(importRetrainGraph(join(dir, 'plain.pb'), join(dir, 'five.txt'), join(dir, 'y')), /is not a retrain\.py output graph/);
     await writeFile(join(dir, 'odd.pb'), retrainMobileNetGraph({ extraOp: 'FancyNewOp' }).bytes);
-    await assert.rejects(loadBackbone(parseBackbone(join(dir, 'odd.pb'), { bottleneck: 'MobilenetV1/Logits/odd' }), USER_MODEL_POLICY), /node MobilenetV1\/Logits\/odd is a FancyNewOp, an op graft cannot run/);
+    await assert.rejects(
+      loadBackbone(parseBackbone(join(dir, 'odd.pb'), { bottleneck: 'MobilenetV1/Logits/odd' }), USER_MODEL_POLICY),
+      /node MobilenetV1\/Logits\/odd is a FancyNewOp, an op graft cannot run/,
+    );
     await writeFile(join(dir, 'eight.pb'), retrainMobileNetGraph({ extraOp: 'QuantizeV2' }).bytes);
-    await assert.rejects(loadBackbone(parseBackbone(join(dir, 'eight.pb'), { bottleneck: 'MobilenetV1/Logits/odd' }), USER_MODEL_POLICY), /is a QuantizeV2: graft runs graphs whose weights are quantized .* not graphs that compute in 8 bits/);
+    await assert.rejects(
+      loadBackbone(parseBackbone(join(dir, 'eight.pb'), { bottleneck: 'MobilenetV1/Logits/odd' }), USER_MODEL_POLICY),
+      /is a QuantizeV2: graft runs graphs whose weights are quantized .* not graphs that compute in 8 bits/,
+    );
     assert.equal((await readFile(pb)).length > 0, true);
   });
 });

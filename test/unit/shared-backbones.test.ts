@@ -12,7 +12,9 @@ describe('vision - the shared ImageNet backbones', { skip: sharedSkip('models') 
     const b = await loadBackbone(parseBackbone(join(SHARED, 'models/mobilenet_v2_0.35_224'), { preprocess: 'symmetric' }), USER_MODEL_POLICY);
     assert.equal(b.info.inputSize, 224);
     assert.equal(b.info.dim, 1280);
-    const img = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#c33' } }).jpeg().toBuffer();
+    const img = await sharp({ create: { width: 300, height: 200, channels: 3, background: '#c33' } })
+      .jpeg()
+      .toBuffer();
     const [v] = await b.embed([await decodeImage(img, 224)]);
     assert.ok(v.every(Number.isFinite) && v.some((x) => x !== 0));
     b.dispose();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ImageList, validateManifest, ManifestError } from '@graft/coordinator';
-import { assignSplit } from '@graft/protocol';
-import { codecs } from '@graft/protocol';
+import { ManifestEntries, validateManifest, ManifestError } from '@graft/coordinator';
+import { assignSplit } from '@graft/protocol/testing';
+import { codecs } from '@graft/protocol/testing';
 
 describe('coordinator - splits', () => {
   it('keeps every existing image in its set when images are added', () => {
@@ -21,7 +21,7 @@ describe('coordinator - splits', () => {
     assert.ok(counts.test > 380 && counts.test < 620, JSON.stringify(counts));
   });
 
-  it("ignores the folder and anything after _nohash_, as retrain.py does", () => {
+  it('ignores the folder and anything after _nohash_, as retrain.py does', () => {
     for (let i = 0; i < 50; i++) {
       assert.equal(assignSplit(`a/p${i}_nohash_1.jpg`), assignSplit(`b/p${i}_nohash_2.jpg`));
     }
@@ -42,7 +42,7 @@ describe('coordinator - manifest validation', () => {
       backbone: { id: 'auto' },
     });
 
-  const check = (m: ReturnType<typeof base>) => validateManifest(m, ImageList.of(m));
+  const check = (m: ReturnType<typeof base>) => validateManifest(m, ManifestEntries.of(m));
 
   it('accepts a good manifest', () => check(base()));
 
@@ -53,7 +53,8 @@ describe('coordinator - manifest validation', () => {
     m.images.push({ sha256: 'xyz', label: 'b', path: 'b/2.jpg', split: 0, sizeBytes: 0, source: '', originalSha256: '' });
     assert.throws(
       () => check(m),
-      (e: Error) => e instanceof ManifestError && /unknown class "zebra"/.test(e.message) && /a\/1.jpg: listed twice/.test(e.message) && /bad sha256/.test(e.message),
+      (e: Error) =>
+        e instanceof ManifestError && /unknown class "zebra"/.test(e.message) && /a\/1.jpg: listed twice/.test(e.message) && /bad sha256/.test(e.message),
     );
   });
 });

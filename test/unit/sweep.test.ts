@@ -3,7 +3,7 @@ import { before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import {
   DEFAULT_SWEEP_GRID,
-  SweepAborted,
+  Stopped,
   evaluatePredictions,
   expandGrid,
   loadHeadModel,
@@ -19,7 +19,7 @@ import {
   type TrainingCheckpoint,
 } from '@graft/head';
 import { initBackend, type ResolvedBackbone } from '@graft/vision';
-import { decodeHalf, encodeHalf } from '@graft/protocol';
+import { decodeHalf, encodeHalf } from '@graft/protocol/testing';
 
 /** Three noisy clusters in 24 dimensions: easy but not trivial. */
 function clusters(n: number, seed: number, dim = 24): HeadDataset['train'] {
@@ -38,7 +38,16 @@ function clusters(n: number, seed: number, dim = 24): HeadDataset['train'] {
 }
 
 const data: HeadDataset = { dim: 24, classes: ['a', 'b', 'c'], train: clusters(150, 1), validation: clusters(60, 2) };
-const backbone = { id: 'custom', url: 'file:///m.json', bottleneck: '', inputSize: 8, preprocess: 'unit', fingerprint: 'f', dim: 24, format: 'layers' } as ResolvedBackbone;
+const backbone = {
+  id: 'custom',
+  url: 'file:///m.json',
+  bottleneck: '',
+  inputSize: 8,
+  preprocess: 'unit',
+  fingerprint: 'f',
+  dim: 24,
+  format: 'layers',
+} as ResolvedBackbone;
 
 describe('sweep grids', () => {
   it('expands the default grid to 14 heads with stable ids, and takes the job options it does not vary', () => {
@@ -46,7 +55,10 @@ describe('sweep grids', () => {
     const b = expandGrid(DEFAULT_SWEEP_GRID, { epochs: 40, seed: 3 }, 10);
     assert.equal(a.length, 14);
     assert.equal(new Set(a.map((c) => c.id)).size, 14);
-    assert.deepEqual(a.map((c) => c.id), b.map((c) => c.id));
+    assert.deepEqual(
+      a.map((c) => c.id),
+      b.map((c) => c.id),
+    );
     assert.ok(a.every((c) => c.options.epochs === 40 && c.options.seed === 3));
     assert.notDeepEqual(expandGrid(DEFAULT_SWEEP_GRID, { epochs: 41 }, 10)[0].id, a[0].id, 'other options, other ids');
     // The same head twice is trained once.
@@ -77,7 +89,10 @@ describe('head options a sweep varies', () => {
     model.dispose();
     // By hand, on standardised inputs, with the trained (unfolded) weights.
     for (let i = 0; i < 5; i++) {
-      const x = tf.tensor2d(Array.from(data.validation.x[i], (v, j) => (v - head.mean[j]) / head.std[j]), [1, 24]);
+      const x = tf.tensor2d(
+        Array.from(data.validation.x[i], (v, j) => (v - head.mean[j]) / head.std[j]),
+        [1, 24],
+      );
       const h = tf.relu(x.matMul(tf.tensor2d(head.hidden!.kernel, [24, 16])).add(tf.tensor1d(head.hidden!.bias)));
       const p = tf.softmax(h.matMul(tf.tensor2d(head.kernel, [16, 3])).add(tf.tensor1d(head.bias))).dataSync();
       for (let c = 0; c < 3; c++) assert.ok(Math.abs(p[c] - got[i][c]) < 1e-5, `image ${i} class ${c}: ${p[c]} vs ${got[i][c]}`);
@@ -113,14 +128,24 @@ describe('head options a sweep varies', () => {
 
 describe('runSweep', () => {
   before(() => initBackend({ preferred: 'wasm' }));
-  const grid = [{ learningRate: [0.0003, 0.003], labelSmoothing: [0, 0.1] }, { hiddenUnits: [16], optimizer: ['adam' as const] }];
+  const grid = [
+    { learningRate: [0.0003, 0.003], labelSmoothing: [0, 0.1] },
+    { hiddenUnits: [16], optimizer: ['adam' as const] },
+  ];
   const configs = expandGrid(grid, { epochs: 12, patience: 0 }, 3);
 
   it('trains every head on worker threads, as on one thread, and picks the best on validation', async () => {
     const threads = await runSweep(data, configs, { parallel: 2 });
     const one = await runSweep(data, configs, { parallel: 1 });
-    assert.deepEqual(threads.map((r) => r.id), configs.map((c) => c.id));
-    assert.deepEqual(threads.map((r) => r.valAccuracy), one.map((r) => r.valAccuracy), 'deterministic: the same heads either way');
+    assert.deepEqual(
+      threads.map((r) => r.id),
+      configs.map((c) => c.id),
+    );
+    assert.deepEqual(
+      threads.map((r) => r.valAccuracy),
+      one.map((r) => r.valAccuracy),
+      'deterministic: the same heads either way',
+    );
     const w = pickWinner(threads);
     assert.ok(threads.every((r) => r.valAccuracy < w.valAccuracy || (r.valAccuracy === w.valAccuracy && r.valLoss >= w.valLoss)));
     assert.ok(threads.every((r) => r.head.history.length === 12));
@@ -129,13 +154,20 @@ describe('runSweep', () => {
   it('half-float rows (a float16 job) go to the threads as half floats: the same heads as floats of the same values', async () => {
     const half = (s: HeadDataset['train']) => ({ x: s.x.map((v) => encodeHalf(v)), y: s.y });
     const h16: HeadDataset = { ...data, train: half(data.train), validation: half(data.validation) };
-    const h32: HeadDataset = { ...h16, train: { x: h16.train.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.train.y }, validation: { x: h16.validation.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.validation.y } };
+    const h32: HeadDataset = {
+      ...h16,
+      train: { x: h16.train.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.train.y },
+      validation: { x: h16.validation.x.map((r) => decodeHalf(r as Uint16Array)), y: h16.validation.y },
+    };
     const shared = sharedRows(h16.train.x, data.dim);
     assert.equal(shared.half, true);
     assert.equal(shared.buffer.byteLength, h16.train.x.length * data.dim * 2, 'two bytes a value');
     const a = await runSweep(h16, configs.slice(0, 2), { parallel: 2 });
     const b = await runSweep(h32, configs.slice(0, 2), { parallel: 2 });
-    assert.deepEqual(a.map((r) => [r.valAccuracy, r.valLoss]), b.map((r) => [r.valAccuracy, r.valLoss]));
+    assert.deepEqual(
+      a.map((r) => [r.valAccuracy, r.valLoss]),
+      b.map((r) => [r.valAccuracy, r.valLoss]),
+    );
   });
 
   it('does not train the heads it is given as done, and stops between heads when asked', async () => {
@@ -143,10 +175,16 @@ describe('runSweep', () => {
     const done = new Map<string, SweepHeadResult>(first.map((r) => [r.id, r]));
     const trained: string[] = [];
     const all = await runSweep(data, configs, { parallel: 2, done, onHead: async (r) => void (!r.restored && trained.push(r.id)) });
-    assert.deepEqual(trained.sort(), configs.slice(2).map((c) => c.id).sort());
+    assert.deepEqual(
+      trained.sort(),
+      configs
+        .slice(2)
+        .map((c) => c.id)
+        .sort(),
+    );
     assert.equal(all.filter((r) => r.restored).length, 2);
     let heads = 0;
-    await assert.rejects(runSweep(data, configs, { parallel: 1, onHead: async () => void heads++, shouldStop: () => heads >= 1 }), SweepAborted);
+    await assert.rejects(runSweep(data, configs, { parallel: 1, onHead: async () => void heads++, shouldStop: () => heads >= 1 }), Stopped);
     assert.equal(heads, 1);
   });
 });

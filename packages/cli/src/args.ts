@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { closest } from './did-you-mean.js';
 import { DEFAULT_NATS_URL, STORE_LIMIT_NAMES, splitPercentsProblem, type BusOptions, type StoreLimitName } from '@graft/protocol';
-import { expandGrid, parseSweepGrid } from '@graft/head';
+import { OPTIMIZERS, expandGrid, parseSweepGrid } from '@graft/head';
 import { MAX_AUGMENT_COPIES, parseAugmentSpec } from '@graft/vision';
 import type { PublishOptions } from './publish.js';
 
@@ -43,8 +44,29 @@ export function parse(argv: string[], options: Options, positionals = true): { v
     const r = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: positionals, strict: true });
     return { values: r.values as Values, positionals: r.positionals };
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(parseProblem(err as Error & { code?: string }, argv, options));
   }
+}
+
+/** node:util's parse error as one line that names the fix (its own words are about `--` and quoting). */
+function parseProblem(err: Error & { code?: string }, argv: string[], options: Options): string {
+  const flag = /'(-[^' ]+)/.exec(err.message)?.[1] ?? '';
+  const name = flag.replace(/^-+/, '').split('=')[0];
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const guess = closest(name, Object.keys(options));
+    return `unknown option ${flag.split('=')[0]}${guess ? ` (did you mean --${guess}?)` : ''}`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    // A value that starts with '-' (a negative number) reads as an option: it must be joined with '='.
+    const at = argv.findIndex((a) => a === `--${name}`);
+    const next = at >= 0 ? argv[at + 1] : undefined;
+    if (next?.startsWith('-')) return `--${name} ${next}: a value that starts with '-' must be joined to its option: --${name}=${next}`;
+    if (options[name]?.type === 'boolean') return `--${name} takes no value`;
+    return `--${name} needs a value`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL')
+    return `unexpected argument ${JSON.stringify(/'([^']*)'/.exec(err.message)?.[1] ?? '')}: this command takes options only`;
+  return err.message.split('\n')[0];
 }
 
 export function busOptions(v: Values, name: string): BusOptions {
@@ -83,7 +105,10 @@ export function storeCaps(v: Values): Partial<Record<StoreLimitName, number>> | 
   const raw = str(v, 'max-bytes');
   if (raw === undefined) return undefined;
   const caps: Partial<Record<StoreLimitName, number>> = {};
-  for (const part of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const part of raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const [store, size] = part.split('=');
     if (!(STORE_LIMIT_NAMES as readonly string[]).includes(store) || size === undefined) {
       throw new UsageError(`--max-bytes: ${JSON.stringify(part)} is not STORE=SIZE with STORE one of ${STORE_LIMIT_NAMES.join(', ')}`);
@@ -151,6 +176,7 @@ export const PUBLISH_OPTIONS: Options = {
   'audit-folds': { type: 'string' },
   exclude: { type: 'string' },
   relabel: { type: 'string' },
+  add: { type: 'string' },
   format: { type: 'string' },
   'image-column': { type: 'string' },
   'label-column': { type: 'string' },
@@ -161,6 +187,7 @@ export const PUBLISH_OPTIONS: Options = {
   'max-image-bytes': { type: 'string' },
   'max-side': { type: 'string' },
   'dry-run': { type: 'boolean' },
+  'new-job': { type: 'boolean' },
 };
 
 export const PUBLISH_HELP = `  --name NAME               job name (default: the folder's name)
@@ -200,6 +227,8 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
   --audit-folds K           folds of the audit's out-of-sample probabilities (default 10, 2 to 20)
   --exclude FILE            leave out the photos an audit's fixes list names (graft audit --write-fixes)
   --relabel FILE            give the photos it names their suggested label (none suggested: left out)
+  --add FILE                also train on the photos a list labels (graft predict --suggest's to-label.csv, filled in):
+                            photos already extracted cost no backbone call
   --vector-dtype T          float32 (default) or float16: on the wire, in the cache and in training memory
   --max-side N              store photos whose longer side is over N px as N px JPEG copies (orientation
                             applied; kept in ~/.graft/shrunk): 12 MP phone photos at 512 measured 41x
@@ -207,6 +236,8 @@ export const PUBLISH_HELP = `  --name NAME               job name (default: the 
                             least the backbone's input (299 for InceptionV3); cached apart from the originals' vectors
   --dry-run                 print the classes, the images per split and every problem a real publish
                             would refuse (exit 1 when there is one); upload nothing
+  --new-job                 publish a new job even when an unfinished job of the same photos and options is
+                            under way (by default that job is followed: a rerun after Ctrl-C makes no second job)
 Lists (a .csv, .tsv or .jsonl file instead of a folder: path, URL or AutoML "[SET,]location,label" rows):
   --format F                csv, tsv or jsonl (default: from the extension)
   --image-column C, --label-column C, --split-column C   column names (default: file_name/image/path/url,
@@ -225,23 +256,33 @@ export function publishOptions(v: Values): PublishOptions {
   const dtype = str(v, 'vector-dtype');
   if (dtype && dtype !== 'float32' && dtype !== 'float16') throw new UsageError(`--vector-dtype must be float32 or float16, got ${dtype}`);
   const optimizer = str(v, 'optimizer');
-  if (optimizer !== undefined && !['rmsprop', 'adam', 'sgd'].includes(optimizer)) throw new UsageError(`--optimizer must be rmsprop, adam or sgd, got ${optimizer}`);
+  if (optimizer !== undefined && !(OPTIMIZERS as readonly string[]).includes(optimizer))
+    throw new UsageError(`--optimizer must be one of ${OPTIMIZERS.join(', ')}, got ${optimizer}`);
   const val = int(v, 'validation-percent');
   const test = int(v, 'test-percent');
   // The split policy's own check: the CLI and the coordinator refuse the same percentages.
   const splits = splitPercentsProblem({ validationPercent: val, testPercent: test });
   if (splits) throw new UsageError(`--validation-percent and --test-percent: ${splits}`);
   return {
+    newJob: Boolean(v['new-job']),
     name: str(v, 'name'),
     backbone: str(v, 'backbone') ?? 'auto',
     overrides: { bottleneck: str(v, 'bottleneck'), inputSize: int(v, 'input-size', 16), preprocess: str(v, 'preprocess'), inputNode: str(v, 'input-node') },
     splitsFile: str(v, 'splits'),
     vectorDType: dtype as PublishOptions['vectorDType'],
-    list: { format: listFormat(str(v, 'format')), imageColumn: str(v, 'image-column'), labelColumn: str(v, 'label-column'), splitColumn: str(v, 'split-column'), firstLabel: Boolean(v['first-label']), allowOutsidePaths: Boolean(v['allow-outside-paths']) },
+    list: {
+      format: listFormat(str(v, 'format')),
+      imageColumn: str(v, 'image-column'),
+      labelColumn: str(v, 'label-column'),
+      splitColumn: str(v, 'split-column'),
+      firstLabel: Boolean(v['first-label']),
+      allowOutsidePaths: Boolean(v['allow-outside-paths']),
+    },
     // Remembers what each URL held, so publishing a list again downloads nothing unchanged.
     download: { maxBytes: int(v, 'max-image-bytes', 1), cacheFile: join(graftHome(), 'url-cache.json'), allowPrivateHosts: Boolean(v['allow-private-urls']) },
     maxSide: int(v, 'max-side', 64),
     shrinkCacheDir: join(graftHome(), 'shrunk'),
+    add: str(v, 'add'),
     ...fixesOption(v),
     training: {
       optimizer,

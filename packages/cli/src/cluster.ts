@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serverCredentials, startLocalNats, stopProcess, type LocalNats } from '@graft/protocol';
+import { ClusterRunning, lockDataDir, type HeldLock } from './data-lock.js';
 
 /** A whole graft cluster on this machine: nats-server, one coordinator, N workers. */
 export interface LocalCluster {
@@ -34,6 +35,8 @@ export interface LocalClusterOptions {
   /** When set, the coordinator serves /metrics on this port and worker i on port + i. */
   metricsBasePort?: number;
   env?: NodeJS.ProcessEnv;
+  /** The command starting it, for the data folder's lock (graft up, graft train). */
+  command?: string;
 }
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 'main.js');
@@ -57,18 +60,43 @@ export function defaultWorkers(backend?: string): number {
   return localLayout(availableParallelism(), { backend }).workers;
 }
 
+/**
+ * Starts a local cluster: nats-server on the data folder (taking its lock: one cluster per data
+ * folder), a coordinator and the workers; or only the coordinator and workers on `natsUrl`.
+ * @throws ClusterRunning when a running cluster holds the data folder (nothing is started).
+ */
 export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCluster> {
   await mkdir(join(o.dataDir, 'logs'), { recursive: true });
-  const nats = o.natsUrl ? undefined : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log'), binary: process.env.GRAFT_NATS_SERVER });
+  let lock: HeldLock | undefined;
+  if (!o.natsUrl) {
+    const taken = await lockDataDir(o.dataDir, '', o.command ?? 'graft');
+    if ('heldBy' in taken) throw new ClusterRunning(o.dataDir, taken.heldBy);
+    lock = taken;
+  }
+  let nats: LocalNats | undefined;
+  try {
+    nats = o.natsUrl
+      ? undefined
+      : await startLocalNats({ dataDir: o.dataDir, port: o.port, logFile: join(o.dataDir, 'logs', 'nats-server.log'), binary: process.env.GRAFT_NATS_SERVER });
+    if (nats) await lock!.setUrl(serverCredentials(nats.url).servers.join(','));
+  } catch (err) {
+    await lock?.release();
+    throw err;
+  }
   const url = o.natsUrl ?? nats!.url;
   const given = serverCredentials(url);
-  const natsEnv: NodeJS.ProcessEnv = { GRAFT_NATS_URL: given.servers.join(','), ...(given.user ? { GRAFT_NATS_USER: given.user } : {}), ...(given.pass !== undefined ? { GRAFT_NATS_PASSWORD: given.pass } : {}) };
+  const natsEnv: NodeJS.ProcessEnv = {
+    GRAFT_NATS_URL: given.servers.join(','),
+    ...(given.user ? { GRAFT_NATS_USER: given.user } : {}),
+    ...(given.pass !== undefined ? { GRAFT_NATS_PASSWORD: given.pass } : {}),
+  };
   const children: ChildProcess[] = [];
   const launch = (name: string, args: string[]) => {
     const files = o.output === 'files';
     // Connection settings through the environment, never argv (where ps shows them to everyone).
     const child = spawn(process.execPath, [MAIN, ...args], {
-      stdio: files ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'inherit', 'inherit'],
+      // A child's logs are logs: to this process's stderr (stdout is an answer's), or to its file.
+      stdio: files ? ['ignore', 'pipe', 'pipe'] : ['ignore', 2, 2],
       env: { ...process.env, ...o.env, ...natsEnv },
     });
     if (files) {
@@ -93,6 +121,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
       stopping ??= (async () => {
         await Promise.all(children.map((c) => stopProcess(c, 30_000)));
         await nats?.stop();
+        await lock?.release();
       })();
       return stopping;
     },

@@ -56,7 +56,10 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
       try {
         result.stored.set(url, await fetchOne(bus, url, cache, result, o));
       } catch (err) {
-        result.failed.set(url, err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : hideUrlCredentials((err as Error).message));
+        result.failed.set(
+          url,
+          err instanceof FetchFailure && err.kind === 'network' ? `cannot download: ${err.message}` : hideUrlCredentials((err as Error).message),
+        );
       }
     },
     o.onProgress,
@@ -65,7 +68,13 @@ export async function downloadImages(bus: Bus, urls: readonly string[], o: Downl
   return result;
 }
 
-async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, result: DownloadResult, o: DownloadOptions): Promise<{ sha256: string; size: number }> {
+async function fetchOne(
+  bus: Bus,
+  url: string,
+  cache: Map<string, Remembered>,
+  result: DownloadResult,
+  o: DownloadOptions,
+): Promise<{ sha256: string; size: number }> {
   const known = cache.get(urlKey(url));
   // Ask the server only "has it changed?" when the store still holds what it gave last time.
   const conditional = known && (known.etag || known.lastModified) && (await isImageStored(bus, known.sha256, known.size)) ? known : undefined;
@@ -89,11 +98,22 @@ async function fetchOne(bus: Bus, url: string, cache: Map<string, Remembered>, r
   }
 }
 
-async function get(url: string, known: Remembered | undefined, o: DownloadOptions): Promise<'not-modified' | { bytes: Uint8Array; etag?: string; lastModified?: string }> {
+async function get(
+  url: string,
+  known: Remembered | undefined,
+  o: DownloadOptions,
+): Promise<'not-modified' | { bytes: Uint8Array; etag?: string; lastModified?: string }> {
   const headers: Record<string, string> = {};
   if (known?.etag) headers['if-none-match'] = known.etag;
   if (known?.lastModified) headers['if-modified-since'] = known.lastModified;
-  const got = await fetchCapped(url, { headers, timeoutMs: o.timeoutMs ?? 30_000, maxBytes: o.maxBytes ?? 50 * 1024 * 1024, notModifiedOk: Boolean(known), allowPrivateHosts: o.allowPrivateHosts ?? false });
+  const got = await fetchCapped(url, {
+    headers,
+    timeoutMs: o.timeoutMs ?? 30_000,
+    maxBytes: o.maxBytes ?? 50 * 1024 * 1024,
+    notModifiedOk: Boolean(known),
+    allowPrivateHosts: o.allowPrivateHosts ?? false,
+    privateHint: 'pass --allow-private-urls',
+  });
   if (got.status === 304) return 'not-modified';
   return { bytes: got.bytes, etag: got.headers.get('etag') ?? undefined, lastModified: got.headers.get('last-modified') ?? undefined };
 }

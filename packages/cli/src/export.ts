@@ -1,8 +1,17 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AUDIT_FILE, MODEL_FILES, readModelFolder, writeModelFolder, type AuditReport, type EvaluationReport, type ModelFolder, type ModelManifest } from '@graft/head';
-import { getModel, jobStateName, readImage, readJob, readModelFile, type Bus } from '@graft/protocol';
-import { USER_MODEL_POLICY, fetchBackbone, filesFromBundle } from '@graft/vision';
+import {
+  AUDIT_FILE,
+  MODEL_FILES,
+  readModelFolder,
+  writeModelFolder,
+  type AuditReport,
+  type EvaluationReport,
+  type ModelFolder,
+  type ModelCard,
+} from '@graft/head';
+import { jobStateName, readImage, readJob, readModelFile, type Bus } from '@graft/protocol';
+import { backboneFilesOf, onnxSummary, retrainSummary, writeOnnx, writeRetrainGraph, type OnnxWritten, type RetrainWritten } from './model-exports.js';
 import { renderReport, thumbnailDataUrl, thumbnailsWanted, writeWebBundle, type WebBundle } from '@graft/web';
 
 export interface ExportOptions {
@@ -23,6 +32,10 @@ export interface ExportResult {
   bundle?: WebBundle;
   /** Why the bundle was not written (bundle: 'if-possible'). */
   bundleError?: string;
+  /** model.onnx and labels.txt, or why there are none. */
+  onnx: OnnxWritten;
+  /** output_graph.pb and output_labels.txt for a GraphDef backbone, or why there are none. */
+  retrainGraph?: RetrainWritten;
 }
 
 /** The model folder's files of a finished job, from the artifacts store (audit.json too when it has one). @throws Error when it has none. */
@@ -33,7 +46,9 @@ export async function readJobModel(bus: Bus, jobId: string): Promise<Record<stri
     if (!bytes) {
       const s = await readJob(bus, jobId);
       if (!s) throw new Error(`no job ${jobId} (graft status lists the jobs)`);
-      throw new Error(`job ${jobId} has no stored ${name}: it is ${jobStateName(s.state)}${s.error ? ` (${s.error})` : ''}; a job's model is stored when it is done (graft status ${jobId})`);
+      throw new Error(
+        `job ${jobId} has no stored ${name}: it is ${jobStateName(s.state)}${s.error ? ` (${s.error})` : ''}; a job's model is stored when it is done (graft status ${jobId})`,
+      );
     }
     files[name] = bytes;
   }
@@ -64,26 +79,19 @@ export async function reportThumbnails(bus: Bus, shas: readonly string[]): Promi
 }
 
 /** Writes a report.html (with its Audit section when there is an audit). */
-export async function writeReport(path: string, report: EvaluationReport, manifest: ModelManifest, thumbnails: ReadonlyMap<string, string>, audit?: AuditReport): Promise<void> {
-  await writeFile(path, renderReport({ report, manifest, thumbnails, ...(audit ? { audit } : {}) }));
+export async function writeReport(
+  path: string,
+  report: EvaluationReport,
+  card: ModelCard,
+  thumbnails: ReadonlyMap<string, string>,
+  audit?: AuditReport,
+): Promise<void> {
+  await writeFile(path, renderReport({ report, card, thumbnails, ...(audit ? { audit } : {}) }));
 }
 
-/**
- * Writes DIR/web, the browser bundle. The backbone comes from the cluster's model store (exactly the
- * files the workers ran, by fingerprint) when a bus is given and has it, else from its source (cached).
- */
+/** Writes DIR/web, the browser bundle, from the folder's backbone (see {@link backboneFilesOf}). */
 export async function writeBundle(dir: string, folder: ModelFolder, cacheDir?: string, bus?: Bus, onNote?: (message: string) => void): Promise<WebBundle> {
-  const fp = folder.manifest.backbone.fingerprint;
-  const stored = bus
-    ? await getModel(bus, fp).catch((err: unknown) => {
-        onNote?.(`cannot read the model store (${(err as Error).message}): loading the backbone from its source`);
-        return undefined;
-      })
-    : undefined;
-  if (bus && !stored) onNote?.(`backbone ${fp} is not in the cluster's model store: loading it from its source`);
-  // The model folder is the user's own: its backbone may be any file they can read.
-  const files = stored ? filesFromBundle(stored.modelJson, stored.weights, `model store ${fp}`) : (await fetchBackbone(folder.manifest.backbone, { cacheDir, ...USER_MODEL_POLICY })).files;
-  return writeWebBundle(join(dir, 'web'), folder, files);
+  return writeWebBundle(join(dir, 'web'), folder, await backboneFilesOf(folder, cacheDir, bus, onNote));
 }
 
 /**
@@ -99,8 +107,18 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
   opts.onProgress?.('writing report.html');
   const wanted = thumbnailsWanted(folder.report, audit);
   const thumbs = await reportThumbnails(bus, wanted);
-  await writeReport(join(dir, 'report.html'), folder.report, folder.manifest, thumbs, audit);
-  const result: ExportResult = { folder, ...(audit ? { audit } : {}), thumbnails: { shown: thumbs.size, missing: wanted.length - thumbs.size } };
+  await writeReport(join(dir, 'report.html'), folder.report, folder.card, thumbs, audit);
+  opts.onProgress?.('writing model.onnx (backbone and head as one ONNX graph) and checking it against graft classify');
+  const backbone = await backboneFilesOf(folder, opts.cacheDir, bus, opts.onProgress);
+  const onnx = await writeOnnx(dir, folder, backbone, opts.cacheDir);
+  const retrainGraph = await writeRetrainGraph(dir, folder, backbone, opts.cacheDir);
+  const result: ExportResult = {
+    folder,
+    onnx,
+    retrainGraph,
+    ...(audit ? { audit } : {}),
+    thumbnails: { shown: thumbs.size, missing: wanted.length - thumbs.size },
+  };
   if (opts.bundle) {
     opts.onProgress?.('building the browser bundle (backbone and head as one model) and checking it against graft classify');
     try {
@@ -113,10 +131,33 @@ export async function exportModel(bus: Bus, jobId: string, dir: string, opts: Ex
   return result;
 }
 
+/** What an export wrote, as --json says it (one shape: absent parts are null). */
+export function exportJson(dir: string, r: ExportResult): Record<string, unknown> {
+  const rep = r.folder.report;
+  return {
+    model: dir,
+    classes: r.folder.card.classes,
+    evaluation: { top1: rep.top1, topK: rep.topK, topKAccuracy: rep.topKAccuracy, testImages: rep.images },
+    onnx: r.onnx,
+    retrainGraph: r.retrainGraph ?? null,
+    bundle: r.bundle
+      ? { dir: r.bundle.dir, format: r.bundle.format, maxDifference: r.bundle.maxDifference }
+      : r.bundleError
+        ? { notWritten: r.bundleError }
+        : null,
+    audit: r.audit ? join(dir, 'audit.json') : null,
+    thumbnails: r.thumbnails,
+  };
+}
+
 /** What an export wrote, in lines a person reads. */
 export function exportSummary(dir: string, r: ExportResult): string[] {
-  const lines = [`model written to ${dir}`, `report: ${join(dir, 'report.html')}${r.thumbnails.missing ? ` (${r.thumbnails.missing} thumbnails not in the image store)` : ''}`];
+  const lines = [
+    `model written to ${dir}`,
+    `report: ${join(dir, 'report.html')}${r.thumbnails.missing ? ` (${r.thumbnails.missing} thumbnails not in the image store)` : ''}`,
+  ];
   if (r.audit) lines.push(`audit: ${join(dir, 'audit.json')} (graft audit's findings; the report's Audit section shows them)`);
+  lines.push(...onnxSummary(dir, r.onnx), ...retrainSummary(dir, r.retrainGraph));
   if (r.bundleError) lines.push(`browser bundle not written: ${r.bundleError} (graft export JOB ${dir} --bundle tries again)`);
   if (r.bundle) {
     const mb = (r.bundle.weightBytes / 1e6).toFixed(1);

@@ -36,7 +36,12 @@ export async function readFixes(o: FixesOption): Promise<Fix[]> {
  * listed photos, and recomputes the classes: the given order kept, a class a relabel introduced
  * after them, sorted. Relabelled photos are changed in place.
  */
-export function applyFixes<T extends { path: string; label: string }>(images: readonly T[], classes: readonly string[], fixes: readonly Fix[], mode: FixesOption['mode']): { images: T[]; classes: string[]; applied: FixesApplied } {
+export function applyFixes<T extends { path: string; label: string }>(
+  images: readonly T[],
+  classes: readonly string[],
+  fixes: readonly Fix[],
+  mode: FixesOption['mode'],
+): { images: T[]; classes: string[]; applied: FixesApplied } {
   const byPath = new Map(fixes.map((f) => [f.path, f]));
   const applied: FixesApplied = { excluded: 0, relabelled: 0, stale: [] };
   const found = new Set<string>();

@@ -30,7 +30,12 @@ export function reportToSupervisor(registry: Registry, gpu: string): void {
 /** The supervisor's own metrics. */
 export function supervisorMetrics(registry: Registry, live: () => number) {
   return {
-    restarts: new Counter({ name: 'graft_gpu_worker_restarts_total', help: 'GPU worker processes started again after they exited, by GPU', labelNames: ['gpu'] as const, registers: [registry] }),
+    restarts: new Counter({
+      name: 'graft_gpu_worker_restarts_total',
+      help: 'GPU worker processes started again after they exited, by GPU',
+      labelNames: ['gpu'] as const,
+      registers: [registry],
+    }),
     live: new Gauge({
       name: 'graft_gpu_workers_live',
       help: 'GPU worker processes running under this supervisor',
@@ -39,7 +44,12 @@ export function supervisorMetrics(registry: Registry, live: () => number) {
         this.set(live());
       },
     }),
-    unanswered: new Counter({ name: 'graft_gpu_worker_scrapes_unanswered_total', help: `Scrapes a GPU worker did not answer within ${CHILD_SCRAPE_TIMEOUT_MS / 1000} s (left out of that scrape)`, labelNames: ['gpu'] as const, registers: [registry] }),
+    unanswered: new Counter({
+      name: 'graft_gpu_worker_scrapes_unanswered_total',
+      help: `Scrapes a GPU worker did not answer within ${CHILD_SCRAPE_TIMEOUT_MS / 1000} s (left out of that scrape)`,
+      labelNames: ['gpu'] as const,
+      registers: [registry],
+    }),
   };
 }
 
@@ -73,7 +83,12 @@ function askChild(child: ClusterWorker, timeoutMs: number): Promise<metric[] | u
 }
 
 /** The node's metrics text: every live child's (each with its gpu label) and the supervisor's own. */
-export async function nodeMetrics(children: ReadonlyMap<string, ClusterWorker>, own: Registry, m: SupervisorMetrics, timeoutMs = CHILD_SCRAPE_TIMEOUT_MS): Promise<string> {
+export async function nodeMetrics(
+  children: ReadonlyMap<string, ClusterWorker>,
+  own: Registry,
+  m: SupervisorMetrics,
+  timeoutMs = CHILD_SCRAPE_TIMEOUT_MS,
+): Promise<string> {
   const live = [...children].filter(([, c]) => !c.isDead() && c.isConnected());
   const answers = await Promise.all(live.map(async ([gpu, c]) => [gpu, await askChild(c, timeoutMs)] as const));
   for (const [gpu, a] of answers) if (!a) m.unanswered.inc({ gpu });

@@ -28,7 +28,11 @@ const RESTART_MS = 1000;
  * @throws UsageError when none is found.
  */
 export function resolveGpus(spec: string, env: NodeJS.ProcessEnv = process.env, listGpus: () => string[] = nvidiaSmiGpus): string[] {
-  const split = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+  const split = (s: string) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   let gpus: string[];
   if (spec !== 'all') gpus = split(spec);
   else {
@@ -88,7 +92,11 @@ export function withoutOptions(argv: readonly string[], names: readonly string[]
  * Runs one `graft worker` per GPU until SIGINT/SIGTERM, then stops them all (each drains).
  * @param args the worker's own arguments, without --gpus or --metrics-port.
  */
-export async function superviseGpuWorkers(gpus: string[], args: string[], o: { workerId?: string; metricsPort?: number; metricsAddress?: string; log: Log }): Promise<number> {
+export async function superviseGpuWorkers(
+  gpus: string[],
+  args: string[],
+  o: { workerId?: string; metricsPort?: number; metricsAddress?: string; log: Log },
+): Promise<number> {
   const log = o.log.child({ component: 'gpu-supervisor' });
   const base = o.workerId ?? `${hostname()}-${process.pid}`;
   const byGpu = new Map<string, ClusterWorker>();
@@ -118,9 +126,12 @@ export async function superviseGpuWorkers(gpus: string[], args: string[], o: { w
   };
   gpus.forEach(start);
 
-  const server = o.metricsPort !== undefined
-    ? await serveMetrics(own, o.metricsPort, { ready: () => alive() === gpus.length, healthy: () => alive() > 0 }, o.metricsAddress, () => nodeMetrics(byGpu, own, metrics))
-    : undefined;
+  const server =
+    o.metricsPort !== undefined
+      ? await serveMetrics(own, o.metricsPort, { ready: () => alive() === gpus.length, healthy: () => alive() > 0 }, o.metricsAddress, () =>
+          nodeMetrics(byGpu, own, metrics),
+        )
+      : undefined;
 
   const signal = await untilSignal();
   stopping = true;

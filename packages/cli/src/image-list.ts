@@ -5,7 +5,7 @@ import { Split, splitNamed } from '@graft/protocol';
 import { imageKind } from '@graft/vision';
 
 /**
- * Dataset manifest files: lists of images with labels and splits, read from CSV, TSV or JSONL.
+ * Image list files: images with labels and splits, read from CSV, TSV or JSONL (a dataset's manifest is made from one).
  * - A header names the columns (Hugging Face imagefolder's `file_name`, a labelling tool's export):
  *   image, label and split columns are found by name, or given with --image-column etc.
  * - Without a header, a CSV is read as AutoML Vision's import format: `[SET,]location,label[,label...]`.
@@ -40,6 +40,8 @@ export interface ImageListOptions {
   allowOutsidePaths?: boolean;
   /** Largest local file a list may name, bytes. Default 50 MiB (the folder scan's cap). */
   maxBytes?: number;
+  /** Photos to classify (graft predict): no label column needed, labels ignored. */
+  unlabelled?: boolean;
 }
 
 export interface ImageList {
@@ -83,9 +85,12 @@ export async function readImageList(path: string, text: string, o: ImageListOpti
     const at = `line ${r.line}`;
     const split = splitNamed(r.split);
     if (split === undefined) problems.push(`${at}: unknown split ${JSON.stringify(r.split)} (use train, validation or test)`);
-    const labels = r.labels.map((l) => l.trim()).filter(Boolean);
-    if (labels.length === 0) problems.push(`${at}: ${r.location || 'the image'} has no label`);
-    else if (labels.length > 1 && !o.firstLabel) problems.push(`${at}: ${r.location} has ${labels.length} labels (${labels.join(', ')}); graft trains single-label classifiers: keep one, or pass --first-label`);
+    const labels = o.unlabelled ? [] : r.labels.map((l) => l.trim()).filter(Boolean);
+    if (labels.length === 0 && !o.unlabelled) problems.push(`${at}: ${r.location || 'the image'} has no label`);
+    else if (labels.length > 1 && !o.firstLabel)
+      problems.push(
+        `${at}: ${r.location} has ${labels.length} labels (${labels.join(', ')}); graft trains single-label classifiers: keep one, or pass --first-label`,
+      );
     const location = r.location.trim();
     if (!location) {
       problems.push(`${at}: no image location`);
@@ -135,7 +140,10 @@ function pick(names: string[], wanted: string | undefined, candidates: string[])
 }
 
 function delimitedRows(text: string, delimiter: string, o: ImageListOptions): { rows: Row[]; problems: string[] } {
-  const records = parseCsv(text, { delimiter, relax_column_count: true, skip_empty_lines: true, info: true, bom: true, trim: false }) as unknown as { record: string[]; info: { lines: number } }[];
+  const records = parseCsv(text, { delimiter, relax_column_count: true, skip_empty_lines: true, info: true, bom: true, trim: false }) as unknown as {
+    record: string[];
+    info: { lines: number };
+  }[];
   if (records.length === 0) return { rows: [], problems: ['the list has no rows'] };
   const header = records[0].record;
   const hasHeader = Boolean(o.imageColumn || o.labelColumn) || pick(header, undefined, IMAGE_COLUMNS) >= 0;
@@ -146,7 +154,8 @@ function delimitedRows(text: string, delimiter: string, o: ImageListOptions): { 
     const lab = pick(header, o.labelColumn, LABEL_COLUMNS);
     const spl = pick(header, o.splitColumn, SPLIT_COLUMNS);
     if (img < 0) problems.push(`line 1: no image column (looked for ${o.imageColumn ?? IMAGE_COLUMNS.join(', ')}; name it with --image-column)`);
-    if (lab < 0) problems.push(`line 1: no label column (looked for ${o.labelColumn ?? LABEL_COLUMNS.join(', ')}; name it with --label-column)`);
+    if (lab < 0 && !o.unlabelled)
+      problems.push(`line 1: no label column (looked for ${o.labelColumn ?? LABEL_COLUMNS.join(', ')}; name it with --label-column)`);
     if (o.splitColumn && spl < 0) problems.push(`line 1: no split column ${JSON.stringify(o.splitColumn)}`);
     if (problems.length) return { rows, problems };
     for (const { record, info } of records.slice(1)) {
@@ -202,7 +211,8 @@ async function localFileProblem(file: string, base: string, o: ImageListOptions)
   if (!real) return 'no such file';
   if (NEVER_READ.some((d) => real === d || real.startsWith(`${d}/`))) return `is in ${real.split('/').slice(0, 2).join('/')}, which holds no images: refused`;
   const realBase = await realpath(base).catch(() => base);
-  if (!o.allowOutsidePaths && real !== realBase && !real.startsWith(`${realBase}${sep}`)) return `is outside the list's folder ${realBase} (pass --allow-outside-paths to publish it)`;
+  if (!o.allowOutsidePaths && real !== realBase && !real.startsWith(`${realBase}${sep}`))
+    return `is outside the list's folder ${realBase} (pass --allow-outside-paths to publish it)`;
   const st = await stat(real).catch(() => undefined);
   if (!st?.isFile()) return 'no such file';
   const max = o.maxBytes ?? 50 * 1024 * 1024;

@@ -21,8 +21,8 @@ export const REDACT_PATHS = [
 ];
 
 /**
- * The root logger of a graft process: JSON lines (pino), credentials redacted.
- * Services log to stdout; interactive commands log warnings and errors to stderr.
+ * The root logger of a graft process: JSON lines (pino) on stderr, credentials redacted. Services
+ * log at info; interactive commands at warn (their answers and progress say the rest).
  */
 export function createLogger(opts: { level?: string; toStderr?: boolean; name?: string } = {}): Logger {
   return pino(
@@ -32,7 +32,8 @@ export function createLogger(opts: { level?: string; toStderr?: boolean; name?: 
       redact: { paths: REDACT_PATHS, censor: '[Redacted]' },
       base: { pid: process.pid },
     },
-    pino.destination({ fd: opts.toStderr ? 2 : 1, sync: true }),
+    // Logs go to stderr, always: stdout is a command's answer (and a service has none).
+    pino.destination({ fd: 2, sync: true }),
   );
 }
 

@@ -12,7 +12,13 @@ export type Probes = { ready: () => boolean; healthy?: () => boolean };
  * @param host the address to listen on (--metrics-address; compose passes 0.0.0.0 inside its network).
  * @param text what /metrics answers, when not the registry's own metrics (a supervisor's, with its children's).
  */
-export async function serveMetrics(registry: Registry, port: number, { ready, healthy = () => true }: Probes, host = DEFAULT_METRICS_ADDRESS, text?: () => Promise<string>): Promise<Server> {
+export async function serveMetrics(
+  registry: Registry,
+  port: number,
+  { ready, healthy = () => true }: Probes,
+  host = DEFAULT_METRICS_ADDRESS,
+  text?: () => Promise<string>,
+): Promise<Server> {
   if (!text) collectDefaultMetrics({ register: registry });
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

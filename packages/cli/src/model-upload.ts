@@ -35,6 +35,9 @@ export async function uploadModel(bus: Bus, ref: BackboneFields, up: ModelUpload
     sent += b.bytes.byteLength;
   }
   const total = up.blobs.reduce((n, b) => n + b.bytes.byteLength, 0);
-  if (show) process.stderr.write(`model ${ref.url}: ${sent ? 'uploaded to the cluster' : 'already in the cluster'} (${(total / 1e6).toFixed(1)} MB, SHA-256 ${up.sha256.slice(0, 12)})\n`);
+  if (show)
+    process.stderr.write(
+      `model ${ref.url}: ${sent ? 'uploaded to the cluster' : 'already in the cluster'} (${(total / 1e6).toFixed(1)} MB, SHA-256 ${up.sha256.slice(0, 12)})\n`,
+    );
   return { ...ref, uploadSha256: up.sha256 };
 }

@@ -6,6 +6,9 @@ import {
   Split,
   VectorDType,
   codecs,
+  pb,
+  listJobs,
+  isTerminal,
   inPool,
   isImageStored,
   isStoredJobSound,
@@ -20,50 +23,22 @@ import {
   splitPercents,
   type Bus,
   type DatasetManifest,
+  type PredictOptions,
   type TrainingOptions,
 } from '@graft/protocol';
-import { backboneRequest, redactUrl, type BackboneOverrides, type ModelUpload } from '@graft/vision';
+import { backboneRequest, type BackboneFields, type ModelUpload } from '@graft/vision';
 import { prepareLocalModel, uploadModel } from './model-upload.js';
-import { downloadImages, type DownloadOptions } from './downloads.js';
 import { describeError } from './errors.js';
-import { applyFixes, readFixes, type FixesOption } from './fixes.js';
-import { isImageListFile, readImageList, type ImageList, type ImageListOptions } from './image-list.js';
+import { applyFixes, readFixes } from './fixes.js';
+import { isImageListFile, readImageList } from './image-list.js';
 import { createProgress } from './progress.js';
 import { scanDataset, type ScanResult, type ScannedImage } from './scan.js';
 import { MIN_MAX_SIDE, shrinkImages } from './shrink.js';
+import type { PublishOptions, Published } from './publish-options.js';
+import { addList, checkedList, scanFolder, scanList } from './publish-sources.js';
 
-export interface PublishOptions {
-  name?: string;
-  /** auto (default), a catalogue id, or a model path/URL. */
-  backbone?: string;
-  overrides?: BackboneOverrides;
-  /** Only what the user gave: absent options take the coordinator's defaults. */
-  training?: TrainingOptions;
-  vectorDType?: 'float32' | 'float16';
-  /** TSV of `path<TAB>train|validation|test` (paths relative to the folder) fixing splits. */
-  splitsFile?: string;
-  /** Print progress (default true). */
-  progress?: boolean;
-  /** How to read a list file (CSV, TSV, JSONL) given instead of a folder. */
-  list?: ImageListOptions;
-  /** How a list's URLs are downloaded. */
-  download?: DownloadOptions;
-  /** Store local photos larger than this (longer side, pixels) as re-encoded copies of that size. */
-  maxSide?: number;
-  /** Where those copies are kept between runs (default: a temporary folder). */
-  shrinkCacheDir?: string;
-  /** An audit's fixes list applied before publishing (--exclude or --relabel). */
-  fixes?: FixesOption;
-}
-
-export interface Published {
-  jobId: string;
-  scan: ScanResult;
-  uploaded: number;
-  alreadyStored: number;
-  /** Images stored as a shrunk copy (--max-side). */
-  shrunk: number;
-}
+export type { PublishOptions, Published };
+export { checkedList };
 
 /** Tries of a publish whose id somebody took first (published a header under it): each with a new id. */
 const PUBLISH_TRIES = 3;
@@ -72,7 +47,7 @@ const PUBLISH_TRIES = 3;
  * Publishes a job's manifest under a fresh id; when somebody published under that id first (a
  * header raced in after seeing the pages), again under a new one.
  */
-async function publishFresh(bus: Bus, publish: (nonce: string) => Promise<string>): Promise<string> {
+export async function publishFresh(bus: Bus, publish: (nonce: string) => Promise<string>): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await publish(newIdNonce());
@@ -93,11 +68,13 @@ async function readSplits(file: string): Promise<Map<string, Split>> {
   }
   for (const [i, line] of text.split('\n').entries()) {
     if (!line.trim()) continue;
-    if (!line.includes('\t')) throw new Error(`${file}:${i + 1}: expected "path<TAB>train|validation|test" (a tab between them), got ${JSON.stringify(line.slice(0, 80))}`);
+    if (!line.includes('\t'))
+      throw new Error(`${file}:${i + 1}: expected "path<TAB>train|validation|test" (a tab between them), got ${JSON.stringify(line.slice(0, 80))}`);
     const [path, split] = line.split('\t');
     // A splits file fixes every listed image's set: "unassigned" or nothing is refused here.
     const s = splitNamed(split ?? '');
-    if (s === undefined || s === Split.SPLIT_UNSPECIFIED) throw new Error(`${file}:${i + 1}: split must be train, validation or test, got ${JSON.stringify(split)}`);
+    if (s === undefined || s === Split.SPLIT_UNSPECIFIED)
+      throw new Error(`${file}:${i + 1}: split must be train, validation or test, got ${JSON.stringify(split)}`);
     map.set(path.trim(), s);
   }
   return map;
@@ -111,24 +88,33 @@ async function readSplits(file: string): Promise<Map<string, Split>> {
  */
 export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = {}): Promise<Published> {
   const show = o.progress ?? true;
-  let ref = backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
+  const predict = o.predict;
+  let ref = predict?.backboneRef ?? backboneRequest(o.backbone ?? 'auto', o.overrides); // validates before any upload
   const splits = o.splitsFile ? await readSplits(o.splitsFile) : undefined;
   const fixes = o.fixes ? await readFixes(o.fixes) : undefined;
-  const scan = isImageListFile(dir) ? await scanList(bus, await checkedList(dir, o.list), o, show) : await scanFolder(dir, show);
+  const scan = isImageListFile(dir)
+    ? await scanList(bus, await checkedList(dir, { ...o.list, unlabelled: Boolean(predict) }), o, show)
+    : await scanFolder(dir, show, Boolean(predict));
+  if (predict) scan.classes = predict.classes;
+  if (o.add) await addList(bus, scan, o, show);
   if (fixes) {
     const { images, classes, applied: a } = applyFixes(scan.images, scan.classes, fixes, o.fixes!.mode);
     scan.images = images;
     scan.classes = classes;
-    if (show) process.stderr.write(`--${o.fixes!.mode} ${o.fixes!.file}: ${a.excluded} photos left out, ${a.relabelled} relabelled${a.stale.length ? `; ${a.stale.length} lines not applied:\n  ${a.stale.slice(0, 20).join('\n  ')}` : ''}\n`);
+    if (show)
+      process.stderr.write(
+        `--${o.fixes!.mode} ${o.fixes!.file}: ${a.excluded} photos left out, ${a.relabelled} relabelled${a.stale.length ? `; ${a.stale.length} lines not applied:\n  ${a.stale.slice(0, 20).join('\n  ')}` : ''}\n`,
+      );
   }
   if (scan.images.length === 0) throw new Error(`${dir} has no images`);
   // The same checks as --dry-run: what one refuses, the other refuses.
-  const { problems, model } = await planProblems(scan.images, o, splits);
+  const { problems, model } = await planProblems(scan.images, o, splits, scan.classes, ref);
   if (problems.length) throw new Error(`${dir}${fixes ? ' (after the fixes)' : ''}: ${problems.join('; ')}`);
   for (const s of scan.skipped) if (show) process.stderr.write(`skipped ${s.path}: ${s.reason}\n`);
   let shrunk = 0;
   if (o.maxSide) {
-    if (!Number.isInteger(o.maxSide) || o.maxSide < MIN_MAX_SIDE) throw new Error(`max side must be an integer of at least ${MIN_MAX_SIDE} pixels, got ${o.maxSide}`);
+    if (!Number.isInteger(o.maxSide) || o.maxSide < MIN_MAX_SIDE)
+      throw new Error(`max side must be an integer of at least ${MIN_MAX_SIDE} pixels, got ${o.maxSide}`);
     const bar = show ? createProgress('shrinking') : undefined;
     shrunk = await shrinkImages(scan.images, o.maxSide, o.shrinkCacheDir ?? join(tmpdir(), 'graft-shrunk'), (d, t) => bar?.update(d, t));
     bar?.done(show ? `${shrunk} of ${scan.images.length} images over ${o.maxSide} px: stored as ${o.maxSide} px copies` : undefined);
@@ -137,7 +123,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
   if (model) ref = await uploadModel(bus, ref, model, show);
   const manifest: DatasetManifest = codecs.manifest.create({
     jobId: '',
-    datasetId: createHash('sha256').update(scan.images.map((i) => `${i.path}\t${i.sha256}`).sort().join('\n')).digest('hex').slice(0, 16),
+    datasetId: datasetIdOf(scan.images, splits),
     name: o.name ?? dir.split('/').filter(Boolean).pop() ?? 'dataset',
     classes: scan.classes,
     images: scan.images.map((i: ScannedImage & { originalSha256?: string }) => ({
@@ -155,9 +141,50 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     skipped: scan.skipped,
     createdAtMs: Date.now(),
     vectorDtype: o.vectorDType === 'float16' ? VectorDType.VECTOR_DTYPE_FLOAT16 : VectorDType.VECTOR_DTYPE_FLOAT32,
+    predict: predict?.options,
   });
-  // Upload: unique contents only, a few at a time.
-  const unique = [...new Map(scan.images.filter((i) => i.file).map((i) => [i.sha256, i])).values()];
+  const { uploaded, stored } = await uploadImages(bus, scan.images, show);
+  // A rerun (after Ctrl-C, say) of the same photos and options follows the job already under way.
+  const twin = o.newJob ? undefined : await unfinishedTwin(bus, manifest);
+  if (twin) return { jobId: twin, scan, uploaded, alreadyStored: stored, shrunk, followed: true };
+  const jobId = await publishFresh(bus, (idNonce) => publishManifest(bus, { ...manifest, idNonce }));
+  return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
+}
+
+/** A dataset's id: the digest of its sorted (path, SHA-256, label, set) rows. */
+function datasetIdOf(images: readonly ScannedImage[], splits?: ReadonlyMap<string, Split>): string {
+  const rows = images.map((i) => `${i.path}\t${i.sha256}\t${i.label}\t${i.split || (splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED)}`).sort();
+  return createHash('sha256').update(rows.join('\n')).digest('hex').slice(0, 16);
+}
+
+/** What makes two manifests the same job: the same rows (datasetId) and classes, the same backbone and options. */
+function jobContent(m: DatasetManifest): string {
+  const bytes = (b: Uint8Array) => Buffer.from(b).toString('base64');
+  return [
+    m.datasetId,
+    JSON.stringify(m.classes),
+    bytes(pb.BackboneRef.encode(pb.BackboneRef.create(m.backbone ?? {})).finish()),
+    bytes(pb.TrainingOptions.encode(pb.TrainingOptions.create(m.training ?? {})).finish()),
+    m.maxSide ?? 0,
+    m.vectorDtype ?? 0,
+    m.predict ? bytes(pb.PredictOptions.encode(pb.PredictOptions.create(m.predict)).finish()) : '',
+  ].join('|');
+}
+
+/** An unfinished job (extracting, training...) of the same photos and options, if one exists: its id. */
+export async function unfinishedTwin(bus: Bus, manifest: DatasetManifest): Promise<string | undefined> {
+  const key = jobContent(manifest);
+  for (const s of await listJobs(bus)) {
+    if (isTerminal(s.state)) continue;
+    const other = await readManifestHeader(bus, s.jobId).catch(() => undefined);
+    if (other && jobContent(other) === key) return s.jobId;
+  }
+  return undefined;
+}
+
+/** Uploads the photos the store does not hold yet: each content once, a few at a time. */
+async function uploadImages(bus: Bus, images: readonly ScannedImage[], show: boolean): Promise<{ uploaded: number; stored: number }> {
+  const unique = [...new Map(images.filter((i) => i.file).map((i) => [i.sha256, i])).values()];
   const bar = show ? createProgress('uploading') : undefined;
   let uploaded = 0;
   let stored = 0;
@@ -165,7 +192,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     unique,
     8,
     async (img) => {
-      // Stored only if its digest is this photo's: an object of that name holding other bytes is replaced.
+      // A photo is stored once: a name already holding its record (and size) is not uploaded again.
       if (await isImageStored(bus, img.sha256, img.sizeBytes)) stored++;
       else {
         await putImage(bus, { name: img.sha256, description: img.path }, new Uint8Array(await readFile(img.file!)));
@@ -175,9 +202,7 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
     (d, t) => bar?.update(d, t),
   );
   bar?.done(show ? `uploaded ${uploaded} images (${stored} already stored)` : undefined);
-
-  const jobId = await publishFresh(bus, (idNonce) => publishManifest(bus, { ...manifest, idNonce }));
-  return { jobId, scan, uploaded, alreadyStored: stored, shrunk };
+  return { uploaded, stored };
 }
 
 /**
@@ -187,7 +212,13 @@ export async function publishDataset(bus: Bus, dir: string, o: PublishOptions = 
 export async function publishSweep(bus: Bus, jobId: string, sweepGrid?: string): Promise<string> {
   const old = await readManifestHeader(bus, jobId);
   if (!old) throw new Error(`no manifest of job ${jobId} (graft status lists the jobs)`);
-  const header = codecs.manifest.create({ ...old, images: [], jobId: '', createdAtMs: Date.now(), training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' } });
+  const header = codecs.manifest.create({
+    ...old,
+    images: [],
+    jobId: '',
+    createdAtMs: Date.now(),
+    training: { ...(old.training ?? {}), sweep: true, sweepGrid: sweepGrid ?? '' },
+  });
   return publishFresh(bus, (idNonce) => publishOver(bus, old, { ...header, idNonce }));
 }
 
@@ -221,58 +252,6 @@ export async function publishAudit(bus: Bus, old: DatasetManifest, folds: number
   }
 }
 
-async function scanFolder(dir: string, show: boolean): Promise<ScanResult> {
-  const bar = show ? createProgress('scanning') : undefined;
-  const scan = await scanDataset(dir, { onFile: (d, t) => bar?.update(d, t) });
-  bar?.done();
-  return scan;
-}
-
-/**
- * Reads a list file and refuses it whole when any row has a problem, naming every problem with
- * its line, before anything is uploaded or downloaded.
- */
-export async function checkedList(path: string, o: ImageListOptions = {}): Promise<ImageList> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
-  }
-  const list = await readImageList(path, text, o);
-  if (list.problems.length) {
-    const shown = list.problems.slice(0, 50);
-    throw new Error(`${path} has ${list.problems.length} problem${list.problems.length > 1 ? 's' : ''}; nothing was uploaded:\n  ${shown.join('\n  ')}${list.problems.length > shown.length ? `\n  ... and ${list.problems.length - shown.length} more` : ''}`);
-  }
-  if (list.images.length === 0) throw new Error(`${path} lists no images`);
-  return list;
-}
-
-/** A checked list's images, local ones hashed, remote ones downloaded into the store (failures listed, the rest goes on). */
-async function scanList(bus: Bus, list: ImageList, o: PublishOptions, show: boolean): Promise<ScanResult> {
-  const images: ScannedImage[] = [];
-  const skipped: ScanResult['skipped'] = [];
-  const source = (line: number) => `${list.name}:${line}`;
-  for (const img of list.images.filter((i) => i.file)) {
-    const bytes = await readFile(img.file!);
-    images.push({ path: img.location, label: img.label, sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.byteLength, file: img.file, split: img.split, source: source(img.line) });
-  }
-  const remote = list.images.filter((i) => i.url);
-  if (remote.length) {
-    const bar = show ? createProgress('downloading') : undefined;
-    const got = await downloadImages(bus, remote.map((i) => i.url!), { ...o.download, onProgress: (d, t) => bar?.update(d, t) });
-    bar?.done(show ? `downloaded ${got.downloaded} images (${remote.length - got.downloaded - got.failed.size} unchanged), ${got.failed.size} failed` : undefined);
-    for (const img of remote) {
-      const ok = got.stored.get(img.url!);
-      // Stored and shown without the URL's credentials: the manifest is readable by every cli user.
-      if (ok) images.push({ path: redactUrl(img.location), label: img.label, sha256: ok.sha256, sizeBytes: ok.size, split: img.split, source: source(img.line) });
-      else skipped.push({ path: redactUrl(img.location), reason: `${source(img.line)}: ${got.failed.get(img.url!) ?? 'not downloaded'}` });
-    }
-  }
-  const classes = [...new Set(images.map((i) => i.label))].sort();
-  return { root: list.name, classes, images, skipped };
-}
-
 /**
  * What publishing would do, without a bus: the classes, images per split (the coordinator's own
  * split rule), and every problem of a list with its line. For --dry-run.
@@ -284,6 +263,7 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
   let entries: { path: string; label: string; split: Split }[];
   let problems: string[] = [];
   let skipped: ScanResult['skipped'] = [];
+  let folderClasses: string[] = [];
   if (isImageListFile(source)) {
     const list = await readImageList(source, await readFile(source, 'utf8'), o.list);
     problems = list.problems;
@@ -291,10 +271,11 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
   } else {
     const scan = await scanDataset(source);
     skipped = scan.skipped;
+    folderClasses = scan.classes;
     entries = scan.images.map((i) => ({ path: i.path, label: i.label, split: splits?.get(i.path) ?? Split.SPLIT_UNSPECIFIED }));
   }
   if (o.fixes) entries = applyFixes(entries, [], await readFixes(o.fixes), o.fixes.mode).images;
-  problems.push(...(await planProblems(entries, o, splits)).problems);
+  problems.push(...(await planProblems(entries, o, splits, o.fixes ? [] : folderClasses)).problems);
   const counts = new Map<string, { train: number; validation: number; test: number }>();
   for (const e of entries) {
     const c = counts.get(e.label) ?? { train: 0, validation: 0, test: 0 };
@@ -302,8 +283,12 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
     counts.set(e.label, c);
   }
   const width = Math.max(5, ...[...counts.keys()].map((k) => k.length));
-  const lines = [`${source}: ${entries.length} image${entries.length === 1 ? '' : 's'} in ${counts.size} class${counts.size === 1 ? '' : 'es'} (dry run: nothing uploaded)`, `  ${'class'.padEnd(width)}  train  validation  test`];
-  for (const [label, c] of [...counts].sort((a, b) => a[0].localeCompare(b[0]))) lines.push(`  ${label.padEnd(width)}  ${String(c.train).padStart(5)}  ${String(c.validation).padStart(10)}  ${String(c.test).padStart(4)}`);
+  const lines = [
+    `${source}: ${entries.length} image${entries.length === 1 ? '' : 's'} in ${counts.size} class${counts.size === 1 ? '' : 'es'} (dry run: nothing uploaded)`,
+    `  ${'class'.padEnd(width)}  train  validation  test`,
+  ];
+  for (const [label, c] of [...counts].sort((a, b) => a[0].localeCompare(b[0])))
+    lines.push(`  ${label.padEnd(width)}  ${String(c.train).padStart(5)}  ${String(c.validation).padStart(10)}  ${String(c.test).padStart(4)}`);
   for (const s of skipped) lines.push(`skipped ${s.path}: ${s.reason}`);
   if (problems.length) lines.push(`${problems.length} problem${problems.length > 1 ? 's' : ''}:`, ...problems.map((p) => `  ${p}`));
   return { text: lines.join('\n'), ok: problems.length === 0 };
@@ -313,23 +298,35 @@ export async function planDataset(source: string, o: PublishOptions = {}): Promi
  * What a real publish (or the coordinator) would refuse, found without uploading anything; and a
  * local model --backbone names, read and checked (what a real publish then uploads).
  */
-async function planProblems(entries: readonly { path: string; label: string }[], o: PublishOptions, splits?: ReadonlyMap<string, Split>): Promise<{ problems: string[]; model?: ModelUpload }> {
+async function planProblems(
+  entries: readonly { path: string; label: string }[],
+  o: PublishOptions,
+  splits?: ReadonlyMap<string, Split>,
+  classes: readonly string[] = [],
+  ref?: BackboneFields,
+): Promise<{ problems: string[]; model?: ModelUpload }> {
   const problems: string[] = [];
   let model: ModelUpload | undefined;
   try {
-    const prepared = await prepareLocalModel(backboneRequest(o.backbone ?? 'auto', o.overrides));
+    const prepared = await prepareLocalModel(ref ?? backboneRequest(o.backbone ?? 'auto', o.overrides));
     if (prepared.problem) problems.push(prepared.problem);
     model = prepared.upload;
   } catch (err) {
     problems.push(`--backbone: ${(err as Error).message}`);
   }
-  const classes = new Set(entries.map((e) => e.label));
+  if (o.predict) return { problems: entries.length ? problems : [...problems, 'no images found'], model };
+  const labelled = new Set(entries.map((e) => e.label));
   if (entries.length === 0) problems.push('no images found (a folder needs one sub-folder per class holding images; a list needs rows)');
-  else if (classes.size < 2) problems.push(`only ${classes.size} class (${[...classes][0]}): a classifier needs at least 2`);
+  else if (labelled.size < 2) problems.push(`only ${labelled.size} class (${[...labelled][0]}): a classifier needs at least 2`);
+  // A class folder with no image (or every one left out): the coordinator refuses a class it cannot learn.
+  for (const c of classes) if (!labelled.has(c)) problems.push(`class "${c}" has no images (an empty folder: put photos in it, or remove it)`);
   if (splits) {
     const paths = new Set(entries.map((e) => e.path));
     const unknown = [...splits.keys()].filter((p) => !paths.has(p));
-    if (unknown.length) problems.push(`--splits ${o.splitsFile} names ${unknown.length} file${unknown.length > 1 ? 's' : ''} not among the images: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', ...' : ''}`);
+    if (unknown.length)
+      problems.push(
+        `--splits ${o.splitsFile} names ${unknown.length} file${unknown.length > 1 ? 's' : ''} not among the images: ${unknown.slice(0, 5).join(', ')}${unknown.length > 5 ? ', ...' : ''}`,
+      );
   }
   return { problems, model };
 }

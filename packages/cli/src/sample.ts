@@ -20,7 +20,8 @@ function svg(cls: SampleClass, r: () => number, size: number): string {
   const cy = size * (0.3 + r() * 0.4);
   let shape: string;
   if (cls === 'circle') shape = `<circle cx="${cx}" cy="${cy}" r="${s / 2}" fill="${fg}"/>`;
-  else if (cls === 'square') shape = `<rect x="${cx - s / 2}" y="${cy - s / 2}" width="${s}" height="${s}" fill="${fg}" transform="rotate(${Math.floor(r() * 30 - 15)} ${cx} ${cy})"/>`;
+  else if (cls === 'square')
+    shape = `<rect x="${cx - s / 2}" y="${cy - s / 2}" width="${s}" height="${s}" fill="${fg}" transform="rotate(${Math.floor(r() * 30 - 15)} ${cx} ${cy})"/>`;
   else if (cls === 'triangle') shape = `<polygon points="${cx},${cy - s / 2} ${cx - s / 2},${cy + s / 2} ${cx + s / 2},${cy + s / 2}" fill="${fg}"/>`;
   else {
     const w = 6 + Math.floor(r() * 10);
@@ -33,14 +34,22 @@ function svg(cls: SampleClass, r: () => number, size: number): string {
 
 /** Renders one sample image as JPEG bytes. */
 export async function sampleImage(cls: SampleClass, seed: number, size = 160): Promise<Buffer> {
-  return sharp(Buffer.from(svg(cls, seededRandom(seed), size))).jpeg({ quality: 90 }).toBuffer();
+  return sharp(Buffer.from(svg(cls, seededRandom(seed), size)))
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 /**
  * Writes a class-per-folder sample set: `perClass` JPEGs of `size` x `size` in each of `classes`.
  * Deterministic for a seed. @returns the folder.
  */
-export async function generateSampleSet(dir: string, perClass: number, seed = 1, classes: readonly SampleClass[] = SAMPLE_CLASSES, size = 160): Promise<string> {
+export async function generateSampleSet(
+  dir: string,
+  perClass: number,
+  seed = 1,
+  classes: readonly SampleClass[] = SAMPLE_CLASSES,
+  size = 160,
+): Promise<string> {
   for (const [ci, cls] of classes.entries()) {
     await mkdir(join(dir, cls), { recursive: true });
     for (let i = 0; i < perClass; i++) {

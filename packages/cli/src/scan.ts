@@ -42,12 +42,18 @@ export async function scanDataset(root: string, opts: ScanOptions = {}): Promise
     entries = await readdir(root, { withFileTypes: true });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR') throw new Error(`${root} is a file, not a folder: give a folder of class folders (DIR/cat/*.jpg, DIR/dog/*.jpg) or a .csv, .tsv or .jsonl list`, { cause: err });
+    if (code === 'ENOTDIR')
+      throw new Error(`${root} is a file, not a folder: give a folder of class folders (DIR/cat/*.jpg, DIR/dog/*.jpg) or a .csv, .tsv or .jsonl list`, {
+        cause: err,
+      });
     if (code === 'ENOENT') throw new Error(`${root}: no such folder (check the path)`, { cause: err });
     throw new Error(`cannot read dataset folder ${root}: ${code ?? (err as Error).message}`, { cause: err });
   }
   const skipped: ScanResult['skipped'] = [];
-  const classes = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const classes = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   for (const e of entries) if (e.isFile() && !e.name.startsWith('.')) skipped.push({ path: e.name, reason: 'not inside a class folder' });
   if (classes.length < 2) throw new Error(`${root} needs at least two class folders (one per label), found ${classes.length}`);
 
@@ -55,6 +61,29 @@ export async function scanDataset(root: string, opts: ScanOptions = {}): Promise
   for (const label of classes) {
     for (const f of await walk(join(root, label))) files.push({ file: f, label });
   }
+  return { root, classes, ...(await hashFiles(root, files, maxBytes, opts, skipped)) };
+}
+
+/**
+ * Reads a folder of unlabelled photos (graft predict): every image at any depth, hashed, its path
+ * relative to the folder; labels empty. @throws Error when DIR is missing or not a folder.
+ */
+export async function scanPhotos(root: string, opts: ScanOptions = {}): Promise<ScanResult> {
+  const st = await stat(root).catch(() => undefined);
+  if (!st) throw new Error(`${root}: no such folder (check the path)`);
+  if (!st.isDirectory()) throw new Error(`${root} is a file, not a folder: give a folder of photos or a .csv, .tsv or .jsonl list`);
+  const files = (await walk(root)).map((file) => ({ file, label: '' }));
+  return { root, classes: [], ...(await hashFiles(root, files, opts.maxBytes ?? 50 * 1024 * 1024, opts, [])) };
+}
+
+/** Hashes image files (skipping others and those over the cap, with why). */
+async function hashFiles(
+  root: string,
+  files: { file: string; label: string }[],
+  maxBytes: number,
+  opts: ScanOptions,
+  skipped: ScanResult['skipped'],
+): Promise<Pick<ScanResult, 'images' | 'skipped'>> {
   const images: ScannedImage[] = [];
   let done = 0;
   for (const { file, label } of files) {
@@ -72,7 +101,7 @@ export async function scanDataset(root: string, opts: ScanOptions = {}): Promise
     }
     opts.onFile?.(++done, files.length);
   }
-  return { root, classes, images, skipped };
+  return { images, skipped };
 }
 
 async function walk(dir: string): Promise<string[]> {

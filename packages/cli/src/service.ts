@@ -11,7 +11,6 @@ import { DEFAULT_METRICS_ADDRESS, serveMetrics } from './metrics-server.js';
 
 /* The lifecycle of graft's processes: backend, bus, signals, metrics, orderly shutdown. */
 
-
 /** What a long-running process exposes to the CLI: its lifecycle. */
 export interface Service {
   readonly state: string;
@@ -42,7 +41,9 @@ export async function withBus<T>(opts: BusOptions, fn: (bus: Bus) => Promise<T>)
 
 /** What a backend choice says in one line: where backbones run, and TF.js's backend. */
 export function describeBackend(c: BackendChoice): string {
-  const backbones = c.onnx ? `onnxruntime (${c.onnx.provider} provider${c.onnx.provider === 'cuda' ? `, device ${c.onnx.deviceId}` : `, ${c.onnx.threads} thread${c.onnx.threads === 1 ? '' : 's'}`})` : c.name;
+  const backbones = c.onnx
+    ? `onnxruntime (${c.onnx.provider} provider${c.onnx.provider === 'cuda' ? `, device ${c.onnx.deviceId}` : `, ${c.onnx.threads} thread${c.onnx.threads === 1 ? '' : 's'}`})`
+    : c.name;
   return `backbones on ${backbones}; TensorFlow.js backend ${c.tfjs}`;
 }
 
@@ -66,7 +67,17 @@ export async function backendFor(v: Values, log: Log): Promise<BackendChoice> {
       preferred,
       threads,
       gpu: pin ? String(pin.deviceId) : undefined,
-      log: (c) => log.info({ backend: c.name, tfjs: c.tfjs, onnx: c.onnx, skipped: c.skipped, ...(pin ? { gpu: childGpu(), cudaDevice: pin.deviceId, pinnedBy: pin.env.CUDA_VISIBLE_DEVICES ? 'CUDA_VISIBLE_DEVICES' : 'device id' } : {}) }, describeBackend(c)),
+      log: (c) =>
+        log.info(
+          {
+            backend: c.name,
+            tfjs: c.tfjs,
+            onnx: c.onnx,
+            skipped: c.skipped,
+            ...(pin ? { gpu: childGpu(), cudaDevice: pin.deviceId, pinnedBy: pin.env.CUDA_VISIBLE_DEVICES ? 'CUDA_VISIBLE_DEVICES' : 'device id' } : {}),
+          },
+          describeBackend(c),
+        ),
     });
   } catch (err) {
     throw new UsageError((err as Error).message, { cause: err });
@@ -129,7 +140,8 @@ export async function runService(
   if (isGpuChild()) reportToSupervisor(registry, childGpu());
   const service = await start(bus, log, registry, runtimeOf(backend));
   const port = metricsPort(v);
-  const server = port !== undefined ? await serveMetrics(registry, port, { ready: () => service.state === 'running' && bus.isConnected() }, metricsAddress(v)) : undefined;
+  const server =
+    port !== undefined ? await serveMetrics(registry, port, { ready: () => service.state === 'running' && bus.isConnected() }, metricsAddress(v)) : undefined;
   await Promise.race([signal, service.closed]);
   await service.close();
   server?.close();

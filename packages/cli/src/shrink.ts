@@ -47,7 +47,12 @@ export async function shrinkPhoto(bytes: Uint8Array, maxSide: number): Promise<U
  * original's hash kept in originalSha256), shrinking on all cores, copies cached in cacheDir.
  * @returns how many images now point at a copy.
  */
-export async function shrinkImages(images: (ScannedImage & { originalSha256?: string })[], maxSide: number, cacheDir: string, onProgress?: (done: number, total: number) => void): Promise<number> {
+export async function shrinkImages(
+  images: (ScannedImage & { originalSha256?: string })[],
+  maxSide: number,
+  cacheDir: string,
+  onProgress?: (done: number, total: number) => void,
+): Promise<number> {
   const dir = join(cacheDir, String(maxSide));
   await mkdir(dir, { recursive: true });
   let shrunk = 0;
@@ -58,7 +63,13 @@ export async function shrinkImages(images: (ScannedImage & { originalSha256?: st
       const cached = join(dir, `${img.sha256}.jpg`);
       const small = join(dir, `${img.sha256}.small`); // marks "no larger than maxSide": nothing to do next time
       let copy = await readFile(cached).catch(() => undefined); // not made yet: made below
-      if (!copy && !(await readFile(small).then(() => true, () => false))) {
+      if (
+        !copy &&
+        !(await readFile(small).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         const made = await shrinkPhoto(new Uint8Array(await readFile(img.file!)), maxSide);
         if (made) {
           await writeFile(`${cached}.tmp`, made);

@@ -3,8 +3,8 @@ import type { Bus } from '@graft/protocol';
 import type { CoordinatorMetrics } from './metrics.js';
 import type { ResolvedCoordinatorOptions } from './options.js';
 import type { Persist } from './outage.js';
-import type { TaskQueue } from './task-queue.js';
-import type { JobTracker } from './tracker.js';
+import type { TaskQueue } from './flow/task-queue.js';
+import type { JobTracker } from './tracking/tracker.js';
 
 /** What every part of a coordinator shares: its bus, options, books and whether it may act. */
 export interface CoordinatorContext {

@@ -1,21 +1,32 @@
+import { Stopped } from '@graft/head';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { JobState, REDELIVERY_DELAY_MS, brokerStats, consumeManifests, consumeResults, type Bus, type ConsumerMessages, type JobStatus, type JsMsg } from '@graft/protocol';
+import {
+  JobState,
+  REDELIVERY_DELAY_MS,
+  brokerStats,
+  consumeManifests,
+  consumeResults,
+  type Bus,
+  type ConsumerMessages,
+  type JobStatus,
+  type JsMsg,
+} from '@graft/protocol';
 import type { CoordinatorContext } from './context.js';
-import { ManifestIntake } from './intake.js';
-import { JobFlow } from './job-flow.js';
-import { JobRecords } from './job-records.js';
+import { ManifestIntake } from './flow/intake.js';
+import { JobFlow } from './flow/job-flow.js';
+import { JobRecords } from './flow/job-records.js';
 import { Leadership } from './leadership.js';
-import { JobCensus } from './job-census.js';
+import { JobCensus } from './tracking/job-census.js';
 import { coordinatorMetrics } from './metrics.js';
 import { resolveCoordinatorOptions, type CoordinatorOptions, type ResolvedCoordinatorOptions } from './options.js';
-import { Abandoned, retryThroughOutages } from './outage.js';
-import { LostImages } from './reconcile.js';
-import { JobRecovery } from './recovery.js';
-import { ResultsIntake } from './results-intake.js';
-import { TaskQueue } from './task-queue.js';
-import { JobTracker } from './tracker.js';
+import { retryThroughOutages } from './outage.js';
+import { LostImages } from './flow/reconcile.js';
+import { JobRecovery } from './flow/recovery.js';
+import { ResultsIntake } from './flow/results-intake.js';
+import { TaskQueue } from './flow/task-queue.js';
+import { JobTracker } from './tracking/tracker.js';
 
 /** Manifests handled at once. */
 const MANIFESTS_AT_ONCE = 4;
@@ -63,14 +74,20 @@ class CoordinatorImpl implements Coordinator {
   constructor(bus: Bus, o: ResolvedCoordinatorOptions, deps: CoordinatorDeps) {
     const log = deps.logger.child({ component: 'coordinator', coordinator: o.coordinatorId });
     const persist = retryThroughOutages(log, () => this.state === 'running' && this.leading);
-    const queue = new TaskQueue(bus, { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver }, () => this.state === 'running', persist);
+    const queue = new TaskQueue(
+      bus,
+      { taskSize: o.taskSize, ackWaitMs: o.taskAckWaitMs, maxDeliver: o.taskMaxDeliver },
+      () => this.state === 'running',
+      persist,
+    );
     this.leadership = new Leadership(bus, o.coordinatorId, o.leaseTtlMs, log);
     this.census.start(bus, log);
     const metrics = coordinatorMetrics(deps.registry ?? new Registry(), {
       queue: () => queue.depth(),
       broker: () => brokerStats(bus),
       jobCounts: () => this.census.counts(),
-      remaining: () => [...this.ctx.jobs.values()].filter((j) => j.status.state === JobState.JOB_STATE_EXTRACTING).map((j) => [j.status.jobId, imagesRemaining(j.status)]),
+      remaining: () =>
+        [...this.ctx.jobs.values()].filter((j) => j.status.state === JobState.JOB_STATE_EXTRACTING).map((j) => [j.status.jobId, imagesRemaining(j.status)]),
     });
     this.ctx = {
       bus,
@@ -105,10 +122,11 @@ class CoordinatorImpl implements Coordinator {
       try {
         await this.lead();
       } catch (err) {
-        if (!(err instanceof Abandoned)) this.ctx.log.error({ err }, 'leading failed: standing down and trying again');
+        if (!(err instanceof Stopped)) this.ctx.log.error({ err }, 'leading failed: standing down and trying again');
       }
       this.leading = false;
       this.ctx.metrics.leader.set(0);
+      this.flow.pauseAll();
       this.lost.stop();
       for (const c of this.consumers.splice(0)) c.stop();
       await this.flow.trainingSettled();
@@ -161,7 +179,7 @@ class CoordinatorImpl implements Coordinator {
         await handle(msg);
       } catch (err) {
         // Not the message's fault (stopping, or a lost race for a job record): hand it back.
-        if (!(err instanceof Abandoned)) this.ctx.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
+        if (!(err instanceof Stopped)) this.ctx.log.error({ err, subject: msg.subject }, 'message handling failed: will be redelivered');
         msg.nak(REDELIVERY_DELAY_MS);
       }
     };

@@ -80,7 +80,16 @@ export class Leadership {
         } else if (isRevisionConflict(err)) {
           this.lost = true;
           this.stopRenewing();
-          this.log.error('lost the coordinator lease to another coordinator: stepping down');
+          const rival = await readLease(this.bus).catch(() => undefined);
+          if (rival && rival.lease.holder && rival.lease.holder !== this.holder) {
+            this.log.error({ leader: rival.lease.holder }, 'lost the coordinator lease to another coordinator: stepping down');
+          } else {
+            // Refused, yet no other coordinator holds it: the bucket does not keep what it is given.
+            this.log.error(
+              { stored: rival?.lease.holder ?? null },
+              'the leases bucket refused this coordinator\'s renewal and no other coordinator holds the lease: the JetStream store is damaged (two nats-servers on one data folder?); stepping down. See docs/cluster.md, "Recovering a data folder"',
+            );
+          }
           onLost();
           return;
         }

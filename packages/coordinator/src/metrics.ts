@@ -58,13 +58,34 @@ export function coordinatorMetrics(registry: Registry, probes: MetricProbes = {}
     leader: new Gauge({ name: 'graft_coordinator_leader', help: 'Whether this coordinator holds the lease and leads (1) or stands by (0)', registers }),
     info: new Gauge({ name: 'graft_coordinator_info', help: 'Backend of the coordinator (value 1)', labelNames: ['backend'] as const, registers }),
     vectorsCached: new Counter({ name: 'graft_vectors_cached_total', help: 'Vectors (and content errors) written to the vector cache', registers }),
-    manifests: zeroed(new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }), 'outcome', ['accepted', 'refused', 'malformed']),
-    vectors: zeroed(new Counter({ name: 'graft_vectors_received_total', help: 'Per-image results received from workers, by kind', labelNames: ['kind'] as const, registers }), 'kind', ['vector', 'error', 'refused', 'dead_letter']),
+    manifests: zeroed(
+      new Counter({ name: 'graft_manifests_received_total', help: 'Manifests received, by outcome', labelNames: ['outcome'] as const, registers }),
+      'outcome',
+      ['accepted', 'refused', 'malformed'],
+    ),
+    vectors: zeroed(
+      new Counter({ name: 'graft_vectors_received_total', help: 'Per-image results received from workers, by kind', labelNames: ['kind'] as const, registers }),
+      'kind',
+      ['vector', 'error', 'refused', 'dead_letter'],
+    ),
     cacheHits: new Counter({ name: 'graft_cache_hits_total', help: 'Images whose vector was already cached when their job started', registers }),
     cacheMisses: new Counter({ name: 'graft_cache_misses_total', help: 'Images that had to be extracted', registers }),
     tasksEnqueued: new Counter({ name: 'graft_tasks_enqueued_total', help: 'Extraction tasks published', registers }),
-    imagesLost: new Counter({ name: 'graft_images_lost_total', help: 'Pending images found on no queue and in no answer (a task taken and never answered) and enqueued again', registers }),
-    malformed: zeroed(new Counter({ name: 'graft_malformed_messages_total', help: 'Messages that were not the protobuf their subject carries', labelNames: ['stream'] as const, registers }), 'stream', [STREAMS.manifests, STREAMS.results]),
+    imagesLost: new Counter({
+      name: 'graft_images_lost_total',
+      help: 'Pending images found on no queue and in no answer (a task taken and never answered) and enqueued again',
+      registers,
+    }),
+    malformed: zeroed(
+      new Counter({
+        name: 'graft_malformed_messages_total',
+        help: 'Messages that were not the protobuf their subject carries',
+        labelNames: ['stream'] as const,
+        registers,
+      }),
+      'stream',
+      [STREAMS.manifests, STREAMS.results],
+    ),
     jobs: new Gauge({
       name: 'graft_jobs',
       help: 'Jobs in the cluster by state, from the job records (every coordinator reports the same numbers)',
@@ -74,17 +95,62 @@ export function coordinatorMetrics(registry: Registry, probes: MetricProbes = {}
         for (const [state, n] of jobCounts?.() ?? []) this.set({ state }, n);
       },
     }),
-    jobsFinished: zeroed(new Counter({ name: 'graft_jobs_finished_total', help: 'Jobs this coordinator ended, by outcome (done, or failed: refused, or failed in training)', labelNames: ['outcome'] as const, registers }), 'outcome', ['done', 'failed']),
+    jobsFinished: zeroed(
+      new Counter({
+        name: 'graft_jobs_finished_total',
+        help: 'Jobs this coordinator ended, by outcome (done, or failed: refused, or failed in training)',
+        labelNames: ['outcome'] as const,
+        registers,
+      }),
+      'outcome',
+      ['done', 'failed'],
+    ),
     epoch: new Gauge({ name: 'graft_training_epoch', help: 'Epoch of the head being trained', registers }),
     loss: new Gauge({ name: 'graft_training_loss', help: 'Cross-entropy of the head, by split', labelNames: ['split'] as const, registers }),
     accuracy: new Gauge({ name: 'graft_training_accuracy_ratio', help: 'Accuracy of the head, by split', labelNames: ['split'] as const, registers }),
     testAccuracy: new Gauge({ name: 'graft_test_accuracy_ratio', help: 'Top-1 test accuracy of the last finished job', registers }),
-    sweepHeads: new Counter({ name: 'graft_sweep_heads_trained_total', help: 'Heads trained by sweeps (heads restored after a takeover are not counted again)', registers }),
-    sweepBestAccuracy: new Gauge({ name: 'graft_sweep_best_validation_accuracy_ratio', help: 'Best validation accuracy among the heads of the sweep being trained', registers }),
-    audits: zeroed(new Counter({ name: 'graft_audits_total', help: 'Audits of jobs ended, by outcome (done, or skipped: too few photos per class)', labelNames: ['outcome'] as const, registers }), 'outcome', ['done', 'skipped']),
-    auditFolds: new Counter({ name: 'graft_audit_folds_trained_total', help: 'Out-of-sample heads trained by audits (folds restored after a takeover are not counted again)', registers }),
-    auditFindings: zeroed(new Counter({ name: 'graft_audit_findings_total', help: 'What audits found, by kind (label_issue, duplicate_group, leaked_pair, outlier)', labelNames: ['kind'] as const, registers }), 'kind', ['label_issue', 'duplicate_group', 'leaked_pair', 'outlier']),
-    lastProgress: unset(new Gauge({ name: 'graft_coordinator_last_progress_timestamp_seconds', help: 'When the coordinator last recorded progress (absent until it first does)', registers })),
+    sweepHeads: new Counter({
+      name: 'graft_sweep_heads_trained_total',
+      help: 'Heads trained by sweeps (heads restored after a takeover are not counted again)',
+      registers,
+    }),
+    sweepBestAccuracy: new Gauge({
+      name: 'graft_sweep_best_validation_accuracy_ratio',
+      help: 'Best validation accuracy among the heads of the sweep being trained',
+      registers,
+    }),
+    audits: zeroed(
+      new Counter({
+        name: 'graft_audits_total',
+        help: 'Audits of jobs ended, by outcome (done, or skipped: too few photos per class)',
+        labelNames: ['outcome'] as const,
+        registers,
+      }),
+      'outcome',
+      ['done', 'skipped'],
+    ),
+    auditFolds: new Counter({
+      name: 'graft_audit_folds_trained_total',
+      help: 'Out-of-sample heads trained by audits (folds restored after a takeover are not counted again)',
+      registers,
+    }),
+    auditFindings: zeroed(
+      new Counter({
+        name: 'graft_audit_findings_total',
+        help: 'What audits found, by kind (label_issue, duplicate_group, leaked_pair, outlier)',
+        labelNames: ['kind'] as const,
+        registers,
+      }),
+      'kind',
+      ['label_issue', 'duplicate_group', 'leaked_pair', 'outlier'],
+    ),
+    lastProgress: unset(
+      new Gauge({
+        name: 'graft_coordinator_last_progress_timestamp_seconds',
+        help: 'When the coordinator last recorded progress (absent until it first does)',
+        registers,
+      }),
+    ),
   };
 }
 
@@ -110,12 +176,30 @@ function brokerMetrics(registers: Registry[], broker?: BrokerProbe) {
       },
     });
   return {
-    storeBytes: gauge('graft_store_bytes', 'Bytes held by each graft stream or store (JetStream stream info)', ['store'], (g, s) => s.stores.forEach((x) => g.set({ store: x.store }, x.bytes))),
-    storeMessages: gauge('graft_store_messages', 'Messages held by each graft stream or store', ['store'], (g, s) => s.stores.forEach((x) => g.set({ store: x.store }, x.messages))),
-    storeLimit: gauge('graft_store_limit_bytes', 'Byte cap of each graft stream or store (-1: none but the server\'s own)', ['store'], (g, s) => s.stores.forEach((x) => g.set({ store: x.store }, x.maxBytes))),
-    consumerPending: gauge('graft_consumer_pending_messages', 'Messages not yet delivered to the consumers of a stream, summed', ['store'], (g, s) => s.consumers.forEach((x) => g.set({ store: x.store }, x.pending))),
-    consumerAckPending: gauge('graft_consumer_ack_pending_messages', 'Messages delivered and not yet acknowledged, summed over a stream\'s consumers', ['store'], (g, s) => s.consumers.forEach((x) => g.set({ store: x.store }, x.ackPending))),
-    consumerRedelivered: gauge('graft_consumer_redelivered_messages', 'Messages delivered more than once and not yet acknowledged, summed over a stream\'s consumers', ['store'], (g, s) => s.consumers.forEach((x) => g.set({ store: x.store }, x.redelivered))),
+    storeBytes: gauge('graft_store_bytes', 'Bytes held by each graft stream or store (JetStream stream info)', ['store'], (g, s) =>
+      s.stores.forEach((x) => g.set({ store: x.store }, x.bytes)),
+    ),
+    storeMessages: gauge('graft_store_messages', 'Messages held by each graft stream or store', ['store'], (g, s) =>
+      s.stores.forEach((x) => g.set({ store: x.store }, x.messages)),
+    ),
+    storeLimit: gauge('graft_store_limit_bytes', "Byte cap of each graft stream or store (-1: none but the server's own)", ['store'], (g, s) =>
+      s.stores.forEach((x) => g.set({ store: x.store }, x.maxBytes)),
+    ),
+    consumerPending: gauge('graft_consumer_pending_messages', 'Messages not yet delivered to the consumers of a stream, summed', ['store'], (g, s) =>
+      s.consumers.forEach((x) => g.set({ store: x.store }, x.pending)),
+    ),
+    consumerAckPending: gauge(
+      'graft_consumer_ack_pending_messages',
+      "Messages delivered and not yet acknowledged, summed over a stream's consumers",
+      ['store'],
+      (g, s) => s.consumers.forEach((x) => g.set({ store: x.store }, x.ackPending)),
+    ),
+    consumerRedelivered: gauge(
+      'graft_consumer_redelivered_messages',
+      "Messages delivered more than once and not yet acknowledged, summed over a stream's consumers",
+      ['store'],
+      (g, s) => s.consumers.forEach((x) => g.set({ store: x.store }, x.redelivered)),
+    ),
     storage: gauge('graft_jetstream_storage_bytes', "The account's JetStream storage in use (file and memory), bytes", [], (g, s) => g.set(s.storageBytes)),
   };
 }

@@ -1,17 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { Stopped } from '@graft/head';
 import { isTransient, outageDelayMs } from '@graft/protocol';
 
 /** Runs one bus operation, trying again while the bus is unreachable. */
 export type Persist = <T>(what: string, op: () => Promise<T>) => Promise<T>;
-
-/** Thrown instead of trying again once the coordinator stops (closing, or no longer the leader). */
-export class Abandoned extends Error {
-  constructor(what: string, options?: { cause?: unknown }) {
-    super(`gave up on ${what}: the coordinator is stopping`, options);
-    this.name = 'Abandoned';
-  }
-}
 
 /**
  * Outages are waited out, not failed: a bus operation that fails for a reason outside the job
@@ -26,7 +19,7 @@ export function retryThroughOutages(log: Logger, keepTrying: () => boolean): Per
         return await op();
       } catch (err) {
         if (!isTransient(err)) throw err;
-        if (!keepTrying()) throw new Abandoned(what, { cause: err });
+        if (!keepTrying()) throw new Stopped(`${what}: the coordinator is closing or no longer leads`, { cause: err });
         if (attempt === 1 || attempt % 20 === 0) log.warn({ err: (err as Error).message, attempt }, `${what} failed; retrying until the bus is back`);
         await sleep(outageDelayMs(attempt));
       }

@@ -44,7 +44,17 @@ export class Answers {
 
   /** @param runtime where the backbone ran (see runtimeLabel), '' when it did not. */
   encode(task: ExtractionTask, vectors: ImageVector[], timings: TaskTimings, taskSeq = 0, runtime = ''): Uint8Array {
-    return codecs.vectorBatch.encode({ jobId: task.jobId, taskId: task.taskId, taskSeq, taskToken: task.token, backboneFingerprint: task.backbone!.fingerprint, workerId: this.workerId, vectors, timings, runtime });
+    return codecs.vectorBatch.encode({
+      jobId: task.jobId,
+      taskId: task.taskId,
+      taskSeq,
+      taskToken: task.token,
+      backboneFingerprint: task.backbone!.fingerprint,
+      workerId: this.workerId,
+      vectors,
+      timings,
+      runtime,
+    });
   }
 
   /** Answers every image of a task with an internal error (its last delivery failed as a whole). @returns the images answered. */

@@ -40,7 +40,17 @@ export class BackboneCache {
     b.then(
       (x) => {
         const where = x.runtime.provider ? `${x.runtime.name} (${x.runtime.provider} provider)` : x.runtime.name;
-        this.log.info({ backbone: x.info.id, fingerprint: x.info.fingerprint, dim: x.info.dim, runtime: x.runtime.name, provider: x.runtime.provider, runtimeNote: x.runtime.note }, `backbone loaded, running on ${where}`);
+        this.log.info(
+          {
+            backbone: x.info.id,
+            fingerprint: x.info.fingerprint,
+            dim: x.info.dim,
+            runtime: x.runtime.name,
+            provider: x.runtime.provider,
+            runtimeNote: x.runtime.note,
+          },
+          `backbone loaded, running on ${where}`,
+        );
         this.onLoaded(x);
       },
       () => this.loaded.delete(fp), // the task fails (and is retried); the next one loads it again
@@ -63,7 +73,11 @@ export class BackboneCache {
 
   /** Disposes every loaded backbone. */
   disposeAll(): void {
-    for (const b of this.loaded.values()) void b.then((x) => x.dispose(), () => undefined);
+    for (const b of this.loaded.values())
+      void b.then(
+        (x) => x.dispose(),
+        () => undefined,
+      );
     this.loaded.clear();
   }
 

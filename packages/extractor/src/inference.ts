@@ -29,7 +29,7 @@ export class Inference {
   private chunkSize(fingerprint: string, c: InferenceContext): number {
     const spi = this.secondsPerImage.get(fingerprint);
     if (!spi) return 1; // first call: measure
-    return Math.max(1, Math.min(c.inferBatchSize, Math.floor((c.ackWaitMs / 1000) * 0.4 / spi)));
+    return Math.max(1, Math.min(c.inferBatchSize, Math.floor(((c.ackWaitMs / 1000) * 0.4) / spi)));
   }
 
   /** One answer per image: its vector, the failure it came with, or TIMEOUT once the deadline has passed. */
@@ -37,10 +37,11 @@ export class Inference {
     const ok = items.map((x, i) => [x, i] as const).filter((e): e is readonly [Uint8Array, number] => e[0] instanceof Uint8Array);
     const out: ImageVector[] = items.map((x) => (x instanceof Uint8Array ? ({} as ImageVector) : x));
     const fp = backbone.info.fingerprint;
-    for (let i = 0; i < ok.length; ) {
+    for (let i = 0; i < ok.length;) {
       if (performance.now() > deadline) {
         // The deadline is checked between backbone calls (a call is not interrupted).
-        for (const [, idx] of ok.slice(i)) out[idx] = failure(task.imageSha256[idx], ErrorCode.ERROR_CODE_TIMEOUT, `the task ran past its ${c.taskTimeoutMs} ms limit`);
+        for (const [, idx] of ok.slice(i))
+          out[idx] = failure(task.imageSha256[idx], ErrorCode.ERROR_CODE_TIMEOUT, `the task ran past its ${c.taskTimeoutMs} ms limit`);
         break;
       }
       const chunk = ok.slice(i, i + this.chunkSize(fp, c));

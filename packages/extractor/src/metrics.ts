@@ -9,11 +9,29 @@ export function extractorMetrics(registry: Registry) {
   const registers = [registry];
   return {
     images: new Counter({ name: 'graft_images_extracted_total', help: 'Images turned into bottleneck vectors by this worker', registers }),
-    augmented: new Counter({ name: 'graft_augmented_images_extracted_total', help: 'Augmented copies of training images turned into vectors by this worker (not in graft_images_extracted_total)', registers }),
-    failed: new Counter({ name: 'graft_images_failed_total', help: 'Images this worker could not turn into vectors, by reason', labelNames: ['reason'] as const, registers }),
+    augmented: new Counter({
+      name: 'graft_augmented_images_extracted_total',
+      help: 'Augmented copies of training images turned into vectors by this worker (not in graft_images_extracted_total)',
+      registers,
+    }),
+    failed: new Counter({
+      name: 'graft_images_failed_total',
+      help: 'Images this worker could not turn into vectors, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     tasks: new Counter({ name: 'graft_tasks_processed_total', help: 'Extraction tasks finished, by outcome', labelNames: ['outcome'] as const, registers }),
-    bytesFetched: new Counter({ name: 'graft_image_fetched_bytes_total', help: 'Bytes this worker read for images: originals from the image store and prepared inputs', registers }),
-    prepared: new Counter({ name: 'graft_prepared_inputs_total', help: 'Photos at the input size: reused (no original fetched or decoded), made (stored for later tasks), failed (could not be stored), refused (a damaged copy, made again)', labelNames: ['outcome'] as const, registers }),
+    bytesFetched: new Counter({
+      name: 'graft_image_fetched_bytes_total',
+      help: 'Bytes this worker read for images: originals from the image store and prepared inputs',
+      registers,
+    }),
+    prepared: new Counter({
+      name: 'graft_prepared_inputs_total',
+      help: 'Photos at the input size: reused (no original fetched or decoded), made (stored for later tasks), failed (could not be stored), refused (a damaged copy, made again)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     backboneCalls: new Counter({ name: 'graft_backbone_calls_total', help: 'Backbone forward passes run by this worker', registers }),
     stage: new Histogram({
       name: 'graft_batch_stage_seconds',
@@ -25,9 +43,22 @@ export function extractorMetrics(registry: Registry) {
     taskImages: new Histogram({ name: 'graft_task_images', help: 'Images per extraction task', buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers }),
     inFlight: new Gauge({ name: 'graft_worker_tasks_in_flight', help: 'Tasks this worker holds (processing or prefetched)', registers }),
     // Each GPU worker's series carry its gpu label; 'max' keeps a flag and a timestamp whole wherever series are merged.
-    info: new Gauge({ name: 'graft_worker_info', help: 'Where this worker runs each loaded backbone (value 1): backend onnxruntime (provider cpu or cuda) or a TF.js backend', labelNames: ['backend', 'provider', 'backbone'] as const, registers, aggregator: 'max' }),
+    info: new Gauge({
+      name: 'graft_worker_info',
+      help: 'Where this worker runs each loaded backbone (value 1): backend onnxruntime (provider cpu or cuda) or a TF.js backend',
+      labelNames: ['backend', 'provider', 'backbone'] as const,
+      registers,
+      aggregator: 'max',
+    }),
     // No sample until the first task: 0 would read as "stalled since 1970".
-    lastProgress: unset(new Gauge({ name: 'graft_worker_last_progress_timestamp_seconds', help: 'When this worker last finished a task (absent until its first)', registers, aggregator: 'max' })),
+    lastProgress: unset(
+      new Gauge({
+        name: 'graft_worker_last_progress_timestamp_seconds',
+        help: 'When this worker last finished a task (absent until its first)',
+        registers,
+        aggregator: 'max',
+      }),
+    ),
   };
 }
 

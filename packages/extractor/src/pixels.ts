@@ -67,7 +67,11 @@ export async function fetchAndDecode(bus: Bus, ids: readonly string[], o: PixelO
   const augmented = new Set(parsed.filter((p) => p?.augment).map((p) => p!.sha256));
   const plain = photos.filter((sha) => !augmented.has(sha));
   const prepared = o.prepared ? await readPreparedCopies(bus, o.prepared.rule, o.size, plain, timing) : new Map<string, Uint8Array>();
-  const fetched = await fetchOriginals(bus, photos.filter((sha) => !prepared.has(sha)), o.limits.maxBytes);
+  const fetched = await fetchOriginals(
+    bus,
+    photos.filter((sha) => !prepared.has(sha)),
+    o.limits.maxBytes,
+  );
   const t1 = performance.now();
   timing.fetchSeconds = (t1 - t0) / 1000;
   for (const r of fetched.values()) if (r.ok) timing.fetchedBytes += r.bytes.byteLength;
@@ -135,7 +139,9 @@ async function fetchOriginals(bus: Bus, shas: readonly string[], maxBytes: numbe
 async function decodeOne(id: string, p: NonNullable<ParsedId>, read: ImageRead, o: PixelOptions): Promise<Uint8Array | ImageVector> {
   if (!read.ok) return failure(id, READ_PROBLEM_CODES[read.problem], read.message);
   try {
-    const decoding = p.augment ? decodeAugmented(read.bytes, o.size, p.sha256, p.augment.spec, p.augment.variant, o.limits) : decodeImage(read.bytes, o.size, o.limits);
+    const decoding = p.augment
+      ? decodeAugmented(read.bytes, o.size, p.sha256, p.augment.spec, p.augment.variant, o.limits)
+      : decodeImage(read.bytes, o.size, o.limits);
     return await withTimeout(decoding, o.decodeTimeoutMs, `decoding took over ${o.decodeTimeoutMs} ms`);
   } catch (err) {
     if (err instanceof ImageError) return failure(id, IMAGE_ERROR_CODES[err.code], err.message);

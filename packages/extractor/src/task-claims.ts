@@ -1,5 +1,18 @@
 import type { Logger } from 'pino';
-import { claimProof, createClaim, hasCachedVectors, markClaimAnswered, readClaim, releaseClaim, renewClaim, serverNow, takeOverClaim, type Bus, type ExtractionTask, type JsMsg } from '@graft/protocol';
+import {
+  claimProof,
+  createClaim,
+  hasCachedVectors,
+  markClaimAnswered,
+  readClaim,
+  releaseClaim,
+  renewClaim,
+  serverNow,
+  takeOverClaim,
+  type Bus,
+  type ExtractionTask,
+  type JsMsg,
+} from '@graft/protocol';
 
 /** What a worker does with a task it was delivered. */
 export type ClaimOutcome =
@@ -79,7 +92,11 @@ export class TaskClaims {
       if (holder === this.workerId) return 'claimed'; // our own claim, from an earlier delivery
       if (await this.isCached(task)) return 'answered';
       if (!running()) return 'hand-back';
-      if (!waiting) this.log.info({ task: task.taskId, holder, delivery: msg.info.deliveryCount }, 'task redelivered while another worker embeds it: waiting for its answer');
+      if (!waiting)
+        this.log.info(
+          { task: task.taskId, holder, delivery: msg.info.deliveryCount },
+          'task redelivered while another worker embeds it: waiting for its answer',
+        );
       waiting = true;
       const age = await this.serverAge(e.writtenAt);
       if (age !== undefined && age > staleMs) {
@@ -89,7 +106,10 @@ export class TaskClaims {
           return false;
         });
         if (took) {
-          this.log.warn({ task: task.taskId, holder, ageMs: age }, 'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over');
+          this.log.warn(
+            { task: task.taskId, holder, ageMs: age },
+            'the claim on a redelivered task lapsed (its worker stopped renewing it): taking the task over',
+          );
           return 'claimed';
         }
         continue;
@@ -124,9 +144,14 @@ export class TaskClaims {
   keep(task: ExtractionTask, ackWaitMs: number): ClaimKeeper {
     const taskId = task.taskId;
     let inFlight: Promise<unknown> = Promise.resolve();
-    const timer = setInterval(() => {
-      inFlight = renewClaim(this.bus, taskId, this.workerId, claimProof(task.token, 'claim')).catch((err) => this.log.debug({ err, task: taskId }, 'claim renewal failed'));
-    }, Math.max(50, Math.floor(ackWaitMs / 3)));
+    const timer = setInterval(
+      () => {
+        inFlight = renewClaim(this.bus, taskId, this.workerId, claimProof(task.token, 'claim')).catch((err) =>
+          this.log.debug({ err, task: taskId }, 'claim renewal failed'),
+        );
+      },
+      Math.max(50, Math.floor(ackWaitMs / 3)),
+    );
     return {
       stop: async () => {
         clearInterval(timer);

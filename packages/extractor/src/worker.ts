@@ -149,7 +149,8 @@ class ExtractorWorker implements Worker {
     let task: ExtractionTask;
     try {
       task = codecs.task.decode(msg.data, `task on ${msg.subject}`);
-      if (!task.backbone?.fingerprint || !task.backbone.inputSize || !task.jobId) throw new ProtocolError(`task on ${msg.subject} has no resolved backbone or job id`);
+      if (!task.backbone?.fingerprint || !task.backbone.inputSize || !task.jobId)
+        throw new ProtocolError(`task on ${msg.subject} has no resolved backbone or job id`);
     } catch (err) {
       // A malformed task can never succeed: terminate it rather than redeliver it forever.
       this.log.error({ err, subject: msg.subject }, 'malformed task: terminated');
@@ -164,7 +165,12 @@ class ExtractorWorker implements Worker {
     // Fetches and decodes (sharp's thread pool) overlap the previous task's inference, which holds the main thread.
     const pixels = this.answers.has(task.taskId)
       ? Promise.resolve([]) // answered already: nothing to fetch
-      : fetchAndDecode(this.bus, task.imageSha256, { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs, prepared: this.prepared }, timing);
+      : fetchAndDecode(
+          this.bus,
+          task.imageSha256,
+          { size: task.backbone.inputSize, limits: this.o.limits, decodeTimeoutMs: this.o.taskTimeoutMs, prepared: this.prepared },
+          timing,
+        );
     pixels.catch(() => undefined); // handled in process(); never an unhandled rejection meanwhile
     return { msg, task, pixels, timing, keepAlive, owned: false };
   }
@@ -272,8 +278,7 @@ class ExtractorWorker implements Worker {
   }
 
   /**
-   * Claims the task just before the backbone: prefetched tasks hold no claim, so a worker that dies
-   * leaves at most one.
+   * Claims the task just before the backbone: prefetched tasks hold no claim, so a worker that dies leaves at most one.
    * @returns whether to embed it (false: it was acked as answered, or handed back).
    */
   private async claimForBackbone(p: Prepared, log: Logger): Promise<boolean> {
@@ -284,7 +289,10 @@ class ExtractorWorker implements Worker {
       // Answered by another worker whose ack was lost: running the backbone again would only repeat it.
       await msg.ackAck();
       this.metrics.tasks.inc({ outcome: 'cached' });
-      log.info({ task: task.taskId, delivery: msg.info.deliveryCount }, 'task came back already answered (its vectors cached, or on their way from the worker that claimed it)');
+      log.info(
+        { task: task.taskId, delivery: msg.info.deliveryCount },
+        'task came back already answered (its vectors cached, or on their way from the worker that claimed it)',
+      );
       return false;
     }
     if (claim === 'hand-back') {
@@ -315,15 +323,16 @@ class ExtractorWorker implements Worker {
     // this worker answers it from memory, another finds the claim answered.
     await p.claimKeeper?.stop();
     await Promise.all([
-      p.owned && this.retryWhileRunning(msg, () => this.claims.markAnswered(task), ackWait * 0.8).catch((err) => log.warn({ err, task: task.taskId }, 'cannot mark the claim answered')),
+      p.owned &&
+        this.retryWhileRunning(msg, () => this.claims.markAnswered(task), ackWait * 0.8).catch((err) =>
+          log.warn({ err, task: task.taskId }, 'cannot mark the claim answered'),
+        ),
       this.retryWhileRunning(msg, () => msg.ackAck(), ackWait * 0.8).catch((err) =>
         log.warn({ err, task: task.taskId }, 'answer published but the ack did not get through; the task may come back, already answered'),
       ),
     ]);
     return publishSeconds;
   }
-
-
 
   /**
    * Gives up a task's claim, if it is this worker's: renewals stop first, so none in flight can put

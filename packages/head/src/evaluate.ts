@@ -1,4 +1,5 @@
 import type { EpochResult } from './train.js';
+import { argmax, rankOf } from './argmax.js';
 
 /** A test image the head got wrong: what report.html shows with its thumbnail. */
 export interface Misclassified {
@@ -14,8 +15,9 @@ export interface Misclassified {
 /** Test-set quality of a head: what report.json holds. */
 export interface EvaluationReport {
   top1: number;
-  top5: number;
-  /** k used for "top5" (min(5, classes)). */
+  /** The share of test photos whose class is among the `topK` most probable. */
+  topKAccuracy: number;
+  /** k of topKAccuracy: min(5, classes). */
   topK: number;
   images: number;
   classes: string[];
@@ -29,8 +31,42 @@ export interface EvaluationReport {
   history?: EpochResult[];
   /** The test images the head got wrong, most confident first (at most {@link MAX_MISCLASSIFIED}). */
   misclassified?: Misclassified[];
+  /**
+   * graft predict --min-confidence P: at each threshold, the share of photos whose top class is at
+   * least that probable (answered; the rest would be "unknown") and the accuracy on those. Chosen on
+   * the validation set (a job's report), checked on the test set.
+   */
+  coverage?: { validation?: CoveragePoint[]; test: CoveragePoint[] };
   /** A sweep's heads, the winner (the exported head, best on validation) and the sweep's time. */
   sweep?: { heads: SweepRow[]; winner: string; seconds: number; parallel: number };
+}
+
+/** One threshold of the coverage curve. */
+export interface CoveragePoint {
+  threshold: number;
+  /** Share of the test photos answered (top-1 probability at least the threshold). */
+  answered: number;
+  /** Top-1 accuracy on those answered (0 when none is). */
+  accuracy: number;
+}
+
+/** The thresholds of the coverage curve. */
+export const COVERAGE_THRESHOLDS = [0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99] as const;
+
+/** The coverage curve of these predictions (see {@link EvaluationReport.coverage}). */
+export function coverageCurve(probabilities: readonly Float32Array[], labels: readonly number[]): CoveragePoint[] {
+  const top = labels.map((_, i) => {
+    const c = argmax(probabilities[i]);
+    return { p: probabilities[i][c], right: c === labels[i] };
+  });
+  return COVERAGE_THRESHOLDS.map((threshold) => {
+    const kept = top.filter((t) => t.p >= threshold);
+    return {
+      threshold,
+      answered: top.length ? kept.length / top.length : 0,
+      accuracy: kept.length ? kept.filter((t) => t.right).length / kept.length : 0,
+    };
+  });
 }
 
 /** One head of a sweep, as the report lists it. */
@@ -59,7 +95,12 @@ export const MAX_MISCLASSIFIED = 2000;
  * The test images predictions got wrong, most confident first.
  * images[i] names test image i (sha256 and path), labels[i] its class.
  */
-export function misclassifiedOf(probabilities: Float32Array[], labels: number[], classes: string[], images: { sha256: string; path: string }[]): Misclassified[] {
+export function misclassifiedOf(
+  probabilities: Float32Array[],
+  labels: number[],
+  classes: string[],
+  images: { sha256: string; path: string }[],
+): Misclassified[] {
   const wrong: Misclassified[] = [];
   for (let i = 0; i < labels.length; i++) {
     const p = probabilities[i];
@@ -84,15 +125,15 @@ export function evaluatePredictions(probabilities: Float32Array[], labels: numbe
   let topk = 0;
   for (let i = 0; i < labels.length; i++) {
     const p = probabilities[i];
-    const order = Array.from(p.keys()).sort((a, b) => p[b] - p[a]);
-    confusion[labels[i]][order[0]]++;
-    if (order[0] === labels[i]) top1++;
-    if (order.slice(0, k).includes(labels[i])) topk++;
+    const predicted = argmax(p);
+    confusion[labels[i]][predicted]++;
+    if (predicted === labels[i]) top1++;
+    if (rankOf(p, labels[i]) < k) topk++;
   }
   const n = labels.length;
   return {
     top1: n ? top1 / n : 0,
-    top5: n ? topk / n : 0,
+    topKAccuracy: n ? topk / n : 0,
     topK: k,
     images: n,
     classes,
@@ -101,6 +142,7 @@ export function evaluatePredictions(probabilities: Float32Array[], labels: numbe
       return { label, images: row, accuracy: row ? confusion[c][c] / row : 0, ...(trainCounts ? { trainImages: trainCounts[c] } : {}) };
     }),
     confusion,
+    coverage: { test: coverageCurve(probabilities, labels) },
   };
 }
 
@@ -108,9 +150,16 @@ export function evaluatePredictions(probabilities: Float32Array[], labels: numbe
 export function formatReport(r: EvaluationReport): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   // An accuracy over 0 images is no accuracy: say there were none instead of printing 0.0 %.
-  const lines = [r.images ? `test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.top5)} on ${r.images} images` : 'test accuracy: no test images (give some with --test-percent or --splits)'];
+  const lines = [
+    r.images
+      ? `test accuracy: top-1 ${pct(r.top1)}, top-${r.topK} ${pct(r.topKAccuracy)} on ${r.images} images`
+      : 'test accuracy: no test images (give some with --test-percent or --splits)',
+  ];
   const width = Math.max(...r.classes.map((c) => c.length));
-  for (const c of r.perClass) lines.push(`  ${c.label.padEnd(width)}  ${c.images ? pct(c.accuracy).padStart(6) : '     -'}  (${c.images} test image${c.images === 1 ? '' : 's'}${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`);
+  for (const c of r.perClass)
+    lines.push(
+      `  ${c.label.padEnd(width)}  ${c.images ? pct(c.accuracy).padStart(6) : '     -'}  (${c.images} test image${c.images === 1 ? '' : 's'}${c.trainImages !== undefined ? `; trained on ${c.trainImages}` : ''})`,
+    );
   return lines.join('\n');
 }
 

@@ -42,7 +42,9 @@ export class HeadTraining {
   ) {
     this.n = data.train.x.length;
     this.C = data.classes.length;
-    ({ mean: this.mean, std: this.std } = opts.standardize ? moments(data.train.x, data.dim) : { mean: new Float32Array(data.dim), std: new Float32Array(data.dim).fill(1) });
+    ({ mean: this.mean, std: this.std } = opts.standardize
+      ? moments(data.train.x, data.dim)
+      : { mean: new Float32Array(data.dim), std: new Float32Array(data.dim).fill(1) });
     // The vectors stay the caller's rows: only one batch at a time becomes a tensor.
     this.xTrain = new VectorBatches(data.train.x, this.mean, this.std, data.dim);
     this.yTrain = tf.tensor1d(data.train.y, 'int32');
@@ -58,10 +60,25 @@ export class HeadTraining {
     // Near-zero output start, as retrain.py (truncated normal, stddev 0.001): the first loss is ln(classes)
     // rather than whatever a random projection of standardised vectors happens to give. A hidden layer
     // starts He-initialised so ReLU units are alive.
-    this.shapes = H ? [['hidden_kernel', [data.dim, H]], ['hidden_bias', [H]], ['kernel', [H, C]], ['bias', [C]]] : [['kernel', [data.dim, C]], ['bias', [C]]];
+    this.shapes = H
+      ? [
+          ['hidden_kernel', [data.dim, H]],
+          ['hidden_bias', [H]],
+          ['kernel', [H, C]],
+          ['bias', [C]],
+        ]
+      : [
+          ['kernel', [data.dim, C]],
+          ['bias', [C]],
+        ];
     this.params = this.shapes.map(([name, shape]) =>
       tf.tidy(() => {
-        const init = name === 'hidden_kernel' ? tf.randomNormal(shape, 0, Math.sqrt(2 / data.dim), 'float32', opts.seed) : name === 'kernel' ? tf.truncatedNormal(shape, 0, 0.001, 'float32', opts.seed) : tf.zeros(shape);
+        const init =
+          name === 'hidden_kernel'
+            ? tf.randomNormal(shape, 0, Math.sqrt(2 / data.dim), 'float32', opts.seed)
+            : name === 'kernel'
+              ? tf.truncatedNormal(shape, 0, 0.001, 'float32', opts.seed)
+              : tf.zeros(shape);
         return tf.variable(init, true);
       }),
     );
@@ -89,7 +106,8 @@ export class HeadTraining {
 
   /** Puts a checkpoint's weights and optimizer state back, and replays its shuffles. @throws RangeError when it was made with other options. */
   async restore(c: TrainingCheckpoint): Promise<TrainingProgress> {
-    if (c.weights.length !== this.params.length) throw new RangeError(`the checkpoint has ${c.weights.length} weight tensors, this head ${this.params.length}: it was made with other options`);
+    if (c.weights.length !== this.params.length)
+      throw new RangeError(`the checkpoint has ${c.weights.length} weight tensors, this head ${this.params.length}: it was made with other options`);
     this.params.forEach((p, i) => p.assign(tf.tensor(c.weights[i].values, c.weights[i].shape)));
     if (c.optimizer.length) await this.optimizer.setWeights(c.optimizer.map((t) => ({ name: t.name, tensor: tf.tensor(t.values, t.shape) })));
     const p: TrainingProgress = {
@@ -205,7 +223,10 @@ async function score(x: VectorBatches, y: tf.Tensor1D, logitsOf: (x: tf.Tensor2D
     const [l, a] = tf.tidy(() => {
       const yb = y.slice(i, end - i);
       const logits = logitsOf(x.batch(VectorBatches.range(i, end)));
-      return [tf.losses.softmaxCrossEntropy(tf.oneHot(yb, C), logits, undefined, undefined, tf.Reduction.SUM), logits.argMax(1).equal(yb).cast('float32').sum()];
+      return [
+        tf.losses.softmaxCrossEntropy(tf.oneHot(yb, C), logits, undefined, undefined, tf.Reduction.SUM),
+        logits.argMax(1).equal(yb).cast('float32').sum(),
+      ];
     });
     loss += (await l.data())[0];
     correct += (await a.data())[0];

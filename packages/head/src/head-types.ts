@@ -1,3 +1,4 @@
+import type { EpochMetrics } from '@graft/protocol/wire';
 import type { ResolvedTrainOptions } from './options.js';
 import type { VectorRow } from './rows.js';
 
@@ -15,14 +16,8 @@ export interface HeadDataset {
   validation: LabelledVectors;
 }
 
-export interface EpochResult {
-  epoch: number;
-  epochs: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number;
-  valAccuracy: number;
-}
+/** One epoch's figures: the wire's EpochMetrics, every field set. */
+export type EpochResult = { [K in Exclude<keyof EpochMetrics, '$unknowns'>]-?: NonNullable<EpochMetrics[K]> };
 
 /** Plain tensors: a checkpoint holds nothing tf-specific so it can be stored anywhere. */
 export interface SavedTensor {

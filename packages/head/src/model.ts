@@ -11,7 +11,7 @@ import type { TrainedHead } from './train.js';
 export const MODEL_FORMAT_VERSION = 1;
 
 /** graft.json: what a model folder is, beside the TF.js files. */
-export interface ModelManifest {
+export interface ModelCard {
   formatVersion: number;
   classes: string[];
   /** The backbone the head was trained on: classify loads exactly this (fingerprint checked). */
@@ -33,15 +33,33 @@ export interface ModelManifest {
   };
   jobId?: string;
   createdAt: string;
+  /** The folder's model.onnx (set when a folder is exported): how to feed it, or why it was not written. */
+  onnx?: OnnxEntry | { notWritten: string };
+  /** The folder's output_graph.pb and output_labels.txt, retrain.py's way out (a GraphDef backbone), or why there are none. */
+  retrainGraph?: { file: string; labels: string; maxDifference: number } | { notWritten: string };
   /** Set by graft import: the model was not trained by graft but taken from this graph, and checked against it. */
   importedFrom?: { kind: 'retrain.py'; graph: string; sha256: string; labels: string; pictures: number; maxDifference: number };
+}
+
+/** What graft.json says of model.onnx: how to feed it and read it, and how close it was checked. */
+export interface OnnxEntry {
+  file: string;
+  labels: string;
+  opset: number;
+  /** uint8 RGB [batch, inputSize, inputSize, 3], resized as graft resizes; the preprocessing is inside. */
+  input: string;
+  inputSize: number;
+  /** float32 class probabilities [batch, classes], in labels.txt's order. */
+  output: string;
+  /** Largest difference from graft classify's probabilities on the probe pictures. */
+  maxDifference: number;
 }
 
 /** The files of a model folder, in memory: model.json, weights.bin, graft.json, report.json. */
 export interface ModelFolder {
   modelJson: Record<string, unknown>;
   weights: Uint8Array;
-  manifest: ModelManifest;
+  card: ModelCard;
   report: EvaluationReport;
 }
 
@@ -89,7 +107,14 @@ export function headModel(dim: number, layers: HeadLayer[]): tf.Sequential {
   const model = tf.sequential({ name: 'graft_head' });
   layers.forEach((l, i) => {
     const last = i === layers.length - 1;
-    model.add(tf.layers.dense({ units: l.units, activation: l.activation, name: last ? 'graft_softmax' : `graft_hidden_${i}`, ...(i === 0 ? { inputShape: [dim] } : {}) }));
+    model.add(
+      tf.layers.dense({
+        units: l.units,
+        activation: l.activation,
+        name: last ? 'graft_softmax' : `graft_hidden_${i}`,
+        ...(i === 0 ? { inputShape: [dim] } : {}),
+      }),
+    );
     const inputs = i === 0 ? dim : layers[i - 1].units;
     model.layers[i].setWeights([tf.tensor2d(l.kernel, [inputs, l.units]), tf.tensor1d(l.bias)]);
   });
@@ -100,10 +125,12 @@ export function headModel(dim: number, layers: HeadLayer[]): tf.Sequential {
 export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone, report: EvaluationReport, jobId?: string): Promise<ModelFolder> {
   const model = headModel(head.dim, foldedLayers(head));
   let artifacts: tf.io.ModelArtifacts | undefined;
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    artifacts = a;
-    return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-  }));
+  await model.save(
+    tf.io.withSaveHandler(async (a) => {
+      artifacts = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
   model.dispose();
   const a = artifacts!;
   const weights = new Uint8Array(a.weightData as ArrayBuffer);
@@ -116,7 +143,7 @@ export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone
       weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
     },
     weights,
-    manifest: {
+    card: {
       formatVersion: MODEL_FORMAT_VERSION,
       classes: head.classes,
       backbone,
@@ -144,7 +171,7 @@ export async function packageModel(head: TrainedHead, backbone: ResolvedBackbone
 /** Bytes of each file of a model folder, by file name. */
 export function modelFiles(m: ModelFolder): Record<(typeof MODEL_FILES)[number], Uint8Array> {
   const json = (v: unknown) => new TextEncoder().encode(`${JSON.stringify(v, null, 2)}\n`);
-  return { 'model.json': json(m.modelJson), 'weights.bin': m.weights, 'graft.json': json(m.manifest), 'report.json': json(m.report) };
+  return { 'model.json': json(m.modelJson), 'weights.bin': m.weights, 'graft.json': json(m.card), 'report.json': json(m.report) };
 }
 
 export async function writeModelFolder(dir: string, files: Record<string, Uint8Array>): Promise<void> {
@@ -158,16 +185,22 @@ export async function readModelFolder(dir: string): Promise<ModelFolder> {
     try {
       return await readFile(join(dir, name));
     } catch (err) {
-      throw new Error(`${dir} is not a graft model folder: cannot read ${name} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+      throw new Error(`${dir} is not a graft model folder: cannot read ${name} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
+        cause: err,
+      });
     }
   };
-  const manifest = JSON.parse((await read('graft.json')).toString('utf8')) as ModelManifest;
-  if (manifest.formatVersion !== MODEL_FORMAT_VERSION) throw new Error(`${dir}/graft.json has format version ${manifest.formatVersion}; this graft reads ${MODEL_FORMAT_VERSION}`);
+  const card = JSON.parse((await read('graft.json')).toString('utf8')) as ModelCard;
+  if (card.formatVersion !== MODEL_FORMAT_VERSION)
+    throw new Error(`${dir}/graft.json has format version ${card.formatVersion}; this graft reads ${MODEL_FORMAT_VERSION}`);
+  const report = JSON.parse((await read('report.json')).toString('utf8')) as EvaluationReport & { top5?: number };
+  // Folders written before the field was named for what it holds.
+  if (report.topKAccuracy === undefined && report.top5 !== undefined) report.topKAccuracy = report.top5;
   return {
-    manifest,
+    card,
     modelJson: JSON.parse((await read('model.json')).toString('utf8')) as Record<string, unknown>,
     weights: new Uint8Array(await read('weights.bin')),
-    report: JSON.parse((await read('report.json')).toString('utf8')) as EvaluationReport,
+    report,
   };
 }
 

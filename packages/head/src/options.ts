@@ -31,10 +31,38 @@ export interface TrainOptions {
 
 export type ResolvedTrainOptions = Required<TrainOptions>;
 
+/** Every option of a head, by the name the wire's TrainingOptions and a model card's training use too. */
+export const TRAIN_OPTION_KEYS = [
+  'optimizer',
+  'learningRate',
+  'batchSize',
+  'epochs',
+  'patience',
+  'seed',
+  'standardize',
+  'classWeights',
+  'weightDecay',
+  'labelSmoothing',
+  'hiddenUnits',
+  'dropout',
+] as const satisfies readonly (keyof TrainOptions)[];
+
+/**
+ * A head's options from any record naming them by the same keys (a manifest's TrainingOptions, a
+ * model card's training): an absent or null one is left for the default (zero is a value, never
+ * "unset"); the values are checked by resolveTrainOptions.
+ */
+export function pickTrainOptions(source: { readonly [K in (typeof TRAIN_OPTION_KEYS)[number]]?: unknown } | null | undefined): TrainOptions {
+  const out: Record<string, unknown> = {};
+  for (const k of TRAIN_OPTION_KEYS) if (source?.[k] !== undefined && source?.[k] !== null) out[k] = source[k];
+  return out as TrainOptions;
+}
+
 /** Jobs train one at a time per coordinator: no job may hold it for days. */
 const MAX_EPOCHS = 10_000;
 
-const OPTIMIZERS = ['rmsprop', 'adam', 'sgd'] as const;
+/** The optimizers a head trains with (the first is the default). */
+export const OPTIMIZERS = ['rmsprop', 'adam', 'sgd'] as const;
 
 /**
  * Fills defaults: only an absent (undefined) option takes its default; 0 is a value
@@ -58,15 +86,18 @@ export function resolveTrainOptions(o: TrainOptions, numClasses: number): Resolv
     hiddenUnits: o.hiddenUnits ?? 0,
     dropout: o.dropout ?? (o.hiddenUnits ? 0.5 : 0),
   };
-  if (r.classWeights !== 'none' && r.classWeights !== 'balanced') throw new RangeError(`classWeights must be none or balanced, got ${JSON.stringify(r.classWeights)}`);
+  if (r.classWeights !== 'none' && r.classWeights !== 'balanced')
+    throw new RangeError(`classWeights must be none or balanced, got ${JSON.stringify(r.classWeights)}`);
   if (!(r.learningRate > 0 && r.learningRate < 10)) throw new RangeError(`learningRate must be in (0, 10), got ${r.learningRate}`);
   if (!Number.isInteger(r.batchSize) || r.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${r.batchSize}`);
-  if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > MAX_EPOCHS) throw new RangeError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${r.epochs}`);
+  if (!Number.isInteger(r.epochs) || r.epochs < 1 || r.epochs > MAX_EPOCHS)
+    throw new RangeError(`epochs must be an integer from 1 to ${MAX_EPOCHS}, got ${r.epochs}`);
   if (!Number.isInteger(r.patience) || r.patience < 0) throw new RangeError(`patience must be a non-negative integer, got ${r.patience}`);
   if (!Number.isInteger(r.seed) || r.seed < 0) throw new RangeError(`seed must be a non-negative integer, got ${r.seed}`);
   if (!(r.weightDecay >= 0 && r.weightDecay < 1)) throw new RangeError(`weightDecay must be in [0, 1), got ${r.weightDecay}`);
   if (!(r.labelSmoothing >= 0 && r.labelSmoothing < 1)) throw new RangeError(`labelSmoothing must be in [0, 1), got ${r.labelSmoothing}`);
-  if (!Number.isInteger(r.hiddenUnits) || r.hiddenUnits < 0 || r.hiddenUnits > 8192) throw new RangeError(`hiddenUnits must be an integer from 0 to 8192, got ${r.hiddenUnits}`);
+  if (!Number.isInteger(r.hiddenUnits) || r.hiddenUnits < 0 || r.hiddenUnits > 8192)
+    throw new RangeError(`hiddenUnits must be an integer from 0 to 8192, got ${r.hiddenUnits}`);
   if (!(r.dropout >= 0 && r.dropout < 1)) throw new RangeError(`dropout must be in [0, 1), got ${r.dropout}`);
   return r;
 }

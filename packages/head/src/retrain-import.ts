@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { PREPROCESS, USER_MODEL_POLICY, graphDefModel, loadBackbone, parseBackbone, readGraphDef, retrainHead, retrainHeadWeights, type Backbone } from '@graft/vision';
+import {
+  PREPROCESS,
+  USER_MODEL_POLICY,
+  graphDefModel,
+  loadBackbone,
+  parseBackbone,
+  readGraphDef,
+  retrainHead,
+  retrainHeadWeights,
+  type Backbone,
+} from '@graft/vision';
 import { evaluatePredictions } from './evaluate.js';
 import { loadHeadModel, modelFiles, packageModel, predict, writeModelFolder, type ModelFolder } from './model.js';
 import { resolveTrainOptions } from './options.js';
@@ -41,21 +51,50 @@ export async function importRetrainGraph(pbPath: string, labelsPath: string, out
   const bytes = new Uint8Array(await readFile(file));
   const graph = readGraphDef(bytes, file);
   const head = retrainHead(graph);
-  if (!head) throw new Error(`${pbPath} is not a retrain.py output graph (no input_1/BottleneckInputPlaceholder read by final_training_ops): graft inspect shows its nodes; use it with --backbone`);
-  const labels = (await readFile(labelsPath, 'utf8')).split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
-  if (labels.length !== head.classes) throw new Error(`the graph's head has ${head.classes} classes, ${labelsPath} lists ${labels.length}: they must be retrain.py's pair`);
+  if (!head)
+    throw new Error(
+      `${pbPath} is not a retrain.py output graph (no input_1/BottleneckInputPlaceholder read by final_training_ops): graft inspect shows its nodes; use it with --backbone`,
+    );
+  const labels = (await readFile(labelsPath, 'utf8'))
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (labels.length !== head.classes)
+    throw new Error(`the graph's head has ${head.classes} classes, ${labelsPath} lists ${labels.length}: they must be retrain.py's pair`);
   if (new Set(labels).size !== labels.length) throw new Error(`${labelsPath} names a class twice`);
   const { kernel, bias } = retrainHeadWeights(graph, head, file);
-  const backbone = await loadBackbone(parseBackbone(file, { bottleneck: head.bottleneck, ...(o.preprocess ? { preprocess: o.preprocess } : {}) }), { ...USER_MODEL_POLICY, cacheDir: o.cacheDir });
+  const backbone = await loadBackbone(parseBackbone(file, { bottleneck: head.bottleneck, ...(o.preprocess ? { preprocess: o.preprocess } : {}) }), {
+    ...USER_MODEL_POLICY,
+    cacheDir: o.cacheDir,
+  });
   try {
     if (backbone.info.dim !== head.dim) throw new Error(`${pbPath}: ${head.bottleneck} gives ${backbone.info.dim} values, retrain.py's head reads ${head.dim}`);
     const options = resolveTrainOptions({ standardize: false }, labels.length);
-    const trained = { dim: head.dim, classes: labels, kernel, bias, mean: new Float32Array(head.dim), std: new Float32Array(head.dim).fill(1), options, history: [], bestEpoch: 0, stoppedEarly: false };
+    const trained = {
+      dim: head.dim,
+      classes: labels,
+      kernel,
+      bias,
+      mean: new Float32Array(head.dim),
+      std: new Float32Array(head.dim).fill(1),
+      options,
+      history: [],
+      bestEpoch: 0,
+      stoppedEarly: false,
+    };
     const folder = await packageModel(trained, backbone.info, evaluatePredictions([], [], labels));
     const pictures = o.pictures ?? testPictures();
     const maxDifference = await compareWithGraph(bytes, head.output, backbone, folder, pictures);
-    if (maxDifference > IMPORT_TOLERANCE) throw new Error(`the imported model differs from ${pbPath} by ${maxDifference.toExponential(2)} (over ${IMPORT_TOLERANCE}): not written`);
-    folder.manifest.importedFrom = { kind: 'retrain.py', graph: file, sha256: createHash('sha256').update(bytes).digest('hex'), labels: resolve(labelsPath), pictures: pictures.length, maxDifference };
+    if (maxDifference > IMPORT_TOLERANCE)
+      throw new Error(`the imported model differs from ${pbPath} by ${maxDifference.toExponential(2)} (over ${IMPORT_TOLERANCE}): not written`);
+    folder.card.importedFrom = {
+      kind: 'retrain.py',
+      graph: file,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      labels: resolve(labelsPath),
+      pictures: pictures.length,
+      maxDifference,
+    };
     await writeModelFolder(outDir, modelFiles(folder));
     return { folder, maxDifference, pictures: pictures.length };
   } finally {
@@ -86,14 +125,33 @@ function testPictures(): { pixels: Uint8Array; size: number }[] {
  * The largest difference between the folder's probabilities (backbone cut at the bottleneck, graft's
  * head) and the original graph's final_result, run whole, on the same pixels.
  */
-async function compareWithGraph(bytes: Uint8Array, output: string, backbone: Backbone, folder: ModelFolder, pictures: { pixels: Uint8Array; size: number }[]): Promise<number> {
+async function compareWithGraph(
+  bytes: Uint8Array,
+  output: string,
+  backbone: Backbone,
+  folder: ModelFolder,
+  pictures: { pixels: Uint8Array; size: number }[],
+): Promise<number> {
   const b = backbone.info;
   const S = b.inputSize;
   const whole = graphDefModel(bytes, { origin: 'the original graph', bottleneck: output, inputNode: b.inputNode, inputSize: S });
-  const original = await tf.loadGraphModel(tf.io.fromMemory({ modelTopology: whole.json.modelTopology, weightSpecs: whole.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[], weightData: whole.weightData }));
+  const original = await tf.loadGraphModel(
+    tf.io.fromMemory({
+      modelTopology: whole.json.modelTopology,
+      weightSpecs: whole.json.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
+      weightData: whole.weightData,
+    }),
+  );
   const head = await loadHeadModel(folder);
   try {
-    const resized = pictures.map((p) => tf.tidy(() => tf.image.resizeBilinear(tf.tensor3d(p.pixels, [p.size, p.size, 3], 'int32').toFloat(), [S, S]).round().clipByValue(0, 255)));
+    const resized = pictures.map((p) =>
+      tf.tidy(() =>
+        tf.image
+          .resizeBilinear(tf.tensor3d(p.pixels, [p.size, p.size, 3], 'int32').toFloat(), [S, S])
+          .round()
+          .clipByValue(0, 255),
+      ),
+    );
     const pixels = await Promise.all(resized.map(async (t) => Uint8Array.from((await t.data()) as Float32Array)));
     tf.dispose(resized);
     const ours = await predict(head, await backbone.embed(pixels), b.dim);
@@ -101,7 +159,12 @@ async function compareWithGraph(bytes: Uint8Array, output: string, backbone: Bac
     const { scale, offset } = PREPROCESS[b.preprocess];
     let worst = 0;
     for (let i = 0; i < pixels.length; i++) {
-      const x = tf.tidy(() => tf.tensor4d(Float32Array.from(pixels[i], (v, j) => v * scale[j % 3] + offset[j % 3]), [1, S, S, 3]));
+      const x = tf.tidy(() =>
+        tf.tensor4d(
+          Float32Array.from(pixels[i], (v, j) => v * scale[j % 3] + offset[j % 3]),
+          [1, S, S, 3],
+        ),
+      );
       const y = original.execute(x, output) as tf.Tensor;
       const theirs = (await y.data()) as Float32Array;
       tf.dispose([x, y]);

@@ -1,4 +1,4 @@
-import { decodeHalf } from '@graft/protocol';
+import { decodeHalf } from '@graft/protocol/wire';
 
 /**
  * One vector as a head holds it: float32, or IEEE 754 half-float bits when its job asked for

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { Stopped } from './stop.js';
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { resolveTrainOptions, type ResolvedTrainOptions, type TrainOptions } from './options.js';
@@ -71,9 +72,11 @@ export function parseSweepGrid(text: string, origin: string): SweepGrid {
   list.forEach((entry, i) => {
     if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new RangeError(`${origin}: entry ${i + 1} must be an object of option: [values]`);
     for (const [k, vals] of Object.entries(entry)) {
-      if (!(AXES as readonly string[]).includes(k)) throw new RangeError(`${origin}: entry ${i + 1} has ${JSON.stringify(k)}; a sweep varies ${AXES.join(', ')}`);
+      if (!(AXES as readonly string[]).includes(k))
+        throw new RangeError(`${origin}: entry ${i + 1} has ${JSON.stringify(k)}; a sweep varies ${AXES.join(', ')}`);
       if (!Array.isArray(vals) || vals.length === 0) throw new RangeError(`${origin}: entry ${i + 1}: ${k} must be a non-empty list of values`);
-      for (const x of vals) if (k === 'optimizer' ? typeof x !== 'string' : typeof x !== 'number') throw new RangeError(`${origin}: entry ${i + 1}: ${k} has ${JSON.stringify(x)}`);
+      for (const x of vals)
+        if (k === 'optimizer' ? typeof x !== 'string' : typeof x !== 'number') throw new RangeError(`${origin}: entry ${i + 1}: ${k} has ${JSON.stringify(x)}`);
     }
   });
   return list as SweepGrid;
@@ -81,7 +84,11 @@ export function parseSweepGrid(text: string, origin: string): SweepGrid {
 
 /** Options in a fixed key order: what a config id is computed from. */
 function canonical(o: ResolvedTrainOptions): string {
-  return JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k as keyof ResolvedTrainOptions]]));
+  return JSON.stringify(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k as keyof ResolvedTrainOptions]]),
+  );
 }
 
 /** Heads one sweep may train at most: a grid asking for more is refused before anything is expanded. */
@@ -140,18 +147,10 @@ export interface SweepHooks {
   done?: ReadonlyMap<string, SweepHeadResult>;
   /** After each head is trained (store it here; awaited before the head counts as done), and first for each restored one (`restored` set). */
   onHead?: (r: SweepHeadResult, finished: number, total: number) => Promise<void>;
-  /** Checked before each head starts: stop (throwing SweepAborted) when true. */
+  /** Checked before each head starts: stop (throwing Stopped) when true. */
   shouldStop?: () => boolean;
   /** Heads at once (default {@link defaultSweepParallelism}); 1 trains on this thread. */
   parallel?: number;
-}
-
-/** The sweep was asked to stop; heads finished so far were handed to onHead. */
-export class SweepAborted extends Error {
-  constructor(readonly finished: number) {
-    super(`sweep stopped after ${finished} heads`);
-    this.name = 'SweepAborted';
-  }
 }
 
 /** What a sweep thread gets once: the vectors in shared memory. */
@@ -162,7 +161,6 @@ export interface SweepThreadData {
   train: { x: SharedRows; y: number[] };
   validation: { x: SharedRows; y: number[] };
 }
-
 
 /** Trains one head of a sweep and scores it at its best epoch. */
 export async function trainSweepHead(data: HeadDataset, c: SweepConfig): Promise<SweepHeadResult> {
@@ -175,7 +173,7 @@ export async function trainSweepHead(data: HeadDataset, c: SweepConfig): Promise
 /**
  * Trains every head of a sweep not already done, `parallel` at a time, and returns all of them
  * (restored ones included) in grid order.
- * @throws SweepAborted when shouldStop says so between heads; the first training error otherwise.
+ * @throws Stopped when shouldStop says so between heads; the first training error otherwise.
  */
 export async function runSweep(data: HeadDataset, configs: readonly SweepConfig[], hooks: SweepHooks = {}): Promise<SweepHeadResult[]> {
   const results = new Map<string, SweepHeadResult>();
@@ -206,6 +204,6 @@ export async function runSweep(data: HeadDataset, configs: readonly SweepConfig[
       await hooks.onHead?.(r, results.size, configs.length);
     },
   });
-  if (stopped) throw new SweepAborted(results.size);
+  if (stopped) throw new Stopped(`sweep after ${results.size} heads (handed to onHead)`);
   return configs.map((c) => results.get(c.id)!);
 }

@@ -54,7 +54,14 @@ export async function runQueue<J, R>(o: QueueOptions<J, R>): Promise<boolean> {
  * (awaited before that thread takes its next job).
  * @throws the first job's error, named by describe(job); the threads are stopped either way.
  */
-async function runOnThreads<J, R>(script: URL, workerData: unknown, parallel: number, take: () => J | undefined, finish: (job: J, result: R) => Promise<void>, describe: (job: J) => string): Promise<void> {
+async function runOnThreads<J, R>(
+  script: URL,
+  workerData: unknown,
+  parallel: number,
+  take: () => J | undefined,
+  finish: (job: J, result: R) => Promise<void>,
+  describe: (job: J) => string,
+): Promise<void> {
   const runThread = async () => {
     const worker = new Worker(script, { workerData });
     try {

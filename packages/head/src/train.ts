@@ -1,4 +1,5 @@
 import { HeadTraining } from './head-training.js';
+import { Stopped } from './stop.js';
 import { resolveTrainOptions, type TrainOptions } from './options.js';
 import type { EpochResult, HeadDataset, TrainedHead, TrainingCheckpoint } from './head-types.js';
 
@@ -13,16 +14,8 @@ export interface TrainHooks {
   checkpoint?: (c: TrainingCheckpoint) => Promise<void>;
   /** Resume from this state instead of starting afresh. */
   resumeFrom?: TrainingCheckpoint;
-  /** Checked between epochs: stop (throwing TrainingAborted) when true. */
+  /** Checked between epochs: stop (throwing Stopped) when true; the last checkpoint holds the progress. */
   shouldStop?: () => boolean;
-}
-
-/** Training was asked to stop (shutdown); the last checkpoint holds its progress. */
-export class TrainingAborted extends Error {
-  constructor(readonly epoch: number) {
-    super(`training stopped after epoch ${epoch}`);
-    this.name = 'TrainingAborted';
-  }
 }
 
 /**
@@ -38,7 +31,7 @@ export async function trainHead(data: HeadDataset, options: TrainOptions = {}, h
   try {
     const p = hooks.resumeFrom ? await run.restore(hooks.resumeFrom) : run.fresh();
     for (let epoch = p.start + 1; epoch <= opts.epochs; epoch++) {
-      if (hooks.shouldStop?.()) throw new TrainingAborted(epoch - 1);
+      if (hooks.shouldStop?.()) throw new Stopped(`training after epoch ${epoch - 1}`);
       run.trainEpoch(epoch);
       const result = await run.score(epoch);
       p.history.push(result);

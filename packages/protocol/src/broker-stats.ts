@@ -1,4 +1,4 @@
-import type { Bus } from './bus.js';
+import { handles, type Bus } from './bus.js';
 import { BUCKET_STREAMS, STREAMS } from './names.js';
 
 /*
@@ -53,7 +53,9 @@ export async function brokerStats(bus: Bus): Promise<BrokerStats> {
   const stores = (
     await Promise.all(
       Object.entries(BROKER_STORES).map(async ([store, stream]) => {
-        const si = await bus.jsm.streams.info(stream).catch(() => undefined);
+        const si = await handles(bus)
+          .jsm.streams.info(stream)
+          .catch(() => undefined);
         return si ? { store, bytes: si.state.bytes, messages: si.state.messages, maxBytes: si.config.max_bytes ?? -1 } : undefined;
       }),
     )
@@ -61,7 +63,7 @@ export async function brokerStats(bus: Bus): Promise<BrokerStats> {
   const consumers: ConsumerStats[] = [];
   for (const store of CONSUMED) {
     const c: ConsumerStats = { store, consumers: 0, pending: 0, ackPending: 0, redelivered: 0 };
-    for await (const ci of bus.jsm.consumers.list(BROKER_STORES[store])) {
+    for await (const ci of handles(bus).jsm.consumers.list(BROKER_STORES[store])) {
       c.consumers++;
       c.pending += ci.num_pending;
       c.ackPending += ci.num_ack_pending;
@@ -69,6 +71,6 @@ export async function brokerStats(bus: Bus): Promise<BrokerStats> {
     }
     consumers.push(c);
   }
-  const account = await bus.jsm.getAccountInfo();
+  const account = await handles(bus).jsm.getAccountInfo();
   return { stores, consumers, storageBytes: account.storage + account.memory };
 }

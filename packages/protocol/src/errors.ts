@@ -1,5 +1,3 @@
-import { JetStreamApiError } from '@nats-io/jetstream';
-
 /** A message on a graft subject that is not the protobuf it should be. */
 export class ProtocolError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -27,7 +25,11 @@ export class JobRecordConflict extends Error {
   }
 }
 
-/** Whether a KV write failed because the key's revision was not the one named (someone else wrote it). */
+/**
+ * Whether a KV write failed because the key's revision was not the one named (someone else wrote it):
+ * JetStream's error 10071, known by its code and words (no NATS module is loaded here).
+ */
 export function isRevisionConflict(err: unknown): boolean {
-  return (err instanceof JetStreamApiError && err.code === 10071) || /wrong last sequence|key exists/i.test((err as Error)?.message ?? '');
+  const e = err as { name?: string; code?: number; message?: string } | undefined;
+  return (e?.name === 'JetStreamApiError' && e.code === 10071) || /wrong last sequence|key exists/i.test(e?.message ?? '');
 }

@@ -18,21 +18,13 @@ export {
   fingerprintOfConsumer,
   vectorKey,
   artifactNames,
+  PREDICTION_PAGE,
   modelObjects,
   isValidJobId,
   kvKeyLocation,
 } from './names.js';
 export { ProtocolError, BusError, JobRecordConflict, isRevisionConflict } from './errors.js';
-export {
-  codecs,
-  Split,
-  VectorDType,
-  ErrorCode,
-  JobState,
-  jobStateName,
-  errorCodeName,
-  isTerminal,
-} from './messages.js';
+export { codecs, pb, Split, VectorDType, ErrorCode, JobState, jobStateName, errorCodeName, isTerminal } from './messages.js';
 export type {
   BackboneRef,
   TrainingOptions,
@@ -51,6 +43,13 @@ export type {
   AuditFold,
   Checkpoint,
   CachedVector,
+  PredictOptions,
+  DenseLayer,
+  PredictHead,
+  Prediction,
+  PredictionPage,
+  Suggestion,
+  Suggestions,
 } from './messages.js';
 // Message handles, so no package outside protocol imports the NATS client modules.
 export type { JsMsg, ConsumerMessages } from '@nats-io/jetstream';
@@ -81,29 +80,18 @@ export {
   OPEN_RETRY,
 } from './policy/retry.js';
 export type { FailureAction } from './policy/retry.js';
-export {
-  assignSplit,
-  splitOf,
-  splitPercents,
-  splitPercentsProblem,
-  splitNamed,
-} from './policy/splits.js';
+export { assignSplit, splitOf, splitPercents, splitPercentsProblem, splitNamed } from './policy/splits.js';
 export type { SplitName, SplitPercents } from './policy/splits.js';
 
 // ---- the bus and its stores ----
-export { openBus, describeBus, serverCredentials, STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS, WORKER_STREAMS } from './bus.js';
-export type { Bus, BusOptions, TopologyOptions, StoreLimitName } from './bus.js';
+export { openBus, describeBus, serverCredentials } from './bus.js';
+export type { Bus, BusOptions } from './bus.js';
+export { STORE_LIMIT_NAMES, DEFAULT_STORE_LIMITS, WORKER_STREAMS } from './stream-configs.js';
+export type { TopologyOptions, StoreLimitName } from './stream-configs.js';
 export {
   queuedStatus,
   createJobRecord,
   readJobRecord,
-  readManifest,
-  readManifestHeader,
-  withPages,
-  imagePages,
-  publishOver,
-  isStoredJobSound,
-  removeForeignManifest,
   readJob,
   writeJobRecord,
   listJobIds,
@@ -111,12 +99,33 @@ export {
   watchJob,
   watchJobStates,
   publishJobEvent,
+} from './stores/jobs.js';
+export {
+  readManifest,
+  readManifestHeader,
+  withPages,
+  imagePages,
   publishManifest,
+  publishOver,
+  isStoredJobSound,
+  removeForeignManifest,
   JobAlreadyPublished,
   consumeManifests,
-} from './stores/jobs.js';
+  PAGED_MANIFEST_LIMITS,
+} from './stores/manifests.js';
 export type { JobRecord, JobEventBody } from './stores/jobs.js';
-export { encodeVector, decodeVector, cacheVector, readCachedVector, readCachedVectors, scanCachedVectors, vectorOf, halfVectorOf, hasCachedVectors, isVectorCacheFull } from './stores/vectors.js';
+export {
+  encodeVector,
+  decodeVector,
+  cacheVector,
+  readCachedVector,
+  readCachedVectors,
+  scanCachedVectors,
+  vectorOf,
+  halfVectorOf,
+  hasCachedVectors,
+  isVectorCacheFull,
+} from './stores/vectors.js';
 export type { CacheAnswer } from './stores/vectors.js';
 export { toHalf, encodeHalf, decodeHalf } from './half.js';
 export { readImage, putImage, isImageStored, hasImage, removeCorruptImage, IMAGE_CHUNK_BYTES } from './stores/images.js';
@@ -138,6 +147,10 @@ export {
   deleteAuditFolds,
   writeModelFiles,
   readModelFile,
+  readPredictionPage,
+  writePredictionPage,
+  readSuggestions,
+  writeSuggestions,
 } from './stores/artifacts.js';
 export { createClaim, readClaim, takeOverClaim, renewClaim, markClaimAnswered, releaseClaim, serverNow } from './stores/claims.js';
 export type { Claim } from './stores/claims.js';

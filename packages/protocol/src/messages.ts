@@ -21,17 +21,20 @@ export type TrainingOptions = graft.v1.TrainingOptions.$Properties;
 export type ImageEntry = graft.v1.ImageEntry.$Properties;
 export type SkippedFile = graft.v1.SkippedFile.$Properties;
 /** A decoded manifest: repeated messages come back as full messages (every field present). */
-export type DatasetManifest = Omit<graft.v1.DatasetManifest, 'images' | 'skipped'> & { images: Full<graft.v1.ImageEntry.$Properties>[]; skipped: Full<graft.v1.SkippedFile.$Properties>[] };
+export type DatasetManifest = Omit<graft.v1.DatasetManifest, 'images' | 'skipped'> & {
+  images: Full<graft.v1.ImageEntry.$Properties>[];
+  skipped: Full<graft.v1.SkippedFile.$Properties>[];
+};
 export type ExtractionTask = graft.v1.ExtractionTask;
 export type ImageVector = graft.v1.ImageVector.$Properties;
-export type VectorBatch = Omit<graft.v1.VectorBatch, "vectors"> & { vectors: Full<graft.v1.ImageVector.$Properties>[] };
+export type VectorBatch = Omit<graft.v1.VectorBatch, 'vectors'> & { vectors: Full<graft.v1.ImageVector.$Properties>[] };
 export type StageTimings = graft.v1.StageTimings.$Properties;
 export type JobCounts = graft.v1.JobCounts.$Properties;
 export type EpochMetrics = graft.v1.EpochMetrics.$Properties;
 export type ImageFailure = graft.v1.ImageFailure.$Properties;
 export type EvaluationSummary = graft.v1.EvaluationSummary.$Properties;
 /** A message's plain fields, all present: what decoding yields for nested messages. */
-export type Full<T> = { [K in Exclude<keyof T, "$unknowns">]-?: NonNullable<T[K]> };
+export type Full<T> = { [K in Exclude<keyof T, '$unknowns'>]-?: NonNullable<T[K]> };
 export type JobStatus = Omit<graft.v1.JobStatus, 'failures'> & { failures: Full<graft.v1.ImageFailure.$Properties>[] };
 export type JobEvent = graft.v1.JobEvent;
 export type CachedVector = graft.v1.CachedVector;
@@ -46,7 +49,13 @@ export type SweepHead = Omit<graft.v1.SweepHead, 'history' | 'weights' | 'mean' 
 export type CoordinatorLease = graft.v1.CoordinatorLease;
 export type AuditFold = graft.v1.AuditFold;
 export type ManifestPage = Omit<graft.v1.ManifestPage, 'images'> & { images: Full<graft.v1.ImageEntry.$Properties>[] };
-
+export type PredictOptions = graft.v1.PredictOptions.$Properties;
+export type DenseLayer = graft.v1.DenseLayer.$Properties;
+export type PredictHead = Omit<graft.v1.PredictHead, 'layers'> & { layers: Full<graft.v1.DenseLayer.$Properties>[] };
+export type Prediction = Full<graft.v1.Prediction.$Properties>;
+export type PredictionPage = Omit<graft.v1.PredictionPage, 'rows'> & { rows: Prediction[] };
+export type Suggestion = Full<graft.v1.Suggestion.$Properties>;
+export type Suggestions = Omit<graft.v1.Suggestions, 'rows'> & { rows: Suggestion[] };
 
 /** Encodes and decodes one message type, wrapping failures in ProtocolError naming the type. */
 export class MessageCodec<P, T extends P> {
@@ -73,7 +82,10 @@ export class MessageCodec<P, T extends P> {
   }
 }
 
-function codec<P, T extends P>(name: string, type: { create(p?: P): unknown; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): unknown }): MessageCodec<P, T> {
+function codec<P, T extends P>(
+  name: string,
+  type: { create(p?: P): unknown; encode(m: P): { finish(): Uint8Array }; decode(r: Uint8Array): unknown },
+): MessageCodec<P, T> {
   return new MessageCodec<P, T>(name, type);
 }
 
@@ -92,6 +104,9 @@ export const codecs = {
   manifestPage: codec<graft.v1.ManifestPage.$Properties, ManifestPage>('ManifestPage', pb.ManifestPage),
   preparedInput: codec<graft.v1.PreparedInput.$Properties, graft.v1.PreparedInput>('PreparedInput', pb.PreparedInput),
   storedImage: codec<graft.v1.StoredImage.$Properties, graft.v1.StoredImage>('StoredImage', pb.StoredImage),
+  predictHead: codec<graft.v1.PredictHead.$Properties, PredictHead>('PredictHead', pb.PredictHead),
+  predictionPage: codec<graft.v1.PredictionPage.$Properties, PredictionPage>('PredictionPage', pb.PredictionPage),
+  suggestions: codec<graft.v1.Suggestions.$Properties, Suggestions>('Suggestions', pb.Suggestions),
 } as const;
 
 /** Readable names for enum values, for logs and the CLI. */

@@ -188,7 +188,14 @@ export const artifactNames = {
   auditFold: (jobId: string, fold: number) => `${jobId}/audit/fold-${fold}.pb`,
   /** A file of the exported model folder (model.json, weights.bin, graft.json, report.json). */
   modelFile: (jobId: string, file: string) => `${jobId}/${file}`,
+  /** One page of a prediction job's answers (PredictionPage), PREDICTION_PAGE manifest entries each. */
+  predictionPage: (jobId: string, page: number) => `${jobId}/predictions/${page}.pb`,
+  /** A prediction job's photos worth labelling next (Suggestions). */
+  suggestions: (jobId: string) => `${jobId}/suggestions.pb`,
 } as const;
+
+/** Manifest entries per page of a prediction job's answers: a page is about 100 KB at top-5. */
+export const PREDICTION_PAGE = 1000;
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 

@@ -74,8 +74,14 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   const bin = findNatsServer(opts.binary);
   const port = opts.port ?? (await freePort());
   const monitorPort = opts.monitorPort ?? (await freePort());
-  for (const [p, what] of [[port, 'client port'], [monitorPort, 'monitoring port']] as const) {
-    if (!(await isPortFree(p))) throw new Error(`cannot start nats-server: its ${what} 127.0.0.1:${p} is in use (another nats-server, or another program); choose another with --port, or use the running server with --nats URL`);
+  for (const [p, what] of [
+    [port, 'client port'],
+    [monitorPort, 'monitoring port'],
+  ] as const) {
+    if (!(await isPortFree(p)))
+      throw new Error(
+        `cannot start nats-server: its ${what} 127.0.0.1:${p} is in use (another nats-server, or another program); choose another with --port, or use the running server with --nats URL`,
+      );
   }
   // Our server's name: the readiness check connects only to it, never to another on the same port.
   const given = /server_name:\s*([A-Za-z0-9_-]+)/.exec(opts.extraConfig ?? '')?.[1];
@@ -105,7 +111,12 @@ export async function startLocalNats(opts: LocalNatsOptions): Promise<LocalNats>
   for (;;) {
     if (child.exitCode !== null) throw new Error(`nats-server exited with code ${child.exitCode}: ${stderr.trim()}`);
     try {
-      const nc = await connect({ servers: url, timeout: 1000, reconnect: false, ...(opts.extraConfig?.includes('authorization') ? { user: '_probe', pass: '_probe' } : {}) });
+      const nc = await connect({
+        servers: url,
+        timeout: 1000,
+        reconnect: false,
+        ...(opts.extraConfig?.includes('authorization') ? { user: '_probe', pass: '_probe' } : {}),
+      });
       const name = nc.info?.server_name;
       await nc.close();
       if (name !== serverName) throw new Error(`another server (${name}) answers on ${url}`);

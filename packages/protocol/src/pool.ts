@@ -2,7 +2,12 @@
  * Runs fn on every item, at most `limit` at a time: a pool, so one slow item (a big photo, a slow
  * server) holds one slot rather than a whole batch. onDone hears each finished item.
  */
-export async function inPool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>, onDone?: (done: number, total: number) => void): Promise<void> {
+export async function inPool<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+  onDone?: (done: number, total: number) => void,
+): Promise<void> {
   let next = 0;
   let done = 0;
   const worker = async () => {

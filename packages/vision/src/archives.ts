@@ -26,7 +26,8 @@ export async function extractMember(archive: Uint8Array, member: string, origin:
     } catch (err) {
       throw new BackboneError(`${origin} decompresses to over the ${max}-byte limit`, { cause: err });
     }
-    if (tar.length > RATIO_FLOOR && tar.length / archive.length > MAX_RATIO) throw new BackboneError(`${origin} inflates ${Math.round(tar.length / archive.length)}x: refused as a decompression bomb`);
+    if (tar.length > RATIO_FLOOR && tar.length / archive.length > MAX_RATIO)
+      throw new BackboneError(`${origin} inflates ${Math.round(tar.length / archive.length)}x: refused as a decompression bomb`);
     const { extract } = await import('tar-stream');
     const ex = extract();
     const done = new Promise<Uint8Array | undefined>((resolve, reject) => {
@@ -52,7 +53,6 @@ export async function extractMember(archive: Uint8Array, member: string, origin:
   throw new BackboneError(`${origin} is neither a .zip nor a .tgz`);
 }
 
-
 /** The first member of a zip that matches, inflated chunk by chunk under the cap and the ratio. */
 async function zipMember(archive: Uint8Array, matches: (name: string) => boolean, member: string, origin: string, max: number): Promise<Uint8Array> {
   const { Unzip, UnzipInflate } = await import('fflate');
@@ -70,7 +70,8 @@ async function zipMember(archive: Uint8Array, matches: (name: string) => boolean
       else {
         size += data.length;
         if (size > max) problem = `${origin}: ${member} is over the ${max}-byte limit`;
-        else if (size > RATIO_FLOOR && (file.size ?? 0) > 0 && size / (file.size ?? 1) > MAX_RATIO) problem = `${origin}: ${member} inflates over ${MAX_RATIO}x: refused as a decompression bomb`;
+        else if (size > RATIO_FLOOR && (file.size ?? 0) > 0 && size / (file.size ?? 1) > MAX_RATIO)
+          problem = `${origin}: ${member} inflates over ${MAX_RATIO}x: refused as a decompression bomb`;
         else parts.push(data);
       }
       if (problem) file.terminate();

@@ -30,7 +30,8 @@ const ID = /^([0-9a-f]{64})(?:_([a-z]+(?:-[a-z]+)*)_(\d{1,2}))?$/;
 export function parseAugmentSpec(text: string): string {
   const names = [...new Set(text.split(/[,\s-]+/).filter(Boolean))];
   if (names.length === 0) throw new RangeError('no augmentation named: use flip, crop, scale and/or brightness');
-  for (const n of names) if (!(AUGMENTATIONS as readonly string[]).includes(n)) throw new RangeError(`unknown augmentation ${JSON.stringify(n)}: use ${AUGMENTATIONS.join(', ')}`);
+  for (const n of names)
+    if (!(AUGMENTATIONS as readonly string[]).includes(n)) throw new RangeError(`unknown augmentation ${JSON.stringify(n)}: use ${AUGMENTATIONS.join(', ')}`);
   return names.sort().join('-');
 }
 
@@ -74,7 +75,14 @@ export function augmentParams(sha256: string, spec: string, variant: number): { 
  * and limits as decodeImage.
  * @throws ImageError as decodeImage, RangeError for a bad spec.
  */
-export async function decodeAugmented(bytes: Uint8Array, size: number, sha256: string, spec: string, variant: number, limits: DecodeLimits = {}): Promise<Uint8Array> {
+export async function decodeAugmented(
+  bytes: Uint8Array,
+  size: number,
+  sha256: string,
+  spec: string,
+  variant: number,
+  limits: DecodeLimits = {},
+): Promise<Uint8Array> {
   parseAugmentSpec(spec);
   const p = augmentParams(sha256, spec, variant);
   const full = Math.max(size, Math.round(size / p.keep));

@@ -122,7 +122,8 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
     preprocess: 'symmetric',
     dim: 1280,
     weightsSha256: 'e159deb3afa15bc63a53edb3eb31d0d6de1a25f0d8d72d9b8372b5088a902a8a',
-    description: 'MobileNetV2 0.35 224, ImageNet (Keras Applications weights, Apache-2.0), 1280-d. Ships with graft (1.6 MB): about 2.5x cheaper than the default and a few points weaker.',
+    description:
+      'MobileNetV2 0.35 224, ImageNet (Keras Applications weights, Apache-2.0), 1280-d. Ships with graft (1.6 MB): about 2.5x cheaper than the default and a few points weaker.',
   },
   inception_v3_mixed5: {
     id: 'inception_v3_mixed5',
@@ -132,7 +133,8 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
     preprocess: 'unit',
     dim: 768,
     weightsSha256: '8a457f3fdec7db18b16e44323454db0eaeb8f314eda0046b2e293e58a5bfabf4',
-    description: 'InceptionV3 (ImageNet-trained up to mixed5, shipped in nsfwjs@4.4.0), mixed5 pooled, 768-d. Works offline; weaker than a full ImageNet model.',
+    description:
+      'InceptionV3 (ImageNet-trained up to mixed5, shipped in nsfwjs@4.4.0), mixed5 pooled, 768-d. Works offline; weaker than a full ImageNet model.',
   },
   mobilenet_v2: {
     id: 'mobilenet_v2',
@@ -174,7 +176,7 @@ export const CATALOGUE: Readonly<Record<string, BackboneSpec>> = {
     inputSize: 299,
     preprocess: 'none',
     dim: 2048,
-    description: "InceptionV3 of December 2015, ImageNet (the frozen GraphDef retrain.py retrained), pool_3, 2048-d; 88 MB download, converted by graft.",
+    description: 'InceptionV3 of December 2015, ImageNet (the frozen GraphDef retrain.py retrained), pool_3, 2048-d; 88 MB download, converted by graft.',
   },
   inception_2015_12_05: {
     id: 'inception_2015_12_05',
@@ -223,7 +225,8 @@ export function parseBackbone(nameOrUrl: string, overrides: BackboneOverrides = 
     spec.inputSize = overrides.inputSize;
   }
   if (overrides.preprocess !== undefined) {
-    if (!(overrides.preprocess in PREPROCESS)) throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(overrides.preprocess)}`);
+    if (!(overrides.preprocess in PREPROCESS))
+      throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(overrides.preprocess)}`);
     spec.preprocess = overrides.preprocess as Preprocess;
     spec.preprocessGiven = true;
   }
@@ -260,13 +263,27 @@ export function backboneRequest(nameOrUrl: string, overrides: BackboneOverrides 
  */
 export function requestedSpec(ref: BackboneFields): BackboneSpec {
   const name = ref.id && ref.id !== 'custom' ? ref.id : (ref.url ?? '');
-  const spec = parseBackbone(name, { bottleneck: ref.bottleneck ?? undefined, inputSize: ref.inputSize ?? undefined, preprocess: ref.preprocess ?? undefined, inputNode: ref.inputNode ?? undefined });
+  const spec = parseBackbone(name, {
+    bottleneck: ref.bottleneck ?? undefined,
+    inputSize: ref.inputSize ?? undefined,
+    preprocess: ref.preprocess ?? undefined,
+    inputNode: ref.inputNode ?? undefined,
+  });
   return ref.uploadSha256 && spec.id === 'custom' ? { ...spec, uploadSha256: ref.uploadSha256 } : spec;
 }
 
 /** A resolved backbone as it travels in tasks and job records: every field set (a .pb's too). */
 export function resolvedFields(b: ResolvedBackbone): BackboneFields {
-  const f: BackboneFields = { id: b.id, url: b.url, bottleneck: b.bottleneck, inputSize: b.inputSize, preprocess: b.preprocess, fingerprint: b.fingerprint, dim: b.dim, format: b.format };
+  const f: BackboneFields = {
+    id: b.id,
+    url: b.url,
+    bottleneck: b.bottleneck,
+    inputSize: b.inputSize,
+    preprocess: b.preprocess,
+    fingerprint: b.fingerprint,
+    dim: b.dim,
+    format: b.format,
+  };
   if (b.inputNode) f.inputNode = b.inputNode;
   if (b.sourceSha256) f.sourceSha256 = b.sourceSha256;
   return f;
@@ -278,9 +295,11 @@ export function resolvedFields(b: ResolvedBackbone): BackboneFields {
  * @throws BackboneError when the record is not resolved or names an unknown preprocessing.
  */
 export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
-  if (!ref.fingerprint || !ref.url || !ref.inputSize || !ref.dim) throw new BackboneError(`backbone ${JSON.stringify(ref.id ?? '')} is not resolved (no url, input size, dimension or fingerprint)`);
+  if (!ref.fingerprint || !ref.url || !ref.inputSize || !ref.dim)
+    throw new BackboneError(`backbone ${JSON.stringify(ref.id ?? '')} is not resolved (no url, input size, dimension or fingerprint)`);
   const preprocess = ref.preprocess ?? 'unit';
-  if (!(preprocess in PREPROCESS)) throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(preprocess)}`);
+  if (!(preprocess in PREPROCESS))
+    throw new BackboneError(`preprocess must be one of ${Object.keys(PREPROCESS).join(', ')}, got ${JSON.stringify(preprocess)}`);
   return {
     id: ref.id ?? 'custom',
     url: ref.url,
@@ -297,14 +316,18 @@ export function resolvedFromFields(ref: BackboneFields): ResolvedBackbone {
 
 /** Fingerprint over everything that changes the vectors. */
 export function fingerprintOf(weightsSha256: string, spec: Pick<BackboneSpec, 'preprocess' | 'bottleneck' | 'inputSize'>): string {
-  return createHash('sha256')
-    .update([weightsSha256, spec.preprocess, spec.bottleneck, spec.inputSize, RESIZE_METHOD].join('|'))
-    .digest('hex')
-    .slice(0, 16);
+  return createHash('sha256').update([weightsSha256, spec.preprocess, spec.bottleneck, spec.inputSize, RESIZE_METHOD].join('|')).digest('hex').slice(0, 16);
 }
 
 /** A backbone record: the spec, what loading it taught (input size, dimension), and its fingerprint. */
-export function resolvedInfo(spec: BackboneSpec, files: Pick<ModelFiles, 'weightsSha256'>, format: ResolvedBackbone['format'], inputSize: number, dim: number, warning?: string): ResolvedBackbone {
+export function resolvedInfo(
+  spec: BackboneSpec,
+  files: Pick<ModelFiles, 'weightsSha256'>,
+  format: ResolvedBackbone['format'],
+  inputSize: number,
+  dim: number,
+  warning?: string,
+): ResolvedBackbone {
   return {
     id: spec.id,
     url: spec.url,

@@ -46,7 +46,12 @@ export interface FetchedBackbone {
  */
 export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts: LoadBackboneOptions = {}): Promise<FetchedBackbone> {
   if (!spec.mirrors?.length || 'fingerprint' in spec) {
-    const files = await fetchModel(spec.url, { ...opts, upload: spec.uploadSha256, expectWeightsSha256: spec.weightsSha256, graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize, inputNode: spec.inputNode } });
+    const files = await fetchModel(spec.url, {
+      ...opts,
+      upload: spec.uploadSha256,
+      expectWeightsSha256: spec.weightsSha256,
+      graph: { bottleneck: spec.bottleneck, inputSize: spec.inputSize, inputNode: spec.inputNode },
+    });
     if (files.graph && spec.sourceSha256 && files.graph.sha256 !== spec.sourceSha256) {
       throw new BackboneError(`${spec.url} has SHA-256 ${files.graph.sha256}, not the ${spec.sourceSha256} this backbone was resolved from: refusing it`);
     }
@@ -71,7 +76,9 @@ export async function fetchBackbone(spec: BackboneSpec | ResolvedBackbone, opts:
       reasons.push((err as Error).message);
     }
   }
-  throw new BackboneError(`cannot load backbone ${spec.id} from any of its ${sources.length} addresses: ${reasons.join('; ')} (the embedded default, --backbone auto, needs no network)`);
+  throw new BackboneError(
+    `cannot load backbone ${spec.id} from any of its ${sources.length} addresses: ${reasons.join('; ')} (the embedded default, --backbone auto, needs no network)`,
+  );
 }
 
 /**
@@ -98,7 +105,9 @@ export async function backboneFromFiles(f: FetchedBackbone, opts: LoadBackboneOp
   const expected = 'fingerprint' in f.spec ? f.spec.fingerprint : undefined;
   if (expected && backbone.info.fingerprint !== expected) {
     backbone.dispose();
-    throw new BackboneError(`backbone ${f.spec.url} has fingerprint ${backbone.info.fingerprint}, but ${expected} was expected: the weights differ between machines`);
+    throw new BackboneError(
+      `backbone ${f.spec.url} has fingerprint ${backbone.info.fingerprint}, but ${expected} was expected: the weights differ between machines`,
+    );
   }
   return backbone;
 }
@@ -160,7 +169,7 @@ async function tfjsBackbone(spec: BackboneSpec, files: ModelFiles, warning?: str
   const stats = { calls: 0, images: 0 };
   const backbone: Backbone = {
     info,
-    runtime: { name: (backendChoice()?.tfjs ?? tfjsName()) },
+    runtime: { name: backendChoice()?.tfjs ?? tfjsName() },
     stats,
     async embed(images) {
       const out = await tfjsEmbed(model, images, affine);

@@ -111,7 +111,8 @@ export function cudaDeviceOf(gpu: string | undefined): number {
 export async function chooseBackend(opts: BackendOptions): Promise<BackendChoice> {
   const importModule = opts.importModule ?? ((s: string) => import(s));
   const plan = backendPlan(opts.preferred);
-  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
+  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1))
+    throw new RangeError(`threads must be a positive integer, got ${opts.threads}`);
   const skipped: BackendChoice['skipped'] = [];
   let onnx: OnnxPlacement | undefined;
   if (plan[0] === 'onnxruntime') {
@@ -136,7 +137,10 @@ export async function chooseBackend(opts: BackendOptions): Promise<BackendChoice
       opts.log?.(choice);
       return choice;
     } catch (err) {
-      skipped.push({ name, reason: missingReason(c.module ?? name, err, `npm install ${c.module}: its install step downloads libtensorflow; the Docker images have it`) });
+      skipped.push({
+        name,
+        reason: missingReason(c.module ?? name, err, `npm install ${c.module}: its install step downloads libtensorflow; the Docker images have it`),
+      });
       if (strict) throw new Error(`backend ${name} cannot start: ${skipped[skipped.length - 1].reason}`);
     }
   }

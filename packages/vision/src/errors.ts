@@ -3,7 +3,11 @@ export type ImageErrorCode = 'EMPTY' | 'DECODE_FAILED' | 'TOO_LARGE';
 
 /** An image that cannot be used: empty, not an image, corrupt, or over a limit. */
 export class ImageError extends Error {
-  constructor(readonly code: ImageErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: ImageErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'ImageError';
   }

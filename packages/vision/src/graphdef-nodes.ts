@@ -70,7 +70,8 @@ export function constValues(n: NodeDef, origin: string): { dtype: 'float32' | 'i
   const asBytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const content = t.tensorContent && t.tensorContent.length ? t.tensorContent : undefined;
   const check = (bytesPer: number) => {
-    if (content && content.length !== size * bytesPer) throw new BackboneError(`${origin}: Const node ${n.name} has ${content.length} bytes for shape [${shape}] (truncated?)`);
+    if (content && content.length !== size * bytesPer)
+      throw new BackboneError(`${origin}: Const node ${n.name} has ${content.length} bytes for shape [${shape}] (truncated?)`);
   };
   switch (t.dtype) {
     case DataType.DT_FLOAT:
@@ -109,10 +110,14 @@ export function constNode(name: string, values: Float32Array | Int32Array, shape
     name,
     op: 'Const',
     input: [],
-    attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytes, floatVal: [], doubleVal: [], intVal: [], int64Val: [] } } },
+    attr: {
+      dtype: { type: dtype },
+      value: {
+        tensor: { dtype, tensorShape: { dim: shape.map((size) => ({ size })) }, tensorContent: bytes, floatVal: [], doubleVal: [], intVal: [], int64Val: [] },
+      },
+    },
   };
 }
-
 
 /**
  * The integer values of an 8-bit Const (quint8, qint8, uint8, int8), as quantized weights store them.
@@ -124,7 +129,8 @@ export function quantizedValues(n: NodeDef, origin: string): { values: Int32Arra
   const shape = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
   const size = shape.reduce((a, b) => a * b, 1);
   const signed = t.dtype === DataType.DT_QINT8 || t.dtype === DataType.DT_INT8;
-  if (![DataType.DT_QUINT8, DataType.DT_QINT8, DataType.DT_UINT8, DataType.DT_INT8].includes(t.dtype)) throw new BackboneError(`${origin}: ${n.name} is a ${DataType[t.dtype] ?? t.dtype} constant, not 8-bit quantized values`);
+  if (![DataType.DT_QUINT8, DataType.DT_QINT8, DataType.DT_UINT8, DataType.DT_INT8].includes(t.dtype))
+    throw new BackboneError(`${origin}: ${n.name} is a ${DataType[t.dtype] ?? t.dtype} constant, not 8-bit quantized values`);
   const content = t.tensorContent && t.tensorContent.length ? t.tensorContent : undefined;
   let values: Int32Array;
   if (content) {

@@ -7,10 +7,58 @@ import { DataType, attrOf, constNode, floats, nodeOf, quantizedValues, type Attr
 export const AS_IDENTITY = new Set(['CheckNumerics', 'StopGradient', 'Snapshot', 'PreventGradient']);
 /** Ops of image models that TF.js runs (a subset of its converter's list), after graft's rewrites. */
 export const SUPPORTED = new Set([
-  'Const', 'Placeholder', 'Identity', 'Conv2D', 'DepthwiseConv2dNative', 'BiasAdd', 'Add', 'AddV2', 'AddN', 'Sub', 'Mul', 'RealDiv', 'Maximum',
-  'Minimum', 'Relu', 'Relu6', 'LeakyRelu', 'Elu', 'Selu', 'Sigmoid', 'Tanh', 'Softmax', 'Sqrt', 'Rsqrt', 'Square', 'Exp', 'Log', 'MaxPool', 'AvgPool', 'Mean', 'Max',
-  'Concat', 'ConcatV2', 'Reshape', 'Squeeze', 'ExpandDims', 'MatMul', 'FusedBatchNorm', 'FusedBatchNormV3', 'Pad', 'PadV2', 'LRN', 'Cast',
-  'Shape', 'StridedSlice', 'Pack', 'Transpose', 'Slice', 'Split', 'SplitV', 'ResizeBilinear', 'Neg',
+  'Const',
+  'Placeholder',
+  'Identity',
+  'Conv2D',
+  'DepthwiseConv2dNative',
+  'BiasAdd',
+  'Add',
+  'AddV2',
+  'AddN',
+  'Sub',
+  'Mul',
+  'RealDiv',
+  'Maximum',
+  'Minimum',
+  'Relu',
+  'Relu6',
+  'LeakyRelu',
+  'Elu',
+  'Selu',
+  'Sigmoid',
+  'Tanh',
+  'Softmax',
+  'Sqrt',
+  'Rsqrt',
+  'Square',
+  'Exp',
+  'Log',
+  'MaxPool',
+  'AvgPool',
+  'Mean',
+  'Max',
+  'Concat',
+  'ConcatV2',
+  'Reshape',
+  'Squeeze',
+  'ExpandDims',
+  'MatMul',
+  'FusedBatchNorm',
+  'FusedBatchNormV3',
+  'Pad',
+  'PadV2',
+  'LRN',
+  'Cast',
+  'Shape',
+  'StridedSlice',
+  'Pack',
+  'Transpose',
+  'Slice',
+  'Split',
+  'SplitV',
+  'ResizeBilinear',
+  'Neg',
 ]);
 /** Attributes later TensorFlow versions added with defaults, which TF.js expects to be written out. */
 const DEFAULT_ATTRS: Record<string, Record<string, Attr>> = {
@@ -19,7 +67,12 @@ const DEFAULT_ATTRS: Record<string, Record<string, Attr>> = {
 };
 /** The Placeholder graft feeds, where the graph's input (or the end of its decoding head) was. */
 export function inputPlaceholder(name: string, size: number): NodeDef {
-  return { name, op: 'Placeholder', input: [], attr: { dtype: { type: DataType.DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size }, { size }, { size: 3 }] } } } };
+  return {
+    name,
+    op: 'Placeholder',
+    input: [],
+    attr: { dtype: { type: DataType.DT_FLOAT }, shape: { shape: { dim: [{ size: -1 }, { size }, { size }, { size: 3 }] } } },
+  };
 }
 
 /**
@@ -32,8 +85,12 @@ export function rewriteNode(n: NodeDef, byName: Map<string, NodeDef>, origin: st
   if (n.op === 'BatchNormWithGlobalNormalization') return foldBatchNorm(n, inputs, byName, origin);
   if (n.op === 'Dequantize') return [dequantizedConst(n, inputs, byName, origin)];
   // Not fed, a PlaceholderWithDefault passes its default on (retrain.py's BottleneckInputPlaceholder).
-  if (AS_IDENTITY.has(n.op) || n.op === 'PlaceholderWithDefault') return [{ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } }];
-  if (QUANTIZED_COMPUTE.test(n.op)) throw new BackboneError(`${origin}: node ${n.name} is a ${n.op}: graft runs graphs whose weights are quantized (Dequantize of constants, quantize_graph.py "weights" and "weights_rounded" modes, retrain.py's _quantized architectures), not graphs that compute in 8 bits ("eightbit" mode)`);
+  if (AS_IDENTITY.has(n.op) || n.op === 'PlaceholderWithDefault')
+    return [{ name: n.name, op: 'Identity', input: inputs.slice(0, 1), attr: { T: { type: DataType.DT_FLOAT } } }];
+  if (QUANTIZED_COMPUTE.test(n.op))
+    throw new BackboneError(
+      `${origin}: node ${n.name} is a ${n.op}: graft runs graphs whose weights are quantized (Dequantize of constants, quantize_graph.py "weights" and "weights_rounded" modes, retrain.py's _quantized architectures), not graphs that compute in 8 bits ("eightbit" mode)`,
+    );
   if (!SUPPORTED.has(n.op)) throw new BackboneError(`${origin}: node ${n.name} is a ${n.op}, an op graft cannot run in TF.js`);
   return [{ name: n.name, op: n.op, input: inputs, attr: { ...DEFAULT_ATTRS[n.op], ...n.attr } }];
 }
@@ -49,9 +106,11 @@ const QUANTIZED_COMPUTE = /^(QuantizeV2|Quantize|Quantized\w+|Requantize\w*|Requ
  */
 function dequantizedConst(n: NodeDef, inputs: string[], byName: Map<string, NodeDef>, origin: string): NodeDef {
   const [q, lo, hi] = inputs.map((i) => byName.get(nodeOf(i)));
-  if (q?.op !== 'Const' || lo?.op !== 'Const' || hi?.op !== 'Const') throw new BackboneError(`${origin}: Dequantize ${n.name} does not dequantize constants: graft runs only graphs whose weights are quantized`);
+  if (q?.op !== 'Const' || lo?.op !== 'Const' || hi?.op !== 'Const')
+    throw new BackboneError(`${origin}: Dequantize ${n.name} does not dequantize constants: graft runs only graphs whose weights are quantized`);
   const mode = attrOf(n, 'mode')?.s ? new TextDecoder().decode(attrOf(n, 'mode')!.s) : 'MIN_COMBINED';
-  if (mode !== 'MIN_COMBINED' && mode !== 'MIN_FIRST') throw new BackboneError(`${origin}: Dequantize ${n.name} uses mode ${mode}; graft reads MIN_COMBINED and MIN_FIRST`);
+  if (mode !== 'MIN_COMBINED' && mode !== 'MIN_FIRST')
+    throw new BackboneError(`${origin}: Dequantize ${n.name} uses mode ${mode}; graft reads MIN_COMBINED and MIN_FIRST`);
   const { values, shape, signed } = quantizedValues(q, origin);
   const min = floats(lo, origin)[0];
   const max = floats(hi, origin)[0];

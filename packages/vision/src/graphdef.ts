@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { tensorflow } from '../gen/tensorflow.js';
 import { BackboneError } from './errors.js';
-import { DataType, aligned, attrOf, constValues, floats, nodeOf, type Attr, type GraphDef, type NodeDef } from './graphdef-nodes.js';
+import { DataType, aligned, attrOf, constValues, floats, nodeOf, type GraphDef, type NodeDef } from './graphdef-nodes.js';
 import { inputPlaceholder, rewriteNode } from './graphdef-rewrite.js';
 import { RETRAIN_MOBILENET_PREPROCESS, retrainHead } from './retrain-graph.js';
 
@@ -17,7 +17,6 @@ export type { GraphSource } from './model-files.js';
  * by graft's own decoding (a Placeholder where the resized image was), and ops TF.js lacks are
  * rewritten. What the graph does to pixels after that (e.g. (x - 128) / 128) stays in the graph.
  */
-
 
 export interface GraphDefOptions {
   /** Node to cut at. Default `pool_3` when the graph has one, else the candidate {@link inspectGraphDef} finds. */
@@ -77,13 +76,17 @@ function checkConstBudget(graph: GraphDef, fileBytes: number, origin: string): v
     const t = n.attr?.value?.tensor;
     if (!t) continue;
     const dims = (t.tensorShape?.dim ?? []).map((d) => Number(d.size));
-    if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new BackboneError(`${origin}: Const node ${n.name} has shape [${dims.slice(0, 8)}], which no tensor has`);
+    if (dims.some((d) => !Number.isSafeInteger(d) || d < 0))
+      throw new BackboneError(`${origin}: Const node ${n.name} has shape [${dims.slice(0, 8)}], which no tensor has`);
     const elements = dims.reduce((a, b) => a * b, 1);
     const written = t.tensorContent?.length ? 0 : Math.max(t.floatVal.length, t.doubleVal.length, t.intVal.length, t.int64Val.length);
     // Only what is filled in on reading counts: content is in the file already.
     if (t.tensorContent?.length || written >= elements) continue;
     total += elements * 8;
-    if (!(total <= budget)) throw new BackboneError(`${origin}: its constants would fill more than ${formatBytes(budget)} from ${formatBytes(fileBytes)} of file (node ${n.name}: shape [${dims.slice(0, 8)}] from ${written} values): not a model graft reads`);
+    if (!(total <= budget))
+      throw new BackboneError(
+        `${origin}: its constants would fill more than ${formatBytes(budget)} from ${formatBytes(fileBytes)} of file (node ${n.name}: shape [${dims.slice(0, 8)}] from ${written} values): not a model graft reads`,
+      );
   }
 }
 
@@ -139,7 +142,9 @@ export function findInput(graph: GraphDef, byName: Map<string, NodeDef>, o: Grap
     if (feeding) placeholders = placeholders.filter((p) => feeding.has(p.name));
   }
   if (placeholders.length === 1) return need(placeholders[0].name, sizeOf(placeholders[0]), false);
-  throw new BackboneError(`${o.origin}: cannot tell which node takes the image (${placeholders.length} float placeholders, no image decoding): pass --input-node`);
+  throw new BackboneError(
+    `${o.origin}: cannot tell which node takes the image (${placeholders.length} float placeholders, no image decoding): pass --input-node`,
+  );
 }
 
 /** What the graph does to pixels right after its input: Sub/Mul/RealDiv/Add by constants, as a formula. */
@@ -200,7 +205,9 @@ export function convertGraphDef(graph: GraphDef, pbSha256: string, o: GraphDefOp
   const keep = neededNodes(byName, [bottleneck, ...(o.alsoKeep ?? [])], input.name);
   if (!keep.has(input.name)) throw new BackboneError(`${o.origin}: ${bottleneck} does not depend on the input ${input.name}`);
 
-  const rewritten = graph.node.filter((n) => keep.has(n.name)).flatMap((n) => (n.name === input.name ? [inputPlaceholder(n.name, input.size)] : rewriteNode(n, byName, o.origin)));
+  const rewritten = graph.node
+    .filter((n) => keep.has(n.name))
+    .flatMap((n) => (n.name === input.name ? [inputPlaceholder(n.name, input.size)] : rewriteNode(n, byName, o.origin)));
   // Rewrites can leave constants nothing reads (the 8-bit weights of a folded Dequantize): drop them.
   const after = new Map(rewritten.map((n) => [n.name, n]));
   const used = neededNodes(after, [bottleneck, ...(o.alsoKeep ?? [])], input.name);
@@ -263,7 +270,10 @@ function neededNodes(byName: Map<string, NodeDef>, outputs: string[], input: str
 }
 
 /** Const nodes as weights (in graph order, concatenated once) and the other nodes as TF.js reads them. */
-function weightsAndTopology(nodes: NodeDef[], origin: string): { specs: { name: string; shape: number[]; dtype: string }[]; all: Buffer; topology: Record<string, unknown>[] } {
+function weightsAndTopology(
+  nodes: NodeDef[],
+  origin: string,
+): { specs: { name: string; shape: number[]; dtype: string }[]; all: Buffer; topology: Record<string, unknown>[] } {
   const specs: { name: string; shape: number[]; dtype: string }[] = [];
   const parts: Uint8Array[] = [];
   const topology: Record<string, unknown>[] = [];
@@ -273,7 +283,11 @@ function weightsAndTopology(nodes: NodeDef[], origin: string): { specs: { name: 
       specs.push({ name: n.name, shape: v.shape, dtype: v.dtype });
       parts.push(v.bytes);
       const dtype = v.dtype === 'float32' ? 'DT_FLOAT' : 'DT_INT32';
-      topology.push({ name: n.name, op: 'Const', attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: v.shape.map((s) => ({ size: String(s) })) } } } } });
+      topology.push({
+        name: n.name,
+        op: 'Const',
+        attr: { dtype: { type: dtype }, value: { tensor: { dtype, tensorShape: { dim: v.shape.map((s) => ({ size: String(s) })) } } } },
+      });
     } else {
       // The proto's JSON form (camelCase, enums by name, bytes in base64) is what TF.js reads.
       const json = tensorflow.NodeDef.toObject(n as unknown as tensorflow.NodeDef, { enums: String, longs: String, bytes: String });

@@ -12,9 +12,28 @@ import { Agent, fetch as undiciFetch } from 'undici';
 
 /** Loopback, private, link-local (cloud metadata at 169.254.169.254), carrier-grade NAT, multicast and reserved ranges. */
 const PRIVATE = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 3],
+] as const)
+  PRIVATE.addSubnet(net, bits, 'ipv4');
 // IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as its IPv4 in isPrivateAddress (a ::ffff:0:0/96 rule here would match every IPv4).
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const)
+  PRIVATE.addSubnet(net, bits, 'ipv6');
 
 /** Whether an IP address is on this machine or a private network (IPv4-mapped IPv6 judged as its IPv4). */
 export function isPrivateAddress(ip: string): boolean {
@@ -26,7 +45,11 @@ export function isPrivateAddress(ip: string): boolean {
 }
 
 /** Resolves like dns.lookup, refusing private answers: what every public-only connection uses. */
-function publicLookup(hostname: string, options: object, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
+function publicLookup(
+  hostname: string,
+  options: object,
+  callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+): void {
   dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return callback(err, '');
     const list = addresses as LookupAddress[];
@@ -75,6 +98,8 @@ export interface CappedFetchOptions {
   notModifiedOk?: boolean;
   /** Whether addresses on this machine or a private network may be fetched. Default false. */
   allowPrivateHosts?: boolean;
+  /** How the caller allows private hosts, said when one is refused (a flag's name). Default: allow private hosts. */
+  privateHint?: string;
 }
 
 export type FetchFailureKind = 'network' | 'timeout' | 'status' | 'too-large' | 'redirect' | 'private';
@@ -147,16 +172,24 @@ async function followRedirects(url: string, o: CappedFetchOptions): Promise<Answ
   let at = url;
   for (let hop = 0; ; hop++) {
     const target = new URL(at);
-    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new FetchFailure('redirect', `${target.protocol} is not fetched (only http and https)`, false, at);
+    if (target.protocol !== 'http:' && target.protocol !== 'https:')
+      throw new FetchFailure('redirect', `${target.protocol} is not fetched (only http and https)`, false, at);
     // An address written in the URL is never looked up: judge it here.
     const literal = target.hostname.replace(/^\[|\]$/g, '');
-    if (!o.allowPrivateHosts && isIP(literal) && isPrivateAddress(literal)) throw new FetchFailure('private', `${literal} is a private or local address (allow private hosts to fetch it)`, false, at);
+    if (!o.allowPrivateHosts && isIP(literal) && isPrivateAddress(literal))
+      throw new FetchFailure('private', `${literal} is a private or local address (${o.privateHint ?? 'allow private hosts'} to fetch it)`, false, at);
     let res: Answer;
     try {
-      res = await undiciFetch(at, { headers: o.headers, signal: AbortSignal.timeout(o.timeoutMs), redirect: 'manual', dispatcher: o.allowPrivateHosts ? ANYWHERE : PUBLIC_ONLY });
+      res = await undiciFetch(at, {
+        headers: o.headers,
+        signal: AbortSignal.timeout(o.timeoutMs),
+        redirect: 'manual',
+        dispatcher: o.allowPrivateHosts ? ANYWHERE : PUBLIC_ONLY,
+      });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      if (cause?.code === 'EPRIVATE') throw new FetchFailure('private', `${cause.message} (allow private hosts to fetch it)`, false, at, { cause: err });
+      if (cause?.code === 'EPRIVATE')
+        throw new FetchFailure('private', `${cause.message} (${o.privateHint ?? 'allow private hosts'} to fetch it)`, false, at, { cause: err });
       throw networkFailure(err, at, o.timeoutMs);
     }
     if (res.status < 300 || res.status >= 400 || res.status === 304) return Object.defineProperty(res, 'url', { value: at });
@@ -164,7 +197,8 @@ async function followRedirects(url: string, o: CappedFetchOptions): Promise<Answ
     await res.body?.cancel().catch(() => undefined);
     if (!next) throw new FetchFailure('redirect', `HTTP ${res.status} without a Location`, false, at);
     const to = new URL(next, at);
-    if (to.protocol !== 'http:' && to.protocol !== 'https:') throw new FetchFailure('redirect', `it redirects to ${to.protocol} (only http and https are followed)`, false, at);
+    if (to.protocol !== 'http:' && to.protocol !== 'https:')
+      throw new FetchFailure('redirect', `it redirects to ${to.protocol} (only http and https are followed)`, false, at);
     if (hop >= MAX_REDIRECTS) throw new FetchFailure('redirect', `more than ${MAX_REDIRECTS} redirects`, false, at);
     at = to.toString();
   }

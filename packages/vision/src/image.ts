@@ -14,7 +14,8 @@ const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = { maxBytes: 50 * 1024 * 10
 /** Fills the defaults of unset limits. @throws RangeError for a limit that is not a positive integer. */
 export function resolveDecodeLimits(limits: DecodeLimits = {}): Required<DecodeLimits> {
   const r = { maxBytes: limits.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes, maxPixels: limits.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels };
-  for (const k of ['maxBytes', 'maxPixels'] as const) if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`limits.${k} must be a positive integer, got ${r[k]}`);
+  for (const k of ['maxBytes', 'maxPixels'] as const)
+    if (!Number.isInteger(r[k]) || r[k] < 1) throw new RangeError(`limits.${k} must be a positive integer, got ${r[k]}`);
   return r;
 }
 
@@ -59,7 +60,11 @@ export async function decodeResized(bytes: Uint8Array, size: number, limits: Dec
   if (bytes.byteLength > maxBytes) throw new ImageError('TOO_LARGE', `file is ${bytes.byteLength} bytes, over the ${maxBytes}-byte limit`);
   const full = window?.full ?? size;
   try {
-    let img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' }).rotate().toColourspace('srgb').removeAlpha().resize(full, full, { fit: 'fill', kernel: 'linear' });
+    let img = sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+      .rotate()
+      .toColourspace('srgb')
+      .removeAlpha()
+      .resize(full, full, { fit: 'fill', kernel: 'linear' });
     if (window && full > size) img = img.extract({ left: window.left, top: window.top, width: size, height: size });
     if (window?.flip) img = img.flop();
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });

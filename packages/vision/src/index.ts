@@ -1,6 +1,18 @@
 export { initBackend, chooseBackend, backendChoice, backendPlan, cudaDeviceOf, BACKEND_NAMES, TFJS_BACKEND_NAMES } from './backend.js';
 export type { BackendName, BackendChoice, BackendOptions, OnnxPlacement, TfjsBackendName } from './backend.js';
-export { CATALOGUE, DEFAULT_ID, PREPROCESS, RESIZE_METHOD, fingerprintOf, uniformAffine, parseBackbone, backboneRequest, requestedSpec, resolvedFields, resolvedFromFields } from './backbone-record.js';
+export {
+  CATALOGUE,
+  DEFAULT_ID,
+  PREPROCESS,
+  RESIZE_METHOD,
+  fingerprintOf,
+  uniformAffine,
+  parseBackbone,
+  backboneRequest,
+  requestedSpec,
+  resolvedFields,
+  resolvedFromFields,
+} from './backbone-record.js';
 export type { BackboneSpec, ResolvedBackbone, BackboneFields, BackboneOverrides, ChannelAffine, Preprocess } from './backbone-record.js';
 export { loadBackbone, fetchBackbone, backboneFromFiles, runtimeLabel } from './backbone.js';
 export type { Backbone, BackboneRuntime, FetchedBackbone, LoadBackboneOptions } from './backbone.js';
@@ -25,9 +37,22 @@ export { inspectModel } from './inspect.js';
 export type { Inspection, InspectedNode } from './inspect.js';
 export { AUGMENTATIONS, MAX_AUGMENT_COPIES, parseAugmentSpec, augmentedId, parseImageId, isAugmentedId, augmentParams, decodeAugmented } from './augment.js';
 export type { Augmentation } from './augment.js';
-export { OnnxBuilder, OPSET, IR_VERSION, DataType as OnnxDataType, int as onnxInt, ints as onnxInts, float as onnxFloat, str as onnxStr, tensorProto } from './onnx/onnx-builder.js';
+export {
+  OnnxBuilder,
+  OPSET,
+  IR_VERSION,
+  DataType as OnnxDataType,
+  int as onnxInt,
+  ints as onnxInts,
+  float as onnxFloat,
+  str as onnxStr,
+  tensorProto,
+} from './onnx/onnx-builder.js';
 export type { AttrValue as OnnxAttrValue, Dim as OnnxDim } from './onnx/onnx-builder.js';
 export { backboneOnnx, PIXELS, VECTORS } from './onnx/backbone-onnx.js';
+export { withHead, PROBABILITIES } from './onnx/with-head.js';
+export type { DenseSpec } from './onnx/with-head.js';
+export { backboneGraph, classifierGraph, runClassifierGraph } from './onnx/backbone-export.js';
 export type { TfjsSource, BackboneGraphOptions } from './onnx/backbone-onnx.js';
 export { ConversionError, TfOps, affinePixels } from './onnx/tf-ops.js';
 export { openOnnxSession, OnnxRuntimeError } from './onnx/onnx-session.js';
@@ -37,3 +62,5 @@ export { CONVERTER_VERSION } from './onnx/conversion-cache.js';
 export { describeOnnx, readOnnx, MIN_OPSET } from './onnx/onnx-models.js';
 export type { OnnxDescription } from './onnx/onnx-models.js';
 export { onnx } from '../gen/onnx.js';
+export { retrainOutputGraph, bottleneckRank, RETRAIN_OUTPUT } from './retrain-export.js';
+export { graphDefSource, readGraphDefBytes } from './model-source.js';

@@ -26,13 +26,21 @@ export interface Inspection {
   format: 'graphdef' | 'graph-model' | 'layers-model' | 'onnx';
   nodes: InspectedNode[];
   /** Where graft feeds the model, and what the graph does to pixels itself (or, when it does none, the convention graft follows and why). */
-  input?: { name: string; size: number; preprocessing?: string; suggestedPreprocessing?: { name: string; formula: string; why: string }; decodingReplaced: boolean };
+  input?: {
+    name: string;
+    size: number;
+    preprocessing?: string;
+    suggestedPreprocessing?: { name: string; formula: string; why: string };
+    decodingReplaced: boolean;
+  };
   /** A retrain.py output graph: its head (final_result, classes) and the bottleneck it reads. */
   retrain?: { output: string; classes: number; dim: number; bottleneck: string };
   /** An ONNX model: the layout of its input, and the classifier graft cuts off (and its classes, when its weights say). */
   onnx?: { layout: 'nchw' | 'nhwc'; opset: number; producer: string; classifier?: { node: string; op: string; classes?: number } };
   /** Likely bottlenecks, best first: the pooled output before the classifier. */
   bottleneckCandidates: string[];
+  /** A catalogue backbone: where graft cuts it (its entry's bottleneck, '' = the model's output), whatever the candidates are. */
+  catalogue?: { id: string; bottleneck: string };
   /** Why shapes are missing, when they are. */
   note?: string;
 }
@@ -47,7 +55,20 @@ export async function inspectModel(nameOrUrl: string, opts: FetchModelOptions & 
   if (!CATALOGUE[nameOrUrl] && !/^(file|https?|embedded):/.test(nameOrUrl) && !existsSync(nameOrUrl)) {
     throw new BackboneError(`${nameOrUrl}: no such model file here, and not a catalogue name (${Object.keys(CATALOGUE).join(', ')})`);
   }
-  const url = CATALOGUE[nameOrUrl]?.url ?? toUrl(nameOrUrl);
+  const entry = CATALOGUE[nameOrUrl];
+  const url = entry?.url ?? toUrl(nameOrUrl);
+  const r = await inspectUrl(url, opts);
+  if (!entry) return r;
+  // The catalogue says where graft cuts its own backbones: that is the cut, first among the candidates.
+  const cut = entry.bottleneck || r.nodes.at(-1)?.name || '';
+  return {
+    ...r,
+    catalogue: { id: nameOrUrl, bottleneck: cut },
+    bottleneckCandidates: [cut, ...r.bottleneckCandidates.filter((c) => c !== cut)].filter(Boolean),
+  };
+}
+
+async function inspectUrl(url: string, opts: FetchModelOptions & { inputSize?: number; inputNode?: string }): Promise<Inspection> {
   if (graphDefSource(url)) return inspectGraphDef(readGraphDef(await readGraphDefBytes(url, opts), url), url, opts);
   const files = await fetchModel(url, opts);
   if (isOnnxModel(files)) return inspectOnnx(files, opts.inputSize);
@@ -80,7 +101,11 @@ async function inspectOnnx(files: ModelFiles, inputSize?: number): Promise<Inspe
 
 async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSize?: number; inputNode?: string }): Promise<Inspection> {
   // Constants show their own shape; other nodes the shape a run gives them.
-  const nodes: InspectedNode[] = graph.node.map((n) => ({ name: n.name, op: n.op, shape: n.op === 'Const' ? (n.attr.value?.tensor?.tensorShape?.dim ?? []).map((d) => Number(d.size)) : null }));
+  const nodes: InspectedNode[] = graph.node.map((n) => ({
+    name: n.name,
+    op: n.op,
+    shape: n.op === 'Const' ? (n.attr.value?.tensor?.tensorShape?.dim ?? []).map((d) => Number(d.size)) : null,
+  }));
   const candidates = bottleneckCandidates(graph);
   const out: Inspection = { origin, format: 'graphdef', nodes, bottleneckCandidates: candidates };
   const head = retrainHead(graph);
@@ -89,7 +114,13 @@ async function inspectGraphDef(graph: GraphDef, origin: string, opts: { inputSiz
     const input = findInput(graph, new Map(graph.node.map((n) => [n.name, n])), { origin, inputSize: opts.inputSize, inputNode: opts.inputNode });
     const fed = downstreamOf(graph, input.name);
     const files = convertGraphDef(graph, '', { origin, inputNode: input.name, inputSize: input.size, bottleneck: fed[fed.length - 1], alsoKeep: fed });
-    out.input = { name: input.name, size: input.size, preprocessing: files.graph.preprocessing, decodingReplaced: input.pixelsIn, ...(files.graph.suggestedPreprocess ? { suggestedPreprocessing: files.graph.suggestedPreprocess } : {}) };
+    out.input = {
+      name: input.name,
+      size: input.size,
+      preprocessing: files.graph.preprocessing,
+      decodingReplaced: input.pixelsIn,
+      ...(files.graph.suggestedPreprocess ? { suggestedPreprocessing: files.graph.suggestedPreprocess } : {}),
+    };
     const shapes = await runForShapes(files, input.size, fed);
     for (const n of nodes) n.shape = shapes.get(n.name) ?? n.shape;
   } catch (err) {
@@ -105,11 +136,17 @@ async function inspectGraphModel(files: ModelFiles, inputSize?: number): Promise
   const out: Inspection = { origin: files.origin, format: 'graph-model', nodes, bottleneckCandidates: bottleneckCandidates(asGraph) };
   try {
     const placeholder = topo.find((n) => n.op === 'Placeholder');
-    const dims = (placeholder as { attr?: { shape?: { shape?: { dim?: { size: string }[] } } } } | undefined)?.attr?.shape?.shape?.dim?.map((d) => Number(d.size));
+    const dims = (placeholder as { attr?: { shape?: { shape?: { dim?: { size: string }[] } } } } | undefined)?.attr?.shape?.shape?.dim?.map((d) =>
+      Number(d.size),
+    );
     const size = inputSize || (dims && dims[1] > 0 ? dims[1] : 0);
     if (!placeholder || !size) throw new BackboneError('the input size is not in the model: pass --input-size');
     out.input = { name: placeholder.name, size, decodingReplaced: false };
-    const shapes = await runForShapes(files, size, topo.filter((n) => n.op !== 'Const' && n.op !== 'Placeholder').map((n) => n.name));
+    const shapes = await runForShapes(
+      files,
+      size,
+      topo.filter((n) => n.op !== 'Const' && n.op !== 'Placeholder').map((n) => n.name),
+    );
     for (const n of nodes) n.shape = shapes.get(n.name) ?? (n.name === placeholder.name ? [1, size, size, 3] : null);
   } catch (err) {
     out.note = `shapes not computed: ${(err as Error).message}`;

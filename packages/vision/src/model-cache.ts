@@ -71,7 +71,6 @@ export async function readCache(dir: string, onWarning?: (message: string) => vo
   }
 }
 
-
 /** A cache entry's file name for a weights path (the path flattened). */
 export function safeName(p: string): string {
   return p.replace(/[^A-Za-z0-9._-]/g, '_');

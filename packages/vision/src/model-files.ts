@@ -77,7 +77,14 @@ export function shardPaths(json: ModelJson, origin: string): string[] {
   assertModelJson(json, origin);
   const paths = json.weightsManifest.flatMap((g) => g.paths);
   for (const p of paths) {
-    if (typeof p !== 'string' || !p || p.startsWith('/') || p.includes('\\') || /^[a-z][a-z0-9+.-]*:/i.test(p) || p.split('/').some((seg) => seg === '..' || seg === '.')) {
+    if (
+      typeof p !== 'string' ||
+      !p ||
+      p.startsWith('/') ||
+      p.includes('\\') ||
+      /^[a-z][a-z0-9+.-]*:/i.test(p) ||
+      p.split('/').some((seg) => seg === '..' || seg === '.')
+    ) {
       throw new BackboneError(`model.json names a weights file ${JSON.stringify(p)} outside its folder: refusing it`);
     }
   }
@@ -100,7 +107,6 @@ export function onnxFiles(bytes: Uint8Array, origin: string): ModelFiles {
 export function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
-
 
 /**
  * A model as two blobs: model.json (naming one weights file, weights.bin) and the weights,

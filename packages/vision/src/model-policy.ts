@@ -51,7 +51,10 @@ export interface FetchModelOptions {
 }
 /** @throws BackboneError when these options do not allow local model files. */
 export function refuseUnlessFilesAllowed(url: string, opts: Pick<FetchModelOptions, 'allowFiles'>): void {
-  if (!(opts.allowFiles ?? DEFAULT_ALLOW_MODEL_FILES)) throw new BackboneError(`model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`);
+  if (!(opts.allowFiles ?? DEFAULT_ALLOW_MODEL_FILES))
+    throw new BackboneError(
+      `model ${url} is a local file, and this process loads local models only when its operator allows it (graft coordinator --allow-model-files)`,
+    );
 }
 
 /** The largest model these options accept, bytes. */

@@ -95,7 +95,10 @@ async function readOnnxModel(url: string, opts: FetchModelOptions): Promise<Mode
   const { bytes } = await download(url, opts.timeoutMs ?? 120_000, url.split('/').pop() ?? 'model.onnx', { left: max, max }, opts);
   const files = onnxFiles(bytes, url);
   const { modelJson, weights } = modelBundle(files);
-  await writeCache(dir, url, [['model.json', modelJson], ['model.onnx', weights]]);
+  await writeCache(dir, url, [
+    ['model.json', modelJson],
+    ['model.onnx', weights],
+  ]);
   return files;
 }
 
@@ -157,7 +160,13 @@ export async function localModelUpload(url: string, maxBytes = DEFAULT_MAX_MODEL
 async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: FetchModelOptions): Promise<ModelFiles> {
   const cut = { bottleneck: opts.graph?.bottleneck || undefined, inputSize: opts.graph?.inputSize || undefined, inputNode: opts.graph?.inputNode || undefined };
   const remote = /^https?:/.test(src.fileUrl);
-  const dir = join(opts.cacheDir ?? defaultCacheDir(), createHash('sha256').update(`${url}|${cut.bottleneck ?? ''}|${cut.inputSize ?? ''}|${cut.inputNode ?? ''}`).digest('hex').slice(0, 24));
+  const dir = join(
+    opts.cacheDir ?? defaultCacheDir(),
+    createHash('sha256')
+      .update(`${url}|${cut.bottleneck ?? ''}|${cut.inputSize ?? ''}|${cut.inputNode ?? ''}`)
+      .digest('hex')
+      .slice(0, 24),
+  );
   if (remote) {
     const cached = await readCache(dir, opts.onWarning);
     if (cached) return { ...cached, origin: url, graph: cached.json.graftGraphSource as GraphSource };
@@ -165,7 +174,10 @@ async function readGraphDefModel(url: string, src: { fileUrl: string }, opts: Fe
   const files = graphDefModel(await readGraphDefBytes(url, opts), { ...cut, origin: url });
   if (remote) {
     const { modelJson, weights } = modelBundle(files);
-    await writeCache(dir, url, [['model.json', modelJson], ['weights.bin', weights]]);
+    await writeCache(dir, url, [
+      ['model.json', modelJson],
+      ['weights.bin', weights],
+    ]);
   }
   return files;
 }
@@ -254,11 +266,23 @@ async function readHttp(url: string, opts: FetchModelOptions): Promise<ModelFile
  * byte budget (all its files together).
  * @throws BackboneError naming the URL and why.
  */
-async function download(url: string, timeoutMs: number, label: string, budget: { left: number; max: number }, opts: Pick<FetchModelOptions, 'onProgress' | 'allowPrivateHosts'>): Promise<{ bytes: Uint8Array; url: string }> {
+async function download(
+  url: string,
+  timeoutMs: number,
+  label: string,
+  budget: { left: number; max: number },
+  opts: Pick<FetchModelOptions, 'onProgress' | 'allowPrivateHosts'>,
+): Promise<{ bytes: Uint8Array; url: string }> {
   const onProgress = opts.onProgress;
   let got;
   try {
-    got = await fetchCapped(url, { timeoutMs, maxBytes: budget.left, limitBytes: budget.max, allowPrivateHosts: opts.allowPrivateHosts ?? false });
+    got = await fetchCapped(url, {
+      timeoutMs,
+      maxBytes: budget.left,
+      limitBytes: budget.max,
+      allowPrivateHosts: opts.allowPrivateHosts ?? false,
+      privateHint: 'graft coordinator --allow-private-model-hosts',
+    });
   } catch (err) {
     if (!(err instanceof FetchFailure)) throw err;
     const what = err.kind === 'too-large' ? `the model is ${err.message}` : err.message;

@@ -37,7 +37,13 @@ export function tfjsUpload(files: ModelFiles): ModelUpload {
   const json = { ...files.json, weightsManifest: [{ paths: [files.weightsSha256], weights: files.json.weightsManifest.flatMap((g) => g.weights) }] };
   const modelJson = new TextEncoder().encode(JSON.stringify(json));
   const sha256 = sha256Hex(modelJson);
-  return { sha256, blobs: [{ sha256: files.weightsSha256, bytes: weights, what: 'weights' }, { sha256, bytes: modelJson, what: 'model.json' }] };
+  return {
+    sha256,
+    blobs: [
+      { sha256: files.weightsSha256, bytes: weights, what: 'weights' },
+      { sha256, bytes: modelJson, what: 'model.json' },
+    ],
+  };
 }
 
 /**

@@ -26,7 +26,11 @@ export interface RetrainHead {
 }
 
 /** The MobileNet preprocessing retrain.py used when the graph has none: (x - 127.5) / 127.5. */
-export const RETRAIN_MOBILENET_PREPROCESS = { name: 'symmetric', formula: '(x - 127.5) / 127.5', why: "retrain.py's MobileNet convention (input_mean = input_std = 127.5), not written in the graph" } as const;
+export const RETRAIN_MOBILENET_PREPROCESS = {
+  name: 'symmetric',
+  formula: '(x - 127.5) / 127.5',
+  why: "retrain.py's MobileNet convention (input_mean = input_std = 127.5), not written in the graph",
+} as const;
 
 /** retrain.py's head, or undefined when the graph has none. */
 export function retrainHead(graph: GraphDef): RetrainHead | undefined {
@@ -75,6 +79,7 @@ export function retrainHeadWeights(graph: GraphDef, head: RetrainHead, origin: s
   };
   const kernel = value(head.weights);
   const bias = value(head.biases);
-  if (kernel.length !== head.dim * head.classes || bias.length !== head.classes) throw new BackboneError(`${origin}: retrain.py's head has ${kernel.length} weights and ${bias.length} biases for [${head.dim}, ${head.classes}]`);
+  if (kernel.length !== head.dim * head.classes || bias.length !== head.classes)
+    throw new BackboneError(`${origin}: retrain.py's head has ${kernel.length} weights and ${bias.length} biases for [${head.dim}, ${head.classes}]`);
   return { kernel, bias };
 }

@@ -39,9 +39,15 @@
       await loadScript('model.js').catch(() => undefined);
       const e = window.GRAFT_EMBEDDED;
       if (!e) throw new Error('this model is too large to open from a file: run  graft serve MODEL_DIR  and open the address it prints');
-      const artifacts = { modelTopology: e.model.modelTopology, weightSpecs: e.model.weightsManifest.flatMap((g) => g.weights), weightData: fromBase64(e.weights).buffer, format: e.model.format };
+      const artifacts = {
+        modelTopology: e.model.modelTopology,
+        weightSpecs: e.model.weightsManifest.flatMap((g) => g.weights),
+        weightData: fromBase64(e.weights).buffer,
+        format: e.model.format,
+      };
       state.config = e.config;
-      state.model = e.config.format === 'graph-model' ? await tf.loadGraphModel(tf.io.fromMemory(artifacts)) : await tf.loadLayersModel(tf.io.fromMemory(artifacts));
+      state.model =
+        e.config.format === 'graph-model' ? await tf.loadGraphModel(tf.io.fromMemory(artifacts)) : await tf.loadLayersModel(tf.io.fromMemory(artifacts));
     } else {
       state.config = await (await fetch('graft-web.json')).json();
       // An absolute URL: TF.js finds weights.bin beside model.json from it.
@@ -68,7 +74,9 @@
       const x = tf.browser.fromPixels(canvas, 3).toFloat().expandDims(0);
       return state.model.predict(x).dataSync();
     });
-    const top = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]).slice(0, 5);
+    const top = Array.from(probs.keys())
+      .sort((a, b) => probs[b] - probs[a])
+      .slice(0, 5);
     const list = $('predictions');
     list.replaceChildren(
       ...top.map((i) => {

@@ -36,22 +36,36 @@ export function auditSection(a: AuditReport | undefined, thumbs: ReadonlyMap<str
   if (!a) return '';
   const issues = a.labelIssues
     .slice(0, AUDIT_SHOWN)
-    .map((l) => `<div class="finding label-issue">${photo(l, `${l.label} → ${l.suggested}`, thumbs)}<div class="muted">given ${pct(l.selfConfidence)}<br>${esc(l.suggested)} ${pct(l.suggestedProbability)}</div></div>`)
+    .map(
+      (l) =>
+        `<div class="finding label-issue">${photo(l, `${l.label} → ${l.suggested}`, thumbs)}<div class="muted">given ${pct(l.selfConfidence)}<br>${esc(l.suggested)} ${pct(l.suggestedProbability)}</div></div>`,
+    )
     .join('');
   const groups = a.duplicates
     .slice(0, AUDIT_SHOWN)
-    .map((g) => `<div class="pair duplicate"><h3>${g.kind} duplicates <span class="muted">${g.photos.length} photos, similarity ≥ ${g.similarity.toFixed(3)}${g.conflictingLabels ? ', <b>conflicting labels</b>' : ''}</span></h3><div class="thumbs">${g.photos.slice(0, 6).map((p) => photo(p, `${p.label} · ${p.split}`, thumbs)).join('')}</div></div>`)
+    .map(
+      (g) =>
+        `<div class="pair duplicate"><h3>${g.kind} duplicates <span class="muted">${g.photos.length} photos, similarity ≥ ${g.similarity.toFixed(3)}${g.conflictingLabels ? ', <b>conflicting labels</b>' : ''}</span></h3><div class="thumbs">${g.photos
+          .slice(0, 6)
+          .map((p) => photo(p, `${p.label} · ${p.split}`, thumbs))
+          .join('')}</div></div>`,
+    )
     .join('');
   const leaks = a.leaks.pairs
     .slice(0, AUDIT_SHOWN)
-    .map((p) => `<div class="pair leak"><h3>${esc(p.a.split)} ↔ ${esc(p.b.split)} <span class="muted">${p.kind}, ${p.similarity.toFixed(3)}</span></h3><div class="thumbs">${photo(p.a, `${p.a.label} · ${p.a.split}`, thumbs)}${photo(p.b, `${p.b.label} · ${p.b.split}`, thumbs)}</div></div>`)
+    .map(
+      (p) =>
+        `<div class="pair leak"><h3>${esc(p.a.split)} ↔ ${esc(p.b.split)} <span class="muted">${p.kind}, ${p.similarity.toFixed(3)}</span></h3><div class="thumbs">${photo(p.a, `${p.a.label} · ${p.a.split}`, thumbs)}${photo(p.b, `${p.b.label} · ${p.b.split}`, thumbs)}</div></div>`,
+    )
     .join('');
   const outliers = a.outliers
     .slice(0, AUDIT_SHOWN)
     .map((o) => `<div class="finding outlier">${photo(o, o.label, thumbs)}<div class="muted">z ${o.z.toFixed(1)}</div></div>`)
     .join('');
   const t = a.leaks.testAccuracy;
-  const leakNote = t ? ` Test accuracy ${pct(t.all)} on ${t.testPhotos} photos, ${pct(t.withoutLeaked)} without the ${a.leaks.leakedTestPhotos} leaked ones.` : '';
+  const leakNote = t
+    ? ` Test accuracy ${pct(t.all)} on ${t.testPhotos} photos, ${pct(t.withoutLeaked)} without the ${a.leaks.leakedTestPhotos} leaked ones.`
+    : '';
   return (
     `<section id="audit"><h2>Audit <span class="muted">(${a.photos} photos, ${a.options.folds} folds, ${a.seconds.toFixed(1)} s, from the cached vectors; ${esc(a.method)})</span></h2>` +
     `<h3 id="audit-label-issues">Likely label errors: ${a.labelIssues.length} <span class="muted">(out-of-sample accuracy ${pct(a.outOfSampleAccuracy)}; given → suggested)</span></h3><div class="thumbs">${issues || '<span class="muted">none</span>'}</div>${more(a.labelIssues.length)}` +

@@ -3,8 +3,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { loadHeadModel, predict, type ModelFolder } from '@graft/head';
-import { PREPROCESS, backboneFromFiles, cutAt, isGraphModel, isOnnxModel, modelArtifacts, uniformAffine, type ChannelAffine, type ModelFiles } from '@graft/vision';
+import { HeadLayerError, headLayers as folderHeadLayers, type ModelFolder } from '@graft/head';
+import { PREPROCESS, cutAt, isGraphModel, isOnnxModel, modelArtifacts, uniformAffine, type ChannelAffine, type ModelFiles } from '@graft/vision';
+
+import { compareWithClassifier, type WebModel } from './bundle-check.js';
+
+export type { WebModel } from './bundle-check.js';
 
 /*
  * The browser bundle: backbone and head as ONE TF.js model (RGB pixels 0..255 in, class
@@ -21,13 +25,6 @@ export const EMBED_LIMIT_BYTES = 40 * 1024 * 1024;
 
 /** Largest difference from graft classify's probabilities a bundle may have (checked when it is built). */
 export const BUNDLE_TOLERANCE = 1e-3;
-
-/** One TF.js model: model.json's content and its weights. */
-export interface WebModel {
-  format: 'layers-model' | 'graph-model';
-  json: Record<string, unknown>;
-  weights: Uint8Array;
-}
 
 /** What writeWebBundle wrote. */
 export interface WebBundle {
@@ -49,20 +46,14 @@ export class BundleError extends Error {
 const ASSETS = join(dirname(fileURLToPath(import.meta.url)), '..', 'assets');
 const require = createRequire(import.meta.url);
 
-type DenseLayer = { kernel: Float32Array; bias: Float32Array; inputs: number; units: number; activation: 'relu' | 'softmax' };
-
-/** The head's dense layers (a hidden ReLU layer, then the softmax), standardisation already folded in. */
-async function headLayers(folder: ModelFolder): Promise<DenseLayer[]> {
-  const head = await loadHeadModel(folder);
-  const out: DenseLayer[] = [];
-  for (const layer of head.layers) {
-    const [k, b] = layer.getWeights();
-    const activation = (layer.getConfig() as { activation?: string }).activation;
-    if (activation !== 'relu' && activation !== 'softmax') throw new BundleError(`head layer ${layer.name} has activation ${activation}: the bundle knows relu and softmax`);
-    out.push({ kernel: (await k.data()) as Float32Array, bias: (await b.data()) as Float32Array, inputs: k.shape[0]!, units: k.shape[1]!, activation });
+/** The head's dense layers; a layer the bundle cannot carry is a BundleError. */
+async function headLayers(folder: ModelFolder): ReturnType<typeof folderHeadLayers> {
+  try {
+    return await folderHeadLayers(folder);
+  } catch (err) {
+    if (err instanceof HeadLayerError) throw new BundleError(err.message);
+    throw err;
   }
-  head.dispose();
-  return out;
 }
 
 /** Saves a layers model as model.json content plus one weights buffer. */
@@ -77,7 +68,13 @@ async function saveLayers(model: tf.LayersModel): Promise<WebModel> {
   const a = saved!;
   return {
     format: 'layers-model',
-    json: { format: 'layers-model', generatedBy: a.generatedBy, convertedBy: 'graft', modelTopology: a.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] },
+    json: {
+      format: 'layers-model',
+      generatedBy: a.generatedBy,
+      convertedBy: 'graft',
+      modelTopology: a.modelTopology,
+      weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
+    },
     weights: new Uint8Array(a.weightData as ArrayBuffer),
   };
 }
@@ -86,11 +83,16 @@ async function saveLayers(model: tf.LayersModel): Promise<WebModel> {
 function preprocessLayer(a: ChannelAffine): tf.layers.Layer {
   const u = uniformAffine(a);
   if (u) return tf.layers.rescaling({ ...u, name: 'graft_preprocess' });
-  return tf.layers.depthwiseConv2d({ kernelSize: 1, useBias: true, name: 'graft_preprocess', weights: [tf.tensor4d([...a.scale], [1, 1, 3, 1]), tf.tensor1d([...a.offset])] });
+  return tf.layers.depthwiseConv2d({
+    kernelSize: 1,
+    useBias: true,
+    name: 'graft_preprocess',
+    weights: [tf.tensor4d([...a.scale], [1, 1, 3, 1]), tf.tensor1d([...a.offset])],
+  });
 }
 
 async function layersBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
-  const spec = folder.manifest.backbone;
+  const spec = folder.card.backbone;
   const layers = await headLayers(folder);
   const backbone = await tf.loadLayersModel(tf.io.fromMemory(modelArtifacts(files)));
   const cut = cutAt(backbone, spec.bottleneck, files.origin);
@@ -138,7 +140,7 @@ function weightBytes(w: WeightSpec): number {
 type HeadConst = { name: string; values: Float32Array | Int32Array; shape: number[] };
 
 /** What the graph itself says: its input, its bottleneck, and the bottleneck's rank and size (one probe run). */
-async function probeGraph(spec: ModelFolder['manifest']['backbone'], files: ModelFiles): Promise<{ input: string; bottleneck: string; rank: number; dim: number }> {
+async function probeGraph(spec: ModelFolder['card']['backbone'], files: ModelFiles): Promise<{ input: string; bottleneck: string; rank: number; dim: number }> {
   const S = spec.inputSize;
   const loaded = await tf.loadGraphModel(tf.io.fromMemory(modelArtifacts(files)));
   const input = spec.inputNode || loaded.inputs[0].name.replace(/:0$/, '');
@@ -155,7 +157,11 @@ async function probeGraph(spec: ModelFolder['manifest']['backbone'], files: Mode
  * The nodes graft adds to a graph: the image placeholder and its preprocessing, pooling (or flattening)
  * of the bottleneck, and the head's dense layers ending in graft/probabilities; with their constants.
  */
-function graftNodes(spec: ModelFolder['manifest']['backbone'], layers: Awaited<ReturnType<typeof headLayers>>, g: { bottleneck: string; rank: number; dim: number }): { added: GraphNode[]; headConsts: HeadConst[] } {
+function graftNodes(
+  spec: ModelFolder['card']['backbone'],
+  layers: Awaited<ReturnType<typeof headLayers>>,
+  g: { bottleneck: string; rank: number; dim: number },
+): { added: GraphNode[]; headConsts: HeadConst[] } {
   const S = spec.inputSize;
   const scale = PREPROCESS[spec.preprocess];
   const added: GraphNode[] = [
@@ -171,11 +177,21 @@ function graftNodes(spec: ModelFolder['manifest']['backbone'], layers: Awaited<R
     { name: 'graft/offset', values: Float32Array.from(scale.offset), shape: [3] },
   ];
   if (g.rank === 4) {
-    added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), { name: 'graft/pool', op: 'Mean', input: [g.bottleneck, 'graft/pool_axes'], attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } } });
+    added.push(constNode('graft/pool_axes', 'DT_INT32', [2]), {
+      name: 'graft/pool',
+      op: 'Mean',
+      input: [g.bottleneck, 'graft/pool_axes'],
+      attr: { T: FLOAT, Tidx: { type: 'DT_INT32' }, keep_dims: { b: false } },
+    });
     headConsts.push({ name: 'graft/pool_axes', values: Int32Array.of(1, 2), shape: [2] });
     features = 'graft/pool';
   } else if (g.rank !== 2) {
-    added.push(constNode('graft/flat_shape', 'DT_INT32', [2]), { name: 'graft/flat', op: 'Reshape', input: [g.bottleneck, 'graft/flat_shape'], attr: { T: FLOAT, Tshape: { type: 'DT_INT32' } } });
+    added.push(constNode('graft/flat_shape', 'DT_INT32', [2]), {
+      name: 'graft/flat',
+      op: 'Reshape',
+      input: [g.bottleneck, 'graft/flat_shape'],
+      attr: { T: FLOAT, Tshape: { type: 'DT_INT32' } },
+    });
     headConsts.push({ name: 'graft/flat_shape', values: Int32Array.of(-1, g.dim), shape: [2] });
     features = 'graft/flat';
   }
@@ -188,7 +204,9 @@ function graftNodes(spec: ModelFolder['manifest']['backbone'], layers: Awaited<R
       constNode(`${p}/bias`, 'DT_FLOAT', [l.units]),
       { name: `${p}/logits`, op: 'MatMul', input: [h, `${p}/kernel`], attr: { T: FLOAT, transpose_a: { b: false }, transpose_b: { b: false } } },
       { name: `${p}/biased`, op: 'AddV2', input: [`${p}/logits`, `${p}/bias`], attr: { T: FLOAT } },
-      l.activation === 'softmax' ? { name: 'graft/probabilities', op: 'Softmax', input: [`${p}/biased`], attr: { T: FLOAT } } : { name: `${p}/relu`, op: 'Relu', input: [`${p}/biased`], attr: { T: FLOAT } },
+      l.activation === 'softmax'
+        ? { name: 'graft/probabilities', op: 'Softmax', input: [`${p}/biased`], attr: { T: FLOAT } }
+        : { name: `${p}/relu`, op: 'Relu', input: [`${p}/biased`], attr: { T: FLOAT } },
     );
     headConsts.push({ name: `${p}/kernel`, values: l.kernel, shape: [l.inputs, l.units] }, { name: `${p}/bias`, values: l.bias, shape: [l.units] });
     h = `${p}/relu`;
@@ -235,12 +253,14 @@ function keptWeights(files: ModelFiles, keep: Set<string>, headConsts: HeadConst
 }
 
 async function graphBundle(folder: ModelFolder, files: ModelFiles): Promise<WebModel> {
-  const spec = folder.manifest.backbone;
+  const spec = folder.card.backbone;
   const g = await probeGraph(spec, files);
   const { added, headConsts } = graftNodes(spec, await headLayers(folder), g);
   const topology = files.json.modelTopology as { node: GraphNode[]; [k: string]: unknown };
   // The backbone's input becomes an Identity of the preprocessed image; then keep only what the probabilities need.
-  const nodes = topology.node.map((n) => (n.name === g.input ? { name: g.input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n)).concat(added);
+  const nodes = topology.node
+    .map((n) => (n.name === g.input ? { name: g.input, op: 'Identity', input: ['graft/preprocessed'], attr: { T: FLOAT } } : n))
+    .concat(added);
   const keep = neededBy('graft/probabilities', new Map(nodes.map((n) => [n.name, n])));
   const { kept, weights } = keptWeights(files, keep, headConsts);
   const { signature: _signature, ...rest } = files.json as Record<string, unknown>;
@@ -266,58 +286,6 @@ export async function buildWebModel(folder: ModelFolder, files: ModelFiles): Pro
   return isGraphModel(files) ? graphBundle(folder, files) : layersBundle(folder, files);
 }
 
-/** Loads a bundle's model from memory (as the try-it page does from its files). */
-export async function loadWebModel(m: WebModel): Promise<tf.LayersModel | tf.GraphModel> {
-  const artifacts: tf.io.ModelArtifacts = {
-    modelTopology: m.json.modelTopology as tf.io.ModelArtifacts['modelTopology'],
-    weightSpecs: (m.json.weightsManifest as { weights: tf.io.WeightsManifestEntry[] }[]).flatMap((g) => g.weights),
-    weightData: m.weights.buffer.slice(m.weights.byteOffset, m.weights.byteOffset + m.weights.byteLength) as ArrayBuffer,
-    format: m.format,
-  };
-  return m.format === 'graph-model' ? tf.loadGraphModel(tf.io.fromMemory(artifacts)) : tf.loadLayersModel(tf.io.fromMemory(artifacts));
-}
-
-/** Deterministic test pictures: smooth gradients with some texture, so activations are not degenerate. */
-function checkImages(size: number, count: number): Uint8Array[] {
-  let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  return Array.from({ length: count }, (_, k) => {
-    const px = new Uint8Array(size * size * 3);
-    for (let y = 0; y < size; y++)
-      for (let x = 0; x < size; x++)
-        for (let c = 0; c < 3; c++) px[(y * size + x) * 3 + c] = Math.min(255, Math.floor(((x + y * (c + 1) + k * 40) % size) * (255 / size) * 0.8 + rnd() * 50));
-    return px;
-  });
-}
-
-/**
- * The largest difference between the bundle's probabilities and graft classify's (the backbone
- * as workers run it, then the head) on the same pixels.
- */
-export async function compareWithClassifier(web: WebModel, folder: ModelFolder, files: ModelFiles, images = 3): Promise<number> {
-  const spec = folder.manifest.backbone;
-  const pixels = checkImages(spec.inputSize, images);
-  const backbone = await backboneFromFiles({ spec, files });
-  const head = await loadHeadModel(folder);
-  const bundle = await loadWebModel(web);
-  try {
-    const expected = await predict(head, await backbone.embed(pixels), folder.manifest.input.dim);
-    let max = 0;
-    for (let i = 0; i < pixels.length; i++) {
-      const x = tf.tensor4d(Float32Array.from(pixels[i]), [1, spec.inputSize, spec.inputSize, 3]);
-      const y = bundle.predict(x) as tf.Tensor;
-      const got = (await y.data()) as Float32Array;
-      tf.dispose([x, y]);
-      for (let c = 0; c < got.length; c++) max = Math.max(max, Math.abs(got[c] - expected[i][c]));
-    }
-    return max;
-  } finally {
-    backbone.dispose();
-    head.dispose();
-    bundle.dispose();
-  }
-}
-
 /** The browser build of TF.js in node_modules: the page loads it from the bundle, never from a CDN. */
 export function tfjsBrowserScript(): string {
   return join(dirname(require.resolve('@tensorflow/tfjs/package.json')), 'dist', 'tf.es2017.min.js');
@@ -336,7 +304,7 @@ export async function writeWebBundle(dir: string, folder: ModelFolder, files: Mo
   if (!(maxDifference <= BUNDLE_TOLERANCE)) {
     throw new BundleError(`the browser model's probabilities differ from graft classify's by ${maxDifference} (over ${BUNDLE_TOLERANCE}): not written`);
   }
-  const m = folder.manifest;
+  const m = folder.card;
   const config = {
     formatVersion: WEB_FORMAT_VERSION,
     format: web.format,
@@ -344,7 +312,7 @@ export async function writeWebBundle(dir: string, folder: ModelFolder, files: Mo
     classes: m.classes,
     jobId: m.jobId ?? null,
     backbone: { id: m.backbone.id, url: m.backbone.url, fingerprint: m.backbone.fingerprint },
-    test: { top1: folder.report.top1, top5: folder.report.top5, images: folder.report.images },
+    test: { top1: folder.report.top1, topKAccuracy: folder.report.topKAccuracy, topK: folder.report.topK, images: folder.report.images },
     maxDifferenceFromClassify: maxDifference,
   };
   const embedded = web.weights.byteLength <= EMBED_LIMIT_BYTES;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AuditReport, EvaluationReport, Misclassified, ModelManifest } from '@graft/head';
+import type { AuditReport, EvaluationReport, Misclassified, ModelCard } from '@graft/head';
 import { auditSection, auditThumbnailsWanted } from './audit-section.js';
 
 /*
@@ -17,7 +17,7 @@ export const PHOTOS_PER_PAIR = 8;
 
 export interface ReportInput {
   report: EvaluationReport;
-  manifest: ModelManifest;
+  card: ModelCard;
   /** Thumbnail data URLs by image SHA-256 (see thumbnailsWanted); missing ones show the image's name. */
   thumbnails?: ReadonlyMap<string, string>;
   /** The model's audit (audit.json), shown as its own section. */
@@ -48,7 +48,8 @@ export function confusedPairs(r: EvaluationReport, limit = REPORT_PAIRS): Confus
   });
   pairs.sort((x, y) => y.count - x.count || y.fraction - x.fraction || x.actual.localeCompare(y.actual));
   const top = pairs.slice(0, limit);
-  for (const pair of top) pair.images = (r.misclassified ?? []).filter((m) => m.actual === pair.actual && m.predicted === pair.predicted).slice(0, PHOTOS_PER_PAIR);
+  for (const pair of top)
+    pair.images = (r.misclassified ?? []).filter((m) => m.actual === pair.actual && m.predicted === pair.predicted).slice(0, PHOTOS_PER_PAIR);
   return top;
 }
 
@@ -94,7 +95,13 @@ function perClassChart(r: EvaluationReport): string {
 }
 
 /** A line chart of per-epoch series (train solid, validation dashed), with the best epoch marked. */
-function curveChart(id: string, title: string, series: { name: string; values: number[]; dashed?: boolean; colour: string }[], bestEpoch: number, asPercent: boolean): string {
+function curveChart(
+  id: string,
+  title: string,
+  series: { name: string; values: number[]; dashed?: boolean; colour: string }[],
+  bestEpoch: number,
+  asPercent: boolean,
+): string {
   const W = 460;
   const H = 240;
   const m = { l: 52, r: 14, t: 30, b: 34 };
@@ -109,9 +116,14 @@ function curveChart(id: string, title: string, series: { name: string; values: n
   const y = (v: number) => m.t + (1 - (v - lo) / (hi - lo)) * (H - m.t - m.b);
   const ticks = Array.from({ length: 5 }, (_, k) => lo + (k / 4) * (hi - lo));
   const grid = ticks
-    .map((t) => `<line x1="${m.l}" x2="${W - m.r}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" class="grid"/><text x="${m.l - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${asPercent ? pct(t, 0) : t.toFixed(2)}</text>`)
+    .map(
+      (t) =>
+        `<line x1="${m.l}" x2="${W - m.r}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" class="grid"/><text x="${m.l - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${asPercent ? pct(t, 0) : t.toFixed(2)}</text>`,
+    )
     .join('');
-  const xTicks = [...new Set([1, Math.ceil(n / 2), n])].map((e) => `<text x="${x(e - 1).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle">${e}</text>`).join('');
+  const xTicks = [...new Set([1, Math.ceil(n / 2), n])]
+    .map((e) => `<text x="${x(e - 1).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle">${e}</text>`)
+    .join('');
   const lines = series
     .filter((s) => s.values.some(Number.isFinite))
     .map((s) => {
@@ -119,8 +131,16 @@ function curveChart(id: string, title: string, series: { name: string; values: n
       return `<path class="series" data-series="${esc(s.name)}" d="${d}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/>`;
     })
     .join('');
-  const best = bestEpoch >= 1 && bestEpoch <= n ? `<line x1="${x(bestEpoch - 1).toFixed(1)}" x2="${x(bestEpoch - 1).toFixed(1)}" y1="${m.t}" y2="${H - m.b}" class="best"><title>best epoch ${bestEpoch}</title></line>` : '';
-  const legend = series.map((s, i) => `<g transform="translate(${m.l + 8 + i * 110},12)"><line x1="0" x2="18" y1="0" y2="0" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/><text x="24" y="4">${esc(s.name)}</text></g>`).join('');
+  const best =
+    bestEpoch >= 1 && bestEpoch <= n
+      ? `<line x1="${x(bestEpoch - 1).toFixed(1)}" x2="${x(bestEpoch - 1).toFixed(1)}" y1="${m.t}" y2="${H - m.b}" class="best"><title>best epoch ${bestEpoch}</title></line>`
+      : '';
+  const legend = series
+    .map(
+      (s, i) =>
+        `<g transform="translate(${m.l + 8 + i * 110},12)"><line x1="0" x2="18" y1="0" y2="0" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="5 4"' : ''}/><text x="24" y="4">${esc(s.name)}</text></g>`,
+    )
+    .join('');
   return (
     `<figure><figcaption>${esc(title)}</figcaption><svg id="${id}" class="chart curve" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)} per epoch">` +
     `${grid}${xTicks}<text x="${(m.l + W - m.r) / 2}" y="${H - 4}" text-anchor="middle" class="muted">epoch</text>${best}${lines}${legend}</svg></figure>`
@@ -131,14 +151,26 @@ function curves(r: EvaluationReport, bestEpoch: number): string {
   const h = r.history ?? [];
   if (h.length === 0) return '<p class="muted">This report has no training history (it was written by an older graft).</p>';
   return (
-    curveChart('loss-curve', 'Loss', [
-      { name: 'train', values: h.map((e) => e.loss), colour: '#2f6fde' },
-      { name: 'validation', values: h.map((e) => e.valLoss), dashed: true, colour: '#e0792b' },
-    ], bestEpoch, false) +
-    curveChart('accuracy-curve', 'Accuracy', [
-      { name: 'train', values: h.map((e) => e.accuracy), colour: '#2f6fde' },
-      { name: 'validation', values: h.map((e) => e.valAccuracy), dashed: true, colour: '#e0792b' },
-    ], bestEpoch, true)
+    curveChart(
+      'loss-curve',
+      'Loss',
+      [
+        { name: 'train', values: h.map((e) => e.loss), colour: '#2f6fde' },
+        { name: 'validation', values: h.map((e) => e.valLoss), dashed: true, colour: '#e0792b' },
+      ],
+      bestEpoch,
+      false,
+    ) +
+    curveChart(
+      'accuracy-curve',
+      'Accuracy',
+      [
+        { name: 'train', values: h.map((e) => e.accuracy), colour: '#2f6fde' },
+        { name: 'validation', values: h.map((e) => e.valAccuracy), dashed: true, colour: '#e0792b' },
+      ],
+      bestEpoch,
+      true,
+    )
   );
 }
 
@@ -178,20 +210,37 @@ function sweepSection(r: EvaluationReport): string {
   );
 }
 
+/** How many photos graft predict --min-confidence P answers, and how accurately, at each P: chosen on validation, checked on test. */
+function coverageSection(r: EvaluationReport): string {
+  const c = r.coverage;
+  if (!c?.test.length || !r.images) return '';
+  const cell = (p?: { answered: number; accuracy: number }) =>
+    p ? `<td>${pct(p.answered)}</td><td>${p.answered ? pct(p.accuracy) : '-'}</td>` : '<td>-</td><td>-</td>';
+  const body = c.test.map((t, i) => `<tr><td>${t.threshold}</td>${cell(c.validation?.[i])}${cell(t)}</tr>`).join('');
+  return (
+    `<section id="coverage"><h2>Answered and right at each <code>--min-confidence</code> <span class="muted">(graft predict answers "unknown" below it: choose on validation, check on test)</span></h2>` +
+    `<table class="sweep"><tr><th>--min-confidence</th><th>validation answered</th><th>accuracy on those</th><th>test answered</th><th>accuracy on those</th></tr>${body}</table></section>`
+  );
+}
+
 function detailsTable(rows: [string, unknown][]): string {
-  return `<table class="details">${rows.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`;
+  return `<table class="details">${rows
+    .filter(([, v]) => v !== undefined && v !== '')
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
+    .join('')}</table>`;
 }
 
 /** The whole report as one HTML document. */
 export function renderReport(input: ReportInput): string {
-  const { report: r, manifest: m } = input;
+  const { report: r, card: m } = input;
   const thumbs = input.thumbnails ?? new Map<string, string>();
   const b = m.backbone;
   const t = m.training;
   const s = r.splits;
   const data = JSON.stringify({ classes: r.classes, confusion: r.confusion, accuracy: r.perClass.map((c) => c.accuracy) }).replace(/</g, '\\u003c');
   const title = `graft report${m.jobId ? `: ${m.jobId}` : ''}`;
-  const card = (label: string, value: string, note = '') => `<div class="card"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div>${note ? `<div class="muted">${esc(note)}</div>` : ''}</div>`;
+  const card = (label: string, value: string, note = '') =>
+    `<div class="card"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div>${note ? `<div class="muted">${esc(note)}</div>` : ''}</div>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -246,7 +295,7 @@ export function renderReport(input: ReportInput): string {
 <main>
 <section id="summary"><h2>Summary</h2><div class="cards">
 ${card('test top-1', pct(r.top1), `${r.images} test images`)}
-${card(`test top-${r.topK}`, pct(r.top5))}
+${card(`test top-${r.topK}`, pct(r.topKAccuracy))}
 ${card('train images', String(s?.train ?? r.perClass.reduce((a, c) => a + (c.trainImages ?? 0), 0)))}
 ${card('validation images', s ? String(s.validation) : 'n/a')}
 ${card('test images', String(s?.test ?? r.images))}
@@ -257,6 +306,7 @@ ${card('classes', String(r.classes.length))}
 <div class="controls"><label>Order <select id="matrix-order"><option value="name">class name</option><option value="accuracy">accuracy, worst first</option><option value="confusion">most confused first</option></select></label><span class="muted">hover a cell for its count, click it for its photos</span><span id="cell-note" class="muted"></span></div>
 <div id="matrix-holder"></div><div id="matrix-tip"></div></section>
 <section id="pairs"><h2>Most confused pairs <span class="muted">(misclassified test images)</span></h2><div class="pairs">${pairsSection(r, thumbs)}</div></section>
+${coverageSection(r)}
 <section id="training"><h2>Training</h2><div class="curves">${curves(r, t.bestEpoch)}</div></section>
 ${sweepSection(r)}
 ${auditSection(input.audit, thumbs)}
@@ -267,7 +317,10 @@ ${auditSection(input.audit, thumbs)}
     ['input', `${b.inputSize}x${b.inputSize} RGB, preprocessing ${b.preprocess}`],
     ['fingerprint', b.fingerprint],
     ['optimizer', `${t.optimizer}, learning rate ${t.learningRate}, batch ${t.batchSize}`],
-    ['regularisation', `L2 ${t.weightDecay ?? 0}, label smoothing ${t.labelSmoothing ?? 0}${t.hiddenUnits ? `, hidden layer ${t.hiddenUnits} units, dropout ${t.dropout}` : ''}${t.classWeights === 'balanced' ? ', balanced class weights' : ''}`],
+    [
+      'regularisation',
+      `L2 ${t.weightDecay ?? 0}, label smoothing ${t.labelSmoothing ?? 0}${t.hiddenUnits ? `, hidden layer ${t.hiddenUnits} units, dropout ${t.dropout}` : ''}${t.classWeights === 'balanced' ? ', balanced class weights' : ''}`,
+    ],
     ['epochs', `${t.epochs} run, best ${t.bestEpoch}${t.stoppedEarly ? ' (stopped early)' : ''}`],
     ['job', m.jobId],
   ])}</section>

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { DEFAULT_AUDIT_FOLDS, auditProblem, fixesOf, formatAudit, formatFixes, type ModelManifest } from '@graft/head';
+import { DEFAULT_AUDIT_FOLDS, auditProblem, fixesOf, formatAudit, formatFixes, pickTrainOptions, type ModelCard } from '@graft/head';
 import { JobState, imagePages, readManifestHeader, readModelFile, type Bus, type DatasetManifest, type TrainingOptions } from '@graft/protocol';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str, type Values } from '../args.js';
 import { exportModel, exportSummary } from '../export.js';
@@ -11,19 +11,23 @@ import type { Command } from './command.js';
 
 /* graft audit JOB: the job's photos audited from their cached vectors, on the cluster. */
 
-/** The winning head's options of a sweep's job (its graft.json), so an audit does not sweep again. */
+/** The winning head's options of a sweep's job (its model card, graft.json), so an audit does not sweep again: all but its epoch count, which the job's options keep. */
 async function winnerOptions(bus: Bus, jobId: string): Promise<TrainingOptions | undefined> {
   const bytes = await readModelFile(bus, jobId, 'graft.json');
   if (!bytes) return undefined;
-  const t = (JSON.parse(new TextDecoder().decode(bytes)) as ModelManifest).training;
-  return { optimizer: t.optimizer, learningRate: t.learningRate, batchSize: t.batchSize, weightDecay: t.weightDecay ?? 0, labelSmoothing: t.labelSmoothing ?? 0, hiddenUnits: t.hiddenUnits ?? 0, ...(t.hiddenUnits ? { dropout: t.dropout } : {}) };
+  const { epochs: _trained, ...options } = pickTrainOptions((JSON.parse(new TextDecoder().decode(bytes)) as ModelCard).training);
+  return { weightDecay: 0, labelSmoothing: 0, hiddenUnits: 0, ...options };
 }
 
 /** Why a job's manifest is too small to audit (counted from its photos, a page at a time: failed ones can only make it smaller). */
 async function tooSmall(bus: Bus, m: DatasetManifest, folds: number): Promise<string | undefined> {
   const counts = new Map<string, number>();
   for await (const page of imagePages(bus, m)) for (const i of page) counts.set(i.label, (counts.get(i.label) ?? 0) + 1);
-  return auditProblem(m.classes, m.classes.map((c) => counts.get(c) ?? 0), folds);
+  return auditProblem(
+    m.classes,
+    m.classes.map((c) => counts.get(c) ?? 0),
+    folds,
+  );
 }
 
 async function runAudit(bus: Bus, jobId: string, v: Values): Promise<number> {
@@ -35,7 +39,9 @@ async function runAudit(bus: Bus, jobId: string, v: Values): Promise<number> {
   if (small) throw new Error(`job ${jobId} is ${small}`);
   const winner = old.training?.sweep ? await winnerOptions(bus, jobId) : undefined;
   const a = await publishAudit(bus, old, folds, winner);
-  process.stderr.write(`job ${a.jobId}: ${a.existed ? 'following the audit already published for' : 'auditing'} job ${jobId} (cached vectors, ${folds} folds)\n`);
+  process.stderr.write(
+    `job ${a.jobId}: ${a.existed ? 'following the audit already published for' : 'auditing'} job ${jobId} (cached vectors, ${folds} folds)\n`,
+  );
   const s = await followJob(bus, a.jobId);
   if (s.state !== JobState.JOB_STATE_DONE) {
     process.stderr.write(`${jobDetails(s, true)}\n`);

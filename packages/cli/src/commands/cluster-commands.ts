@@ -34,13 +34,24 @@ everything cleanly.
 ${BACKEND_HELP}
 ${THREADS_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, workers: { type: 'string' }, port: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' }, 'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' } },
+  options: {
+    ...NATS_OPTIONS,
+    workers: { type: 'string' },
+    port: { type: 'string' },
+    data: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'metrics-address': { type: 'string' },
+  },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const dataDir = resolve(str(v, 'data') ?? join(graftHome(), 'cluster'));
     const metricsPort = int(v, 'metrics-port', 1);
     const cluster = await startLocalCluster({
       dataDir,
+      command: 'graft up',
       natsUrl: str(v, 'nats'),
       port: int(v, 'port', 1) ?? 4222,
       ...localWorkers(v),
@@ -110,7 +121,8 @@ ${NATS_HELP}`,
     threads: { type: 'string' },
     'cache-dir': { type: 'string' },
     'batch-size': { type: 'string' },
-    'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'metrics-address': { type: 'string' },
     'worker-id': { type: 'string' },
     'max-image-bytes': { type: 'string' },
     'max-image-pixels': { type: 'string' },
@@ -122,23 +134,31 @@ ${NATS_HELP}`,
     const { values: v } = parse(argv, this.options, false);
     const gpus = str(v, 'gpus');
     if (gpus && !isGpuChild()) {
-      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'metrics-address', 'worker-id']), { workerId: str(v, 'worker-id'), metricsPort: metricsPort(v), metricsAddress: metricsAddress(v), log: createLogger() });
+      return superviseGpuWorkers(resolveGpus(gpus), withoutOptions(argv, ['gpus', 'metrics-port', 'metrics-address', 'worker-id']), {
+        workerId: str(v, 'worker-id'),
+        metricsPort: metricsPort(v),
+        metricsAddress: metricsAddress(v),
+        log: createLogger(),
+      });
     }
-    return runService(v, 'worker', (bus, log, registry, backend) =>
-      startWorker(
-        bus,
-        {
-          workerId: str(v, 'worker-id'),
-          inferBatchSize: int(v, 'batch-size', 1),
-          limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
-          taskTimeoutMs: int(v, 'task-timeout', 1),
-          preparedInputs: !v['no-prepared-inputs'],
-          // bin/graft.js sizes libuv's pool (sharp decodes on it) before anything starts.
-          decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
-          cacheDir: cacheDir(v),
-        },
-        { logger: log.child({ backend }), registry, backend },
-      ),
+    return runService(
+      v,
+      'worker',
+      (bus, log, registry, backend) =>
+        startWorker(
+          bus,
+          {
+            workerId: str(v, 'worker-id'),
+            inferBatchSize: int(v, 'batch-size', 1),
+            limits: { maxBytes: int(v, 'max-image-bytes', 1), maxPixels: int(v, 'max-image-pixels', 1) },
+            taskTimeoutMs: int(v, 'task-timeout', 1),
+            preparedInputs: !v['no-prepared-inputs'],
+            // bin/graft.js sizes libuv's pool (sharp decodes on it) before anything starts.
+            decodeThreads: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
+            cacheDir: cacheDir(v),
+          },
+          { logger: log.child({ backend }), registry, backend },
+        ),
       { create: false, uses: WORKER_STREAMS },
     );
   },
@@ -180,7 +200,8 @@ ${NATS_HELP}`,
     'max-deliver': { type: 'string' },
     'max-queued-tasks': { type: 'string' },
     'reconcile-interval': { type: 'string' },
-    'metrics-port': { type: 'string' }, 'metrics-address': { type: 'string' },
+    'metrics-port': { type: 'string' },
+    'metrics-address': { type: 'string' },
     'cache-dir': { type: 'string' },
     'lease-ttl': { type: 'string' },
     'coordinator-id': { type: 'string' },

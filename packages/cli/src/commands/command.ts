@@ -22,6 +22,10 @@ export function localWorkers(v: Values): { workers?: number; threads?: number; b
     const x = n(k);
     if (x !== undefined && (!Number.isInteger(x) || x < 1)) throw new UsageError(`--${k} must be a positive integer, got ${JSON.stringify(v[k])}`);
   }
-  return { workers: n('workers'), threads: n('threads') ?? (process.env.GRAFT_THREADS ? Number(process.env.GRAFT_THREADS) : undefined), backend: (v.backend as string | undefined) ?? process.env.GRAFT_BACKEND };
+  return {
+    workers: n('workers'),
+    threads: n('threads') ?? (process.env.GRAFT_THREADS ? Number(process.env.GRAFT_THREADS) : undefined),
+    backend: (v.backend as string | undefined) ?? process.env.GRAFT_BACKEND,
+  };
 }
 export const CACHE_HELP = `  --cache-dir DIR     model disk cache (default $GRAFT_CACHE_DIR, else ~/.cache/graft/models)`;

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { importRetrainGraph, readModelFolder } from '@graft/head';
 import { UsageError, parse, str } from '../args.js';
 import { writeBundle } from '../export.js';
+import { backboneFilesOf, onnxSummary, retrainSummary, writeOnnx, writeRetrainGraph } from '../model-exports.js';
 import { createLogger } from '../logger.js';
 import { backendFor, cacheDir } from '../service.js';
 import { BACKEND_HELP } from './command.js';
@@ -10,7 +11,7 @@ import type { Command } from './command.js';
 /* graft import: a model trained elsewhere (TensorFlow's retrain.py) as a graft model folder. */
 
 export const importCmd: Command = {
-  summary: "turn a retrain.py model (output_graph.pb + output_labels.txt) into a graft model folder",
+  summary: 'turn a retrain.py model (output_graph.pb + output_labels.txt) into a graft model folder',
   usage: `graft import OUTPUT_GRAPH.pb --labels OUTPUT_LABELS.txt --out DIR [--preprocess unit|symmetric|none] [--no-bundle]
 
 Reads a graph TensorFlow's retrain.py wrote (and the "TensorFlow for Poets" codelab), with 8-bit
@@ -26,7 +27,14 @@ the browser bundle (web/) work on it, and graft train --backbone OUTPUT_GRAPH.pb
   --no-bundle         skip web/ (the browser bundle and its try-it page)
   --cache-dir DIR     model cache
 ${BACKEND_HELP}`,
-  options: { labels: { type: 'string' }, out: { type: 'string' }, preprocess: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    labels: { type: 'string' },
+    out: { type: 'string' },
+    preprocess: { type: 'string' },
+    'no-bundle': { type: 'boolean' },
+    backend: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('import takes one OUTPUT_GRAPH.pb');
@@ -34,16 +42,22 @@ ${BACKEND_HELP}`,
     const out = str(v, 'out');
     if (!labels) throw new UsageError('--labels OUTPUT_LABELS.txt is required (retrain.py writes it beside the graph)');
     if (!out) throw new UsageError('--out DIR is required');
-    const log = createLogger({ toStderr: true }); // stdout is the summary
+    const log = createLogger({ toStderr: true, level: process.env.GRAFT_LOG_LEVEL ?? 'warn' }); // stdout is the summary; logs only when asked
     await backendFor(v, log);
     const dir = resolve(out);
     const r = await importRetrainGraph(positionals[0], labels, dir, { preprocess: str(v, 'preprocess'), cacheDir: cacheDir(v) });
-    const b = r.folder.manifest.backbone;
+    const b = r.folder.card.backbone;
     const lines = [
-      `model written to ${dir}: ${r.folder.manifest.classes.length} classes (${r.folder.manifest.classes.join(', ')})`,
+      `model written to ${dir}: ${r.folder.card.classes.length} classes (${r.folder.card.classes.join(', ')})`,
       `backbone: ${positionals[0]} cut at ${b.bottleneck} (${b.dim}-d), input ${b.inputNode} ${b.inputSize}x${b.inputSize}, preprocessing ${b.preprocess}`,
       `checked against the original graph on ${r.pictures} pictures: probabilities within ${r.maxDifference.toExponential(1)}`,
     ];
+    const folder = await readModelFolder(dir);
+    const files = await backboneFilesOf(folder, cacheDir(v));
+    lines.push(
+      ...onnxSummary(dir, await writeOnnx(dir, folder, files, cacheDir(v))),
+      ...retrainSummary(dir, await writeRetrainGraph(dir, folder, files, cacheDir(v))),
+    );
     if (!v['no-bundle']) {
       try {
         const bundle = await writeBundle(dir, await readModelFolder(dir), cacheDir(v));

@@ -1,7 +1,7 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { JobState, listJobs, readJob } from '@graft/protocol';
 import { NATS_HELP, NATS_OPTIONS, PUBLISH_HELP, PUBLISH_OPTIONS, UsageError, busOptions, parse, publishOptions, str } from '../args.js';
-import { exportModel, exportSummary } from '../export.js';
+import { exportJson, exportModel, exportSummary } from '../export.js';
 import { count, followJob, jobDetails, jobJson, jobLine } from '../jobs.js';
 import { createLogger } from '../logger.js';
 import { planDataset, publishDataset } from '../publish.js';
@@ -22,9 +22,11 @@ optional splits. Images are uploaded once (by content hash; URLs are downloaded 
 the manifest is published, and the job id is printed on stdout.
 
 ${PUBLISH_HELP}
+  --json              one JSON document on stdout: the job id, what was uploaded and skipped (and the
+                      finished job's record with --follow)
   --follow                  watch the job until it ends
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, follow: { type: 'boolean' } },
+  options: { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, follow: { type: 'boolean' }, json: { type: 'boolean' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('publish takes exactly one folder or list file');
@@ -36,11 +38,29 @@ ${NATS_HELP}`,
     }
     return withBus(busOptions(v, 'graft-cli'), async (bus) => {
       const p = await publishDataset(bus, positionals[0], po);
-      process.stderr.write(`published ${count(p.scan.images.length, 'image')} in ${count(p.scan.classes.length, 'class')}${p.scan.skipped.length ? `, skipped ${count(p.scan.skipped.length, 'file')}` : ''}\n`);
-      process.stdout.write(`${p.jobId}\n`);
-      if (!v.follow) return 0;
+      process.stderr.write(
+        p.followed
+          ? `an unfinished job of these photos and options is under way: ${p.jobId} (--new-job publishes another)\n`
+          : `published ${count(p.scan.images.length, 'image')} in ${count(p.scan.classes.length, 'class')}${p.scan.skipped.length ? `, skipped ${count(p.scan.skipped.length, 'file')}` : ''}\n`,
+      );
+      const published = {
+        jobId: p.jobId,
+        followed: Boolean(p.followed),
+        images: p.scan.images.length,
+        classes: p.scan.classes,
+        skipped: p.scan.skipped,
+        uploaded: p.uploaded,
+        alreadyStored: p.alreadyStored,
+        shrunk: p.shrunk,
+      };
+      if (!v.json) process.stdout.write(`${p.jobId}\n`);
+      if (!v.follow) {
+        if (v.json) process.stdout.write(`${JSON.stringify({ ...published, job: null })}\n`);
+        return 0;
+      }
       const s = await followJob(bus, p.jobId);
-      process.stdout.write(`${jobDetails(s)}\n`);
+      if (v.json) process.stdout.write(`${JSON.stringify({ ...published, job: jobJson(s) })}\n`);
+      else process.stdout.write(`${jobDetails(s)}\n`);
       return s.state === JobState.JOB_STATE_DONE ? 0 : 1;
     });
   },
@@ -71,7 +91,8 @@ ${NATS_HELP}`,
         process.stderr.write(`graft status: no job ${id} (graft status lists the jobs)\n`);
         return 1;
       }
-      if (v.follow) s = await followJob(bus, id, { progress: !v.json, onUpdate: v.json ? (x) => process.stdout.write(`${JSON.stringify(jobJson(x))}\n`) : undefined });
+      if (v.follow)
+        s = await followJob(bus, id, { progress: !v.json, onUpdate: v.json ? (x) => process.stdout.write(`${JSON.stringify(jobJson(x))}\n`) : undefined });
       if (v.json) {
         if (!v.follow) process.stdout.write(`${JSON.stringify(jobJson(s), null, 2)}\n`);
       } else process.stdout.write(`${jobDetails(s, Boolean(v.failed))}\n`);
@@ -92,10 +113,11 @@ uses the folder without NATS.
 
   --bundle            also write DIR/web: backbone and head as one TF.js model for browsers,
                       labels.json and a try-it page (graft serve DIR)
+  --json              one JSON document on stdout: what was written (model.onnx, the bundle, the evaluation)
 ${BACKEND_HELP}
 ${CACHE_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, bundle: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: { ...NATS_OPTIONS, bundle: { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 2) throw new UsageError('export takes JOB and DIR');
@@ -104,6 +126,7 @@ ${NATS_HELP}`,
       exportModel(bus, positionals[0], positionals[1], { bundle: Boolean(v.bundle), cacheDir: cacheDir(v), onProgress: (m) => process.stderr.write(`${m}\n`) }),
     );
     process.stderr.write(`${exportSummary(positionals[1], r).join('\n')}\n`);
+    if (v.json) process.stdout.write(`${JSON.stringify(exportJson(positionals[1], r))}\n`);
     return 0;
   },
 };
@@ -120,10 +143,19 @@ list every head).
   --sweep-grid FILE   the grid as JSON (default grid: see README)
   --out DIR           model folder (default ./graft-model)
   --no-bundle         skip DIR/web
+  --json              one JSON document on stdout: the job's record and what was written
 ${BACKEND_HELP}
 ${CACHE_HELP}
 ${NATS_HELP}`,
-  options: { ...NATS_OPTIONS, 'sweep-grid': { type: 'string' }, out: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    ...NATS_OPTIONS,
+    'sweep-grid': { type: 'string' },
+    out: { type: 'string' },
+    'no-bundle': { type: 'boolean' },
+    json: { type: 'boolean' },
+    backend: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('sweep takes one JOB');

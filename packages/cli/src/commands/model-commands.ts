@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { classifyFile, loadClassifier } from '@graft/head';
 import { USER_MODEL_POLICY, inspectModel } from '@graft/vision';
 import { UsageError, int, parse, str } from '../args.js';
@@ -25,35 +24,63 @@ before the classifier. Use one with graft train --bottleneck.
   --input-node NODE   the node to feed, when graft cannot tell (a .pb without a decoding head)
 ${BACKEND_HELP}
 ${CACHE_HELP}`,
-  options: { json: { type: 'boolean' }, 'input-size': { type: 'string' }, 'input-node': { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    json: { type: 'boolean' },
+    'input-size': { type: 'string' },
+    'input-node': { type: 'string' },
+    backend: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model');
     // Logs go to stderr: stdout is the answer (with --json, exactly one JSON document).
-    const log = createLogger({ toStderr: true });
+    const log = createLogger({ toStderr: true, level: process.env.GRAFT_LOG_LEVEL ?? 'warn' });
     await backendFor(v, log);
     // The user names their own model: any file they can read.
-    const r = await inspectModel(positionals[0], { ...USER_MODEL_POLICY, cacheDir: cacheDir(v), inputSize: int(v, 'input-size', 1), inputNode: str(v, 'input-node') });
+    const r = await inspectModel(positionals[0], {
+      ...USER_MODEL_POLICY,
+      cacheDir: cacheDir(v),
+      inputSize: int(v, 'input-size', 1),
+      inputNode: str(v, 'input-node'),
+    });
     if (v.json) {
       process.stdout.write(`${JSON.stringify(r)}\n`);
       return 0;
     }
     const width = Math.min(60, Math.max(...r.nodes.map((n) => n.name.length)));
     const lines = r.nodes.map((n) => {
-      const marks = [n.name === r.input?.name ? '<- input' : '', r.bottleneckCandidates.includes(n.name) ? '<- bottleneck candidate' : ''].filter(Boolean).join(' ');
+      const marks = [n.name === r.input?.name ? '<- input' : '', r.bottleneckCandidates.includes(n.name) ? '<- bottleneck candidate' : '']
+        .filter(Boolean)
+        .join(' ');
       return `${n.name.padEnd(width)}  ${n.op.padEnd(32)}  ${(n.shape ? `[${n.shape.join(', ')}]` : '-').padEnd(18)} ${marks}`.trimEnd();
     });
     const summary = [
       `${r.origin} (${r.format}, ${r.nodes.length} ${r.format === 'layers-model' ? 'layers' : 'nodes'})`,
-      r.input ? `input: ${r.input.name}, ${r.input.size}x${r.input.size} RGB${r.input.decodingReplaced ? ' (its image decoding head is replaced by graft\'s)' : ''}${r.input.preprocessing ? `; the graph computes ${r.input.preprocessing} itself` : ''}` : 'input: not found (pass --input-node)',
-      ...(r.input?.suggestedPreprocessing ? [`preprocessing: ${r.input.suggestedPreprocessing.formula} (${r.input.suggestedPreprocessing.why}; --preprocess overrides it)`] : []),
+      r.input
+        ? `input: ${r.input.name}, ${r.input.size}x${r.input.size} RGB${r.input.decodingReplaced ? " (its image decoding head is replaced by graft's)" : ''}${r.input.preprocessing ? `; the graph computes ${r.input.preprocessing} itself` : ''}`
+        : 'input: not found (pass --input-node)',
+      ...(r.input?.suggestedPreprocessing
+        ? [`preprocessing: ${r.input.suggestedPreprocessing.formula} (${r.input.suggestedPreprocessing.why}; --preprocess overrides it)`]
+        : []),
       ...(r.onnx
         ? [
             `ONNX opset ${r.onnx.opset}${r.onnx.producer ? `, written by ${r.onnx.producer}` : ''}; input ${r.onnx.layout === 'nchw' ? 'channels first (NCHW)' : 'channels last (NHWC)'}: graft transposes and preprocesses inside the graph (--preprocess: unit by default; torchvision's models take imagenet)`,
-            ...(r.onnx.classifier ? [`classifier: ${r.onnx.classifier.node} (${r.onnx.classifier.op}${r.onnx.classifier.classes ? ` over ${r.onnx.classifier.classes} classes` : ''}); graft cuts before it at the first candidate unless --bottleneck says otherwise`] : []),
+            ...(r.onnx.classifier
+              ? [
+                  `classifier: ${r.onnx.classifier.node} (${r.onnx.classifier.op}${r.onnx.classifier.classes ? ` over ${r.onnx.classifier.classes} classes` : ''}); graft cuts before it at the first candidate unless --bottleneck says otherwise`,
+                ]
+              : []),
           ]
         : []),
-      ...(r.retrain ? [`retrain.py head: ${r.retrain.output} over ${r.retrain.classes} classes, reading ${r.retrain.dim}-d ${r.retrain.bottleneck} (the bottleneck graft cuts at; graft import makes it a model folder)`] : []),
+      ...(r.retrain
+        ? [
+            `retrain.py head: ${r.retrain.output} over ${r.retrain.classes} classes, reading ${r.retrain.dim}-d ${r.retrain.bottleneck} (the bottleneck graft cuts at; graft import makes it a model folder)`,
+          ]
+        : []),
+      ...(r.catalogue
+        ? [`bottleneck: ${r.catalogue.bottleneck} (where graft cuts ${r.catalogue.id}, its catalogue entry's choice; --bottleneck picks another)`]
+        : []),
       `bottleneck candidates: ${r.bottleneckCandidates.join(', ') || 'none found (pick a pooled node below)'}`,
       ...(r.note ? [r.note] : []),
     ];
@@ -64,19 +91,24 @@ ${CACHE_HELP}`,
 
 const classify: Command = {
   summary: 'classify images with an exported model (no NATS needed)',
-  usage: `graft classify MODEL_DIR IMAGE... [--top K] [--json]
+  usage: `graft classify MODEL_DIR IMAGE... [--top K] [--json] [--runtime graft|onnx]
 
   --top K       labels to show per image (default 3)
-  --json        one JSON document: an object for one image, an array of them for several
+  --json        one JSON document: an array with one object per image ({image, predictions} or {image, error})
+  --runtime R   graft (default): the folder's backbone as graft runs it, then its head;
+                onnx: the folder's model.onnx on ONNX Runtime, as an app would run it
 ${BACKEND_HELP}
 ${CACHE_HELP}`,
-  options: { top: { type: 'string' }, json: { type: 'boolean' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: { top: { type: 'string' }, json: { type: 'boolean' }, runtime: { type: 'string' }, backend: { type: 'string' }, 'cache-dir': { type: 'string' } },
   async run(argv) {
     const { values: v, positionals } = parse(argv, this.options);
     if (positionals.length < 2) throw new UsageError('classify takes MODEL_DIR and at least one IMAGE');
     const log = createLogger({ toStderr: true, level: process.env.GRAFT_LOG_LEVEL ?? 'warn' });
     await backendFor(v, log);
-    const c = await loadClassifier(positionals[0], { cacheDir: cacheDir(v) });
+    const runtime = str(v, 'runtime') ?? 'graft';
+    if (runtime !== 'graft' && runtime !== 'onnx') throw new UsageError(`--runtime must be graft or onnx, got ${runtime}`);
+    // The --backend choice is the graft runtime's; model.onnx runs on ONNX Runtime's CPU kernels.
+    const c = await loadClassifier(positionals[0], { cacheDir: cacheDir(v), use: runtime });
     const k = int(v, 'top', 1) ?? 3;
     let failed = 0;
     const answers: object[] = [];
@@ -93,7 +125,7 @@ ${CACHE_HELP}`,
       }
     }
     c.dispose();
-    if (v.json) process.stdout.write(`${JSON.stringify(answers.length === 1 ? answers[0] : answers)}\n`);
+    if (v.json) process.stdout.write(`${JSON.stringify(answers)}\n`);
     return failed ? 1 : 0;
   },
 };

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { AUDIT_FILE, readModelFolder, type EvaluationReport, type ModelManifest } from '@graft/head';
+import { AUDIT_FILE, readModelFolder, type EvaluationReport, type ModelCard } from '@graft/head';
 import { serveModelFolder, thumbnailsWanted } from '@graft/web';
 import { NATS_HELP, NATS_OPTIONS, UsageError, busOptions, int, parse, str } from '../args.js';
 import type { Command } from './command.js';
@@ -46,8 +46,16 @@ ${NATS_HELP}`,
       if (v.refresh || str(v, 'out') || !existsSync(path)) {
         const folder = await readModelFolder(target);
         const audit = parseAudit(existsSync(join(target, AUDIT_FILE)) ? await readFile(join(target, AUDIT_FILE)) : undefined, target);
-        const thumbs = str(v, 'nats') ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report, audit))) : new Map<string, string>();
-        await writeReport(path, folder.report, folder.manifest, thumbs, audit);
+        const thumbs = str(v, 'nats')
+          ? await withBus(busOptions(v, 'graft-cli'), (bus) => reportThumbnails(bus, thumbnailsWanted(folder.report, audit)))
+          : new Map<string, string>();
+        // The photos live in a cluster's image store: without one, say what the new report lacks.
+        const had = existsSync(path) ? ((await readFile(path, 'utf8')).match(/src="data:image\//g) ?? []).length : 0;
+        await writeReport(path, folder.report, folder.card, thumbs, audit);
+        if (had > thumbs.size)
+          process.stderr.write(
+            `${path}: rendered with ${thumbs.size} of the ${had} thumbnails it had (the photos are in a cluster's image store: --nats URL of that cluster keeps them)\n`,
+          );
       }
     } else {
       if (existsSync(target)) throw new UsageError(`${target} is not a model folder (no graft.json)`);
@@ -56,7 +64,7 @@ ${NATS_HELP}`,
         const files = await readJobModel(bus, target);
         const r = json<EvaluationReport>(files['report.json']);
         const audit = parseAudit(files[AUDIT_FILE], `job ${target}`);
-        await writeReport(path, r, json<ModelManifest>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r, audit)), audit);
+        await writeReport(path, r, json<ModelCard>(files['graft.json']), await reportThumbnails(bus, thumbnailsWanted(r, audit)), audit);
       });
     }
     process.stdout.write(`${path}\n`);

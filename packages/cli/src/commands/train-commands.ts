@@ -13,7 +13,18 @@ import type { Command } from './command.js';
 
 /* Commands that do the whole job on a local cluster: graft train, demo. */
 
-const TRAIN_OPTIONS: Options = { ...NATS_OPTIONS, ...PUBLISH_OPTIONS, out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-bundle': { type: 'boolean' } };
+const TRAIN_OPTIONS: Options = {
+  ...NATS_OPTIONS,
+  ...PUBLISH_OPTIONS,
+  out: { type: 'string' },
+  workers: { type: 'string' },
+  data: { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  'cache-dir': { type: 'string' },
+  'no-bundle': { type: 'boolean' },
+  json: { type: 'boolean' },
+};
 
 const train: Command = {
   summary: 'the one-command path: publish, extract, train, evaluate and export',
@@ -30,6 +41,7 @@ extraction and training progress, prints the evaluation and writes the model to 
   --cache-dir DIR           model disk cache of this command and the local cluster (default $GRAFT_CACHE_DIR,
                             else ~/.cache/graft/models)
   --no-bundle               skip the browser bundle (DIR/web: the model as one TF.js model and a try-it page)
+  --json                    one JSON document on stdout: the job's record and what was written (the summary goes to stderr)
 ${PUBLISH_HELP}
 ${BACKEND_HELP}
 ${THREADS_HELP}
@@ -67,7 +79,16 @@ the test accuracy per class on the 20 % held out, and classifies a photo it neve
 ${BACKEND_HELP}
 ${THREADS_HELP}
 ${CACHE_HELP}`,
-  options: { out: { type: 'string' }, workers: { type: 'string' }, data: { type: 'string' }, backbone: { type: 'string' }, 'no-bundle': { type: 'boolean' }, backend: { type: 'string' }, threads: { type: 'string' }, 'cache-dir': { type: 'string' } },
+  options: {
+    out: { type: 'string' },
+    workers: { type: 'string' },
+    data: { type: 'string' },
+    backbone: { type: 'string' },
+    'no-bundle': { type: 'boolean' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  },
   async run(argv) {
     const { values: v } = parse(argv, this.options, false);
     const data = join(SAMPLES, 'clothing');
@@ -81,8 +102,12 @@ ${CACHE_HELP}`,
     const c = await loadClassifier(out);
     const preds = await classifyFile(c, heldOut, 3);
     c.dispose();
-    process.stdout.write(`\nheld-out photo (shoes the model never saw, ${heldOut}): ${preds.map((p) => `${p.label} ${(100 * p.probability).toFixed(1)}%`).join(', ')}\n`);
-    process.stdout.write(`\nHow: 6 of clothing-small's 10 classes, the ones this small embedded backbone tells apart best (which and why:\n${join(SAMPLES, 'SOURCE.md')}), 60 photos each, the default head. Your own photos: graft train DIR.\n`);
+    process.stdout.write(
+      `\nheld-out photo (shoes the model never saw, ${heldOut}): ${preds.map((p) => `${p.label} ${(100 * p.probability).toFixed(1)}%`).join(', ')}\n`,
+    );
+    process.stdout.write(
+      `\nHow: 6 of clothing-small's 10 classes (which and why: ${join(SAMPLES, 'SOURCE.md')}), 60 photos each, the\nembedded MobileNetV2 1.0 and the default head. Your own photos: graft train DIR. On a phone: ${join(out, 'model.onnx')}.\n`,
+    );
     return preds[0]?.label === 'shoes' ? 0 : 1;
   },
 };

@@ -3,7 +3,9 @@ import type { VectorRow } from '../rows.js';
 
 /* What an audit reads and what it finds. */
 
-export type SplitName = 'train' | 'validation' | 'test';
+import type { SplitName } from '@graft/protocol/wire';
+
+export type { SplitName };
 
 /** One labelled photo of a job, with its cached vector's row in AuditInput.vectors. */
 export interface AuditPhoto {

@@ -1,3 +1,4 @@
+import { argmax } from '../argmax.js';
 import type { AuditInput, AuditOptions, AuditReport, LabelIssue, ResolvedAuditOptions } from './audit-types.js';
 import { findLabelIssues } from './confident-learning.js';
 import { DUPLICATE_NEIGHBOURS, duplicateGroups, duplicatePairs, findOutliers, refOf, splitLeaks } from './findings.js';
@@ -21,7 +22,8 @@ export const NEAR_DUPLICATE_SIMILARITY = 0.85;
 export const MIN_PHOTOS_PER_CLASS = 5;
 /** Folds when none are asked for. */
 export const DEFAULT_AUDIT_FOLDS = 10;
-export const LABEL_ISSUE_METHOD = 'confident learning (Northcutt et al. 2021): as many photos as the confident joint counts off its diagonal, those with the lowest out-of-sample probability of their given label';
+export const LABEL_ISSUE_METHOD =
+  'confident learning (Northcutt et al. 2021): as many photos as the confident joint counts off its diagonal, those with the lowest out-of-sample probability of their given label';
 
 /** Fills the defaults. @throws RangeError naming the bad field. */
 export function resolveAuditOptions(o: AuditOptions = {}): ResolvedAuditOptions {
@@ -34,7 +36,8 @@ export function resolveAuditOptions(o: AuditOptions = {}): ResolvedAuditOptions 
   };
   if (!Number.isInteger(r.folds) || r.folds < 2 || r.folds > 20) throw new RangeError(`audit folds must be an integer from 2 to 20, got ${r.folds}`);
   if (!(r.duplicateThreshold > 0 && r.duplicateThreshold <= 1)) throw new RangeError(`duplicate threshold must be in (0, 1], got ${r.duplicateThreshold}`);
-  if (!Number.isInteger(r.outlierNeighbours) || r.outlierNeighbours < 1 || r.outlierNeighbours > 50) throw new RangeError(`outlier neighbours must be an integer from 1 to 50, got ${r.outlierNeighbours}`);
+  if (!Number.isInteger(r.outlierNeighbours) || r.outlierNeighbours < 1 || r.outlierNeighbours > 50)
+    throw new RangeError(`outlier neighbours must be an integer from 1 to 50, got ${r.outlierNeighbours}`);
   if (!(r.outlierZ > 0)) throw new RangeError(`outlier z must be > 0, got ${r.outlierZ}`);
   return r;
 }
@@ -52,7 +55,10 @@ export function auditProblem(classes: readonly string[], counts: readonly number
   const small = classes.map((c, i) => [c, counts[i] ?? 0] as const).filter(([, n]) => n < need);
   if (classes.length < 2) return 'an audit needs at least 2 classes';
   if (small.length === 0) return undefined;
-  const shown = small.slice(0, 5).map(([c, n]) => `${c} (${n})`).join(', ');
+  const shown = small
+    .slice(0, 5)
+    .map(([c, n]) => `${c} (${n})`)
+    .join(', ');
   return `too small to audit: ${small.length} class${small.length > 1 ? 'es have' : ' has'} fewer than ${need} photos with vectors (${shown}${small.length > 5 ? ', ...' : ''}); an audit trains ${folds} heads, each judging photos it never saw, and needs ${need} photos per class`;
 }
 
@@ -61,9 +67,13 @@ export type AuditStage = 'folds' | 'duplicates' | 'outliers';
 
 /**
  * Audits a labelled set of cached vectors.
- * @throws RangeError when it is too small (auditProblem); FoldsAborted when asked to stop between folds.
+ * @throws RangeError when it is too small (auditProblem); Stopped when asked to stop between folds.
  */
-export async function auditDataset(input: AuditInput, options: AuditOptions = {}, hooks: FoldHooks & { onStage?: (s: AuditStage) => void } = {}): Promise<AuditReport> {
+export async function auditDataset(
+  input: AuditInput,
+  options: AuditOptions = {},
+  hooks: FoldHooks & { onStage?: (s: AuditStage) => void } = {},
+): Promise<AuditReport> {
   const t0 = performance.now();
   const o = resolveAuditOptions(options);
   const { photos, classes, dim } = input;
@@ -72,7 +82,10 @@ export async function auditDataset(input: AuditInput, options: AuditOptions = {}
   const problem = auditProblem(classes, photosPerClass(labels, C), o.folds);
   if (problem) throw new RangeError(problem);
   hooks.onStage?.('folds');
-  const probs = await outOfSampleProbabilities(input.vectors, labels, dim, classes, o.folds, input.options, { ...hooks, parallel: hooks.parallel ?? o.parallel });
+  const probs = await outOfSampleProbabilities(input.vectors, labels, dim, classes, o.folds, input.options, {
+    ...hooks,
+    parallel: hooks.parallel ?? o.parallel,
+  });
   const cl = findLabelIssues(probs, labels, C);
   const labelIssues: LabelIssue[] = cl.flagged.map((i, r) => ({
     ...refOf(photos[i], classes),
@@ -88,7 +101,7 @@ export async function auditDataset(input: AuditInput, options: AuditOptions = {}
   hooks.onStage?.('outliers');
   const outliers = await findOutliers(photos, rows, dim, classes, o.outlierNeighbours, o.outlierZ);
   let correct = 0;
-  for (let i = 0; i < photos.length; i++) if (argmax(probs, i, C) === labels[i]) correct++;
+  for (let i = 0; i < photos.length; i++) if (argmax(probs, i * C, C) === labels[i]) correct++;
   return {
     formatVersion: 1,
     photos: photos.length,
@@ -104,10 +117,4 @@ export async function auditDataset(input: AuditInput, options: AuditOptions = {}
     seconds: (performance.now() - t0) / 1000,
     foldsRestored: hooks.done?.size ?? 0,
   };
-}
-
-function argmax(probs: Float32Array, i: number, C: number): number {
-  let best = 0;
-  for (let c = 1; c < C; c++) if (probs[i * C + c] > probs[i * C + best]) best = c;
-  return best;
 }

@@ -45,7 +45,12 @@ export function normalizedMargin(probs: Float32Array, C: number, i: number, give
  * Flags likely label errors. probs: [n, C] out-of-sample probabilities; labels: the given labels.
  * @throws RangeError when the sizes disagree.
  */
-export function findLabelIssues(probs: Float32Array, labels: ArrayLike<number>, C: number, filter: ConfidentLearningFilter = 'low_self_confidence'): ConfidentLearningResult {
+export function findLabelIssues(
+  probs: Float32Array,
+  labels: ArrayLike<number>,
+  C: number,
+  filter: ConfidentLearningFilter = 'low_self_confidence',
+): ConfidentLearningResult {
   const n = labels.length;
   if (probs.length !== n * C) throw new RangeError(`${probs.length} probabilities for ${n} photos of ${C} classes`);
   const thresholds = classThresholds(probs, labels, C);
@@ -53,13 +58,23 @@ export function findLabelIssues(probs: Float32Array, labels: ArrayLike<number>, 
   const Q = calibratedJoint(joint, labels, C);
   const offDiagonalMass = offDiagonal(Q);
   const flaggedSet = new Set(
-    filter === 'low_self_confidence' ? lowSelfConfidence(probs, labels, C, joint) : filter === 'prune_by_class' ? pruneByClass(probs, labels, C, Q) : pruneByNoiseRate(probs, labels, C, Q),
+    filter === 'low_self_confidence'
+      ? lowSelfConfidence(probs, labels, C, joint)
+      : filter === 'prune_by_class'
+        ? pruneByClass(probs, labels, C, Q)
+        : pruneByNoiseRate(probs, labels, C, Q),
   );
   const keep = (x: number) => filter !== 'both' || (confidentTrue[x] >= 0 && confidentTrue[x] !== labels[x]);
   const scored = [...flaggedSet].filter(keep).map((x) => ({ x, ...normalizedMargin(probs, C, x, labels[x]) }));
   const self = (x: number) => probs[x * C + labels[x]];
   scored.sort((a, b) => (filter === 'low_self_confidence' ? self(a.x) - self(b.x) : a.margin - b.margin) || a.x - b.x);
-  return { flagged: scored.map((s) => s.x), suggested: scored.map((s) => s.other), margins: scored.map((s) => s.margin), estimatedErrors: Math.round(n * offDiagonalMass), thresholds };
+  return {
+    flagged: scored.map((s) => s.x),
+    suggested: scored.map((s) => s.other),
+    margins: scored.map((s) => s.margin),
+    estimatedErrors: Math.round(n * offDiagonalMass),
+    thresholds,
+  };
 }
 
 /** Row i of a square matrix without its diagonal cell, summed. */
@@ -122,7 +137,12 @@ export function classThresholds(probs: Float32Array, labels: ArrayLike<number>, 
 }
 
 /** The confident joint and, per photo, the class it was counted under (-1: under none). */
-export function confidentJoint(probs: Float32Array, labels: ArrayLike<number>, C: number, thresholds: readonly number[]): { joint: number[][]; confidentTrue: Int32Array } {
+export function confidentJoint(
+  probs: Float32Array,
+  labels: ArrayLike<number>,
+  C: number,
+  thresholds: readonly number[],
+): { joint: number[][]; confidentTrue: Int32Array } {
   const joint = Array.from({ length: C }, () => new Array<number>(C).fill(0));
   const confidentTrue = new Int32Array(labels.length).fill(-1);
   for (let i = 0; i < labels.length; i++) {

@@ -24,7 +24,8 @@ export function duplicatePairs(photos: readonly AuditPhoto[], nn: Neighbours, th
     if (group) group.push(i);
     else bySha.set(p.sha256, [i]);
   });
-  for (const group of bySha.values()) for (let x = 0; x < group.length; x++) for (let y = x + 1; y < group.length; y++) pairs.push({ a: group[x], b: group[y], similarity: 1, kind: 'exact' });
+  for (const group of bySha.values())
+    for (let x = 0; x < group.length; x++) for (let y = x + 1; y < group.length; y++) pairs.push({ a: group[x], b: group[y], similarity: 1, kind: 'exact' });
   const seen = new Set<string>();
   for (let i = 0; i < photos.length; i++) {
     for (let r = 0; r < nn.k; r++) {
@@ -74,11 +75,19 @@ export function duplicateGroups(photos: readonly AuditPhoto[], pairs: readonly P
         conflictingLabels: new Set(members.map((m) => photos[m].label)).size > 1,
       };
     })
-    .sort((a, b) => Number(b.conflictingLabels) - Number(a.conflictingLabels) || b.photos.length - a.photos.length || a.photos[0].path.localeCompare(b.photos[0].path));
+    .sort(
+      (a, b) =>
+        Number(b.conflictingLabels) - Number(a.conflictingLabels) || b.photos.length - a.photos.length || a.photos[0].path.localeCompare(b.photos[0].path),
+    );
 }
 
 /** Duplicate pairs whose photos sit in different splits, and test accuracy with and without the test photos they leak. */
-export function splitLeaks(photos: readonly AuditPhoto[], pairs: readonly Pair[], classes: readonly string[], predicted?: Int32Array): { pairs: LeakedPair[]; leakedTestPhotos: number; testAccuracy?: { all: number; withoutLeaked: number; testPhotos: number } } {
+export function splitLeaks(
+  photos: readonly AuditPhoto[],
+  pairs: readonly Pair[],
+  classes: readonly string[],
+  predicted?: Int32Array,
+): { pairs: LeakedPair[]; leakedTestPhotos: number; testAccuracy?: { all: number; withoutLeaked: number; testPhotos: number } } {
   const leaked = pairs.filter((p) => photos[p.a].split !== photos[p.b].split);
   const leakedTest = new Set<number>();
   for (const p of leaked) for (const x of [p.a, p.b]) if (photos[x].split === 'test') leakedTest.add(x);
@@ -99,7 +108,14 @@ export function splitLeaks(photos: readonly AuditPhoto[], pairs: readonly Pair[]
  * same-class photos, flagged at a robust z-score (median, 1.4826 x MAD of the class) >= minZ.
  * Classes too small to have a typical distance (fewer than k + 2 photos) are not scored.
  */
-export async function findOutliers(photos: readonly AuditPhoto[], rows: Float32Array, dim: number, classes: readonly string[], k: number, minZ: number): Promise<Outlier[]> {
+export async function findOutliers(
+  photos: readonly AuditPhoto[],
+  rows: Float32Array,
+  dim: number,
+  classes: readonly string[],
+  k: number,
+  minZ: number,
+): Promise<Outlier[]> {
   const out: Outlier[] = [];
   for (let c = 0; c < classes.length; c++) {
     const members = photos.map((p, i) => i).filter((i) => photos[i].label === c);
@@ -111,7 +127,12 @@ export async function findOutliers(photos: readonly AuditPhoto[], rows: Float32A
       return 1 - s / k;
     });
     const median = quantile(distance, 0.5);
-    const mad = 1.4826 * quantile(distance.map((d) => Math.abs(d - median)), 0.5);
+    const mad =
+      1.4826 *
+      quantile(
+        distance.map((d) => Math.abs(d - median)),
+        0.5,
+      );
     if (!(mad > 0)) continue;
     members.forEach((i, m) => {
       const z = (distance[m] - median) / mad;

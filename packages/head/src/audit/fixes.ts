@@ -20,11 +20,14 @@ const quote = (s: string) => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` 
 /** The fixes an audit suggests: label issues (with their suggestion), then the later copies of each duplicate group, then outliers. */
 export function fixesOf(report: AuditReport): Fix[] {
   const out = new Map<string, Fix>();
-  for (const l of report.labelIssues) out.set(l.path, { path: l.path, given: l.label, suggested: l.suggested, reason: `label issue (p(given) ${l.selfConfidence.toFixed(3)})` });
+  for (const l of report.labelIssues)
+    out.set(l.path, { path: l.path, given: l.label, suggested: l.suggested, reason: `label issue (p(given) ${l.selfConfidence.toFixed(3)})` });
   for (const g of report.duplicates) {
-    for (const p of g.photos.slice(1)) if (!out.has(p.path)) out.set(p.path, { path: p.path, given: p.label, suggested: '', reason: `${g.kind} duplicate of ${g.photos[0].path}` });
+    for (const p of g.photos.slice(1))
+      if (!out.has(p.path)) out.set(p.path, { path: p.path, given: p.label, suggested: '', reason: `${g.kind} duplicate of ${g.photos[0].path}` });
   }
-  for (const o of report.outliers) if (!out.has(o.path)) out.set(o.path, { path: o.path, given: o.label, suggested: '', reason: `outlier (z ${o.z.toFixed(1)})` });
+  for (const o of report.outliers)
+    if (!out.has(o.path)) out.set(o.path, { path: o.path, given: o.label, suggested: '', reason: `outlier (z ${o.z.toFixed(1)})` });
   return [...out.values()];
 }
 
@@ -40,11 +43,11 @@ function fields(line: string): string[] {
   for (let i = 0; i < line.length; i++) {
     const ch = line[i];
     if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') (cur += '"'), i++;
+      if (ch === '"' && line[i + 1] === '"') ((cur += '"'), i++);
       else if (ch === '"') quoted = false;
       else cur += ch;
     } else if (ch === '"') quoted = true;
-    else if (ch === ',') out.push(cur), (cur = '');
+    else if (ch === ',') (out.push(cur), (cur = ''));
     else cur += ch;
   }
   out.push(cur);
@@ -57,7 +60,8 @@ function fields(line: string): string[] {
  */
 export function parseFixes(text: string, origin: string): Fix[] {
   const lines = text.split(/\r?\n/);
-  if (lines[0]?.replace(/^\uFEFF/, '').trim() !== FIXES_HEADER) throw new RangeError(`${origin}: the first line must be "${FIXES_HEADER}" (as graft audit --write-fixes writes it)`);
+  if (lines[0]?.replace(/^\uFEFF/, '').trim() !== FIXES_HEADER)
+    throw new RangeError(`${origin}: the first line must be "${FIXES_HEADER}" (as graft audit --write-fixes writes it)`);
   const out: Fix[] = [];
   lines.slice(1).forEach((line, i) => {
     if (!line.trim()) return;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { Stopped } from '../stop.js';
 import { seededRandom } from '../head-training.js';
 import type { HeadDataset } from '../head-types.js';
 import type { VectorRow } from '../rows.js';
@@ -31,7 +32,15 @@ export function foldOf(labels: ArrayLike<number>, C: number, K: number, seed: nu
 }
 
 /** What one fold head trains on: the other folds, a tenth of them (seeded) held out for early stopping. */
-export function foldDataset(rows: readonly VectorRow[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], seed: number): { data: HeadDataset; held: number[] } {
+export function foldDataset(
+  rows: readonly VectorRow[],
+  labels: ArrayLike<number>,
+  fold: Int32Array,
+  k: number,
+  dim: number,
+  classes: string[],
+  seed: number,
+): { data: HeadDataset; held: number[] } {
   const rng = seededRandom(seed * 104_729 + k);
   const data: HeadDataset = { dim, classes, train: { x: [], y: [] }, validation: { x: [], y: [] } };
   const held: number[] = [];
@@ -47,7 +56,15 @@ export function foldDataset(rows: readonly VectorRow[], labels: ArrayLike<number
 }
 
 /** Trains fold k's head and returns the held-out photos' probabilities ([held, C]). */
-export async function trainFold(rows: readonly VectorRow[], labels: ArrayLike<number>, fold: Int32Array, k: number, dim: number, classes: string[], options: TrainOptions): Promise<Float32Array> {
+export async function trainFold(
+  rows: readonly VectorRow[],
+  labels: ArrayLike<number>,
+  fold: Int32Array,
+  k: number,
+  dim: number,
+  classes: string[],
+  options: TrainOptions,
+): Promise<Float32Array> {
   const { data, held } = foldDataset(rows, labels, fold, k, dim, classes, options.seed ?? 1);
   const head = await trainHead(data, options);
   return headProbabilities(
@@ -61,17 +78,9 @@ export interface FoldHooks {
   done?: ReadonlyMap<number, Float32Array>;
   /** After each fold is trained (store it here; awaited before it counts as done). */
   onFold?: (k: number, probs: Float32Array) => Promise<void>;
-  /** Checked before each fold starts: stop (throwing FoldsAborted) when true. */
+  /** Checked before each fold starts: stop (throwing Stopped) when true. */
   shouldStop?: () => boolean;
   parallel?: number;
-}
-
-/** The audit was asked to stop between folds; the folds finished so far went to onFold. */
-export class FoldsAborted extends Error {
-  constructor(readonly finished: number) {
-    super(`audit stopped after ${finished} folds`);
-    this.name = 'FoldsAborted';
-  }
 }
 
 /** What a fold thread gets once. */
@@ -87,9 +96,17 @@ export interface FoldThreadData {
 
 /**
  * Out-of-sample probabilities of every photo ([n, C]), K folds, `parallel` heads at a time.
- * @throws FoldsAborted when shouldStop says so between folds.
+ * @throws Stopped when shouldStop says so between folds.
  */
-export async function outOfSampleProbabilities(rows: readonly VectorRow[], labels: number[], dim: number, classes: string[], K: number, options: TrainOptions, hooks: FoldHooks = {}): Promise<Float32Array> {
+export async function outOfSampleProbabilities(
+  rows: readonly VectorRow[],
+  labels: number[],
+  dim: number,
+  classes: string[],
+  K: number,
+  options: TrainOptions,
+  hooks: FoldHooks = {},
+): Promise<Float32Array> {
   const C = classes.length;
   const fold = foldOf(labels, C, K, options.seed ?? 1);
   const out = new Float32Array(rows.length * C);
@@ -109,14 +126,18 @@ export async function outOfSampleProbabilities(rows: readonly VectorRow[], label
     parallel: hooks.parallel ?? 1,
     shouldStop: hooks.shouldStop,
     here: (k) => trainFold(rows, labels, fold, k, dim, classes, options),
-    threads: { script: new URL('./fold-thread.js', import.meta.url), data: () => threadData(rows, labels, fold, dim, classes, options), describe: (k) => `audit fold ${k}` },
+    threads: {
+      script: new URL('./fold-thread.js', import.meta.url),
+      data: () => threadData(rows, labels, fold, dim, classes, options),
+      describe: (k) => `audit fold ${k}`,
+    },
     finish: async (k, probs) => {
       await hooks.onFold?.(k, probs);
       place(k, probs);
       finished++;
     },
   });
-  if (stopped) throw new FoldsAborted(finished);
+  if (stopped) throw new Stopped(`audit after ${finished} folds (handed to onFold)`);
   return out;
 }
 

@@ -55,7 +55,13 @@ export function similarity(rows: Float32Array, dim: number, a: number, b: number
  * The k nearest neighbours of every row among `members` (default all rows).
  * @param rows unit rows from unitRows, [n, dim].
  */
-export async function nearestNeighbours(rows: Float32Array, dim: number, k: number, members?: readonly number[], exactLimit = EXACT_LIMIT): Promise<Neighbours> {
+export async function nearestNeighbours(
+  rows: Float32Array,
+  dim: number,
+  k: number,
+  members?: readonly number[],
+  exactLimit = EXACT_LIMIT,
+): Promise<Neighbours> {
   const ids = members ?? Array.from({ length: rows.length / dim }, (_, i) => i);
   const n = ids.length;
   const kk = Math.min(k, Math.max(0, n - 1));
@@ -80,7 +86,8 @@ export async function nearestNeighbours(rows: Float32Array, dim: number, k: numb
       });
       const [v, ix] = [(await values.data()) as Float32Array, (await indices.data()) as Int32Array];
       tf.dispose([values, indices]);
-      for (let r = 0; r < b; r++) keepTop(out, s + r, ids, rows, dim, v.subarray(r * candidates, (r + 1) * candidates), ix.subarray(r * candidates, (r + 1) * candidates), kk, projected);
+      for (let r = 0; r < b; r++)
+        keepTop(out, s + r, ids, rows, dim, v.subarray(r * candidates, (r + 1) * candidates), ix.subarray(r * candidates, (r + 1) * candidates), kk, projected);
     }
   } finally {
     tf.dispose([all, allT]);
@@ -89,7 +96,17 @@ export async function nearestNeighbours(rows: Float32Array, dim: number, k: numb
 }
 
 /** Writes row i's k best candidates (itself left out) into out, in member positions. */
-function keepTop(out: Neighbours, i: number, ids: readonly number[], rows: Float32Array, dim: number, sims: Float32Array, idx: Int32Array, k: number, rescore: boolean): void {
+function keepTop(
+  out: Neighbours,
+  i: number,
+  ids: readonly number[],
+  rows: Float32Array,
+  dim: number,
+  sims: Float32Array,
+  idx: Int32Array,
+  k: number,
+  rescore: boolean,
+): void {
   const found: [number, number][] = [];
   for (let c = 0; c < idx.length; c++) {
     if (idx[c] === i) continue;
@@ -113,7 +130,10 @@ function gatherRows(rows: Float32Array, dim: number, ids: readonly number[]): Fl
 function project(rows: Float32Array, dim: number, ids: readonly number[]): Float32Array {
   const rng = seededRandom(12_345);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-  const P = tf.tensor2d(Float32Array.from({ length: dim * PROJECTED_DIM }, () => gauss() / Math.sqrt(PROJECTED_DIM)), [dim, PROJECTED_DIM]);
+  const P = tf.tensor2d(
+    Float32Array.from({ length: dim * PROJECTED_DIM }, () => gauss() / Math.sqrt(PROJECTED_DIM)),
+    [dim, PROJECTED_DIM],
+  );
   const out = new Float32Array(ids.length * PROJECTED_DIM);
   const block = 4096;
   try {

@@ -55,7 +55,9 @@ export function bindJobId(prefix: string, header: DatasetManifest): DatasetManif
 export function jobIdProblem(header: DatasetManifest): string | undefined {
   const id = header.jobId;
   const prefix = id.slice(0, -JOB_ID_DIGEST_CHARS);
-  if (id.length <= JOB_ID_DIGEST_CHARS || !/^[0-9a-f]+$/.test(id.slice(-JOB_ID_DIGEST_CHARS))) return `job id ${JSON.stringify(id.slice(0, 80))} does not end in the digest of its content (${JOB_ID_DIGEST_CHARS} hex characters)`;
-  if (digestOf(prefix, header) !== id.slice(-JOB_ID_DIGEST_CHARS)) return `job id ${id} is not the digest of this manifest's content (a manifest published under someone else's job id?)`;
+  if (id.length <= JOB_ID_DIGEST_CHARS || !/^[0-9a-f]+$/.test(id.slice(-JOB_ID_DIGEST_CHARS)))
+    return `job id ${JSON.stringify(id.slice(0, 80))} does not end in the digest of its content (${JOB_ID_DIGEST_CHARS} hex characters)`;
+  if (digestOf(prefix, header) !== id.slice(-JOB_ID_DIGEST_CHARS))
+    return `job id ${id} is not the digest of this manifest's content (a manifest published under someone else's job id?)`;
   return undefined;
 }

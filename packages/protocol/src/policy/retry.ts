@@ -78,14 +78,21 @@ export function isTransient(err: unknown): boolean {
     (e) =>
       ['TimeoutError', 'NoRespondersError', 'ConnectionError', 'ClosedConnectionError', 'DrainingConnectionError', 'RequestError'].includes(e.name ?? '') ||
       e.status === 503 ||
-      /timeout|timed out|no responders|disconnect|connection (closed|refused|lost)|temporarily unavailable|not (yet )?available|leader|503/i.test(e.message ?? ''),
+      /timeout|timed out|no responders|disconnect|connection (closed|refused|lost)|temporarily unavailable|not (yet )?available|leader|503/i.test(
+        e.message ?? '',
+      ),
   );
 }
 
 /** An error and up to three of its causes. */
 function causes(err: unknown): { name?: string; message?: string; status?: number }[] {
   const out: { name?: string; message?: string; status?: number }[] = [];
-  for (let e = err as { name?: string; message?: string; cause?: unknown; status?: number } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) out.push(e);
+  for (
+    let e = err as { name?: string; message?: string; cause?: unknown; status?: number } | undefined, depth = 0;
+    e && depth < 4;
+    e = e.cause as typeof e, depth++
+  )
+    out.push(e);
   return out;
 }
 

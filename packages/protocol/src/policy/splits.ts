@@ -33,7 +33,10 @@ export function splitPercents(t: TrainingOptions | null | undefined): SplitPerce
  */
 export function splitPercentsProblem(t: Pick<TrainingOptions, 'validationPercent' | 'testPercent'> | null | undefined): string | undefined {
   const p = splitPercents(t as TrainingOptions);
-  for (const [name, v] of [['validation', p.validationPercent], ['test', p.testPercent]] as const) {
+  for (const [name, v] of [
+    ['validation', p.validationPercent],
+    ['test', p.testPercent],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0 || v > 99) return `the ${name} percentage must be an integer from 0 to 99, got ${v}`;
   }
   if (p.validationPercent + p.testPercent >= 100) return `validation + test percentages must be under 100, got ${p.validationPercent} + ${p.testPercent}`;

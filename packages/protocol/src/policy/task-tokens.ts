@@ -18,7 +18,9 @@ export interface SignedTask {
 
 /** The token of a task under a key (hex). */
 export function taskToken(key: Uint8Array, t: SignedTask): string {
-  return createHmac('sha256', key).update(`${t.jobId}\n${t.taskId}\n${t.fingerprint}\n${t.imageIds.join(',')}`).digest('hex');
+  return createHmac('sha256', key)
+    .update(`${t.jobId}\n${t.taskId}\n${t.fingerprint}\n${t.imageIds.join(',')}`)
+    .digest('hex');
 }
 
 /** Whether a batch's token is its task's (constant time). */

@@ -1,4 +1,4 @@
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { isRevisionConflict } from '../errors.js';
 
 /*
@@ -38,7 +38,7 @@ export interface Claim {
  */
 export async function createClaim(bus: Bus, taskId: string, workerId: string, proof: string): Promise<boolean> {
   try {
-    await bus.claims.create(taskId, text.encode(`${workerId} ${proof}`));
+    await handles(bus).claims.create(taskId, text.encode(`${workerId} ${proof}`));
     return true;
   } catch (err) {
     if (isRevisionConflict(err)) return false;
@@ -48,13 +48,19 @@ export async function createClaim(bus: Bus, taskId: string, workerId: string, pr
 
 /** A task's claim, or undefined when nobody holds it. */
 export async function readClaim(bus: Bus, taskId: string): Promise<Claim | undefined> {
-  const e = await bus.claims.get(taskId);
+  const e = await handles(bus).claims.get(taskId);
   if (!e || e.operation !== 'PUT') return undefined;
   const value = untext.decode(e.value);
   const answered = value.startsWith(ANSWERED);
   const rest = answered ? value.slice(ANSWERED.length) : value;
   const space = rest.lastIndexOf(' ');
-  return { holder: space < 0 ? rest : rest.slice(0, space), proof: space < 0 ? '' : rest.slice(space + 1), answered, revision: e.revision, writtenAt: e.created };
+  return {
+    holder: space < 0 ? rest : rest.slice(0, space),
+    proof: space < 0 ? '' : rest.slice(space + 1),
+    answered,
+    revision: e.revision,
+    writtenAt: e.created,
+  };
 }
 
 /**
@@ -63,7 +69,7 @@ export async function readClaim(bus: Bus, taskId: string): Promise<Claim | undef
  */
 export async function takeOverClaim(bus: Bus, taskId: string, workerId: string, proof: string, revision: number): Promise<boolean> {
   try {
-    await bus.claims.update(taskId, text.encode(`${workerId} ${proof}`), revision);
+    await handles(bus).claims.update(taskId, text.encode(`${workerId} ${proof}`), revision);
     return true;
   } catch (err) {
     if (isRevisionConflict(err)) return false;
@@ -73,17 +79,17 @@ export async function takeOverClaim(bus: Bus, taskId: string, workerId: string, 
 
 /** Renews a worker's claim (its TTL starts again). */
 export async function renewClaim(bus: Bus, taskId: string, workerId: string, proof: string): Promise<void> {
-  await bus.claims.put(taskId, text.encode(`${workerId} ${proof}`));
+  await handles(bus).claims.put(taskId, text.encode(`${workerId} ${proof}`));
 }
 
 /** Marks a claim answered: the task's answer is in JetStream. */
 export async function markClaimAnswered(bus: Bus, taskId: string, workerId: string, proof: string): Promise<void> {
-  await bus.claims.put(taskId, text.encode(`${ANSWERED}${workerId} ${proof}`));
+  await handles(bus).claims.put(taskId, text.encode(`${ANSWERED}${workerId} ${proof}`));
 }
 
 /** Gives a claim up. */
 export async function releaseClaim(bus: Bus, taskId: string): Promise<void> {
-  await bus.claims.delete(taskId);
+  await handles(bus).claims.delete(taskId);
 }
 
 /**
@@ -92,6 +98,6 @@ export async function releaseClaim(bus: Bus, taskId: string): Promise<void> {
  */
 export async function serverNow(bus: Bus, workerId: string): Promise<Date | undefined> {
   const key = `${PROBE}${workerId.replace(/[^-/_=.a-zA-Z0-9]/g, '_')}`;
-  await bus.claims.put(key, new Uint8Array(0));
-  return (await bus.claims.get(key))?.created;
+  await handles(bus).claims.put(key, new Uint8Array(0));
+  return (await handles(bus).claims.get(key))?.created;
 }

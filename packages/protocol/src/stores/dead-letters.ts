@@ -1,5 +1,5 @@
 import { headers } from '@nats-io/transport-node';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { deadLetterSubject } from '../names.js';
 
 /*
@@ -17,8 +17,10 @@ export async function deadLetter(bus: Bus, kind: 'manifest' | 'result' | 'task',
   h.set('Graft-Subject', from);
   h.set('Graft-Reason', reason.replace(/[\r\n]+/g, ' ').slice(0, 1000));
   // @returns false when it could not be kept: the message is refused all the same.
-  return bus.js.publish(deadLetterSubject(kind), data, { headers: h }).then(
-    () => true,
-    () => false,
-  );
+  return handles(bus)
+    .js.publish(deadLetterSubject(kind), data, { headers: h })
+    .then(
+      () => true,
+      () => false,
+    );
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 
 /*
  * Reading JetStream messages by direct gets: raw bytes, no consumer made on the server (nothing a
@@ -19,10 +19,14 @@ export interface DirectMessage {
 }
 
 /** One direct get with its own deadline (the bus's request timeout), tried again on a timeout; null: no such message. */
-export async function directGet(bus: Bus, stream: string, query: { last_by_subj: string } | { seq: number; next_by_subj?: string }): Promise<DirectMessage | null> {
+export async function directGet(
+  bus: Bus,
+  stream: string,
+  query: { last_by_subj: string } | { seq: number; next_by_subj?: string },
+): Promise<DirectMessage | null> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const m = await bus.jsm.direct.getMessage(stream, query);
+      const m = await handles(bus).jsm.direct.getMessage(stream, query);
       return m ? { data: m.data, seq: m.seq, subject: m.subject } : null;
     } catch (err) {
       if (attempt >= READ_TRIES || !/timeout|timed out/i.test((err as Error).message)) throw err;
@@ -72,7 +76,8 @@ export async function readObjectInfo(bus: Bus, bucket: string, name: string): Pr
   const m = await directGet(bus, `OBJ_${bucket}`, { last_by_subj: `$O.${bucket}.M.${paddedBase64Url(Buffer.from(name))}` });
   if (!m) return null;
   const r = JSON.parse(new TextDecoder().decode(m.data)) as Partial<ObjectRecord>;
-  if (typeof r.nuid !== 'string' || !Number.isSafeInteger(r.size) || !Number.isSafeInteger(r.chunks) || typeof r.digest !== 'string') throw new Error(`the ${bucket} store's record of ${name} is malformed`);
+  if (typeof r.nuid !== 'string' || !Number.isSafeInteger(r.size) || !Number.isSafeInteger(r.chunks) || typeof r.digest !== 'string')
+    throw new Error(`the ${bucket} store's record of ${name} is malformed`);
   return { ...(r as ObjectRecord), seq: m.seq };
 }
 

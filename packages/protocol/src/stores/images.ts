@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { codecs } from '../messages.js';
 import { STREAMS, imageSubjects } from '../names.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
@@ -26,14 +26,12 @@ const MIN_CHUNK_BYTES = 16 * 1024;
 
 /** The chunk size uploads to this server use. */
 function chunkBytes(bus: Bus): number {
-  const max = bus.nc.info?.max_payload ?? 1024 * 1024;
+  const max = handles(bus).nc.info?.max_payload ?? 1024 * 1024;
   return Math.max(MIN_CHUNK_BYTES, Math.min(IMAGE_CHUNK_BYTES, max - 16 * 1024));
 }
 
 /** What reading one image gave: its bytes, or why there are none (each ends that image alone). */
-export type ImageRead =
-  | { ok: true; bytes: Uint8Array }
-  | { ok: false; problem: 'missing' | 'too-large' | 'corrupt'; size: number; message: string };
+export type ImageRead = { ok: true; bytes: Uint8Array } | { ok: false; problem: 'missing' | 'too-large' | 'corrupt'; size: number; message: string };
 
 /** A photo's record, checked against its name and the chunking rule; a string says what is wrong with it. */
 async function readRecord(bus: Bus, sha256: string): Promise<{ size: number; chunks: number } | string | null> {
@@ -47,7 +45,8 @@ async function readRecord(bus: Bus, sha256: string): Promise<{ size: number; chu
   }
   const size = Number(r.size);
   if (Buffer.from(r.sha256).toString('hex') !== sha256) return 'its record in the image store names other bytes';
-  if (!Number.isSafeInteger(size) || size < 0 || r.chunks < Math.ceil(size / IMAGE_CHUNK_BYTES) || r.chunks > Math.max(1, Math.ceil(size / MIN_CHUNK_BYTES))) return 'its record in the image store does not add up (size and chunks)';
+  if (!Number.isSafeInteger(size) || size < 0 || r.chunks < Math.ceil(size / IMAGE_CHUNK_BYTES) || r.chunks > Math.max(1, Math.ceil(size / MIN_CHUNK_BYTES)))
+    return 'its record in the image store does not add up (size and chunks)';
   return { size, chunks: r.chunks };
 }
 
@@ -64,11 +63,19 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
   if (typeof r === 'string') return { ok: false, problem: 'corrupt', size: 0, message: `image is corrupt: ${r}` };
   if (r.size > maxBytes) return { ok: false, problem: 'too-large', size: r.size, message: `file is ${r.size} bytes, over the ${maxBytes}-byte limit` };
   const each = Math.ceil(r.size / Math.max(1, r.chunks));
-  const parts = await Promise.all(Array.from({ length: r.chunks }, (_, i) => budgeted(each, () => directGet(bus, STREAMS.images, { last_by_subj: imageSubjects.chunk(sha256, i) }))));
-  if (parts.some((p) => !p)) return { ok: false, problem: 'corrupt', size: r.size, message: 'image is corrupt in the store: a chunk its record names is missing' };
+  const parts = await Promise.all(
+    Array.from({ length: r.chunks }, (_, i) => budgeted(each, () => directGet(bus, STREAMS.images, { last_by_subj: imageSubjects.chunk(sha256, i) }))),
+  );
+  if (parts.some((p) => !p))
+    return { ok: false, problem: 'corrupt', size: r.size, message: 'image is corrupt in the store: a chunk its record names is missing' };
   const data = parts.length === 1 ? parts[0]!.data : Buffer.concat(parts.map((p) => p!.data));
   if (data.byteLength !== r.size || createHash('sha256').update(data).digest('hex') !== sha256) {
-    return { ok: false, problem: 'corrupt', size: data.byteLength, message: 'image content does not match its name (SHA-256): the store holds other bytes under it' };
+    return {
+      ok: false,
+      problem: 'corrupt',
+      size: data.byteLength,
+      message: 'image content does not match its name (SHA-256): the store holds other bytes under it',
+    };
   }
   return { ok: true, bytes: data };
 }
@@ -76,7 +83,7 @@ export async function readImage(bus: Bus, sha256: string, maxBytes = Infinity): 
 /** Publishes one message of a photo, kept once: the same subject written again is refused, which is fine. */
 async function publishOnce(bus: Bus, subject: string, data: Uint8Array, description: string): Promise<void> {
   try {
-    await bus.js.publish(subject, data);
+    await handles(bus).js.publish(subject, data);
   } catch (err) {
     // Checked first: JetStream words a second message on a subject as a full store too.
     if (/maximum messages per subject/i.test((err as Error).message)) return;
@@ -116,5 +123,5 @@ export async function hasImage(bus: Bus, sha256: string): Promise<boolean> {
  * upload it again: the coordinator's repair, the one writer allowed to purge.
  */
 export async function removeCorruptImage(bus: Bus, sha256: string): Promise<void> {
-  await bus.jsm.streams.purge(STREAMS.images, { filter: imageSubjects.all(sha256) });
+  await handles(bus).jsm.streams.purge(STREAMS.images, { filter: imageSubjects.all(sha256) });
 }

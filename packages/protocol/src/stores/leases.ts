@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { isRevisionConflict } from '../errors.js';
 import { codecs, type CoordinatorLease } from '../messages.js';
 import { LEASES } from '../names.js';
@@ -22,7 +22,7 @@ export interface StoredLease {
  * @throws ProtocolError when the stored bytes are not a lease.
  */
 export async function readLease(bus: Bus): Promise<StoredLease | undefined> {
-  const e = await bus.leases.get(LEASES.coordinator);
+  const e = await handles(bus).leases.get(LEASES.coordinator);
   if (!e || e.operation !== 'PUT') return undefined;
   return { lease: codecs.coordinatorLease.decode(e.value, 'coordinator lease'), revision: e.revision };
 }
@@ -33,7 +33,7 @@ function leaseValue(holder: string, ttlMs: number): Uint8Array {
 
 /** Takes the free lease. @returns its revision. @throws a revision conflict when somebody holds it. */
 export async function createLease(bus: Bus, holder: string, ttlMs: number): Promise<number> {
-  return bus.leases.create(LEASES.coordinator, leaseValue(holder, ttlMs));
+  return handles(bus).leases.create(LEASES.coordinator, leaseValue(holder, ttlMs));
 }
 
 /**
@@ -41,12 +41,12 @@ export async function createLease(bus: Bus, holder: string, ttlMs: number): Prom
  * @returns the new revision. @throws a revision conflict when somebody wrote it since.
  */
 export async function writeLease(bus: Bus, holder: string, ttlMs: number, revision: number): Promise<number> {
-  return bus.leases.update(LEASES.coordinator, leaseValue(holder, ttlMs), revision);
+  return handles(bus).leases.update(LEASES.coordinator, leaseValue(holder, ttlMs), revision);
 }
 
 /** Frees the lease if it is still the revision named. */
 export async function deleteLease(bus: Bus, revision: number): Promise<void> {
-  await bus.leases.delete(LEASES.coordinator, { previousSeq: revision });
+  await handles(bus).leases.delete(LEASES.coordinator, { previousSeq: revision });
 }
 
 /**
@@ -56,11 +56,11 @@ export async function deleteLease(bus: Bus, revision: number): Promise<void> {
  */
 export async function taskKey(bus: Bus): Promise<Uint8Array> {
   for (;;) {
-    const e = await bus.leases.get(LEASES.taskKey);
+    const e = await handles(bus).leases.get(LEASES.taskKey);
     if (e && e.operation === 'PUT' && e.value.length === 32) return e.value;
     try {
       const key = randomBytes(32);
-      await bus.leases.create(LEASES.taskKey, key);
+      await handles(bus).leases.create(LEASES.taskKey, key);
       return key;
     } catch (err) {
       if (!isRevisionConflict(err)) throw err; // another coordinator made it first: read it

@@ -1,4 +1,4 @@
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { BUCKETS, modelObjects } from '../names.js';
 import { isStoreFull, storeFullMessage } from '../policy/retry.js';
 import { readObject, readObjectInfo } from './direct-reads.js';
@@ -28,8 +28,8 @@ export async function hasModel(bus: Bus, fingerprint: string): Promise<boolean> 
  */
 export async function putModel(bus: Bus, fingerprint: string, blobs: ModelBlobs): Promise<void> {
   try {
-    await bus.models.putBlob({ name: modelObjects.weights(fingerprint) }, blobs.weights);
-    await bus.models.putBlob({ name: modelObjects.json(fingerprint) }, blobs.modelJson);
+    await handles(bus).models.putBlob({ name: modelObjects.weights(fingerprint) }, blobs.weights);
+    await handles(bus).models.putBlob({ name: modelObjects.json(fingerprint) }, blobs.modelJson);
   } catch (err) {
     if (isStoreFull(err)) throw new Error(`cannot put the backbone where workers load it: ${storeFullMessage('models', BUCKETS.models)}`, { cause: err });
     throw err;
@@ -38,6 +38,9 @@ export async function putModel(bus: Bus, fingerprint: string, blobs: ModelBlobs)
 
 /** A stored model's blobs, or undefined when either is missing. */
 export async function getModel(bus: Bus, fingerprint: string): Promise<ModelBlobs | undefined> {
-  const [modelJson, weights] = await Promise.all([readObject(bus, BUCKETS.models, modelObjects.json(fingerprint)), readObject(bus, BUCKETS.models, modelObjects.weights(fingerprint))]);
+  const [modelJson, weights] = await Promise.all([
+    readObject(bus, BUCKETS.models, modelObjects.json(fingerprint)),
+    readObject(bus, BUCKETS.models, modelObjects.weights(fingerprint)),
+  ]);
   return modelJson && weights ? { modelJson, weights } : undefined;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { codecs } from '../messages.js';
 import { STREAMS, preparedSubject } from '../names.js';
 
@@ -19,7 +19,7 @@ export type PreparedRead = { ok: true; pixels: Uint8Array } | { ok: false; probl
  * @throws Error only when the bus cannot answer (the caller falls back to the original).
  */
 export async function readPrepared(bus: Bus, rule: string, size: number, sha256: string): Promise<PreparedRead> {
-  const m = await bus.jsm.direct.getMessage(STREAMS.prepared, { last_by_subj: preparedSubject(rule, size, sha256) });
+  const m = await handles(bus).jsm.direct.getMessage(STREAMS.prepared, { last_by_subj: preparedSubject(rule, size, sha256) });
   if (!m || m.data.byteLength === 0) return { ok: false, problem: 'missing', message: 'not prepared' };
   let p;
   try {
@@ -27,9 +27,12 @@ export async function readPrepared(bus: Bus, rule: string, size: number, sha256:
   } catch (err) {
     return { ok: false, problem: 'damaged', message: (err as Error).message };
   }
-  if (p.sourceSha256 !== sha256 || p.size !== size || p.rule !== rule) return { ok: false, problem: 'damaged', message: 'prepared input names another photo, size or rule than its subject' };
-  if (p.pixels.byteLength !== size * size * 3) return { ok: false, problem: 'damaged', message: `prepared input holds ${p.pixels.byteLength} bytes, not ${size}x${size}x3` };
-  if (!createHash('sha256').update(p.pixels).digest().equals(Buffer.from(p.pixelsSha256))) return { ok: false, problem: 'damaged', message: 'prepared input does not match its digest' };
+  if (p.sourceSha256 !== sha256 || p.size !== size || p.rule !== rule)
+    return { ok: false, problem: 'damaged', message: 'prepared input names another photo, size or rule than its subject' };
+  if (p.pixels.byteLength !== size * size * 3)
+    return { ok: false, problem: 'damaged', message: `prepared input holds ${p.pixels.byteLength} bytes, not ${size}x${size}x3` };
+  if (!createHash('sha256').update(p.pixels).digest().equals(Buffer.from(p.pixelsSha256)))
+    return { ok: false, problem: 'damaged', message: 'prepared input does not match its digest' };
   return { ok: true, pixels: p.pixels };
 }
 
@@ -41,5 +44,5 @@ export async function readPrepared(bus: Bus, rule: string, size: number, sha256:
 export async function putPrepared(bus: Bus, rule: string, size: number, sha256: string, pixels: Uint8Array): Promise<void> {
   if (pixels.byteLength !== size * size * 3) throw new RangeError(`prepared pixels of ${sha256} are ${pixels.byteLength} bytes, not ${size}x${size}x3`);
   const msg = codecs.preparedInput.encode({ sourceSha256: sha256, size, rule, pixels, pixelsSha256: createHash('sha256').update(pixels).digest() });
-  await bus.js.publish(preparedSubject(rule, size, sha256), msg);
+  await handles(bus).js.publish(preparedSubject(rule, size, sha256), msg);
 }

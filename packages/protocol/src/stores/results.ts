@@ -1,5 +1,5 @@
 import type { ConsumerMessages } from '@nats-io/jetstream';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { CONSUMERS, STREAMS, resultSubject } from '../names.js';
 import { randomBytes } from 'node:crypto';
 
@@ -18,11 +18,11 @@ const PUBLISHER = randomBytes(12).toString('hex');
  * answer dropped as a duplicate. An answer sent twice by two processes is counted once by the coordinator.
  */
 export async function publishResults(bus: Bus, task: { jobId: string; taskId: string }, batch: Uint8Array, timeoutMs = 10_000): Promise<void> {
-  await bus.js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}.${PUBLISHER}`, timeout: timeoutMs });
+  await handles(bus).js.publish(resultSubject(task.jobId), batch, { msgID: `${task.taskId}.${PUBLISHER}`, timeout: timeoutMs });
 }
 
 /** The coordinator's stream of vector batches (stop it to end). */
 export async function consumeResults(bus: Bus, maxMessages = 64): Promise<ConsumerMessages> {
-  const c = await bus.js.consumers.get(STREAMS.results, CONSUMERS.results);
+  const c = await handles(bus).js.consumers.get(STREAMS.results, CONSUMERS.results);
   return c.consume({ max_messages: maxMessages });
 }

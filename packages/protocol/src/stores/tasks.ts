@@ -1,6 +1,6 @@
-import { AckPolicy, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, type JsMsg } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import type { Bus } from '../bus.js';
+import { handles, type Bus } from '../bus.js';
 import { codecs, type ExtractionTask } from '../messages.js';
 import { MAX_DELIVERIES_ADVISORY, STREAMS, SUBJECTS, extractorConsumer, fingerprintOfConsumer, taskSubject } from '../names.js';
 import { TASK_ACK_WAIT_MS, TASK_MAX_DELIVER } from '../policy/retry.js';
@@ -23,9 +23,9 @@ export interface ExtractorConsumerOptions {
 }
 
 /** Creates the durable pull consumer of one backbone's tasks, shared by all extractors. @returns its name. */
-export async function ensureExtractorConsumer(bus: Bus | { jsm: JetStreamManager }, fingerprint: string, opts: ExtractorConsumerOptions = {}): Promise<string> {
+export async function ensureExtractorConsumer(bus: Bus, fingerprint: string, opts: ExtractorConsumerOptions = {}): Promise<string> {
   const name = extractorConsumer(fingerprint);
-  await ensureConsumer(bus.jsm, STREAMS.tasks, {
+  await ensureConsumer(handles(bus).jsm, STREAMS.tasks, {
     durable_name: name,
     filter_subject: taskSubject(fingerprint),
     ack_policy: AckPolicy.Explicit,
@@ -42,7 +42,7 @@ export async function ensureExtractorConsumer(bus: Bus | { jsm: JetStreamManager
  * @throws as JetStream (isStoreFull when the queue is full: it refuses new tasks, never evicts).
  */
 export async function publishTask(bus: Bus, task: TaskFields & { taskId: string; backbone: { fingerprint: string } }): Promise<void> {
-  await bus.js.publish(taskSubject(task.backbone.fingerprint), codecs.task.encode(task), { msgID: task.taskId });
+  await handles(bus).js.publish(taskSubject(task.backbone.fingerprint), codecs.task.encode(task), { msgID: task.taskId });
 }
 
 /** One extractor queue: its consumer and what it holds. */
@@ -60,7 +60,7 @@ export interface TaskQueueInfo {
 
 /** Every extractor queue on the task stream. */
 export async function* listTaskQueues(bus: Bus): AsyncGenerator<TaskQueueInfo> {
-  for await (const ci of bus.jsm.consumers.list(STREAMS.tasks)) {
+  for await (const ci of handles(bus).jsm.consumers.list(STREAMS.tasks)) {
     const fingerprint = fingerprintOfConsumer(ci.name);
     if (!fingerprint) continue;
     yield {
@@ -76,7 +76,9 @@ export async function* listTaskQueues(bus: Bus): AsyncGenerator<TaskQueueInfo> {
 
 /** One backbone's queue: tasks waiting and held (undefined when its consumer does not exist). */
 export async function taskQueueOf(bus: Bus, fingerprint: string): Promise<{ pending: number; ackPending: number } | undefined> {
-  const ci = await bus.jsm.consumers.info(STREAMS.tasks, extractorConsumer(fingerprint)).catch(() => undefined);
+  const ci = await handles(bus)
+    .jsm.consumers.info(STREAMS.tasks, extractorConsumer(fingerprint))
+    .catch(() => undefined);
   return ci && { pending: ci.num_pending, ackPending: ci.num_ack_pending };
 }
 
@@ -99,7 +101,7 @@ export interface TaskPuller {
 
 /** Opens one extractor queue for pulling. */
 export async function openTaskQueue(bus: Bus, consumer: string): Promise<TaskPuller> {
-  const c = await bus.js.consumers.get(STREAMS.tasks, consumer);
+  const c = await handles(bus).js.consumers.get(STREAMS.tasks, consumer);
   return { next: (expires) => c.next({ expires }) };
 }
 
@@ -109,7 +111,11 @@ export async function openTaskQueue(bus: Bus, consumer: string): Promise<TaskPul
  * dead-letter them).
  * @param read wraps each read (the coordinator's outage policy).
  */
-export async function imagesOnTheWay(bus: Bus, fingerprint: string, read: <T>(what: string, op: () => Promise<T>) => Promise<T> = (_w, op) => op()): Promise<Set<string>> {
+export async function imagesOnTheWay(
+  bus: Bus,
+  fingerprint: string,
+  read: <T>(what: string, op: () => Promise<T>) => Promise<T> = (_w, op) => op(),
+): Promise<Set<string>> {
   const ids = new Set<string>();
   await scanStream(bus, STREAMS.tasks, taskSubject(fingerprint), read, (data) => {
     for (const sha of codecs.task.decode(data, 'queued task').imageSha256) ids.add(sha);
@@ -122,10 +128,16 @@ export async function imagesOnTheWay(bus: Bus, fingerprint: string, read: <T>(wh
 }
 
 /** Reads every message of a stream on a subject, oldest first. */
-async function scanStream(bus: Bus, stream: string, subject: string, read: <T>(what: string, op: () => Promise<T>) => Promise<T>, each: (data: Uint8Array) => void): Promise<void> {
-  for (let seq = 1; ; ) {
+async function scanStream(
+  bus: Bus,
+  stream: string,
+  subject: string,
+  read: <T>(what: string, op: () => Promise<T>) => Promise<T>,
+  each: (data: Uint8Array) => void,
+): Promise<void> {
+  for (let seq = 1; ;) {
     // next_by_subj: the first message on the subject at or after seq (server 2.9+).
-    const m = await read(`reading ${stream}`, () => bus.jsm.streams.getMessage(stream, { seq, next_by_subj: subject } as unknown as { seq: number }));
+    const m = await read(`reading ${stream}`, () => handles(bus).jsm.streams.getMessage(stream, { seq, next_by_subj: subject } as unknown as { seq: number }));
     if (!m) return;
     try {
       each(m.data);
@@ -143,14 +155,14 @@ async function scanStream(bus: Bus, stream: string, subject: string, read: <T>(w
  * @returns whether it was removed (a task already gone, or another at that sequence, is left alone).
  */
 export async function removeAnsweredTask(bus: Bus, seq: number, taskId: string): Promise<boolean> {
-  const m = await bus.jsm.streams.getMessage(STREAMS.tasks, { seq });
+  const m = await handles(bus).jsm.streams.getMessage(STREAMS.tasks, { seq });
   if (!m) return false;
   try {
     if (codecs.task.decode(m.data).taskId !== taskId) return false;
   } catch {
     return false; // not a task: the extractor consumer dead-letters it
   }
-  return bus.jsm.streams.deleteMessage(STREAMS.tasks, seq, false);
+  return handles(bus).jsm.streams.deleteMessage(STREAMS.tasks, seq, false);
 }
 
 /**
@@ -158,15 +170,15 @@ export async function removeAnsweredTask(bus: Bus, seq: number, taskId: string):
  * it), then takes it off the queue. Runs until the returned stop is called.
  */
 export function watchDeadTasks(bus: Bus, onDead: (task: ExtractionTask, deliveries: number) => void, onError: (err: unknown) => void): () => void {
-  const sub = bus.nc.subscribe(MAX_DELIVERIES_ADVISORY);
+  const sub = handles(bus).nc.subscribe(MAX_DELIVERIES_ADVISORY);
   void (async () => {
     for await (const m of sub) {
       try {
         const a = JSON.parse(new TextDecoder().decode(m.data)) as { stream_seq: number; deliveries: number };
-        const stored = await bus.jsm.streams.getMessage(STREAMS.tasks, { seq: a.stream_seq });
+        const stored = await handles(bus).jsm.streams.getMessage(STREAMS.tasks, { seq: a.stream_seq });
         if (!stored) continue; // answered meanwhile
         onDead(codecs.task.decode(stored.data, `dead-lettered task ${a.stream_seq}`), a.deliveries);
-        await bus.jsm.streams.deleteMessage(STREAMS.tasks, a.stream_seq, false);
+        await handles(bus).jsm.streams.deleteMessage(STREAMS.tasks, a.stream_seq, false);
       } catch (err) {
         onError(err);
       }

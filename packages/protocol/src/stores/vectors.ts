@@ -1,4 +1,4 @@
-import type { Bus } from '../bus.js';
+import { handles, type Bus, type BusHandles } from '../bus.js';
 import { codecs, VectorDType, type CachedVector } from '../messages.js';
 import { AckPolicy, DeliverPolicy } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
@@ -17,8 +17,11 @@ const CACHED_MESSAGE_CHARS = 300;
 
 /** Caches an image's answer under its backbone. @throws as JetStream (isStoreFull when the cache is full). */
 export async function cacheVector(bus: Bus, fingerprint: string, imageId: string, entry: Parameters<typeof codecs.cachedVector.encode>[0]): Promise<void> {
-  const e = entry.errorMessage && entry.errorMessage.length > CACHED_MESSAGE_CHARS ? { ...entry, errorMessage: entry.errorMessage.slice(0, CACHED_MESSAGE_CHARS) } : entry;
-  await bus.vectors.put(vectorKey(fingerprint, imageId), codecs.cachedVector.encode(e));
+  const e =
+    entry.errorMessage && entry.errorMessage.length > CACHED_MESSAGE_CHARS
+      ? { ...entry, errorMessage: entry.errorMessage.slice(0, CACHED_MESSAGE_CHARS) }
+      : entry;
+  await handles(bus).vectors.put(vectorKey(fingerprint, imageId), codecs.cachedVector.encode(e));
 }
 
 /**
@@ -26,7 +29,7 @@ export async function cacheVector(bus: Bus, fingerprint: string, imageId: string
  * @throws ProtocolError when the stored bytes are not a CachedVector.
  */
 export async function readCachedVector(bus: Bus, fingerprint: string, imageId: string): Promise<CachedVector | undefined> {
-  const e = await bus.vectors.get(vectorKey(fingerprint, imageId));
+  const e = await handles(bus).vectors.get(vectorKey(fingerprint, imageId));
   if (!e || e.length === 0 || e.operation !== 'PUT') return undefined;
   return codecs.cachedVector.decode(e.value, `cached vector ${imageId}`);
 }
@@ -35,7 +38,12 @@ export async function readCachedVector(bus: Bus, fingerprint: string, imageId: s
  * Reads the cached answers of many images, a bounded number at a time, calling `each` with every
  * one (undefined: not cached).
  */
-export async function readCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], each: (imageId: string, entry: CachedVector | undefined) => void): Promise<void> {
+export async function readCachedVectors(
+  bus: Bus,
+  fingerprint: string,
+  imageIds: readonly string[],
+  each: (imageId: string, entry: CachedVector | undefined) => void,
+): Promise<void> {
   await inPool(imageIds, STORE_READ_CONCURRENCY, async (id) => each(id, await readCachedVector(bus, fingerprint, id)));
 }
 
@@ -56,7 +64,14 @@ const LIST_STALL_MS = 15_000;
  * (where an error can be as large as a vector) and a cache holding many more of the backbone's
  * entries than asked for are read entry by entry.
  */
-export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[], dim: number, each: (imageId: string, answer: CacheAnswer) => void, stallMs = LIST_STALL_MS): Promise<void> {
+export async function scanCachedVectors(
+  bus: Bus,
+  fingerprint: string,
+  imageIds: readonly string[],
+  dim: number,
+  each: (imageId: string, answer: CacheAnswer) => void,
+  stallMs = LIST_STALL_MS,
+): Promise<void> {
   // float16 is the smallest a vector travels as; an error entry is a code and at most CACHED_MESSAGE_CHARS characters.
   const minVectorBytes = 2 * dim;
   if (imageIds.length < LIST_FROM || minVectorBytes <= 4 * CACHED_MESSAGE_CHARS + 16) return readCachedVectors(bus, fingerprint, imageIds, each);
@@ -78,14 +93,14 @@ export async function scanCachedVectors(bus: Bus, fingerprint: string, imageIds:
  */
 async function listEntrySizes(bus: Bus, fingerprint: string, most: number, stallMs: number): Promise<Map<string, number> | undefined> {
   const prefix = kvKeyLocation(BUCKETS.vectors, vectorKeyPrefix(fingerprint)).subject;
-  const oc = await bus.js.consumers.getPushConsumer(BUCKET_STREAMS.vectors, {
+  const oc = await handles(bus).js.consumers.getPushConsumer(BUCKET_STREAMS.vectors, {
     filter_subject: `${prefix}*`,
     deliver_policy: DeliverPolicy.LastPerSubject,
     ack_policy: AckPolicy.None,
     headers_only: true,
     flow_control: true,
     idle_heartbeat: nanos(5000),
-  } as unknown as Parameters<typeof bus.js.consumers.getPushConsumer>[1]);
+  } as unknown as Parameters<BusHandles['js']['consumers']['getPushConsumer']>[1]);
   const sizes = new Map<string, number>();
   const total = (await oc.info()).num_pending;
   if (total === 0 || total > most) {
@@ -98,11 +113,14 @@ async function listEntrySizes(bus: Bus, fingerprint: string, most: number, stall
   let last = Date.now();
   let stalled = false;
   let complete = false;
-  const watch = setInterval(() => {
-    if (Date.now() - last < stallMs) return;
-    stalled = true;
-    void msgs.close();
-  }, Math.min(1000, stallMs));
+  const watch = setInterval(
+    () => {
+      if (Date.now() - last < stallMs) return;
+      stalled = true;
+      void msgs.close();
+    },
+    Math.min(1000, stallMs),
+  );
   try {
     for await (const m of msgs) {
       last = Date.now();
@@ -118,7 +136,11 @@ async function listEntrySizes(bus: Bus, fingerprint: string, most: number, stall
   }
   if (!complete) {
     void oc.delete().catch(() => undefined);
-    const err = new Error(stalled ? `listing the vector cache of ${fingerprint} timed out: no entry for ${stallMs / 1000} s (${sizes.size} of ${total} listed)` : `listing the vector cache of ${fingerprint} ended after ${sizes.size} of ${total} entries`);
+    const err = new Error(
+      stalled
+        ? `listing the vector cache of ${fingerprint} timed out: no entry for ${stallMs / 1000} s (${sizes.size} of ${total} listed)`
+        : `listing the vector cache of ${fingerprint} ended after ${sizes.size} of ${total} entries`,
+    );
     err.name = 'TimeoutError'; // tried again through the outage policy
     throw err;
   }
@@ -148,7 +170,7 @@ export function halfVectorOf(entry: CachedVector | undefined): Uint16Array | und
 export async function hasCachedVectors(bus: Bus, fingerprint: string, imageIds: readonly string[]): Promise<boolean> {
   for (const id of imageIds) {
     const { stream, subject } = kvKeyLocation(BUCKETS.vectors, vectorKey(fingerprint, id));
-    const m = await bus.jsm.streams.getMessage(stream, { last_by_subj: subject });
+    const m = await handles(bus).jsm.streams.getMessage(stream, { last_by_subj: subject });
     if (!m || (m.header?.get('KV-Operation') ?? '') !== '') return false;
   }
   return true;
@@ -156,7 +178,7 @@ export async function hasCachedVectors(bus: Bus, fingerprint: string, imageIds: 
 
 /** Whether the cache is within one more vector of its byte cap (a write refused as full will be refused again). */
 export async function isVectorCacheFull(bus: Bus): Promise<boolean> {
-  const i = await bus.jsm.streams.info(BUCKET_STREAMS.vectors);
+  const i = await handles(bus).jsm.streams.info(BUCKET_STREAMS.vectors);
   return i.config.max_bytes > 0 && i.state.bytes + 4096 > i.config.max_bytes;
 }
 

@@ -72,4 +72,3 @@ export async function rememberConversion(fingerprint: string, verdict: Verdict, 
     // A cache that cannot be written costs a conversion next time, nothing else.
   }
 }
-

@@ -54,8 +54,26 @@ function ref(input: string): { node: string; index: number } {
 }
 
 const UNARY: Record<string, string> = { Sqrt: 'Sqrt', Exp: 'Exp', Log: 'Log', Neg: 'Neg', Abs: 'Abs', Floor: 'Floor', Ceil: 'Ceil' };
-const ACTIVATION: Record<string, Activation> = { Relu: 'relu', Relu6: 'relu6', Elu: 'elu', Selu: 'selu', Sigmoid: 'sigmoid', Tanh: 'tanh', Softplus: 'softplus', Softsign: 'softsign' };
-const BINARY: Record<string, 'Add' | 'Sub' | 'Mul' | 'Div' | 'Max' | 'Min'> = { Add: 'Add', AddV2: 'Add', BiasAdd: 'Add', Sub: 'Sub', Mul: 'Mul', RealDiv: 'Div', Maximum: 'Max', Minimum: 'Min' };
+const ACTIVATION: Record<string, Activation> = {
+  Relu: 'relu',
+  Relu6: 'relu6',
+  Elu: 'elu',
+  Selu: 'selu',
+  Sigmoid: 'sigmoid',
+  Tanh: 'tanh',
+  Softplus: 'softplus',
+  Softsign: 'softsign',
+};
+const BINARY: Record<string, 'Add' | 'Sub' | 'Mul' | 'Div' | 'Max' | 'Min'> = {
+  Add: 'Add',
+  AddV2: 'Add',
+  BiasAdd: 'Add',
+  Sub: 'Sub',
+  Mul: 'Mul',
+  RealDiv: 'Div',
+  Maximum: 'Max',
+  Minimum: 'Min',
+};
 const PASS = new Set(['Identity', 'StopGradient', 'CheckNumerics', 'Snapshot', 'PreventGradient', 'PlaceholderWithDefault', 'IdentityN']);
 
 class GraphWriter {
@@ -108,7 +126,13 @@ class GraphWriter {
     const format = str(a.data_format);
     if (format && format !== 'NHWC' && format !== 'NDHWC') throw new ConversionError(`node ${n.name} (${n.op}) is ${format}`);
     if (PASS.has(n.op)) return n.op === 'IdentityN' ? x : [x[0]];
-    const folded = x.length && x.every((v) => v.constant) ? foldConstant(n.op, x.map((v) => v.constant!)) : undefined;
+    const folded =
+      x.length && x.every((v) => v.constant)
+        ? foldConstant(
+            n.op,
+            x.map((v) => v.constant!),
+          )
+        : undefined;
     if (folded) return [{ name: '', rank: folded.shape.length, constant: folded }];
     if (n.op in ACTIVATION) return [ops.activation(x[0], ACTIVATION[n.op], n.name)];
     if (n.op in UNARY) return [ops.unary(UNARY[n.op], x[0], n.name)];
@@ -133,8 +157,18 @@ class GraphWriter {
     AvgPool: (n, x, a) => this.pool(n, x, a),
     Mean: (n, x, a) => this.ops.reduce('ReduceMean', x[0], Array.from(this.constOf(x[1], 'axes', n).data), a.keep_dims?.b ?? false, n.name),
     Max: (n, x, a) => this.ops.reduce('ReduceMax', x[0], Array.from(this.constOf(x[1], 'axes', n).data), a.keep_dims?.b ?? false, n.name),
-    ConcatV2: (n, x) => this.ops.concat(x.slice(0, -1).map((v) => this.materialised(v, n)), this.constOf(x[x.length - 1], 'axis', n).data[0], n.name),
-    Concat: (n, x) => this.ops.concat(x.slice(1).map((v) => this.materialised(v, n)), this.constOf(x[0], 'axis', n).data[0], n.name),
+    ConcatV2: (n, x) =>
+      this.ops.concat(
+        x.slice(0, -1).map((v) => this.materialised(v, n)),
+        this.constOf(x[x.length - 1], 'axis', n).data[0],
+        n.name,
+      ),
+    Concat: (n, x) =>
+      this.ops.concat(
+        x.slice(1).map((v) => this.materialised(v, n)),
+        this.constOf(x[0], 'axis', n).data[0],
+        n.name,
+      ),
     Reshape: (n, x) => this.ops.reshape(x[0], Array.from(this.constOf(x[1], 'shape', n).data), n.name),
     Squeeze: (n, x, a) => {
       const dims = list(a.squeeze_dims).length ? list(a.squeeze_dims) : list(a.axis);
@@ -156,7 +190,12 @@ class GraphWriter {
     LRN: (n, x, a) => {
       const size = 2 * num(a.depth_radius, 5) + 1;
       // TensorFlow sums squares over the window; ONNX averages them: its alpha is TensorFlow's times the window.
-      const out = this.ops.b.node('LRN', [this.ops.nchw(x[0])], { size: int(size), alpha: { f: num(a.alpha, 1) * size }, beta: { f: num(a.beta, 0.5) }, bias: { f: num(a.bias, 1) } }, n.name);
+      const out = this.ops.b.node(
+        'LRN',
+        [this.ops.nchw(x[0])],
+        { size: int(size), alpha: { f: num(a.alpha, 1) * size }, beta: { f: num(a.beta, 0.5) }, bias: { f: num(a.bias, 1) } },
+        n.name,
+      );
       return { name: out, rank: 4, nchw: true };
     },
     Transpose: (n, x) => {
@@ -184,7 +223,12 @@ class GraphWriter {
 
   private pad(n: GraphNode, x: Value[], value: number): Value {
     const p = Array.from(this.constOf(x[1], 'paddings', n).data);
-    return this.ops.pad(x[0], Array.from({ length: p.length / 2 }, (_, k) => [p[2 * k], p[2 * k + 1]]), value, n.name);
+    return this.ops.pad(
+      x[0],
+      Array.from({ length: p.length / 2 }, (_, k) => [p[2 * k], p[2 * k + 1]]),
+      value,
+      n.name,
+    );
   }
 
   /** A constant used as a tensor (not folded into an op's attributes) is written into the graph. */
@@ -220,7 +264,10 @@ class GraphWriter {
       else throw new ConversionError(`node ${n.name} (${n.op}) fuses ${f}`);
     }
     const data = kernel.data instanceof Float32Array ? kernel.data : Float32Array.from(kernel.data);
-    const y = n.op === 'Conv2D' || n.op === '_FusedConv2D' ? this.ops.conv2d(x[0], data, kernel.shape, bias, o, n.name) : this.ops.depthwise(x[0], data, kernel.shape, bias, o, n.name);
+    const y =
+      n.op === 'Conv2D' || n.op === '_FusedConv2D'
+        ? this.ops.conv2d(x[0], data, kernel.shape, bias, o, n.name)
+        : this.ops.depthwise(x[0], data, kernel.shape, bias, o, n.name);
     return this.ops.activation(y, activation, `${n.name}/activation`);
   }
 
@@ -249,10 +296,24 @@ class GraphWriter {
 }
 
 const FOLD_BINARY: Record<string, (p: number, q: number) => number> = {
-  Add: (p, q) => p + q, AddV2: (p, q) => p + q, BiasAdd: (p, q) => p + q, Sub: (p, q) => p - q, Mul: (p, q) => p * q, RealDiv: (p, q) => p / q,
-  Maximum: Math.max, Minimum: Math.min,
+  Add: (p, q) => p + q,
+  AddV2: (p, q) => p + q,
+  BiasAdd: (p, q) => p + q,
+  Sub: (p, q) => p - q,
+  Mul: (p, q) => p * q,
+  RealDiv: (p, q) => p / q,
+  Maximum: Math.max,
+  Minimum: Math.min,
 };
-const FOLD_UNARY: Record<string, (p: number) => number> = { Sqrt: Math.sqrt, Rsqrt: (p) => 1 / Math.sqrt(p), Square: (p) => p * p, Neg: (p) => -p, Exp: Math.exp, Log: Math.log, Identity: (p) => p };
+const FOLD_UNARY: Record<string, (p: number) => number> = {
+  Sqrt: Math.sqrt,
+  Rsqrt: (p) => 1 / Math.sqrt(p),
+  Square: (p) => p * p,
+  Neg: (p) => -p,
+  Exp: Math.exp,
+  Log: Math.log,
+  Identity: (p) => p,
+};
 
 /**
  * An elementwise op on constants computed here (a graph's unfused batch norms compute their scale

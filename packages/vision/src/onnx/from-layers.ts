@@ -11,7 +11,16 @@ type Layer = tf.layers.Layer;
 type Config = Record<string, unknown>;
 
 /** Layers that pass their input on at inference. */
-const PASS_THROUGH = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D', 'GaussianNoise', 'GaussianDropout', 'AlphaDropout', 'ActivityRegularization', 'Masking']);
+const PASS_THROUGH = new Set([
+  'Dropout',
+  'SpatialDropout1D',
+  'SpatialDropout2D',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+  'ActivityRegularization',
+  'Masking',
+]);
 
 /**
  * Writes `model` (from its inputs to its outputs) into `ops`, its first input fed by `input`.
@@ -19,7 +28,8 @@ const PASS_THROUGH = new Set(['Dropout', 'SpatialDropout1D', 'SpatialDropout2D',
  * @throws ConversionError naming the first layer it cannot write.
  */
 export function writeLayersModel(ops: TfOps, model: tf.LayersModel, input: Value): Value {
-  if (model.inputs.length !== 1 || model.outputs.length !== 1) throw new ConversionError(`a model with ${model.inputs.length} inputs and ${model.outputs.length} outputs (graft converts one image in, one tensor out)`);
+  if (model.inputs.length !== 1 || model.outputs.length !== 1)
+    throw new ConversionError(`a model with ${model.inputs.length} inputs and ${model.outputs.length} outputs (graft converts one image in, one tensor out)`);
   const values = new Map<number, Value>([[model.inputs[0].id, input]]);
   return new LayersWriter(ops, values).tensor(model.outputs[0]);
 }
@@ -56,7 +66,18 @@ class LayersWriter {
     if (cls === 'InputLayer' || PASS_THROUGH.has(cls)) return inputs;
     const write = WRITERS[cls];
     if (!write) throw new ConversionError(`layer ${layer.name} is a ${cls}, which graft cannot convert to ONNX`);
-    return [write({ ops: this.ops, c: layer.getConfig() as Config, w: weightsOf(layer), x: inputs[0], inputs, name: layer.name, cls, rank: symbolic[0].shape.length })];
+    return [
+      write({
+        ops: this.ops,
+        c: layer.getConfig() as Config,
+        w: weightsOf(layer),
+        x: inputs[0],
+        inputs,
+        name: layer.name,
+        cls,
+        rank: symbolic[0].shape.length,
+      }),
+    ];
   }
 }
 
@@ -105,11 +126,23 @@ const WRITERS: Record<string, (l: LayerCall) => Value> = {
   BatchNormalization: ({ ops, c, w, x, name, rank }) => {
     const axis = c.axis as number | number[];
     const ax = Array.isArray(axis) ? axis : [axis];
-    if (ax.length !== 1 || (ax[0] !== -1 && ax[0] !== rank - 1)) throw new ConversionError(`layer ${name} (BatchNormalization) normalises axis ${JSON.stringify(axis)}, not the channels`);
-    return ops.batchNorm(x, { mean: w.get('moving_mean')!.data, variance: w.get('moving_variance')!.data, gamma: w.get('gamma')?.data, beta: w.get('beta')?.data, epsilon: c.epsilon as number }, name);
+    if (ax.length !== 1 || (ax[0] !== -1 && ax[0] !== rank - 1))
+      throw new ConversionError(`layer ${name} (BatchNormalization) normalises axis ${JSON.stringify(axis)}, not the channels`);
+    return ops.batchNorm(
+      x,
+      {
+        mean: w.get('moving_mean')!.data,
+        variance: w.get('moving_variance')!.data,
+        gamma: w.get('gamma')?.data,
+        beta: w.get('beta')?.data,
+        epsilon: c.epsilon as number,
+      },
+      name,
+    );
   },
   ReLU: ({ ops, c, x, name }) => {
-    if (((c.negativeSlope as number | undefined) ?? 0) !== 0 || ((c.threshold as number | undefined) ?? 0) !== 0) throw new ConversionError(`layer ${name} (ReLU) has a negative slope or threshold`);
+    if (((c.negativeSlope as number | undefined) ?? 0) !== 0 || ((c.threshold as number | undefined) ?? 0) !== 0)
+      throw new ConversionError(`layer ${name} (ReLU) has a negative slope or threshold`);
     const max = c.maxValue as number | null | undefined;
     return ops.activation(x, max === null || max === undefined ? 'relu' : { clip: [0, max] }, name);
   },
@@ -122,10 +155,23 @@ const WRITERS: Record<string, (l: LayerCall) => Value> = {
   Softmax: ({ ops, x, name }) => ops.activation(x, 'softmax', name),
   ZeroPadding2D: ({ ops, c, x, name }) => {
     const [[t, b], [l, r]] = c.padding as [[number, number], [number, number]];
-    return ops.pad(x, [[0, 0], [t, b], [l, r], [0, 0]], 0, name);
+    return ops.pad(
+      x,
+      [
+        [0, 0],
+        [t, b],
+        [l, r],
+        [0, 0],
+      ],
+      0,
+      name,
+    );
   },
   ...Object.fromEntries(
-    Object.entries(MERGE_OPS).map(([cls, op]) => [cls, ({ ops, x, inputs, name }: LayerCall) => inputs.slice(1).reduce((acc, v, k) => ops.binary(op, acc, v, `${name}_${k}`), x)]),
+    Object.entries(MERGE_OPS).map(([cls, op]) => [
+      cls,
+      ({ ops, x, inputs, name }: LayerCall) => inputs.slice(1).reduce((acc, v, k) => ops.binary(op, acc, v, `${name}_${k}`), x),
+    ]),
   ),
   Average: ({ ops, x, inputs, name }) => {
     const sum = inputs.slice(1).reduce((acc, v, k) => ops.binary('Add', acc, v, `${name}_${k}`), x);
@@ -143,7 +189,8 @@ const WRITERS: Record<string, (l: LayerCall) => Value> = {
     const y = ops.dense(x, k.data, k.shape as [number, number], c.useBias ? w.get('bias')?.data : undefined, name);
     return ops.activation(y, activationOf(c.activation, name), `${name}/activation`);
   },
-  Rescaling: ({ ops, c, x, name }) => ops.binary('Add', ops.binary('Mul', x, scalar(c.scale as number), `${name}/scale`), scalar((c.offset as number | undefined) ?? 0), `${name}/offset`),
+  Rescaling: ({ ops, c, x, name }) =>
+    ops.binary('Add', ops.binary('Mul', x, scalar(c.scale as number), `${name}/scale`), scalar((c.offset as number | undefined) ?? 0), `${name}/offset`),
 };
 
 function poolLayer({ ops, c, x, name, cls }: LayerCall): Value {
@@ -192,8 +239,21 @@ function conv(c: Config, name = String(c.name)): { strides: [number, number]; di
 }
 
 const ACTIVATIONS: Record<string, Activation> = {
-  linear: 'linear', relu: 'relu', relu6: 'relu6', sigmoid: 'sigmoid', tanh: 'tanh', elu: 'elu', selu: 'selu', softplus: 'softplus',
-  softsign: 'softsign', hardSigmoid: 'hard_sigmoid', hard_sigmoid: 'hard_sigmoid', swish: 'swish', silu: 'swish', exponential: 'exponential', softmax: 'softmax',
+  linear: 'linear',
+  relu: 'relu',
+  relu6: 'relu6',
+  sigmoid: 'sigmoid',
+  tanh: 'tanh',
+  elu: 'elu',
+  selu: 'selu',
+  softplus: 'softplus',
+  softsign: 'softsign',
+  hardSigmoid: 'hard_sigmoid',
+  hard_sigmoid: 'hard_sigmoid',
+  swish: 'swish',
+  silu: 'swish',
+  exponential: 'exponential',
+  softmax: 'softmax',
 };
 
 function activationOf(a: unknown, name: string): Activation {

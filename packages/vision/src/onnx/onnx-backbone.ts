@@ -74,7 +74,12 @@ export async function onnxOrTfjs(tfjs: Backbone, model: TfjsModel, files: ModelF
   try {
     if (!bytes) {
       const affine = PREPROCESS[info.preprocess];
-      bytes = backboneOnnx(model.source, { inputSize: info.inputSize, affine, description: `graft backbone ${info.id} (${info.url}), fingerprint ${info.fingerprint}`, metadata: { 'graft.fingerprint': info.fingerprint } });
+      bytes = backboneOnnx(model.source, {
+        inputSize: info.inputSize,
+        affine,
+        description: `graft backbone ${info.id} (${info.url}), fingerprint ${info.fingerprint}`,
+        metadata: { 'graft.fingerprint': info.fingerprint },
+      });
     }
     session = await openOnnxSession(bytes, { ...placement, input: PIXELS, output: VECTORS });
     const ort = onnxBackbone(info, session, placement);
@@ -90,7 +95,12 @@ export async function onnxOrTfjs(tfjs: Backbone, model: TfjsModel, files: ModelF
         await session.close();
         return stay(reason);
       }
-      await rememberConversion(info.fingerprint, { onnx: true, sha256: createHash('sha256').update(bytes).digest('hex'), maxRelativeDiff: d, dim: info.dim }, bytes, o);
+      await rememberConversion(
+        info.fingerprint,
+        { onnx: true, sha256: createHash('sha256').update(bytes).digest('hex'), maxRelativeDiff: d, dim: info.dim },
+        bytes,
+        o,
+      );
     }
     tfjs.dispose();
     return ort;

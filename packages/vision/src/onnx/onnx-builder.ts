@@ -15,13 +15,7 @@ export const OPSET = 13;
 export const IR_VERSION = 8;
 
 /** An attribute value, typed: ONNX tells an int from a float by its field. */
-export type AttrValue =
-  | { f: number }
-  | { i: number }
-  | { s: string }
-  | { floats: number[] }
-  | { ints: number[] }
-  | { t: onnx.TensorProto.$Properties };
+export type AttrValue = { f: number } | { i: number } | { s: string } | { floats: number[] } | { ints: number[] } | { t: onnx.TensorProto.$Properties };
 
 export const int = (i: number): AttrValue => ({ i });
 export const float = (f: number): AttrValue => ({ f });
@@ -49,7 +43,12 @@ function valueInfo(name: string, elemType: number, dims: readonly Dim[]): onnx.V
 }
 
 /** A tensor's bytes as ONNX stores them (raw, little-endian, as typed arrays are on every platform graft runs on). */
-export function tensorProto(name: string, data: Float32Array | Int32Array | BigInt64Array | Uint8Array, dims: readonly number[], dataType: number): onnx.TensorProto.$Properties {
+export function tensorProto(
+  name: string,
+  data: Float32Array | Int32Array | BigInt64Array | Uint8Array,
+  dims: readonly number[],
+  dataType: number,
+): onnx.TensorProto.$Properties {
   return { name, dims: [...dims], dataType, rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 

@@ -44,7 +44,10 @@ export function readOnnx(bytes: Uint8Array, origin: string): Model {
   }
   if (!model.graph || !model.graph.node?.length) throw new BackboneError(`${origin} is not an ONNX model: it has no graph`);
   const opset = opsetOf(model);
-  if (opset < MIN_OPSET) throw new BackboneError(`${origin} uses ONNX opset ${opset}; graft reads opset ${MIN_OPSET} or later (export again, e.g. torch.onnx.export(..., opset_version=17))`);
+  if (opset < MIN_OPSET)
+    throw new BackboneError(
+      `${origin} uses ONNX opset ${opset}; graft reads opset ${MIN_OPSET} or later (export again, e.g. torch.onnx.export(..., opset_version=17))`,
+    );
   if ((model.graph.initializer ?? []).some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL)) {
     throw new BackboneError(`${origin} keeps its weights in external files: save it as one file (onnx.save(model, path, save_as_external_data=False))`);
   }
@@ -63,11 +66,19 @@ function imageInput(model: Model, origin: string): OnnxDescription['input'] & { 
   if (inputs.length !== 1) throw new BackboneError(`${origin} has ${inputs.length} inputs; graft feeds models of one image input`);
   const i = inputs[0];
   const t = i.type?.tensorType;
-  const dims = (t?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : (d.dimParam ?? '?')));
-  if (dims.length !== 4) throw new BackboneError(`${origin}: its input ${i.name} has ${dims.length} dimensions; graft feeds images [batch, channels, height, width] or [batch, height, width, channels]`);
+  const dims = (t?.shape?.dim ?? []).map((d) =>
+    d.dimValue !== undefined && d.dimValue !== null && Number(d.dimValue) > 0 ? Number(d.dimValue) : (d.dimParam ?? '?'),
+  );
+  if (dims.length !== 4)
+    throw new BackboneError(
+      `${origin}: its input ${i.name} has ${dims.length} dimensions; graft feeds images [batch, channels, height, width] or [batch, height, width, channels]`,
+    );
   if (t?.elemType !== DataType.FLOAT) throw new BackboneError(`${origin}: its input ${i.name} is not float32 (element type ${t?.elemType})`);
   const layout = dims[1] === 3 ? 'nchw' : dims[3] === 3 ? 'nhwc' : undefined;
-  if (!layout) throw new BackboneError(`${origin}: cannot tell the channels of its input ${i.name} [${dims.join(', ')}]: graft feeds 3-channel RGB, channels first or last`);
+  if (!layout)
+    throw new BackboneError(
+      `${origin}: cannot tell the channels of its input ${i.name} [${dims.join(', ')}]: graft feeds 3-channel RGB, channels first or last`,
+    );
   const [h, w] = layout === 'nchw' ? [dims[2], dims[3]] : [dims[1], dims[2]];
   const size = typeof h === 'number' && h === w ? h : undefined;
   return { name: i.name!, layout, size, dims, elemType: t.elemType };
@@ -160,7 +171,12 @@ function neededNodes(model: Model, value: string): Node[] {
  * bottleneck's dimensions.
  * @throws BackboneError when the model cannot be fed or cut.
  */
-export async function onnxBackboneGraph(bytes: Uint8Array, spec: BackboneSpec, origin: string, probe: (model: Uint8Array, inputSize: number) => Promise<number[]>): Promise<{ bytes: Uint8Array; bottleneck: string; inputSize: number; dim: number }> {
+export async function onnxBackboneGraph(
+  bytes: Uint8Array,
+  spec: BackboneSpec,
+  origin: string,
+  probe: (model: Uint8Array, inputSize: number) => Promise<number[]>,
+): Promise<{ bytes: Uint8Array; bottleneck: string; inputSize: number; dim: number }> {
   const d = describeOnnx(bytes, origin);
   const model = readOnnx(bytes, origin);
   const inputSize = spec.inputSize || d.input.size;
@@ -199,7 +215,10 @@ function wrapped(model: Model, d: OnnxDescription, value: string, inputSize: num
     consts.push({ name: n, dataType: DataType.FLOAT, dims, floatData: [...v] });
     return n;
   };
-  const attr = (n: string, v: ReturnType<typeof int> | ReturnType<typeof ints>): onnx.AttributeProto.$Properties => ('i' in v ? { name: n, type: onnx.AttributeProto.AttributeType.INT, i: v.i } : { name: n, type: onnx.AttributeProto.AttributeType.INTS, ints: (v as { ints: number[] }).ints });
+  const attr = (n: string, v: ReturnType<typeof int> | ReturnType<typeof ints>): onnx.AttributeProto.$Properties =>
+    'i' in v
+      ? { name: n, type: onnx.AttributeProto.AttributeType.INT, i: v.i }
+      : { name: n, type: onnx.AttributeProto.AttributeType.INTS, ints: (v as { ints: number[] }).ints };
   // Pixels, preprocessed (per channel, channels last), then in the model's layout under the model's own input name.
   const a = PREPROCESS[spec.preprocess];
   let x = node('Cast', [PIXELS], [attr('to', int(DataType.FLOAT))]);
@@ -218,7 +237,9 @@ function wrapped(model: Model, d: OnnxDescription, value: string, inputSize: num
     } else out = node('ReduceMean', [value], [attr('axes', ints(axes)), attr('keepdims', int(0))]);
   } else if (rank !== undefined && rank !== 2) out = node('Flatten', [value], [attr('axis', int(1))]);
   node('Identity', [out], [], VECTORS);
-  const elem = (dims: (number | string)[]) => ({ tensorType: { elemType: DataType.FLOAT, shape: { dim: dims.map((v) => (typeof v === 'number' ? { dimValue: v } : { dimParam: v })) } } });
+  const elem = (dims: (number | string)[]) => ({
+    tensorType: { elemType: DataType.FLOAT, shape: { dim: dims.map((v) => (typeof v === 'number' ? { dimValue: v } : { dimParam: v })) } },
+  });
   const out2: onnx.ModelProto.$Properties = {
     ...model,
     // Initializers need not be listed as inputs from IR 4; every runtime graft targets reads 7.
@@ -227,7 +248,17 @@ function wrapped(model: Model, d: OnnxDescription, value: string, inputSize: num
       ...g,
       node: nodes,
       initializer: [...(g.initializer ?? []).filter((t) => used.has(t.name!)), ...consts],
-      input: [{ name: PIXELS, type: { tensorType: { elemType: DataType.UINT8, shape: { dim: [{ dimParam: 'batch' }, { dimValue: inputSize }, { dimValue: inputSize }, { dimValue: 3 }] } } } }],
+      input: [
+        {
+          name: PIXELS,
+          type: {
+            tensorType: {
+              elemType: DataType.UINT8,
+              shape: { dim: [{ dimParam: 'batch' }, { dimValue: inputSize }, { dimValue: inputSize }, { dimValue: 3 }] },
+            },
+          },
+        },
+      ],
       output: [{ name: VECTORS, type: rank === undefined ? { tensorType: { elemType: DataType.FLOAT } } : elem(['batch', 'dim']) }],
       valueInfo: (g.valueInfo ?? []).filter((v) => used.has(v.name!)),
     },

@@ -53,7 +53,15 @@ interface Reply {
  */
 export async function openOnnxSession(model: Uint8Array, o: OnnxSessionOptions = {}): Promise<OnnxSession> {
   const thread = new Worker(new URL('./onnx-thread.js', import.meta.url), {
-    workerData: { model, provider: o.provider ?? 'cpu', deviceId: o.deviceId ?? 0, threads: o.threads ?? 1, input: o.input ?? '', output: o.output ?? '', inputType: o.inputType ?? 'uint8' },
+    workerData: {
+      model,
+      provider: o.provider ?? 'cpu',
+      deviceId: o.deviceId ?? 0,
+      threads: o.threads ?? 1,
+      input: o.input ?? '',
+      output: o.output ?? '',
+      inputType: o.inputType ?? 'uint8',
+    },
   });
   const ready = await new Promise<{ ready: boolean; error?: string }>((resolve) => {
     thread.once('message', resolve);

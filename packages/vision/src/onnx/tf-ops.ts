@@ -41,7 +41,22 @@ export interface ConvOptions {
   padding: Padding;
 }
 
-export type Activation = 'linear' | 'relu' | 'relu6' | 'sigmoid' | 'tanh' | 'elu' | 'selu' | 'softplus' | 'softsign' | 'hard_sigmoid' | 'swish' | 'exponential' | 'softmax' | { leaky: number } | { clip: [number, number] };
+export type Activation =
+  | 'linear'
+  | 'relu'
+  | 'relu6'
+  | 'sigmoid'
+  | 'tanh'
+  | 'elu'
+  | 'selu'
+  | 'softplus'
+  | 'softsign'
+  | 'hard_sigmoid'
+  | 'swish'
+  | 'exponential'
+  | 'softmax'
+  | { leaky: number }
+  | { clip: [number, number] };
 
 /** The TensorFlow ops graft converts, written into one ONNX graph. */
 export class TfOps {
@@ -82,7 +97,12 @@ export class TfOps {
     return { name, rank: 4, nchw: true };
   }
 
-  private pads(p: Padding, kernel: [number, number] = [1, 1], dilations: [number, number] = [1, 1], strides: [number, number] = [1, 1]): Record<string, AttrValue> {
+  private pads(
+    p: Padding,
+    kernel: [number, number] = [1, 1],
+    dilations: [number, number] = [1, 1],
+    strides: [number, number] = [1, 1],
+  ): Record<string, AttrValue> {
     if (p === 'SAME' && (dilations[0] > 1 || dilations[1] > 1)) {
       // ONNX Runtime computes no SAME padding for dilated kernels. TensorFlow dilates with stride 1
       // only, and SAME then pads (k - 1) * d whatever the input's size, the odd one at the end.
@@ -100,7 +120,9 @@ export class TfOps {
   conv2d(x: Value, kernel: Float32Array, shape: number[], bias: Float32Array | undefined, o: ConvOptions, base: string): Value {
     const [kh, kw, cin, cout] = shape;
     const w = new Float32Array(kernel.length);
-    for (let h = 0; h < kh; h++) for (let ww = 0; ww < kw; ww++) for (let i = 0; i < cin; i++) for (let c = 0; c < cout; c++) w[((c * cin + i) * kh + h) * kw + ww] = kernel[((h * kw + ww) * cin + i) * cout + c];
+    for (let h = 0; h < kh; h++)
+      for (let ww = 0; ww < kw; ww++)
+        for (let i = 0; i < cin; i++) for (let c = 0; c < cout; c++) w[((c * cin + i) * kh + h) * kw + ww] = kernel[((h * kw + ww) * cin + i) * cout + c];
     return this.conv(x, w, [cout, cin, kh, kw], bias, o, 1, base);
   }
 
@@ -108,7 +130,9 @@ export class TfOps {
   depthwise(x: Value, kernel: Float32Array, shape: number[], bias: Float32Array | undefined, o: ConvOptions, base: string): Value {
     const [kh, kw, cin, mult] = shape;
     const w = new Float32Array(kernel.length);
-    for (let h = 0; h < kh; h++) for (let ww = 0; ww < kw; ww++) for (let i = 0; i < cin; i++) for (let m = 0; m < mult; m++) w[((i * mult + m) * kh + h) * kw + ww] = kernel[((h * kw + ww) * cin + i) * mult + m];
+    for (let h = 0; h < kh; h++)
+      for (let ww = 0; ww < kw; ww++)
+        for (let i = 0; i < cin; i++) for (let m = 0; m < mult; m++) w[((i * mult + m) * kh + h) * kw + ww] = kernel[((h * kw + ww) * cin + i) * mult + m];
     return this.conv(x, w, [cin * mult, 1, kh, kw], bias, o, cin, base);
   }
 
@@ -117,7 +141,13 @@ export class TfOps {
     if (bias) inputs.push(this.b.floats(`${base}/B`, bias, [bias.length]));
     const kernel = wShape.slice(2) as [number, number];
     const dilations = o.dilations ?? [1, 1];
-    const attrs: Record<string, AttrValue> = { kernel_shape: ints(kernel), strides: ints(o.strides), dilations: ints(dilations), group: int(group), ...this.pads(o.padding, kernel, dilations, o.strides) };
+    const attrs: Record<string, AttrValue> = {
+      kernel_shape: ints(kernel),
+      strides: ints(o.strides),
+      dilations: ints(dilations),
+      group: int(group),
+      ...this.pads(o.padding, kernel, dilations, o.strides),
+    };
     return this.image(this.b.node('Conv', inputs, attrs, base));
   }
 
@@ -152,7 +182,8 @@ export class TfOps {
     const keep = (name: string): Value => ({ ...x, name, constant: undefined });
     if (a === 'softmax') return { name: this.b.node('Softmax', [this.nhwc(x)], { axis: int(-1) }, base), rank: x.rank };
     if (typeof a === 'object' && 'leaky' in a) return keep(this.b.node('LeakyRelu', [x.name], { alpha: float(a.leaky) }, base));
-    if (typeof a === 'object') return keep(this.b.node('Clip', [x.name, this.b.scalar(`${base}/min`, a.clip[0]), this.b.scalar(`${base}/max`, a.clip[1])], {}, base));
+    if (typeof a === 'object')
+      return keep(this.b.node('Clip', [x.name, this.b.scalar(`${base}/min`, a.clip[0]), this.b.scalar(`${base}/max`, a.clip[1])], {}, base));
     switch (a) {
       case 'relu6':
         return this.activation(x, { clip: [0, 6] }, base);
@@ -238,9 +269,24 @@ export class TfOps {
     const rank = xs.find((x) => x.rank !== undefined)?.rank;
     const a = axis < 0 && rank !== undefined ? axis + rank : axis;
     if (a >= 0 && xs.every((x) => x.nchw || (x.rank === 4 && !x.constant))) {
-      return this.image(this.b.node('Concat', xs.map((x) => this.nchw(x)), { axis: int(NCHW_AXIS[a]) }, base));
+      return this.image(
+        this.b.node(
+          'Concat',
+          xs.map((x) => this.nchw(x)),
+          { axis: int(NCHW_AXIS[a]) },
+          base,
+        ),
+      );
     }
-    return { name: this.b.node('Concat', xs.map((x) => this.nhwc(x)), { axis: int(axis) }, base), rank };
+    return {
+      name: this.b.node(
+        'Concat',
+        xs.map((x) => this.nhwc(x)),
+        { axis: int(axis) },
+        base,
+      ),
+      rank,
+    };
   }
 
   /** Zero (or constant) padding, pads as TensorFlow gives them: [[before, after]] per axis. */
