@@ -8,6 +8,7 @@ import type { CoordinatorMetrics } from '../metrics.js';
 import type { ActiveJob } from '../tracking/tracker.js';
 import { trainJob, type TrainJobResult } from '../training/training.js';
 import { predictJob } from '../training/prediction.js';
+import type { JobWorkInput } from '../training/job-work.js';
 
 /** Times the pre-training check extracts missing vectors again before failing those images. */
 const MAX_MISSING_ROUNDS = 2;
@@ -148,9 +149,9 @@ export class JobFlow {
     await this.writeFinalRecord(job);
   }
 
-  /** A prediction job's answers (graft predict): a head applied to every vector, no training. */
-  private async runPrediction(job: ActiveJob): Promise<void> {
-    const r = await predictJob({
+  /** What training and prediction both take of a job: its manifest, entries and backbone, the bus, and when to stop. */
+  private workInput(job: ActiveJob): JobWorkInput {
+    return {
       bus: this.ctx.bus,
       manifest: job.manifest,
       images: job.images,
@@ -158,6 +159,13 @@ export class JobFlow {
       log: job.log,
       persist: this.ctx.persist,
       shouldStop: () => !this.ctx.mayAct(),
+    };
+  }
+
+  /** A prediction job's answers (graft predict): a head applied to every vector, no training. */
+  private async runPrediction(job: ActiveJob): Promise<void> {
+    const r = await predictJob({
+      ...this.workInput(job),
       onPage: () => this.ctx.metrics.lastProgress.setToCurrentTime(),
     });
     moveJob(job, 'done');
@@ -171,13 +179,7 @@ export class JobFlow {
     const m = this.ctx.metrics;
     clearTrainingGauges(m);
     return trainJob({
-      bus: this.ctx.bus,
-      manifest: job.manifest,
-      images: job.images,
-      backbone: job.backbone,
-      log: job.log,
-      persist: this.ctx.persist,
-      shouldStop: () => !this.ctx.mayAct(),
+      ...this.workInput(job),
       onAudit: async () => {
         if (job.phase !== 'auditing') moveJob(job, 'auditing'); // a resumed audit is in it already
         await this.records.write(job);

@@ -1,4 +1,3 @@
-import type { Logger } from 'pino';
 import {
   PREDICTION_PAGE,
   readCachedVectors,
@@ -7,14 +6,12 @@ import {
   vectorOf,
   writePredictionPage,
   writeSuggestions,
-  type Bus,
   type CachedVector,
   type Prediction,
 } from '@graft/protocol';
 import { MAX_HEAD_FLOATS, Stopped, UncertainPool, applyDenseHead, decodeDenseHead, kCenterGreedy, poolSize, topClasses } from '@graft/head';
-import type { DenseSpec, ResolvedBackbone } from '@graft/vision';
-import type { JobManifest, ManifestEntries } from '../tracking/manifest-entries.js';
-import type { Persist } from '../outage.js';
+import type { DenseSpec } from '@graft/vision';
+import type { JobWorkInput } from './job-work.js';
 
 /*
  * A prediction job's work once its vectors are in (graft predict): the publisher's head applied to
@@ -25,14 +22,7 @@ import type { Persist } from '../outage.js';
  * less than reading its vector, and no worker needs the head.
  */
 
-export interface PredictJobInput {
-  bus: Bus;
-  manifest: JobManifest;
-  images: ManifestEntries;
-  backbone: ResolvedBackbone;
-  log: Logger;
-  persist: Persist;
-  shouldStop: () => boolean;
+export interface PredictJobInput extends JobWorkInput {
   /** A page stored (or found stored), of `pages`. */
   onPage?: (done: number, pages: number) => void | Promise<void>;
 }

@@ -28,27 +28,18 @@ import {
   argmax,
   pickTrainOptions,
 } from '@graft/head';
-import type { ResolvedBackbone } from '@graft/vision';
 import { auditJob, deleteStoredFolds, type AuditOutcome } from './audit-job.js';
-import type { ManifestEntries, JobManifest } from '../tracking/manifest-entries.js';
+import type { JobManifest } from '../tracking/manifest-entries.js';
 import { checkpointFromProto, checkpointToProto, sweepHeadFromProto, sweepHeadToProto } from './head-records.js';
 import type { Persist } from '../outage.js';
 import { loadJobVectors, type JobVectors } from './training-vectors.js';
+import type { JobWorkInput } from './job-work.js';
 
-export interface TrainJobInput {
-  bus: Bus;
-  manifest: JobManifest;
-  /** The manifest's entries. */
-  images: ManifestEntries;
-  backbone: ResolvedBackbone;
-  log: Logger;
-  /** Bus operations go through this: tried again through outages. */
-  persist: Persist;
+export interface TrainJobInput extends JobWorkInput {
   /** After each epoch, before its checkpoint: a checkpoint is written only after this succeeds. Not in a sweep (onSweepHead). */
   onEpoch: (r: EpochResult) => void | Promise<void>;
   /** A sweep's head, trained (and stored) or restored from storage. */
   onSweepHead?: (r: SweepHeadResult, finished: number, total: number) => void | Promise<void>;
-  shouldStop: () => boolean;
   /** The head is trained and the audit starts (a job asking for one). */
   onAudit?: () => Promise<void>;
   /** An audit fold trained (or restored from storage). */
