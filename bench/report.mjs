@@ -25,6 +25,7 @@ export function renderMarkdown(out) {
   if (out.backbones) lines.push(...backbonesSection(out.backbones, out));
   if (out.pipeline) lines.push(...pipelineSection(out.pipeline, out.machine));
   if (out.active) lines.push(...activeSection(out.active, out));
+  if (out.predict) lines.push(...predictScaleSection(out.predict, out));
   if (out.sweep) lines.push(...sweepSection(out.sweep, out));
   if (out.audit) lines.push(...auditSection(out.audit, out));
   if (out.tracking) lines.push(...trackingSection(out.tracking));
@@ -299,6 +300,26 @@ function activeSection(a, out) {
     `Target: suggested selection reaches random selection's final accuracy (${pct(finalRandom.top1)} with ${finalRandom.labels} labels) with at most 60 % of its labels: ${
       a.labelsToRandomFinal === undefined ? 'not reached in these rounds' : `${a.labelsToRandomFinal} labels (${f(100 * a.shareOfRandomLabels, 0)} %)`
     }, ${mark(met)}.`,
+    '',
+  ];
+}
+
+/** graft predict on the scale section's photos (bench/predict-scale.mjs). */
+function predictScaleSection(p, out) {
+  const mib = (b) => `${f(b / 2 ** 20, 0)} MiB`;
+  return [
+    '### `graft predict` at scale',
+    '',
+    `${p.photos.toLocaleString('en')} generated photos (the scale section's: 32 x 32, distinct, a backbone that costs nothing, 1,280-d), two workers and one coordinator, classified by a model trained on 1,000 other such photos${out.sectionDates?.predict ? ` (measured on ${out.sectionDates.predict})` : ''}. From the command's start (scan, hash, upload, publish) to its last row:`,
+    '',
+    '| measurement | result |',
+    '|---|---|',
+    `| photos answered / rows written | ${p.answered.toLocaleString('en')} / ${p.rows.toLocaleString('en')} (${p.extracted.toLocaleString('en')} extracted) |`,
+    `| time, photos per second | ${f(p.seconds, 0)} s, ${f(p.photosPerSecond, 0)} |`,
+    `| the coordinator's memory the job added, per photo (peak over the idle process): V8 heap / resident | ${f(p.coordinatorHeapBytesPerPhoto, 0)} B / ${f(p.coordinatorRssBytesPerPhoto, 0)} B |`,
+    `| \`graft predict\`'s own peak resident memory (mostly the photos' list it publishes: the answers stream to the file a page at a time) | ${mib(p.cliPeakRss)} |`,
+    '',
+    "The coordinator's figures are peaks of memory in use, garbage included (nothing forces a collection), sampled every 250 ms while the job ran: what a prediction job needs at its busiest, not what it keeps (the coordinator's memory per photo section measures what it keeps).",
     '',
   ];
 }

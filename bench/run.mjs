@@ -2,7 +2,7 @@
 // graft's benchmark: every figure measured in this one run on this machine, then written to
 // bench/results/<backbone>.json and BENCHMARKS.md. Not a test: `npm run bench`.
 //
-//   node bench/run.mjs [--sections backbones,pipeline,head,active,sweep,audit,tracking,scale,training,gpu] [--quick]
+//   node bench/run.mjs [--sections backbones,pipeline,head,active,predict,sweep,audit,tracking,scale,training,gpu] [--quick]
 //
 // Uses ../shared/datasets/clothing-small when present, else a generated photo set.
 import { existsSync } from 'node:fs';
@@ -23,6 +23,7 @@ import { benchTracking } from './tracking.mjs';
 import { benchScale } from './scale.mjs';
 import { benchTraining } from './training-memory.mjs';
 import { benchActive } from './active.mjs';
+import { benchPredictScale } from './predict-scale.mjs';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, sections: { type: 'string' } } });
 
@@ -105,11 +106,12 @@ try {
   };
   console.error(`machine: ${machine.cores} x ${machine.cpu}, backbones on ${machine.backend}, TF.js ${machine.tfjs}; data: ${data.name}`);
   const sharedModel = join(SHARED, 'models/mobilenet_v2_0.35_224');
-  const sections = (args.sections ?? 'backbones,pipeline,head,active,sweep,audit,tracking,scale,training,gpu').split(',');
+  const sections = (args.sections ?? 'backbones,pipeline,head,active,predict,sweep,audit,tracking,scale,training,gpu').split(',');
   const backbones = sections.includes('backbones') ? await benchBackbones(work, data, { quick }) : undefined;
   const pipeline = sections.includes('pipeline') ? await benchPipeline(work, data, { quick }) : undefined;
   const head = sections.includes('head') && data.splits && !quick ? await benchHead(data, work) : undefined;
   const active = sections.includes('active') && data.splits && !quick ? await benchActive(await datasetJob(DEFAULT_ID, data, work)) : undefined;
+  const predictScale = sections.includes('predict') ? await benchPredictScale(work, { quick }) : undefined;
   const gpu = sections.includes('gpu') ? await benchGpu(work, data, { quick }) : undefined;
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;
   const audit = sections.includes('audit') && existsSync(sharedModel) && data.splits && !quick ? await benchAudit(work, data, sharedModel) : undefined;
@@ -126,6 +128,7 @@ try {
     gpu: kept('gpu', gpu),
     head: kept('head', head),
     active: kept('active', active),
+    predict: kept('predict', predictScale),
     pipeline: kept('pipeline', pipeline),
     sweep: kept('sweep', sweep),
     audit: kept('audit', audit),

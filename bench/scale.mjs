@@ -17,10 +17,11 @@ import { zeroCostModel } from './pipeline.mjs';
 const run = promisify(execFile);
 
 /** n distinct 32 x 32 JPEGs in 10 class folders (noise seeded by index, a colour per class). @throws when two came out the same. */
-async function photos(dir, n) {
+export async function photos(dir, n, offset = 0) {
   for (let c = 0; c < 10; c++) await mkdir(join(dir, `class-${c}`), { recursive: true });
   const seen = new Set();
-  const one = async (i) => {
+  const one = async (k) => {
+    const i = k + offset;
     const px = Buffer.alloc(32 * 32 * 3);
     let seed = (i * 2654435761 + 1) >>> 0;
     for (let j = 0; j < px.length; j++) {
@@ -38,13 +39,13 @@ async function photos(dir, n) {
 }
 
 /** A coordinator's memory now: V8 heap in use (its /metrics), resident and peak (/proc). */
-async function snapshot(c) {
+export async function snapshot(c) {
   const text = await (await fetch(`http://127.0.0.1:${c.port}/metrics`)).text().catch(() => '');
   return { heap: Number(/^nodejs_heap_size_used_bytes ([0-9.e+]+)/m.exec(text)?.[1] ?? NaN), ...(await procMemory(c.child.pid)) };
 }
 
 /** Starts a coordinator with metrics: its process and port. */
-async function coordinator(url) {
+export async function coordinator(url) {
   const port = await freePort();
   const p = graft(['coordinator', '--nats', url, '--allow-model-files', '--metrics-port', String(port)]);
   await waitForReadyz(port, { anyAnswer: true }); // a standby answers, not ready

@@ -102,6 +102,16 @@ describe('README figures - backed by the bench', () => {
     ]);
   });
 
+  it('graft predict at scale: photos per second, the coordinator and the command', () => {
+    const p = bench.predict;
+    quoted([
+      `${p.photos.toLocaleString('en')} photos with a\nbackbone that costs nothing`,
+      `${fixed(p.photosPerSecond, 0)}\nphotos a second`,
+      `at most\n${fixed(p.coordinatorHeapBytesPerPhoto, 0)} B of heap a photo`,
+      `peak\n${fixed(p.cliPeakRss / 2 ** 20, 0)} MiB`,
+    ]);
+  });
+
   it('ONNX Runtime against wasm, and the default backbone against the one before', () => {
     const bare = Object.fromEntries(bench.backbones.bare.map((b: { id: string }) => [b.id, b]));
     const d = bare.mobilenet_v2_100;
