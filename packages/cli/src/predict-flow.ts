@@ -184,7 +184,7 @@ async function publishPrediction(
     return { jobId: p.jobId, total: p.scan.images.length };
   }
   const old = await readManifestHeader(bus, source);
-  if (!old) throw new Error(`no job ${source} on this cluster (graft status lists the jobs)`);
+  if (!old) throw new Error(`${source}: no such folder or list, and no job of that id on this cluster (graft status lists the jobs)`);
   const header = codecs.manifest.create({
     ...old,
     images: [],
