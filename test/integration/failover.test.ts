@@ -210,7 +210,10 @@ describe('failover - one coordinator leads, outages are waited out', () => {
         });
         const s = await outage(swept.jobId, JobState.JOB_STATE_SWEEPING, 'the sweep to be under way', (x) => (x.sweep?.headsDone ?? 0) >= 1);
         assert.equal(s.sweep?.heads, 6);
-        assert.match(c.coordinator!.output(), /job paused/);
+        // Both jobs went through an outage four lease lifetimes long. Work checks the lease between folds and heads;
+        // a fold or head whose store waited out the outage may find the lease renewed already (and carries on), or
+        // not yet (and pauses): either way the job finishes, and the outage shows: a pause, or stores retried until the bus was back.
+        assert.match(c.coordinator!.output(), /job paused|retrying until the bus is back/);
         assert.doesNotMatch(c.coordinator!.output(), /training failed/);
         assert.ok(alive(c.coordinator!), 'the coordinator never exited');
       } finally {
