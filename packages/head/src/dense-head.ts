@@ -88,9 +88,16 @@ function softmaxInPlace(y: Float32Array): void {
 
 /** The k most probable classes, most probable first (the lower index first on ties), and the top-1 minus top-2 margin. */
 export function topClasses(p: Float32Array, k: number): { classes: number[]; probabilities: number[]; margin: number } {
-  const order = Array.from(p.keys())
-    .sort((a, b) => p[b] - p[a] || a - b)
-    .slice(0, Math.max(2, k));
+  // The best max(2, k) kept in order as the row is read: a photo of a 1,000-class model sorts no 1,000 values.
+  const keep = Math.min(p.length, Math.max(2, k));
+  const order: number[] = [];
+  for (let c = 0; c < p.length; c++) {
+    if (order.length === keep && p[c] <= p[order[keep - 1]]) continue;
+    let at = order.length === keep ? keep - 1 : order.length;
+    while (at > 0 && p[c] > p[order[at - 1]]) at--;
+    order.splice(at, 0, c);
+    if (order.length > keep) order.pop();
+  }
   const margin = p[order[0]] - (order.length > 1 ? p[order[1]] : 0);
   const top = order.slice(0, k);
   return { classes: top, probabilities: top.map((c) => p[c]), margin };

@@ -126,9 +126,10 @@ async function suggest(input: PredictJobInput, pool: UncertainPool<Candidate>): 
     input,
     candidates.map((c) => images.sha(c.index)),
   );
-  const usable = candidates.filter((c) => vectorOf(cached.get(images.sha(c.index))));
-  const vectors = usable.map((c) => vectorOf(cached.get(images.sha(c.index)))!);
-  const chosen = kCenterGreedy(vectors, input.manifest.predict!.suggest!).map((k) => usable[k]);
+  // Each candidate's vector decoded once; one the cache lost since its answer is left out.
+  const usable = candidates.map((c) => ({ c, v: vectorOf(cached.get(images.sha(c.index))) })).filter((x) => x.v);
+  const vectors = usable.map((x) => x.v!);
+  const chosen = kCenterGreedy(vectors, input.manifest.predict!.suggest!).map((k) => usable[k].c);
   const rows = chosen.map((c) => ({ index: c.index, path: images.path(c.index), guess: c.guess, probability: c.probability, margin: c.margin }));
   await input.persist('storing the suggestions', () => writeSuggestions(input.bus, { jobId: input.manifest.jobId, rows, candidates: pool.seen }));
   return rows.length;
