@@ -1,4 +1,4 @@
-// graft audit on clothing-small: labels of 5 % and 10 % of the training photos flipped (seeded),
+// graft audit on clothing-small: labels of 5 %, 10 % and 20 % of the training photos flipped (seeded),
 // 100 near-copies injected across splits; precision and recall of what the audit flags, against a
 // plain reference on the same out-of-sample probabilities, its time, and 0 backbone calls.
 // Part of `npm run bench` (`--sections audit` runs only this).
@@ -106,15 +106,23 @@ async function labelIssueTable(v, truth, dim, folds) {
   const t0 = now();
   const probs = await outOfSampleProbabilities(v.x, v.y, dim, v.classes, folds, {}, { parallel: 2 });
   const foldSeconds = now() - t0;
-  const flagged = (filter) => findLabelIssues(probs, v.y, C, filter).flagged.map((i) => v.paths[i]);
+  const flagged = (filter, count) => findLabelIssues(probs, v.y, C, filter, count).flagged.map((i) => v.paths[i]);
+  const counts = findLabelIssues(probs, v.y, C).errorCounts;
   const argmax = (i) => [...Array(C).keys()].reduce((b, c) => (probs[i * C + c] > probs[i * C + b] ? c : b), 0);
   const margins = v.y.map((y, i) => [i, normalizedMargin(probs, C, i, y).margin]).sort((a, b) => a[1] - b[1]);
   const selfConf = v.y.map((y, i) => [i, probs[i * C + y]]).sort((a, b) => a[1] - b[1]);
   const top = (ranked, n) => ranked.slice(0, n).map(([i]) => v.paths[i]);
   return {
     foldSeconds,
+    counts,
     rows: [
-      { method: "confident learning, low self-confidence (graft audit's default)", ...score(flagged('low_self_confidence'), truth) },
+      { method: 'lowest self-confidence, as many as graft audit counts (its default)', ...score(flagged('low_self_confidence'), truth) },
+      { method: 'lowest self-confidence, as many as the mixture estimate alone', ...score(flagged('low_self_confidence', 'mixture'), truth) },
+      {
+        method: "lowest self-confidence, as many as the confident joint's off-diagonal (graft before; cleanlab's low_self_confidence)",
+        ...score(flagged('low_self_confidence', 'confident_joint'), truth),
+      },
+      { method: "lowest self-confidence, as many as the calibrated joint's off-diagonal", ...score(flagged('low_self_confidence', 'calibrated_joint'), truth) },
       { method: 'confident learning C+NR (the paper)', ...score(flagged('both'), truth) },
       { method: 'confident learning PBNR (the paper; cleanlab default)', ...score(flagged('prune_by_noise_rate'), truth) },
       { method: 'confident learning PBC (the paper)', ...score(flagged('prune_by_class'), truth) },
@@ -249,7 +257,7 @@ export async function benchAudit(work, data, spec) {
       `near-copies: recall ${duplicates.recall.toFixed(3)}, precision ${duplicates.precision.toFixed(3)} (${duplicates.groups} groups), leaks recall ${duplicates.leakRecall.toFixed(3)}`,
     );
     const noise = [];
-    for (const fraction of [0.05, 0.1]) {
+    for (const fraction of [0.05, 0.1, 0.2]) {
       const f = flipped(list, classes, fraction, 11);
       const job = await auditJob(c, f.list, join(work, `noisy-${fraction}.csv`), spec, `${100 * fraction} % of training labels flipped`, { audit: true });
       const flaggedPaths = job.audit.labelIssues.map((l) => l.path);
@@ -272,6 +280,7 @@ export async function benchAudit(work, data, spec) {
         backboneCalls: job.backboneCalls,
         extracted: job.counts.extracted ?? 0,
         table: table.rows,
+        estimates: { ...table.counts, flipped: f.flipped.size },
       };
       if (fraction === 0.1) {
         // Only training and validation photos are left out: the test set stays the same, so the accuracies compare.
@@ -295,6 +304,7 @@ export async function benchAudit(work, data, spec) {
       noise.push(row);
     }
     return {
+      backbone: spec,
       photos: list.length,
       classes: classes.length,
       folds: dup.audit.options.folds,

@@ -114,7 +114,7 @@ try {
   const predictScale = sections.includes('predict') ? await benchPredictScale(work, { quick }) : undefined;
   const gpu = sections.includes('gpu') ? await benchGpu(work, data, { quick }) : undefined;
   const sweep = sections.includes('sweep') && existsSync(sharedModel) && data.splits && !quick ? await benchSweep(work, data, sharedModel) : undefined;
-  const audit = sections.includes('audit') && existsSync(sharedModel) && data.splits && !quick ? await benchAudit(work, data, sharedModel) : undefined;
+  const audit = sections.includes('audit') && data.splits && !quick ? await benchAudit(work, data, DEFAULT_ID) : undefined;
   const tracking = sections.includes('tracking') ? await benchTracking(quick ? [100_000] : [100_000, 1_000_000]) : undefined;
   const scale = sections.includes('scale') ? await benchScale(work, { quick }) : undefined;
   const training = sections.includes('training') ? await benchTraining({ quick }) : undefined;

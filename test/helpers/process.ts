@@ -33,11 +33,24 @@ export function spawnGraft(args: string[], env: NodeJS.ProcessEnv = {}): Spawned
   };
 }
 
-/** Runs `graft ARGS` to completion. */
-export async function runGraft(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
+/**
+ * Runs `graft ARGS` to completion. With deadlineMs, a command still running then is stopped
+ * (SIGTERM, then SIGKILL) and its output returned with a line saying so, so a hang fails the test
+ * with what the command printed instead of a bare test timeout.
+ */
+export async function runGraft(args: string[], env: NodeJS.ProcessEnv = {}, deadlineMs?: number): Promise<{ code: number | null; output: string }> {
   const s = spawnGraft(args, env);
+  let late = false;
+  const timer =
+    deadlineMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          late = true;
+          void s.stop(10_000);
+        }, deadlineMs);
   const code = await s.exited;
-  return { code, output: s.output() };
+  clearTimeout(timer);
+  return { code, output: late ? `${s.output()}\n[test] graft ${args[0]} still running after ${deadlineMs} ms: stopped` : s.output() };
 }
 
 /** Polls fn until it returns a truthy value or the deadline passes. */

@@ -28,6 +28,17 @@ describe('ONNX Runtime on a local cluster', () => {
   after(async () => {
     await rm(work, { recursive: true, force: true });
   });
+  /** A graft command given 200 s of the test's 240 (a hang shows its output and the cluster's logs). */
+  const graft = async (args: string[]) => {
+    const r = await runGraft(args, env, 200_000);
+    return r.code === 0 ? r : { ...r, output: `${r.output}\n${await clusterLogs()}` };
+  };
+  const clusterLogs = async (): Promise<string> => {
+    const dir = join(env.GRAFT_HOME!, 'cluster', 'logs');
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const tails = await Promise.all(names.map(async (n) => `--- ${n}\n${(await readFile(join(dir, n), 'utf8')).split('\n').slice(-40).join('\n')}`));
+    return tails.join('\n');
+  };
   const workerLogs = async (): Promise<string> => {
     const dir = join(env.GRAFT_HOME!, 'cluster', 'logs');
     const names = (await readdir(dir)).filter((n) => /^worker-\d+\.log$/.test(n));
@@ -36,7 +47,7 @@ describe('ONNX Runtime on a local cluster', () => {
 
   it('with no flags the workers run the default backbone on ONNX Runtime, and say so in their log and the job record', { timeout: 240_000 }, async () => {
     const out = join(work, 'default-model');
-    const r = await runGraft(['train', data, '--out', out, '--workers', '2', '--no-bundle', '--epochs', '20'], env);
+    const r = await graft(['train', data, '--out', out, '--workers', '2', '--no-bundle', '--epochs', '20']);
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /backbone +mobilenet_v2_100 \(1280-d, fingerprint [0-9a-f]{16}\), run on onnxruntime\/cpu/);
     // Either worker may have taken every task: the backbone is loaded by whichever ran one.
@@ -51,7 +62,7 @@ describe('ONNX Runtime on a local cluster', () => {
     'the same photos with --backend wasm: the same fingerprint, every vector from the cache (the runtimes agree within 1e-4)',
     { timeout: 240_000 },
     async () => {
-      const r = await runGraft(['train', data, '--out', join(work, 'wasm-model'), '--workers', '2', '--no-bundle', '--epochs', '20', '--backend', 'wasm'], env);
+      const r = await graft(['train', data, '--out', join(work, 'wasm-model'), '--workers', '2', '--no-bundle', '--epochs', '20', '--backend', 'wasm']);
       assert.equal(r.code, 0, r.output);
       assert.match(r.output, /images +24: 24 cached, 0 extracted, 0 failed/);
       assert.match(await workerLogs(), /backbones on wasm; TensorFlow\.js backend wasm/);
@@ -60,10 +71,7 @@ describe('ONNX Runtime on a local cluster', () => {
 
   it('an ONNX model written as PyTorch writes one (NCHW, ImageNet mean and std, a classifier on top) trains and classifies', { timeout: 240_000 }, async () => {
     const out = join(work, 'onnx-model');
-    const r = await runGraft(
-      ['train', data, '--backbone', TORCHVISION_STYLE, '--preprocess', 'imagenet', '--out', out, '--workers', '2', '--epochs', '60'],
-      env,
-    );
+    const r = await graft(['train', data, '--backbone', TORCHVISION_STYLE, '--preprocess', 'imagenet', '--out', out, '--workers', '2', '--epochs', '60']);
     assert.equal(r.code, 0, r.output);
     assert.match(r.output, /backbone +custom \(16-d, fingerprint [0-9a-f]{16}\), run on onnxruntime\/cpu/);
     assert.match(r.output, /browser bundle not written: the backbone is an ONNX model/, 'said, not fatal');

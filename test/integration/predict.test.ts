@@ -7,6 +7,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSampleSet } from '@graft/cli';
 import { TestCluster } from '../helpers/cluster.js';
+import { freePort } from '@graft/protocol/testing';
 import { runGraft, spawnGraft, waitFor } from '../helpers/process.js';
 
 /*
@@ -44,8 +45,10 @@ describe('graft predict - a collection classified on the cluster', () => {
   let trainJob: string;
   const nats = () => ['--nats', c.url];
 
+  let metricsPort: number;
   before(async () => {
-    c = await new TestCluster().start({ workers: 2 });
+    metricsPort = await freePort();
+    c = await new TestCluster(['--metrics-port', String(metricsPort)]).start({ workers: 2 });
     env = { GRAFT_HOME: join(c.work, 'home'), GRAFT_CACHE_DIR: join(c.work, 'models') };
     data = await generateSampleSet(join(c.work, 'labelled'), 12, 3, [...CLASSES], 64);
     model = join(c.work, 'model');
@@ -76,6 +79,9 @@ describe('graft predict - a collection classified on the cluster', () => {
       assert.equal(summary.rows, expected.length);
       assert.equal(summary.failed, 1, 'the cut photo has no answer');
       assert.equal(summary.job.counts.extracted ?? 0, 0, 'every photo but the cut one was extracted by the training job: no backbone call');
+      const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      assert.match(metrics, new RegExp(`^graft_predictions_total\\{outcome="answered"\\} ${expected.length - 1}$`, 'm'));
+      assert.match(metrics, /^graft_predictions_total\{outcome="failed"\} 1$/m);
       const rows = csvRows(await readFile(out, 'utf8'));
       assert.deepEqual(rows.map((x) => x[0]).sort(), expected);
       const cut = rows.find((x) => x[0] === 'broken/cut.jpg')!;

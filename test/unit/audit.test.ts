@@ -82,12 +82,60 @@ describe('audit - confident learning', () => {
       r.margins.every((m) => m < 0),
       'each flagged photo looks more like another class',
     );
-    assert.ok(r.estimatedErrors >= planted.length, `estimated ${r.estimatedErrors}`);
+    assert.equal(r.errorCounts.count, planted.length);
+    // A classifier this sure scores the wrong labels below nearly every other photo: the mixture estimate doubles them, the confident joint does not.
+    assert.ok(r.errorCounts.mixture > planted.length, `mixture ${r.errorCounts.mixture}`);
+    assert.equal(r.errorCounts.confidentJoint, planted.length);
     assert.deepEqual(
       [...findLabelIssues(probs, labels, C, 'both').flagged].sort((a, b) => a - b),
       planted,
       'C+NR agrees',
     );
+  });
+
+  /** C classes in look-alike pairs (each odd class near the one before it), `fraction` of the labels moved to another class at random; K-fold probabilities from real heads. */
+  async function lookAlikeSet(C: number, fraction: number, seed: number) {
+    const rng = seededRandom(seed);
+    const dim = 32;
+    const centres = Array.from({ length: C }, () => Float32Array.from({ length: dim }, () => 1.5 * gauss(rng)));
+    for (let c = 1; c < C; c += 2) centres[c] = Float32Array.from(centres[c - 1], (x) => x + 0.5 * gauss(rng));
+    const vectors: Float32Array[] = [];
+    const labels: number[] = [];
+    for (let c = 0; c < C; c++)
+      for (let i = 0; i < 60; i++) {
+        vectors.push(Float32Array.from(centres[c], (x) => x + gauss(rng)));
+        labels.push(c);
+      }
+    const order = labels.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const planted = new Set(order.slice(0, Math.round(fraction * labels.length)));
+    for (const i of planted) labels[i] = (labels[i] + 1 + Math.floor(rng() * (C - 1))) % C;
+    const classes = Array.from({ length: C }, (_, c) => `c${c}`);
+    const probs = await outOfSampleProbabilities(vectors, labels, dim, classes, 5, { epochs: 30, patience: 0 }, { parallel: 1 });
+    return { probs, labels, planted };
+  }
+
+  it('on look-alike classes it flags about as many photos as were planted: the confident joint alone counts their overlap as errors', async () => {
+    const { probs, labels, planted } = await lookAlikeSet(10, 0.1, 1);
+    const r = findLabelIssues(probs, labels, 10);
+    const hits = r.flagged.filter((i) => planted.has(i)).length;
+    const precision = hits / r.flagged.length;
+    const recall = hits / planted.size;
+    assert.ok(
+      precision >= 0.8 && recall >= 0.8,
+      `precision ${precision.toFixed(2)}, recall ${recall.toFixed(2)} (${r.flagged.length} flagged of ${planted.size})`,
+    );
+    assert.ok(r.errorCounts.confidentJoint > 1.3 * planted.size, `the joint's count ${r.errorCounts.confidentJoint} for ${planted.size}`);
+    assert.ok(r.errorCounts.calibratedJoint >= r.errorCounts.confidentJoint, 'calibrating the joint counts more still');
+  });
+
+  it('on look-alike classes with clean labels it flags almost nothing', async () => {
+    const { probs, labels } = await lookAlikeSet(10, 0, 5);
+    const r = findLabelIssues(probs, labels, 10);
+    assert.ok(r.flagged.length <= 0.01 * labels.length, `${r.flagged.length} of ${labels.length} clean photos flagged`);
   });
 
   it("thresholds are each class's mean self-confidence; the calibrated joint sums to 1 with rows in proportion to the given labels", () => {

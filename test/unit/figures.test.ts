@@ -47,7 +47,7 @@ describe('README figures - backed by the bench', () => {
       `${ten.audit.flagged} photos flagged, precision ${fixed(ten.audit.precision, 2)} and recall ${fixed(ten.audit.recall, 2)}`,
       `(${fixed(ten.audit.precisionWithoutThose, 2)} precision when the ${ten.audit.alsoFlaggedWithOriginalLabels} flagged photos`,
       `in ${fixed(ten.audit.seconds, 1)} s with ${ten.backboneCalls} backbone calls`,
-      `top-1 from ${pct(ten.top1)} back to ${pct(ten.cleanedTop1)} (${pct(ten.cleanTop1)} with clean labels)`,
+      `top-1 from ${pct(ten.top1)} to ${pct(ten.cleanedTop1)} (${pct(ten.cleanTop1)} with clean labels)`,
       `recall ${fixed(a.duplicates.recall, 2)}, precision ${fixed(a.duplicates.precision, 2)}`,
       `test accuracy ${pct(a.duplicates.testAccuracy.all)} with the leaked copies, ${pct(a.duplicates.testAccuracy.withoutLeaked)} without them`,
     ]);

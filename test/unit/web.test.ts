@@ -245,6 +245,7 @@ describe('report.html', () => {
       classes,
       method: 'confident learning',
       estimatedErrors: 1,
+      errorEstimates: { mixture: 1, confidentJoint: 1, calibratedJoint: 2 },
       outOfSampleAccuracy: 0.8,
       seconds: 1.5,
       foldsRestored: 0,

@@ -144,6 +144,16 @@ export function coordinatorMetrics(registry: Registry, probes: MetricProbes = {}
       'kind',
       ['label_issue', 'duplicate_group', 'leaked_pair', 'outlier'],
     ),
+    predictions: zeroed(
+      new Counter({
+        name: 'graft_predictions_total',
+        help: 'Photos answered by prediction jobs (graft predict), by outcome (answered, or failed: no vector); pages restored after a takeover are not counted again',
+        labelNames: ['outcome'] as const,
+        registers,
+      }),
+      'outcome',
+      ['answered', 'failed'],
+    ),
     lastProgress: unset(
       new Gauge({
         name: 'graft_coordinator_last_progress_timestamp_seconds',

@@ -50,7 +50,8 @@ export type {
   SplitName,
 } from './audit/audit-types.js';
 export { findLabelIssues, classThresholds, confidentJoint, calibratedJoint, normalizedMargin } from './audit/confident-learning.js';
-export type { ConfidentLearningFilter, ConfidentLearningResult } from './audit/confident-learning.js';
+export type { ConfidentLearningFilter, ConfidentLearningResult, ErrorCountMethod, ErrorCounts } from './audit/confident-learning.js';
+export { mixtureCount } from './audit/error-count.js';
 export { outOfSampleProbabilities, foldOf } from './audit/folds.js';
 export type { FoldHooks } from './audit/folds.js';
 export { nearestNeighbours, unitRows } from './audit/neighbours.js';

@@ -72,8 +72,8 @@ Publishes JOB's photos again as a job that trains its head and audits them from 
 (no upload, no backbone call), then writes the audit's model folder (audit.json, report.html with an
 Audit section) and prints a summary. Running it again follows the same audit job.
   Label errors: K heads, each trained (with JOB's options) on all folds but one, give every photo
-    out-of-sample probabilities; confident learning (Northcutt et al. 2021, C+NR) flags photos whose
-    given label is likely wrong, with a suggested label, ranked by normalized margin.
+    out-of-sample probabilities; as many photos as labels are estimated wrong are flagged, those
+    least likely to be their given class, each with a suggested label (docs/audit.md).
   Duplicates: the same content under two paths, and near-duplicates by cosine similarity.
   Split leaks: duplicates across train/validation/test, with test accuracy without them.
   Outliers: photos far from every photo of their class.

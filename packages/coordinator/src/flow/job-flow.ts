@@ -167,6 +167,10 @@ export class JobFlow {
     const r = await predictJob({
       ...this.workInput(job),
       onPage: () => this.ctx.metrics.lastProgress.setToCurrentTime(),
+      onAnswered: (answered, failed) => {
+        this.ctx.metrics.predictions.inc({ outcome: 'answered' }, answered);
+        this.ctx.metrics.predictions.inc({ outcome: 'failed' }, failed);
+      },
     });
     moveJob(job, 'done');
     const text = `answered ${r.answered} photos${r.failed ? `, ${r.failed} without an answer (their extraction failed)` : ''}${r.suggested ? `; ${r.suggested} suggested for labelling` : ''}`;

@@ -25,6 +25,8 @@ import type { JobWorkInput } from './job-work.js';
 export interface PredictJobInput extends JobWorkInput {
   /** A page stored (or found stored), of `pages`. */
   onPage?: (done: number, pages: number) => void | Promise<void>;
+  /** A page answered here (not found stored): its photos with an answer and without one. */
+  onAnswered?: (answered: number, failed: number) => void;
 }
 
 export interface PredictJobResult {
@@ -62,6 +64,8 @@ export async function predictJob(input: PredictJobInput): Promise<PredictJobResu
       rows = await answerPage(input, layers, page);
       const stored = rows;
       await persist('storing answers', () => writePredictionPage(bus, { jobId, page, rows: stored }));
+      const noAnswer = stored.filter((r) => r.error).length;
+      input.onAnswered?.(stored.length - noAnswer, noAnswer);
     }
     for (const r of rows) {
       if (r.error) failed++;

@@ -93,8 +93,10 @@ export interface AuditReport {
   /** Which confident-learning variant flagged the label issues, and how the ranking was done. */
   method: string;
   labelIssues: LabelIssue[];
-  /** The calibrated confident joint's estimate of the label errors (n x its off-diagonal mass). */
+  /** How many labels are estimated wrong: as many photos are flagged (the smaller of the confident joint's count and the mixture estimate's upper bound). */
   estimatedErrors: number;
+  /** Each estimate: the mixture on self-confidence, the confident joint's off-diagonal, and the calibrated joint's (shown, not used). */
+  errorEstimates: { mixture: number; confidentJoint: number; calibratedJoint: number };
   /** Out-of-sample accuracy of the fold heads against the given labels. */
   outOfSampleAccuracy: number;
   duplicates: DuplicateGroup[];

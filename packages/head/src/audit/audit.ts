@@ -13,9 +13,10 @@ import { nearestNeighbours, unitRows } from './neighbours.js';
 
 /**
  * Centered cosine similarity from which two photos count as near-duplicates. Calibrated in the
- * bench (`--sections audit`, its threshold table) on clothing-small with MobileNetV2-0.35: 95 % of
- * re-encoded, resized, flipped and 10 % cropped copies score above it (the cropped ones lowest);
- * above it too are a few distinct product photos shot alike on plain backgrounds.
+ * bench (`--sections audit`, its threshold table) on clothing-small: with MobileNetV2-0.35 95 %,
+ * with the default MobileNetV2-1.0 97 %, of re-encoded, resized, flipped and 10 % cropped copies
+ * score above it (the cropped ones lowest); above it too are a few distinct product photos shot
+ * alike on plain backgrounds.
  */
 export const NEAR_DUPLICATE_SIMILARITY = 0.85;
 /** Photos an audit needs per class at least: one per fold, and two folds' worth to train on. */
@@ -23,7 +24,7 @@ export const MIN_PHOTOS_PER_CLASS = 5;
 /** Folds when none are asked for. */
 export const DEFAULT_AUDIT_FOLDS = 10;
 export const LABEL_ISSUE_METHOD =
-  'confident learning (Northcutt et al. 2021): as many photos as the confident joint counts off its diagonal, those with the lowest out-of-sample probability of their given label';
+  'as many photos as labels are estimated wrong (the smaller of the confident joint of Northcutt et al. 2021 and a mixture estimate on self-confidence plus its standard deviation), those with the lowest out-of-sample probability of their given label';
 
 /** Fills the defaults. @throws RangeError naming the bad field. */
 export function resolveAuditOptions(o: AuditOptions = {}): ResolvedAuditOptions {
@@ -109,7 +110,8 @@ export async function auditDataset(
     options: o,
     method: LABEL_ISSUE_METHOD,
     labelIssues,
-    estimatedErrors: cl.estimatedErrors,
+    estimatedErrors: cl.errorCounts.count,
+    errorEstimates: { mixture: cl.errorCounts.mixture, confidentJoint: cl.errorCounts.confidentJoint, calibratedJoint: cl.errorCounts.calibratedJoint },
     outOfSampleAccuracy: correct / photos.length,
     duplicates: duplicateGroups(photos, pairs, classes),
     leaks: splitLeaks(photos, pairs, classes, input.predicted),

@@ -12,15 +12,34 @@
  *   5. with `both` (the paper's C+NR), only photos that are also off the confident joint's diagonal
  *      stay flagged; `prune_by_class` (PBC) flags, per class, its share of Q's off-diagonal with the
  *      lowest self-confidence.
- * `low_self_confidence` (the default, cleanlab's variant of the same name): the confident joint
- * decides how many (its off-diagonal count), self-confidence p(given) which: the lowest. Measured
- * on clothing-small with flipped labels it flags with higher precision and recall than C+NR, PBNR
- * and PBC (BENCHMARKS.md). Flagged photos are ranked by self-confidence for it, by normalized margin
+ * `low_self_confidence` (the default, after cleanlab's variant of the same name): an estimate of
+ * how many labels are wrong decides how many photos, self-confidence p(given) which: the lowest.
+ * The estimate is the smaller of the confident joint's off-diagonal count and a mixture estimate
+ * on self-confidence plus its standard deviation plus one (error-count.ts says why). Measured on
+ * clothing-small with flipped labels it flags with higher precision and recall than C+NR, PBNR and
+ * PBC (BENCHMARKS.md). Flagged photos are ranked by self-confidence for it, by normalized margin
  * (p(given) - max p(other)) for the others, lowest first.
  */
 
+import { mixtureCount, mixtureUpperBound } from './error-count.js';
+
 /** Which photos to flag: PBNR alone, PBC, or PBNR and the confident joint's off-diagonal (C+NR). */
 export type ConfidentLearningFilter = 'prune_by_noise_rate' | 'prune_by_class' | 'both' | 'low_self_confidence';
+
+/** How `low_self_confidence` counts the wrong labels: both estimates combined (the default), or one alone (the bench compares them). */
+export type ErrorCountMethod = 'combined' | 'mixture' | 'confident_joint' | 'calibrated_joint';
+
+/** Estimates of how many given labels are wrong. */
+export interface ErrorCounts {
+  /** min(confidentJoint, mixtureUpperBound(mixture)): what the audit flags. */
+  count: number;
+  /** The mixture estimate on self-confidence (error-count.ts). */
+  mixture: number;
+  /** Photos off the confident joint's diagonal (cleanlab's `num_label_issues`, "off_diagonal"). */
+  confidentJoint: number;
+  /** round(n x the calibrated joint's off-diagonal mass) ("off_diagonal_calibrated"). */
+  calibratedJoint: number;
+}
 
 export interface ConfidentLearningResult {
   /** Flagged photo indices, most likely wrong first. */
@@ -28,8 +47,8 @@ export interface ConfidentLearningResult {
   /** For each flagged photo (same order): the suggested class, its probability and the normalized margin. */
   suggested: number[];
   margins: number[];
-  /** round(n * sum of Q's off-diagonal): the estimated number of label errors. */
-  estimatedErrors: number;
+  /** How many labels are estimated wrong, each way. */
+  errorCounts: ErrorCounts;
   /** Per-class thresholds. */
   thresholds: number[];
 }
@@ -50,16 +69,24 @@ export function findLabelIssues(
   labels: ArrayLike<number>,
   C: number,
   filter: ConfidentLearningFilter = 'low_self_confidence',
+  countBy: ErrorCountMethod = 'combined',
 ): ConfidentLearningResult {
   const n = labels.length;
   if (probs.length !== n * C) throw new RangeError(`${probs.length} probabilities for ${n} photos of ${C} classes`);
   const thresholds = classThresholds(probs, labels, C);
   const { joint, confidentTrue } = confidentJoint(probs, labels, C, thresholds);
   const Q = calibratedJoint(joint, labels, C);
-  const offDiagonalMass = offDiagonal(Q);
+  const mixture = mixtureCount(probs, labels, C);
+  const errorCounts: ErrorCounts = {
+    count: Math.min(offDiagonal(joint), mixtureUpperBound(mixture)),
+    mixture,
+    confidentJoint: offDiagonal(joint),
+    calibratedJoint: Math.round(n * offDiagonal(Q)),
+  };
+  const countKey = ({ combined: 'count', mixture: 'mixture', confident_joint: 'confidentJoint', calibrated_joint: 'calibratedJoint' } as const)[countBy];
   const flaggedSet = new Set(
     filter === 'low_self_confidence'
-      ? lowSelfConfidence(probs, labels, C, joint)
+      ? lowestSelfConfidence(probs, labels, C, errorCounts[countKey])
       : filter === 'prune_by_class'
         ? pruneByClass(probs, labels, C, Q)
         : pruneByNoiseRate(probs, labels, C, Q),
@@ -72,7 +99,7 @@ export function findLabelIssues(
     flagged: scored.map((s) => s.x),
     suggested: scored.map((s) => s.other),
     margins: scored.map((s) => s.margin),
-    estimatedErrors: Math.round(n * offDiagonalMass),
+    errorCounts,
     thresholds,
   };
 }
@@ -118,11 +145,11 @@ function pruneByClass(probs: Float32Array, labels: ArrayLike<number>, C: number,
   });
 }
 
-/** As many photos as the confident joint counts off its diagonal, lowest self-confidence first. */
-function lowSelfConfidence(probs: Float32Array, labels: ArrayLike<number>, C: number, joint: number[][]): number[] {
+/** The `count` photos with the lowest self-confidence. */
+function lowestSelfConfidence(probs: Float32Array, labels: ArrayLike<number>, C: number, count: number): number[] {
   return Array.from({ length: labels.length }, (_, x) => x)
     .sort((a, b) => probs[a * C + labels[a]] - probs[b * C + labels[b]] || a - b)
-    .slice(0, offDiagonal(joint));
+    .slice(0, count);
 }
 
 /** Mean self-confidence per class (a class with no photos: 1, so nothing is confidently it). */

@@ -7,7 +7,7 @@ export function formatAudit(r: AuditReport, shown = 5): string {
   const dupPhotos = r.duplicates.reduce((a, g) => a + g.photos.length, 0);
   const lines = [
     `audit of ${r.photos} photos in ${r.classes.length} classes (${r.seconds.toFixed(1)} s, ${r.options.folds} folds${r.foldsRestored ? `, ${r.foldsRestored} restored` : ''}; out-of-sample accuracy ${pct(r.outOfSampleAccuracy)})`,
-    `  likely label errors  ${r.labelIssues.length} flagged (confident joint estimates ${r.estimatedErrors})`,
+    `  likely label errors  ${r.labelIssues.length} flagged (labels estimated wrong: ${r.estimatedErrors})`,
     `  duplicates           ${r.duplicates.length} groups, ${dupPhotos} photos (${r.duplicates.filter((g) => g.kind === 'exact').length} exact, ${r.duplicates.filter((g) => g.conflictingLabels).length} with conflicting labels)`,
     `  split leaks          ${r.leaks.pairs.length} pairs across splits, ${r.leaks.leakedTestPhotos} test photos leaked`,
     `  outliers             ${r.outliers.length}`,
