@@ -5,12 +5,11 @@
 // memory over the idle process, sampled while the job runs) and the command's own peak memory
 // (the answers stream: neither process holds them all).
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { freePort, startLocalNats } from '@graft/protocol';
-import { CLI, graft, now, procMemory, sleep, waitForReadyz } from './lib.mjs';
+import { CLI, now, procMemory, sleep } from './lib.mjs';
 import { zeroCostModel } from './pipeline.mjs';
-import { coordinator, photos, snapshot } from './scale.mjs';
+import { photos, snapshot, zeroCostCluster } from './scale.mjs';
 
 /** Runs graft to its end, sampling `sample` every 250 ms meanwhile. @returns its exit code, stdout, and the samples. */
 async function runSampled(args, sample) {
@@ -38,15 +37,8 @@ export async function benchPredictScale(work, { quick }) {
   await photos(dir, n);
   await photos(labelled, 1000, n); // other photos than the predicted ones: every one of those is extracted
   const backbone = await zeroCostModel(join(work, 'predict-model-backbone'), { size: 32 });
-  const dataDir = await mkdtemp(join(work, 'nats-predict-'));
-  const nats = await startLocalNats({ dataDir });
-  const procs = [];
+  const { nats, leader, stop } = await zeroCostCluster(work, 'predict');
   try {
-    const leader = await coordinator(nats.url);
-    procs.push(leader);
-    const workerPorts = [await freePort(), await freePort()];
-    for (const p of workerPorts) procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(p)]));
-    for (const p of workerPorts) await waitForReadyz(p);
     const model = join(work, 'predict-model');
     const trained = await runSampled(
       ['train', labelled, '--nats', nats.url, '--backbone', backbone, '--out', model, '--no-bundle', '--epochs', '5'],
@@ -81,9 +73,7 @@ export async function benchPredictScale(work, { quick }) {
     );
     return result;
   } finally {
-    await Promise.all(procs.filter((p) => !p.child.signalCode && p.child.exitCode === null).map((p) => p.stop()));
-    await nats.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -52,6 +52,29 @@ export async function coordinator(url) {
   return { ...p, port };
 }
 
+/** A cluster for the zero-cost backbone: nats-server in a new folder under `work`, a coordinator with metrics and two workers, all ready. stop() ends them (and what was pushed to procs) and removes the folder. */
+export async function zeroCostCluster(work, tag) {
+  const dataDir = await mkdtemp(join(work, `nats-${tag}-`));
+  const nats = await startLocalNats({ dataDir });
+  const procs = [];
+  const stop = async () => {
+    await Promise.all(procs.filter((p) => !p.child.signalCode && p.child.exitCode === null).map((p) => p.stop()));
+    await nats.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const leader = await coordinator(nats.url);
+    procs.push(leader);
+    const workerPorts = [await freePort(), await freePort()];
+    for (const p of workerPorts) procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(p)]));
+    for (const p of workerPorts) await waitForReadyz(p);
+    return { nats, leader, procs, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
 /** Follows the job to its end: throughput windows, memory, the kill at 90 %, extraction to training. */
 async function follow(bus, jobId, n, leader, standby, nats) {
   const r = { firstWindow: Math.min(10_000, Math.round(n / 10)) };
@@ -150,15 +173,8 @@ export async function benchScale(work, { quick }) {
   await photos(dir, n);
   console.error(`generated in ${(now() - t).toFixed(0)} s`);
   const model = await zeroCostModel(join(work, 'scale-model'), { size: 32 });
-  const dataDir = await mkdtemp(join(work, 'nats-scale-'));
-  const nats = await startLocalNats({ dataDir });
-  const procs = [];
+  const { nats, leader, procs, stop } = await zeroCostCluster(work, 'scale');
   try {
-    const leader = await coordinator(nats.url);
-    procs.push(leader);
-    const workerPorts = [await freePort(), await freePort()];
-    for (const p of workerPorts) procs.push(graft(['worker', '--nats', nats.url, '--metrics-port', String(p)]));
-    for (const p of workerPorts) await waitForReadyz(p);
     const bus = await openBus({ servers: nats.url }, { create: false });
     // A warm-up job (the model loaded everywhere), then a standby coordinator, then the measured job.
     const warm = await publishDataset(bus, await generateSampleSet(join(work, 'scale-warm'), 4, 3, ['circle', 'square']), {
@@ -218,9 +234,7 @@ export async function benchScale(work, { quick }) {
     );
     return out;
   } finally {
-    await Promise.all(procs.filter((p) => !p.child.signalCode && p.child.exitCode === null).map((p) => p.stop()));
-    await nats.stop();
-    await rm(dataDir, { recursive: true, force: true });
+    await stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

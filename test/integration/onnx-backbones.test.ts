@@ -28,21 +28,22 @@ describe('ONNX Runtime on a local cluster', () => {
   after(async () => {
     await rm(work, { recursive: true, force: true });
   });
+  /** The cluster's log files that `pick` names: each whole, or its last `tail` lines under its name. */
+  const clusterLogs = async (pick: (name: string) => boolean, tail?: number): Promise<string[]> => {
+    const dir = join(env.GRAFT_HOME!, 'cluster', 'logs');
+    const names = (await readdir(dir).catch(() => [] as string[])).filter(pick);
+    return Promise.all(
+      names.map(async (n) => {
+        const text = await readFile(join(dir, n), 'utf8');
+        return tail === undefined ? text : `--- ${n}\n${text.split('\n').slice(-tail).join('\n')}`;
+      }),
+    );
+  };
+  const workerLogs = async (): Promise<string> => (await clusterLogs((n) => /^worker-\d+\.log$/.test(n))).join('');
   /** A graft command given 200 s of the test's 240 (a hang shows its output and the cluster's logs). */
   const graft = async (args: string[]) => {
     const r = await runGraft(args, env, 200_000);
-    return r.code === 0 ? r : { ...r, output: `${r.output}\n${await clusterLogs()}` };
-  };
-  const clusterLogs = async (): Promise<string> => {
-    const dir = join(env.GRAFT_HOME!, 'cluster', 'logs');
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const tails = await Promise.all(names.map(async (n) => `--- ${n}\n${(await readFile(join(dir, n), 'utf8')).split('\n').slice(-40).join('\n')}`));
-    return tails.join('\n');
-  };
-  const workerLogs = async (): Promise<string> => {
-    const dir = join(env.GRAFT_HOME!, 'cluster', 'logs');
-    const names = (await readdir(dir)).filter((n) => /^worker-\d+\.log$/.test(n));
-    return (await Promise.all(names.map((n) => readFile(join(dir, n), 'utf8')))).join('');
+    return r.code === 0 ? r : { ...r, output: `${r.output}\n${(await clusterLogs(() => true, 40)).join('\n')}` };
   };
 
   it('with no flags the workers run the default backbone on ONNX Runtime, and say so in their log and the job record', { timeout: 240_000 }, async () => {

@@ -1,56 +1,6 @@
-export {
-  DEFAULT_NATS_URL,
-  STREAMS,
-  SUBJECTS,
-  BUCKETS,
-  BUCKET_STREAMS,
-  LEASES,
-  CONSUMERS,
-  MAX_DELIVERIES_ADVISORY,
-  manifestSubject,
-  manifestPageSubject,
-  taskSubject,
-  resultSubject,
-  extractorConsumer,
-  deadLetterSubject,
-  deadLetterStream,
-  imageSubjects,
-  fingerprintOfConsumer,
-  vectorKey,
-  artifactNames,
-  PREDICTION_PAGE,
-  modelObjects,
-  isValidJobId,
-  kvKeyLocation,
-} from './names.js';
-export { ProtocolError, BusError, JobRecordConflict, isRevisionConflict } from './errors.js';
-export { codecs, pb, Split, VectorDType, ErrorCode, JobState, jobStateName, errorCodeName, isTerminal } from './messages.js';
-export type {
-  BackboneRef,
-  TrainingOptions,
-  ImageEntry,
-  SkippedFile,
-  DatasetManifest,
-  ExtractionTask,
-  ImageVector,
-  VectorBatch,
-  JobCounts,
-  EpochMetrics,
-  JobStatus,
-  JobEvent,
-  NamedTensor,
-  SweepHead,
-  AuditFold,
-  Checkpoint,
-  CachedVector,
-  PredictOptions,
-  DenseLayer,
-  PredictHead,
-  Prediction,
-  PredictionPage,
-  Suggestion,
-  Suggestions,
-} from './messages.js';
+// The wire (messages, codecs, names, pure policies, half floats): what `@graft/protocol/wire` exports.
+export * from './wire.js';
+export { BusError, isRevisionConflict } from './errors.js';
 // Message handles, so no package outside protocol imports the NATS client modules.
 export type { JsMsg, ConsumerMessages } from '@nats-io/jetstream';
 export { inPool, STORE_READ_CONCURRENCY } from './pool.js';
@@ -80,8 +30,6 @@ export {
   OPEN_RETRY,
 } from './policy/retry.js';
 export type { FailureAction } from './policy/retry.js';
-export { assignSplit, splitOf, splitPercents, splitPercentsProblem, splitNamed } from './policy/splits.js';
-export type { SplitName, SplitPercents } from './policy/splits.js';
 
 // ---- the bus and its stores ----
 export { openBus, describeBus, serverCredentials } from './bus.js';
@@ -127,7 +75,7 @@ export {
   isVectorCacheFull,
 } from './stores/vectors.js';
 export type { CacheAnswer } from './stores/vectors.js';
-export { toHalf, encodeHalf, decodeHalf } from './half.js';
+export { toHalf } from './half.js';
 export { readImage, putImage, isImageStored, hasImage, removeCorruptImage, IMAGE_CHUNK_BYTES } from './stores/images.js';
 export { readPrepared, putPrepared } from './stores/prepared.js';
 export type { PreparedRead } from './stores/prepared.js';
@@ -155,9 +103,6 @@ export {
 export { createClaim, readClaim, takeOverClaim, renewClaim, markClaimAnswered, releaseClaim, serverNow } from './stores/claims.js';
 export type { Claim } from './stores/claims.js';
 export { readLease, createLease, writeLease, deleteLease, taskKey } from './stores/leases.js';
-export { taskToken, isTaskToken, claimProof } from './policy/task-tokens.js';
-export { bindJobId, jobIdProblem, newJobPrefix, newIdNonce, pageHash, pagesDigest, JOB_ID_DIGEST_CHARS } from './policy/job-ids.js';
-export type { SignedTask } from './policy/task-tokens.js';
 export type { StoredLease } from './stores/leases.js';
 export {
   ensureExtractorConsumer,

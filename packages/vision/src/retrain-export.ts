@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { tensorflow } from '../gen/tensorflow.js';
 import type { BackboneSpec } from './backbone-record.js';
 import { BackboneError } from './errors.js';
-import { DataType, nodeOf, type GraphDef, type NodeDef } from './graphdef-nodes.js';
+import { DataType, constNode, nodeOf, type GraphDef, type NodeDef } from './graphdef-nodes.js';
 import { readGraphDef } from './graphdef.js';
 import type { ModelFiles } from './model-files.js';
 import { modelArtifacts } from './tfjs-model.js';
@@ -20,29 +20,6 @@ import type { DenseSpec } from './onnx/with-head.js';
 export const RETRAIN_OUTPUT = 'final_result';
 
 const FLOAT = { type: DataType.DT_FLOAT };
-
-function constNode(name: string, values: Float32Array | Int32Array, shape: number[]): NodeDef {
-  const dtype = values instanceof Float32Array ? DataType.DT_FLOAT : DataType.DT_INT32;
-  return {
-    name,
-    op: 'Const',
-    input: [],
-    attr: {
-      dtype: { type: dtype },
-      value: {
-        tensor: {
-          dtype,
-          tensorShape: { dim: shape.map((size) => ({ size })) },
-          tensorContent: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-          floatVal: [],
-          doubleVal: [],
-          intVal: [],
-          int64Val: [],
-        },
-      },
-    },
-  };
-}
 
 /** The nodes an output needs (its ancestors, and itself). */
 function ancestors(graph: GraphDef, output: string): Set<string> {

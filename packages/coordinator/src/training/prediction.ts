@@ -60,20 +60,20 @@ export async function predictJob(input: PredictJobInput): Promise<PredictJobResu
   for (let page = 0; page < pages; page++) {
     if (input.shouldStop()) throw new Stopped(`predicting after ${page} of ${pages} pages`);
     let rows = (await persist('reading the stored answers', () => readPredictionPage(bus, jobId, page)))?.rows;
+    const restored = rows !== undefined;
     if (!rows) {
       rows = await answerPage(input, layers, page);
       const stored = rows;
       await persist('storing answers', () => writePredictionPage(bus, { jobId, page, rows: stored }));
-      const noAnswer = stored.filter((r) => r.error).length;
-      input.onAnswered?.(stored.length - noAnswer, noAnswer);
     }
+    let pageFailed = 0;
     for (const r of rows) {
-      if (r.error) failed++;
-      else {
-        answered++;
-        pool?.add({ index: Number(r.index), margin: r.margin, guess: r.classes[0], probability: r.probabilities[0] });
-      }
+      if (r.error) pageFailed++;
+      else pool?.add({ index: Number(r.index), margin: r.margin, guess: r.classes[0], probability: r.probabilities[0] });
     }
+    failed += pageFailed;
+    answered += rows.length - pageFailed;
+    if (!restored) input.onAnswered?.(rows.length - pageFailed, pageFailed);
     await input.onPage?.(page + 1, pages);
   }
   const suggested = pool ? await suggest(input, pool) : 0;

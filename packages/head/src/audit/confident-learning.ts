@@ -77,10 +77,11 @@ export function findLabelIssues(
   const { joint, confidentTrue } = confidentJoint(probs, labels, C, thresholds);
   const Q = calibratedJoint(joint, labels, C);
   const mixture = mixtureCount(probs, labels, C);
+  const offJoint = offDiagonal(joint);
   const errorCounts: ErrorCounts = {
-    count: Math.min(offDiagonal(joint), mixtureUpperBound(mixture)),
+    count: Math.min(offJoint, mixtureUpperBound(mixture)),
     mixture,
-    confidentJoint: offDiagonal(joint),
+    confidentJoint: offJoint,
     calibratedJoint: Math.round(n * offDiagonal(Q)),
   };
   const countKey = ({ combined: 'count', mixture: 'mixture', confident_joint: 'confidentJoint', calibrated_joint: 'calibratedJoint' } as const)[countBy];
